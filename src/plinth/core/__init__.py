@@ -1,0 +1,1 @@
+"""Pure building blocks: entities, ids, errors, the filter language, settings. No IO."""

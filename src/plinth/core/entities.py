@@ -1,0 +1,148 @@
+"""Typed entities that cross layer boundaries. Frozen: build a new one to change a value."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class RunStatus(enum.StrEnum):
+    """Lifecycle of a run. CRASHED is derived: RUNNING with a stale heartbeat."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    CRASHED = "CRASHED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for every status except RUNNING."""
+        return self is not RunStatus.RUNNING
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named group of runs."""
+
+    id: str
+    name: str
+    created_ms: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyper-parameter of a run; the value is kept as the string it was logged as."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A free-form label on a run."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One value of a metric at a step and a time (epoch milliseconds)."""
+
+    key: str
+    value: float
+    step: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file logged by a run: its logical path, content digest (sha256) and size."""
+
+    run_id: str
+    path: str
+    digest: str
+    size: int
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """A stored, content-addressed version of a named dataset with its schema and profile."""
+
+    id: str
+    name: str
+    version: int
+    digest: str
+    rows: int
+    schema: list[dict[str, str]]
+    profile: dict[str, Any]
+    source: str
+    created_ms: int
+    size: int = 0
+
+    @property
+    def ref(self) -> str:
+        """`name/version`, the form the CLI accepts."""
+        return f"{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class LineageEdge:
+    """A directed edge between two entities, e.g. dataset_version -> run ("consumed_by")."""
+
+    src_type: str
+    src_id: str
+    relation: str
+    dst_type: str
+    dst_id: str
+    created_ms: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One mutation: who did what to which entity, chained to the previous event by hash."""
+
+    seq: int
+    time_ms: int
+    actor: str
+    action: str
+    entity_type: str
+    entity_id: str
+    before: str | None
+    after: str | None
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """A tracked execution: params, tags, latest metrics, status, environment and times."""
+
+    id: str
+    experiment_id: str
+    experiment_name: str
+    name: str
+    status: RunStatus
+    user: str
+    start_ms: int
+    end_ms: int | None
+    heartbeat_ms: int | None
+    heartbeat_s: float
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    environment: dict[str, Any] | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end, or None while running."""
+        if self.end_ms is None:
+            return None
+        return (self.end_ms - self.start_ms) / 1000.0

@@ -1,0 +1,92 @@
+"""Settings read once, at the edge, from PLINTH_* variables (and a `.env` file where present)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from plinth.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where plinth keeps its metadata and artifacts, and its tunables.
+
+    Args:
+        home: folder for the embedded default (SQLite file, artifact folder).
+        store_url: SQLAlchemy URL of the metadata store; default SQLite under `home`.
+        artifacts_url: fsspec URL of the artifact store; default a folder under `home`.
+        heartbeat_s: seconds between run heartbeats; a run is CRASHED after 3 missed beats.
+        flush_s: longest time a logged metric waits in memory before it is written.
+        user: the actor recorded on runs and audit events.
+        storage_options: extra fsspec options (e.g. `endpoint_url` for S3-compatible stores).
+    """
+
+    home: str = ".plinth"
+    store_url: str | None = None
+    artifacts_url: str | None = None
+    heartbeat_s: float = 10.0
+    flush_s: float = 0.5
+    user: str = "unknown"
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default `os.environ`); raise ConfigError on bad values."""
+        env = os.environ if environ is None else environ
+        options = {}
+        if env.get("PLINTH_S3_ENDPOINT_URL"):
+            options["endpoint_url"] = env["PLINTH_S3_ENDPOINT_URL"]
+        return cls(
+            home=env.get("PLINTH_HOME") or ".plinth",
+            store_url=env.get("PLINTH_STORE") or None,
+            artifacts_url=env.get("PLINTH_ARTIFACTS") or None,
+            heartbeat_s=_positive(env, "PLINTH_HEARTBEAT_S", 10.0),
+            flush_s=_positive(env, "PLINTH_FLUSH_S", 0.5),
+            user=env.get("PLINTH_USER") or _os_user(env),
+            storage_options=options,
+        )
+
+    def with_home(self, home: str) -> Settings:
+        """Return a copy rooted at another home folder."""
+        return replace(self, home=home)
+
+    @property
+    def resolved_store_url(self) -> str:
+        """The metadata store URL, defaulting to `sqlite:///HOME/plinth.db`."""
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{os.path.abspath(os.path.join(self.home, 'plinth.db'))}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        """The artifact store URL, defaulting to the folder `HOME/artifacts`."""
+        if self.artifacts_url:
+            return self.artifacts_url
+        return os.path.abspath(os.path.join(self.home, "artifacts"))
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{name}={raw!r} is not a positive number of seconds; unset it or use e.g. 10.")
+    return value
+
+
+def _os_user(env: Mapping[str, str]) -> str:
+    for name in ("USER", "LOGNAME", "USERNAME"):
+        if env.get(name):
+            return env[name]
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

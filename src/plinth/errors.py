@@ -1,0 +1,45 @@
+"""Public home of plinth's errors; see `plinth.core.errors` for the tree."""
+
+from plinth.core.errors import (
+    ConfigError as ConfigError,
+)
+from plinth.core.errors import (
+    ConflictError as ConflictError,
+)
+from plinth.core.errors import (
+    IntegrityError as IntegrityError,
+)
+from plinth.core.errors import (
+    InvalidInput as InvalidInput,
+)
+from plinth.core.errors import (
+    NotFound as NotFound,
+)
+from plinth.core.errors import (
+    PlinthError as PlinthError,
+)
+from plinth.core.errors import (
+    RunNotActive as RunNotActive,
+)
+from plinth.core.errors import (
+    SchemaError as SchemaError,
+)
+from plinth.core.errors import (
+    StoreBusy as StoreBusy,
+)
+from plinth.core.errors import (
+    StoreError as StoreError,
+)
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "IntegrityError",
+    "InvalidInput",
+    "NotFound",
+    "PlinthError",
+    "RunNotActive",
+    "SchemaError",
+    "StoreBusy",
+    "StoreError",
+]

@@ -1,0 +1,181 @@
+"""The `Store` interface every capability talks to. No SQL leaks through it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from plinth.core.entities import (
+        Artifact,
+        AuditEvent,
+        DatasetVersion,
+        Experiment,
+        LineageEdge,
+        Run,
+        RunStatus,
+    )
+    from plinth.core.filters import Expr, OrderKey
+
+# (run_id, metric key, step, seq, timestamp_ms, value): the wire shape of the metric hot path.
+PointRow = tuple[str, str, int, int, int, float]
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """What a caller hands the store after the bytes are safely in the blob store."""
+
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class NewDataset:
+    """A dataset version to record (the bytes are already in the blob store)."""
+
+    name: str
+    digest: str
+    size: int
+    rows: int
+    schema: list[dict[str, str]]
+    profile: dict[str, Any]
+    source: str
+
+
+class Store(ABC):
+    """Metadata of experiments, runs, metrics, artifacts, datasets, lineage and audit."""
+
+    # experiments -------------------------------------------------------------------------
+    @abstractmethod
+    def get_or_create_experiment(self, name: str) -> Experiment:
+        """Return the experiment called `name`, creating it on first use."""
+
+    @abstractmethod
+    def get_experiment(self, name_or_id: str) -> Experiment:
+        """Return an experiment by name or id; raise NotFound."""
+
+    @abstractmethod
+    def list_experiments(self) -> list[Experiment]:
+        """All experiments, oldest first."""
+
+    # runs --------------------------------------------------------------------------------
+    @abstractmethod
+    def create_run(
+        self,
+        *,
+        experiment: str,
+        name: str | None,
+        params: Mapping[str, str],
+        tags: Mapping[str, str],
+        environment: Mapping[str, Any] | None,
+        heartbeat_s: float,
+        user: str,
+    ) -> Run:
+        """Create a RUNNING run (and its experiment if new) with its params and tags."""
+
+    @abstractmethod
+    def get_run(self, run_id: str, *, now_ms: int | None = None) -> Run:
+        """Return one run with params, tags, latest metrics, environment and artifacts."""
+
+    @abstractmethod
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        """Record params; re-logging a key with another value raises ConflictError."""
+
+    @abstractmethod
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set (or overwrite) tags of a run."""
+
+    @abstractmethod
+    def write_metrics(self, points: Sequence[PointRow]) -> None:
+        """Durably write metric points in one transaction."""
+
+    @abstractmethod
+    def metric_history(self, run_id: str, key: str) -> np.ndarray:
+        """All points of one metric as a structured array (step, timestamp_ms, value)."""
+
+    @abstractmethod
+    def metric_keys(self, run_id: str) -> list[str]:
+        """Names of the metrics a run has logged."""
+
+    @abstractmethod
+    def heartbeat(self, run_ids: Sequence[str], now_ms: int) -> None:
+        """Record that these runs are alive."""
+
+    @abstractmethod
+    def end_run(self, run_id: str, status: RunStatus, error: str | None, end_ms: int) -> None:
+        """Move a RUNNING run to a terminal status."""
+
+    @abstractmethod
+    def search_runs(
+        self,
+        *,
+        experiments: Sequence[str] | None,
+        where: Expr | None,
+        order_by: Sequence[OrderKey],
+        limit: int | None,
+        now_ms: int,
+    ) -> list[Run]:
+        """Runs matching a parsed filter, ordered, at most `limit`."""
+
+    @abstractmethod
+    def reap_crashed(self, now_ms: int) -> list[str]:
+        """Record CRASHED for RUNNING runs whose heartbeat is stale; return their ids."""
+
+    # artifacts ---------------------------------------------------------------------------
+    @abstractmethod
+    def add_artifacts(self, run_id: str, items: Sequence[ArtifactRecord]) -> list[Artifact]:
+        """Record files logged by a run (the blobs must already be stored)."""
+
+    @abstractmethod
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]:
+        """Artifacts of a run whose path is `prefix` or lies under it."""
+
+    @abstractmethod
+    def referenced_digests(self) -> set[str]:
+        """Every blob digest some entity refers to (for garbage collection)."""
+
+    # datasets ----------------------------------------------------------------------------
+    @abstractmethod
+    def add_dataset_version(self, new: NewDataset) -> tuple[DatasetVersion, bool]:
+        """Record a dataset version; identical content under one name is stored once.
+
+        Returns the version and whether it was created (False: it existed).
+        """
+
+    @abstractmethod
+    def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersion:
+        """One version of a dataset (latest when `version` is None); raise NotFound."""
+
+    @abstractmethod
+    def list_dataset_versions(self, name: str | None = None) -> list[DatasetVersion]:
+        """Dataset versions, all or of one name, by name then version."""
+
+    # lineage and audit -------------------------------------------------------------------
+    @abstractmethod
+    def add_edge(self, edge: LineageEdge) -> None:
+        """Record a lineage edge (idempotent)."""
+
+    @abstractmethod
+    def edges(
+        self, *, src: tuple[str, str] | None = None, dst: tuple[str, str] | None = None
+    ) -> list[LineageEdge]:
+        """Edges from `src` and/or into `dst`, each given as (type, id)."""
+
+    @abstractmethod
+    def record_audit(
+        self, action: str, entity_type: str, entity_id: str, before: str | None, after: str | None
+    ) -> None:
+        """Append an audit event for a mutation made outside the store's own methods."""
+
+    @abstractmethod
+    def audit_events(self, *, entity_id: str | None = None, limit: int | None = None) -> list[AuditEvent]:
+        """Audit events, oldest first."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""

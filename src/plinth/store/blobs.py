@@ -1,0 +1,224 @@
+"""Content-addressed blob store (sha256) over fsspec: a local folder or any fsspec URL.
+
+Layout: `ROOT/blobs/ab/cdef…` (the digest split after two characters). Writes are atomic:
+a local blob is written to a temporary file and renamed; an object store publishes a whole
+object at once (a PUT or a completed multipart upload), so the final key is written directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from plinth.core.errors import ConfigError, IntegrityError, NotFound, StoreError
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A stored blob: digest, size, and modification time (epoch seconds)."""
+
+    digest: str
+    size: int
+    mtime: float
+
+
+def file_digest(path: str) -> tuple[str, int]:
+    """sha256 hex digest and size of a local file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+class BlobStore:
+    """Blobs addressed by the sha256 of their bytes.
+
+    Args:
+        url: a local folder or an fsspec URL such as `s3://bucket/prefix`.
+        storage_options: passed to fsspec (e.g. `endpoint_url` for S3-compatible servers).
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(
+                f"Cannot open the artifact store {url!r}: {exc}. For s3:// install plinth[s3]."
+            ) from exc
+        self.url = url
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.local = isinstance(fs, LocalFileSystem)
+        if self.local:
+            os.makedirs(os.path.join(self.root, "blobs"), exist_ok=True)
+
+    def path_of(self, digest: str) -> str:
+        """Where the blob with this digest lives inside the filesystem."""
+        return f"{self.root}/blobs/{digest[:2]}/{digest[2:]}"
+
+    def exists(self, digest: str) -> bool:
+        """True when the blob is stored."""
+        return bool(self._call(self.fs.exists, self.path_of(digest)))
+
+    def put_file(self, path: str) -> tuple[str, int]:
+        """Store a local file; identical content is stored once. Returns (digest, size)."""
+        if self.local:
+            return self._put_local(path)
+        digest, size = file_digest(path)
+        if not self.exists(digest):
+            self._call(self.fs.put_file, path, self.path_of(digest))
+        return digest, size
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        """Store bytes held in memory. Returns (digest, size)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if self.exists(digest):
+            return digest, len(data)
+        if self.local:
+            self._publish_local(digest, lambda fh: fh.write(data))
+        else:
+            self._call(self.fs.pipe_file, self.path_of(digest), data)
+        return digest, len(data)
+
+    def _put_local(self, path: str) -> tuple[str, int]:
+        h = hashlib.sha256()
+        size = 0
+        tmp_dir = os.path.join(self.root, "tmp")
+        os.makedirs(tmp_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = h.hexdigest()
+            final = self.path_of(digest)
+            if os.path.exists(final):
+                os.unlink(tmp)
+            else:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return digest, size
+
+    def _publish_local(self, digest: str, write: Any) -> None:
+        final = self.path_of(digest)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(final), prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def get_file(self, digest: str, dest: str, *, name: str | None = None) -> None:
+        """Copy a blob to `dest`, verifying its hash; nothing is left at `dest` on mismatch.
+
+        Raises:
+            NotFound: no blob with that digest.
+            IntegrityError: the stored bytes do not hash to `digest`.
+        """
+        parent = os.path.dirname(os.path.abspath(dest))
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".plinth-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                h = hashlib.sha256()
+                for chunk in self._chunks(digest, name):
+                    h.update(chunk)
+                    out.write(chunk)
+            self._check(digest, h.hexdigest(), name)
+            os.replace(tmp, dest)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def read_bytes(self, digest: str, *, name: str | None = None) -> bytes:
+        """Return a blob's bytes after verifying their hash (for small blobs)."""
+        data = b"".join(self._chunks(digest, name))
+        self._check(digest, hashlib.sha256(data).hexdigest(), name)
+        return data
+
+    def _chunks(self, digest: str, name: str | None) -> Iterator[bytes]:
+        try:
+            fh: IO[bytes] = self.fs.open(self.path_of(digest), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(
+                f"Blob {digest[:12]}… of {name or 'an artifact'} is missing from {self.url}; "
+                "it may have been deleted by hand. Re-log the artifact."
+            ) from exc
+        except OSError as exc:
+            raise StoreError(f"Cannot read {name or digest} from {self.url}: {exc}") from exc
+        with fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+
+    def _check(self, expected: str, found: str, name: str | None) -> None:
+        if expected != found:
+            raise IntegrityError(
+                f"{name or 'Blob'} is corrupted: its bytes hash to {found[:12]}… but "
+                f"{expected[:12]}… was recorded. It was not returned; restore it from a backup "
+                "or log it again."
+            )
+
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        """Every stored blob with its size and modification time."""
+        base = f"{self.root}/blobs"
+        if not self._call(self.fs.exists, base):
+            return
+        for path, info in self._call(self.fs.find, base, detail=True).items():
+            parts = path.rstrip("/").split("/")
+            if len(parts) < 2 or len(parts[-2]) != 2 or parts[-1].startswith(".tmp-"):
+                continue
+            yield BlobInfo(parts[-2] + parts[-1], int(info.get("size") or 0), _mtime(info))
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob (used by garbage collection only)."""
+        self._call(self.fs.rm_file, self.path_of(digest))
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (FileNotFoundError, NotFound, IntegrityError):
+            raise
+        except OSError as exc:
+            raise StoreError(f"The artifact store {self.url} failed: {exc}") from exc
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            continue
+    return time.time()

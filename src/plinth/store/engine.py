@@ -1,0 +1,119 @@
+"""Engines for the metadata store: SQLite tuned for many writers, PostgreSQL over psycopg 3."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+from plinth.core.errors import ConfigError, StoreBusy, StoreError
+
+T = TypeVar("T")
+
+BUSY_BUDGET_S = 120.0
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for a SQLite or PostgreSQL URL; raise ConfigError for anything else."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"PLINTH_STORE={url!r} is not a database URL; use e.g. "
+            "postgresql+psycopg://user@host:5432/db or leave it unset for SQLite."
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, parsed.database)
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True, pool_size=4, max_overflow=8)
+    raise ConfigError(
+        f"Unsupported metadata store {backend!r} in {url!r}; plinth speaks sqlite and postgresql."
+    )
+
+
+def _sqlite_engine(url: str, database: str | None) -> Engine:
+    if database and database != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(database)) or ".", exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes the write lock up front so two writers never deadlock upgrading locks.
+        writing = conn.get_execution_options().get("plinth_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+    return engine
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """True when the engine talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction, committed on success, rolled back on error."""
+    with engine.connect().execution_options(plinth_write=True) as conn, conn.begin():
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '60s'")
+        yield conn
+
+
+def retrying(action: Callable[[], T], what: str) -> T:
+    """Run `action`, retrying while the database reports it is locked or a serialization clash.
+
+    Raises:
+        StoreBusy: still locked after the retry budget.
+        StoreError: any other database failure, with the action named.
+    """
+    deadline = time.monotonic() + BUSY_BUDGET_S
+    delay = 0.005
+    while True:
+        try:
+            return action()
+        except OperationalError as exc:
+            if not _is_transient(exc) or time.monotonic() > deadline:
+                raise _store_error(exc, what) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated and time.monotonic() < deadline:
+                pass
+            else:
+                raise _store_error(exc, what) from exc
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.5)
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return any(
+        s in text for s in ("database is locked", "database is busy", "deadlock", "could not serialize")
+    )
+
+
+def _store_error(exc: DBAPIError, what: str) -> StoreError:
+    if _is_transient(exc):
+        return StoreBusy(
+            f"The metadata store stayed locked for {BUSY_BUDGET_S:.0f}s while trying to {what}; "
+            "another process holds a long write. Retry, or use PostgreSQL for many writers."
+        )
+    return StoreError(f"The metadata store failed to {what}: {exc.orig}")

@@ -1,0 +1,19 @@
+"""Open the metadata and artifact stores named by settings."""
+
+from __future__ import annotations
+
+from plinth.core.settings import Settings
+from plinth.store.base import Store
+from plinth.store.blobs import BlobStore
+
+
+def open_store(settings: Settings) -> Store:
+    """The metadata store for `settings`: SQLite under PLINTH_HOME unless PLINTH_STORE says."""
+    from plinth.store.sql import SqlStore
+
+    return SqlStore(settings.resolved_store_url, actor=settings.user)
+
+
+def open_blobs(settings: Settings) -> BlobStore:
+    """The artifact store for `settings`: a folder under PLINTH_HOME unless PLINTH_ARTIFACTS says."""
+    return BlobStore(settings.resolved_artifacts_url, settings.storage_options)

@@ -1,0 +1,173 @@
+"""Tables of the metadata store (SQLAlchemy Core). Migrations in `migrations/` create them.
+
+Runs have a string id (what users see) and an integer key used by the hot metric tables,
+which are keyed by integers so SQLite can store them WITHOUT ROWID.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, so BigInteger becomes INTEGER there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("tags", Text, nullable=False, default="{}"),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("body", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("key", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("experiment_id", String(32), ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("user_name", String(256), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger),
+    Column("heartbeat_ms", BigInteger),
+    Column("heartbeat_s", Float, nullable=False),
+    Column("error", Text),
+    Column("env_digest", String(64), ForeignKey("environments.digest")),
+    Index("ix_runs_experiment_start", "experiment_id", "start_ms"),
+    Index("ix_runs_status", "status"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_key", BigInteger, ForeignKey("runs.key", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("value_num", Float),
+    Index("ix_params_key_value", "key", "value"),
+    Index("ix_params_key_num", "key", "value_num"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_key", BigInteger, ForeignKey("runs.key", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_tags_key_value", "key", "value"),
+)
+
+metric_keys = Table(
+    "metric_keys",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("run_key", BigInteger, primary_key=True),
+    Column("key_id", BigInteger, primary_key=True),
+    Column("step", BigInteger, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_key", BigInteger, primary_key=True),
+    Column("key_id", BigInteger, primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Index("ix_latest_key_value", "key_id", "value"),
+    sqlite_with_rowid=False,
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("run_key", BigInteger, ForeignKey("runs.key", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_artifacts_digest", "digest"),
+)
+
+datasets = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("schema", Text, nullable=False),
+    Column("profile", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("name", "version", name="uq_dataset_name_version"),
+    UniqueConstraint("name", "digest", name="uq_dataset_name_digest"),
+    Index("ix_dataset_digest", "digest"),
+)
+
+lineage = Table(
+    "lineage_edges",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("src_type", String(32), nullable=False),
+    Column("src_id", String(64), nullable=False),
+    Column("relation", String(32), nullable=False),
+    Column("dst_type", String(32), nullable=False),
+    Column("dst_id", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("attributes", Text, nullable=False),
+    UniqueConstraint("src_type", "src_id", "relation", "dst_type", "dst_id", name="uq_edge"),
+    Index("ix_lineage_dst", "dst_type", "dst_id"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("entity_type", String(32), nullable=False),
+    Column("entity_id", String(128), nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_entity", "entity_type", "entity_id"),
+)

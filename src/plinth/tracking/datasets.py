@@ -1,0 +1,73 @@
+"""Dataset versions: stored once by content, profiled, linked to the runs that use them."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from plinth.core.entities import DatasetVersion, LineageEdge
+from plinth.core.validation import check_key, check_name
+from plinth.store.base import NewDataset
+from plinth.store.blobs import file_digest
+from plinth.tracking.context import Backend
+from plinth.tracking.profiles import profile_frame, schema_of, to_frame
+
+
+def log_dataset(
+    be: Backend,
+    data: Any,
+    name: str,
+    *,
+    role: str = "train",
+    run_id: str | None = None,
+    source: str | None = None,
+) -> DatasetVersion:
+    """Store `data` as a version of dataset `name` and link it to `run_id` with `role`."""
+    check_name(name, "dataset")
+    check_key(role, "role")
+    is_path = isinstance(data, (str, os.PathLike))
+    frame = to_frame(data)
+    with tempfile.TemporaryDirectory(prefix="plinth-ds-") as tmp:
+        if is_path and str(data).lower().endswith((".parquet", ".pq")):
+            stored = os.fspath(data)
+        else:
+            stored = os.path.join(tmp, "data.parquet")
+            frame.to_parquet(stored, index=False)
+        digest, size = file_digest(stored)
+        if not be.blobs.exists(digest):
+            be.blobs.put_file(stored)
+    new = NewDataset(
+        name=name,
+        digest=digest,
+        size=size,
+        rows=len(frame),
+        schema=schema_of(frame),
+        profile=profile_frame(frame),
+        source=source or (os.path.abspath(os.fspath(data)) if is_path else "memory"),
+    )
+    version, _created = be.store.add_dataset_version(new)
+    if run_id is not None:
+        be.store.add_edge(
+            LineageEdge(
+                "dataset_version",
+                version.id,
+                "consumed_by",
+                "run",
+                run_id,
+                version.created_ms,
+                {"role": role},
+            )
+        )
+    return version
+
+
+def load_dataset(be: Backend, name: str, version: int | None = None) -> Any:
+    """Read a stored dataset version back as a pandas DataFrame (hash verified)."""
+    import pandas as pd
+
+    ds = be.store.get_dataset_version(name, version)
+    with tempfile.TemporaryDirectory(prefix="plinth-ds-") as tmp:
+        path = os.path.join(tmp, "data.parquet")
+        be.blobs.get_file(ds.digest, path, name=f"dataset {ds.ref}")
+        return pd.read_parquet(path)

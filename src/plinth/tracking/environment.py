@@ -1,0 +1,241 @@
+"""Capture the software and hardware environment a run executes in.
+
+`capture_environment` is called once per run start. The expensive parts (installed
+packages, git state, GPUs, host facts) are computed once per process and cached, so
+every call after the first only rebuilds small dicts from the cached values.
+Call `clear_cache` after something those parts depend on has changed (a package was
+installed, a commit was made) and a fresh capture is wanted.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import urllib.parse
+from typing import Any, cast
+
+import psutil
+
+from plinth.core.errors import InvalidInput
+
+_GIT_TIMEOUT_S = 5.0
+_NAME_SEPARATORS = re.compile(r"[-_.]+")
+
+GitInfo = tuple[str | None, str | None, bool, str | None]
+GpuInfo = tuple[str, int, str, int]
+
+
+def capture_environment(cwd: str | None = None) -> dict[str, object]:
+    """Describe the interpreter, host, installed packages, git state and GPUs.
+
+    Args:
+        cwd: Directory used to find the git repository when `__main__` has no
+            `__file__` (interactive sessions, notebooks). Defaults to the current
+            working directory.
+
+    Returns:
+        A JSON-serializable dict with the keys python, platform, host, user,
+        cpu_count, memory_bytes, packages, command, git (None outside a git
+        repository or without git) and gpus ([] when none are visible).
+    """
+    static = _static_facts()
+    git = _git_info(_repo_dir(cwd))
+    return {
+        "python": dict(cast("dict[str, str]", static["python"])),
+        "platform": static["platform"],
+        "host": static["host"],
+        "user": static["user"],
+        "cpu_count": static["cpu_count"],
+        "memory_bytes": static["memory_bytes"],
+        "packages": dict(_packages()),
+        "command": shlex.join(sys.argv),
+        "git": _git_dict(git),
+        "gpus": [
+            {"index": index, "name": name, "memory_bytes": memory, "uuid": uuid}
+            for name, memory, uuid, index in _gpus()
+        ],
+    }
+
+
+def environment_digest(env: dict[str, object]) -> str:
+    """Hash an environment so identical environments can be stored once.
+
+    Args:
+        env: A dict as returned by `capture_environment`.
+
+    Returns:
+        The sha256 hex digest of the canonical JSON (sorted keys, no spaces).
+    """
+    try:
+        text = json.dumps(env, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"environment is not JSON-serializable: {exc}") from exc
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def describe_gpus(env: dict[str, object]) -> str:
+    """Summarize the GPUs of an environment in one line.
+
+    Args:
+        env: A dict as returned by `capture_environment`.
+
+    Returns:
+        "none" without GPUs, else e.g. "2x NVIDIA H100 80GB HBM3 (79.6 GiB)",
+        with identical models grouped and different models joined by ", ".
+    """
+    gpus = env.get("gpus") or []
+    if not isinstance(gpus, list) or not gpus:
+        return "none"
+    groups: dict[tuple[str, int], int] = {}
+    for gpu in gpus:
+        key = (str(gpu.get("name", "unknown")), int(gpu.get("memory_bytes") or 0))
+        groups[key] = groups.get(key, 0) + 1
+    parts = []
+    for (name, memory), count in groups.items():
+        size = f" ({memory / 2**30:.1f} GiB)" if memory else ""
+        parts.append(f"{count}x {name}{size}")
+    return ", ".join(parts)
+
+
+def clear_cache() -> None:
+    """Forget the cached packages, git state, GPUs and host facts of this process."""
+    for cached in (_static_facts, _packages, _git_info, _gpus):
+        cached.cache_clear()
+
+
+@functools.lru_cache(maxsize=1)
+def _static_facts() -> dict[str, object]:
+    """Collect the facts about interpreter and host that do not change in a process."""
+    try:
+        user: str | None = getpass.getuser()
+    except Exception:  # no login name, no passwd entry
+        user = None
+    return {
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "user": user,
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": int(psutil.virtual_memory().total),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _packages() -> tuple[tuple[str, str], ...]:
+    """List installed distributions as sorted (normalized name, version) pairs."""
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        if not name:
+            continue  # broken metadata
+        key = _NAME_SEPARATORS.sub("-", name).lower()
+        found.setdefault(key, str(dist.version))  # first on sys.path wins, as for import
+    return tuple(sorted(found.items()))
+
+
+def _repo_dir(cwd: str | None) -> str:
+    """Pick the directory whose git repository describes this process."""
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if isinstance(main_file, str) and os.path.isfile(main_file):
+        return os.path.dirname(os.path.abspath(main_file))
+    return os.path.abspath(cwd if cwd is not None else os.getcwd())
+
+
+@functools.lru_cache(maxsize=32)
+def _git_info(repo_dir: str) -> GitInfo | None:
+    """Read commit, branch, dirtiness and origin url of the repository at repo_dir."""
+    if _git(repo_dir, "rev-parse", "--show-toplevel") is None:
+        return None  # not a repository, or git missing or broken
+    commit = _git(repo_dir, "rev-parse", "--verify", "-q", "HEAD")
+    branch = _git(repo_dir, "symbolic-ref", "--short", "-q", "HEAD")
+    status = _git(repo_dir, "status", "--porcelain", "--untracked-files=no")
+    remote = _git(repo_dir, "config", "--get", "remote.origin.url")
+    return commit, branch, bool(status), _strip_credentials(remote)
+
+
+def _git(repo_dir: str, *args: str) -> str | None:
+    """Run one git command in repo_dir; None when it fails, times out or git is missing."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", repo_dir, *args],
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip()
+
+
+def _git_dict(info: GitInfo | None) -> dict[str, object] | None:
+    """Turn cached git facts into the dict stored with the environment."""
+    if info is None:
+        return None
+    commit, branch, dirty, remote = info
+    return {"commit": commit or None, "branch": branch or None, "dirty": dirty, "remote": remote}
+
+
+def _strip_credentials(url: str | None) -> str | None:
+    """Drop a user name and password or token from a remote url so none is stored."""
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url  # scp-like "git@host:path" or a local path: nothing secret
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+@functools.lru_cache(maxsize=1)
+def _gpus() -> tuple[GpuInfo, ...]:
+    """List (name, memory bytes, uuid, index) of NVIDIA GPUs via NVML; () if unavailable."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+    except Exception:  # not installed, or a broken install
+        return ()
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # no driver, no GPU
+        return ()
+    try:
+        return tuple(_nvml_device(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount()))
+    except Exception:
+        return ()
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+def _nvml_device(pynvml: Any, index: int) -> GpuInfo:
+    """Read one GPU's name, total memory and uuid from NVML."""
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    name = pynvml.nvmlDeviceGetName(handle)
+    uuid = pynvml.nvmlDeviceGetUUID(handle)
+    memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total
+    return _text(name), int(memory), _text(uuid), index
+
+
+def _text(value: object) -> str:
+    """Decode the bytes older NVML bindings return; pass str through."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,40 @@
+"""Garbage collection of blobs that no entity references."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from plinth.tracking.context import Backend
+
+DEFAULT_MIN_AGE_S = 3600.0
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What a collection found (and removed, unless it was a dry run)."""
+
+    removed: list[str]
+    bytes_freed: int
+    kept: int
+    dry_run: bool
+
+
+def collect_garbage(be: Backend, *, dry_run: bool = False, min_age_s: float = DEFAULT_MIN_AGE_S) -> GcReport:
+    """Remove blobs no entity references and older than `min_age_s`.
+
+    Young blobs are kept: a writer may have stored the bytes and not yet recorded the entity.
+    """
+    used = be.store.referenced_digests()
+    cutoff = time.time() - min_age_s
+    removed, freed, kept = [], 0, 0
+    for blob in be.blobs.list_blobs():
+        if blob.digest in used or blob.mtime > cutoff:
+            kept += 1
+            continue
+        if not dry_run:
+            be.blobs.delete(blob.digest)
+            be.store.record_audit("blob.delete", "blob", blob.digest, blob.digest, None)
+        removed.append(blob.digest)
+        freed += blob.size
+    return GcReport(removed, freed, kept, dry_run)

@@ -1,0 +1,115 @@
+"""Reading tracked data back: runs, searches, metric histories, experiments, datasets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from plinth.core.entities import DatasetVersion, Experiment, Run
+from plinth.core.errors import InvalidInput
+from plinth.core.filters import parse_filter, parse_order_by
+from plinth.tracking.context import backend
+from plinth.tracking.history import MetricHistory
+
+
+def get_run(run_id: str) -> Run:
+    """One run with its params, latest metrics, tags, status, environment and artifacts."""
+    be = backend()
+    be.writer.flush()
+    return be.store.get_run(run_id)
+
+
+def search_runs(
+    experiment: str | Sequence[str] | None = None,
+    where: str | None = None,
+    order_by: str | Sequence[str] | None = None,
+    limit: int | None = 1000,
+    *,
+    as_frame: bool = False,
+) -> Any:
+    """Runs matching a filter, e.g. `where="metrics.acc > 0.9 and params.lr = 0.1"`.
+
+    Args:
+        experiment: an experiment name (or several); all experiments when None.
+        where: a filter over `metrics.`, `params.`, `tags.` and attributes
+            (`status`, `name`, `start_time`, ...) with = != < <= > >= like in and or not.
+        order_by: e.g. `["-metrics.acc", "start_time"]`; newest first by default.
+        limit: at most this many runs (None: all).
+        as_frame: return a pandas DataFrame instead of a list of Run.
+
+    Raises:
+        InvalidInput: a bad filter (the message points at the position), order or limit.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidInput(f"limit must be a non-negative integer or None, got {limit!r}.")
+    expr = parse_filter(where)
+    order = parse_order_by(order_by)
+    names = [experiment] if isinstance(experiment, str) else experiment
+    be = backend()
+    be.writer.flush()
+    runs = be.store.search_runs(
+        experiments=list(names) if names is not None else None,
+        where=expr,
+        order_by=order,
+        limit=limit,
+        now_ms=time.time_ns() // 1_000_000,
+    )
+    return runs_frame(runs) if as_frame else runs
+
+
+def runs_frame(runs: list[Run]) -> Any:
+    """A pandas DataFrame with one row per run and `params.*`, `metrics.*`, `tags.*` columns."""
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {
+            "run_id": run.id,
+            "experiment": run.experiment_name,
+            "name": run.name,
+            "status": run.status.value,
+            "user": run.user,
+            "start_time": pd.Timestamp(run.start_ms, unit="ms", tz="UTC"),
+            "end_time": pd.Timestamp(run.end_ms, unit="ms", tz="UTC") if run.end_ms else pd.NaT,
+        }
+        row.update({f"params.{k}": v for k, v in run.params.items()})
+        row.update({f"metrics.{k}": v for k, v in run.metrics.items()})
+        row.update({f"tags.{k}": v for k, v in run.tags.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metric_history(run_id: str, key: str, *, as_frame: bool = False) -> Any:
+    """Every point of metric `key` of a run, in step order (a MetricHistory or a DataFrame)."""
+    be = backend()
+    be.writer.flush()
+    history = MetricHistory(run_id, key, be.store.metric_history(run_id, key))
+    return history.to_frame() if as_frame else history
+
+
+def list_experiments() -> list[Experiment]:
+    """All experiments, oldest first."""
+    return backend().store.list_experiments()
+
+
+def list_datasets(name: str | None = None) -> list[DatasetVersion]:
+    """Dataset versions, all or of one name."""
+    return backend().store.list_dataset_versions(name)
+
+
+def get_dataset(name: str, version: int | None = None) -> DatasetVersion:
+    """One dataset version (the latest when `version` is None)."""
+    return backend().store.get_dataset_version(name, version)
+
+
+def load_dataset(name: str, version: int | None = None) -> Any:
+    """A stored dataset version read back as a pandas DataFrame."""
+    from plinth.tracking.datasets import load_dataset as load
+
+    return load(backend(), name, version)
+
+
+def reap_runs() -> list[str]:
+    """Record CRASHED for every RUNNING run whose heartbeats stopped; return their ids."""
+    return backend().store.reap_crashed(time.time_ns() // 1_000_000)

@@ -1,0 +1,343 @@
+"""`start_run` and the `ActiveRun` handle users log through."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from plinth.core.entities import Artifact, DatasetVersion, Run, RunStatus
+from plinth.core.errors import InvalidInput, RunNotActive
+from plinth.core.validation import (
+    check_key,
+    check_metric_value,
+    check_name,
+    check_step,
+    param_text,
+)
+from plinth.tracking.context import Backend, backend
+from plinth.tracking.environment import capture_environment
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Unique, increasing point ids: start at process start in ns so processes rarely overlap.
+_seq = itertools.count(time.time_ns())
+_active_lock = threading.Lock()
+_active: list[ActiveRun] = []
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread when SIGTERM arrives while a run is open."""
+
+
+class ActiveRun:
+    """A run being logged to. Use it as a context manager, or call `end()` yourself."""
+
+    def __init__(self, run: Run, be: Backend) -> None:
+        self._run = run
+        self._backend = be
+        self._writer = be.writer
+        self._ended = False
+        self._keys: set[str] = set()
+        self._steps: dict[str, int] = {}
+        self.id = run.id
+        self.experiment_id = run.experiment_id
+        self.name = run.name
+
+    def __repr__(self) -> str:
+        return f"<ActiveRun {self.id} {self.name!r}>"
+
+    # metrics ---------------------------------------------------------------------------------
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp_ms: int | None = None
+    ) -> None:
+        """Log one metric value; returns at once (a background writer stores it).
+
+        Args:
+            key: metric name, e.g. "loss" or "val/acc".
+            value: a real number (NaN and inf are kept as such).
+            step: training step; defaults to one past this key's last step.
+            timestamp_ms: epoch milliseconds; defaults to now.
+        """
+        if self._ended:
+            self._refuse()
+        if key not in self._keys:
+            self._keys.add(check_key(key, "metric"))
+        if type(value) is not float:
+            value = check_metric_value(key, value)
+        if step is None:
+            step = self._steps.get(key, -1) + 1
+        elif type(step) is not int or step < 0:
+            step = check_step(key, step)
+        self._steps[key] = step
+        ts = timestamp_ms if timestamp_ms is not None else time.time_ns() // 1_000_000
+        self._writer.append((self.id, key, step, next(_seq), ts, value))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log several metrics at the same step."""
+        for key, value in metrics.items():
+            self.log_metric(key, value, step=step)
+
+    def log_metric_points(
+        self,
+        key: str,
+        values: Sequence[float] | np.ndarray,
+        steps: Sequence[int] | np.ndarray | None = None,
+        timestamps_ms: Sequence[int] | np.ndarray | None = None,
+    ) -> None:
+        """Log a whole series of one metric at once (the fast batch path).
+
+        Args:
+            key: metric name.
+            values: the values, any real numbers.
+            steps: one step per value; defaults to continuing after this key's last step.
+            timestamps_ms: one timestamp per value; defaults to now.
+        """
+        import numpy as np
+
+        if self._ended:
+            self._refuse()
+        check_key(key, "metric")
+        vals = _as_float_array(key, values)
+        n = len(vals)
+        if steps is None:
+            start = self._steps.get(key, -1) + 1
+            step_arr = np.arange(start, start + n, dtype=np.int64)
+        else:
+            step_arr = _as_int_array(key, steps, n, "steps")
+        if timestamps_ms is None:
+            ts_arr = np.full(n, time.time_ns() // 1_000_000, dtype=np.int64)
+        else:
+            ts_arr = _as_int_array(key, timestamps_ms, n, "timestamps_ms")
+        if n == 0:
+            return
+        self._keys.add(key)
+        self._steps[key] = int(step_arr.max())
+        first = next(_seq)
+        seqs = range(first, first + n)
+        for _ in range(n - 1):  # reserve the range so other logs keep unique seqs
+            next(_seq)
+        run_id = self.id
+        self._writer.extend(
+            zip(
+                itertools.repeat(run_id, n),
+                itertools.repeat(key, n),
+                step_arr.tolist(),
+                seqs,
+                ts_arr.tolist(),
+                vals.tolist(),
+                strict=True,
+            )
+        )
+
+    def flush(self) -> None:
+        """Return once every metric logged so far is durable in the store."""
+        self._writer.flush()
+
+    # params, tags, artifacts, datasets -------------------------------------------------------
+    def log_param(self, key: str, value: Any) -> None:
+        """Log one param (immutable once logged)."""
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params; re-logging a key with a different value raises ConflictError."""
+        self._check_open()
+        self._backend.store.log_params(self.id, _params(params))
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set one tag."""
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags (overwriting earlier values)."""
+        self._check_open()
+        self._backend.store.set_tags(self.id, _tags(tags))
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> list[Artifact]:
+        """Store a file or a whole folder, content-addressed, under this run.
+
+        Args:
+            path: a local file or folder.
+            artifact_path: the logical path to record it under (default: its base name).
+        """
+        from plinth.tracking.artifacts import log_artifact
+
+        self._check_open()
+        return log_artifact(self._backend, self.id, path, artifact_path)
+
+    def log_dataset(
+        self, data: Any, name: str, role: str = "train", *, source: str | None = None
+    ) -> DatasetVersion:
+        """Store a dataset version (once per content) with its profile, linked to this run.
+
+        Args:
+            data: a pandas DataFrame, a NumPy array, or a path to a CSV or Parquet file.
+            name: dataset name, e.g. "iris-train".
+            role: how the run uses it: "train", "validation", "test", "inference", ...
+        """
+        from plinth.tracking.datasets import log_dataset
+
+        self._check_open()
+        return log_dataset(self._backend, data, name, role=role, run_id=self.id, source=source)
+
+    # lifecycle -------------------------------------------------------------------------------
+    def end(self, status: RunStatus | str = RunStatus.FINISHED, error: str | None = None) -> None:
+        """Flush metrics and end the run with `status` (FINISHED by default)."""
+        if self._ended:
+            return
+        status = RunStatus(status)
+        if status is RunStatus.RUNNING:
+            raise InvalidInput("A run cannot be ended as RUNNING; use FINISHED, FAILED or KILLED.")
+        self._ended = True
+        _forget(self)
+        try:
+            self._writer.flush()
+        finally:
+            self._backend.heartbeat.remove(self.id)
+            self._backend.store.end_run(self.id, status, error, time.time_ns() // 1_000_000)
+
+    def get(self) -> Run:
+        """The run as stored now (params, latest metrics, tags, environment, artifacts)."""
+        self._writer.flush()
+        return self._backend.store.get_run(self.id)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is None:
+            self.end(RunStatus.FINISHED)
+        elif issubclass(exc_type, (KeyboardInterrupt, Terminated)):
+            self.end(RunStatus.KILLED, f"{exc_type.__name__}: interrupted")
+        elif issubclass(exc_type, SystemExit) and getattr(exc, "code", 1) in (0, None):
+            self.end(RunStatus.FINISHED)
+        else:
+            self.end(RunStatus.FAILED, f"{exc_type.__name__}: {exc}"[:4000])
+
+    def _check_open(self) -> None:
+        if self._ended:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        raise RunNotActive(f"Run {self.id} has ended; start a new run to log more.")
+
+
+def start_run(
+    experiment: str = "default",
+    *,
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    capture_env: bool = True,
+) -> ActiveRun:
+    """Start a run in `experiment` (created on first use) and return its handle.
+
+    Example:
+        with plinth.start_run(experiment="iris", params={"lr": 0.1}) as run:
+            run.log_metric("loss", 0.3, step=1)
+    """
+    check_name(experiment, "experiment")
+    if name is not None:
+        check_name(name, "run")
+    clean_params, clean_tags = _params(params or {}), _tags(tags or {})
+    be = backend()
+    env = capture_environment() if capture_env else None
+    run = be.store.create_run(
+        experiment=experiment,
+        name=name,
+        params=clean_params,
+        tags=clean_tags,
+        environment=env,
+        heartbeat_s=be.settings.heartbeat_s,
+        user=be.settings.user,
+    )
+    active = ActiveRun(run, be)
+    with _active_lock:
+        _active.append(active)
+    be.heartbeat.add(run.id)
+    _install_sigterm()
+    return active
+
+
+def active_run() -> ActiveRun | None:
+    """The most recently started run of this process that is still open, if any."""
+    with _active_lock:
+        return _active[-1] if _active else None
+
+
+def end_open_runs(be: Backend) -> None:
+    """End (FINISHED) the runs still open on `be`, e.g. at interpreter exit."""
+    with _active_lock:
+        mine = [r for r in _active if r._backend is be]
+    for run in reversed(mine):
+        try:
+            run.end(RunStatus.FINISHED)
+        except Exception:
+            pass
+
+
+def _forget(run: ActiveRun) -> None:
+    with _active_lock:
+        if run in _active:
+            _active.remove(run)
+
+
+def _params(params: Mapping[str, Any]) -> dict[str, str]:
+    if not isinstance(params, Mapping):
+        raise InvalidInput(f"params must be a mapping of name to value, got {type(params).__name__}.")
+    return {check_key(k, "param"): param_text(k, v) for k, v in params.items()}
+
+
+def _tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    if not isinstance(tags, Mapping):
+        raise InvalidInput(f"tags must be a mapping of name to value, got {type(tags).__name__}.")
+    return {check_key(k, "tag"): param_text(k, v) for k, v in tags.items()}
+
+
+def _as_float_array(key: str, values: Any) -> np.ndarray:
+    import numpy as np
+
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"Values of metric {key!r} must be numbers: {exc}") from exc
+    if (
+        arr.ndim != 1
+        or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool)
+        or np.iscomplexobj(arr)
+    ):
+        raise InvalidInput(
+            f"Values of metric {key!r} must be a 1-D sequence of real numbers, got dtype {arr.dtype} "
+            f"and shape {arr.shape}."
+        )
+    return arr.astype(np.float64, copy=False)
+
+
+def _as_int_array(key: str, values: Any, n: int, what: str) -> np.ndarray:
+    import numpy as np
+
+    arr = np.asarray(values)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer) or (n and arr.min() < 0):
+        raise InvalidInput(
+            f"{what} of metric {key!r} must be {n} non-negative integers, got dtype {arr.dtype} "
+            f"and shape {arr.shape}."
+        )
+    return arr.astype(np.int64, copy=False)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated(128 + signum)
+
+
+def _install_sigterm() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        pass

@@ -1,0 +1,133 @@
+"""Fixtures: a clean environment per test, stores on SQLite and PostgreSQL, S3 on moto."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+import plinth
+from plinth.core.settings import Settings
+from plinth.tracking import context
+
+PG_SERVER = os.environ.get("PLINTH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    for name in list(os.environ):
+        if name.startswith("PLINTH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PLINTH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PLINTH_USER", "tester")
+    yield
+    context.reset()
+
+
+def _pg_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_schema_factory() -> Iterator[object]:
+    """Make fresh PostgreSQL schemas (one per test) and drop them at the end of the session."""
+    import psycopg
+
+    if not _pg_available():
+        pytest.fail("PostgreSQL is not listening on 127.0.0.1:5432; .ci/run starts it.")
+    made: list[str] = []
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+    def make() -> str:
+        name = f"plinth_t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        made.append(name)
+        return f"{PG_SERVER}?options=-csearch_path%3D{name}"
+
+    yield make
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A fresh, empty metadata store URL on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meta' / 'plinth.db'}"
+    return request.getfixturevalue("pg_schema_factory")()
+
+
+@pytest.fixture
+def settings(store_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    """Settings for a fresh home on the parametrized store, with fast heartbeats."""
+    return Settings(
+        home=str(tmp_path / "home"),
+        store_url=store_url,
+        heartbeat_s=0.2,
+        flush_s=0.1,
+        user="tester",
+    )
+
+
+@pytest.fixture
+def tracking(settings: Settings) -> context.Backend:
+    """plinth configured as the default backend on the parametrized store."""
+    return plinth.configure(settings)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on loopback; yields its endpoint URL."""
+    port = _free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("moto S3 server did not start")
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the moto server; yields `s3://bucket/prefix`."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    name = f"b-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
+    return f"s3://{name}/artifacts"
