@@ -8,7 +8,7 @@ plinth.search_runs(experiment="iris", where="metrics.loss < 0.3")
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib.metadata as _metadata
 
 from plinth.core.entities import (
     Artifact as Artifact,
@@ -61,8 +61,8 @@ from plinth.tracking.run import active_run as active_run
 from plinth.tracking.run import start_run as start_run
 
 try:
-    __version__ = version("plinth")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _metadata.version("plinth")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [

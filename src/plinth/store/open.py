@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from plinth.core.settings import Settings
 from plinth.store.base import Store
-from plinth.store.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from plinth.store.blobs import BlobStore
 
 
 def open_store(settings: Settings) -> Store:
@@ -16,4 +20,6 @@ def open_store(settings: Settings) -> Store:
 
 def open_blobs(settings: Settings) -> BlobStore:
     """The artifact store for `settings`: a folder under PLINTH_HOME unless PLINTH_ARTIFACTS says."""
+    from plinth.store.blobs import BlobStore
+
     return BlobStore(settings.resolved_artifacts_url, settings.storage_options)

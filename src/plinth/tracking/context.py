@@ -10,13 +10,16 @@ import atexit
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from plinth.core.settings import Settings
 from plinth.store.base import Store
-from plinth.store.blobs import BlobStore
 from plinth.store.open import open_blobs, open_store
 from plinth.tracking.heartbeat import Heartbeat
 from plinth.tracking.writer import MetricWriter
+
+if TYPE_CHECKING:
+    from plinth.store.blobs import BlobStore
 
 
 @dataclass

@@ -1,0 +1,29 @@
+"""The public face: `__all__` lists exactly the public names, and `import plinth` stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import plinth
+
+
+def test_all_matches_public_names() -> None:
+    public = {name for name in vars(plinth) if not name.startswith("_")}
+    plumbing = {name for name in public if type(getattr(plinth, name)).__name__ in ("module", "_Feature")}
+    assert set(plinth.__all__) == (public - plumbing) | {"__version__"}
+    assert plinth.__all__ == sorted(plinth.__all__)
+
+
+def test_import_is_light() -> None:
+    heavy = "('pandas', 'pyarrow', 'fsspec', 'psycopg')"
+    code = f"import sys, plinth; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_errors_module_reexports_the_tree() -> None:
+    from plinth import errors
+
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.PlinthError)
