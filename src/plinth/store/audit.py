@@ -10,6 +10,8 @@ from sqlalchemy import Connection, func, insert, select
 from plinth.store.schema import audit_events
 
 GENESIS = "0" * 64
+_LAST = select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)
+_INSERT = insert(audit_events)
 
 
 def event_hash(prev_hash: str, fields: dict[str, object]) -> str:
@@ -32,9 +34,7 @@ def append_event(
     """Append one event inside the caller's write transaction (which serializes writers)."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74110002)")
-    last = conn.execute(
-        select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)
-    ).first()
+    last = conn.execute(_LAST).first()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     fields = {
         "seq": seq,
@@ -46,7 +46,7 @@ def append_event(
         "before": before,
         "after": after,
     }
-    conn.execute(insert(audit_events).values(**fields, prev_hash=prev, hash=event_hash(prev, fields)))
+    conn.execute(_INSERT, {**fields, "prev_hash": prev, "hash": event_hash(prev, fields)})
 
 
 def count_events(conn: Connection) -> int:

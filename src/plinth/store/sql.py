@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from plinth.core import entities as e
@@ -24,6 +24,17 @@ from plinth.store.base import ArtifactRecord, NewDataset, PointRow, Store
 from plinth.store.engine import is_sqlite, make_engine, retrying, writing
 from plinth.store.migrate import upgrade
 from plinth.store.search import compile_order, compile_where, stale
+
+_EXPERIMENT = select(t.experiments).where(
+    (t.experiments.c.name == bindparam("name")) | (t.experiments.c.id == bindparam("name"))
+)
+_INSERT_EXPERIMENT = insert(t.experiments)
+_INSERT_RUN = insert(t.runs).returning(t.runs.c.key)
+_END_RUN = (
+    update(t.runs)
+    .where(t.runs.c.id == bindparam("run_id"), t.runs.c.status == "RUNNING")
+    .values(status=bindparam("status"), end_ms=bindparam("end_ms"), error=bindparam("error"))
+)
 
 HISTORY_DTYPE = np.dtype([("step", "i8"), ("timestamp_ms", "i8"), ("value", "f8")])
 
@@ -65,6 +76,8 @@ class SqlStore(Store):
         self._placeholder = "?" if self._sqlite else "%s"
         self._run_keys: dict[str, int] = {}
         self._key_ids: dict[str, int] = {}
+        self._experiments: dict[str, e.Experiment] = {}
+        self._known_envs: set[str] = set()
         self._lock = threading.Lock()
         upgrade(self.engine)
 
@@ -142,17 +155,22 @@ class SqlStore(Store):
         return self._write("create an experiment", lambda c: self._experiment(c, name, True))
 
     def _experiment(self, conn: Connection, name: str, create: bool) -> e.Experiment:
-        row = conn.execute(
-            select(t.experiments).where((t.experiments.c.name == name) | (t.experiments.c.id == name))
-        ).first()
+        cached = self._experiments.get(name)
+        if cached is not None:
+            return cached
+        row = conn.execute(_EXPERIMENT, {"name": name}).first()
         if row is None and create:
             exp_id, created = new_id(), now_ms()
-            conn.execute(insert(t.experiments).values(id=exp_id, name=name, created_ms=created, tags="{}"))
+            conn.execute(
+                _INSERT_EXPERIMENT, {"id": exp_id, "name": name, "created_ms": created, "tags": "{}"}
+            )
             self._audit(conn, "experiment.create", "experiment", exp_id, after=name)
             return e.Experiment(exp_id, name, created, {})
         if row is None:
             raise NotFound(f"No experiment named {name!r}; list them with `plinth experiments list`.")
-        return e.Experiment(row.id, row.name, row.created_ms, json.loads(row.tags))
+        found = e.Experiment(row.id, row.name, row.created_ms, json.loads(row.tags))
+        self._experiments[name] = found
+        return found
 
     def get_experiment(self, name_or_id: str) -> e.Experiment:
         return self._read("read an experiment", lambda c: self._experiment(c, name_or_id, False))
@@ -185,32 +203,33 @@ class SqlStore(Store):
         env_digest = None if env_body is None else hashlib.sha256(env_body.encode()).hexdigest()
         run_name = name or f"run-{run_id[-8:].lower()}"
 
-        def create(conn: Connection) -> e.Experiment:
+        def create(conn: Connection) -> tuple[e.Experiment, int]:
             exp = self._experiment(conn, experiment, True)
-            if env_digest is not None:
+            if env_digest is not None and env_digest not in self._known_envs:
                 self._insert_ignore(conn, "environments", ("digest", "body"), [(env_digest, env_body)])
             key = conn.execute(
-                insert(t.runs)
-                .values(
-                    id=run_id,
-                    experiment_id=exp.id,
-                    name=run_name,
-                    status="RUNNING",
-                    user_name=user,
-                    start_ms=started,
-                    heartbeat_ms=started,
-                    heartbeat_s=heartbeat_s,
-                    env_digest=env_digest,
-                )
-                .returning(t.runs.c.key)
+                _INSERT_RUN,
+                {
+                    "id": run_id,
+                    "experiment_id": exp.id,
+                    "name": run_name,
+                    "status": "RUNNING",
+                    "user_name": user,
+                    "start_ms": started,
+                    "heartbeat_ms": started,
+                    "heartbeat_s": heartbeat_s,
+                    "env_digest": env_digest,
+                },
             ).scalar_one()
-            self._run_keys[run_id] = key
-            self._insert_params(conn, key, params)
+            self._insert_params(conn, key, params, new_run=True)
             self._upsert_tags(conn, key, tags)
             self._audit(conn, "run.create", "run", run_id, after=run_name)
-            return exp
+            return exp, key
 
-        exp = self._write("create a run", create)
+        exp, key = self._write("create a run", create)
+        self._run_keys[run_id] = key
+        if env_digest is not None:
+            self._known_envs.add(env_digest)
         return e.Run(
             id=run_id,
             experiment_id=exp.id,
@@ -234,15 +253,21 @@ class SqlStore(Store):
         sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
         conn.exec_driver_sql(sql, rows if len(rows) > 1 else rows[0])
 
-    def _insert_params(self, conn: Connection, key: int, params: Mapping[str, str]) -> None:
+    def _insert_params(
+        self, conn: Connection, key: int, params: Mapping[str, str], new_run: bool = False
+    ) -> None:
         if not params:
             return
-        found = dict(
-            conn.execute(
-                select(t.params.c.key, t.params.c.value).where(
-                    t.params.c.run_key == key, t.params.c.key.in_(list(params))
-                )
-            ).all()
+        found = (
+            {}
+            if new_run
+            else dict(
+                conn.execute(
+                    select(t.params.c.key, t.params.c.value).where(
+                        t.params.c.run_key == key, t.params.c.key.in_(list(params))
+                    )
+                ).all()
+            )
         )
         for name, value in found.items():
             if value != params[name]:
@@ -348,16 +373,12 @@ class SqlStore(Store):
 
     def end_run(self, run_id: str, status: e.RunStatus, error: str | None, end_ms: int) -> None:
         def end(conn: Connection) -> None:
-            row = conn.execute(select(t.runs.c.status).where(t.runs.c.id == run_id)).first()
-            if row is None:
-                raise NotFound(f"No run with id {run_id!r}.")
-            if row.status != "RUNNING":
+            params = {"run_id": run_id, "status": status.value, "end_ms": end_ms, "error": error}
+            if conn.execute(_END_RUN, params).rowcount != 1:
+                row = conn.execute(select(t.runs.c.status).where(t.runs.c.id == run_id)).first()
+                if row is None:
+                    raise NotFound(f"No run with id {run_id!r}.")
                 raise RunNotActive(f"Run {run_id} already ended as {row.status}.")
-            conn.execute(
-                update(t.runs)
-                .where(t.runs.c.id == run_id)
-                .values(status=status.value, end_ms=end_ms, error=error)
-            )
             self._audit(conn, "run.end", "run", run_id, before="RUNNING", after=status.value)
 
         self._write("end a run", end)
