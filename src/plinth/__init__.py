@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata as _metadata
 
+from plinth.core import hooks as _hooks
 from plinth.core.entities import (
     Artifact as Artifact,
 )
@@ -23,6 +24,12 @@ from plinth.core.entities import (
     MetricPoint as MetricPoint,
 )
 from plinth.core.entities import (
+    ModelVersion as ModelVersion,
+)
+from plinth.core.entities import (
+    RegisteredModel as RegisteredModel,
+)
+from plinth.core.entities import (
     Run as Run,
 )
 from plinth.core.entities import (
@@ -30,6 +37,16 @@ from plinth.core.entities import (
 )
 from plinth.core.errors import PlinthError as PlinthError
 from plinth.core.settings import Settings as Settings
+from plinth.registry.loaded import Model as Model
+from plinth.registry.models import delete_alias as delete_alias
+from plinth.registry.models import get_model_version as get_model_version
+from plinth.registry.models import list_model_versions as list_model_versions
+from plinth.registry.models import list_models as list_models
+from plinth.registry.models import load_model as load_model
+from plinth.registry.models import log_model as _log_model
+from plinth.registry.models import register_model as register_model
+from plinth.registry.models import set_alias as set_alias
+from plinth.registry.models import set_model_description as set_model_description
 from plinth.tracking.context import configure as configure
 from plinth.tracking.history import MetricHistory as MetricHistory
 from plinth.tracking.queries import (
@@ -65,6 +82,8 @@ try:
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
+_hooks.provide("log_model", _log_model)
+
 __all__ = [
     "ActiveRun",
     "Artifact",
@@ -72,20 +91,31 @@ __all__ = [
     "Experiment",
     "MetricHistory",
     "MetricPoint",
+    "Model",
+    "ModelVersion",
     "PlinthError",
+    "RegisteredModel",
     "Run",
     "RunStatus",
     "Settings",
     "__version__",
     "active_run",
     "configure",
+    "delete_alias",
     "get_dataset",
+    "get_model_version",
     "get_run",
     "list_datasets",
     "list_experiments",
+    "list_model_versions",
+    "list_models",
     "load_dataset",
+    "load_model",
     "metric_history",
     "reap_runs",
+    "register_model",
     "search_runs",
+    "set_alias",
+    "set_model_description",
     "start_run",
 ]

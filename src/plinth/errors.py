@@ -18,12 +18,15 @@ from plinth.core.errors import (
 from plinth.core.errors import (
     PlinthError as PlinthError,
 )
+from plinth.core.errors import PlinthWarning as PlinthWarning
+from plinth.core.errors import ResourceError as ResourceError
 from plinth.core.errors import (
     RunNotActive as RunNotActive,
 )
 from plinth.core.errors import (
     SchemaError as SchemaError,
 )
+from plinth.core.errors import StepFailed as StepFailed
 from plinth.core.errors import (
     StoreBusy as StoreBusy,
 )
@@ -38,8 +41,11 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PlinthError",
+    "PlinthWarning",
+    "ResourceError",
     "RunNotActive",
     "SchemaError",
+    "StepFailed",
     "StoreBusy",
     "StoreError",
 ]

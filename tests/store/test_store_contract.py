@@ -269,3 +269,18 @@ def test_audit_log_is_hash_chained(store: SqlStore) -> None:
         assert ev.hash == event_hash(prev, fields)
         prev = ev.hash
     assert events[-1].actor == "tester"
+
+
+def test_relogging_a_folder_replaces_it_whole(store: SqlStore) -> None:
+    run = make_run(store)
+    store.add_artifacts(
+        run.id, [ArtifactRecord("ckpt/a", "a" * 64, 1), ArtifactRecord("ckpt/b", "b" * 64, 1)]
+    )
+    store.add_artifacts(run.id, [ArtifactRecord("ckpt_x/keep", "c" * 64, 1)], replace="ckpt_x")
+    store.add_artifacts(run.id, [ArtifactRecord("ckpt/a", "d" * 64, 1)], replace="ckpt")
+    assert [(a.path, a.digest[0]) for a in store.list_artifacts(run.id)] == [
+        ("ckpt/a", "d"),
+        ("ckpt_x/keep", "c"),
+    ]
+    store.add_artifacts(run.id, [ArtifactRecord("ckpt", "e" * 64, 1)], replace="ckpt")  # a file now
+    assert [a.path for a in store.list_artifacts(run.id)] == ["ckpt", "ckpt_x/keep"]

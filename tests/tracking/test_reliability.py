@@ -31,7 +31,9 @@ def _env(settings: Settings) -> dict[str, str]:
 def test_kill_9_keeps_flushed_points_and_run_reads_crashed(settings: Settings) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(RESOURCES / "log_forever.py"), "5000"],
-        env=_env(settings), stdout=subprocess.PIPE, text=True,
+        env=_env(settings),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     run_id, flushed = proc.stdout.readline().split()
@@ -57,7 +59,10 @@ def test_eight_processes_log_to_one_sqlite_store(settings: Settings) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, str(RESOURCES / "log_many.py"), str(i), str(points)],
-            env=_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(8)
     ]

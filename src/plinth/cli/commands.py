@@ -1,44 +1,94 @@
-"""The commands of `plinth`, each a thin wrapper over one library call."""
+"""The commands of `plinth`, each a thin wrapper over one library call: parse, call, render."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+from dataclasses import asdict
+from typing import Any
 
 import click
+from rich.table import Table
 
 from plinth.cli import render
 from plinth.cli.demo import demo
-from plinth.cli.render import console, number, table, when
+from plinth.cli.models import models
+from plinth.cli.render import console, number, say, table, when
+from plinth.core.entities import DatasetVersion, Experiment, Run
+from plinth.core.errors import InvalidInput, NotFound
+
+JSON_HELP = "Print JSON instead of a table (for scripts and jq)."
+COUNT_CAP = 1000
+"""`experiments list` counts runs up to this many per experiment, then shows e.g. `1000+`."""
 
 
-@click.group("experiments")
+# experiments -----------------------------------------------------------------------------------
+@click.group("experiments", short_help="List experiments (named groups of runs).")
 def experiments() -> None:
-    """Experiments: named groups of runs."""
+    """Experiments: named groups of runs, created by `plinth.start_run(experiment=...)`."""
 
 
 @experiments.command("list")
-def experiments_list() -> None:
-    """List every experiment with its run count."""
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def experiments_list(as_json: bool) -> None:
+    """List every experiment, oldest first, with its number of runs."""
     import plinth
 
-    rows = []
-    for exp in plinth.list_experiments():
-        count = len(plinth.search_runs(experiment=exp.id, limit=None))
-        rows.append((exp.name, exp.id, when(exp.created_ms), count))
-    console.print(table("Experiments", ["name", "id", "created", "runs"], rows))
+    found = [(exp, _run_count(exp)) for exp in plinth.list_experiments()]
+    if as_json:
+        render.emit_json(
+            [{**asdict(exp), "runs": min(n, COUNT_CAP), "runs_capped": n > COUNT_CAP} for exp, n in found]
+        )
+        return
+    if not found:
+        say("No experiments yet; start one with plinth.start_run(experiment=...) or `plinth demo`.")
+        return
+    rows = [
+        (exp.name, exp.id, when(exp.created_ms), f"{COUNT_CAP}+" if n > COUNT_CAP else n) for exp, n in found
+    ]
+    console.print(table(f"Experiments ({len(found)})", ["name", "id", "created", "runs"], rows))
 
 
-@click.group("runs")
+def _run_count(exp: Experiment) -> int:
+    """The experiment's number of runs, counted up to COUNT_CAP + 1 (the library has no count)."""
+    import plinth
+
+    return len(plinth.search_runs(experiment=exp.id, limit=COUNT_CAP + 1))
+
+
+# runs ------------------------------------------------------------------------------------------
+@click.group("runs", short_help="List, search and inspect runs; reap crashed ones.")
 def runs() -> None:
     """Runs: list, search, inspect, and reap the ones whose process died."""
 
 
+WHERE_HELP = (
+    "Filter over metrics., params., tags. and attributes (status, name, user, start_time, "
+    'end_time, id), e.g. "metrics.acc > 0.9 and params.lr = 0.1" or "status = \'FAILED\'". '
+    "Operators: = != < <= > >= like ilike in, is null; combine with and, or, not, ( )."
+)
+ORDER_HELP = (
+    "Sort key, e.g. -metrics.acc (descending), start_time, params.lr; repeat for ties. Default: newest first."
+)
+
+
 @runs.command("list")
-@click.option("--experiment", "-e", multiple=True, help="Only runs of this experiment (repeatable).")
-@click.option("--where", "-w", default=None, help='Filter, e.g. "metrics.acc > 0.9 and params.lr = 0.1".')
-@click.option("--order-by", "-o", multiple=True, help="Sort key, e.g. -metrics.acc (repeatable).")
-@click.option("--limit", "-n", default=20, show_default=True, help="Show at most this many runs.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--experiment", "-e", multiple=True, metavar="NAME", help="Only runs of this experiment (repeatable)."
+)
+@click.option("--where", "-w", default=None, metavar="FILTER", help=WHERE_HELP)
+@click.option("--order-by", "-o", multiple=True, metavar="KEY", help=ORDER_HELP)
+@click.option(
+    "--limit",
+    "-n",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Show at most N runs; 0 for all.",
+)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def runs_list(
     experiment: tuple[str, ...],
     where: str | None,
@@ -46,38 +96,73 @@ def runs_list(
     limit: int,
     as_json: bool,
 ) -> None:
-    """List runs, newest first, filtered and sorted like `plinth.search_runs`."""
+    """List runs, filtered and sorted like `plinth.search_runs`.
+
+    The table shows the latest metric values and params, as many columns as fit the
+    terminal (those named in --where or --order-by first); --json prints every field.
+    """
     import plinth
 
-    found = plinth.search_runs(
-        experiment=list(experiment) or None, where=where, order_by=list(order_by), limit=limit
+    found: list[Run] = plinth.search_runs(
+        experiment=list(experiment) or None, where=where, order_by=list(order_by), limit=limit or None
     )
     if as_json:
         render.emit_json([_run_dict(r) for r in found])
         return
-    metric_names = sorted({k for r in found for k in r.metrics})[:6]
-    param_names = sorted({k for r in found for k in r.params})[:6]
-    columns = ["id", "experiment", "name", "status", "started", *param_names, *metric_names]
-    rows = [
-        (
-            r.id,
-            r.experiment_name,
-            r.name,
-            r.status.value,
-            when(r.start_ms),
-            *(r.params.get(p, "") for p in param_names),
-            *(number(r.metrics[m]) if m in r.metrics else "" for m in metric_names),
-        )
-        for r in found
-    ]
-    console.print(table(f"Runs ({len(found)})", columns, rows))
+    if not found:
+        say("No runs match." if where or experiment else "No runs yet.")
+        return
+    console.print(
+        _runs_table(found, mentioned=" ".join((where or "", *order_by)), one_experiment=len(experiment) == 1)
+    )
+
+
+def _runs_table(found: list[Run], mentioned: str, one_experiment: bool) -> Table:
+    """A table of runs with as many param and metric columns as fit the console (at most 8)."""
+    extras = _pick_columns(found, mentioned)
+    base = (
+        ["id", "name", "status", "started"]
+        if one_experiment
+        else ["id", "experiment", "name", "status", "started"]
+    )
+
+    def build(count: int) -> Table:
+        shown = extras[:count]
+        params = sorted(k for kind, k in shown if kind == "params")
+        metrics = sorted(k for kind, k in shown if kind == "metrics")
+        rows = [
+            (
+                r.id,
+                *(() if one_experiment else (r.experiment_name,)),
+                r.name,
+                r.status.value,
+                when(r.start_ms),
+                *(r.params.get(p, "") for p in params),
+                *(number(r.metrics.get(m)) for m in metrics),
+            )
+            for r in found
+        ]
+        hidden = len(extras) - count
+        caption = f"{hidden} more param/metric column(s) hidden; see --json" if hidden else None
+        return table(f"Runs ({len(found)})", [*base, *params, *metrics], rows, caption=caption)
+
+    return render.fit_width(build, len(extras))
+
+
+def _pick_columns(found: list[Run], mentioned: str, most: int = 8) -> list[tuple[str, str]]:
+    """Param and metric keys by priority: named in --where/--order-by, then metrics, then params."""
+    metrics = [("metrics", k) for k in sorted({k for r in found for k in r.metrics})]
+    params = [("params", k) for k in sorted({k for r in found for k in r.params})]
+    named = set(re.findall(r"\b(metrics?|params?)\.([\w./-]+)", mentioned))
+    first = [(kind, k) for kind, k in [*metrics, *params] if (kind, k) in named or (kind[:-1], k) in named]
+    return (first + [c for c in [*metrics, *params] if c not in first])[:most]
 
 
 @runs.command("show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with environment and artifacts).")
 def runs_show(run_id: str, as_json: bool) -> None:
-    """Show a run: status, params, latest metrics, tags, environment and artifacts."""
+    """Show run RUN_ID: status, times, params, latest metrics, tags, environment and artifacts."""
     import plinth
     from plinth.cli.show import show_run
 
@@ -90,16 +175,32 @@ def runs_show(run_id: str, as_json: bool) -> None:
 
 @runs.command("reap")
 def runs_reap() -> None:
-    """Mark RUNNING runs whose heartbeats stopped as CRASHED (their process died)."""
+    """Mark RUNNING runs whose heartbeats stopped as CRASHED (their process died).
+
+    A run is stale after three missed heartbeats (PLINTH_HEARTBEAT_S, default 10 s).
+    Searches already report such runs as CRASHED; reaping records it for good.
+    """
     import plinth
 
     reaped = plinth.reap_runs()
-    console.print(f"Marked {len(reaped)} run(s) CRASHED." + (" " + " ".join(reaped) if reaped else ""))
+    say(f"Marked {len(reaped)} run(s) CRASHED.")
+    for run_id in reaped:
+        say(f"  {run_id}")
 
 
-@click.group("artifacts")
+def _run_dict(run: Run, full: bool = False) -> dict[str, Any]:
+    data = asdict(run)
+    data["duration_s"] = run.duration_s
+    if not full:
+        data.pop("environment", None)
+        data.pop("artifacts", None)
+    return json.loads(json.dumps(data, default=str))
+
+
+# artifacts -------------------------------------------------------------------------------------
+@click.group("artifacts", short_help="Download files and folders logged by runs.")
 def artifacts() -> None:
-    """Artifacts: files and folders logged by runs."""
+    """Artifacts: files and folders logged by runs, stored by content hash."""
 
 
 @artifacts.command("get")
@@ -107,106 +208,146 @@ def artifacts() -> None:
 @click.argument("path")
 @click.argument("dest", required=False, default=".")
 def artifacts_get(run_id: str, path: str, dest: str) -> None:
-    """Copy artifact PATH (a file or folder) of RUN_ID to DEST, verifying every hash."""
+    """Copy artifact PATH of run RUN_ID into DEST (default: the current folder).
+
+    PATH is a file (e.g. confusion_matrix.csv) or a folder prefix (e.g. plots), as listed
+    by `plinth runs show RUN_ID`. DEST may be an existing folder, a folder to create
+    (end it with /), or a file name for a single file. Every file's sha256 is verified.
+    """
     from plinth.tracking.artifacts import download_artifacts
     from plinth.tracking.context import backend
 
+    if dest.endswith(("/", os.sep)):
+        os.makedirs(dest, exist_ok=True)
     written = download_artifacts(backend(), run_id, path, dest)
-    console.print(f"Wrote {len(written)} file(s):")
+    say(f"Wrote {len(written)} file(s):")
     for item in written:
-        console.print(f"  {item}", highlight=False)
+        say(f"  {item}")
 
 
-@click.group("datasets")
+# datasets --------------------------------------------------------------------------------------
+@click.group("datasets", short_help="List and inspect versioned datasets.")
 def datasets() -> None:
-    """Datasets: content-addressed versions with schema and profile."""
+    """Datasets: content-addressed versions logged with run.log_dataset, with schema and profile."""
 
 
 @datasets.command("list")
 @click.argument("name", required=False)
-def datasets_list(name: str | None) -> None:
-    """List dataset versions (of NAME, or all)."""
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def datasets_list(name: str | None, as_json: bool) -> None:
+    """List dataset versions: of dataset NAME, or of all datasets."""
     import plinth
 
-    rows = [
-        (
-            d.name,
-            d.version,
-            d.rows,
-            len(d.schema),
-            render.size(d.size),
-            d.digest[:12],
-            when(d.created_ms),
+    found: list[DatasetVersion] = plinth.list_datasets(name)
+    if as_json:
+        render.emit_json([_dataset_dict(d, full=False) for d in found])
+        return
+    if not found:
+        say(
+            f"No versions of dataset {name!r}."
+            if name
+            else "No datasets yet; log one with run.log_dataset()."
         )
-        for d in plinth.list_datasets(name)
+        return
+    rows = [
+        (d.name, d.version, d.rows, len(d.schema), render.size(d.size), d.digest[:12], when(d.created_ms))
+        for d in found
     ]
     console.print(
-        table("Datasets", ["name", "version", "rows", "columns", "size", "digest", "created"], rows)
+        table("Datasets", ["name", "version", "rows", "columns", "size", "sha256", "created"], rows)
     )
 
 
 @datasets.command("show")
 @click.argument("ref")
-def datasets_show(ref: str) -> None:
-    """Show a dataset version, REF as NAME or NAME/VERSION: schema and column profile."""
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with schema and profile).")
+def datasets_show(ref: str, as_json: bool) -> None:
+    """Show dataset version REF: its schema and per-column profile.
+
+    REF is NAME (the latest version) or NAME/VERSION, e.g. digits-train or digits-train/1.
+    """
     import plinth
     from plinth.cli.show import show_dataset
 
-    name, _, version = ref.partition("/")
-    if version and not version.isdigit():
-        raise click.BadParameter(f"{ref!r}: use NAME or NAME/VERSION with a number.", param_hint="REF")
-    show_dataset(plinth.get_dataset(name, int(version) if version else None))
+    name, version = parse_dataset_ref(ref)
+    try:
+        found = plinth.get_dataset(name, version)
+    except NotFound as exc:
+        raise NotFound(f"{exc} REF is NAME or NAME/VERSION, e.g. digits-train/1.") from exc
+    if as_json:
+        render.emit_json(_dataset_dict(found, full=True))
+    else:
+        show_dataset(found)
 
 
-@click.command("gc")
+def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
+    """Split `NAME/VERSION` (the version a positive number) or take all of `ref` as the name."""
+    name, slash, version = ref.rpartition("/")
+    if slash and version.isdigit():
+        if not name:
+            raise InvalidInput(f"Dataset reference {ref!r} has no name; use NAME or NAME/VERSION.")
+        return name, int(version)
+    if not ref.strip() or ref.endswith("/"):
+        raise InvalidInput(f"Dataset reference {ref!r} is not NAME or NAME/VERSION, e.g. digits-train/1.")
+    return ref, None
+
+
+def _dataset_dict(ds: DatasetVersion, full: bool) -> dict[str, Any]:
+    data = {**asdict(ds), "ref": ds.ref}
+    if not full:
+        data.pop("profile")
+        data.pop("schema")
+        data["columns"] = len(ds.schema)
+    return json.loads(json.dumps(data, default=str))
+
+
+# gc, db ----------------------------------------------------------------------------------------
+@click.command("gc", short_help="Delete artifact blobs nothing refers to.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @click.option(
     "--min-age",
     default=3600.0,
     show_default=True,
-    help="Keep blobs younger than this many seconds.",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Keep blobs younger than this (a writer may not have recorded them yet).",
 )
 def gc(dry_run: bool, min_age: float) -> None:
-    """Remove artifact blobs that no run, dataset or model refers to."""
+    """Remove artifact blobs that no run, dataset or model refers to, freeing space."""
     from plinth.tracking.context import backend
     from plinth.tracking.gc import collect_garbage
 
     report = collect_garbage(backend(), dry_run=dry_run, min_age_s=min_age)
     verb = "Would remove" if dry_run else "Removed"
-    console.print(
-        f"{verb} {len(report.removed)} blob(s), {render.size(report.bytes_freed)}; kept {report.kept}."
-    )
+    say(f"{verb} {len(report.removed)} blob(s), {render.size(report.bytes_freed)}; kept {report.kept}.")
+    if dry_run:
+        for digest in report.removed:
+            say(f"  {digest}")
 
 
-@click.group("db")
+@click.group("db", short_help="Manage the metadata database (schema upgrades).")
 def db() -> None:
-    """The metadata database."""
+    """The metadata database named by PLINTH_STORE (default: SQLite under PLINTH_HOME)."""
 
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Apply schema migrations to the store named by PLINTH_STORE (or the SQLite default)."""
+    """Apply schema migrations to the store named by PLINTH_STORE (or the SQLite default).
+
+    Opening a store migrates it anyway; run this to migrate a shared PostgreSQL store
+    once, on purpose, after upgrading plinth.
+    """
     from plinth.core.settings import Settings
     from plinth.store.engine import make_engine
     from plinth.store.migrate import HEAD, upgrade
 
-    settings = Settings.from_env()
-    engine = make_engine(settings.resolved_store_url)
+    url = Settings.from_env().resolved_store_url
+    engine = make_engine(url)
     try:
         ran = upgrade(engine)
     finally:
         engine.dispose()
-    console.print(f"Schema {'upgraded to' if ran else 'already at'} revision {HEAD}.")
+    say(f"Schema of {render.safe_url(url)} {'upgraded to' if ran else 'already at'} revision {HEAD}.")
 
 
-def _run_dict(run: object, full: bool = False) -> dict[str, object]:
-    from dataclasses import asdict
-
-    data = asdict(run)  # type: ignore[call-overload]
-    if not full:
-        data.pop("environment", None)
-        data.pop("artifacts", None)
-    return json.loads(json.dumps(data, default=str))
-
-
-ALL = [experiments, runs, artifacts, datasets, gc, db, demo]
+ALL = [experiments, runs, artifacts, datasets, models, gc, db, demo]

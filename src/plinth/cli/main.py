@@ -7,12 +7,31 @@ import sys
 import click
 
 from plinth import __version__
-from plinth.cli import commands
-from plinth.cli.render import err_console
-from plinth.core.errors import PlinthError
+from plinth.cli import commands, render
+from plinth.core.errors import PlinthError, StoreError
+
+EPILOG = """\b
+Start here:
+  plinth demo                          train 4 small models, tracked, then look around
+  plinth runs list -o -metrics.acc     best runs first
+  plinth runs show RUN_ID              one run in full
+
+\b
+Settings (environment variables):
+  PLINTH_HOME         folder of the embedded default store (default ./.plinth)
+  PLINTH_STORE        metadata database URL, e.g. postgresql+psycopg://user@host/db
+  PLINTH_ARTIFACTS    artifact store URL, e.g. s3://bucket/prefix (default HOME/artifacts)
+  PLINTH_S3_ENDPOINT_URL  endpoint of an S3-compatible store (MinIO, ...)
+  PLINTH_USER         name recorded on runs and audit events (default: the OS user)
+  PLINTH_HEARTBEAT_S  seconds between run heartbeats (default 10)
+  PLINTH_FLUSH_S      longest wait before logged metrics are written (default 0.5)
+"""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EPILOG,
+)
 @click.version_option(__version__, "--version", "-V", prog_name="plinth")
 def cli() -> None:
     """plinth: track experiments, version artifacts and datasets, on a laptop or a team server.
@@ -20,6 +39,8 @@ def cli() -> None:
     Everything is stored under PLINTH_HOME (default ./.plinth): a SQLite database and a
     content-addressed artifact folder. Set PLINTH_STORE to a PostgreSQL URL and
     PLINTH_ARTIFACTS to an s3:// URL to share them with a team.
+
+    Run `plinth COMMAND --help` for the options of a command.
     """
 
 
@@ -28,21 +49,53 @@ for command in commands.ALL:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `plinth` console script."""
+    """Entry point of the `plinth` console script; returns the exit code.
+
+    Exit codes: 0 ok, 1 error, 2 bad input or settings, 3 not found, 4 integrity failure,
+    5 store failure, 130 interrupted.
+    """
+    render.fit_to_output()
     try:
-        cli.main(args=argv, prog_name="plinth", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="plinth", standalone_mode=False)
     except PlinthError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        render.error(str(exc))
         return exc.exit_code
     except click.exceptions.Abort:
-        err_console.print("aborted")
+        render.error("aborted")
         return 130
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    return 0
+    except OSError as exc:
+        render.error(_os_error_text(exc))
+        return 1
+    except Exception as exc:
+        failure = _store_failure(exc)
+        if failure is None:
+            raise
+        render.error(str(failure))
+        return failure.exit_code
+    return result if isinstance(result, int) else 0
+
+
+def _os_error_text(exc: OSError) -> str:
+    """`No such file or directory: '/x'`, without the errno noise."""
+    what = exc.strerror or str(exc)
+    name = exc.filename if exc.filename is not None else None
+    return f"{what}: {name!r}" if name is not None else what
+
+
+def _store_failure(exc: Exception) -> StoreError | None:
+    """A database driver error that escaped the store (e.g. server unreachable), as a StoreError."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not isinstance(exc, SQLAlchemyError):
+        return None
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return StoreError(f"The metadata store failed: {first} (check PLINTH_STORE and that the server is up).")
 
 
 if __name__ == "__main__":  # pragma: no cover

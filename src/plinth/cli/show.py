@@ -2,62 +2,86 @@
 
 from __future__ import annotations
 
-from plinth.cli.render import console, number, size, table, when
-from plinth.core.entities import DatasetVersion, Run
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from plinth.cli.render import console, duration, line, number, size, table, when
+from plinth.core.entities import DatasetVersion, Run, RunStatus
+
+STATUS_STYLE = {
+    RunStatus.RUNNING: "bold blue",
+    RunStatus.FINISHED: "bold green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.KILLED: "bold yellow",
+    RunStatus.CRASHED: "bold red",
+}
 
 
 def show_run(run: Run) -> None:
     """Print a run's summary, params, metrics, tags, environment and artifacts."""
-    console.print(f"[bold]Run {run.id}[/]  {run.name}  ([bold]{run.status.value}[/])", highlight=False)
-    console.print(
-        f"experiment {run.experiment_name}  user {run.user}  started {when(run.start_ms)}"
-        f"  ended {when(run.end_ms)}",
-        highlight=False,
-    )
+    console.print(line(("Run ", "bold"), (run.id, "bold"), "  ", run.name))
+    console.print(_fields(_summary_rows(run)))
     if run.error:
-        console.print(f"[red]error:[/] {run.error}", highlight=False)
-    if run.params:
-        console.print(table("Params", ["key", "value"], sorted(run.params.items())))
-    if run.metrics:
-        console.print(
-            table(
-                "Metrics (latest)",
-                ["key", "value"],
-                [(k, number(v)) for k, v in sorted(run.metrics.items())],
-            )
-        )
-    if run.tags:
-        console.print(table("Tags", ["key", "value"], sorted(run.tags.items())))
+        console.print(line(("error: ", "red"), run.error))
+    sections: list[tuple[str, list[tuple[str, str]]]] = [
+        ("Params", sorted(run.params.items())),
+        ("Metrics (latest value)", [(k, number(v)) for k, v in sorted(run.metrics.items())]),
+        ("Tags", sorted(run.tags.items())),
+    ]
+    for title, rows in sections:
+        if rows:
+            console.print(table(title, ["key", "value"], rows))
     if run.environment:
-        console.print(table("Environment", ["", ""], _environment_rows(run.environment)))
+        console.print(table("Environment", ["what", "value"], _environment_rows(run.environment)))
     if run.artifacts:
-        rows = [(a.path, size(a.size), a.digest[:12]) for a in run.artifacts]
-        console.print(table("Artifacts", ["path", "size", "sha256"], rows))
+        files = [(a.path, size(a.size), a.digest[:12]) for a in run.artifacts]
+        console.print(table(f"Artifacts ({len(run.artifacts)})", ["path", "size", "sha256"], files))
+        console.print(Text(f"Fetch one with: plinth artifacts get {run.id} {run.artifacts[0].path} ."))
 
 
-def _environment_rows(env: dict[str, object]) -> list[tuple[str, str]]:
+def _summary_rows(run: Run) -> list[tuple[str, Text]]:
+    return [
+        ("status", Text(run.status.value, style=STATUS_STYLE.get(run.status, ""))),
+        ("experiment", Text(run.experiment_name)),
+        ("user", Text(run.user)),
+        ("started", Text(when(run.start_ms))),
+        ("ended", Text(when(run.end_ms))),
+        ("duration", Text(duration(run.duration_s))),
+    ]
+
+
+def _fields(rows: list[tuple[str, Text]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for key, value in rows:
+        grid.add_row(key, value)
+    return grid
+
+
+def _environment_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
     from plinth.tracking.environment import describe_gpus
 
-    python = env.get("python") or {}
-    git = env.get("git") or None
+    python: dict[str, Any] = env["python"] if isinstance(env.get("python"), dict) else {}
+    git = env.get("git")
+    packages = env.get("packages") or {}
     rows = [
-        ("python", f"{python.get('version', '?')} ({python.get('implementation', '?')})"),  # type: ignore[union-attr]
+        ("python", f"{python.get('version', '?')} ({python.get('implementation', '?')})"),
         ("platform", str(env.get("platform"))),
         (
             "host",
             f"{env.get('host')}  {env.get('cpu_count')} CPUs  {size(int(env.get('memory_bytes') or 0))}",
-        ),  # type: ignore[call-overload]
+        ),
         ("gpus", describe_gpus(env)),
-        ("packages", f"{len(env.get('packages') or {})} installed"),  # type: ignore[arg-type]
+        ("packages", f"{len(packages)} installed"),
         ("command", str(env.get("command"))),
     ]
     if isinstance(git, dict):
         dirty = " (dirty)" if git.get("dirty") else ""
         rows.append(
-            (
-                "git",
-                f"{git.get('commit')}{dirty} {git.get('branch') or ''} {git.get('remote') or ''}",
-            )
+            ("git", f"{git.get('commit')}{dirty} {git.get('branch') or ''} {git.get('remote') or ''}")
         )
     else:
         rows.append(("git", "not a git repository"))
@@ -66,21 +90,32 @@ def _environment_rows(env: dict[str, object]) -> list[tuple[str, str]]:
 
 def show_dataset(ds: DatasetVersion) -> None:
     """Print a dataset version and its per-column profile."""
-    console.print(
-        f"[bold]Dataset {ds.ref}[/]  {ds.rows} rows  {size(ds.size)}  sha256 {ds.digest}",
-        highlight=False,
-    )
-    console.print(f"source {ds.source}  created {when(ds.created_ms)}", highlight=False)
-    rows = []
-    for col in ds.profile.get("columns", []):
-        summary = _column_summary(col)
-        rows.append((col["name"], col["dtype"], col["kind"], f"{col['missing_rate']:.1%}", summary))
-    console.print(table("Columns", ["name", "dtype", "kind", "missing", "summary"], rows))
+    console.print(line(("Dataset ", "bold"), (ds.ref, "bold")))
+    summary = [
+        ("rows", Text(str(ds.rows))),
+        ("columns", Text(str(len(ds.schema)))),
+        ("size", Text(size(ds.size))),
+        ("sha256", Text(ds.digest)),
+        ("source", Text(ds.source)),
+        ("created", Text(when(ds.created_ms))),
+    ]
+    console.print(_fields(summary))
+    rows = [
+        (col["name"], col["dtype"], col["kind"], _missing(col), _column_summary(col))
+        for col in ds.profile.get("columns", [])
+    ]
+    if rows:
+        console.print(table("Columns", ["name", "dtype", "kind", "missing", "summary"], rows))
 
 
-def _column_summary(col: dict[str, object]) -> str:
+def _missing(col: dict[str, Any]) -> str:
+    rate = col.get("missing_rate")
+    return f"{rate:.1%}" if isinstance(rate, int | float) else ""
+
+
+def _column_summary(col: dict[str, Any]) -> str:
     if col.get("kind") == "numeric" and col.get("min") is not None:
-        return f"min {number(col['min'])}  mean {number(col['mean'])}  max {number(col['max'])}"
+        return f"min {number(col['min'])}  mean {number(col.get('mean'))}  max {number(col['max'])}"
     top = col.get("top")
     if isinstance(top, list) and top:
         return "top " + ", ".join(f"{v} ({c})" for v, c in top[:3])

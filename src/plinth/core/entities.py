@@ -146,3 +146,51 @@ class Run:
         if self.end_ms is None:
             return None
         return (self.end_ms - self.start_ms) / 1000.0
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a named model.
+
+    `digest` is the sha256 of the model's manifest (`plinth-model.json`), which lists every
+    file of the package by digest; `environment` records the Python and flavor library
+    versions needed to load it.
+    """
+
+    id: str
+    name: str
+    version: int
+    flavor: str
+    digest: str
+    signature: dict[str, Any] | None
+    environment: dict[str, Any]
+    run_id: str | None
+    description: str
+    creator: str
+    created_ms: int
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        """`name/version`, the form `load_model` and the CLI accept."""
+        return f"{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A model name with its versions' count, latest version and aliases."""
+
+    name: str
+    description: str
+    created_ms: int
+    latest_version: int
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model package: its path inside the package, digest and size."""
+
+    path: str
+    digest: str
+    size: int

@@ -9,7 +9,12 @@
     ├── StoreError            the metadata or artifact store failed or is unreachable
     │   ├── StoreBusy         the database stayed locked past the retry budget
     │   └── SchemaError       the database schema is newer or older than this plinth
+    ├── ResourceError         a step asks for more CPU, memory or GPUs than there are
+    ├── StepFailed            a flow step failed after its retries
     └── ConfigError           a setting that cannot be used as given
+
+    PlinthWarning (UserWarning): worth attention, does not stop the operation (e.g. a model
+    loaded under other library versions than it was saved with).
 
 Messages say what was wrong and what to do about it.
 """
@@ -24,9 +29,20 @@ class PlinthError(Exception):
 
 
 class InvalidInput(PlinthError):
-    """An argument, key, value, filter or file that plinth cannot accept."""
+    """An argument, key, value, filter or file that plinth cannot accept.
+
+    `problems` lists each thing found wrong as {"field", "expected", "got"} where the input
+    had structure (a model's input against its signature); servers return it as is.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+    def __reduce__(self) -> tuple[type, tuple[str, list[dict[str, str]]]]:
+        return (type(self), (str(self), self.problems))
 
 
 class ConflictError(InvalidInput):
@@ -61,6 +77,20 @@ class StoreBusy(StoreError):
 
 class SchemaError(StoreError):
     """The database schema does not match this version of plinth."""
+
+
+class PlinthWarning(UserWarning):
+    """Something worth a user's attention that does not stop the operation."""
+
+
+class ResourceError(PlinthError):
+    """A task asks for more CPU, memory or GPUs than the executor can ever give it."""
+
+    exit_code = 2
+
+
+class StepFailed(PlinthError):
+    """A flow step failed after its retries; the flow stopped."""
 
 
 class ConfigError(PlinthError):

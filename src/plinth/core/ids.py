@@ -44,3 +44,8 @@ def id_time_ms(ulid: str) -> int:
     for char in ulid[:10]:
         value = (value << 5) | _ALPHABET.index(char)
     return value
+
+
+def now_ms() -> int:
+    """Current wall-clock time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000

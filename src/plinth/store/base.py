@@ -16,6 +16,9 @@ if TYPE_CHECKING:
         DatasetVersion,
         Experiment,
         LineageEdge,
+        ModelFile,
+        ModelVersion,
+        RegisteredModel,
         Run,
         RunStatus,
     )
@@ -47,7 +50,7 @@ class NewDataset:
     source: str
 
 
-class Store(ABC):
+class TrackingStore(ABC):
     """Metadata of experiments, runs, metrics, artifacts, datasets, lineage and audit."""
 
     # experiments -------------------------------------------------------------------------
@@ -128,8 +131,13 @@ class Store(ABC):
 
     # artifacts ---------------------------------------------------------------------------
     @abstractmethod
-    def add_artifacts(self, run_id: str, items: Sequence[ArtifactRecord]) -> list[Artifact]:
-        """Record files logged by a run (the blobs must already be stored)."""
+    def add_artifacts(
+        self, run_id: str, items: Sequence[ArtifactRecord], replace: str | None = None
+    ) -> list[Artifact]:
+        """Record files logged by a run (the blobs must already be stored).
+
+        `replace`: a path whose earlier file, or folder of files, these items supersede.
+        """
 
     @abstractmethod
     def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]:
@@ -179,3 +187,61 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+
+@dataclass(frozen=True)
+class NewModelVersion:
+    """A model version to record (its files are already in the blob store)."""
+
+    name: str
+    flavor: str
+    digest: str
+    files: list[ModelFile]
+    signature: dict[str, Any] | None
+    environment: dict[str, Any]
+    run_id: str | None
+    description: str
+
+
+class ModelRegistryStore(ABC):
+    """The registry's part of the Store: model versions, aliases, descriptions."""
+
+    @abstractmethod
+    def create_model_version(self, new: NewModelVersion) -> ModelVersion:
+        """Record the next version of `new.name` (creating the name on first use)."""
+
+    @abstractmethod
+    def get_model_version(self, name: str, version: int | None = None) -> ModelVersion:
+        """One version (the latest when `version` is None); raise NotFound."""
+
+    @abstractmethod
+    def list_model_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of a model, oldest first; raise NotFound for an unknown name."""
+
+    @abstractmethod
+    def list_registered_models(self) -> list[RegisteredModel]:
+        """Every model name with its latest version and aliases."""
+
+    @abstractmethod
+    def model_files(self, version_id: str) -> list[ModelFile]:
+        """Files of a model version's package."""
+
+    @abstractmethod
+    def set_alias(self, name: str, alias: str, version: int) -> int | None:
+        """Point `alias` at `version` (which must exist); return the version it pointed at before."""
+
+    @abstractmethod
+    def delete_alias(self, name: str, alias: str) -> int:
+        """Remove an alias; return the version it pointed at; raise NotFound if absent."""
+
+    @abstractmethod
+    def resolve_alias(self, name: str, alias: str) -> int:
+        """The version an alias points at; raise NotFound if absent."""
+
+    @abstractmethod
+    def set_model_description(self, name: str, version: int | None, description: str) -> None:
+        """Change the description of a model (version None) or of one version."""
+
+
+class Store(TrackingStore, ModelRegistryStore):
+    """Everything plinth keeps in its metadata store; `SqlStore` implements it."""

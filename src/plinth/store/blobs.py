@@ -2,11 +2,15 @@
 
 Layout: `ROOT/blobs/ab/cdef…` (the digest split after two characters). Writes are atomic:
 a local blob is written to a temporary file and renamed; an object store publishes a whole
-object at once (a PUT or a completed multipart upload), so the final key is written directly.
+object at once (a PUT or a completed multipart upload), so the final key is written directly,
+and only once the bytes sent are known to hash to that key. Large files are streamed in
+chunks both ways. Remote filesystems (s3fs) cache directory listings; every lookup here
+drops the cached entries first, so blobs written or deleted by other processes are seen.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -15,12 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
-from plinth.core.errors import ConfigError, IntegrityError, NotFound, StoreError
+from plinth.core.errors import ConfigError, IntegrityError, NotFound, PlinthError, StoreError
 
 CHUNK = 1 << 20
+REMOTE_PART = 5 << 20  # upload block: S3 multipart parts must be at least 5 MiB
+REMOTE_CHUNK = 4 << 20  # bytes fetched per ranged read
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class BlobStore:
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        import fsspec  # here, not at the top: `import plinth` stays light
+        from fsspec.implementations.local import LocalFileSystem
+
         try:
             fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         except (ImportError, ValueError) as exc:
@@ -71,7 +77,9 @@ class BlobStore:
 
     def exists(self, digest: str) -> bool:
         """True when the blob is stored."""
-        return bool(self._call(self.fs.exists, self.path_of(digest)))
+        path = self.path_of(digest)
+        self._forget_cached(path)
+        return bool(self._call(self.fs.exists, path))
 
     def put_file(self, path: str) -> tuple[str, int]:
         """Store a local file; identical content is stored once. Returns (digest, size)."""
@@ -79,8 +87,40 @@ class BlobStore:
             return self._put_local(path)
         digest, size = file_digest(path)
         if not self.exists(digest):
-            self._call(self.fs.put_file, path, self.path_of(digest))
+            self._call(self._upload, path, digest)
         return digest, size
+
+    def _upload(self, path: str, digest: str) -> None:
+        """Stream a local file to the blob's key, committing only if the bytes sent hash to it."""
+        target = self.path_of(digest)
+        # `_open`, not `open`: a deferred file must not join the shared filesystem's transaction.
+        out = self.fs._open(target, "wb", block_size=REMOTE_PART, autocommit=False)
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as src:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+            out.close()
+            if h.hexdigest() != digest:
+                raise StoreError(
+                    f"{path} changed while it was being stored; log it again once it is complete."
+                )
+            out.commit()
+        except BaseException:
+            with contextlib.suppress(OSError, PlinthError):
+                out.discard()
+                if self.exists(digest) and not self._intact(digest):  # a filesystem that cannot defer
+                    self.fs.rm_file(target)
+            raise
+        finally:
+            self._forget_cached(target)
+
+    def _intact(self, digest: str) -> bool:
+        h = hashlib.sha256()
+        for chunk in self._chunks(digest, None):
+            h.update(chunk)
+        return h.hexdigest() == digest
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         """Store bytes held in memory. Returns (digest, size)."""
@@ -111,6 +151,8 @@ class BlobStore:
             final = self.path_of(digest)
             if os.path.exists(final):
                 os.unlink(tmp)
+                with contextlib.suppress(OSError):  # reused: make it young, so a running gc keeps it
+                    os.utime(final)
             else:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.replace(tmp, final)
@@ -143,9 +185,11 @@ class BlobStore:
             IntegrityError: the stored bytes do not hash to `digest`.
         """
         parent = os.path.dirname(os.path.abspath(dest))
+        made = _missing_dirs(parent)
         os.makedirs(parent, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".plinth-")
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=".plinth-")
             with os.fdopen(fd, "wb") as out:
                 h = hashlib.sha256()
                 for chunk in self._chunks(digest, name):
@@ -154,8 +198,13 @@ class BlobStore:
             self._check(digest, h.hexdigest(), name)
             os.replace(tmp, dest)
         except BaseException:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
+            for folder in reversed(made):
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
             raise
 
     def read_bytes(self, digest: str, *, name: str | None = None) -> bytes:
@@ -165,8 +214,18 @@ class BlobStore:
         return data
 
     def _chunks(self, digest: str, name: str | None) -> Iterator[bytes]:
+        path = self.path_of(digest)
         try:
-            fh: IO[bytes] = self.fs.open(self.path_of(digest), "rb")
+            if self.local:
+                fh: IO[bytes] = open(path, "rb")
+                size = CHUNK
+            else:
+                self._forget_cached(path)
+                fh = self.fs.open(path, "rb", block_size=REMOTE_CHUNK, cache_type="none")
+                size = REMOTE_CHUNK
+            with fh:
+                while chunk := fh.read(size):
+                    yield chunk
         except FileNotFoundError as exc:
             raise NotFound(
                 f"Blob {digest[:12]}… of {name or 'an artifact'} is missing from {self.url}; "
@@ -174,9 +233,6 @@ class BlobStore:
             ) from exc
         except OSError as exc:
             raise StoreError(f"Cannot read {name or digest} from {self.url}: {exc}") from exc
-        with fh:
-            while chunk := fh.read(CHUNK):
-                yield chunk
 
     def _check(self, expected: str, found: str, name: str | None) -> None:
         if expected != found:
@@ -189,6 +245,10 @@ class BlobStore:
     def list_blobs(self) -> Iterator[BlobInfo]:
         """Every stored blob with its size and modification time."""
         base = f"{self.root}/blobs"
+        if not self.local:  # s3fs keeps listings of the folders below `base`; start afresh
+            self.fs.invalidate_cache(base)
+            for key in [k for k in self.fs.dircache if k.startswith(base + "/")]:
+                self.fs.dircache.pop(key, None)
         if not self._call(self.fs.exists, base):
             return
         for path, info in self._call(self.fs.find, base, detail=True).items():
@@ -197,9 +257,33 @@ class BlobStore:
                 continue
             yield BlobInfo(parts[-2] + parts[-1], int(info.get("size") or 0), _mtime(info))
 
+    def stale_temp_files(self, older_than: float) -> list[str]:
+        """Partial files left by writers that died mid-write (local stores), older than a time."""
+        if not self.local:
+            return []
+        found = []
+        for folder, _dirs, names in os.walk(self.root):
+            for name in names:
+                path = os.path.join(folder, name)
+                is_temp = os.path.basename(folder) == "tmp" or name.startswith(".tmp-")
+                if is_temp and os.path.getmtime(path) < older_than:
+                    found.append(path)
+        return found
+
     def delete(self, digest: str) -> None:
-        """Remove a blob (used by garbage collection only)."""
-        self._call(self.fs.rm_file, self.path_of(digest))
+        """Remove a blob (used by garbage collection only); a blob already gone is fine."""
+        path = self.path_of(digest)
+        try:
+            self._call(self.fs.rm_file, path)
+        except FileNotFoundError:
+            pass
+        finally:
+            self._forget_cached(path)
+
+    def _forget_cached(self, path: str) -> None:
+        """Drop cached listings of `path` and its folders, so the next lookup asks the store."""
+        if not self.local:
+            self.fs.invalidate_cache(path)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -208,6 +292,18 @@ class BlobStore:
             raise
         except OSError as exc:
             raise StoreError(f"The artifact store {self.url} failed: {exc}") from exc
+
+
+def _missing_dirs(folder: str) -> list[str]:
+    """The folders `os.makedirs(folder)` would create, outermost first."""
+    missing = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing[::-1]
 
 
 def _mtime(info: dict[str, Any]) -> float:

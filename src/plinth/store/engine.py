@@ -43,7 +43,14 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
     if database and database != ":memory:":
-        os.makedirs(os.path.dirname(os.path.abspath(database)) or ".", exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(database)) or "."
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot create the folder {folder!r} for the SQLite store: {exc.strerror}. "
+                "Point PLINTH_HOME (or PLINTH_STORE) at a writable place."
+            ) from exc
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -116,4 +123,8 @@ def _store_error(exc: DBAPIError, what: str) -> StoreError:
             f"The metadata store stayed locked for {BUSY_BUDGET_S:.0f}s while trying to {what}; "
             "another process holds a long write. Retry, or use PostgreSQL for many writers."
         )
-    return StoreError(f"The metadata store failed to {what}: {exc.orig}")
+    detail = str(exc.orig).strip().replace("\n", " ")
+    return StoreError(
+        f"The metadata store failed to {what}: {detail}. "
+        "Check that the database is running and that PLINTH_STORE names it."
+    )

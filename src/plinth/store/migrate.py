@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 from plinth.core.errors import SchemaError
 from plinth.store.engine import retrying, writing
 
-HEAD = "0001"
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Checked against the scripts by a test; lets an up-to-date store open without loading Alembic.
+HEAD = "0002"
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config pointing at plinth's migrations, bound to `connection` if given."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", _MIGRATIONS)
     if connection is not None:
@@ -27,6 +31,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def script_head() -> str:
     """The newest revision among the migration scripts."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     return head or ""
 
@@ -44,13 +50,19 @@ def upgrade(engine: Engine) -> bool:
     Raises:
         SchemaError: the database was written by a newer plinth.
     """
-    with engine.connect() as conn:
-        if current_revision(conn) == HEAD:
-            return False
+    def current() -> str | None:
+        with engine.connect() as conn:
+            return current_revision(conn)
+
+    if retrying(current, "open the metadata store") == HEAD:
+        return False
     return retrying(lambda: _upgrade_locked(engine), "migrate the schema")
 
 
 def _upgrade_locked(engine: Engine) -> bool:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     with writing(engine) as conn:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74110001)")

@@ -171,3 +171,49 @@ audit_events = Table(
     Column("hash", String(64), nullable=False),
     Index("ix_audit_entity", "entity_type", "entity_id"),
 )
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("creator", String(256), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(256), ForeignKey("registered_models.name"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("flavor", String(32), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("signature", Text),
+    Column("environment", Text, nullable=False),
+    Column("run_id", String(32)),
+    Column("description", Text, nullable=False, default=""),
+    Column("creator", String(256), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("name", "version", name="uq_model_name_version"),
+    Index("ix_model_versions_run", "run_id"),
+)
+
+model_files = Table(
+    "model_files",
+    metadata,
+    Column("model_version_id", String(32), ForeignKey("model_versions.id"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Index("ix_model_files_digest", "digest"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(256), ForeignKey("registered_models.name"), primary_key=True),
+    Column("alias", String(256), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)

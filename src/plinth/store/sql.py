@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,13 +16,14 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from plinth.core import entities as e
 from plinth.core.errors import ConflictError, NotFound, RunNotActive
 from plinth.core.filters import Expr, OrderKey
-from plinth.core.ids import new_id
+from plinth.core.ids import new_id, now_ms
 from plinth.store import schema as t
 from plinth.store.audit import append_event
 from plinth.store.base import ArtifactRecord, NewDataset, PointRow, Store
 from plinth.store.engine import is_sqlite, make_engine, retrying, writing
 from plinth.store.migrate import upgrade
 from plinth.store.search import compile_order, compile_where, stale
+from plinth.store.sql_models import SqlModelRegistry
 
 _EXPERIMENT = select(t.experiments).where(
     (t.experiments.c.name == bindparam("name")) | (t.experiments.c.id == bindparam("name"))
@@ -46,11 +46,6 @@ _LATEST_UPSERT = (
 )
 
 
-def now_ms() -> int:
-    """Current time in epoch milliseconds."""
-    return time.time_ns() // 1_000_000
-
-
 def _num(value: str) -> float | None:
     try:
         number = float(value)
@@ -59,7 +54,7 @@ def _num(value: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-class SqlStore(Store):
+class SqlStore(SqlModelRegistry, Store):
     """The metadata store on a SQL database; migrations are applied when it opens.
 
     Args:
@@ -518,15 +513,21 @@ class SqlStore(Store):
         return self._write("reap crashed runs", reap)
 
     # artifacts -------------------------------------------------------------------------------
-    def add_artifacts(self, run_id: str, items: Sequence[ArtifactRecord]) -> list[e.Artifact]:
+    def add_artifacts(
+        self, run_id: str, items: Sequence[ArtifactRecord], replace: str | None = None
+    ) -> list[e.Artifact]:
         created = now_ms()
 
         def add(conn: Connection) -> list[e.Artifact]:
             key = self._require_running(conn, run_id)
             paths = [i.path for i in items]
-            conn.execute(
-                delete(t.artifacts).where(t.artifacts.c.run_key == key, t.artifacts.c.path.in_(paths))
-            )
+            art = t.artifacts
+            stale = art.c.path.in_(paths)
+            if replace:
+                # the prefix goes through LIKE with its wildcards escaped
+                pattern = replace.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+                stale = stale | (art.c.path == replace) | art.c.path.like(pattern, escape="\\")
+            conn.execute(delete(art).where(art.c.run_key == key, stale))
             conn.execute(
                 insert(t.artifacts),
                 [
@@ -565,6 +566,8 @@ class SqlStore(Store):
         def fetch(conn: Connection) -> set[str]:
             used = {r[0] for r in conn.execute(select(t.artifacts.c.digest).distinct())}
             used |= {r[0] for r in conn.execute(select(t.datasets.c.digest).distinct())}
+            used |= {r[0] for r in conn.execute(select(t.model_versions.c.digest).distinct())}
+            used |= {r[0] for r in conn.execute(select(t.model_files.c.digest).distinct())}
             return used
 
         return self._read("list referenced blobs", fetch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -24,11 +25,14 @@ def collect_garbage(be: Backend, *, dry_run: bool = False, min_age_s: float = DE
     """Remove blobs no entity references and older than `min_age_s`.
 
     Young blobs are kept: a writer may have stored the bytes and not yet recorded the entity.
+    The blobs are listed before the references are read, so an entity recorded meanwhile
+    protects its blob.
     """
-    used = be.store.referenced_digests()
     cutoff = time.time() - min_age_s
+    blobs = list(be.blobs.list_blobs())
+    used = be.store.referenced_digests()
     removed, freed, kept = [], 0, 0
-    for blob in be.blobs.list_blobs():
+    for blob in blobs:
         if blob.digest in used or blob.mtime > cutoff:
             kept += 1
             continue
@@ -37,4 +41,9 @@ def collect_garbage(be: Backend, *, dry_run: bool = False, min_age_s: float = DE
             be.store.record_audit("blob.delete", "blob", blob.digest, blob.digest, None)
         removed.append(blob.digest)
         freed += blob.size
+    for path in be.blobs.stale_temp_files(cutoff):
+        if not dry_run:
+            os.unlink(path)
+        removed.append(path)
+        freed += os.path.getsize(path) if dry_run else 0
     return GcReport(removed, freed, kept, dry_run)

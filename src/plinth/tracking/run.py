@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from plinth.core import hooks
 from plinth.core.entities import Artifact, DatasetVersion, Run, RunStatus
 from plinth.core.errors import InvalidInput, RunNotActive
 from plinth.core.validation import (
@@ -183,6 +184,14 @@ class ActiveRun:
 
         self._check_open()
         return log_dataset(self._backend, data, name, role=role, run_id=self.id, source=source)
+
+    def log_model(self, model: Any, name: str, **kwargs: Any) -> Any:
+        """Register `model` as the next version of `name`, linked to this run (a ModelVersion).
+
+        Accepts the keyword arguments of `plinth.register_model` (input_example, flavor, ...).
+        """
+        self._check_open()
+        return hooks.call("log_model", self, model, name, **kwargs)
 
     # lifecycle -------------------------------------------------------------------------------
     def end(self, status: RunStatus | str = RunStatus.FINISHED, error: str | None = None) -> None:

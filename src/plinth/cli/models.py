@@ -1,0 +1,163 @@
+"""`plinth models …`: the model registry from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from plinth.cli import render
+from plinth.cli.render import console, say, table, when
+from plinth.core.entities import ModelVersion
+
+JSON_HELP = "Print JSON instead of tables."
+
+
+@click.group("models", short_help="Registered models: list, show, alias, predict.")
+def models() -> None:
+    """The model registry: versions, aliases (e.g. champion), signatures, lineage."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def models_list(as_json: bool) -> None:
+    """List registered models with their latest version and aliases."""
+    import plinth
+
+    found = plinth.list_models()
+    if as_json:
+        render.emit_json([m.__dict__ for m in found])
+        return
+    if not found:
+        say("No models yet; register one with plinth.register_model(...) or run `plinth demo`.")
+        return
+    rows = [
+        (m.name, m.latest_version, ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items())), m.description)
+        for m in found
+    ]
+    console.print(table(f"Models ({len(found)})", ["name", "latest", "aliases", "description"], rows))
+
+
+@models.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def models_show(ref: str, as_json: bool) -> None:
+    """Show a model version: REF is NAME (latest), NAME/VERSION or NAME@ALIAS.
+
+    Prints the signature, the environment needed to load it, its aliases and its lineage
+    (the run that produced it and the datasets that run consumed).
+    """
+    from plinth.registry.models import resolve
+    from plinth.tracking.context import backend
+
+    mv = resolve(ref)
+    lineage = _lineage(mv)
+    if as_json:
+        render.emit_json({**mv.__dict__, "lineage": lineage})
+        return
+    say(f"Model {mv.ref}  flavor {mv.flavor}  created {when(mv.created_ms)} by {mv.creator}")
+    if mv.aliases:
+        say(f"aliases: {', '.join(mv.aliases)}")
+    if mv.description:
+        say(f"description: {mv.description}")
+    say(f"sha256 {mv.digest}")
+    console.print(table("Signature (inputs)", ["name", "dtype"], _signature_rows(mv)))
+    env = mv.environment
+    rows = [("python", env.get("python")), *sorted((env.get("libraries") or {}).items())]
+    console.print(table("Environment", ["package", "version"], rows))
+    if lineage:
+        console.print(table("Lineage", ["relation", "entity", "id", "detail"], lineage_rows(lineage)))
+    versions = backend().store.list_model_versions(mv.name)
+    rows = [(v.version, when(v.created_ms), v.run_id or "", ", ".join(v.aliases)) for v in versions]
+    console.print(table(f"Versions of {mv.name}", ["version", "created", "run", "aliases"], rows))
+
+
+def _signature_rows(mv: ModelVersion) -> list[tuple[str, str]]:
+    spec = (mv.signature or {}).get("inputs")
+    if not spec:
+        return [("(none)", "no input example was given")]
+    if spec["type"] == "frame":
+        return [(c["name"], c["dtype"]) for c in spec["columns"]]
+    return [("<tensor>", f"{spec['dtype']} shape {spec['shape']}")]
+
+
+def _lineage(mv: ModelVersion) -> list[dict[str, str]]:
+    from plinth.tracking.context import backend
+
+    store = backend().store
+    found = []
+    if mv.run_id:
+        found.append({"relation": "produced by", "type": "run", "id": mv.run_id, "detail": ""})
+        for edge in store.edges(dst=("run", mv.run_id)):
+            if edge.src_type == "dataset_version":
+                detail = _dataset_ref(edge.src_id) + f" ({edge.attributes.get('role', '')})"
+                found.append(
+                    {"relation": "trained on", "type": "dataset", "id": edge.src_id, "detail": detail}
+                )
+    return found
+
+
+def _dataset_ref(dataset_id: str) -> str:
+    import plinth
+
+    for ds in plinth.list_datasets():
+        if ds.id == dataset_id:
+            return ds.ref
+    return dataset_id
+
+
+def lineage_rows(lineage: list[dict[str, str]]) -> list[tuple[str, str, str, str]]:
+    """Table rows for lineage entries."""
+    return [(e["relation"], e["type"], e["id"], e["detail"]) for e in lineage]
+
+
+@models.command("alias")
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=int)
+def models_alias(name: str, alias: str, version: int) -> None:
+    """Point NAME@ALIAS at VERSION (moving it if it exists; the move is audited)."""
+    import plinth
+
+    before = plinth.set_alias(name, alias, version)
+    moved = f" (was {before})" if before is not None else ""
+    say(f"{name}@{alias} → version {version}{moved}")
+
+
+@models.command("unalias")
+@click.argument("name")
+@click.argument("alias")
+def models_unalias(name: str, alias: str) -> None:
+    """Remove NAME@ALIAS."""
+    import plinth
+
+    version = plinth.delete_alias(name, alias)
+    say(f"Removed {name}@{alias} (it pointed at version {version}).")
+
+
+@models.command("predict")
+@click.argument("ref")
+@click.option(
+    "--input", "-i", "input_path", required=True, help="CSV, Parquet, JSON or JSONL file of inputs."
+)
+@click.option(
+    "--output", "-o", "output_path", default=None, help="Write predictions here (.csv/.parquet/.json)."
+)
+@click.option(
+    "--proba", is_flag=True, help="Class probabilities instead of labels (where the model has them)."
+)
+def models_predict(ref: str, input_path: str, output_path: str | None, proba: bool) -> None:
+    """Predict with REF (NAME, NAME/VERSION or NAME@ALIAS) on a file, checked against the signature."""
+    import numpy as np
+
+    import plinth
+    from plinth.registry.files import read_frame, write_predictions
+
+    model = plinth.load_model(ref)
+    frame = read_frame(input_path)
+    predictions = model.predict_proba(frame) if proba else model.predict(frame)
+    if output_path:
+        write_predictions(predictions, output_path)
+        say(f"Wrote {len(frame)} predictions of {model.model_version.ref} to {output_path}")
+    else:
+        console.file.write(json.dumps(np.asarray(predictions).tolist()) + "\n")

@@ -1,0 +1,1 @@
+"""Executors: where steps run (local worker processes now, a Ray cluster later)."""

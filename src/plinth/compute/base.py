@@ -1,0 +1,120 @@
+"""The `Executor` interface flows run on, and the value types that cross it."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a task asks for: CPU slots, memory (bytes, a hard limit when set) and whole GPUs."""
+
+    cpu: float = 1.0
+    memory: int | None = None
+    gpu: int = 0
+
+    def describe(self) -> str:
+        """Human form, e.g. 'cpu=1, memory=2.0 GiB, gpu=1'."""
+        parts = [f"cpu={self.cpu:g}"]
+        if self.memory is not None:
+            parts.append(f"memory={self.memory / 2**30:.1f} GiB")
+        if self.gpu:
+            parts.append(f"gpu={self.gpu}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One attempt at running `fn(*args)` somewhere.
+
+    Args:
+        id: unique per attempt.
+        fn: a picklable callable (cloudpickle is used, so closures and `__main__` code work).
+        args: its positional arguments (picklable).
+        resources: slots it occupies while running.
+        timeout_s: the attempt is killed after this many seconds.
+        env: environment variables set for the duration of the call.
+        label: for messages, e.g. 'train[3]'.
+    """
+
+    id: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    timeout_s: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+
+
+class Outcome(enum.StrEnum):
+    """How an attempt ended."""
+
+    OK = "ok"
+    ERROR = "error"  # fn raised
+    TIMEOUT = "timeout"  # killed after timeout_s
+    MEMORY = "memory"  # killed for going over its memory limit
+    CRASHED = "crashed"  # its worker process died (e.g. kill -9, segfault, OOM killer)
+    CANCELLED = "cancelled"  # cancelled by the caller
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """The end of one attempt: what fn returned, or why it did not."""
+
+    task_id: str
+    outcome: Outcome
+    value: Any = None
+    error: str | None = None  # "TypeName: message" or a sentence for non-ERROR outcomes
+    traceback: str | None = None
+    gpus: tuple[int, ...] = ()
+    max_rss: int = 0  # peak resident memory of the worker during the attempt, bytes
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    worker: str = ""  # where it ran (host:pid)
+
+    @property
+    def ok(self) -> bool:
+        """True when fn returned."""
+        return self.outcome is Outcome.OK
+
+
+class Executor(ABC):
+    """Runs tasks within resource slots. Not thread-safe: one driver thread uses it."""
+
+    @abstractmethod
+    def capacity(self) -> Resources:
+        """All slots (CPU count, memory, GPUs) this executor schedules into."""
+
+    @abstractmethod
+    def submit(self, task: Task) -> None:
+        """Queue a task; it starts when its slots are free.
+
+        Raises:
+            ResourceError: the task asks for more than the executor will ever have.
+        """
+
+    @abstractmethod
+    def wait(self, timeout: float | None = None) -> list[TaskResult]:
+        """Block until at least one task ends (or `timeout`); return the ended ones."""
+
+    @abstractmethod
+    def cancel(self, task_id: str) -> None:
+        """Stop a queued or running task; its result arrives as CANCELLED."""
+
+    @abstractmethod
+    def running(self) -> int:
+        """Tasks queued or running."""
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Stop every worker and release resources."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

@@ -1,0 +1,1 @@
+"""The model registry: versions, aliases, signatures, flavors and safe loading."""

@@ -1,0 +1,52 @@
+"""The environment a model needs: Python and its flavor's libraries, compared on load."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import warnings
+from typing import Any
+
+from plinth.core.errors import PlinthWarning
+
+_warned: set[tuple[str, str]] = set()
+
+
+def record(libraries: tuple[str, ...]) -> dict[str, Any]:
+    """Python version and the installed versions of `libraries` (those installed)."""
+    found = {}
+    for name in (*libraries, "numpy"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {"python": platform.python_version(), "libraries": found}
+
+
+def check(environment: dict[str, Any], ref: str, key: str | None = None) -> list[str]:
+    """Warn once per model (`key`, default `ref`) and library whose major.minor differs from what runs.
+
+    Returns the libraries that differ (also those already warned about).
+    """
+    differing = []
+    for name, saved in (environment.get("libraries") or {}).items():
+        try:
+            running = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            running = "not installed"
+        if _minor(running) == _minor(saved):
+            continue
+        differing.append(name)
+        if (key or ref, name) not in _warned:
+            _warned.add((key or ref, name))
+            warnings.warn(
+                f"Model {ref} was saved with {name} {saved} but {name} {running} is running; "
+                f"predictions may differ. Install {name}=={saved} to match.",
+                PlinthWarning,
+                stacklevel=3,
+            )
+    return differing
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])

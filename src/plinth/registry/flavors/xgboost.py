@@ -1,0 +1,100 @@
+"""XGBoost boosters and scikit-learn-API estimators, saved in XGBoost's native UBJSON format."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+from plinth.core.errors import InvalidInput
+from plinth.registry.flavors.base import Flavor
+
+MODEL_FILE = "model.ubj"
+BOOSTER = "Booster"
+
+
+class XGBoostFlavor(Flavor):
+    """`xgboost.Booster` and `XGBModel` subclasses (XGBClassifier, XGBRegressor, XGBRanker...).
+
+    The model is written with `save_model` as UBJSON; `meta["class"]` is "Booster" for a raw
+    booster or the estimator's class path, and loading rebuilds that class with `load_model`.
+    """
+
+    name = "xgboost"
+    libraries = ("xgboost",)
+
+    @classmethod
+    def detect(cls, model: Any) -> bool:
+        xgb = sys.modules.get("xgboost")
+        return xgb is not None and isinstance(model, (xgb.Booster, xgb.XGBModel))
+
+    def save(self, model: Any, path: str, **options: Any) -> dict[str, Any]:
+        import xgboost as xgb
+
+        _refuse_options(options)
+        if not isinstance(model, (xgb.Booster, xgb.XGBModel)):
+            raise InvalidInput(
+                f"The xgboost flavor saves an xgboost.Booster or XGBModel, got {type(model).__name__}; "
+                "pass one of those or choose another flavor."
+            )
+        try:
+            model.save_model(os.path.join(path, MODEL_FILE))
+        except (xgb.core.XGBoostError, ValueError, TypeError) as exc:  # unfitted estimators
+            raise InvalidInput(f"This {type(model).__name__} cannot be saved ({exc}); fit it first.") from exc
+        return {"file": MODEL_FILE, "format": "ubjson", "class": _class_name(model, xgb)}
+
+    def load(self, path: str, meta: dict[str, Any]) -> Any:
+        import xgboost as xgb
+
+        cls = xgb.Booster if meta["class"] == BOOSTER else _import_class(meta["class"])
+        model = cls()
+        model.load_model(os.path.join(path, meta["file"]))
+        return model
+
+    def predict(self, raw: Any, data: Any) -> Any:
+        import xgboost as xgb
+
+        if not isinstance(raw, xgb.Booster):
+            return raw.predict(data)
+        return raw.predict(_dmatrix(raw, data, xgb), validate_features=raw.feature_names is not None)
+
+
+def _refuse_options(options: dict[str, Any]) -> None:
+    """InvalidInput when save options are given: this flavor takes none."""
+    if options:
+        raise InvalidInput(f"The xgboost flavor takes no save options; remove {', '.join(sorted(options))}.")
+
+
+def _class_name(model: Any, xgb: Any) -> str:
+    """'Booster' for a raw booster, else the estimator's 'module.QualName'."""
+    if isinstance(model, xgb.Booster):
+        return BOOSTER
+    cls = type(model)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _import_class(dotted: str) -> type:
+    """The class at 'package.module.Class'; InvalidInput when it cannot be imported."""
+    module, _, name = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInput(
+            f"Cannot import the model class {dotted!r} this XGBoost model was saved from; "
+            "install the package that defines it."
+        ) from exc
+
+
+def _dmatrix(booster: Any, data: Any, xgb: Any) -> Any:
+    """`data` as a DMatrix; DataFrames keep their column names, arrays get the booster's."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return xgb.DMatrix(data, enable_categorical=True)
+    array = np.asarray(data)
+    names = booster.feature_names
+    if names is not None and (array.ndim != 2 or array.shape[1] != len(names)):
+        names = None  # let the booster report the shape mismatch
+    return xgb.DMatrix(array, feature_names=names)

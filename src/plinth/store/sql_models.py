@@ -1,0 +1,239 @@
+"""The model registry's tables, as a part of `SqlStore`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+
+from plinth.core import entities as e
+from plinth.core.errors import NotFound
+from plinth.core.ids import new_id
+from plinth.core.ids import now_ms as _now
+from plinth.store import schema as t
+from plinth.store.base import ModelRegistryStore, NewModelVersion
+
+_VERSION = select(t.model_versions).where(
+    t.model_versions.c.name == bindparam("name"), t.model_versions.c.version == bindparam("version")
+)
+_LATEST = (
+    select(t.model_versions)
+    .where(t.model_versions.c.name == bindparam("name"))
+    .order_by(t.model_versions.c.version.desc())
+    .limit(1)
+)
+_ALIASES = select(t.model_aliases.c.alias, t.model_aliases.c.version).where(
+    t.model_aliases.c.name == bindparam("name")
+)
+
+
+class SqlModelRegistry(ModelRegistryStore):
+    """Registry methods of SqlStore (mixed in; relies on its `_write`, `_read` and `_audit`)."""
+
+    _write: Any
+    _read: Any
+    _audit: Any
+    actor: str
+
+    def create_model_version(self, new: NewModelVersion) -> e.ModelVersion:
+        def create(conn: Connection) -> e.ModelVersion:
+            self._lock_model(conn, new.name)
+            last = conn.execute(
+                select(func.max(t.model_versions.c.version)).where(t.model_versions.c.name == new.name)
+            ).scalar()
+            values = {
+                "id": new_id(),
+                "name": new.name,
+                "version": (last or 0) + 1,
+                "flavor": new.flavor,
+                "digest": new.digest,
+                "signature": json.dumps(new.signature) if new.signature else None,
+                "environment": json.dumps(new.environment, sort_keys=True),
+                "run_id": new.run_id,
+                "description": new.description,
+                "creator": self.actor,
+                "created_ms": _now(),
+            }
+            conn.execute(insert(t.model_versions), values)
+            files = [
+                {"model_version_id": values["id"], "path": f.path, "digest": f.digest, "size": f.size}
+                for f in new.files
+            ]
+            if files:
+                conn.execute(insert(t.model_files), files)
+            self._audit(
+                conn,
+                "model.version.create",
+                "model_version",
+                f"{new.name}/{values['version']}",
+                after=new.digest,
+            )
+            return _version(values, ())
+
+        return self._write("register a model version", create)
+
+    def _lock_model(self, conn: Connection, name: str) -> None:
+        """Create the name on first use and lock its row so version numbers never collide."""
+        rm = t.registered_models
+        row = conn.execute(select(rm.c.name).where(rm.c.name == name).with_for_update()).first()
+        if row is None:
+            sql = (
+                "INSERT INTO registered_models (name, description, creator, created_ms) "
+                "VALUES ({p}, '', {p}, {p}) ON CONFLICT DO NOTHING"
+            ).format(p="?" if conn.dialect.name == "sqlite" else "%s")
+            conn.exec_driver_sql(sql, (name, self.actor, _now()))
+            conn.execute(select(rm.c.name).where(rm.c.name == name).with_for_update())
+            self._audit(conn, "model.create", "model", name, after=name)
+
+    def get_model_version(self, name: str, version: int | None = None) -> e.ModelVersion:
+        def fetch(conn: Connection) -> e.ModelVersion:
+            if version is None:
+                row = conn.execute(_LATEST, {"name": name}).first()
+            else:
+                row = conn.execute(_VERSION, {"name": name, "version": version}).first()
+            if row is None:
+                raise _missing(conn, name, version)
+            return _version(row._mapping, self._aliases_of(conn, name, row.version))
+
+        return self._read("read a model version", fetch)
+
+    def list_model_versions(self, name: str) -> list[e.ModelVersion]:
+        def fetch(conn: Connection) -> list[e.ModelVersion]:
+            mv = t.model_versions
+            rows = conn.execute(select(mv).where(mv.c.name == name).order_by(mv.c.version)).all()
+            if not rows:
+                raise _missing(conn, name, None)
+            aliases = dict(conn.execute(_ALIASES, {"name": name}).all())
+            return [
+                _version(r._mapping, tuple(sorted(a for a, v in aliases.items() if v == r.version)))
+                for r in rows
+            ]
+
+        return self._read("list model versions", fetch)
+
+    def list_registered_models(self) -> list[e.RegisteredModel]:
+        def fetch(conn: Connection) -> list[e.RegisteredModel]:
+            mv, rm, ma = t.model_versions, t.registered_models, t.model_aliases
+            latest = dict(conn.execute(select(mv.c.name, func.max(mv.c.version)).group_by(mv.c.name)).all())
+            aliases: dict[str, dict[str, int]] = {}
+            for name, alias, version in conn.execute(select(ma.c.name, ma.c.alias, ma.c.version)):
+                aliases.setdefault(name, {})[alias] = version
+            return [
+                e.RegisteredModel(
+                    r.name, r.description, r.created_ms, latest.get(r.name, 0), aliases.get(r.name, {})
+                )
+                for r in conn.execute(select(rm).order_by(rm.c.name))
+            ]
+
+        return self._read("list models", fetch)
+
+    def model_files(self, version_id: str) -> list[e.ModelFile]:
+        def fetch(conn: Connection) -> list[e.ModelFile]:
+            mf = t.model_files
+            rows = conn.execute(select(mf).where(mf.c.model_version_id == version_id).order_by(mf.c.path))
+            return [e.ModelFile(r.path, r.digest, r.size) for r in rows]
+
+        return self._read("list model files", fetch)
+
+    def set_alias(self, name: str, alias: str, version: int) -> int | None:
+        def move(conn: Connection) -> int | None:
+            if conn.execute(_VERSION, {"name": name, "version": version}).first() is None:
+                raise _missing(conn, name, version)
+            ma = t.model_aliases
+            old = conn.execute(select(ma.c.version).where(ma.c.name == name, ma.c.alias == alias)).scalar()
+            if old is None:
+                conn.execute(
+                    insert(ma), {"name": name, "alias": alias, "version": version, "updated_ms": _now()}
+                )
+            else:
+                conn.execute(
+                    update(ma)
+                    .where(ma.c.name == name, ma.c.alias == alias)
+                    .values(version=version, updated_ms=_now())
+                )
+            self._audit(
+                conn,
+                "model.alias.set",
+                "model",
+                name,
+                before=None if old is None else f"{alias}={old}",
+                after=f"{alias}={version}",
+            )
+            return old
+
+        return self._write("set a model alias", move)
+
+    def delete_alias(self, name: str, alias: str) -> int:
+        def remove(conn: Connection) -> int:
+            ma = t.model_aliases
+            old = conn.execute(select(ma.c.version).where(ma.c.name == name, ma.c.alias == alias)).scalar()
+            if old is None:
+                raise NotFound(f"Model {name!r} has no alias {alias!r}; see `plinth models show {name}`.")
+            conn.execute(delete(ma).where(ma.c.name == name, ma.c.alias == alias))
+            self._audit(conn, "model.alias.delete", "model", name, before=f"{alias}={old}", after=None)
+            return int(old)
+
+        return self._write("delete a model alias", remove)
+
+    def resolve_alias(self, name: str, alias: str) -> int:
+        def fetch(conn: Connection) -> int:
+            ma = t.model_aliases
+            found = conn.execute(select(ma.c.version).where(ma.c.name == name, ma.c.alias == alias)).scalar()
+            if found is None:
+                missing = _missing(conn, name, None)
+                if "No model named" in str(missing):
+                    raise missing
+                known = sorted(a for a, _ in conn.execute(_ALIASES, {"name": name}))
+                hint = f"its aliases are {', '.join(known)}" if known else "it has no aliases"
+                raise NotFound(f"Model {name!r} has no alias {alias!r}; {hint}.")
+            return int(found)
+
+        return self._read("resolve a model alias", fetch)
+
+    def set_model_description(self, name: str, version: int | None, description: str) -> None:
+        def change(conn: Connection) -> None:
+            if version is None:
+                table, where = t.registered_models, [t.registered_models.c.name == name]
+            else:
+                table = t.model_versions
+                where = [table.c.name == name, table.c.version == version]
+            old = conn.execute(select(table.c.description).where(*where)).first()
+            if old is None:
+                raise _missing(conn, name, version)
+            conn.execute(update(table).where(*where).values(description=description))
+            entity = name if version is None else f"{name}/{version}"
+            self._audit(conn, "model.description.set", "model", entity, before=old[0], after=description)
+
+        self._write("change a model description", change)
+
+    @staticmethod
+    def _aliases_of(conn: Connection, name: str, version: int) -> tuple[str, ...]:
+        return tuple(sorted(a for a, v in conn.execute(_ALIASES, {"name": name}) if v == version))
+
+
+def _missing(conn: Connection, name: str, version: int | None) -> NotFound:
+    exists = conn.execute(
+        select(t.registered_models.c.name).where(t.registered_models.c.name == name)
+    ).first()
+    if exists is None:
+        return NotFound(f"No model named {name!r}; list models with `plinth models list`.")
+    return NotFound(f"Model {name!r} has no version {version}; see `plinth models show {name}`.")
+
+
+def _version(row: Any, aliases: tuple[str, ...]) -> e.ModelVersion:
+    signature = row["signature"]
+    return e.ModelVersion(
+        id=row["id"],
+        name=row["name"],
+        version=row["version"],
+        flavor=row["flavor"],
+        digest=row["digest"],
+        signature=json.loads(signature) if signature else None,
+        environment=json.loads(row["environment"]),
+        run_id=row["run_id"],
+        description=row["description"],
+        creator=row["creator"],
+        created_ms=row["created_ms"],
+        aliases=aliases,
+    )
