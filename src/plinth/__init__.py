@@ -21,6 +21,9 @@ from plinth.core.entities import (
     Experiment as Experiment,
 )
 from plinth.core.entities import (
+    FlowRun as FlowRun,
+)
+from plinth.core.entities import (
     MetricPoint as MetricPoint,
 )
 from plinth.core.entities import (
@@ -35,8 +38,18 @@ from plinth.core.entities import (
 from plinth.core.entities import (
     RunStatus as RunStatus,
 )
+from plinth.core.entities import (
+    StepRun as StepRun,
+)
+from plinth.core.entities import (
+    StepStatus as StepStatus,
+)
 from plinth.core.errors import PlinthError as PlinthError
 from plinth.core.settings import Settings as Settings
+from plinth.flows.flow import FlowResult as FlowResult
+from plinth.flows.flow import flow as flow
+from plinth.flows.flow import resume_flow as resume_flow
+from plinth.flows.step import step as step
 from plinth.registry.loaded import Model as Model
 from plinth.registry.models import delete_alias as delete_alias
 from plinth.registry.models import get_model_version as get_model_version
@@ -89,6 +102,8 @@ __all__ = [
     "Artifact",
     "DatasetVersion",
     "Experiment",
+    "FlowResult",
+    "FlowRun",
     "MetricHistory",
     "MetricPoint",
     "Model",
@@ -98,10 +113,13 @@ __all__ = [
     "Run",
     "RunStatus",
     "Settings",
+    "StepRun",
+    "StepStatus",
     "__version__",
     "active_run",
     "configure",
     "delete_alias",
+    "flow",
     "get_dataset",
     "get_model_version",
     "get_run",
@@ -114,8 +132,10 @@ __all__ = [
     "metric_history",
     "reap_runs",
     "register_model",
+    "resume_flow",
     "search_runs",
     "set_alias",
     "set_model_description",
     "start_run",
+    "step",
 ]

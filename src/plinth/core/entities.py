@@ -194,3 +194,64 @@ class ModelFile:
     path: str
     digest: str
     size: int
+
+
+class StepStatus(enum.StrEnum):
+    """Where a step call of a flow run stands."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    CACHED = "CACHED"  # its result was reused from an earlier identical step (cache or resume)
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def has_result(self) -> bool:
+        """True when the step's result is stored."""
+        return self in (StepStatus.FINISHED, StepStatus.CACHED)
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    """One run of a flow: its params, status, result and where its code came from."""
+
+    id: str
+    flow: str
+    status: RunStatus
+    params: dict[str, Any]
+    source: str
+    start_ms: int
+    end_ms: int | None
+    result_digest: str | None = None
+    error: str | None = None
+    resumed_from: str | None = None
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """One call of a step inside a flow run (`call` is e.g. 'train#3'), with its attempts."""
+
+    id: str
+    flow_run_id: str
+    call: str
+    step: str
+    status: StepStatus
+    attempts: int
+    start_ms: int | None
+    end_ms: int | None
+    input_digest: str
+    cache_key: str | None = None
+    result_digest: str | None = None
+    log_digest: str | None = None
+    error: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+    reused_from: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from first start to end."""
+        if self.start_ms is None or self.end_ms is None:
+            return None
+        return (self.end_ms - self.start_ms) / 1000.0

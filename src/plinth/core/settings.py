@@ -20,6 +20,7 @@ class Settings:
         heartbeat_s: seconds between run heartbeats; a run is CRASHED after 3 missed beats.
         flush_s: longest time a logged metric waits in memory before it is written.
         user: the actor recorded on runs and audit events.
+        gpus: GPUs the local executor may use: ids ("0,1") or a count ("2"); default: discovered.
         storage_options: extra fsspec options (e.g. `endpoint_url` for S3-compatible stores).
     """
 
@@ -29,6 +30,7 @@ class Settings:
     heartbeat_s: float = 10.0
     flush_s: float = 0.5
     user: str = "unknown"
+    gpus: str | None = None
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -45,6 +47,7 @@ class Settings:
             heartbeat_s=_positive(env, "PLINTH_HEARTBEAT_S", 10.0),
             flush_s=_positive(env, "PLINTH_FLUSH_S", 0.5),
             user=env.get("PLINTH_USER") or _os_user(env),
+            gpus=env.get("PLINTH_GPUS") or None,
             storage_options=options,
         )
 

@@ -15,12 +15,14 @@ if TYPE_CHECKING:
         AuditEvent,
         DatasetVersion,
         Experiment,
+        FlowRun,
         LineageEdge,
         ModelFile,
         ModelVersion,
         RegisteredModel,
         Run,
         RunStatus,
+        StepRun,
     )
     from plinth.core.filters import Expr, OrderKey
 
@@ -48,6 +50,20 @@ class NewDataset:
     schema: list[dict[str, str]]
     profile: dict[str, Any]
     source: str
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to create (see `Store.create_runs`); `id` may be chosen by the caller."""
+
+    experiment: str
+    name: str | None
+    params: Mapping[str, str]
+    tags: Mapping[str, str]
+    environment: Mapping[str, Any] | None
+    heartbeat_s: float
+    user: str
+    id: str | None = None
 
 
 class TrackingStore(ABC):
@@ -80,6 +96,14 @@ class TrackingStore(ABC):
         user: str,
     ) -> Run:
         """Create a RUNNING run (and its experiment if new) with its params and tags."""
+
+    @abstractmethod
+    def create_runs(self, specs: Sequence[NewRun]) -> list[Run]:
+        """Create many RUNNING runs in one transaction."""
+
+    @abstractmethod
+    def end_runs(self, ends: Sequence[tuple[str, RunStatus, str | None, int]]) -> None:
+        """End many runs in one transaction: (run_id, status, error, end_ms) each."""
 
     @abstractmethod
     def get_run(self, run_id: str, *, now_ms: int | None = None) -> Run:
@@ -169,6 +193,10 @@ class TrackingStore(ABC):
         """Record a lineage edge (idempotent)."""
 
     @abstractmethod
+    def add_edges(self, edges: Sequence[LineageEdge]) -> None:
+        """Record many lineage edges in one transaction (idempotent)."""
+
+    @abstractmethod
     def edges(
         self, *, src: tuple[str, str] | None = None, dst: tuple[str, str] | None = None
     ) -> list[LineageEdge]:
@@ -243,5 +271,51 @@ class ModelRegistryStore(ABC):
         """Change the description of a model (version None) or of one version."""
 
 
-class Store(TrackingStore, ModelRegistryStore):
+class FlowStore(ABC):
+    """The flows' part of the Store: flow runs and their step calls."""
+
+    @abstractmethod
+    def create_flow_run(self, run: FlowRun) -> None:
+        """Record a flow run (its tracked run must exist already, with the same id)."""
+
+    @abstractmethod
+    def finish_flow_run(
+        self, run_id: str, status: RunStatus, end_ms: int, result_digest: str | None, error: str | None
+    ) -> None:
+        """Record how a flow run ended."""
+
+    @abstractmethod
+    def get_flow_run(self, run_id: str, *, now_ms: int | None = None) -> FlowRun:
+        """One flow run (CRASHED when its driver stopped beating); raise NotFound."""
+
+    @abstractmethod
+    def list_flow_runs(self, flow: str | None = None, limit: int = 50) -> list[FlowRun]:
+        """Flow runs, newest first."""
+
+    @abstractmethod
+    def save_step_runs(self, steps: Sequence[StepRun]) -> None:
+        """Insert or update step runs (by id) in one transaction."""
+
+    @abstractmethod
+    def step_runs(self, flow_run_id: str) -> list[StepRun]:
+        """Every step call of a flow run, in the order they were made."""
+
+    @abstractmethod
+    def cached_step(self, cache_key: str) -> StepRun | None:
+        """The newest step with a stored result for this cache key, if any."""
+
+    @abstractmethod
+    def claim_trigger(self, flow: str, scheduled_ms: int, status: str) -> bool:
+        """Record a schedule time of a flow once; False when it was already recorded."""
+
+    @abstractmethod
+    def set_trigger_run(self, flow: str, scheduled_ms: int, flow_run_id: str) -> None:
+        """Link a claimed schedule time to the flow run it started."""
+
+    @abstractmethod
+    def triggers(self, flow: str) -> list[tuple[int, str, str | None]]:
+        """(scheduled_ms, status, flow_run_id) of every recorded schedule time, oldest first."""
+
+
+class Store(TrackingStore, ModelRegistryStore, FlowStore):
     """Everything plinth keeps in its metadata store; `SqlStore` implements it."""

@@ -78,6 +78,8 @@ class BlobStore:
     def exists(self, digest: str) -> bool:
         """True when the blob is stored."""
         path = self.path_of(digest)
+        if self.local:
+            return os.path.exists(path)
         self._forget_cached(path)
         return bool(self._call(self.fs.exists, path))
 
@@ -122,13 +124,17 @@ class BlobStore:
             h.update(chunk)
         return h.hexdigest() == digest
 
-    def put_bytes(self, data: bytes) -> tuple[str, int]:
-        """Store bytes held in memory. Returns (digest, size)."""
+    def put_bytes(self, data: bytes, *, durable: bool = True) -> tuple[str, int]:
+        """Store bytes held in memory. Returns (digest, size).
+
+        `durable=False` skips the fsync of local writes: the blob survives the process
+        dying, not the machine losing power (used for intermediate flow results).
+        """
         digest = hashlib.sha256(data).hexdigest()
         if self.exists(digest):
             return digest, len(data)
         if self.local:
-            self._publish_local(digest, lambda fh: fh.write(data))
+            self._publish_local(digest, lambda fh: fh.write(data), durable=durable)
         else:
             self._call(self.fs.pipe_file, self.path_of(digest), data)
         return digest, len(data)
@@ -162,7 +168,7 @@ class BlobStore:
             raise
         return digest, size
 
-    def _publish_local(self, digest: str, write: Any) -> None:
+    def _publish_local(self, digest: str, write: Any, durable: bool = True) -> None:
         final = self.path_of(digest)
         os.makedirs(os.path.dirname(final), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(final), prefix=".tmp-")
@@ -170,7 +176,8 @@ class BlobStore:
             with os.fdopen(fd, "wb") as out:
                 write(out)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
             os.replace(tmp, final)
         except BaseException:
             if os.path.exists(tmp):

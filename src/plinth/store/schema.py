@@ -217,3 +217,52 @@ model_aliases = Table(
     Column("version", Integer, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
 )
+
+flow_runs = Table(
+    "flow_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("flow", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger),
+    Column("result_digest", String(64)),
+    Column("error", Text),
+    Column("resumed_from", String(32)),
+    Index("ix_flow_runs_flow", "flow", "start_ms"),
+)
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("flow_run_id", String(32), ForeignKey("flow_runs.id"), nullable=False),
+    Column("call", String(256), nullable=False),
+    Column("step", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("start_ms", BigInteger),
+    Column("end_ms", BigInteger),
+    Column("input_digest", String(64), nullable=False),
+    Column("cache_key", String(64)),
+    Column("result_digest", String(64)),
+    Column("log_digest", String(64)),
+    Column("error", Text),
+    Column("resources", Text, nullable=False),
+    Column("usage", Text, nullable=False),
+    Column("reused_from", String(32)),
+    UniqueConstraint("flow_run_id", "call", name="uq_step_call"),
+    Index("ix_step_runs_cache", "cache_key", "status"),
+)
+
+schedule_triggers = Table(
+    "schedule_triggers",
+    metadata,
+    Column("flow", String(256), primary_key=True),
+    Column("scheduled_ms", BigInteger, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("flow_run_id", String(32)),
+    Column("created_ms", BigInteger, nullable=False),
+)

@@ -19,10 +19,11 @@ from plinth.core.filters import Expr, OrderKey
 from plinth.core.ids import new_id, now_ms
 from plinth.store import schema as t
 from plinth.store.audit import append_event
-from plinth.store.base import ArtifactRecord, NewDataset, PointRow, Store
+from plinth.store.base import ArtifactRecord, NewDataset, NewRun, PointRow, Store
 from plinth.store.engine import is_sqlite, make_engine, retrying, writing
 from plinth.store.migrate import upgrade
 from plinth.store.search import compile_order, compile_where, stale
+from plinth.store.sql_flows import SqlFlowStore
 from plinth.store.sql_models import SqlModelRegistry
 
 _EXPERIMENT = select(t.experiments).where(
@@ -54,7 +55,18 @@ def _num(value: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-class SqlStore(SqlModelRegistry, Store):
+def _environment_body(environment: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    if environment is None:
+        return None, None
+    body = json.dumps(environment, sort_keys=True, separators=(",", ":"), default=str)
+    return body, hashlib.sha256(body.encode()).hexdigest()
+
+
+def _default_name(run_id: str) -> str:
+    return f"run-{run_id[-8:].lower()}"
+
+
+class SqlStore(SqlModelRegistry, SqlFlowStore, Store):
     """The metadata store on a SQL database; migrations are applied when it opens.
 
     Args:
@@ -189,57 +201,61 @@ class SqlStore(SqlModelRegistry, Store):
         heartbeat_s: float,
         user: str,
     ) -> e.Run:
-        run_id, started = new_id(), now_ms()
-        env_body = (
-            None
-            if environment is None
-            else json.dumps(environment, sort_keys=True, separators=(",", ":"), default=str)
-        )
-        env_digest = None if env_body is None else hashlib.sha256(env_body.encode()).hexdigest()
-        run_name = name or f"run-{run_id[-8:].lower()}"
+        spec = NewRun(experiment, name, params, tags, environment, heartbeat_s, user)
+        return self.create_runs([spec])[0]
 
-        def create(conn: Connection) -> tuple[e.Experiment, int]:
-            exp = self._experiment(conn, experiment, True)
-            if env_digest is not None and env_digest not in self._known_envs:
-                self._insert_ignore(conn, "environments", ("digest", "body"), [(env_digest, env_body)])
-            key = conn.execute(
-                _INSERT_RUN,
-                {
+    def create_runs(self, specs: Sequence[NewRun]) -> list[e.Run]:
+        started = now_ms()
+        prepared = [(spec, spec.id or new_id(), *_environment_body(spec.environment)) for spec in specs]
+
+        def create(conn: Connection) -> list[tuple[e.Experiment, int]]:
+            made = []
+            for spec, run_id, env_body, env_digest in prepared:
+                exp = self._experiment(conn, spec.experiment, True)
+                if env_digest is not None and env_digest not in self._known_envs:
+                    self._insert_ignore(conn, "environments", ("digest", "body"), [(env_digest, env_body)])
+                row = {
                     "id": run_id,
                     "experiment_id": exp.id,
-                    "name": run_name,
+                    "name": spec.name or _default_name(run_id),
                     "status": "RUNNING",
-                    "user_name": user,
+                    "user_name": spec.user,
                     "start_ms": started,
                     "heartbeat_ms": started,
-                    "heartbeat_s": heartbeat_s,
+                    "heartbeat_s": spec.heartbeat_s,
                     "env_digest": env_digest,
-                },
-            ).scalar_one()
-            self._insert_params(conn, key, params, new_run=True)
-            self._upsert_tags(conn, key, tags)
-            self._audit(conn, "run.create", "run", run_id, after=run_name)
-            return exp, key
+                }
+                key = conn.execute(_INSERT_RUN, row).scalar_one()
+                self._insert_params(conn, key, spec.params, new_run=True)
+                self._upsert_tags(conn, key, spec.tags)
+                self._audit(conn, "run.create", "run", run_id, after=row["name"])
+                made.append((exp, key))
+            return made
 
-        exp, key = self._write("create a run", create)
-        self._run_keys[run_id] = key
-        if env_digest is not None:
-            self._known_envs.add(env_digest)
-        return e.Run(
-            id=run_id,
-            experiment_id=exp.id,
-            experiment_name=exp.name,
-            name=run_name,
-            status=e.RunStatus.RUNNING,
-            user=user,
-            start_ms=started,
-            end_ms=None,
-            heartbeat_ms=started,
-            heartbeat_s=heartbeat_s,
-            params=dict(params),
-            tags=dict(tags),
-            environment=dict(environment) if environment is not None else None,
-        )
+        made = self._write("create runs", create)
+        runs = []
+        for (spec, run_id, _body, env_digest), (exp, key) in zip(prepared, made, strict=True):
+            self._run_keys[run_id] = key
+            if env_digest is not None:
+                self._known_envs.add(env_digest)
+            runs.append(
+                e.Run(
+                    id=run_id,
+                    experiment_id=exp.id,
+                    experiment_name=exp.name,
+                    name=spec.name or _default_name(run_id),
+                    status=e.RunStatus.RUNNING,
+                    user=spec.user,
+                    start_ms=started,
+                    end_ms=None,
+                    heartbeat_ms=started,
+                    heartbeat_s=spec.heartbeat_s,
+                    params=dict(spec.params),
+                    tags=dict(spec.tags),
+                    environment=dict(spec.environment) if spec.environment is not None else None,
+                )
+            )
+        return runs
 
     def _insert_ignore(
         self, conn: Connection, table: str, cols: Sequence[str], rows: list[tuple[Any, ...]]
@@ -367,16 +383,21 @@ class SqlStore(SqlModelRegistry, Store):
         self._write("record a heartbeat", lambda conn: conn.execute(stmt))
 
     def end_run(self, run_id: str, status: e.RunStatus, error: str | None, end_ms: int) -> None:
-        def end(conn: Connection) -> None:
-            params = {"run_id": run_id, "status": status.value, "end_ms": end_ms, "error": error}
-            if conn.execute(_END_RUN, params).rowcount != 1:
-                row = conn.execute(select(t.runs.c.status).where(t.runs.c.id == run_id)).first()
-                if row is None:
-                    raise NotFound(f"No run with id {run_id!r}.")
-                raise RunNotActive(f"Run {run_id} already ended as {row.status}.")
-            self._audit(conn, "run.end", "run", run_id, before="RUNNING", after=status.value)
+        self.end_runs([(run_id, status, error, end_ms)])
 
-        self._write("end a run", end)
+    def end_runs(self, ends: Sequence[tuple[str, e.RunStatus, str | None, int]]) -> None:
+        def end(conn: Connection) -> None:
+            for run_id, status, error, end_ms in ends:
+                params = {"run_id": run_id, "status": status.value, "end_ms": end_ms, "error": error}
+                if conn.execute(_END_RUN, params).rowcount != 1:
+                    row = conn.execute(select(t.runs.c.status).where(t.runs.c.id == run_id)).first()
+                    if row is None:
+                        raise NotFound(f"No run with id {run_id!r}.")
+                    raise RunNotActive(f"Run {run_id} already ended as {row.status}.")
+                self._audit(conn, "run.end", "run", run_id, before="RUNNING", after=status.value)
+
+        if ends:
+            self._write("end runs", end)
 
     def get_run(self, run_id: str, *, now_ms: int | None = None) -> e.Run:
         def fetch(conn: Connection) -> e.Run:
@@ -568,6 +589,12 @@ class SqlStore(SqlModelRegistry, Store):
             used |= {r[0] for r in conn.execute(select(t.datasets.c.digest).distinct())}
             used |= {r[0] for r in conn.execute(select(t.model_versions.c.digest).distinct())}
             used |= {r[0] for r in conn.execute(select(t.model_files.c.digest).distinct())}
+            for column in (
+                t.step_runs.c.result_digest,
+                t.step_runs.c.log_digest,
+                t.flow_runs.c.result_digest,
+            ):
+                used |= {r[0] for r in conn.execute(select(column).distinct()) if r[0]}
             return used
 
         return self._read("list referenced blobs", fetch)
@@ -638,21 +665,26 @@ class SqlStore(SqlModelRegistry, Store):
 
     # lineage and audit -----------------------------------------------------------------------
     def add_edge(self, edge: e.LineageEdge) -> None:
+        self.add_edges([edge])
+
+    def add_edges(self, edges: Sequence[e.LineageEdge]) -> None:
         cols = ("src_type", "src_id", "relation", "dst_type", "dst_id", "created_ms", "attributes")
-        row = (
-            edge.src_type,
-            edge.src_id,
-            edge.relation,
-            edge.dst_type,
-            edge.dst_id,
-            edge.created_ms,
-            json.dumps(edge.attributes, sort_keys=True),
-        )
-
-        def add(conn: Connection) -> None:
-            self._insert_ignore(conn, "lineage_edges", cols, [row])
-
-        self._write("record a lineage edge", add)
+        rows = [
+            (
+                g.src_type,
+                g.src_id,
+                g.relation,
+                g.dst_type,
+                g.dst_id,
+                g.created_ms,
+                json.dumps(g.attributes, sort_keys=True),
+            )
+            for g in edges
+        ]
+        if rows:
+            self._write(
+                "record lineage edges", lambda conn: self._insert_ignore(conn, "lineage_edges", cols, rows)
+            )
 
     def edges(
         self, *, src: tuple[str, str] | None = None, dst: tuple[str, str] | None = None

@@ -73,6 +73,11 @@ def backend() -> Backend:
     return _backend
 
 
+def current() -> Backend | None:
+    """The default backend if one is open (does not open one)."""
+    return _backend
+
+
 def configure(settings: Settings | None = None) -> Backend:
     """Replace the default backend (closing the old one) with one for `settings`."""
     global _backend

@@ -350,3 +350,21 @@ def _install_sigterm() -> None:
             signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):
         pass
+
+
+def attach_run(run: Run, be: Backend) -> ActiveRun:
+    """Make an existing RUNNING run the active run of this process (e.g. a flow step in a worker).
+
+    The caller that created the run ends it; `detach_run` flushes and forgets it here.
+    """
+    active = ActiveRun(run, be)
+    with _active_lock:
+        _active.append(active)
+    return active
+
+
+def detach_run(active: ActiveRun) -> None:
+    """Flush what `active` logged and stop treating it as this process's active run."""
+    _forget(active)
+    active._ended = True
+    active._writer.flush()

@@ -1,0 +1,428 @@
+"""The flow driver: turns step calls into tasks, runs them on an executor, records everything.
+
+The flow body runs in the driver's thread; each step call returns a `StepFuture` at once.
+The driver launches a call when its inputs are done, reusing an earlier result where resume
+or the cache allows, and writes runs, step rows, ends and lineage in batches.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from plinth.compute.base import Executor, Outcome, Task, TaskResult
+from plinth.core.entities import LineageEdge, RunStatus, StepRun, StepStatus
+from plinth.core.errors import StepFailed
+from plinth.core.ids import new_id, now_ms
+from plinth.flows import hashing
+from plinth.flows.runtime import StepPayload, StepReport, run_step
+from plinth.flows.values import Ref, ValueCache
+from plinth.store.base import NewRun
+
+if TYPE_CHECKING:
+    from plinth.flows.step import Step
+    from plinth.tracking.context import Backend
+
+_SCALARS = (str, int, float, bool)
+
+
+@dataclass(eq=False)
+class StepFuture:
+    """A scheduled step call. Pass it to other steps, or call `result()` to wait for its value."""
+
+    driver: FlowDriver
+    call: str
+    step: Step
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    deps: list[StepFuture]
+    dependents: list[StepFuture] = field(default_factory=list)
+    state: str = "waiting"  # waiting, ready, running, done, failed, cancelled
+    row: StepRun | None = None
+    attempts: int = 0
+    task_id: str | None = None
+    experiment_id: str = ""
+
+    def __repr__(self) -> str:
+        return f"<StepFuture {self.call} {self.state}>"
+
+    @property
+    def done(self) -> bool:
+        """True once the result is stored."""
+        return self.state == "done"
+
+    def result(self) -> Any:
+        """Wait for this call (running the flow meanwhile) and return its value."""
+        return self.driver.value_of(self)
+
+
+class FlowDriver:
+    """Schedules one flow run's step calls on an executor and records them."""
+
+    def __init__(
+        self,
+        be: Backend,
+        executor: Executor,
+        flow_run_id: str,
+        flow_name: str,
+        previous: dict[str, StepRun] | None = None,
+    ) -> None:
+        self.be = be
+        self.store = be.store
+        self.executor = executor
+        self.flow_run_id = flow_run_id
+        self.flow_name = flow_name
+        self.previous = previous or {}
+        self.futures: list[StepFuture] = []
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._ready: list[StepFuture] = []
+        self._retry_at: list[tuple[float, StepFuture]] = []
+        self._by_task: dict[str, StepFuture] = {}
+        self._fn_bytes: dict[str, tuple[str, bytes]] = {}
+        self._values = ValueCache()
+        self._rows: dict[str, StepRun] = {}
+        self._ends: list[tuple[str, RunStatus, str | None, int]] = []
+        self._edges: list[LineageEdge] = []
+        self.failure: StepFailed | None = None
+
+    # the flow body's side ----------------------------------------------------------------------
+    def submit(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepFuture:
+        """Record a step call; it launches once every future among its arguments is done."""
+        if self.failure is not None:
+            raise self.failure
+        call = f"{step.name}#{self._counts[step.name]}"
+        self._counts[step.name] += 1
+        deps = list(dict.fromkeys(_futures_in((args, kwargs))))
+        future = StepFuture(self, call, step, args, kwargs, deps)
+        self.futures.append(future)
+        waiting = [d for d in deps if not d.done]
+        for dep in waiting:
+            dep.dependents.append(future)
+        if not waiting:
+            future.state = "ready"
+            self._ready.append(future)
+        return future
+
+    def value_of(self, future: StepFuture) -> Any:
+        """The value of a call, running the flow until it is done."""
+        self.pump(until=future)
+        assert future.row is not None and future.row.result_digest is not None
+        return self._values.load(self.be.blobs, Ref(future.row.result_digest, future.call))
+
+    def materialize(self, value: Any) -> Any:
+        """`value` with every StepFuture inside replaced by its result."""
+        if isinstance(value, StepFuture):
+            return self.value_of(value)
+        if isinstance(value, list):
+            return [self.materialize(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.materialize(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self.materialize(v) for k, v in value.items()}
+        return value
+
+    # the loop ------------------------------------------------------------------------------------
+    def pump(self, until: StepFuture | None = None) -> None:
+        """Run until `until` is done (or everything is, when None); raise StepFailed on failure."""
+        try:
+            while True:
+                if self.failure is not None:
+                    raise self.failure
+                if until is not None and until.done:
+                    return
+                self._launch(self._ready)
+                self._launch_due_retries()
+                if not self._by_task and not self._retry_at and not self._ready:
+                    return
+                for result in self.executor.wait(timeout=self._wait_timeout()):
+                    self._handle(result)
+                self._persist()
+        finally:
+            self._persist()
+
+    def _wait_timeout(self) -> float:
+        if not self._retry_at:
+            return 1.0
+        return max(0.0, min(t for t, _ in self._retry_at) - time.monotonic())
+
+    def _launch_due_retries(self) -> None:
+        now = time.monotonic()
+        due = [f for t, f in self._retry_at if t <= now]
+        if due:
+            self._retry_at = [(t, f) for t, f in self._retry_at if t > now]
+            for future in due:
+                self._submit_attempt(future)
+
+    # launching -----------------------------------------------------------------------------------
+    def _launch(self, ready: list[StepFuture]) -> None:
+        if not ready:
+            return
+        batch, self._ready = list(ready), []
+        fresh = []
+        for future in batch:
+            args, kwargs = _with_refs(future.args), _with_refs(future.kwargs)
+            inputs = hashing.input_digest(args, kwargs)
+            future.args, future.kwargs = args, kwargs
+            reused = self._reusable(future, inputs)
+            if reused is not None:
+                self._reuse(future, inputs, reused)
+            else:
+                fresh.append((future, inputs))
+        if fresh:
+            self._start(fresh)
+
+    def _reusable(self, future: StepFuture, inputs: str) -> StepRun | None:
+        earlier = self.previous.get(future.call)
+        if earlier is not None and earlier.input_digest == inputs and earlier.status.has_result:
+            return earlier
+        if future.step.options.cache:
+            return self.store.cached_step(self._cache_key(future.step, inputs))
+        return None
+
+    def _cache_key(self, step: Step, inputs: str) -> str:
+        return hashing.cache_key(self._function(step)[0], inputs)
+
+    def _reuse(self, future: StepFuture, inputs: str, earlier: StepRun) -> None:
+        at = now_ms()
+        future.row = StepRun(
+            id=new_id(),
+            flow_run_id=self.flow_run_id,
+            call=future.call,
+            step=future.step.name,
+            status=StepStatus.CACHED,
+            attempts=0,
+            start_ms=at,
+            end_ms=at,
+            input_digest=inputs,
+            cache_key=earlier.cache_key,
+            result_digest=earlier.result_digest,
+            log_digest=earlier.log_digest,
+            resources=earlier.resources,
+            usage=earlier.usage,
+            reused_from=earlier.reused_from or earlier.id,
+        )
+        self._rows[future.row.id] = future.row
+        self._finish(future)
+
+    def _start(self, fresh: list[tuple[StepFuture, str]]) -> None:
+        settings = self.be.settings
+        specs = [
+            NewRun(
+                experiment=self.flow_name,
+                name=future.call,
+                params=_params(future),
+                tags={
+                    "plinth.kind": "step",
+                    "plinth.flow_run": self.flow_run_id,
+                    "plinth.step": future.step.name,
+                },
+                environment=None,
+                heartbeat_s=settings.heartbeat_s,
+                user=settings.user,
+            )
+            for future, _ in fresh
+        ]
+        runs = self.store.create_runs(specs)
+        at = now_ms()
+        for (future, inputs), run in zip(fresh, runs, strict=True):
+            options = future.step.options
+            future.row = StepRun(
+                id=run.id,
+                flow_run_id=self.flow_run_id,
+                call=future.call,
+                step=future.step.name,
+                status=StepStatus.RUNNING,
+                attempts=0,
+                start_ms=at,
+                end_ms=None,
+                input_digest=inputs,
+                cache_key=self._cache_key(future.step, inputs) if options.cache else None,
+                resources={
+                    "cpu": options.resources.cpu,
+                    "memory": options.resources.memory,
+                    "gpu": options.resources.gpu,
+                },
+            )
+            future.experiment_id = run.experiment_id
+            self._rows[run.id] = future.row
+            self.be.heartbeat.add(run.id)
+            self._submit_attempt(future)
+
+    def _submit_attempt(self, future: StepFuture) -> None:
+        assert future.row is not None
+        future.attempts += 1
+        future.state = "running"
+        fn_digest, fn_bytes = self._function(future.step)
+        payload = StepPayload(
+            settings=self.be.settings,
+            run_id=future.row.id,
+            experiment_id=future.experiment_id,
+            call=future.call,
+            fn_digest=fn_digest,
+            fn_bytes=fn_bytes,
+            args=future.args,
+            kwargs=future.kwargs,
+        )
+        options = future.step.options
+        task = Task(
+            id=f"{future.row.id}:{future.attempts}",
+            fn=run_step,
+            args=(payload,),
+            resources=options.resources,
+            timeout_s=options.timeout_s,
+            label=future.call,
+        )
+        future.task_id = task.id
+        self._by_task[task.id] = future
+        future.row = replace(future.row, attempts=future.attempts)
+        self._rows[future.row.id] = future.row
+        self.executor.submit(task)
+
+    def _function(self, step: Step) -> tuple[str, bytes]:
+        found = self._fn_bytes.get(step.name)
+        if found is None:
+            from plinth.flows.source import pickled_function
+
+            found = self._fn_bytes[step.name] = (hashing.code_hash(step.fn), pickled_function(step.fn))
+        return found
+
+    # results ---------------------------------------------------------------------------------------
+    def _handle(self, result: TaskResult) -> None:
+        future = self._by_task.pop(result.task_id, None)
+        if future is None or result.outcome is Outcome.CANCELLED:
+            return
+        usage = {
+            "max_rss": result.max_rss,
+            "cpu_s": result.cpu_s,
+            "wall_s": result.wall_s,
+            "gpus": list(result.gpus),
+            "worker": result.worker,
+        }
+        report = result.value if result.ok else None
+        assert future.row is not None
+        if isinstance(report, StepReport):
+            future.row = replace(future.row, log_digest=report.log_digest, usage=usage)
+            if report.error is None:
+                future.row = replace(future.row, result_digest=report.result_digest)
+                return self._finish(future)
+            return self._attempt_failed(future, report.error)
+        future.row = replace(future.row, usage=usage)
+        return self._attempt_failed(future, result.error or f"ended as {result.outcome.value}")
+
+    def _finish(self, future: StepFuture) -> None:
+        assert future.row is not None
+        future.state = "done"
+        if future.row.status is not StepStatus.CACHED:
+            future.row = replace(future.row, status=StepStatus.FINISHED, end_ms=now_ms(), error=None)
+            self._ends.append((future.row.id, RunStatus.FINISHED, None, future.row.end_ms or now_ms()))
+            self.be.heartbeat.remove(future.row.id)
+        self._rows[future.row.id] = future.row
+        self._link(future)
+        for dependent in future.dependents:
+            if dependent.state == "waiting" and all(d.done for d in dependent.deps):
+                dependent.state = "ready"
+                self._ready.append(dependent)
+
+    def _link(self, future: StepFuture) -> None:
+        assert future.row is not None
+        at = now_ms()
+        me = future.row.reused_from or future.row.id
+        for dep in future.deps:
+            if dep.row is not None:
+                source = dep.row.reused_from or dep.row.id
+                self._edges.append(
+                    LineageEdge("run", source, "feeds", "run", me, at, {"flow_run": self.flow_run_id})
+                )
+        if future.row.status is StepStatus.FINISHED and future.row.result_digest:
+            self._edges.append(LineageEdge("run", me, "produced", "blob", future.row.result_digest, at, {}))
+
+    def _attempt_failed(self, future: StepFuture, error: str) -> None:
+        assert future.row is not None
+        options = future.step.options
+        if future.attempts <= options.retries:
+            future.row = replace(future.row, error=error)
+            self._rows[future.row.id] = future.row
+            delay = options.delay_before(future.attempts + 1)
+            self._retry_at.append((time.monotonic() + delay, future))
+            return
+        end = now_ms()
+        future.state = "failed"
+        future.row = replace(future.row, status=StepStatus.FAILED, end_ms=end, error=error)
+        self._rows[future.row.id] = future.row
+        self._ends.append((future.row.id, RunStatus.FAILED, error, end))
+        self.be.heartbeat.remove(future.row.id)
+        tries = f"{future.attempts} attempt{'s' if future.attempts > 1 else ''}"
+        log = f"plinth flows logs {self.flow_run_id} {future.call}"
+        self.failure = StepFailed(f"Step {future.call} failed after {tries}: {error}. Its output: `{log}`.")
+        self.cancel_all(f"cancelled: step {future.call} failed")
+
+    def cancel_all(self, reason: str) -> None:
+        """Stop every running or waiting call (after a failure or an interrupt)."""
+        end = now_ms()
+        for task_id, future in list(self._by_task.items()):
+            self.executor.cancel(task_id)
+            self._cancel(future, reason, end)
+        for _, future in self._retry_at:
+            self._cancel(future, reason, end)
+        self._by_task.clear()
+        self._retry_at = []
+        self._drain_cancelled()
+
+    def _cancel(self, future: StepFuture, reason: str, end: int) -> None:
+        future.state = "cancelled"
+        if future.row is not None and future.row.status is StepStatus.RUNNING:
+            future.row = replace(future.row, status=StepStatus.CANCELLED, end_ms=end, error=reason)
+            self._rows[future.row.id] = future.row
+            self._ends.append((future.row.id, RunStatus.KILLED, reason, end))
+            self.be.heartbeat.remove(future.row.id)
+
+    def _drain_cancelled(self) -> None:
+        deadline = time.monotonic() + 10
+        while self.executor.running() and time.monotonic() < deadline:
+            self.executor.wait(timeout=0.2)
+
+    def _persist(self) -> None:
+        rows, self._rows = list(self._rows.values()), {}
+        ends, self._ends = self._ends, []
+        edges, self._edges = self._edges, []
+        if rows:
+            self.store.save_step_runs(rows)
+        if ends:
+            self.store.end_runs(ends)
+        if edges:
+            self.store.add_edges(edges)
+
+
+def _futures_in(value: Any) -> list[StepFuture]:
+    if isinstance(value, StepFuture):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [f for v in value for f in _futures_in(v)]
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in _futures_in(v)]
+    return []
+
+
+def _with_refs(value: Any) -> Any:
+    if isinstance(value, StepFuture):
+        assert value.row is not None and value.row.result_digest is not None
+        return Ref(value.row.result_digest, value.call)
+    if isinstance(value, list):
+        return [_with_refs(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_with_refs(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _with_refs(v) for k, v in value.items()}
+    return value
+
+
+def _params(future: StepFuture) -> dict[str, str]:
+    """Scalar arguments of a call, by parameter name, as the step run's params."""
+    try:
+        bound = inspect.signature(future.step.fn).bind_partial(*future.args, **future.kwargs)
+    except TypeError:
+        return {}
+    return {k: str(v) for k, v in bound.arguments.items() if isinstance(v, _SCALARS) and len(str(v)) < 500}

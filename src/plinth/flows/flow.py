@@ -1,0 +1,234 @@
+"""`@flow`: ordinary Python whose step calls run as tracked tasks; `run` and `resume_flow`."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from plinth.compute.base import Executor
+from plinth.core.entities import FlowRun, RunStatus, StepRun
+from plinth.core.errors import InvalidInput, PlinthError, StepFailed
+from plinth.core.ids import now_ms
+from plinth.core.validation import check_name
+from plinth.flows.driver import FlowDriver
+from plinth.flows.source import load_object, source_of
+from plinth.flows.step import current_driver
+from plinth.flows.values import Ref, ValueCache, store_value
+from plinth.tracking.context import Backend, backend
+from plinth.tracking.run import Terminated, start_run
+
+_executor_lock = threading.Lock()
+_executors: dict[str | None, Executor] = {}
+
+
+class FlowResult:
+    """A finished (or failed) flow run: id, status, step calls and the flow's return value."""
+
+    def __init__(self, run: FlowRun, be: Backend) -> None:
+        self.flow_run = run
+        self._be = be
+
+    def __repr__(self) -> str:
+        return f"<FlowResult {self.flow_run.flow} {self.id} {self.status.value}>"
+
+    @property
+    def id(self) -> str:
+        """The flow run's id (also its tracked run's id)."""
+        return self.flow_run.id
+
+    @property
+    def status(self) -> RunStatus:
+        """FINISHED, FAILED, KILLED or CRASHED."""
+        return self.flow_run.status
+
+    @property
+    def error(self) -> str | None:
+        """Why it failed."""
+        return self.flow_run.error
+
+    @property
+    def steps(self) -> list[StepRun]:
+        """Every step call, in call order."""
+        return self._be.store.step_runs(self.id)
+
+    @property
+    def result(self) -> Any:
+        """What the flow function returned (step results resolved)."""
+        if self.flow_run.result_digest is None:
+            raise InvalidInput(f"Flow run {self.id} has no result ({self.status.value}).")
+        return ValueCache().load(self._be.blobs, Ref(self.flow_run.result_digest, "flow result"))
+
+
+class Flow:
+    """A flow: call `run(**params)` to execute it; its body schedules steps."""
+
+    def __init__(self, fn: Callable[..., Any], name: str, schedule: str | None, executor: str) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = name
+        self.schedule = schedule
+        self.executor = executor
+        self._signature = inspect.signature(fn)
+
+    def __repr__(self) -> str:
+        return f"<flow {self.name}>"
+
+    def run(
+        self,
+        *,
+        executor: Executor | None = None,
+        raise_on_failure: bool = True,
+        resume: tuple[str, dict[str, StepRun]] | None = None,
+        **params: Any,
+    ) -> FlowResult:
+        """Run the flow with `params` (the function's arguments) and wait for it.
+
+        Raises:
+            StepFailed: a step failed after its retries (unless raise_on_failure=False).
+            InvalidInput: params the flow function does not take, or that are not JSON values.
+        """
+        bound = self._bind(params)
+        be = backend()
+        active = start_run(
+            experiment=self.name,
+            name=f"flow {self.name}",
+            params={k: _text(v) for k, v in bound.items()},
+            tags={"plinth.kind": "flow"},
+            capture_env=True,
+        )
+        record = FlowRun(
+            id=active.id,
+            flow=self.name,
+            status=RunStatus.RUNNING,
+            params=bound,
+            source=source_of(self.fn),
+            start_ms=now_ms(),
+            end_ms=None,
+            resumed_from=resume[0] if resume else None,
+        )
+        be.store.create_flow_run(record)
+        driver = FlowDriver(
+            be, executor or default_executor(be), active.id, self.name, resume[1] if resume else None
+        )
+        status, error, digest = self._drive(driver, bound)
+        be.store.finish_flow_run(active.id, status, now_ms(), digest, error)
+        active.end(status, error)
+        result = FlowResult(be.store.get_flow_run(active.id), be)
+        if status is RunStatus.FAILED and raise_on_failure and driver.failure is not None:
+            failure = StepFailed(str(driver.failure))
+            failure.flow_run = result  # type: ignore[attr-defined]
+            raise failure
+        return result
+
+    def _drive(self, driver: FlowDriver, params: dict[str, Any]) -> tuple[RunStatus, str | None, str | None]:
+        token = current_driver.set(driver)
+        try:
+            value = self.fn(**params)
+            driver.pump()
+            digest, _ = store_value(driver.be.blobs, driver.materialize(value))
+            return RunStatus.FINISHED, None, digest
+        except StepFailed as exc:
+            return RunStatus.FAILED, str(exc), None
+        except (KeyboardInterrupt, Terminated):
+            driver.cancel_all("cancelled: the flow was interrupted")
+            driver.pump()
+            raise
+        except Exception as exc:
+            driver.cancel_all(f"cancelled: the flow body raised {type(exc).__name__}")
+            driver.failure = None
+            driver.pump()
+            if isinstance(exc, PlinthError):
+                raise
+            return RunStatus.FAILED, f"{type(exc).__name__}: {exc}", None
+        finally:
+            current_driver.reset(token)
+
+    def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            bound = self._signature.bind(**params)
+        except TypeError as exc:
+            raise InvalidInput(
+                f"Flow {self.name}: {exc}; its parameters are {list(self._signature.parameters)}."
+            ) from exc
+        bound.apply_defaults()
+        try:
+            json.dumps(bound.arguments)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                f"Flow {self.name}: params must be JSON values (numbers, strings, lists): {exc}"
+            ) from exc
+        return dict(bound.arguments)
+
+
+def flow(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    schedule: str | None = None,
+    executor: str = "local",
+) -> Any:
+    """Declare a flow: ordinary Python whose step calls are scheduled, tracked and stored.
+
+    Example:
+        @flow(name="iris-train", schedule="0 3 * * *")
+        def pipeline(lr: float = 0.1):
+            return train(load(), lr)
+    """
+
+    def wrap(func: Callable[..., Any]) -> Flow:
+        if schedule is not None:
+            from plinth.flows.schedule import check_cron
+
+            check_cron(schedule)
+        return Flow(func, check_name(name or func.__name__, "flow"), schedule, executor)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def resume_flow(
+    run_id: str, *, executor: Executor | None = None, raise_on_failure: bool = True
+) -> FlowResult:
+    """Run a flow run again with the same params, reusing every step call that finished in it."""
+    be = backend()
+    earlier = be.store.get_flow_run(run_id)
+    if earlier.status is RunStatus.RUNNING:
+        raise InvalidInput(
+            f"Flow run {run_id} is still running (its driver is alive); wait for it, or stop it first."
+        )
+    target = load_object(earlier.source)
+    if not isinstance(target, Flow):
+        raise InvalidInput(f"{earlier.source} is no longer a @flow; cannot resume {run_id}.")
+    reusable = {s.call: s for s in be.store.step_runs(run_id) if s.status.has_result}
+    return target.run(
+        executor=executor, raise_on_failure=raise_on_failure, resume=(run_id, reusable), **earlier.params
+    )
+
+
+def default_executor(be: Backend) -> Executor:
+    """The process's local executor for these settings, started on first use."""
+    from plinth.compute.gpus import discover_gpus
+    from plinth.compute.local import LocalExecutor
+
+    key = be.settings.gpus
+    with _executor_lock:
+        found = _executors.get(key)
+        if found is None:
+            found = _executors[key] = LocalExecutor(gpus=discover_gpus(be.settings.gpus))
+        return found
+
+
+@atexit.register
+def _shutdown_executors() -> None:
+    with _executor_lock:
+        for executor in _executors.values():
+            executor.shutdown()
+        _executors.clear()
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,95 @@
+"""Where a flow's code lives, so workers can run its steps and `resume` can find it again."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import sysconfig
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import cloudpickle
+
+from plinth.core.errors import InvalidInput
+
+_LIBRARY_DIRS = tuple(
+    os.path.realpath(p)
+    for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
+
+
+def source_of(fn: Callable[..., Any]) -> str:
+    """'module:qualname' for importable code, '/path/file.py:qualname' for scripts and files."""
+    module = sys.modules.get(fn.__module__)
+    path = getattr(module, "__file__", None)
+    if fn.__module__ != "__main__" and module is not None and _importable_as(fn.__module__, path):
+        return f"{fn.__module__}:{fn.__qualname__}"
+    if path is None:
+        raise InvalidInput(
+            f"Flow {fn.__qualname__} is not defined in a file, so it cannot be resumed or scheduled; "
+            "define it in a .py file."
+        )
+    return f"{os.path.abspath(path)}:{fn.__qualname__}"
+
+
+def _importable_as(name: str, path: str | None) -> bool:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    origin = getattr(spec, "origin", None)
+    return bool(origin and path and os.path.realpath(origin) == os.path.realpath(path))
+
+
+def load_module(path: str) -> ModuleType:
+    """Import a .py file by path (once per path) under a stable private name."""
+    real = os.path.realpath(path)
+    if not os.path.isfile(real):
+        raise InvalidInput(f"Flow file {path!r} does not exist.")
+    name = "plinth_flowfile_" + hashlib.sha256(real.encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, real)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def load_object(source: str) -> Any:
+    """The object a source string names ('module:qualname' or '/path/file.py:qualname')."""
+    where, _, qualname = source.rpartition(":")
+    if not where or not qualname:
+        raise InvalidInput(f"{source!r} does not name a flow; use FILE.py:NAME or module:NAME.")
+    module = load_module(where) if where.endswith(".py") else importlib.import_module(where)
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            raise InvalidInput(f"{where} has no {qualname!r}.")
+    return found
+
+
+def pickled_function(fn: Callable[..., Any]) -> bytes:
+    """cloudpickle bytes of a step function; user code (not installed libraries) goes by value."""
+    module = sys.modules.get(fn.__module__)
+    if module is not None and fn.__module__ != "__main__" and _is_user_code(module):
+        cloudpickle.register_pickle_by_value(module)
+    return cloudpickle.dumps(fn, protocol=5)
+
+
+def _is_user_code(module: ModuleType) -> bool:
+    path = getattr(module, "__file__", None)
+    if path is None or module.__name__.startswith("plinth."):
+        return False
+    real = os.path.realpath(path)
+    return not any(real.startswith(d + os.sep) for d in _LIBRARY_DIRS)

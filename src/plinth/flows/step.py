@@ -1,0 +1,142 @@
+"""`@step`: a Python function that a flow runs as a tracked, retried, resource-bound task."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from plinth.compute.base import Resources
+from plinth.core.errors import InvalidInput
+from plinth.core.units import parse_duration, parse_memory
+from plinth.core.validation import check_key
+
+if TYPE_CHECKING:
+    from plinth.flows.driver import FlowDriver, StepFuture
+
+# The driver of the flow whose body is running in this thread, if any.
+current_driver: contextvars.ContextVar[FlowDriver | None] = contextvars.ContextVar(
+    "plinth_driver", default=None
+)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How a step runs: its resources, retries, timeout and caching."""
+
+    resources: Resources
+    retries: int = 0
+    retry_delay_s: float = 1.0
+    backoff: float = 2.0
+    timeout_s: float | None = None
+    cache: bool = False
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before attempt number `attempt` (2 is the first retry)."""
+        return self.retry_delay_s * self.backoff ** max(0, attempt - 2)
+
+
+class Step:
+    """A step: call it inside a flow to schedule it; outside a flow it is a plain function call."""
+
+    def __init__(self, fn: Callable[..., Any], name: str, options: StepOptions) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = name
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"<step {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        driver = current_driver.get()
+        if driver is None:
+            return self.fn(*args, **kwargs)
+        return driver.submit(self, args, kwargs)
+
+    def map(self, *iterables: Iterable[Any], **kwargs: Any) -> list[StepFuture]:
+        """Fan out: one call per element; keyword lists are zipped with the positional ones.
+
+        `train.map([data] * 4, lr=[0.01, 0.1, 0.2, 0.3])` makes four calls; a keyword given a
+        scalar is passed to every call.
+        """
+        driver = current_driver.get()
+        columns = [list(it) for it in iterables]
+        listed = {k: list(v) for k, v in kwargs.items() if isinstance(v, (list, tuple))}
+        lengths = {len(c) for c in columns} | {len(v) for v in listed.values()}
+        if len(lengths) > 1:
+            raise InvalidInput(f"{self.name}.map got sequences of different lengths {sorted(lengths)}.")
+        count = lengths.pop() if lengths else 0
+        calls = []
+        for i in range(count):
+            call_kwargs = {k: (listed[k][i] if k in listed else v) for k, v in kwargs.items()}
+            call_args = tuple(c[i] for c in columns)
+            calls.append(
+                driver.submit(self, call_args, call_kwargs) if driver else self.fn(*call_args, **call_kwargs)
+            )
+        return calls
+
+
+def step(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    cpu: float = 1,
+    memory: str | int | None = None,
+    gpu: int = 0,
+    retries: int = 0,
+    retry_delay: str | float = "1s",
+    backoff: float = 2.0,
+    timeout: str | float | None = None,
+    cache: bool = False,
+) -> Any:
+    """Declare a flow step.
+
+    Args:
+        cpu: CPU slots it occupies; memory: a hard limit ("2GB"), also a slot; gpu: whole GPUs.
+        retries: extra attempts after a failure; retry_delay and backoff space them out.
+        timeout: the attempt's process is stopped after this long ("10m").
+        cache: reuse the result of an earlier call with the same code, inputs and arguments.
+
+    Example:
+        @step(cpu=1, retries=2, timeout="10m", cache=True)
+        def load(seed: int): ...
+    """
+
+    def wrap(func: Callable[..., Any]) -> Step:
+        if not callable(func):
+            raise InvalidInput(f"@step decorates a function, not {type(func).__name__}.")
+        options = _options(cpu, memory, gpu, retries, retry_delay, backoff, timeout, cache)
+        return Step(func, check_key(name or func.__name__, "step"), options)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _options(
+    cpu: float,
+    memory: Any,
+    gpu: int,
+    retries: int,
+    retry_delay: Any,
+    backoff: float,
+    timeout: Any,
+    cache: bool,
+) -> StepOptions:
+    if not isinstance(cpu, (int, float)) or isinstance(cpu, bool) or cpu <= 0:
+        raise InvalidInput(f"cpu must be a positive number of CPU slots, got {cpu!r}.")
+    if not isinstance(gpu, int) or isinstance(gpu, bool) or gpu < 0:
+        raise InvalidInput(f"gpu must be a whole number of GPUs (0 or more), got {gpu!r}.")
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise InvalidInput(f"retries must be 0 or more, got {retries!r}.")
+    if not isinstance(backoff, (int, float)) or backoff < 1:
+        raise InvalidInput(f"backoff must be a number >= 1, got {backoff!r}.")
+    return StepOptions(
+        resources=Resources(cpu=float(cpu), memory=parse_memory(memory), gpu=gpu),
+        retries=retries,
+        retry_delay_s=parse_duration(retry_delay) or 0.0,
+        backoff=float(backoff),
+        timeout_s=parse_duration(timeout),
+        cache=bool(cache),
+    )

@@ -1,0 +1,189 @@
+"""Flows end to end on the local executor, with SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import plinth
+from plinth.core.errors import InvalidInput, ResourceError, StepFailed
+from plinth.core.settings import Settings
+from plinth.flows.source import load_module
+from plinth.tracking.context import Backend
+
+RESOURCES = Path(__file__).parent.parent / "resources"
+sys.path.insert(0, str(RESOURCES))
+import flows_example as ex  # noqa: E402
+
+
+def statuses(result: plinth.FlowResult) -> dict[str, str]:
+    return {s.call: s.status.value for s in result.steps}
+
+
+def test_fan_out_and_join(tracking: Backend) -> None:
+    result = ex.pipeline.run(lr=0.2)
+    assert result.status is plinth.RunStatus.FINISHED
+    assert result.result == {"lr": 0.2, "score": pytest.approx(0.6)}
+    assert statuses(result) == {
+        "load#0": "FINISHED",
+        **{f"train#{i}": "FINISHED" for i in range(4)},
+        "pick_best#0": "FINISHED",
+    }
+    steps = {s.call: s for s in result.steps}
+    assert all(s.result_digest and tracking.blobs.exists(s.result_digest) for s in steps.values())
+    flow_run = plinth.get_run(result.id)  # the flow run is a tracked run
+    assert flow_run.params == {"lr": "0.2", "seed": "0"} and flow_run.status is plinth.RunStatus.FINISHED
+    train_run = plinth.get_run(steps["train#3"].id)  # so is every step, with its own metrics
+    assert train_run.params == {"lr": "0.2"} and train_run.metrics == {"loss": 0.4}
+    assert train_run.tags["plinth.flow_run"] == result.id
+    feeds = tracking.store.edges(dst=("run", steps["pick_best#0"].id))
+    assert {e.src_id for e in feeds} == {steps[f"train#{i}"].id for i in range(4)}
+    assert steps["load#0"].log_digest is not None  # it printed
+    assert b"loading seed 0" in tracking.blobs.read_bytes(steps["load#0"].log_digest)
+
+
+def test_steps_run_concurrently_in_reused_workers(tracking: Backend) -> None:
+    (a_start, a_end), (b_start, b_end) = ex.naps.run(seconds=1.0).result
+    assert a_start < b_end and b_start < a_end  # the two naps overlapped
+
+
+def test_cache_hit_and_resume_reuse(tracking: Backend) -> None:
+    first = ex.pipeline.run(lr=0.2)
+    second = ex.pipeline.run(lr=0.2)
+    assert statuses(second)["train#0"] == "CACHED" and statuses(second)["load#0"] == "FINISHED"
+    changed = ex.pipeline.run(lr=0.5)
+    assert [statuses(changed)[f"train#{i}"] for i in range(4)] == ["CACHED"] * 3 + ["FINISHED"]
+    resumed = plinth.resume_flow(first.id)
+    assert set(statuses(resumed).values()) == {"CACHED"}
+    assert resumed.flow_run.resumed_from == first.id and resumed.result == first.result
+
+
+def test_cache_misses_when_code_changes(tracking: Backend, tmp_path: Path) -> None:
+    source = (RESOURCES / "flows_example.py").read_text()
+    (tmp_path / "v1.py").write_text(source)
+    (tmp_path / "v2.py").write_text(source.replace("sum(data) * lr", "sum(data) * lr * 2"))
+    (tmp_path / "v1_again.py").write_text(source)
+    runs = [load_module(str(tmp_path / name)).pipeline.run() for name in ("v1.py", "v2.py", "v1_again.py")]
+    assert statuses(runs[1])["train#0"] == "FINISHED"  # new code: miss
+    assert statuses(runs[2])["train#0"] == "CACHED"  # the first code again: hit
+    assert runs[1].result["score"] == 2 * runs[0].result["score"]
+
+
+def test_retries_then_success(tracking: Backend, tmp_path: Path) -> None:
+    result = ex.flaky_flow.run(marker=str(tmp_path / "m"), fail_times=2)
+    [step] = result.steps
+    assert (result.result, step.attempts, step.status.value) == (3, 3, "FINISHED")
+
+
+def test_retries_exhausted_fail_the_flow(tracking: Backend, tmp_path: Path) -> None:
+    with pytest.raises(
+        StepFailed, match=r"Step flaky#0 failed after 3 attempts: RuntimeError: attempt 3"
+    ) as info:
+        ex.flaky_flow.run(marker=str(tmp_path / "m"), fail_times=5)
+    assert "plinth flows logs" in str(info.value)
+    result = info.value.flow_run  # type: ignore[attr-defined]
+    assert result.status is plinth.RunStatus.FAILED and statuses(result) == {"flaky#0": "FAILED"}
+    assert plinth.get_run(result.steps[0].id).status is plinth.RunStatus.FAILED
+    assert plinth.get_run(result.id).status is plinth.RunStatus.FAILED
+
+
+def test_worker_killed_mid_step_retries(tracking: Backend, tmp_path: Path) -> None:
+    result = ex.worker_dies.run(marker=str(tmp_path / "m"))
+    assert result.result == 42 and result.steps[0].attempts == 2
+
+
+@pytest.mark.slow
+def test_timeout_stops_the_step(tracking: Backend) -> None:
+    result = ex.too_slow.run(raise_on_failure=False)
+    assert result.status is plinth.RunStatus.FAILED and "timeout" in (result.error or "")
+
+
+@pytest.mark.slow
+def test_memory_limit_stops_the_step(tracking: Backend) -> None:
+    result = ex.too_hungry.run(raise_on_failure=False)
+    assert result.status is plinth.RunStatus.FAILED and "memory" in (result.error or "")
+
+
+def test_resume_after_failure_reuses_finished_steps(tracking: Backend, tmp_path: Path) -> None:
+    marker = tmp_path / "fixed"
+    failed = ex.stages.run(marker=str(marker), raise_on_failure=False)
+    assert failed.status is plinth.RunStatus.FAILED
+    assert statuses(failed) == {
+        "stage#0": "FINISHED",
+        "stage#1": "FINISHED",
+        "stage#2": "FINISHED",
+        "stage#3": "FAILED",
+    }
+    marker.write_text("fixed")
+    resumed = plinth.resume_flow(failed.id)
+    assert statuses(resumed) == {
+        "stage#0": "CACHED",
+        "stage#1": "CACHED",
+        "stage#2": "CACHED",
+        "stage#3": "FINISHED",
+        "stage#4": "FINISHED",
+    }
+    assert resumed.result == 0 + 1 + 2 + 3 + 4
+
+
+@pytest.mark.slow
+def test_resume_after_driver_kill_9(settings: Settings, tmp_path: Path) -> None:
+    marker = tmp_path / "m"
+    Path(str(marker) + ".sleep").write_text("sleep in stage 2")
+    env = {
+        **os.environ,
+        "PLINTH_HOME": settings.home,
+        "PLINTH_STORE": settings.resolved_store_url,
+        "PLINTH_HEARTBEAT_S": "0.2",
+    }
+    driver = subprocess.Popen(
+        [sys.executable, str(RESOURCES / "run_flow.py"), str(RESOURCES), str(marker)], env=env
+    )
+    be = plinth.configure(settings)
+    deadline = time.monotonic() + 60
+    flow_runs: list[plinth.FlowRun] = []
+    while time.monotonic() < deadline:
+        flow_runs = be.store.list_flow_runs("stages")
+        done = [s for s in be.store.step_runs(flow_runs[0].id) if s.status.has_result] if flow_runs else []
+        if len(done) == 2:
+            break
+        time.sleep(0.1)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    Path(str(marker) + ".sleep").unlink()
+    while be.store.get_flow_run(flow_runs[0].id).status is plinth.RunStatus.RUNNING:
+        time.sleep(0.1)
+    assert be.store.get_flow_run(flow_runs[0].id).status is plinth.RunStatus.CRASHED
+    resumed = plinth.resume_flow(flow_runs[0].id)
+    assert statuses(resumed)["stage#0"] == "CACHED" and statuses(resumed)["stage#1"] == "CACHED"
+    assert resumed.status is plinth.RunStatus.FINISHED
+
+
+def test_gpu_slots_are_exclusive(settings: Settings) -> None:
+    from dataclasses import replace
+
+    plinth.configure(replace(settings, gpus="2"))
+    result = ex.gpu_fanout.run(n=4)
+    assert sorted(result.result) == ["0", "0", "1", "1"]
+    usage = [s.usage["gpus"] for s in result.steps]
+    assert sorted(g for u in usage for g in u) == [0, 0, 1, 1]
+    with pytest.raises(ResourceError, match="gpu=3"):
+        ex.too_many_gpus.run()
+
+
+def test_bad_params_are_refused(tracking: Backend) -> None:
+    with pytest.raises(InvalidInput, match="parameters are"):
+        ex.pipeline.run(learning_rate=0.1)
+    with pytest.raises(InvalidInput, match="JSON"):
+        ex.pipeline.run(lr=object())
+
+
+def test_steps_outside_a_flow_are_plain_calls() -> None:
+    assert ex.load(3) == [3, 4, 5]
+    assert ex.load.map([1, 2]) == [[1, 2, 3], [2, 3, 4]]
