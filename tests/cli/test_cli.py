@@ -561,7 +561,12 @@ def test_demo_end_to_end_and_its_suggestions_work(
     best_id, best_f1 = best.group(1), float(best.group(2))
     assert best_f1 > 0.9
 
-    found = json.loads(run_cli("runs", "list", "-e", "demo-digits", "-o", "-metrics.test_f1", "--json").out)
+    train_filter = "tags.plinth.step = 'train_forest'"
+    found = json.loads(
+        run_cli(
+            "runs", "list", "-e", "demo-digits", "-w", train_filter, "-o", "-metrics.test_f1", "--json"
+        ).out
+    )
     assert len(found) == 4 and found[0]["id"] == best_id
     assert all(r["status"] == "FINISHED" for r in found)
     assert found[0]["metrics"]["test_f1"] == pytest.approx(best_f1, rel=1e-5)
@@ -570,6 +575,7 @@ def test_demo_end_to_end_and_its_suggestions_work(
     assert [s[:3] for s in suggested] == [
         ["plinth", "runs", "show"],
         ["plinth", "runs", "list"],
+        ["plinth", "flows", "show"],
         ["plinth", "datasets", "show"],
         ["plinth", "artifacts", "get"],
         ["plinth", "models", "show"],
@@ -606,7 +612,7 @@ def test_demo_end_to_end_and_its_suggestions_work(
 
 
 def test_demo_without_scikit_learn_says_what_to_install(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
     assert_clean_error(run_cli("demo"), 2, "pip install 'plinth[demo]'")
 
 

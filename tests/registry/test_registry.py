@@ -171,9 +171,9 @@ def test_unregistrable_object(tracking: Backend) -> None:
 def test_environment_mismatch_warns_once(tracking: Backend, iris, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     x, _y, clf = iris
     plinth.register_model("w", clf, input_example=x[:5])
-    real = plinth.registry.environment.importlib.metadata.version  # type: ignore[attr-defined]
+    real = plinth.registry.environment.installed_version  # type: ignore[attr-defined]
     fake = lambda name: "0.1.0" if name == "scikit-learn" else real(name)  # noqa: E731
-    monkeypatch.setattr(plinth.registry.environment.importlib.metadata, "version", fake)  # type: ignore[attr-defined]
+    monkeypatch.setattr(plinth.registry.environment, "installed_version", fake)  # type: ignore[attr-defined]
     with pytest.warns(PlinthWarning, match="scikit-learn"):
         plinth.load_model("w")
     import warnings

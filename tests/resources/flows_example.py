@@ -105,13 +105,14 @@ def too_hungry() -> int:
 
 
 @step(gpu=1)
-def on_gpu(i: int) -> str:
-    time.sleep(0.2)
-    return os.environ.get("CUDA_VISIBLE_DEVICES", "")
+def on_gpu(i: int) -> tuple[str, float, float]:
+    start = time.time()
+    time.sleep(0.3)
+    return os.environ.get("CUDA_VISIBLE_DEVICES", ""), start, time.time()
 
 
 @flow
-def gpu_fanout(n: int = 4) -> list[str]:
+def gpu_fanout(n: int = 4) -> list[tuple[str, float, float]]:
     return on_gpu.map(range(n))
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from plinth.cli import render
 from plinth.cli.demo import demo
+from plinth.cli.flows import flows, scheduler
 from plinth.cli.models import models
 from plinth.cli.render import console, number, say, table, when
 from plinth.core.entities import DatasetVersion, Experiment, Run
@@ -350,4 +351,4 @@ def db_upgrade() -> None:
     say(f"Schema of {render.safe_url(url)} {'upgraded to' if ran else 'already at'} revision {HEAD}.")
 
 
-ALL = [experiments, runs, artifacts, datasets, models, gc, db, demo]
+ALL = [experiments, runs, artifacts, datasets, models, flows, scheduler, gc, db, demo]

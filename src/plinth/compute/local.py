@@ -10,12 +10,11 @@ needed. The driver multiplexes the workers' pipes and process sentinels with
 
 from __future__ import annotations
 
-import atexit
 import os
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing import util as mp_util
 from multiprocessing.connection import wait as wait_ready
 from typing import Any
 
@@ -78,9 +77,9 @@ class LocalExecutor(Executor):
         self._cpu_workers = 0
         self._next_sample = 0.0
         self._closed = False
-        self._finalizer = weakref.finalize(self, _stop_workers, self._workers)
-        self._finalizer.atexit = False  # the module's own exit hook runs first; see the bottom
-        _LIVE.add(self)
+        # multiprocessing's exit hook joins every child process it started, which would wait forever
+        # on idle workers; its finalizers with an exit priority run before that join (and on GC).
+        self._finalizer = mp_util.Finalize(self, _stop_workers, args=(self._workers,), exitpriority=10)
 
     # ------------------------------------------------------------------------------ interface
 
@@ -137,7 +136,6 @@ class LocalExecutor(Executor):
         self._idle_cpu.clear()
         self._idle_gpu.clear()
         self._finalizer()
-        _LIVE.discard(self)
 
     # ------------------------------------------------------------------------------ scheduling
 
@@ -384,17 +382,3 @@ def _size(n: int) -> str:
 def _stop_workers(workers: dict[int, WorkerHandle]) -> None:
     stop_all(list(workers.values()))
     workers.clear()
-
-
-_LIVE: weakref.WeakSet[LocalExecutor] = weakref.WeakSet()
-
-
-@atexit.register
-def _shutdown_live() -> None:
-    """Stop all executors' workers at interpreter exit.
-
-    Registered after multiprocessing's own exit hook (imported above), so it runs before that hook
-    would wait forever on the (non-daemon) workers.
-    """
-    for executor in list(_LIVE):
-        executor.shutdown()

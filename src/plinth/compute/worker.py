@@ -26,6 +26,7 @@ import resource
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 import types
@@ -38,6 +39,8 @@ import psutil
 
 _KIB = 1 if sys.platform == "darwin" else 1024  # ru_maxrss unit: bytes on macOS, KiB on Linux
 _HOST = socket.gethostname()
+_WATCH_S = 1.0  # how often a busy worker checks that its driver is still there
+_busy = threading.Event()
 _context: Any = None
 
 
@@ -50,12 +53,37 @@ def serve(conn: Connection, environ: dict[str, str]) -> None:
     os.environ.clear()
     os.environ.update(environ)
     me = psutil.Process()
+    threading.Thread(target=_watch_driver, args=(conn.fileno(),), name="plinth-watch", daemon=True).start()
     while True:
         try:
             request = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        conn.send_bytes(run_request(request, me))
+        _busy.set()
+        reply = run_request(request, me)
+        _busy.clear()
+        conn.send_bytes(reply)
+
+
+def _watch_driver(fd: int) -> None:
+    """End the worker when its driver has gone (EOF on the pipe) while a task runs.
+
+    An idle worker sees the EOF in `recv_bytes` and returns; a busy one would otherwise run its
+    task to the end (holding CPUs and GPUs) after its driver was killed.
+    """
+    sock = socket.socket(fileno=os.dup(fd))
+    while True:
+        time.sleep(_WATCH_S)
+        if not _busy.is_set():
+            continue
+        try:
+            data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            continue  # nothing to read: the driver is there
+        except OSError:
+            data = b""
+        if not data:
+            os._exit(70)
 
 
 def run_request(request: bytes, me: psutil.Process) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,7 @@ class FlowDriver:
         self._ends: list[tuple[str, RunStatus, str | None, int]] = []
         self._edges: list[LineageEdge] = []
         self.failure: StepFailed | None = None
+        self.observer: Callable[[FlowDriver], None] | None = None
 
     # the flow body's side ----------------------------------------------------------------------
     def submit(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepFuture:
@@ -140,6 +142,8 @@ class FlowDriver:
                 for result in self.executor.wait(timeout=self._wait_timeout()):
                     self._handle(result)
                 self._persist()
+                if self.observer is not None:
+                    self.observer(self)
         finally:
             self._persist()
 
@@ -155,6 +159,16 @@ class FlowDriver:
             self._retry_at = [(t, f) for t, f in self._retry_at if t > now]
             for future in due:
                 self._submit_attempt(future)
+
+    def counts(self) -> dict[str, collections.Counter[str]]:
+        """Per step name: how many calls are waiting, running, done, cached, failed, cancelled."""
+        out: dict[str, collections.Counter[str]] = {}
+        for future in self.futures:
+            state = future.state
+            if state == "done" and future.row is not None and future.row.status is StepStatus.CACHED:
+                state = "cached"
+            out.setdefault(future.step.name, collections.Counter())[state] += 1
+        return out
 
     # launching -----------------------------------------------------------------------------------
     def _launch(self, ready: list[StepFuture]) -> None:

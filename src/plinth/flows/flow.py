@@ -84,6 +84,7 @@ class Flow:
         executor: Executor | None = None,
         raise_on_failure: bool = True,
         resume: tuple[str, dict[str, StepRun]] | None = None,
+        observer: Callable[[FlowDriver], None] | None = None,
         **params: Any,
     ) -> FlowResult:
         """Run the flow with `params` (the function's arguments) and wait for it.
@@ -115,6 +116,7 @@ class Flow:
         driver = FlowDriver(
             be, executor or default_executor(be), active.id, self.name, resume[1] if resume else None
         )
+        driver.observer = observer
         status, error, digest = self._drive(driver, bound)
         be.store.finish_flow_run(active.id, status, now_ms(), digest, error)
         active.end(status, error)
@@ -191,7 +193,11 @@ def flow(
 
 
 def resume_flow(
-    run_id: str, *, executor: Executor | None = None, raise_on_failure: bool = True
+    run_id: str,
+    *,
+    executor: Executor | None = None,
+    raise_on_failure: bool = True,
+    observer: Callable[[FlowDriver], None] | None = None,
 ) -> FlowResult:
     """Run a flow run again with the same params, reusing every step call that finished in it."""
     be = backend()
@@ -205,7 +211,11 @@ def resume_flow(
         raise InvalidInput(f"{earlier.source} is no longer a @flow; cannot resume {run_id}.")
     reusable = {s.call: s for s in be.store.step_runs(run_id) if s.status.has_result}
     return target.run(
-        executor=executor, raise_on_failure=raise_on_failure, resume=(run_id, reusable), **earlier.params
+        executor=executor,
+        raise_on_failure=raise_on_failure,
+        resume=(run_id, reusable),
+        observer=observer,
+        **earlier.params,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 import warnings
@@ -30,10 +31,7 @@ def check(environment: dict[str, Any], ref: str, key: str | None = None) -> list
     """
     differing = []
     for name, saved in (environment.get("libraries") or {}).items():
-        try:
-            running = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            running = "not installed"
+        running = installed_version(name)
         if _minor(running) == _minor(saved):
             continue
         differing.append(name)
@@ -50,3 +48,12 @@ def check(environment: dict[str, Any], ref: str, key: str | None = None) -> list
 
 def _minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
+
+
+@functools.lru_cache(maxsize=256)
+def installed_version(name: str) -> str:
+    """The installed version of a distribution (read once per process), or 'not installed'."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

@@ -76,10 +76,14 @@ def materialize(blobs: BlobStore, mv: ModelVersion, cache_root: str) -> tuple[st
     return folder, manifest
 
 
+# Files this process has hashed, by (path, size, mtime_ns, inode): an unchanged file is not re-read.
+_verified: dict[tuple[str, int, int, int], str] = {}
+
+
 def _verify_local(folder: str, manifest: dict[str, Any], mv: ModelVersion) -> None:
     for item in manifest["files"]:
         path = _safe_join(folder, item["path"], mv)
-        if not os.path.isfile(path) or _sha256(path) != item["digest"]:
+        if not os.path.isfile(path) or _digest_of(path) != item["digest"]:
             shutil.rmtree(folder, ignore_errors=True)
             raise IntegrityError(
                 f"The cached copy of file {item['path']!r} of model {mv.ref} was modified; it was removed "
@@ -92,6 +96,15 @@ def _safe_join(root: str, rel: str, mv: ModelVersion) -> str:
     if not target.startswith(os.path.normpath(root) + os.sep):
         raise IntegrityError(f"The manifest of model {mv.ref} names a path outside its package: {rel!r}.")
     return target
+
+
+def _digest_of(path: str) -> str:
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    digest = _verified.get(key)
+    if digest is None:
+        digest = _verified[key] = _sha256(path)
+    return digest
 
 
 def _sha256(path: str) -> str:

@@ -1,0 +1,225 @@
+"""`plinth flows …` and `plinth scheduler`: run, inspect, resume and schedule flows."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import click
+from rich.live import Live
+
+from plinth.cli import render
+from plinth.cli.render import console, duration, say, table, when
+from plinth.core.entities import FlowRun, StepRun
+from plinth.core.errors import InvalidInput, NotFound
+
+STATES = ("waiting", "ready", "running", "done", "cached", "failed", "cancelled")
+
+
+@click.group("flows", short_help="Run, list, inspect, resume flows; read step logs.")
+def flows() -> None:
+    """Flows: Python workflows of @step functions, run on local worker processes and tracked."""
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--param {pair!r}: use NAME=VALUE, e.g. --param lr=0.1.")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def find_flow(target: str) -> Any:
+    """The flow named by FILE.py[:NAME] or module:NAME (the only flow in the file when no NAME)."""
+    from plinth.flows.flow import Flow
+    from plinth.flows.source import load_module, load_object
+
+    if ":" in target and not target.endswith(".py"):
+        found = load_object(target)
+    else:
+        module = load_module(target)
+        flows_in = [v for v in vars(module).values() if isinstance(v, Flow)]
+        if len(flows_in) != 1:
+            names = ", ".join(sorted(f.fn.__name__ for f in flows_in)) or "none"
+            raise InvalidInput(
+                f"{target} defines {len(flows_in)} flows ({names}); name one as {target}:NAME."
+            )
+        found = flows_in[0]
+    if not isinstance(found, Flow):
+        raise InvalidInput(f"{target} is not a @flow.")
+    return found
+
+
+@flows.command("run")
+@click.argument("target")
+@click.option("--param", "-p", "params", multiple=True, help="A flow parameter NAME=VALUE (JSON or text).")
+def flows_run(target: str, params: tuple[str, ...]) -> None:
+    """Run the flow in TARGET (FILE.py, FILE.py:NAME or module:NAME) and show its steps live."""
+    chosen = find_flow(target)
+    with _live(f"flow {chosen.name}") as observer:
+        result = chosen.run(raise_on_failure=False, observer=observer, **_parse_params(params))
+    _summary(result)
+
+
+@flows.command("resume")
+@click.argument("run_id")
+def flows_resume(run_id: str) -> None:
+    """Run RUN_ID's flow again with its params, reusing every step call that finished."""
+    from plinth.flows.flow import resume_flow
+
+    with _live(f"resuming {run_id}") as observer:
+        result = resume_flow(run_id, raise_on_failure=False, observer=observer)
+    _summary(result)
+
+
+@contextlib.contextmanager
+def _live(title: str) -> Iterator[Any]:
+    if not sys.stdout.isatty():
+        yield None
+        return
+    with Live(table(title, ["step", *STATES], []), console=console, transient=True) as live:
+
+        def observe(driver: Any) -> None:
+            rows = [(name, *(c.get(s, 0) or "" for s in STATES)) for name, c in driver.counts().items()]
+            live.update(table(title, ["step", *STATES], rows))
+
+        yield observe
+
+
+def _summary(result: Any) -> None:
+    run: FlowRun = result.flow_run
+    _steps_table(result.steps, f"Flow {run.flow} {run.id}")
+    if run.error:
+        render.error(run.error)
+        raise click.exceptions.Exit(1)
+    value = repr(result.result)
+    say(
+        f"{run.status.value} in {duration((run.end_ms or 0) / 1000 - run.start_ms / 1000)}; result: "
+        f"{value[:300] + '…' if len(value) > 300 else value}"
+    )
+    say(f"Details: plinth flows show {run.id}")
+
+
+def _steps_table(steps: list[StepRun], title: str) -> None:
+    rows = [
+        (
+            s.call,
+            s.status.value,
+            s.attempts,
+            duration(s.duration_s),
+            s.reused_from or "",
+            (s.error or "")[:80],
+        )
+        for s in steps
+    ]
+    console.print(table(title, ["call", "status", "attempts", "time", "reused from", "error"], rows))
+
+
+@flows.command("list")
+@click.option("--flow", "flow_name", default=None, help="Only runs of this flow.")
+@click.option("--limit", "-n", default=20, show_default=True, help="Show at most this many runs.")
+def flows_list(flow_name: str | None, limit: int) -> None:
+    """List flow runs, newest first."""
+    from plinth.tracking.context import backend
+
+    found = backend().store.list_flow_runs(flow_name, limit)
+    if not found:
+        say("No flow runs yet; start one with `plinth flows run FILE.py`.")
+        return
+    rows = [
+        (
+            r.id,
+            r.flow,
+            r.status.value,
+            when(r.start_ms),
+            duration((r.end_ms - r.start_ms) / 1000 if r.end_ms else None),
+            r.resumed_from or "",
+        )
+        for r in found
+    ]
+    console.print(table("Flow runs", ["id", "flow", "status", "started", "time", "resumed from"], rows))
+
+
+@flows.command("show")
+@click.argument("run_id")
+def flows_show(run_id: str) -> None:
+    """Show a flow run: params, status, and every step call with status, attempts and time."""
+    from plinth.tracking.context import backend
+
+    be = backend()
+    run = be.store.get_flow_run(run_id)
+    say(
+        f"Flow {run.flow}  run {run.id}  {run.status.value}  started {when(run.start_ms)}"
+        f"  source {run.source}"
+    )
+    say(f"params {json.dumps(run.params)}")
+    if run.resumed_from:
+        say(f"resumed from {run.resumed_from}")
+    if run.error:
+        say(f"error: {run.error}")
+    _steps_table(be.store.step_runs(run_id), "Steps")
+
+
+@flows.command("logs")
+@click.argument("run_id")
+@click.argument("step")
+def flows_logs(run_id: str, step: str) -> None:
+    """Print what STEP (a call like train#3, or a step name called once) wrote to stdout/stderr."""
+    from plinth.tracking.context import backend
+
+    be = backend()
+    steps = be.store.step_runs(run_id)
+    chosen = [s for s in steps if s.call == step] or [s for s in steps if s.step == step]
+    if not chosen:
+        calls = ", ".join(s.call for s in steps) or "none"
+        raise NotFound(f"Flow run {run_id} has no step {step!r}; its calls are: {calls}.")
+    if len(chosen) > 1:
+        raise InvalidInput(
+            f"Step {step!r} was called {len(chosen)} times; name one call, e.g. {chosen[0].call}."
+        )
+    [found] = chosen
+    if found.log_digest is None:
+        say(f"{found.call} wrote nothing to stdout or stderr.")
+        return
+    data = be.blobs.read_bytes(found.log_digest, name=f"output of step {found.call}")
+    console.file.write(data.decode(errors="replace"))
+
+
+@click.command("scheduler", short_help="Run the flows of a file on their cron schedules.")
+@click.argument("target")
+@click.option(
+    "--catchup",
+    type=click.Choice(["skip", "once"]),
+    default="skip",
+    show_default=True,
+    help="Times missed while no scheduler ran: skip them, or run once for all of them.",
+)
+@click.option("--poll", default=1.0, show_default=True, help="Seconds between checks.")
+def scheduler(target: str, catchup: str, poll: float) -> None:
+    """Run the @flow(schedule=...) flows of TARGET (FILE.py or a module) until Ctrl-C.
+
+    Each scheduled time starts at most once, across restarts and across several schedulers.
+    """
+    from plinth.flows.flow import Flow
+    from plinth.flows.schedule import Scheduler
+    from plinth.flows.source import load_module
+    from plinth.tracking.context import backend
+
+    module = load_module(target) if target.endswith(".py") else __import__(target, fromlist=["_"])
+    scheduled = [v for v in vars(module).values() if isinstance(v, Flow) and v.schedule]
+    runner = Scheduler(scheduled, backend(), catchup=catchup)
+    say(f"Scheduling {', '.join(f'{f.name} ({f.schedule})' for f in runner.flows)}; Ctrl-C to stop.")
+    while True:
+        for trigger in runner.tick():
+            status = trigger.result.status.value if trigger.result else trigger.error or ""
+            say(f"{when(trigger.scheduled_ms)} {trigger.flow}: {trigger.status} {status}")
+        time.sleep(poll)
