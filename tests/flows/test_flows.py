@@ -40,12 +40,16 @@ def test_fan_out_and_join(tracking: Backend) -> None:
     flow_run = plinth.get_run(result.id)  # the flow run is a tracked run
     assert flow_run.params == {"lr": "0.2", "seed": "0"} and flow_run.status is plinth.RunStatus.FINISHED
     train_run = plinth.get_run(steps["train#3"].id)  # so is every step, with its own metrics
-    assert train_run.params == {"lr": "0.2"} and train_run.metrics == {"loss": 0.4}
+    assert train_run.params == {"lr": "0.2"} and train_run.metrics["loss"] == 0.4
     assert train_run.tags["plinth.flow_run"] == result.id
     feeds = tracking.store.edges(dst=("run", steps["pick_best#0"].id))
     assert {e.src_id for e in feeds} == {steps[f"train#{i}"].id for i in range(4)}
     assert steps["load#0"].log_digest is not None  # it printed
     assert b"loading seed 0" in tracking.blobs.read_bytes(steps["load#0"].log_digest)
+    load_run = plinth.get_run(steps["load#0"].id)  # resources asked (tags) and used (metrics), output
+    assert load_run.tags["plinth.cpu"] == "1" and load_run.tags["plinth.gpu"] == "0"
+    assert load_run.metrics["plinth.max_rss"] > 0 and "plinth.wall_s" in load_run.metrics
+    assert [a.path for a in load_run.artifacts] == ["logs/output.txt"]
 
 
 def test_steps_run_concurrently_in_reused_workers(tracking: Backend) -> None:

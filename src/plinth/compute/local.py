@@ -163,14 +163,16 @@ class LocalExecutor(Executor):
     def _schedule(self) -> None:
         """Start every queued task whose slots are free, oldest first."""
         started = []
-        for task_id, (task, payload) in self._queue.items():
-            if not self._free_gpus and not self._cpu_worker_available():
-                break  # nothing more can start until something ends
-            if self._fits_now(task.resources):
-                started.append(task_id)
-                self._start(task, payload)
-        for task_id in started:
-            del self._queue[task_id]
+        try:
+            for task_id, (task, payload) in self._queue.items():
+                if not self._free_gpus and not self._cpu_worker_available():
+                    break  # nothing more can start until something ends
+                if self._fits_now(task.resources):
+                    self._start(task, payload)
+                    started.append(task_id)
+        finally:  # also when a worker could not be started: what did start leaves the queue
+            for task_id in started:
+                del self._queue[task_id]
 
     def _cpu_worker_available(self) -> bool:
         return bool(self._idle_cpu) or self._cpu_workers < self._max_workers
@@ -185,24 +187,30 @@ class LocalExecutor(Executor):
     def _start(self, task: Task, payload: bytes) -> None:
         res = task.resources
         gpus = self._pick_gpus(res.gpu) if res.gpu else ()
+        worker, sent = self._send(task, payload, gpus)
         self._free_cpu -= round(res.cpu * _MILLI)
         self._free_memory -= res.memory or 0
         self._free_gpus.difference_update(gpus)
-        sent = False
-        for attempt in range(2):  # an idle worker may have died unseen; then a fresh one gets it
-            worker = self._take_worker(gpus)
-            try:
-                worker.send(task.env, payload)
-                sent = True
-                break
-            except OSError:
-                if attempt == 0:
-                    self._discard(worker)
         now = time.monotonic()
         deadline = now + task.timeout_s if task.timeout_s is not None else None
         run = self._running[task.id] = _Running(task, worker, gpus, now, deadline)
         if not sent:
             self._crashed(run)
+
+    def _send(self, task: Task, payload: bytes, gpus: tuple[int, ...]) -> tuple[WorkerHandle, bool]:
+        """Hand the task to a worker; an idle one may have died unseen, then a fresh one gets it."""
+        worker = self._take_worker(gpus)
+        try:
+            worker.send(task.env, payload)
+            return worker, True
+        except OSError:
+            self._discard(worker)
+        worker = self._take_worker(gpus)
+        try:
+            worker.send(task.env, payload)
+            return worker, True
+        except OSError:
+            return worker, False
 
     def _pick_gpus(self, count: int) -> tuple[int, ...]:
         """GPU ids for a task: an idle worker's set when one is free, else the lowest free ids."""
@@ -215,8 +223,9 @@ class LocalExecutor(Executor):
         if not gpus:
             if self._idle_cpu:
                 return self._idle_cpu.pop()
+            worker = self._launch(())
             self._cpu_workers += 1
-            return self._launch(())
+            return worker
         worker = self._idle_gpu.pop(gpus, None)
         if worker is not None:
             return worker

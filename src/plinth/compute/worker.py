@@ -164,6 +164,10 @@ def _forkserver() -> Any:
     return _context
 
 
+def _process_name(gpus: tuple[int, ...]) -> str:
+    return f"plinth-worker-gpu{','.join(map(str, gpus))}" if gpus else "plinth-worker"
+
+
 @contextlib.contextmanager
 def _main_hidden() -> Iterator[None]:
     """Show multiprocessing a blank `__main__` while it starts a process, so the child skips
@@ -186,7 +190,7 @@ class WorkerHandle:
         if gpus:
             environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
         self.conn, theirs = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=serve, args=(theirs, environ), name=f"plinth-worker{list(gpus)}")
+        self.proc = ctx.Process(target=serve, args=(theirs, environ), name=_process_name(gpus))
         with _main_hidden():
             self.proc.start()
         theirs.close()
@@ -247,10 +251,11 @@ class WorkerHandle:
 
     def kill(self) -> None:
         """Kill the worker and everything it started, then reap it."""
+        family = [self._ps]
         try:
-            family = [self._ps, *self._ps.children(recursive=True)]
+            family += self._ps.children(recursive=True)
         except psutil.Error:
-            family = []
+            pass
         for proc in family:
             try:
                 proc.kill()

@@ -21,7 +21,7 @@ from plinth.core.ids import new_id, now_ms
 from plinth.flows import hashing
 from plinth.flows.runtime import StepPayload, StepReport, run_step
 from plinth.flows.values import Ref, ValueCache
-from plinth.store.base import NewRun
+from plinth.store.base import ArtifactRecord, NewRun
 
 if TYPE_CHECKING:
     from plinth.flows.step import Step
@@ -87,6 +87,8 @@ class FlowDriver:
         self._rows: dict[str, StepRun] = {}
         self._ends: list[tuple[str, RunStatus, str | None, int]] = []
         self._edges: list[LineageEdge] = []
+        self._points: list[tuple[str, str, int, int, int, float]] = []
+        self._logs: list[tuple[str, ArtifactRecord]] = []
         self.failure: StepFailed | None = None
         self.observer: Callable[[FlowDriver], None] | None = None
 
@@ -232,6 +234,7 @@ class FlowDriver:
                     "plinth.kind": "step",
                     "plinth.flow_run": self.flow_run_id,
                     "plinth.step": future.step.name,
+                    **_resource_tags(future.step.options.resources),
                 },
                 environment=None,
                 heartbeat_s=settings.heartbeat_s,
@@ -317,7 +320,12 @@ class FlowDriver:
         }
         report = result.value if result.ok else None
         assert future.row is not None
+        self._record_usage(future.row.id, usage, future.attempts)
         if isinstance(report, StepReport):
+            if report.log_digest is not None:
+                self._logs.append(
+                    (future.row.id, ArtifactRecord("logs/output.txt", report.log_digest, report.log_size))
+                )
             future.row = replace(future.row, log_digest=report.log_digest, usage=usage)
             if report.error is None:
                 future.row = replace(future.row, result_digest=report.result_digest)
@@ -325,6 +333,12 @@ class FlowDriver:
             return self._attempt_failed(future, report.error)
         future.row = replace(future.row, usage=usage)
         return self._attempt_failed(future, result.error or f"ended as {result.outcome.value}")
+
+    def _record_usage(self, run_id: str, usage: dict[str, Any], attempt: int) -> None:
+        """The resources an attempt used, as metrics of the step's run (step = attempt number)."""
+        at = now_ms()
+        for key in ("max_rss", "cpu_s", "wall_s"):
+            self._points.append((run_id, f"plinth.{key}", attempt, time.time_ns(), at, float(usage[key])))
 
     def _finish(self, future: StepFuture) -> None:
         assert future.row is not None
@@ -402,8 +416,14 @@ class FlowDriver:
         rows, self._rows = list(self._rows.values()), {}
         ends, self._ends = self._ends, []
         edges, self._edges = self._edges, []
+        points, self._points = self._points, []
+        logs, self._logs = self._logs, []
         if rows:
             self.store.save_step_runs(rows)
+        if points:
+            self.store.write_metrics(points)
+        for run_id, record in logs:
+            self.store.add_artifacts(run_id, [record])
         if ends:
             self.store.end_runs(ends)
         if edges:
@@ -431,6 +451,13 @@ def _with_refs(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _with_refs(v) for k, v in value.items()}
     return value
+
+
+def _resource_tags(resources: Any) -> dict[str, str]:
+    tags = {"plinth.cpu": f"{resources.cpu:g}", "plinth.gpu": str(resources.gpu)}
+    if resources.memory is not None:
+        tags["plinth.memory"] = str(resources.memory)
+    return tags
 
 
 def _params(future: StepFuture) -> dict[str, str]:

@@ -45,6 +45,7 @@ class StepReport:
     result_digest: str | None
     result_size: int
     log_digest: str | None
+    log_size: int = 0
     error: str | None = None
     traceback: str | None = None
 
@@ -62,10 +63,10 @@ def run_step(payload: StepPayload) -> StepReport:
         except Exception as exc:  # reported to the driver, which retries or fails the flow
             digest, size = None, 0
             error = (f"{type(exc).__name__}: {exc}"[:4000], traceback.format_exc()[-20000:])
-        log_digest = _store_log(be, log)
+        log_digest, log_size = _store_log(be, log)
     if error is not None:
-        return StepReport(None, 0, log_digest, error[0], error[1])
-    return StepReport(digest, size, log_digest)
+        return StepReport(None, 0, log_digest, log_size, error[0], error[1])
+    return StepReport(digest, size, log_digest, log_size)
 
 
 def _call(be: context.Backend, fn: Any, payload: StepPayload) -> Any:
@@ -124,9 +125,9 @@ def _captured(log: Any) -> Iterator[None]:
         os.close(saved[1])
 
 
-def _store_log(be: context.Backend, log: Any) -> str | None:
+def _store_log(be: context.Backend, log: Any) -> tuple[str | None, int]:
     size = log.seek(0, os.SEEK_END)
     if size == 0:
-        return None
+        return None, 0
     log.seek(max(0, size - LOG_LIMIT))
-    return be.blobs.put_bytes(log.read(), durable=False)[0]
+    return be.blobs.put_bytes(log.read(), durable=False)
