@@ -115,7 +115,7 @@ def test_plain_callable(tracking: Backend) -> None:
 def test_tampered_blob_is_never_unpickled(tracking: Backend, iris, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     x, _y, clf = iris
     mv = plinth.register_model("t", clf, input_example=x[:5])
-    [model_file] = tracking.store.model_files(mv.id)
+    [model_file] = [f for f in tracking.store.model_files(mv.id) if f.path == "model.pkl"]
     path = tracking.blobs.path_of(model_file.digest)
     with open(path, "wb") as fh:
         fh.write(b"cos\nsystem\n(S'echo pwned'\ntR.")  # a pickle that would run a command
@@ -204,3 +204,14 @@ def test_concurrent_registration_gets_distinct_versions(settings: Settings) -> N
     assert sorted(versions) == list(range(1, 21))
     plinth.configure(settings)
     assert [v.version for v in plinth.list_model_versions("shared")] == list(range(1, 21))
+
+
+def test_input_example_is_kept_with_the_model(tracking: Backend, iris) -> None:  # type: ignore[no-untyped-def]
+    x, _y, clf = iris
+    plinth.register_model("ex", clf, input_example=x[:3])
+    example = plinth.load_model("ex").input_example
+    pd.testing.assert_frame_equal(example, x[:3].reset_index(drop=True))
+    plinth.register_model("arr", Doubler(), input_example=np.ones((2, 3), dtype=np.float32))
+    assert plinth.load_model("arr").input_example.dtype == np.float32
+    plinth.register_model("none", Doubler())
+    assert plinth.load_model("none").input_example is None

@@ -13,7 +13,7 @@ from plinth.core.ids import now_ms
 from plinth.core.validation import check_name
 from plinth.registry import environment
 from plinth.registry.flavors.base import Flavor, detect_flavor, flavor_class
-from plinth.registry.loaded import Model
+from plinth.registry.loaded import EXAMPLE_FILE, Model, save_example
 from plinth.store.base import NewModelVersion
 from plinth.tracking.context import Backend, backend
 
@@ -73,6 +73,8 @@ def register_model(
         folder = os.path.join(tmp, "pkg")
         os.mkdir(folder)
         meta = chosen.save(model, folder, **options)
+        if input_example is not None:
+            save_example(input_example, os.path.join(folder, EXAMPLE_FILE))
         stored = store_package(
             be.blobs,
             folder,
@@ -146,7 +148,8 @@ def load_version(be: Backend, mv: ModelVersion) -> Model:
     environment.check(mv.environment, mv.ref, key=mv.id)
     chosen: Flavor = flavor_class(mv.flavor)()
     raw = chosen.load(folder, manifest.get("meta") or {})
-    return Model(mv, chosen, raw)
+    example = os.path.join(folder, EXAMPLE_FILE)
+    return Model(mv, chosen, raw, example_path=example if os.path.exists(example) else None)
 
 
 def set_alias(name: str, alias: str, version: int) -> int | None:
