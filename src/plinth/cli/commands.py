@@ -16,6 +16,7 @@ from plinth.cli.demo import demo
 from plinth.cli.flows import flows, scheduler
 from plinth.cli.models import models
 from plinth.cli.render import console, number, say, table, when
+from plinth.cli.serve import serve
 from plinth.core.entities import DatasetVersion, Experiment, Run
 from plinth.core.errors import InvalidInput, NotFound
 
@@ -351,4 +352,4 @@ def db_upgrade() -> None:
     say(f"Schema of {render.safe_url(url)} {'upgraded to' if ran else 'already at'} revision {HEAD}.")
 
 
-ALL = [experiments, runs, artifacts, datasets, models, flows, scheduler, gc, db, demo]
+ALL = [experiments, runs, artifacts, datasets, models, serve, flows, scheduler, gc, db, demo]

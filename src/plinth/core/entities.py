@@ -255,3 +255,18 @@ class StepRun:
         if self.start_ms is None or self.end_ms is None:
             return None
         return (self.end_ms - self.start_ms) / 1000.0
+
+
+@dataclass(frozen=True)
+class PredictionLog:
+    """One served prediction: inputs and outputs (JSON text), who answered, how fast, for whom."""
+
+    request_id: str
+    model: str
+    version: int
+    route: str  # primary, canary or shadow
+    time_ms: int
+    latency_ms: float
+    subject_id: str | None
+    inputs: str
+    outputs: str

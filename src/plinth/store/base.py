@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         LineageEdge,
         ModelFile,
         ModelVersion,
+        PredictionLog,
         RegisteredModel,
         Run,
         RunStatus,
@@ -317,5 +318,25 @@ class FlowStore(ABC):
         """(scheduled_ms, status, flow_run_id) of every recorded schedule time, oldest first."""
 
 
-class Store(TrackingStore, ModelRegistryStore, FlowStore):
+class ServingStore(ABC):
+    """Serving's part of the Store: prediction logs."""
+
+    @abstractmethod
+    def write_prediction_logs(self, logs: Sequence[PredictionLog]) -> None:
+        """Append prediction logs in one transaction."""
+
+    @abstractmethod
+    def prediction_logs(
+        self,
+        model: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        version: int | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionLog]:
+        """Logged predictions of a model in a time window, oldest first."""
+
+
+class Store(TrackingStore, ModelRegistryStore, FlowStore, ServingStore):
     """Everything plinth keeps in its metadata store; `SqlStore` implements it."""

@@ -266,3 +266,21 @@ schedule_triggers = Table(
     Column("flow_run_id", String(32)),
     Column("created_ms", BigInteger, nullable=False),
 )
+
+prediction_logs = Table(
+    "prediction_logs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("request_id", String(32), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("route", String(16), nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("subject_id", String(256)),
+    Column("inputs", Text, nullable=False),
+    Column("outputs", Text, nullable=False),
+    Index("ix_predictions_model_time", "model", "time_ms"),
+    Index("ix_predictions_subject", "subject_id"),
+    Index("ix_predictions_request", "request_id"),
+)

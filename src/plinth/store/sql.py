@@ -25,6 +25,7 @@ from plinth.store.migrate import upgrade
 from plinth.store.search import compile_order, compile_where, stale
 from plinth.store.sql_flows import SqlFlowStore
 from plinth.store.sql_models import SqlModelRegistry
+from plinth.store.sql_serving import SqlServingStore
 
 _EXPERIMENT = select(t.experiments).where(
     (t.experiments.c.name == bindparam("name")) | (t.experiments.c.id == bindparam("name"))
@@ -66,7 +67,7 @@ def _default_name(run_id: str) -> str:
     return f"run-{run_id[-8:].lower()}"
 
 
-class SqlStore(SqlModelRegistry, SqlFlowStore, Store):
+class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
     """The metadata store on a SQL database; migrations are applied when it opens.
 
     Args:

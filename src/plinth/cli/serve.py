@@ -1,0 +1,87 @@
+"""`plinth serve`: the online model server."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+
+import click
+
+from plinth.cli.render import say
+
+
+@click.command("serve", short_help="Serve registered models over HTTP (REST, OpenAPI, metrics).")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, help="TCP port.")
+@click.option("--workers", default=1, show_default=True, help="Server processes (each loads the models).")
+@click.option(
+    "--canary", default=None, help="NAME@ALIAS=PERCENT: a challenger answering that share of requests."
+)
+@click.option(
+    "--shadow", default=None, help="NAME@ALIAS: gets a copy of every request; its answers are only logged."
+)
+@click.option(
+    "--alias-poll", default=5.0, show_default=True, help="Seconds between checks for moved aliases."
+)
+@click.option("--max-batch", default=64, show_default=True, help="Most rows predicted together.")
+@click.option(
+    "--max-wait-ms", default=0.0, show_default=True, help="Longest a request waits for its batch to fill."
+)
+@click.option("--no-batching", is_flag=True, help="Predict each request on its own.")
+@click.option("--max-body-mb", default=10.0, show_default=True, help="Largest request body accepted.")
+@click.option("--allow-nan", is_flag=True, help="Accept NaN and infinity in numeric inputs.")
+def serve(
+    refs: tuple[str, ...],
+    host: str,
+    port: int,
+    workers: int,
+    canary: str | None,
+    shadow: str | None,
+    alias_poll: float,
+    max_batch: int,
+    max_wait_ms: float,
+    no_batching: bool,
+    max_body_mb: float,
+    allow_nan: bool,
+) -> None:
+    """Serve REFS (NAME, NAME/VERSION or NAME@ALIAS) at POST /v1/models/NAME/predict.
+
+    Aliases are watched: when one moves, the new version is loaded, checked on its input example
+    and swapped in without failing a request. Also: /healthz, /readyz, /metrics (Prometheus),
+    /v1/models, /docs and /openapi.json. Every prediction is logged for monitoring.
+    """
+    import uvicorn
+
+    from plinth.serving.main import CONFIG_ENV, config_json
+    from plinth.serving.options import ServeOptions, parse_canary
+
+    options = ServeOptions(
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        batching=not no_batching,
+        alias_poll_s=alias_poll,
+        max_body_bytes=int(max_body_mb * 2**20),
+        allow_nan=allow_nan,
+        canary=parse_canary(canary) if canary else None,
+        shadow=shadow,
+    )
+    os.environ[CONFIG_ENV] = config_json(list(refs), options)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="plinth-metrics-")
+    fast = (
+        importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
+    )
+    say(f"Serving {', '.join(refs)} on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})")
+    uvicorn.run(
+        "plinth.serving.main:app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop" if fast else "auto",
+        http="httptools" if fast else "auto",
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,395 @@
+"""The online model server: `create_app(...)` gives an ASGI app (FastAPI) that `plinth serve` runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
+
+from plinth.core.entities import PredictionLog
+from plinth.core.ids import new_id, now_ms
+from plinth.core.settings import Settings
+from plinth.serving.deployment import Deployment
+from plinth.serving.inputs import RequestError
+from plinth.serving.logger import PredictionLogger
+from plinth.serving.metrics import Metrics
+from plinth.serving.options import ServeOptions
+from plinth.tracking.context import Backend, open_backend
+
+log = logging.getLogger("plinth.serving")
+JSON = "application/json"
+
+
+class PredictResponse(BaseModel):
+    """What a prediction request returns."""
+
+    predictions: list[Any]
+    model: str
+    version: int
+    request_id: str
+
+
+class ErrorBody(BaseModel):
+    """What a refused request returns: the reason and, for bad input, each problem."""
+
+    error: str
+    problems: list[dict[str, str]] = []
+
+
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        JSON: {
+            "schema": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["instances"],
+                        "properties": {
+                            "instances": {"type": "array", "items": {"type": "object"}, "minItems": 1},
+                            "subject_id": {"type": "string"},
+                            "output": {"type": "string", "enum": ["predict", "proba"]},
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["data"],
+                        "properties": {
+                            "columns": {"type": "array", "items": {"type": "string"}},
+                            "data": {"type": "array", "items": {"type": "array"}, "minItems": 1},
+                            "subject_id": {"type": "string"},
+                            "output": {"type": "string", "enum": ["predict", "proba"]},
+                        },
+                    },
+                ]
+            },
+            "example": {"instances": [{"feature_a": 1.0, "feature_b": 2.5}]},
+        }
+    },
+}
+
+
+@dataclass
+class ServerState:
+    """Everything the routes share."""
+
+    be: Backend
+    options: ServeOptions
+    metrics: Metrics
+    primary: dict[str, Deployment] = field(default_factory=dict)
+    canary: dict[str, tuple[Deployment, float]] = field(default_factory=dict)
+    shadow: dict[str, Deployment] = field(default_factory=dict)
+    logger: PredictionLogger | None = None
+    ready: bool = False
+
+    def deployments(self) -> list[Deployment]:
+        """Every deployment, primary first."""
+        return [*self.primary.values(), *(d for d, _ in self.canary.values()), *self.shadow.values()]
+
+
+def create_app(
+    refs: Sequence[str], settings: Settings | None = None, options: ServeOptions | None = None
+) -> FastAPI:
+    """An ASGI app serving `refs` (e.g. ["iris-clf@champion"]) from the store in `settings`.
+
+    Models are loaded when the app starts (its lifespan); `/readyz` answers 200 once they are.
+    """
+    options = options or ServeOptions()
+    be = open_backend(settings or Settings.from_env())
+    state = ServerState(be, options, Metrics())
+    _plan(state, refs)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(_load_all, state)
+        state.logger = PredictionLogger(
+            be.store, options.log_queue, on_drop=lambda n: state.metrics.dropped_logs.inc(n)
+        )
+        state.ready = True
+        watcher = asyncio.create_task(_watch(state))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            state.logger.close()
+            be.close()
+
+    app = FastAPI(
+        title="plinth model server",
+        version="1",
+        description="Predictions from registered models, validated against their signatures.",
+        lifespan=lifespan,
+    )
+    app.state.plinth = state
+    _routes(app, state)
+    return app
+
+
+def _plan(state: ServerState, refs: Sequence[str]) -> None:
+    observe = _observer(state)
+    for ref in refs:
+        deployment = Deployment(ref, state.be, state.options, observe)
+        state.primary[deployment.name] = deployment
+    if state.options.canary is not None:
+        ref, share = state.options.canary
+        deployment = Deployment(ref, state.be, state.options, observe)
+        state.canary[deployment.name] = (deployment, share)
+    if state.options.shadow is not None:
+        deployment = Deployment(state.options.shadow, state.be, state.options, observe)
+        state.shadow[deployment.name] = deployment
+
+
+def _observer(state: ServerState) -> Any:
+    def observe(name: str, version: int, rows: int) -> None:
+        state.metrics.batch.labels(name, str(version)).observe(rows)
+
+    return observe
+
+
+def _load_all(state: ServerState) -> None:
+    for deployment in state.deployments():
+        served = deployment.load()
+        log.info("serving %s as version %s", deployment.ref, served.version)
+
+
+async def _watch(state: ServerState) -> None:
+    while True:
+        await asyncio.sleep(state.options.alias_poll_s)
+        for deployment in state.deployments():
+            if not deployment.watches:
+                continue
+            try:
+                outcome = await deployment.refresh()
+            except Exception as exc:  # the store may be briefly unreachable; keep serving
+                log.warning("could not check %s: %s", deployment.ref, exc)
+                continue
+            if outcome is not None:
+                state.metrics.swaps.labels(deployment.name, outcome).inc()
+
+
+def _routes(app: FastAPI, state: ServerState) -> None:
+    @app.post(
+        "/v1/models/{name}/predict",
+        summary="Predict with a served model",
+        openapi_extra={"requestBody": PREDICT_BODY},
+        responses={
+            200: {"model": PredictResponse},
+            400: {"model": ErrorBody},
+            404: {"model": ErrorBody},
+            413: {"model": ErrorBody},
+            415: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+        },
+    )
+    async def predict(name: str, request: Request) -> Response:
+        return await _predict(state, name, request)
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Every served model is loaded", responses={503: {"model": ErrorBody}})
+    async def readyz() -> Response:
+        if state.ready and all(d.current is not None for d in state.deployments()):
+            return Response(b'{"status":"ready"}', media_type=JSON)
+        return Response(b'{"error":"models are still loading"}', status_code=503, media_type=JSON)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", summary="What is served, and which versions")
+    async def models() -> list[dict[str, Any]]:
+        return [_describe(d, role) for role, d in _roles(state)]
+
+
+def _roles(state: ServerState) -> list[tuple[str, Deployment]]:
+    out = [("primary", d) for d in state.primary.values()]
+    out += [("canary", d) for d, _ in state.canary.values()]
+    return out + [("shadow", d) for d in state.shadow.values()]
+
+
+def _describe(deployment: Deployment, role: str) -> dict[str, Any]:
+    current = deployment.current
+    mv = current.model.model_version if current else None
+    return {
+        "name": deployment.name,
+        "ref": deployment.ref,
+        "role": role,
+        "version": mv.version if mv else None,
+        "flavor": mv.flavor if mv else None,
+        "signature": mv.signature if mv else None,
+        "last_error": deployment.last_error,
+    }
+
+
+async def _predict(state: ServerState, name: str, request: Request) -> Response:
+    started = time.perf_counter()
+    deployment = state.primary.get(name)
+    try:
+        if deployment is None or deployment.current is None:
+            served = ", ".join(sorted(state.primary)) or "none"
+            raise RequestError(f"Model {name!r} is not served here; served: {served}.", 404)
+        doc = await _body(state, request)
+        route, deployment = _route(state, name, deployment)
+        served = deployment.current
+        assert served is not None
+        output = _output(doc)
+        part = served.parser.rows(doc)
+        answer = await served.predict(part, len(part), output)
+    except RequestError as exc:
+        return _refuse(state, name, exc)
+    request_id = request.headers.get("x-request-id") or new_id()
+    predictions = answer.tolist()
+    body = orjson.dumps(
+        {"predictions": predictions, "model": name, "version": served.version, "request_id": request_id},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+    latency = time.perf_counter() - started
+    version = str(served.version)
+    state.metrics.requests.labels(name, version, route, "200").inc()
+    state.metrics.latency.labels(name, version).observe(latency)
+    subject = doc.get("subject_id") or request.headers.get("x-subject-id")
+    inputs = _inputs_json(doc)
+    _log(state, request_id, name, served.version, route, latency, subject, inputs, predictions)
+    shadow = state.shadow.get(name)
+    if shadow is not None and shadow.current is not None:
+        asyncio.get_running_loop().create_task(
+            _shadow(state, shadow, doc, output, request_id, subject, inputs)
+        )
+    return Response(body, media_type=JSON)
+
+
+async def _body(state: ServerState, request: Request) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith(JSON):
+        raise RequestError(f"Send JSON with Content-Type: {JSON} (got {ctype or 'none'}).", 415)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > state.options.max_body_bytes:
+        raise RequestError(
+            f"The body is larger than this server takes ({state.options.max_body_bytes} bytes).", 413
+        )
+    raw = await request.body()
+    if len(raw) > state.options.max_body_bytes:
+        raise RequestError(
+            f"The body is larger than this server takes ({state.options.max_body_bytes} bytes).", 413
+        )
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        doc = _lenient_json(raw, exc)
+    if not isinstance(doc, dict):
+        raise RequestError('The body must be a JSON object like {"instances": [...]}.', 400)
+    return doc
+
+
+def _lenient_json(raw: bytes, error: Exception) -> Any:
+    """Bodies with NaN or Infinity (not JSON, but common): parsed so the signature check names them."""
+    import json
+
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise RequestError(f"The body is not valid JSON: {error}", 400) from None
+
+
+def _route(state: ServerState, name: str, primary: Deployment) -> tuple[str, Deployment]:
+    canary = state.canary.get(name)
+    if canary is not None and canary[0].current is not None and random.random() < canary[1]:
+        return "canary", canary[0]
+    return "primary", primary
+
+
+def _output(doc: dict[str, Any]) -> str:
+    output = doc.get("output", "predict")
+    if output not in ("predict", "proba"):
+        raise RequestError(f'"output" must be "predict" or "proba", got {output!r}.', 422)
+    return str(output)
+
+
+def _refuse(state: ServerState, name: str, exc: RequestError) -> Response:
+    state.metrics.requests.labels(name, "", "primary", str(exc.status)).inc()
+    body = orjson.dumps({"error": str(exc), "problems": exc.problems})
+    return Response(body, status_code=exc.status, media_type=JSON)
+
+
+def _inputs_json(doc: dict[str, Any]) -> str:
+    payload = (
+        {"instances": doc["instances"]}
+        if "instances" in doc
+        else {k: doc.get(k) for k in ("columns", "data")}
+    )
+    return orjson.dumps(payload).decode()
+
+
+def _log(
+    state: ServerState,
+    request_id: str,
+    name: str,
+    version: int,
+    route: str,
+    latency: float,
+    subject: Any,
+    inputs: str,
+    predictions: Any,
+) -> None:
+    if state.logger is None:
+        return
+    state.logger.put(
+        PredictionLog(
+            request_id,
+            name,
+            version,
+            route,
+            now_ms(),
+            latency * 1000.0,
+            None if subject is None else str(subject),
+            inputs,
+            orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+        )
+    )
+
+
+async def _shadow(
+    state: ServerState,
+    shadow: Deployment,
+    doc: dict[str, Any],
+    output: str,
+    request_id: str,
+    subject: Any,
+    inputs: str,
+) -> None:
+    started = time.perf_counter()
+    served = shadow.current
+    if served is None:
+        return
+    try:
+        part = served.parser.rows(doc)
+        answer = await served.predict(part, len(part), output)
+    except Exception as exc:  # a shadow never affects the caller; its failure is logged
+        log.warning("shadow %s failed on request %s: %s", shadow.ref, request_id, exc)
+        state.metrics.requests.labels(shadow.name, str(served.version), "shadow", "error").inc()
+        return
+    state.metrics.requests.labels(shadow.name, str(served.version), "shadow", "200").inc()
+    _log(
+        state,
+        request_id,
+        shadow.name,
+        served.version,
+        "shadow",
+        time.perf_counter() - started,
+        subject,
+        inputs,
+        answer.tolist(),
+    )

@@ -1,0 +1,150 @@
+"""What the server serves: a model reference, the version answering now, and how it moves.
+
+A `Deployment` holds a `ServedVersion` (loaded model + its batcher). When the alias it serves
+moves, the new version is loaded off the event loop, checked by predicting its input example,
+and swapped in with one assignment; requests that already hold the old version finish on it.
+A version that fails to load or to predict is not swapped in, and the failure is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from plinth.registry.loaded import Model
+from plinth.registry.models import load_version, parse_ref, resolve
+from plinth.serving.batcher import Batcher
+from plinth.serving.inputs import RequestParser
+from plinth.serving.options import ServeOptions
+from plinth.tracking.context import Backend
+
+log = logging.getLogger("plinth.serving")
+
+
+@dataclass
+class ServedVersion:
+    """One loaded model version with its request parser and batchers (labels and probabilities)."""
+
+    model: Model
+    parser: RequestParser
+    batchers: dict[str, Batcher] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        """The version number."""
+        return self.model.version
+
+    def raw_predict(self, parts: list[Any], output: str) -> Any:
+        """Predict the concatenated parts directly (no batching)."""
+        data = self.parser.model_input(parts)
+        raw = self.model.raw
+        if output == "proba":
+            return np.asarray(self.model.flavor.predict_proba(raw, data))
+        return np.asarray(self.model.flavor.predict(raw, data))
+
+    async def predict(self, part: Any, rows: int, output: str) -> Any:
+        """The answer for one request's rows, batched with concurrent requests when enabled."""
+        batcher = self.batchers.get(output)
+        if batcher is None:
+            return self.raw_predict([part], output)
+        return await batcher.submit(part, rows)
+
+
+def serve_version(
+    model: Model, options: ServeOptions, observe: Callable[[int], None] | None
+) -> ServedVersion:
+    """Wrap a loaded model for serving (parser from its signature, batchers when enabled)."""
+    spec = (model.signature or {}).get("inputs")
+    served = ServedVersion(model, RequestParser(spec, max_rows=options.max_rows, allow_nan=options.allow_nan))
+    if options.batching:
+        outputs = ["predict", "proba"] if model.has_proba else ["predict"]
+        for output in outputs:
+            served.batchers[output] = Batcher(
+                lambda parts, o=output: served.raw_predict(parts, o),
+                options.max_batch,
+                options.max_wait_ms,
+                observe,
+            )
+    return served
+
+
+def check_version(model: Model) -> None:
+    """Predict the model's input example; raise if it cannot (the version is not served then)."""
+    example = model.input_example
+    if example is not None:
+        model.predict(example)
+
+
+class Deployment:
+    """A served reference (NAME, NAME/VERSION or NAME@ALIAS) and the version answering it."""
+
+    def __init__(
+        self, ref: str, be: Backend, options: ServeOptions, observe: Callable[[str, int, int], None]
+    ) -> None:
+        self.ref = ref
+        self.name, _, self.alias = parse_ref(ref)
+        self.be = be
+        self.options = options
+        self.observe = observe
+        self.current: ServedVersion | None = None
+        self.last_error: str | None = None
+
+    @property
+    def watches(self) -> bool:
+        """True when the reference can move (an alias or 'latest')."""
+        _name, version, _alias = parse_ref(self.ref)
+        return version is None
+
+    def load(self) -> ServedVersion:
+        """Resolve, load, check and serve the version the reference names now (blocking)."""
+        mv = resolve(self.ref, self.be)
+        model = load_version(self.be, mv)
+        check_version(model)
+        served = serve_version(model, self.options, lambda n, v=mv.version: self.observe(self.name, v, n))
+        self.current = served
+        return served
+
+    async def refresh(self) -> str | None:
+        """Swap in the version the reference names now, if it moved; returns what happened."""
+        mv = await asyncio.to_thread(resolve, self.ref, self.be)
+        if self.current is not None and mv.version == self.current.version:
+            return None
+        old = self.current.version if self.current else None
+        try:
+            model = await asyncio.to_thread(load_version, self.be, mv)
+            await asyncio.to_thread(check_version, model)
+        except Exception as exc:  # the old version keeps serving
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "%s moved to version %s, which failed its check and is not served: %s",
+                self.ref,
+                mv.version,
+                self.last_error,
+            )
+            await asyncio.to_thread(
+                self.be.store.record_audit,
+                "serving.swap_failed",
+                "model",
+                self.name,
+                None if old is None else str(old),
+                f"{mv.version}: {self.last_error}"[:2000],
+            )
+            return "failed"
+        self.current = serve_version(
+            model, self.options, lambda n, v=mv.version: self.observe(self.name, v, n)
+        )
+        log.info("%s now serves version %s (was %s)", self.ref, mv.version, old)
+        await asyncio.to_thread(
+            self.be.store.record_audit,
+            "serving.swap",
+            "model",
+            self.name,
+            None if old is None else str(old),
+            str(mv.version),
+        )
+        return "swapped"

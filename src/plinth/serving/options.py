@@ -1,0 +1,59 @@
+"""Tunables of the online server, as one value object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plinth.core.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How `plinth serve` batches, watches aliases, splits traffic and limits requests.
+
+    Args:
+        max_batch: most rows predicted together by adaptive batching.
+        max_wait_ms: longest a request waits for others to join its batch; 0 batches what is
+            already waiting on the event loop and never delays a lone request.
+        batching: gather concurrent requests into one predict call.
+        alias_poll_s: how often served aliases are checked for a move.
+        max_body_bytes: larger request bodies are refused (413).
+        max_rows: more rows in one request are refused (413).
+        allow_nan: accept NaN and infinity in numeric inputs.
+        log_queue: prediction logs waiting to be written; past it they are dropped and counted.
+        canary: (reference, share 0..1) of a challenger that answers that share of requests.
+        shadow: a reference that gets a copy of every request; its answers are only logged.
+    """
+
+    max_batch: int = 64
+    max_wait_ms: float = 0.0
+    batching: bool = True
+    alias_poll_s: float = 5.0
+    max_body_bytes: int = 10 * 2**20
+    max_rows: int = 10_000
+    allow_nan: bool = False
+    log_queue: int = 100_000
+    canary: tuple[str, float] | None = None
+    shadow: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.max_rows < 1 or self.log_queue < 1:
+            raise InvalidInput("max_batch, max_rows and log_queue must be at least 1.")
+        if self.max_wait_ms < 0 or self.alias_poll_s <= 0:
+            raise InvalidInput("max_wait_ms must be >= 0 and alias_poll_s > 0.")
+        if self.canary is not None and not 0 < self.canary[1] < 1:
+            raise InvalidInput(f"A canary share must be between 0% and 100%, got {self.canary[1]:.0%}.")
+
+
+def parse_canary(text: str) -> tuple[str, float]:
+    """'iris-clf@challenger=10%' (or '=0.1') as (reference, share)."""
+    ref, sep, share = text.rpartition("=")
+    if not sep or not ref:
+        raise InvalidInput(f"--canary {text!r}: use NAME@ALIAS=PERCENT, e.g. iris-clf@challenger=10%.")
+    try:
+        value = float(share.rstrip("%")) / (100 if share.endswith("%") else 1)
+    except ValueError as exc:
+        raise InvalidInput(f"--canary {text!r}: {share!r} is not a share; use e.g. 10%.") from exc
+    if not 0 < value < 1:
+        raise InvalidInput(f"--canary {text!r}: the share must be between 0% and 100%.")
+    return ref, value

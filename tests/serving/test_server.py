@@ -1,0 +1,266 @@
+"""The online server over real HTTP: endpoints, validation, batching, swaps, canary, shadow, logs."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+import plinth
+from plinth.core.settings import Settings
+from plinth.tracking.context import backend
+
+sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+
+
+class Broken:
+    """A model whose every prediction fails (its input example included)."""
+
+    def predict(self, data: Any) -> Any:
+        raise RuntimeError("this version is broken")
+
+
+def register(cancer, name: str = "bc", alias: str = "champion") -> plinth.ModelVersion:  # type: ignore[no-untyped-def]
+    x, _y, clf = cancer
+    mv = plinth.register_model(name, clf, input_example=x[:3])
+    plinth.set_alias(name, alias, mv.version)
+    return mv
+
+
+def records(x: Any, rows: slice) -> list[dict[str, float]]:
+    return x[rows].to_dict("records")
+
+
+def test_endpoints(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+    x, _y, clf = cancer
+    register(cancer)
+    server = serve(["bc@champion"])
+    answer = server.predict("bc", {"instances": records(x, slice(0, 5)), "subject_id": "s-1"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["predictions"] == clf.predict(x[:5]).tolist()
+    assert (body["model"], body["version"]) == ("bc", 1) and len(body["request_id"]) == 26
+    proba = server.predict(
+        "bc", {"columns": list(x.columns), "data": x[:2].values.tolist(), "output": "proba"}
+    )
+    np.testing.assert_allclose(proba.json()["predictions"], clf.predict_proba(x[:2]))
+    reordered = list(reversed(x.columns))
+    table = server.predict("bc", {"columns": reordered, "data": x[reordered][:2].values.tolist()})
+    assert table.json()["predictions"] == clf.predict(x[:2]).tolist()
+    assert server.client.get("/healthz").json() == {"status": "ok"}
+    assert server.client.get("/readyz").status_code == 200
+    [served] = server.client.get("/v1/models").json()
+    assert (served["name"], served["version"], served["role"], served["flavor"]) == (
+        "bc",
+        1,
+        "primary",
+        "sklearn",
+    )
+    metrics = server.client.get("/metrics").text
+    assert 'plinth_requests_total{code="200",model="bc",route="primary",version="1"} 3.0' in metrics
+    assert "plinth_request_latency_seconds_bucket" in metrics and "plinth_batch_rows_count" in metrics
+    spec = server.client.get("/openapi.json").json()
+    assert "/v1/models/{name}/predict" in spec["paths"]
+    assert server.client.get("/docs").status_code == 200
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "needle"),
+    [
+        (b"{not json", None, 400, "not valid JSON"),
+        (b'{"instances": []}', None, 400, "empty"),
+        (b"[1, 2]", None, 400, "JSON object"),
+        (b'{"rows": []}', None, 400, '"instances"'),
+        (b'{"instances": [{"a": 1}]}', {"content-type": "text/plain"}, 415, "Content-Type"),
+        (b'{"instances": [[[[[[1]]]]]]}', None, 422, "instances[0]"),
+        (b'{"data": [[1, 2]]}', None, 422, "30 values"),
+        (b'{"instances": [{"mean radius": 1}], "output": "logits"}', None, 422, '"output"'),
+        (b'{"instances": [{"mean radius": 1e999}]}', None, 422, "finite"),
+    ],
+)
+def test_bad_requests_are_4xx_with_a_reason(serve, cancer, body, headers, status, needle) -> None:  # type: ignore[no-untyped-def]
+    register(cancer)
+    server = serve(["bc@champion"])
+    if b"1e999" in body:  # a full row with one infinite value
+        x = cancer[0]
+        row = records(x, slice(0, 1))[0] | {"mean radius": float("inf")}
+        body = json.dumps({"instances": [row]}).encode()
+    answer = server.client.post(
+        "/v1/models/bc/predict", content=body, headers=headers or {"content-type": "application/json"}
+    )
+    assert answer.status_code == status, answer.text
+    assert needle in answer.json()["error"]
+
+
+@sqlite_only
+def test_signature_problems_are_listed(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+    x = cancer[0]
+    register(cancer)
+    server = serve(["bc@champion"], max_rows=10, max_body_bytes=200_000)
+    row = records(x, slice(0, 1))[0]
+    wrong = {**row, "mean radius": "big", "extra": 1}
+    del wrong["mean texture"]
+    answer = server.predict("bc", {"instances": [wrong]})
+    assert answer.status_code == 422
+    fields = {(p["field"], p["got"].split(" ")[0]) for p in answer.json()["problems"]}
+    assert ("mean texture", "missing") in fields and ("extra", "present") in fields
+    typed = server.predict("bc", {"instances": [{**row, "mean radius": "big"}]})
+    assert typed.json()["problems"][0]["field"] == "mean radius"
+    assert server.predict("bc", {"instances": [row] * 11}).status_code == 413
+    huge = server.client.post(
+        "/v1/models/bc/predict", content=b" " * 300_000, headers={"content-type": "application/json"}
+    )
+    assert huge.status_code == 413
+    assert server.predict("nope", {"instances": [row]}).status_code == 404
+
+
+@sqlite_only
+def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+    x, _y, clf = cancer
+    register(cancer)
+    server = serve(["bc@champion"], max_batch=64, max_wait_ms=5)
+    expected = clf.predict(x)
+
+    def call(i: int) -> tuple[int, list[int]]:
+        rows = slice(i % 500, i % 500 + 1 + i % 3)
+        return i, server.predict("bc", {"instances": records(x, rows)}).json()["predictions"]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(call, range(400)))
+    for i, predictions in answers:
+        assert predictions == expected[i % 500 : i % 500 + 1 + i % 3].tolist()
+    metrics = server.client.get("/metrics").text
+    batches = float(
+        next(ln.split()[-1] for ln in metrics.splitlines() if ln.startswith("plinth_batch_rows_count"))
+    )
+    assert batches < 400  # requests shared predict calls
+
+
+@sqlite_only
+def test_alias_move_under_load_fails_no_request(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+    x = cancer[0]
+    register(cancer)
+    server = serve(["bc@champion"], alias_poll_s=0.1)
+    row = {"instances": records(x, slice(0, 2))}
+    seen: collections.Counter[Any] = collections.Counter()
+    stop = time.monotonic() + 30
+
+    def hammer() -> None:
+        while time.monotonic() < stop:
+            answer = server.predict("bc", row)
+            seen[answer.status_code if answer.status_code != 200 else answer.json()["version"]] += 1
+            if seen[2] > 50:
+                return
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        workers = [pool.submit(hammer) for _ in range(4)]
+        time.sleep(0.3)
+        mv2 = register(cancer)  # version 2, alias moved
+        for worker in workers:
+            worker.result()
+    assert mv2.version == 2 and seen[1] > 0 and seen[2] > 0
+    assert set(seen) == {1, 2}  # no status codes: nothing failed
+    actions = [e.action for e in backend().store.audit_events(entity_id="bc")]
+    assert "serving.swap" in actions
+
+
+@sqlite_only
+def test_broken_version_is_not_swapped_in(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+    x = cancer[0]
+    register(cancer)
+    server = serve(["bc@champion"], alias_poll_s=0.1)
+    broken = plinth.register_model("bc", Broken(), input_example=x[:2], flavor="python")
+    plinth.set_alias("bc", "champion", broken.version)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not server.client.get("/v1/models").json()[0]["last_error"]:
+        time.sleep(0.1)
+    [served] = server.client.get("/v1/models").json()
+    assert served["version"] == 1 and "this version is broken" in served["last_error"]
+    assert server.predict("bc", {"instances": records(x, slice(0, 1))}).json()["version"] == 1
+    events = [e for e in backend().store.audit_events(entity_id="bc") if e.action == "serving.swap_failed"]
+    assert events and events[0].after.startswith("2:")
+
+
+@sqlite_only
+def test_canary_share_and_shadow_logs(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+    x = cancer[0]
+    register(cancer)
+    register(cancer, alias="challenger")  # version 2
+    server = serve(["bc@champion"], canary=("bc@challenger", 0.3), shadow="bc@challenger")
+    answers = [
+        server.predict("bc", {"instances": records(x, slice(i % 500, i % 500 + 1))}) for i in range(600)
+    ]
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers if a.status_code != 200][:3]
+    versions = collections.Counter(a.json()["version"] for a in answers)
+    assert 0.22 < versions[2] / 600 < 0.38  # 30% within tolerance
+    time.sleep(0.5)
+    served = {m["role"]: m["version"] for m in server.client.get("/v1/models").json()}
+    assert served == {"primary": 1, "canary": 2, "shadow": 2}
+
+
+@sqlite_only
+def test_shadow_answers_are_logged_not_returned(serve, cancer, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    x = cancer[0]
+    register(cancer)
+    register(cancer, alias="challenger")
+    server = serve(["bc@champion"], shadow="bc@challenger")
+    ids = {
+        server.predict("bc", {"instances": records(x, slice(i, i + 1))}).json()["request_id"]
+        for i in range(20)
+    }
+    server.client.close()
+    deadline = time.monotonic() + 10
+    logs: list[plinth.PredictionLog] = []  # type: ignore[name-defined]
+    while time.monotonic() < deadline:
+        logs = backend().store.prediction_logs("bc")
+        if len([log for log in logs if log.route == "shadow"]) == 20:
+            break
+        time.sleep(0.2)
+    shadow = [log for log in logs if log.route == "shadow"]
+    assert {log.request_id for log in shadow} == ids and {log.version for log in shadow} == {2}
+    assert {log.request_id for log in logs if log.route == "primary"} == ids
+
+
+@sqlite_only
+@pytest.mark.slow
+def test_prediction_logs_are_complete_after_sigterm(cancer, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    import httpx
+
+    x = cancer[0]
+    plinth.configure(settings)
+    register(cancer)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PLINTH_HOME": settings.home, "PLINTH_STORE": settings.resolved_store_url}
+    plinth_cli = [sys.executable, "-m", "plinth.cli.main", "serve", "bc@champion", "--port", str(port)]
+    server = subprocess.Popen(plinth_cli, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    body = {"instances": records(x, slice(0, 1))}
+    for i in range(300):
+        assert client.post("/v1/models/bc/predict", json={**body, "subject_id": f"s{i}"}).status_code == 200
+    client.close()
+    server.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says how it ended
+    assert server.wait(timeout=60) in (0, -signal.SIGTERM), server.stderr.read() if server.stderr else ""
+    logs = backend().store.prediction_logs("bc")
+    assert sorted(log.subject_id for log in logs) == sorted(f"s{i}" for i in range(300))
