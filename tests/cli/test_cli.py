@@ -601,13 +601,21 @@ def test_demo_end_to_end_and_its_suggestions_work(
     # A second demo reports its own four runs; the datasets are stored once.
     again = run_cli("demo")
     assert again.code == 0
-    assert len(_listed_ids(again.out)) == 4 and not set(_listed_ids(again.out)) & {r["id"] for r in found}
+    assert len(_listed_ids(again.out.split("Best run")[0])) == 4 and not set(
+        _listed_ids(again.out.split("Best run")[0])
+    ) & {r["id"] for r in found}
     assert [d.version for d in plinth.list_datasets("digits-train")] == [1]
+
+    # Each demo serves the champion over HTTP and shows what the server logged.
+    assert "Served 300 requests" in result.out and "/metrics summary" in result.out
+    assert len(backend().store.prediction_logs("digits-classifier")) == 600  # two demos
 
     # Each demo registers its best model and makes it champion; the champion predicts.
     assert "digits-classifier@champion predicts" in result.out
     champion = plinth.load_model("digits-classifier@champion")
-    assert champion.version == 2 and champion.model_version.run_id in _listed_ids(again.out)
+    assert champion.version == 2 and champion.model_version.run_id in _listed_ids(
+        again.out.split("Best run")[0]
+    )
     assert plinth.get_model_version("digits-classifier", 1).run_id == best_id
 
 

@@ -48,6 +48,17 @@ def demo(experiment: str) -> None:
     )
     _report(experiment, runs, time.perf_counter() - started)
     _show_champion(MODEL_NAME, value["model"], outcome.id, {**value["best"], "experiment": experiment})
+    _serve(MODEL_NAME)
+
+
+def _serve(name: str) -> None:
+    """Serve the champion on a free port, query it, show metrics and logged predictions."""
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+
+    from plinth.cli.demo_serving import serve_and_query
+
+    rows = load_digits(as_frame=True).frame.drop(columns="target").tail(100).to_dict("records")
+    serve_and_query(f"{name}@champion", rows)
 
 
 def _show_champion(name: str, ref: str, flow_run_id: str, best: dict[str, Any]) -> None:
