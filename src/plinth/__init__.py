@@ -97,6 +97,18 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 
 _hooks.provide("log_model", _log_model)
 
+# Loaded on first use: they pull in pyarrow (and more) that `import plinth` should not.
+_LAZY = {"batch_predict": "plinth.serving.batch"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plinth' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 __all__ = [
     "ActiveRun",
     "Artifact",
@@ -117,6 +129,7 @@ __all__ = [
     "StepStatus",
     "__version__",
     "active_run",
+    "batch_predict",
     "configure",
     "delete_alias",
     "flow",

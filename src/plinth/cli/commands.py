@@ -15,6 +15,7 @@ from plinth.cli import render
 from plinth.cli.demo import demo
 from plinth.cli.flows import flows, scheduler
 from plinth.cli.models import models
+from plinth.cli.predict import predict
 from plinth.cli.render import console, number, say, table, when
 from plinth.cli.serve import serve
 from plinth.core.entities import DatasetVersion, Experiment, Run
@@ -352,4 +353,4 @@ def db_upgrade() -> None:
     say(f"Schema of {render.safe_url(url)} {'upgraded to' if ran else 'already at'} revision {HEAD}.")
 
 
-ALL = [experiments, runs, artifacts, datasets, models, serve, flows, scheduler, gc, db, demo]
+ALL = [experiments, runs, artifacts, datasets, models, serve, predict, flows, scheduler, gc, db, demo]
