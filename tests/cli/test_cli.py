@@ -608,6 +608,7 @@ def test_demo_end_to_end_and_its_suggestions_work(
 
     # Each demo serves the champion over HTTP and shows what the server logged.
     assert "Served 300 requests" in result.out and "/metrics summary" in result.out
+    assert "Scored 35940 rows" in result.out
     assert len(backend().store.prediction_logs("digits-classifier")) == 600  # two demos
 
     # Each demo registers its best model and makes it champion; the champion predicts.

@@ -57,8 +57,31 @@ def _serve(name: str) -> None:
 
     from plinth.cli.demo_serving import serve_and_query
 
-    rows = load_digits(as_frame=True).frame.drop(columns="target").tail(100).to_dict("records")
-    serve_and_query(f"{name}@champion", rows)
+    frame = load_digits(as_frame=True).frame
+    serve_and_query(f"{name}@champion", frame.drop(columns="target").tail(100).to_dict("records"))
+    _score_file(name, frame)
+
+
+def _score_file(name: str, frame: Any) -> None:
+    """Score a Parquet file of digits in chunks with the champion (batch inference)."""
+    import os
+
+    import pandas as pd
+
+    import plinth
+    from plinth.tracking.context import backend
+
+    folder = os.path.join(backend().settings.home, "demo")
+    os.makedirs(folder, exist_ok=True)
+    source = os.path.join(folder, "digits.parquet")
+    big = pd.concat([frame] * 20, ignore_index=True).reset_index(names="digit_id").drop(columns="target")
+    big.to_parquet(source, index=False)
+    target = os.path.join(folder, "digits-predictions.parquet")
+    result = plinth.batch_predict(f"{name}@champion", source, target, batch_size=5_000, id_columns="digit_id")
+    say(
+        f"Scored {result.rows} rows of {source} in {result.chunks} chunks ({result.rows_per_s:,.0f} rows/s) "
+        f"with {result.model_version}; predictions in {target} (run {result.run_id})"
+    )
 
 
 def _show_champion(name: str, ref: str, flow_run_id: str, best: dict[str, Any]) -> None:
