@@ -194,3 +194,15 @@ def test_bad_params_are_refused(tracking: Backend) -> None:
 def test_steps_outside_a_flow_are_plain_calls() -> None:
     assert ex.load(3) == [3, 4, 5]
     assert ex.load.map([1, 2]) == [[1, 2, 3], [2, 3, 4]]
+
+
+def test_flow_body_errors_are_recorded_and_raised(tracking: Backend) -> None:
+    with pytest.raises(ZeroDivisionError, match="the body is broken"):
+        ex.body_raises.run()
+    [run] = tracking.store.list_flow_runs("body_raises")
+    assert run.status is plinth.RunStatus.FAILED and "ZeroDivisionError" in (run.error or "")
+    assert plinth.get_run(run.id).status is plinth.RunStatus.FAILED
+    with pytest.raises(ResourceError):
+        ex.too_many_gpus.run()
+    [refused] = tracking.store.list_flow_runs("too_many_gpus")
+    assert refused.status is plinth.RunStatus.FAILED and "gpu=3" in (refused.error or "")

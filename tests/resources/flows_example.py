@@ -146,3 +146,9 @@ def stages(marker: str, fail_at: int = 3, n: int = 5) -> int:
 @flow(schedule="*/5 * * * *")
 def every_five_minutes() -> str:
     return "tick"
+
+
+@flow
+def body_raises() -> int:
+    value = load(1)
+    raise ZeroDivisionError(f"the body is broken after {value!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import inspect
 import json
@@ -117,9 +118,11 @@ class Flow:
             be, executor or default_executor(be), active.id, self.name, resume[1] if resume else None
         )
         driver.observer = observer
-        status, error, digest = self._drive(driver, bound)
+        status, error, digest, raised = self._drive(driver, bound)
         be.store.finish_flow_run(active.id, status, now_ms(), digest, error)
         active.end(status, error)
+        if raised is not None:  # the flow body itself raised, or was interrupted: the run is recorded
+            raise raised
         result = FlowResult(be.store.get_flow_run(active.id), be)
         if status is RunStatus.FAILED and raise_on_failure and driver.failure is not None:
             failure = StepFailed(str(driver.failure))
@@ -127,27 +130,27 @@ class Flow:
             raise failure
         return result
 
-    def _drive(self, driver: FlowDriver, params: dict[str, Any]) -> tuple[RunStatus, str | None, str | None]:
+    def _drive(
+        self, driver: FlowDriver, params: dict[str, Any]
+    ) -> tuple[RunStatus, str | None, str | None, BaseException | None]:
+        """Run the body and every step; returns (status, error, result digest, exception to re-raise)."""
         token = current_driver.set(driver)
         try:
             value = self.fn(**params)
             driver.pump()
             digest, _ = store_value(driver.be.blobs, driver.materialize(value))
-            return RunStatus.FINISHED, None, digest
+            return RunStatus.FINISHED, None, digest, None
         except StepFailed as exc:
-            return RunStatus.FAILED, str(exc), None
-        except (KeyboardInterrupt, Terminated):
+            return RunStatus.FAILED, str(exc), None, None
+        except (KeyboardInterrupt, Terminated) as exc:
             driver.cancel_all("cancelled: the flow was interrupted")
-            driver.pump()
-            raise
+            return RunStatus.KILLED, f"{type(exc).__name__}: interrupted", None, exc
         except Exception as exc:
             driver.cancel_all(f"cancelled: the flow body raised {type(exc).__name__}")
-            driver.failure = None
-            driver.pump()
-            if isinstance(exc, PlinthError):
-                raise
-            return RunStatus.FAILED, f"{type(exc).__name__}: {exc}", None
+            return RunStatus.FAILED, f"{type(exc).__name__}: {exc}"[:4000], None, exc
         finally:
+            with contextlib.suppress(PlinthError):
+                driver._persist()
             current_driver.reset(token)
 
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
