@@ -98,7 +98,13 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 _hooks.provide("log_model", _log_model)
 
 # Loaded on first use: they pull in pyarrow (and more) that `import plinth` should not.
-_LAZY = {"batch_predict": "plinth.serving.batch"}
+_LAZY = {
+    "apply_retention": "plinth.governance.api",
+    "batch_predict": "plinth.serving.batch",
+    "erase_subject": "plinth.governance.api",
+    "lineage": "plinth.governance.api",
+    "verify_audit": "plinth.governance.api",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -129,13 +135,16 @@ __all__ = [
     "StepStatus",
     "__version__",
     "active_run",
+    "apply_retention",
     "batch_predict",
     "configure",
     "delete_alias",
+    "erase_subject",
     "flow",
     "get_dataset",
     "get_model_version",
     "get_run",
+    "lineage",
     "list_datasets",
     "list_experiments",
     "list_model_versions",
@@ -151,4 +160,5 @@ __all__ = [
     "set_model_description",
     "start_run",
     "step",
+    "verify_audit",
 ]

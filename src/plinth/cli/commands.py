@@ -14,6 +14,7 @@ from rich.table import Table
 from plinth.cli import render
 from plinth.cli.demo import demo
 from plinth.cli.flows import flows, scheduler
+from plinth.cli.governance import audit, erase, lineage, retention
 from plinth.cli.models import models
 from plinth.cli.predict import predict
 from plinth.cli.render import console, number, say, table, when
@@ -353,4 +354,21 @@ def db_upgrade() -> None:
     say(f"Schema of {render.safe_url(url)} {'upgraded to' if ran else 'already at'} revision {HEAD}.")
 
 
-ALL = [experiments, runs, artifacts, datasets, models, serve, predict, flows, scheduler, gc, db, demo]
+ALL = [
+    experiments,
+    runs,
+    artifacts,
+    datasets,
+    models,
+    serve,
+    predict,
+    flows,
+    scheduler,
+    lineage,
+    audit,
+    erase,
+    retention,
+    gc,
+    db,
+    demo,
+]

@@ -210,8 +210,15 @@ class TrackingStore(ABC):
         """Append an audit event for a mutation made outside the store's own methods."""
 
     @abstractmethod
-    def audit_events(self, *, entity_id: str | None = None, limit: int | None = None) -> list[AuditEvent]:
-        """Audit events, oldest first."""
+    def audit_events(
+        self,
+        *,
+        entity_id: str | None = None,
+        actor: str | None = None,
+        since_ms: int | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        """Audit events, oldest first, optionally of one entity or actor, or since a time."""
 
     @abstractmethod
     def close(self) -> None:
@@ -336,6 +343,20 @@ class ServingStore(ABC):
         limit: int | None = None,
     ) -> list[PredictionLog]:
         """Logged predictions of a model in a time window, oldest first."""
+
+    @abstractmethod
+    def delete_prediction_logs(
+        self, *, subject_id: str | None = None, before_ms: int | None = None, dry_run: bool = False
+    ) -> tuple[int, str]:
+        """Remove the logs of a subject, or older than a time; returns (count, sha256 of what went).
+
+        The digest covers the removed rows (request id, model, version, time) in a stable order,
+        so a receipt can prove what was removed without keeping it.
+        """
+
+    @abstractmethod
+    def count_prediction_logs(self, *, subject_id: str | None = None, before_ms: int | None = None) -> int:
+        """How many logs match (used to verify an erasure)."""
 
 
 class Store(TrackingStore, ModelRegistryStore, FlowStore, ServingStore):

@@ -720,12 +720,23 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
             lambda conn: self._audit(conn, action, entity_type, entity_id, before=before, after=after),
         )
 
-    def audit_events(self, *, entity_id: str | None = None, limit: int | None = None) -> list[e.AuditEvent]:
+    def audit_events(
+        self,
+        *,
+        entity_id: str | None = None,
+        actor: str | None = None,
+        since_ms: int | None = None,
+        limit: int | None = None,
+    ) -> list[e.AuditEvent]:
         def fetch(conn: Connection) -> list[e.AuditEvent]:
             ae = t.audit_events
             query = select(ae).order_by(ae.c.seq)
             if entity_id is not None:
                 query = query.where(ae.c.entity_id == entity_id)
+            if actor is not None:
+                query = query.where(ae.c.actor == actor)
+            if since_ms is not None:
+                query = query.where(ae.c.time_ms >= since_ms)
             if limit is not None:
                 query = query.limit(limit)
             return [

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, delete, func, select
 
 from plinth.core.entities import PredictionLog
+from plinth.core.errors import InvalidInput
 from plinth.store import schema as t
 from plinth.store.base import ServingStore
 
@@ -71,3 +73,38 @@ class SqlServingStore(ServingStore):
         return self._read(
             "read prediction logs", lambda conn: [PredictionLog(*r) for r in conn.execute(query)]
         )
+
+    def delete_prediction_logs(
+        self, *, subject_id: str | None = None, before_ms: int | None = None, dry_run: bool = False
+    ) -> tuple[int, str]:
+        where = _where(subject_id, before_ms)
+        pl = t.prediction_logs
+
+        def remove(conn: Connection) -> tuple[int, str]:
+            rows = conn.execute(
+                select(pl.c.request_id, pl.c.model, pl.c.version, pl.c.route, pl.c.time_ms)
+                .where(where)
+                .order_by(pl.c.time_ms, pl.c.request_id, pl.c.route)
+            ).all()
+            digest = hashlib.sha256("\n".join("|".join(map(str, r)) for r in rows).encode()).hexdigest()
+            if rows and not dry_run:
+                conn.execute(delete(pl).where(where))
+            return len(rows), digest
+
+        return self._write("remove prediction logs", remove)
+
+    def count_prediction_logs(self, *, subject_id: str | None = None, before_ms: int | None = None) -> int:
+        query = select(func.count()).select_from(t.prediction_logs).where(_where(subject_id, before_ms))
+        return int(self._read("count prediction logs", lambda conn: conn.execute(query).scalar()) or 0)
+
+
+def _where(subject_id: str | None, before_ms: int | None) -> Any:
+    pl = t.prediction_logs
+    if subject_id is None and before_ms is None:
+        raise InvalidInput("Say whose logs to remove (a subject id) or from before when.")
+    clauses = []
+    if subject_id is not None:
+        clauses.append(pl.c.subject_id == subject_id)
+    if before_ms is not None:
+        clauses.append(pl.c.time_ms < before_ms)
+    return and_(*clauses)

@@ -1,0 +1,112 @@
+"""`plinth audit`, `plinth lineage`, `plinth erase`, `plinth retention`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from plinth.cli import render
+from plinth.cli.render import console, say, table, when
+from plinth.core.errors import IntegrityError
+
+
+@click.group("audit", short_help="Check and list the hash-chained audit log.")
+def audit() -> None:
+    """The audit log: every mutation, who and when, each event chained to the previous by hash."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Recompute the chain; exit non-zero naming the first edited or deleted event."""
+    from plinth.governance.api import verify_audit
+
+    check = verify_audit()
+    if not check.ok:
+        raise IntegrityError(f"The audit log is broken at event {check.first_bad_seq}: {check.reason}.")
+    say(f"The audit log is intact: {check.events} events verified.")
+
+
+@audit.command("list")
+@click.option("--entity", default=None, help="Only events about this id (run, model name, ...).")
+@click.option("--actor", default=None, help="Only events by this user.")
+@click.option("--since", default=None, help="Only events newer than this, e.g. 7d, 12h.")
+@click.option("--limit", "-n", default=50, show_default=True, help="Show at most this many (the newest).")
+def audit_list(entity: str | None, actor: str | None, since: str | None, limit: int) -> None:
+    """List audit events, oldest first."""
+    from plinth.core.ids import now_ms
+    from plinth.core.units import parse_duration
+    from plinth.tracking.context import backend
+
+    since_ms = now_ms() - int((parse_duration(since) or 0) * 1000) if since else None
+    events = backend().store.audit_events(entity_id=entity, actor=actor, since_ms=since_ms)[-limit:]
+    rows = [
+        (
+            e.seq,
+            when(e.time_ms),
+            e.actor,
+            e.action,
+            f"{e.entity_type} {e.entity_id}",
+            e.before or "",
+            (e.after or "")[:60],
+        )
+        for e in events
+    ]
+    console.print(
+        table("Audit events", ["seq", "time", "actor", "action", "entity", "before", "after"], rows)
+    )
+
+
+@click.command("lineage", short_help="Where something came from and what came of it.")
+@click.argument("ref")
+@click.option(
+    "--direction",
+    type=click.Choice(["up", "down", "both"]),
+    default="both",
+    show_default=True,
+    help="up: towards the data; down: towards predictions.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the graph as JSON.")
+def lineage(ref: str, direction: str, as_json: bool) -> None:
+    """Show the lineage of REF: a run id, flow run id, NAME/VERSION, NAME@ALIAS or DATASET/VERSION."""
+    from plinth.governance.api import lineage as graph_of
+
+    graph = graph_of(ref, direction)
+    if as_json:
+        render.emit_json(graph.to_dict())
+        return
+    for way in ("up", "down") if direction == "both" else (direction,):
+        say(f"{'Upstream' if way == 'up' else 'Downstream'}:")
+        for line in graph.tree(way):
+            say(f"  {line}")
+
+
+@click.command("erase", short_help="Remove every prediction log of a subject, with a receipt.")
+@click.option("--subject", required=True, help="The subject id whose data must go.")
+@click.option("--dry-run", is_flag=True, help="Count what would go; remove nothing.")
+def erase(subject: str, dry_run: bool) -> None:
+    """Erase a subject's prediction logs everywhere, verify none remain, print the (audited) receipt."""
+    from plinth.governance.api import erase_subject
+
+    receipt = erase_subject(subject, dry_run=dry_run)
+    console.file.write(json.dumps(json.loads(receipt.to_json()), indent=2) + "\n")
+
+
+@click.group("retention", short_help="Remove logs older than a retention period.")
+def retention() -> None:
+    """Retention of prediction logs."""
+
+
+@retention.command("apply")
+@click.option("--predictions", required=True, help="Keep prediction logs this long, e.g. 90d.")
+@click.option("--dry-run", is_flag=True, help="Count what would go; remove nothing.")
+def retention_apply(predictions: str, dry_run: bool) -> None:
+    """Remove prediction logs older than --predictions (audited, with a receipt)."""
+    from plinth.governance.api import apply_retention
+
+    receipt = apply_retention(predictions, dry_run=dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    say(
+        f"{verb} {receipt.prediction_logs} prediction logs older than {predictions} "
+        f"(sha256 {receipt.digest[:12]})."
+    )

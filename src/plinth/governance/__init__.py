@@ -1,0 +1,1 @@
+"""Governance: the audit log's integrity, lineage queries, erasure by subject and retention."""

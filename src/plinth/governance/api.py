@@ -1,0 +1,37 @@
+"""Governance functions on the default backend (what `plinth.lineage` and friends call)."""
+
+from __future__ import annotations
+
+from plinth.core.errors import InvalidInput
+from plinth.core.units import parse_duration
+from plinth.governance import audit, erasure
+from plinth.governance import lineage as graphs
+from plinth.tracking.context import backend
+
+
+def lineage(ref: str, direction: str = "both") -> graphs.LineageGraph:
+    """Where `ref` came from (up), what came of it (down), or both.
+
+    `ref`: a run id, flow run id, 'model/3', 'model@alias' or 'dataset/2'.
+    """
+    if direction not in ("up", "down", "both"):
+        raise InvalidInput(f"direction must be 'up', 'down' or 'both', not {direction!r}.")
+    return graphs.lineage(backend().store, ref, direction)
+
+
+def verify_audit() -> audit.AuditCheck:
+    """Check the audit log's hash chain; the result names the first edited or missing event."""
+    return audit.verify_audit(backend().store)
+
+
+def erase_subject(subject_id: str, *, dry_run: bool = False) -> erasure.Receipt:
+    """Remove every prediction log of a subject everywhere, verify it, and return the receipt."""
+    return erasure.erase_subject(backend().store, subject_id, dry_run=dry_run)
+
+
+def apply_retention(predictions: str, *, dry_run: bool = False) -> erasure.Receipt:
+    """Remove prediction logs older than `predictions` (e.g. '90d')."""
+    seconds = parse_duration(predictions)
+    if not seconds:
+        raise InvalidInput(f"Retention {predictions!r} must be a period such as 90d or 12h.")
+    return erasure.apply_retention(backend().store, int(seconds * 1000), dry_run=dry_run)

@@ -1,0 +1,161 @@
+"""Lineage: one query from any entity up to its data and down to what it produced.
+
+Nodes are (type, id): dataset_version, run, model_version, flow_run, blob, dataset_input and
+prediction logs (per model version). Edges come from the lineage table and from the links the
+entities carry (a model version's run, a step run's flow run, a version's served predictions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from plinth.core.errors import NotFound
+from plinth.store.base import Store
+
+Node = tuple[str, str]
+
+
+@dataclass
+class LineageGraph:
+    """Nodes with labels, and directed edges (source, relation, target)."""
+
+    root: Node
+    labels: dict[Node, str] = field(default_factory=dict)
+    edges: list[tuple[Node, str, Node]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "root": list(self.root),
+            "nodes": [{"type": t, "id": i, "label": self.labels.get((t, i), i)} for t, i in self.labels],
+            "edges": [{"from": list(a), "relation": r, "to": list(b)} for a, r, b in self.edges],
+        }
+
+    def tree(self, direction: str) -> Iterator[str]:
+        """Lines of a text tree from the root (up: towards data; down: towards predictions)."""
+        seen: set[Node] = set()
+        yield self._label(self.root)
+        yield from self._walk(self.root, direction, "", seen)
+
+    def _walk(self, node: Node, direction: str, indent: str, seen: set[Node]) -> Iterator[str]:
+        seen.add(node)
+        nexts = (
+            [(r, a) for a, r, b in self.edges if b == node]
+            if direction == "up"
+            else [(r, b) for a, r, b in self.edges if a == node]
+        )
+        for i, (relation, other) in enumerate(nexts):
+            last = i == len(nexts) - 1
+            yield f"{indent}{'└── ' if last else '├── '}{relation}: {self._label(other)}"
+            if other not in seen:
+                yield from self._walk(other, direction, indent + ("    " if last else "│   "), seen)
+
+    def _label(self, node: Node) -> str:
+        return self.labels.get(node, f"{node[0]} {node[1]}")
+
+
+def lineage(store: Store, ref: str, direction: str = "both", depth: int = 8) -> LineageGraph:
+    """The lineage graph around `ref`: a run id, 'model/3', 'model@alias', 'dataset/2' or a flow run id."""
+    root = _resolve(store, ref)
+    graph = LineageGraph(root)
+    graph.labels[root] = _describe(store, root)
+    directions = ["up", "down"] if direction == "both" else [direction]
+    for way in directions:
+        frontier = [root]
+        for _ in range(depth):
+            frontier = [n for node in frontier for n in _expand(store, graph, node, way)]
+            if not frontier:
+                break
+    return graph
+
+
+def _expand(store: Store, graph: LineageGraph, node: Node, way: str) -> list[Node]:
+    found = []
+    for source, relation, target in _edges_of(store, node, way):
+        edge = (source, relation, target)
+        if edge in graph.edges:
+            continue
+        graph.edges.append(edge)
+        other = source if way == "up" else target
+        if other not in graph.labels:
+            graph.labels[other] = _describe(store, other)
+            found.append(other)
+    return found
+
+
+def _edges_of(store: Store, node: Node, way: str) -> list[tuple[Node, str, Node]]:
+    kind, ident = node
+    out: list[tuple[Node, str, Node]] = []
+    stored = store.edges(dst=node) if way == "up" else store.edges(src=node)
+    out += [((e.src_type, e.src_id), e.relation, (e.dst_type, e.dst_id)) for e in stored]
+    if kind == "model_version":
+        mv = _version_by_id(store, ident)
+        if mv is not None and way == "up" and mv.run_id:
+            out.append((("run", mv.run_id), "produced", node))
+        if mv is not None and way == "down":
+            served = store.prediction_logs(mv.name, version=mv.version, limit=1)
+            if served:
+                logs = ("predictions", f"{mv.name}/{mv.version}")
+                out.append((node, "served", logs))
+    if kind == "run" and way == "up":
+        run = store.get_run(ident)
+        flow_run = run.tags.get("plinth.flow_run")
+        if flow_run:
+            out.append((("flow_run", flow_run), "ran", node))
+    return out
+
+
+def _resolve(store: Store, ref: str) -> Node:
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return ("model_version", store.get_model_version(name, store.resolve_alias(name, alias)).id)
+    name, sep, number = ref.rpartition("/")
+    if sep and number.isdigit():
+        try:
+            return ("model_version", store.get_model_version(name, int(number)).id)
+        except NotFound:
+            return ("dataset_version", store.get_dataset_version(name, int(number)).id)
+    for kind, lookup in (("run", store.get_run), ("flow_run", store.get_flow_run)):
+        try:
+            lookup(ref)
+            return (kind, ref)
+        except NotFound:
+            continue
+    raise NotFound(
+        f"{ref!r} is not a run, a flow run, a model version (NAME/N or NAME@ALIAS) "
+        "or a dataset version (NAME/N)."
+    )
+
+
+def _version_by_id(store: Store, version_id: str) -> Any:
+    for model in store.list_registered_models():
+        for mv in store.list_model_versions(model.name):
+            if mv.id == version_id:
+                return mv
+    return None
+
+
+def _describe(store: Store, node: Node) -> str:
+    kind, ident = node
+    try:
+        if kind == "run":
+            run = store.get_run(ident)
+            git = (run.environment or {}).get("git") or {}
+            commit = f" commit {str(git.get('commit'))[:10]}" if git.get("commit") else ""
+            return f"run {ident} ({run.experiment_name}/{run.name}, {run.status.value}{commit})"
+        if kind == "model_version":
+            mv = _version_by_id(store, ident)
+            return f"model {mv.ref} ({mv.flavor})" if mv else f"model version {ident}"
+        if kind == "dataset_version":
+            for ds in store.list_dataset_versions():
+                if ds.id == ident:
+                    return f"dataset {ds.ref} ({ds.rows} rows, sha256 {ds.digest[:12]})"
+        if kind == "predictions":
+            name, _, version = ident.partition("/")
+            count = len(store.prediction_logs(name, version=int(version)))
+            return f"prediction logs of {ident} ({count} requests)"
+    except NotFound:
+        pass
+    return f"{kind} {ident}"

@@ -1,0 +1,110 @@
+"""Audit verification, lineage from prediction to data, erasure by subject and retention."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+import plinth
+from plinth.cli.main import main
+from plinth.core.entities import PredictionLog
+from plinth.core.errors import InvalidInput
+from plinth.core.ids import new_id, now_ms
+from plinth.tracking.context import Backend
+
+
+class Doubler:
+    def predict(self, data: object) -> object:
+        return np.asarray(data).sum(axis=1) * 2
+
+
+def logs(be: Backend, subjects: list[str | None], *, age_ms: int = 0, version: int = 1) -> None:
+    at = now_ms() - age_ms
+    be.store.write_prediction_logs(
+        [
+            PredictionLog(new_id(), "d", version, "primary", at, 1.0, s, '{"instances": [[1, 2]]}', "[6]")
+            for s in subjects
+        ]
+    )
+
+
+def test_audit_verify_detects_an_edited_and_a_deleted_event(tracking: Backend) -> None:
+    for i in range(3):
+        with plinth.start_run(experiment="a", params={"i": i}):
+            pass
+    check = plinth.verify_audit()
+    assert check.ok and check.events >= 7
+    engine = tracking.store.engine  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3"))
+    bad = plinth.verify_audit()
+    assert (bad.ok, bad.first_bad_seq) == (False, 3) and "edited" in (bad.reason or "")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'tester' WHERE seq = 3"))
+        conn.execute(text("DELETE FROM audit_events WHERE seq = 5"))
+    gone = plinth.verify_audit()
+    assert (gone.ok, gone.first_bad_seq) == (False, 5) and "deleted" in (gone.reason or "")
+
+
+def test_audit_cli(tracking: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    with plinth.start_run(experiment="a") as run:
+        pass
+    assert main(["audit", "verify"]) == 0 and "intact" in capsys.readouterr().out
+    assert main(["audit", "list", "--entity", run.id]) == 0
+    listed = capsys.readouterr().out
+    assert "run.create" in listed and "run.end" in listed
+    assert main(["audit", "list", "--actor", "nobody"]) == 0 and "run.create" not in capsys.readouterr().out
+
+
+def test_lineage_from_predictions_back_to_the_dataset(
+    tracking: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = np.arange(12.0).reshape(6, 2)
+    with plinth.start_run(experiment="lin") as run:
+        ds = run.log_dataset(data, name="train-set")
+        mv = run.log_model(Doubler(), name="d", input_example=data[:2])
+    plinth.set_alias("d", "champion", mv.version)
+    logs(tracking, ["s1", "s2"])
+    graph = plinth.lineage("d@champion")
+    edges = {(a[0], r, b[0]) for a, r, b in graph.edges}
+    assert ("run", "produced", "model_version") in edges
+    assert ("dataset_version", "consumed_by", "run") in edges
+    assert ("model_version", "served", "predictions") in edges
+    up = "\n".join(graph.tree("up"))
+    assert "dataset train-set/1" in up and run.id in up
+    assert "prediction logs of d/1 (2 requests)" in "\n".join(graph.tree("down"))
+    assert plinth.lineage(ds.ref, "down").edges  # from the data forward
+    assert main(["lineage", "d/1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {n["type"] for n in doc["nodes"]} >= {"model_version", "run", "dataset_version", "predictions"}
+    with pytest.raises(InvalidInput):
+        plinth.lineage("d/1", direction="sideways")
+
+
+def test_erasure_leaves_no_trace_of_the_subject_and_keeps_the_rest(tracking: Backend) -> None:
+    logs(tracking, ["alice", "bob", "alice", None])
+    preview = plinth.erase_subject("alice", dry_run=True)
+    assert preview.prediction_logs == 2 and tracking.store.count_prediction_logs(subject_id="alice") == 2
+    receipt = plinth.erase_subject("alice")
+    assert (receipt.prediction_logs, receipt.digest) == (2, preview.digest)
+    assert tracking.store.count_prediction_logs(subject_id="alice") == 0
+    assert sorted(str(p.subject_id) for p in tracking.store.prediction_logs("d")) == ["None", "bob"]
+    [event] = [e for e in tracking.store.audit_events(entity_id="alice") if e.action == "governance.erasure"]
+    assert json.loads(event.after or "{}")["prediction_logs"] == 2
+    assert plinth.verify_audit().ok
+    with pytest.raises(InvalidInput):
+        plinth.erase_subject(" ")
+
+
+def test_retention_removes_only_old_logs(tracking: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    logs(tracking, ["old"] * 3, age_ms=100 * 86_400_000)
+    logs(tracking, ["new"] * 2)
+    assert main(["retention", "apply", "--predictions", "90d", "--dry-run"]) == 0
+    assert "Would remove 3" in capsys.readouterr().out
+    assert plinth.apply_retention("90d").prediction_logs == 3
+    assert {p.subject_id for p in tracking.store.prediction_logs("d")} == {"new"}
+    assert main(["erase", "--subject", "new"]) == 0
+    assert json.loads(capsys.readouterr().out)["prediction_logs"] == 2
