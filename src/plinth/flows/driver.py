@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from plinth.tracking.context import Backend
 
 _SCALARS = (str, int, float, bool)
+# Step records are written at most this often while steps run (and always at the end): a crash
+# loses at most this much bookkeeping, which resume redoes; results are already stored blobs.
+PERSIST_EVERY_S = 0.2
 
 
 @dataclass(eq=False)
@@ -46,6 +49,7 @@ class StepFuture:
     attempts: int = 0
     task_id: str | None = None
     experiment_id: str = ""
+    pending: int = 0  # deps not done yet
 
     def __repr__(self) -> str:
         return f"<StepFuture {self.call} {self.state}>"
@@ -90,6 +94,7 @@ class FlowDriver:
         self._points: list[tuple[str, str, int, int, int, float]] = []
         self._logs: list[tuple[str, ArtifactRecord]] = []
         self.failure: StepFailed | None = None
+        self._persisted_at = 0.0
         self.observer: Callable[[FlowDriver], None] | None = None
 
     # the flow body's side ----------------------------------------------------------------------
@@ -105,6 +110,7 @@ class FlowDriver:
         waiting = [d for d in deps if not d.done]
         for dep in waiting:
             dep.dependents.append(future)
+        future.pending = len(waiting)
         if not waiting:
             future.state = "ready"
             self._ready.append(future)
@@ -143,7 +149,8 @@ class FlowDriver:
                     return
                 for result in self.executor.wait(timeout=self._wait_timeout()):
                     self._handle(result)
-                self._persist()
+                if time.monotonic() - self._persisted_at >= PERSIST_EVERY_S:
+                    self._persist()
                 if self.observer is not None:
                     self.observer(self)
         finally:
@@ -350,7 +357,8 @@ class FlowDriver:
         self._rows[future.row.id] = future.row
         self._link(future)
         for dependent in future.dependents:
-            if dependent.state == "waiting" and all(d.done for d in dependent.deps):
+            dependent.pending -= 1
+            if dependent.state == "waiting" and dependent.pending == 0:
                 dependent.state = "ready"
                 self._ready.append(dependent)
 
@@ -413,21 +421,26 @@ class FlowDriver:
             self.executor.wait(timeout=0.2)
 
     def _persist(self) -> None:
+        """Write what changed since the last call, in one transaction."""
+        self._persisted_at = time.monotonic()
         rows, self._rows = list(self._rows.values()), {}
         ends, self._ends = self._ends, []
         edges, self._edges = self._edges, []
         points, self._points = self._points, []
         logs, self._logs = self._logs, []
-        if rows:
-            self.store.save_step_runs(rows)
-        if points:
-            self.store.write_metrics(points)
-        for run_id, record in logs:
-            self.store.add_artifacts(run_id, [record])
-        if ends:
-            self.store.end_runs(ends)
-        if edges:
-            self.store.add_edges(edges)
+        if not (rows or points or logs or ends or edges):
+            return
+        with self.store.batch():
+            if rows:
+                self.store.save_step_runs(rows)
+            if points:
+                self.store.write_metrics(points)
+            for run_id, record in logs:
+                self.store.add_artifacts(run_id, [record])
+            if ends:
+                self.store.end_runs(ends)
+            if edges:
+                self.store.add_edges(edges)
 
 
 def _futures_in(value: Any) -> list[StepFuture]:

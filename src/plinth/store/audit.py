@@ -52,3 +52,20 @@ def append_event(
 def count_events(conn: Connection) -> int:
     """Number of audit events stored."""
     return int(conn.execute(select(func.count()).select_from(audit_events)).scalar() or 0)
+
+
+def append_events(conn: Connection, events: list[dict[str, object]]) -> None:
+    """Append many events (each with time_ms, actor, action, entity_type, entity_id, before, after)."""
+    if not events:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74110002)")
+    last = conn.execute(_LAST).first()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    rows = []
+    for event in events:
+        fields = {"seq": seq, **event}
+        digest = event_hash(prev, fields)
+        rows.append({**fields, "prev_hash": prev, "hash": digest})
+        seq, prev = seq + 1, digest
+    conn.execute(_INSERT, rows)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +71,10 @@ class NewRun:
 
 class TrackingStore(ABC):
     """Metadata of experiments, runs, metrics, artifacts, datasets, lineage and audit."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """A block whose writes (from this thread) are applied together; by default each on its own."""
+        return contextlib.nullcontext()
 
     # experiments -------------------------------------------------------------------------
     @abstractmethod

@@ -215,10 +215,22 @@ class BlobStore:
             raise
 
     def read_bytes(self, digest: str, *, name: str | None = None) -> bytes:
-        """Return a blob's bytes after verifying their hash (for small blobs)."""
-        data = b"".join(self._chunks(digest, name))
+        """Return a blob's bytes after verifying their hash (for blobs that fit in memory)."""
+        data = self._read_local(digest, name) if self.local else b"".join(self._chunks(digest, name))
         self._check(digest, hashlib.sha256(data).hexdigest(), name)
         return data
+
+    def _read_local(self, digest: str, name: str | None) -> bytes:
+        try:
+            with open(self.path_of(digest), "rb") as fh:
+                return fh.read()  # one read, one copy: this path carries large flow results
+        except FileNotFoundError as exc:
+            raise NotFound(
+                f"Blob {digest[:12]}… of {name or 'an artifact'} is missing from {self.url}; "
+                "it may have been deleted by hand. Re-log the artifact."
+            ) from exc
+        except OSError as exc:
+            raise StoreError(f"Cannot read {name or digest} from {self.url}: {exc}") from exc
 
     def _chunks(self, digest: str, name: str | None) -> Iterator[bytes]:
         path = self.path_of(digest)

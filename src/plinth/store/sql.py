@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from plinth.core.errors import ConflictError, NotFound, RunNotActive
 from plinth.core.filters import Expr, OrderKey
 from plinth.core.ids import new_id, now_ms
 from plinth.store import schema as t
-from plinth.store.audit import append_event
+from plinth.store.audit import append_event, append_events
 from plinth.store.base import ArtifactRecord, NewDataset, NewRun, PointRow, Store
 from plinth.store.engine import is_sqlite, make_engine, retrying, writing
 from plinth.store.migrate import upgrade
@@ -87,6 +88,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
         self._experiments: dict[str, e.Experiment] = {}
         self._known_envs: set[str] = set()
         self._lock = threading.Lock()
+        self._batch = threading.local()
         upgrade(self.engine)
 
     def close(self) -> None:
@@ -98,11 +100,28 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
 
     # helpers ---------------------------------------------------------------------------------
     def _write(self, what: str, fn: Any) -> Any:
+        shared = getattr(self._batch, "conn", None)
+        if shared is not None:  # inside `batch()`: join its transaction
+            return fn(shared)
+
         def attempt() -> Any:
             with writing(self.engine) as conn:
                 return fn(conn)
 
         return retrying(attempt, what)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make every write of this thread inside the block one transaction (one commit)."""
+        if getattr(self._batch, "conn", None) is not None:
+            yield
+            return
+        with writing(self.engine) as conn:
+            self._batch.conn = conn
+            try:
+                yield
+            finally:
+                self._batch.conn = None
 
     def _read(self, what: str, fn: Any) -> Any:
         def attempt() -> Any:
@@ -210,28 +229,42 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
         prepared = [(spec, spec.id or new_id(), *_environment_body(spec.environment)) for spec in specs]
 
         def create(conn: Connection) -> list[tuple[e.Experiment, int]]:
-            made = []
+            rows, exps = [], []
             for spec, run_id, env_body, env_digest in prepared:
                 exp = self._experiment(conn, spec.experiment, True)
                 if env_digest is not None and env_digest not in self._known_envs:
                     self._insert_ignore(conn, "environments", ("digest", "body"), [(env_digest, env_body)])
-                row = {
-                    "id": run_id,
-                    "experiment_id": exp.id,
-                    "name": spec.name or _default_name(run_id),
-                    "status": "RUNNING",
-                    "user_name": spec.user,
-                    "start_ms": started,
-                    "heartbeat_ms": started,
-                    "heartbeat_s": spec.heartbeat_s,
-                    "env_digest": env_digest,
-                }
-                key = conn.execute(_INSERT_RUN, row).scalar_one()
-                self._insert_params(conn, key, spec.params, new_run=True)
-                self._upsert_tags(conn, key, spec.tags)
-                self._audit(conn, "run.create", "run", run_id, after=row["name"])
-                made.append((exp, key))
-            return made
+                exps.append(exp)
+                rows.append(
+                    {
+                        "id": run_id,
+                        "experiment_id": exp.id,
+                        "name": spec.name or _default_name(run_id),
+                        "status": "RUNNING",
+                        "user_name": spec.user,
+                        "start_ms": started,
+                        "heartbeat_ms": started,
+                        "heartbeat_s": spec.heartbeat_s,
+                        "env_digest": env_digest,
+                    }
+                )
+            keys = self._insert_runs(conn, rows)
+            params = [
+                {"run_key": keys[r["id"]], "key": k, "value": v, "value_num": _num(v)}
+                for (spec, *_), r in zip(prepared, rows, strict=True)
+                for k, v in spec.params.items()
+            ]
+            tags = [
+                {"run_key": keys[r["id"]], "key": k, "value": v}
+                for (spec, *_), r in zip(prepared, rows, strict=True)
+                for k, v in spec.tags.items()
+            ]
+            if params:
+                conn.execute(insert(t.params), params)
+            if tags:
+                conn.execute(insert(t.tags), tags)
+            append_events(conn, [self._event("run.create", "run", r["id"], after=r["name"]) for r in rows])
+            return [(exp, keys[r["id"]]) for exp, r in zip(exps, rows, strict=True)]
 
         made = self._write("create runs", create)
         runs = []
@@ -257,6 +290,26 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
                 )
             )
         return runs
+
+    def _insert_runs(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+        if len(rows) == 1:
+            return {rows[0]["id"]: conn.execute(_INSERT_RUN, rows[0]).scalar_one()}
+        conn.execute(insert(t.runs), rows)
+        found = conn.execute(
+            select(t.runs.c.id, t.runs.c.key).where(t.runs.c.id.in_([r["id"] for r in rows]))
+        )
+        return dict(found.all())
+
+    def _event(self, action: str, kind: str, entity_id: str, **kw: Any) -> dict[str, object]:
+        return {
+            "time_ms": now_ms(),
+            "actor": self.actor,
+            "action": action,
+            "entity_type": kind,
+            "entity_id": entity_id,
+            "before": kw.get("before"),
+            "after": kw.get("after"),
+        }
 
     def _insert_ignore(
         self, conn: Connection, table: str, cols: Sequence[str], rows: list[tuple[Any, ...]]
@@ -388,17 +441,31 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
 
     def end_runs(self, ends: Sequence[tuple[str, e.RunStatus, str | None, int]]) -> None:
         def end(conn: Connection) -> None:
-            for run_id, status, error, end_ms in ends:
-                params = {"run_id": run_id, "status": status.value, "end_ms": end_ms, "error": error}
-                if conn.execute(_END_RUN, params).rowcount != 1:
-                    row = conn.execute(select(t.runs.c.status).where(t.runs.c.id == run_id)).first()
-                    if row is None:
-                        raise NotFound(f"No run with id {run_id!r}.")
-                    raise RunNotActive(f"Run {run_id} already ended as {row.status}.")
-                self._audit(conn, "run.end", "run", run_id, before="RUNNING", after=status.value)
+            params = [
+                {"run_id": r, "status": st.value, "end_ms": ms, "error": err} for r, st, err, ms in ends
+            ]
+            if conn.execute(_END_RUN, params).rowcount != len(params):
+                self._explain_end(conn, [p["run_id"] for p in params])
+            append_events(
+                conn,
+                [
+                    self._event("run.end", "run", run_id, before="RUNNING", after=status.value)
+                    for run_id, status, _err, _ms in ends
+                ],
+            )
 
         if ends:
             self._write("end runs", end)
+
+    def _explain_end(self, conn: Connection, run_ids: list[str]) -> None:
+        """Raise for the first run that could not be ended (missing, or no longer running)."""
+        found = dict(conn.execute(select(t.runs.c.id, t.runs.c.status).where(t.runs.c.id.in_(run_ids))).all())
+        for run_id in run_ids:
+            if run_id not in found:
+                raise NotFound(f"No run with id {run_id!r}.")
+            if found[run_id] != "RUNNING" and run_ids.count(run_id) == 1:
+                raise RunNotActive(f"Run {run_id} already ended as {found[run_id]}.")
+        raise RunNotActive(f"Some of runs {run_ids[:5]} had already ended.")
 
     def get_run(self, run_id: str, *, now_ms: int | None = None) -> e.Run:
         def fetch(conn: Connection) -> e.Run:
