@@ -15,6 +15,7 @@ Start here:
   plinth demo                          train 4 small models, tracked, then look around
   plinth runs list -o -metrics.acc     best runs first
   plinth runs show RUN_ID              one run in full
+  plinth serve NAME@champion           serve a registered model over HTTP
 
 \b
 Settings (environment variables):
@@ -25,6 +26,7 @@ Settings (environment variables):
   PLINTH_USER         name recorded on runs and audit events (default: the OS user)
   PLINTH_HEARTBEAT_S  seconds between run heartbeats (default 10)
   PLINTH_FLUSH_S      longest wait before logged metrics are written (default 0.5)
+  PLINTH_GPUS         GPUs flows may use: ids "0,1" or a count (default: discovered)
 """
 
 
@@ -34,7 +36,7 @@ Settings (environment variables):
 )
 @click.version_option(__version__, "--version", "-V", prog_name="plinth")
 def cli() -> None:
-    """plinth: track experiments, version artifacts and datasets, on a laptop or a team server.
+    """plinth: track experiments, version data and models, run flows, serve and govern them.
 
     Everything is stored under PLINTH_HOME (default ./.plinth): a SQLite database and a
     content-addressed artifact folder. Set PLINTH_STORE to a PostgreSQL URL and
