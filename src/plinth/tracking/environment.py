@@ -15,6 +15,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import pathlib
 import platform
 import re
 import shlex
@@ -136,15 +137,38 @@ def _static_facts() -> dict[str, object]:
 
 @functools.lru_cache(maxsize=1)
 def _packages() -> tuple[tuple[str, str], ...]:
-    """List installed distributions as sorted (normalized name, version) pairs."""
+    """List installed distributions as sorted (normalized name, version) pairs.
+
+    Names and versions are read from the `NAME-VERSION.dist-info` folder names on sys.path
+    (what installers write), which avoids parsing hundreds of METADATA files; folders whose
+    name does not carry a version fall back to reading their metadata.
+    """
     found: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
-        if not name:
-            continue  # broken metadata
-        key = _NAME_SEPARATORS.sub("-", name).lower()
-        found.setdefault(key, str(dist.version))  # first on sys.path wins, as for import
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        for folder in names:
+            pair = _from_folder(entry, folder)
+            if pair is not None:
+                found.setdefault(*pair)  # first on sys.path wins, as for import
     return tuple(sorted(found.items()))
+
+
+def _from_folder(entry: str, folder: str) -> tuple[str, str] | None:
+    if not folder.endswith((".dist-info", ".egg-info")):
+        return None
+    stem = folder.rsplit(".", 1)[0]
+    name, sep, version = stem.partition("-")
+    if sep and version and version[0].isdigit():
+        return _NAME_SEPARATORS.sub("-", name).lower(), version.split("-py")[0]
+    try:
+        dist = importlib.metadata.PathDistribution(pathlib.Path(entry or ".", folder))
+        meta_name = dist.metadata["Name"] if dist.metadata else None
+    except (OSError, ValueError):
+        return None
+    return (_NAME_SEPARATORS.sub("-", meta_name).lower(), str(dist.version)) if meta_name else None
 
 
 def _repo_dir(cwd: str | None) -> str:
