@@ -1,0 +1,1218 @@
+"""Model serving benchmark: plinth vs MLflow and BentoML, same machine, same model, same load.
+
+    python benchmarks/serving.py [--quick] [--only mlflow,bentoml,bentoml-batching,plinth,floor,batch]
+                                 [--batch-rows N] [--write|--no-write] [--keep]
+
+One scikit-learn LogisticRegression(max_iter=5000) on sklearn's bundled breast_cancer data (30
+float64 columns) is trained once under this interpreter (`_serving_plinth.py --prepare`) and
+pickled; every server loads that estimator. Servers, each started in its own process group on
+127.0.0.1 and killed (the whole group) when its runs end, also on errors:
+
+- MLflow 3.17.2 (benchmarks/.venv-mlflow, made by `tracking.py`): the estimator logged with
+  `mlflow.sklearn.log_model` (`_serving_mlflow.py`), served by `mlflow models serve
+  --env-manager local` (its default: 1 worker), POST /invocations {"dataframe_records": [...]}.
+- BentoML 1.4.39 (benchmarks/.venv-bentoml, made on first use): `_serving_bentoml.py`, one
+  `@bentoml.api` taking {"records": [...]}, default configuration; then the same service with
+  adaptive batching on (`batchable=True`).
+- plinth (this interpreter): `plinth.register_model` + alias champion, `plinth serve
+  bc@champion --workers 2` (signature validation and prediction logging always on), POST
+  /v1/models/bc/predict {"instances": [...]}.
+- floor: a bare Starlette app on uvicorn (uvloop + httptools, 2 workers) that parses the body
+  and answers without a model (`_serving_floor.py`): the HTTP ceiling, for the notes.
+
+Load: `wrk -t2 -c32 -d20s --latency -s _serving_post.lua` with a 1-row and a 32-row body, each
+after a warm-up run; wrk shares the machine's cores with the server, as in the issue. Each
+server's answer to both bodies is checked against the estimator's own labels first. The
+machine may be shared: the benchmark waits for it to be quiet before each server, measures
+(from /proc) the CPU the server, wrk and everything else used during each run, and runs a
+run again (up to 3 attempts, least disturbed one kept) when other work took over 15% of it.
+Batch: N rows (10,000,000) of Parquet scored by `plinth.serving.batch.batch_predict` vs the raw
+`model.predict` loop over the same chunks (`_serving_batch.py`).
+
+The table is printed and, for a full run of everything, written to benchmarks/RESULTS.md under
+"## serving" (other sections kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work"
+RESULTS = HERE / "RESULTS.md"
+SECTION = "serving"
+LUA = HERE / "_serving_post.lua"
+BENTOML_VENV = HERE / ".venv-bentoml"
+BENTOML_PIN = "bentoml==1.4.39"  # the newest that installs here
+
+Result = dict[str, Any]
+
+# --------------------------------------------------------------------------- workload (shared)
+
+MODEL_NAME = "bc"
+ALIAS = "champion"
+MODEL_FILE = "model.pkl"
+META_FILE = "meta.json"
+REQUEST_ROWS = 32
+SEED = 0
+BATCH_SIZE = 100_000  # plinth's default chunk; the raw loop uses the same
+# The key each server's JSON body puts the records under.
+BODY_FORMATS = {"plinth": "instances", "mlflow": "dataframe_records", "bentoml": "records"}
+
+WRK_THREADS = 2
+WRK_CONNECTIONS = 32
+FULL = {"duration_s": 20, "warmup_s": 5, "batch_rows": 10_000_000, "max_wait_quiet_s": 120, "attempts": 3}
+QUICK = {"duration_s": 5, "warmup_s": 2, "batch_rows": 1_000_000, "max_wait_quiet_s": 10, "attempts": 1}
+
+SERVERS = ["mlflow", "bentoml", "bentoml-batching", "plinth", "floor"]
+PARTS = [*SERVERS, "batch"]
+READY_TIMEOUT_S = 180
+STOP_TIMEOUT_S = 30
+
+
+def body_file(data_dir: str | Path, side: str, rows: int) -> str:
+    """Where the `rows`-row request body in `side`'s JSON format lives."""
+    return os.path.join(data_dir, f"body_{side}_{rows}.json")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def _last_json(stdout: str) -> Result | None:
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def _clean_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for k in ("PLINTH_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "PROMETHEUS_MULTIPROC_DIR"):
+        env.pop(k, None)
+    return env
+
+
+def run_json(name: str, cmd: list[str], env: dict[str, str], timeout: float = 1800) -> Result | None:
+    """Run a helper to completion; its last JSON line, or None (and its output logged) on failure."""
+    _log(f"{name}: {' '.join(cmd)}")
+    try:
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=HERE, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        _log(f"{name}: timed out after {timeout:.0f} s")
+        return None
+    res = _last_json(proc.stdout) if proc.returncode == 0 else None
+    if res is None:
+        _log(f"{name}: FAILED (exit {proc.returncode})")
+        if proc.stdout.strip():
+            print(proc.stdout[-5000:], file=sys.stderr)
+    return res
+
+
+def _proc_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (parent pid, state, CPU ticks: user + system, reaped children included), from /proc."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                text = fh.read()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # fields[0] is field 3 (state) of proc(5)
+        table[int(entry.name)] = (int(fields[1]), fields[0], sum(int(v) for v in fields[11:15]))
+    return table
+
+
+def _tree(root: int, table: dict[int, tuple[int, str, int]]) -> set[int]:
+    """`root` and all its descendants alive in `table` (whatever their process group or session)."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _state, _ticks) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table and pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def _signal_all(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+RUNNING: dict[int, Server] = {}
+
+
+@dataclass
+class Server:
+    """One server process group: started, polled until ready, stopped (whole group)."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    cwd: Path
+    port: int
+    ready_path: str
+    predict_path: str
+    body_side: str
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    startup_s: float | None = None
+    known: set[int] = field(default_factory=set)  # every process of this server seen so far
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> None:
+        _log(f"{self.name}: starting on port {self.port}: {' '.join(self.cmd)}")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,  # its own process group: stop() kills workers too
+            )
+        RUNNING[self.proc.pid] = self
+        self.started = time.perf_counter()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> bool:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                _log(f"{self.name}: exited with {self.proc.returncode} before it was ready")
+                return False
+            try:
+                with urllib.request.urlopen(self.url(self.ready_path), timeout=2) as resp:
+                    if resp.status == 200:
+                        self.startup_s = time.perf_counter() - self.started
+                        _log(f"{self.name}: ready after {self.startup_s:.1f} s")
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.25)
+        _log(f"{self.name}: not ready after {timeout:.0f} s")
+        return False
+
+    def pids(self) -> set[int]:
+        """The leader and every descendant alive now (BentoML's workers start their own sessions)."""
+        if self.proc is None:
+            return set()
+        table = _proc_table()
+        found = _tree(self.proc.pid, table)
+        self.known |= found
+        return {p for p in found if table[p][1] != "Z"}
+
+    def _alive(self) -> set[int]:
+        table = _proc_table()
+        self.pids()
+        return {p for p in self.known if p in table and table[p][1] != "Z"}
+
+    def stop(self) -> None:
+        """SIGTERM the process group and every descendant; SIGKILL whatever is left after a while."""
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
+        self.pids()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        _signal_all(self.known - {pgid}, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            if not self._alive():
+                break
+            time.sleep(0.1)
+        else:
+            left = self._alive()
+            _log(f"{self.name}: {sorted(left)} still running {STOP_TIMEOUT_S} s after SIGTERM; SIGKILL")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            _signal_all(left, signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _log(f"{self.name}: leader {pgid} did not exit")
+        RUNNING.pop(pgid, None)
+        self.proc = None
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+def _stop_all() -> None:
+    for server in list(RUNNING.values()):
+        server.stop()
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
+
+
+# --------------------------------------------------------------------------- load
+
+
+def wrk(server: Server, rows: int, seconds: int, data_dir: Path) -> Result | None:
+    """One wrk run against `server` with its `rows`-row body; counts, rates and percentiles."""
+    body = body_file(data_dir, server.body_side, rows)
+    cmd = [
+        "wrk",
+        f"-t{WRK_THREADS}",
+        f"-c{WRK_CONNECTIONS}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(LUA),
+        server.url(server.predict_path),
+    ]
+    env = dict(os.environ, WRK_BODY=body)
+    meter = CpuMeter(server)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 60, check=False)
+    except subprocess.TimeoutExpired:
+        _log(f"{server.name}: wrk timed out")
+        return None
+    cpu = meter.stop()
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if proc.returncode != 0 or line is None:
+        _log(
+            f"{server.name}: wrk failed (exit {proc.returncode})\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
+        return None
+    res: Result = json.loads(line[len("WRKJSON ") :])
+    secs = res["duration_us"] / 1e6
+    ok = res["requests"] - res["non2xx"]
+    res["rows"] = rows
+    res["req_s"] = ok / secs  # answered with 2xx, per second
+    res["rows_s"] = ok * rows / secs
+    res["socket_errors"] = res["connect"] + res["read"] + res["write"] + res["timeout"]
+    m = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
+    res["wrk_requests_per_s"] = float(m.group(1)) if m else None
+    res["cpu"] = cpu
+    res["text"] = proc.stdout
+    return res
+
+
+def _post(url: str, body: bytes) -> Any:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def check(server: Server, data_dir: Path, expected: list[int]) -> tuple[bool, str]:
+    """POST the 1-row and 32-row bodies once; do the labels equal the raw estimator's?"""
+    details = []
+    ok = True
+    for rows in (1, REQUEST_ROWS):
+        body = Path(body_file(data_dir, server.body_side, rows)).read_bytes()
+        try:
+            doc = _post(server.url(server.predict_path), body)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            return False, f"{rows}-row request failed: {exc}"
+        preds = doc.get("predictions") if isinstance(doc, dict) else doc
+        got = [int(p) for p in preds] if isinstance(preds, list) else preds
+        same = got == expected[:rows]
+        ok &= same
+        details.append(f"{rows} row{'s' if rows > 1 else ''} {'ok' if same else f'got {got}'}")
+    return ok, ", ".join(details)
+
+
+# /metrics series (summed over labels and workers) that tell how requests were batched.
+BATCH_METRICS = {
+    "plinth": {
+        "dropped_logs": "plinth_prediction_logs_dropped_total",
+        "predict_calls": "plinth_batch_rows_count",
+        "rows_predicted": "plinth_batch_rows_sum",
+    },
+    "bentoml-batching": {
+        "predict_calls": r"\w*adaptive_batch_size_count",
+        "rows_predicted": r"\w*adaptive_batch_size_sum",
+    },
+}
+
+
+def scrape_metrics(server: Server) -> Result:
+    """The server's BATCH_METRICS totals from its /metrics; {} where it has none."""
+    names = BATCH_METRICS.get(server.name)
+    if not names:
+        return {}
+    try:
+        with urllib.request.urlopen(server.url("/metrics"), timeout=10) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return {}
+
+    def total(name: str) -> float:
+        pattern = rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$"
+        return sum(float(m.group(1)) for m in re.finditer(pattern, text, re.M))
+
+    return {key: total(name) for key, name in names.items()}
+
+
+def _delta(after: Result, before: Result) -> Result:
+    out = {k: after[k] - before.get(k, 0.0) for k in after}
+    if out.get("predict_calls"):
+        out["mean_rows_per_predict"] = out["rows_predicted"] / out["predict_calls"]
+    return out
+
+
+# --------------------------------------------------------------------------- CPU accounting
+# The machine may be shared: how much CPU went to the server, to wrk and to everything else is
+# measured around every run (from /proc, in USER_HZ ticks), and the benchmark waits for a quiet
+# machine before each server starts.
+
+QUIET_BUSY = 0.25  # machine busy share (all cores) under which it counts as quiet
+NOISY_OTHER = 0.15  # a measured run where other work took more of the machine is run again
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot, all cores."""
+    with open("/proc/stat") as fh:
+        vals = [int(v) for v in fh.readline().split()[1:9]]
+    return sum(vals) - vals[3] - vals[4], sum(vals)  # idle and iowait are not busy
+
+
+def _children_ticks() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (ru.ru_utime + ru.ru_stime) * os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Shares of the machine's CPU (all cores = 1.0) used by the server's processes, wrk, the rest."""
+
+    def __init__(self, server: Server | None) -> None:
+        self.server = server
+        self.m0 = _machine_ticks()
+        self.s0 = self._server_ticks()
+        self.c0 = _children_ticks()
+
+    def _server_ticks(self) -> dict[int, int]:
+        if self.server is None:
+            return {}
+        table = _proc_table()
+        return {p: table[p][2] for p in self.server.pids() if p in table}
+
+    def stop(self) -> Result:
+        m1 = _machine_ticks()
+        s1 = self._server_ticks()
+        busy, total = m1[0] - self.m0[0], m1[1] - self.m0[1]
+        if total <= 0:
+            return {}
+        server = sum(t - self.s0.get(p, 0) for p, t in s1.items())
+        load = _children_ticks() - self.c0  # wrk (or the batch process): the only child reaped meanwhile
+        return {
+            "busy": busy / total,
+            "server": server / total,
+            "wrk": load / total,
+            "other": max(0.0, busy - server - load) / total,
+        }
+
+
+def background_cpu(seconds: float = 1.0) -> float | None:
+    """Share of the machine busy over `seconds` (nothing of ours running then): other work."""
+    try:
+        meter = CpuMeter(None)
+        time.sleep(seconds)
+        return meter.stop().get("busy")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def wait_quiet(max_wait_s: float) -> tuple[float | None, float]:
+    """Wait (at most `max_wait_s`) until the machine is quiet; (busy share last seen, seconds waited)."""
+    t0 = time.monotonic()
+    busy = background_cpu()
+    while busy is not None and busy > QUIET_BUSY and time.monotonic() - t0 < max_wait_s:
+        if time.monotonic() - t0 < 1.5:
+            _log(
+                f"machine {busy:.0%} busy with other work; waiting up to {max_wait_s:.0f} s for it to settle"
+            )
+        time.sleep(2)
+        busy = background_cpu()
+    return busy, time.monotonic() - t0
+
+
+def _count_logs(home: Path) -> int | None:
+    db = home / "plinth.db"
+    if not db.exists():
+        return None
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(con.execute("SELECT count(*) FROM prediction_logs").fetchone()[0])
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+
+
+def bench_server(server: Server, data_dir: Path, expected: list[int], sizes: dict[str, int]) -> Result:
+    """Start, check, warm up and load `server` with the 1-row and 32-row bodies; always stop it."""
+    out: Result = {"name": server.name, "runs": {}, "warmups": {}, "attempts": {}}
+    out["background_cpu"], out["waited_s"] = wait_quiet(sizes["max_wait_quiet_s"])
+    try:
+        server.start()
+        if not server.wait_ready():
+            out["error"] = "did not become ready"
+            _log(f"{server.name} log:\n{server.log_tail()}")
+            return out
+        out["startup_s"] = server.startup_s
+        if server.name != "floor":  # no model there: nothing to check
+            out["check_ok"], out["check"] = check(server, data_dir, expected)
+            _log(f"{server.name}: check {'ok' if out['check_ok'] else 'FAILED'} ({out['check']})")
+        for rows in (1, REQUEST_ROWS):
+            _log(f"{server.name}: {rows}-row body, warm-up {sizes['warmup_s']} s")
+            out["warmups"][rows] = _slim(wrk(server, rows, sizes["warmup_s"], data_dir))
+            attempts = out["attempts"].setdefault(rows, [])
+            for attempt in range(1, sizes["attempts"] + 1):
+                _log(f"{server.name}: {rows}-row body, {sizes['duration_s']} s (attempt {attempt})")
+                before = scrape_metrics(server)
+                res = wrk(server, rows, sizes["duration_s"], data_dir)
+                if res is None:
+                    break
+                if before:
+                    res["batching"] = _delta(scrape_metrics(server), before)
+                res["attempt"] = attempt
+                attempts.append(res)
+                _log(
+                    f"{server.name}: {rows} rows: {res['req_s']:,.0f} req/s, {res['rows_s']:,.0f} rows/s, "
+                    f"p50 {res['p50_us'] / 1e3:.1f} ms, p99 {res['p99_us'] / 1e3:.1f} ms, "
+                    f"non-2xx {res['non2xx']}, socket errors {res['socket_errors']}; CPU {_cpu(res)}"
+                )
+                time.sleep(1)
+                other = res["cpu"].get("other", 0.0)
+                if other <= NOISY_OTHER:
+                    break
+                if attempt < sizes["attempts"]:
+                    _log(f"{server.name}: other work took {other:.0%} of the machine; running again")
+            if not attempts:
+                out["error"] = f"wrk failed on the {rows}-row body"
+                continue
+            # The attempt least disturbed by other work on the machine.
+            out["runs"][rows] = min(attempts, key=lambda r: r["cpu"].get("other", 0.0))
+        out["metrics"] = scrape_metrics(server)
+    except Exception as exc:  # report it; the server is stopped below either way
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        _log(f"{server.name}: {out['error']}")
+    finally:
+        server.stop()
+        _log(f"{server.name}: stopped")
+    return out
+
+
+def _cpu(run: Result) -> str:
+    c = run.get("cpu") or {}
+    if not c:
+        return "?"
+    return f"server {c['server']:.0%}, wrk {c['wrk']:.0%}, other {c['other']:.0%}"
+
+
+def _slim(res: Result | None) -> Result | None:
+    return None if res is None else {k: v for k, v in res.items() if k != "text"}
+
+
+# --------------------------------------------------------------------------- environments
+
+
+def _version(python: str, dist: str) -> tuple[str, str]:
+    code = f"import importlib.metadata as m, platform; print(m.version({dist!r}), platform.python_version())"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False).stdout.split()
+    return (out[0], out[1]) if len(out) == 2 else ("?", "?")
+
+
+def _sklearn_spec() -> str:
+    import importlib.metadata
+
+    try:
+        return f"scikit-learn=={importlib.metadata.version('scikit-learn')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "scikit-learn"
+
+
+def ensure_bentoml_venv() -> str:
+    """The BentoML venv's python, creating it and installing BentoML + scikit-learn if needed."""
+    python = BENTOML_VENV / "bin" / "python"
+    if not python.exists():
+        _log(f"creating {BENTOML_VENV} (first use)")
+        subprocess.run([sys.executable, "-m", "venv", str(BENTOML_VENV)], check=True)
+    spec = _sklearn_spec()
+    probe = f"import bentoml, sklearn; assert bentoml.__version__ == {BENTOML_PIN.split('==')[1]!r}"
+    if "==" in spec:
+        probe += f"; assert sklearn.__version__ == {spec.split('==')[1]!r}"
+    if subprocess.run([str(python), "-c", probe], capture_output=True, check=False).returncode != 0:
+        _log(f"installing {BENTOML_PIN} {spec} into {BENTOML_VENV} (takes a few minutes)")
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", BENTOML_PIN, spec], check=True)
+    return str(python)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Ctx:
+    base: Path
+    data: Path
+    home: Path
+    pythons: dict[str, str] = field(default_factory=dict)
+    mlflow: Result | None = None
+    plinth: Result | None = None
+
+
+def make_server(name: str, ctx: Ctx) -> Server | None:
+    """The server `name`, with its side prepared (model logged/registered); None if that failed."""
+    port = _free_port()
+    logs = ctx.base / "logs"
+    logs.mkdir(exist_ok=True)
+    log_path = logs / f"{name}.log"
+    env = _clean_env()
+    if name == "mlflow":
+        if ctx.mlflow is None:
+            return None
+        env.update(ctx.mlflow["env"])
+        env["PATH"] = f"{Path(ctx.pythons['mlflow']).parent}{os.pathsep}{env.get('PATH', '')}"  # its uvicorn
+        mlflow_bin = str(Path(ctx.pythons["mlflow"]).parent / "mlflow")
+        cmd = [mlflow_bin, "models", "serve", "-m", ctx.mlflow["model_uri"], "--env-manager", "local"]
+        cmd += ["-h", "127.0.0.1", "-p", str(port)]
+        return Server(
+            name, cmd, env, Path(ctx.mlflow["cwd"]), port, "/ping", "/invocations", "mlflow", log_path
+        )
+    if name.startswith("bentoml"):
+        home = ctx.base / "bentoml-home"
+        home.mkdir(exist_ok=True)
+        env.update(
+            BC_MODEL_PKL=str(ctx.data / MODEL_FILE),
+            BC_BATCHING="1" if name == "bentoml-batching" else "0",
+            BENTOML_HOME=str(home),
+            BENTOML_DO_NOT_TRACK="true",
+            PATH=f"{Path(ctx.pythons['bentoml']).parent}{os.pathsep}{env.get('PATH', '')}",
+        )
+        bentoml_bin = str(Path(ctx.pythons["bentoml"]).parent / "bentoml")
+        cmd = [bentoml_bin, "serve", "_serving_bentoml:BC", "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--working-dir", str(HERE)]
+        return Server(name, cmd, env, HERE, port, "/readyz", "/predict", "bentoml", log_path)
+    if name == "plinth":
+        if ctx.plinth is None:
+            return None
+        prom = ctx.base / "prometheus"
+        prom.mkdir(exist_ok=True)
+        env.update(PLINTH_HOME=str(ctx.home), PROMETHEUS_MULTIPROC_DIR=str(prom))
+        plinth_bin = str(Path(sys.executable).parent / "plinth")
+        cmd = [plinth_bin, "serve", f"{MODEL_NAME}@{ALIAS}", "--port", str(port), "--workers", "2"]
+        return Server(
+            name, cmd, env, ctx.base, port, "/readyz", f"/v1/models/{MODEL_NAME}/predict", "plinth", log_path
+        )
+    if name == "floor":
+        cmd = [sys.executable, "-m", "uvicorn", "_serving_floor:app", "--host", "127.0.0.1"]
+        cmd += ["--port", str(port), "--workers", "2", "--loop", "uvloop", "--http", "httptools"]
+        cmd += ["--log-level", "warning"]
+        return Server(
+            name, cmd, env, HERE, port, "/readyz", f"/v1/models/{MODEL_NAME}/predict", "plinth", log_path
+        )
+    raise ValueError(name)
+
+
+def prepare_side(name: str, ctx: Ctx) -> None:
+    """Log / register the model for `name` (once per side), installing its venv first if needed."""
+    from registry import ensure_sklearn
+    from tracking import ensure_mlflow_venv
+
+    if name == "mlflow" and "mlflow" not in ctx.pythons:
+        ctx.pythons["mlflow"] = str(ensure_mlflow_venv())
+        ensure_sklearn(ctx.pythons["mlflow"])
+        cmd = [ctx.pythons["mlflow"], str(HERE / "_serving_mlflow.py")]
+        cmd += ["--workdir", str(ctx.base / "mlflow"), "--data", str(ctx.data)]
+        ctx.mlflow = run_json("mlflow", cmd, _clean_env())
+    elif name.startswith("bentoml") and "bentoml" not in ctx.pythons:
+        ctx.pythons["bentoml"] = ensure_bentoml_venv()
+    elif name in ("plinth", "batch") and ctx.plinth is None:
+        env = dict(_clean_env(), PLINTH_HOME=str(ctx.home))
+        cmd = [sys.executable, str(HERE / "_serving_plinth.py"), "--register", "--data", str(ctx.data)]
+        ctx.plinth = run_json("plinth register", cmd, env)
+
+
+def run_batch(ctx: Ctx, rows: int) -> Result | None:
+    env = dict(_clean_env(), PLINTH_HOME=str(ctx.home))
+    cmd = [sys.executable, str(HERE / "_serving_batch.py"), "--data", str(ctx.data)]
+    cmd += ["--work", str(ctx.base / "batch"), "--rows", str(rows), "--batch-size", str(BATCH_SIZE)]
+    try:
+        return run_json("batch", cmd, env, timeout=3600)
+    finally:
+        shutil.rmtree(ctx.base / "batch", ignore_errors=True)  # GBs of Parquet: never kept
+
+
+# --------------------------------------------------------------------------- table
+
+
+HEADER = ["row", "MLflow", "BentoML", "BentoML batching", "plinth", "target", "met?"]
+COLS = ["mlflow", "bentoml", "bentoml-batching", "plinth"]
+
+
+def _run(res: dict[str, Result], name: str, rows: int) -> Result | None:
+    return (res.get(name) or {}).get("runs", {}).get(rows)
+
+
+def _rate(v: float | None, unit: str = "/s") -> str:
+    return "-" if v is None else f"{v:,.0f}{unit}"
+
+
+def _ms(us: float) -> str:
+    ms = us / 1e3
+    return f"{ms:,.0f} ms" if ms >= 100 else f"{ms:.2f} ms"
+
+
+def _lat(r: Result | None) -> str:
+    return "-" if r is None else f"{_ms(r['p50_us'])} / {_ms(r['p99_us'])}"
+
+
+def _errs(r: Result | None) -> str:
+    return "-" if r is None else f"{r['non2xx']:,} / {r['socket_errors']:,}"
+
+
+def _met(ok: bool | None) -> str:
+    return "-" if ok is None else "yes" if ok else "NO"
+
+
+def _clean(r: Result | None) -> bool:
+    return r is not None and r["non2xx"] == 0 and r["socket_errors"] == 0
+
+
+def table(
+    res: dict[str, Result], batch: Result | None, sizes: dict[str, int]
+) -> tuple[list[list[str]], int, int]:
+    """The table body and (targets met, targets judged)."""
+    body: list[list[str]] = []
+    judged: list[bool] = []
+
+    def row(label: str, cells: dict[str, str], target: str, ok: bool | None) -> None:
+        body.append([label, *(cells.get(c, "-") for c in COLS), target, _met(ok)])
+        if ok is not None:
+            judged.append(ok)
+
+    one = {c: _run(res, c, 1) for c in COLS}
+    many = {c: _run(res, c, REQUEST_ROWS) for c in COLS}
+    p1, p32 = one["plinth"], many["plinth"]
+    d = sizes["duration_s"]
+
+    row(
+        f"1. 1-row requests, {WRK_CONNECTIONS} connections, {d} s (2xx req/s)",
+        {c: _rate(r["req_s"]) for c, r in one.items() if r},
+        ">= 4,000/s",
+        None if p1 is None else p1["req_s"] >= 4000 and _clean(p1),
+    )
+    m1 = one["mlflow"]
+    ratio = p1["req_s"] / m1["req_s"] if p1 and m1 and m1["req_s"] > 0 else None
+    row(
+        "2. 1-row req/s, plinth / MLflow",
+        {"plinth": f"{ratio:,.1f}x"} if ratio else {},
+        ">= 25x",
+        None if ratio is None else ratio >= 25,
+    )
+    bento = [r["req_s"] for r in (one["bentoml"], one["bentoml-batching"]) if r]
+    ratio = p1["req_s"] / max(bento) if p1 and bento and max(bento) > 0 else None
+    row(
+        "3. 1-row req/s, plinth / BentoML's best",
+        {"plinth": f"{ratio:,.1f}x"} if ratio else {},
+        ">= 5x",
+        None if ratio is None else ratio >= 5,
+    )
+    row(
+        "4. 1-row latency p50 / p99",
+        {c: _lat(r) for c, r in one.items() if r},
+        "p99 < 20 ms",
+        None if p1 is None else p1["p99_us"] < 20_000,
+    )
+    row(
+        f"5. {REQUEST_ROWS}-row requests (2xx rows/s)",
+        {c: f"{_rate(r['rows_s'])} ({_rate(r['req_s'], ' req/s')})" for c, r in many.items() if r},
+        ">= 30,000 rows/s",
+        None if p32 is None else p32["rows_s"] >= 30_000 and _clean(p32),
+    )
+    row(f"6. {REQUEST_ROWS}-row latency p50 / p99", {c: _lat(r) for c, r in many.items() if r}, "-", None)
+    row(
+        f"7. non-2xx / socket errors (1-row; {REQUEST_ROWS}-row)",
+        {c: f"{_errs(one[c])}; {_errs(many[c])}" for c in COLS if one[c] or many[c]},
+        "-",
+        None,
+    )
+    if batch is not None:
+        raw = max(batch["rows"] / s for s in batch["raw_s"])
+        cell = "not run"
+        if batch.get("plinth_s"):
+            rate = batch["rows"] / batch["plinth_s"]
+            cell = f"{_rate(rate, ' rows/s')} ({rate / raw:.0%} of raw)"
+        row(
+            f"8. batch, {batch['rows']:,} Parquet rows: raw predict loop {_rate(raw, ' rows/s')}",
+            {"plinth": cell},
+            "-",
+            None,
+        )
+    return body, sum(judged), len(judged)
+
+
+def notes(
+    res: dict[str, Result],
+    batch: Result | None,
+    meta: Result,
+    info: dict[str, str],
+    sizes: dict[str, int],
+    ctx: Ctx,
+) -> list[str]:
+    """Footnotes: what was measured exactly, the checks, and the issue's reference numbers."""
+    d, w = sizes["duration_s"], sizes["warmup_s"]
+    out = [
+        f"Model: scikit-learn {meta['sklearn']} LogisticRegression(max_iter=5000) fit on sklearn's bundled "
+        f"breast_cancer ({meta['train_rows']} rows x 30 float64 columns, {meta['n_iter']} iterations, "
+        f"training accuracy {meta['train_accuracy']:.3f}), trained once and pickled "
+        f"({meta['pickle_bytes']:,} bytes); every server loads that estimator (scikit-learn "
+        f"{meta['sklearn']} under plinth, {(ctx.mlflow or {}).get('sklearn', '-')} under MLflow, "
+        f"{info.get('bentoml_sklearn', '-')} under BentoML). Request rows: {REQUEST_ROWS} seeded rows of "
+        f"the same data (labels {sum(meta['expected'])} x 1, {REQUEST_ROWS - sum(meta['expected'])} x 0); "
+        "the 1-row body is the first of them. Bodies are JSON records ({column: value}), "
+        f"{meta['body_bytes']['plinth_1']:,} and {meta['body_bytes']['plinth_32']:,} bytes for plinth.",
+        f"Load: `wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{d}s --latency -s _serving_post.lua URL` on "
+        f"127.0.0.1, each measured run after a {w} s warm-up run with the same body; wrk and the server "
+        f"share the machine's {info['cores']} cores. req/s and rows/s count 2xx answers only "
+        "(wrk's requests minus its non-2xx count, over its measured duration); latencies are wrk's "
+        "percentiles over all requests. Servers run one at a time.",
+    ]
+    servers = []
+    if ctx.mlflow:
+        servers.append(
+            f"MLflow {ctx.mlflow['version']}: `mlflow.sklearn.log_model(clf, name='model', "
+            "registered_model_name='bc', input_example=X[:3], serialization_format='cloudpickle')` into "
+            "a SQLite store, then `mlflow models serve -m models:/bc/1 --env-manager local` (1 uvicorn "
+            'worker, its default and as in the issue), POST /invocations {"dataframe_records": [...]}'
+        )
+    if "bentoml" in ctx.pythons:
+        servers.append(
+            f"BentoML {info.get('bentoml', '?')}: `bentoml serve _serving_bentoml:BC`, one "
+            "`@bentoml.api def predict(self, records: list[dict[str, float]]) -> list[int]` "
+            "(float64 array from the records in column order, clf.predict; no pandas in its venv), "
+            "default service configuration (1 worker, access log on: one line per request to stdout); "
+            "'batching' is the same API with `batchable=True` (BentoML's adaptive batching, default "
+            "max_batch_size 100, max_latency_ms 60000)"
+        )
+    if ctx.plinth:
+        servers.append(
+            f"plinth {ctx.plinth['version']}: `plinth.register_model('bc', clf, input_example=X[:3])`, "
+            "`set_alias('bc', 'champion', 1)`, `plinth serve bc@champion --workers 2` (its defaults: "
+            "adaptive batching max_batch 64 / max_wait 0 ms, signature validation and prediction "
+            'logging on), POST /v1/models/bc/predict {"instances": [...]}'
+        )
+    if servers:
+        out.append("Servers: " + "; ".join(servers) + ".")
+    checks = [
+        f"{n} {'ok' if r.get('check_ok') else 'FAILED'} ({r.get('check', r.get('error', '?'))})"
+        for n, r in res.items()
+        if n != "floor"
+    ]
+    if checks:
+        out.append(
+            "Correctness, one request per body before the load: labels equal to the raw estimator's "
+            "for the same rows: " + "; ".join(checks) + "."
+        )
+    starts = [f"{n} {r['startup_s']:.1f} s" for n, r in res.items() if r.get("startup_s") is not None]
+    if starts:
+        out.append("Time from start to ready (for reference, not in the table): " + ", ".join(starts) + ".")
+    pl = res.get("plinth")
+    if pl and pl.get("runs"):
+        sent = sum(r["requests"] - r["non2xx"] for a in pl["attempts"].values() for r in a)
+        sent += sum(r["requests"] - r["non2xx"] for r in pl["warmups"].values() if r)
+        dropped = pl.get("metrics", {}).get("dropped_logs")
+        logged = pl.get("logged")
+        out.append(
+            f"plinth prediction logs: {'?' if logged is None else f'{logged:,}'} rows in the store after a "
+            f"graceful stop, for {sent:,} 2xx answers counted by wrk (warm-ups included) + 2 check "
+            "requests (wrk does not count answers still in flight when a run ends); dropped (/metrics): "
+            f"{'?' if dropped is None else f'{dropped:,.0f}'}."
+        )
+    batching = []
+    for name in BATCH_METRICS:
+        calls = []
+        for rows, run in sorted(((res.get(name) or {}).get("runs") or {}).items()):
+            m = run.get("batching") or {}
+            if m.get("mean_rows_per_predict"):
+                calls.append(
+                    f"{rows}-row run {m['predict_calls']:,.0f} predict calls, "
+                    f"{m['mean_rows_per_predict']:.1f} rows per call"
+                )
+        if calls:
+            batching.append(f"{name}: " + ", ".join(calls))
+    if batching:
+        out.append(
+            "Adaptive batching at work (each server's /metrics, measured runs only): "
+            + "; ".join(batching)
+            + "."
+        )
+    bg = [
+        f"{n} {r['background_cpu']:.0%}"
+        + (f" (after waiting {r['waited_s']:.0f} s)" if r["waited_s"] > 3 else "")
+        for n, r in res.items()
+        if r.get("background_cpu") is not None
+    ]
+    if bg:
+        out.append(
+            "The machine may be shared: before each server started, the benchmark waited (up to "
+            f"{sizes['max_wait_quiet_s']} s) for it to be under {QUIET_BUSY:.0%} busy with other work; "
+            "busy share over the last second before each start: " + ", ".join(bg) + "."
+        )
+    split = [
+        f"{n} {rows}-row {_cpu(run)}"
+        + (
+            f" (attempt {run['attempt']} of {len(r['attempts'][rows])})"
+            if len(r["attempts"][rows]) > 1
+            else ""
+        )
+        for n, r in res.items()
+        for rows, run in sorted((r.get("runs") or {}).items())
+        if run.get("cpu")
+    ]
+    if split:
+        out.append(
+            "CPU during each measured run, as shares of the whole machine (all cores = 100%; from /proc): "
+            + "; ".join(split)
+            + f". A run in which other work took more than {NOISY_OTHER:.0%} of the machine is run again "
+            f"(at most {sizes['attempts']} attempts); the table shows the least disturbed attempt."
+        )
+    noisy = [
+        f"{n} {rows}-row ({run['cpu']['other']:.0%})"
+        for n, r in res.items()
+        for rows, run in sorted((r.get("runs") or {}).items())
+        if run.get("cpu", {}).get("other", 0.0) > NOISY_OTHER
+    ]
+    if noisy:
+        out.append(
+            f"Measured under load: in these reported runs other work still took over {NOISY_OTHER:.0%} of "
+            "the machine: " + ", ".join(noisy) + ". MLflow and BentoML run one worker, so they use at "
+            "most one of the two cores and lose less to other work than plinth and the floor (2 "
+            "workers each); a rerun on a quiet machine gives firmer numbers."
+        )
+    redone = [
+        f"{n} {rows}-row: "
+        + ", ".join(f"{a['req_s']:,.0f} req/s (other {a['cpu'].get('other', 0):.0%})" for a in att)
+        for n, r in res.items()
+        for rows, att in sorted((r.get("attempts") or {}).items())
+        if len(att) > 1
+    ]
+    if redone:
+        out.append("Runs repeated because of other work: " + "; ".join(redone) + ".")
+    fl = res.get("floor")
+    if fl and fl.get("runs"):
+        f1, f32 = _run(res, "floor", 1), _run(res, "floor", REQUEST_ROWS)
+        parts = []
+        if f1:
+            parts.append(f"1 row {f1['req_s']:,.0f} req/s (p50 {_ms(f1['p50_us'])}, p99 {_ms(f1['p99_us'])})")
+        if f32:
+            parts.append(f"{REQUEST_ROWS} rows {f32['req_s']:,.0f} req/s = {f32['rows_s']:,.0f} rows/s")
+        p1 = _run(res, "plinth", 1)
+        share = (
+            f"; plinth reaches {p1['req_s'] / f1['req_s']:.0%} of it with 1-row bodies" if p1 and f1 else ""
+        )
+        out.append(
+            "HTTP ceiling (floor): bare Starlette on uvicorn, uvloop + httptools, 2 workers, parsing the "
+            "same plinth body with orjson and answering dummy labels, no model: "
+            + ", ".join(parts)
+            + share
+            + "."
+        )
+    if batch is not None:
+        raws = ", ".join(f"{batch['rows'] / s:,.0f}" for s in batch["raw_s"])
+        pred = ", ".join(f"{s:.1f}" for s in batch["raw_predict_s"])
+        text = (
+            f"Batch: {batch['rows']:,} rows x 30 float64 columns (breast_cancer rows drawn with replacement, "
+            f"jittered 2%, seeded) in one Parquet file of {batch['input_bytes'] / 1e9:.2f} GB (snappy, row "
+            f"groups of 1,000,000; written in {batch['generate_s']:.0f} s, page-cached when read). Raw "
+            f"loop: `ParquetFile.iter_batches({batch['batch_size']:,})` -> `to_pandas()` -> `clf.predict`, "
+            f"run before and after plinth: {raws} rows/s (of which model.predict {pred} s); the table's raw "
+            "figure is the faster run. "
+        )
+        if batch.get("plinth_s"):
+            r = batch["plinth_result"]
+            text += (
+                f"plinth: `batch_predict('bc@champion', input, output, batch_size={batch['batch_size']:,})` "
+                f"(defaults: 1 worker, output also stored as the run's artifact, input hashed for lineage, "
+                f"tracked run) in a fresh process, {batch['plinth_s']:.1f} s wall around the call "
+                f"({r['rows_per_s']:,.0f} rows/s by its own BatchResult, {r['chunks']} chunks), output "
+                f"{batch['output_bytes'] / 1e6:.1f} MB; its labels vs the raw loop's: "
+                f"{'identical' if batch.get('plinth_mismatches') == 0 else batch.get('plinth_mismatches')} "
+                f"({batch['positive_share']:.1%} label 1)."
+            )
+        else:
+            text += f"plinth's batch API could not be run: {batch.get('plinth_error', '?')}."
+        c = batch.get("cpu") or {}
+        if c:
+            text += (
+                f" Machine busy {batch['background_cpu']:.0%} just before; during the batch process "
+                f"(data generation included): batch process {c['wrk']:.0%}, other work {c['other']:.0%} "
+                "of the machine."
+            )
+        out.append(text)
+    load = meta.get("loadavg")
+    if load:
+        out.append(f"1-minute load average at start / end: {load[0]} / {load[1]} on {info['cores']} cores.")
+    out.append(
+        "Issue's reference numbers (this machine): MLflow ~150 req/s (p50 200 ms, p99 410 ms); BentoML "
+        "~470 req/s default, ~740 req/s with adaptive batching (p99 ~400 ms); bare Starlette + uvloop + "
+        "httptools, 2 workers: ~7,100 req/s."
+    )
+    for name, r in res.items():
+        if r.get("error"):
+            out.append(f"WARNING: {name}: {r['error']}.")
+        for rows, run in (r.get("runs") or {}).items():
+            if not _clean(run):
+                out.append(
+                    f"WARNING: {name} {rows}-row run had {run['non2xx']:,} non-2xx answers and "
+                    f"{run['socket_errors']:,} socket errors (connect {run['connect']}, read {run['read']}, "
+                    f"write {run['write']}, timeout {run['timeout']})."
+                )
+        if name != "floor" and r.get("check_ok") is False:
+            out.append(f"WARNING: {name} answered with labels that differ from the raw estimator's.")
+    if batch is not None and batch.get("plinth_mismatches"):
+        out.append(
+            f"WARNING: plinth's batch output differs from the raw loop in {batch['plinth_mismatches']} rows."
+        )
+    return out
+
+
+def print_table(body: list[list[str]], title: str) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(r[i]) for r in [HEADER, *body]) for i in range(len(HEADER))]
+        print(title)
+        for r in [HEADER, ["-" * w for w in widths], *body]:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        return
+    t = Table(title=title)
+    for i, h in enumerate(HEADER):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    for r in body:
+        t.add_row(*r, style="red" if r[-1] == "NO" else None)
+    Console(width=None if sys.stdout.isatty() else 170).print(t)
+
+
+def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[str, str], quick: bool) -> str:
+    lines = [
+        f"## {SECTION}",
+        "",
+        f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
+        f"Command: `python benchmarks/serving.py{' --quick' if quick else ''}`.",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}; "
+        f"Python {info['python']} (plinth), {info.get('mlflow_python', '-')} (MLflow), "
+        f"{info.get('bentoml_python', '-')} (BentoML); MLflow {info.get('mlflow', '-')}, BentoML "
+        f"{info.get('bentoml', '-')}, plinth {info.get('plinth', '-')}; {info.get('wrk', 'wrk')}.",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    lines += ["", "Notes:", ""]
+    lines += [f"- {n}" for n in note_lines]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(section: str) -> None:
+    """Replace (or append) the "## serving" section of RESULTS.md, keeping the others."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"^## {SECTION}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+        text = text.rstrip("\n") + "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _loadavg() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
+
+
+def _parse_only(text: str | None) -> list[str]:
+    if not text:
+        return list(PARTS)
+    picked = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in picked if p not in PARTS]
+    if bad:
+        raise SystemExit(f"--only: unknown {', '.join(bad)}; choose from {', '.join(PARTS)}")
+    return [p for p in PARTS if p in picked]
+
+
+def _wrk_version() -> str:
+    try:
+        proc = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    except OSError:
+        return "wrk"
+    m = re.search(r"wrk (\S+)", proc.stdout + proc.stderr)
+    return f"wrk {m.group(1)}" if m else "wrk"
+
+
+def run_all(
+    args: argparse.Namespace, ctx: Ctx, parts: list[str], sizes: dict[str, int]
+) -> tuple[dict[str, Result], Result | None, Result | None, list[str]]:
+    failed: list[str] = []
+    cmd = [sys.executable, str(HERE / "_serving_plinth.py"), "--prepare", "--data", str(ctx.data)]
+    meta = run_json("prepare", cmd, _clean_env())
+    if meta is None:
+        return {}, None, None, ["prepare"]
+    expected = meta["expected"]
+    res: dict[str, Result] = {}
+    for name in parts:
+        if name == "batch":
+            continue
+        prepare_side(name, ctx)
+        server = make_server(name, ctx)
+        if server is None:
+            failed.append(f"{name} (setup)")
+            continue
+        res[name] = r = bench_server(server, ctx.data, expected, sizes)
+        if name == "plinth":
+            r["logged"] = _count_logs(ctx.home)
+        if r.get("error") or len(r["runs"]) < 2 or (name != "floor" and not r.get("check_ok")):
+            failed.append(name)
+    batch = None
+    if "batch" in parts:
+        prepare_side("batch", ctx)
+        if ctx.plinth:
+            busy, waited = wait_quiet(sizes["max_wait_quiet_s"])
+            meter = CpuMeter(None)
+            batch = run_batch(ctx, args.batch_rows or sizes["batch_rows"])
+            if batch is not None:
+                batch.update(background_cpu=busy, waited_s=waited, cpu=meter.stop())
+        if batch is None or not batch.get("plinth_s") or batch.get("plinth_mismatches"):
+            failed.append("batch")
+    return res, batch, meta, failed
+
+
+def main() -> int:
+    from tracking import machine
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--quick", action="store_true", help="5 s runs, 2 s warm-ups, 1 attempt, 1,000,000 batch rows"
+    )
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(PARTS)}")
+    ap.add_argument("--batch-rows", type=int, help="rows in the batch row's Parquet file")
+    ap.add_argument(
+        "--write",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="update RESULTS.md (default: only for a full run of everything)",
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the work folder (logs, stores; not the Parquet)"
+    )
+    args = ap.parse_args()
+    parts = _parse_only(args.only)
+    sizes = dict(QUICK if args.quick else FULL)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed")
+
+    atexit.register(_stop_all)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+
+    info = machine()
+    info["wrk"] = _wrk_version()
+    load_start = _loadavg()
+    WORK.mkdir(exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="serving-", dir=WORK))
+    ctx = Ctx(base=base, data=base / "data", home=base / "plinth-home")
+    try:
+        res, batch, meta, failed = run_all(args, ctx, parts, sizes)
+    finally:
+        _stop_all()
+        if args.keep:
+            _log(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    if meta is None:
+        print("FAILED: prepare", file=sys.stderr)
+        return 1
+    meta["loadavg"] = [load_start, _loadavg()]
+    if ctx.mlflow:
+        info["mlflow"], info["mlflow_python"] = ctx.mlflow["version"], ctx.mlflow["python"]
+    if "bentoml" in ctx.pythons:
+        info["bentoml"], info["bentoml_python"] = _version(ctx.pythons["bentoml"], "bentoml")
+        info["bentoml_sklearn"] = _version(ctx.pythons["bentoml"], "scikit-learn")[0]
+    if ctx.plinth:
+        info["plinth"] = ctx.plinth["version"]
+
+    body, met_n, checked = table(res, batch, sizes)
+    note_lines = notes(res, batch, meta, info, sizes, ctx)
+    title = (
+        f"serving: plinth {info.get('plinth', '-')} vs MLflow {info.get('mlflow', '-')} and BentoML "
+        f"{info.get('bentoml', '-')}{' [quick]' if args.quick else ''}"
+    )
+    print_table(body, title)
+    print(f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}, Python {info['python']}")
+    for n in note_lines:
+        print(f"- {n}")
+    print(f"targets met: {met_n}/{checked}")
+
+    write = args.write
+    if write is None:
+        write = not args.quick and parts == PARTS and not failed
+    if write:
+        write_results(markdown_section(body, note_lines, info, args.quick))
+        print(f"wrote {RESULTS.relative_to(HERE.parent)}")
+    else:
+        print("RESULTS.md not updated (quick, partial or failed run; --write forces it)")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
