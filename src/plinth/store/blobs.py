@@ -224,13 +224,16 @@ class BlobStore:
         try:
             with open(self.path_of(digest), "rb") as fh:
                 return fh.read()  # one read, one copy: this path carries large flow results
-        except FileNotFoundError as exc:
-            raise NotFound(
+        except OSError as exc:
+            raise self._unreadable(exc, digest, name) from exc
+
+    def _unreadable(self, exc: OSError, digest: str, name: str | None) -> NotFound | StoreError:
+        if isinstance(exc, FileNotFoundError):
+            return NotFound(
                 f"Blob {digest[:12]}… of {name or 'an artifact'} is missing from {self.url}; "
                 "it may have been deleted by hand. Re-log the artifact."
-            ) from exc
-        except OSError as exc:
-            raise StoreError(f"Cannot read {name or digest} from {self.url}: {exc}") from exc
+            )
+        return StoreError(f"Cannot read {name or digest} from {self.url}: {exc}")
 
     def _chunks(self, digest: str, name: str | None) -> Iterator[bytes]:
         path = self.path_of(digest)
@@ -245,13 +248,8 @@ class BlobStore:
             with fh:
                 while chunk := fh.read(size):
                     yield chunk
-        except FileNotFoundError as exc:
-            raise NotFound(
-                f"Blob {digest[:12]}… of {name or 'an artifact'} is missing from {self.url}; "
-                "it may have been deleted by hand. Re-log the artifact."
-            ) from exc
         except OSError as exc:
-            raise StoreError(f"Cannot read {name or digest} from {self.url}: {exc}") from exc
+            raise self._unreadable(exc, digest, name) from exc
 
     def _check(self, expected: str, found: str, name: str | None) -> None:
         if expected != found:
