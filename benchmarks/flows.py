@@ -18,7 +18,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -29,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tracking
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
@@ -785,15 +786,8 @@ def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[st
 
 
 def write_results(section: str) -> None:
-    """Replace (or append) the "## flows" section of RESULTS.md, keeping the others."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^## {SECTION}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-        text = text.rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    """Replace (or append) this benchmark's section of RESULTS.md, keeping the others."""
+    tracking.write_results(section, SECTION)
 
 
 # --------------------------------------------------------------------------- main

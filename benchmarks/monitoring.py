@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -33,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tracking
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
@@ -557,15 +558,8 @@ def markdown_section(tab: Table, note_lines: list[str], info: dict[str, str], qu
 
 
 def write_results(section: str) -> None:
-    """Replace (or append) the "## monitoring" section of RESULTS.md, keeping the others."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^## {SECTION}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-        text = text.rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    """Replace (or append) this benchmark's section of RESULTS.md, keeping the others."""
+    tracking.write_results(section, SECTION)
 
 
 # --------------------------------------------------------------------------- main

@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -633,15 +632,10 @@ def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[st
 
 
 def write_results(section: str) -> None:
-    """Replace (or append) the "## registry" section of RESULTS.md, keeping the others."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^## {SECTION}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-        text = text.rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    """Replace (or append) this benchmark's section of RESULTS.md, keeping the others."""
+    from tracking import write_results as write_section  # the runner only: side scripts import this file
+
+    write_section(section, SECTION)
 
 
 # --------------------------------------------------------------------------- main

@@ -327,10 +327,10 @@ def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[st
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    """Replace (or append) the "## tracking" section of RESULTS.md."""
+def write_results(section: str, name: str = "tracking") -> None:
+    """Replace (or append) the "## NAME" section of RESULTS.md, keeping the others."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## tracking[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^## {re.escape(name)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1)
         text = text.rstrip("\n") + "\n"
