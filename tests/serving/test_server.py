@@ -245,7 +245,17 @@ def test_prediction_logs_are_complete_after_sigterm(cancer, settings: Settings) 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "PLINTH_HOME": settings.home, "PLINTH_STORE": settings.resolved_store_url}
-    plinth_cli = [sys.executable, "-m", "plinth.cli.main", "serve", "bc@champion", "--port", str(port)]
+    plinth_cli = [
+        sys.executable,
+        "-m",
+        "plinth.cli.main",
+        "serve",
+        "bc@champion",
+        "--port",
+        str(port),
+        "--batch",
+        "bc=16/1",
+    ]
     server = subprocess.Popen(plinth_cli, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     deadline = time.monotonic() + 60
@@ -264,3 +274,42 @@ def test_prediction_logs_are_complete_after_sigterm(cancer, settings: Settings) 
     assert server.wait(timeout=60) in (0, -signal.SIGTERM), server.stderr.read() if server.stderr else ""
     logs = backend().store.prediction_logs("bc")
     assert sorted(log.subject_id for log in logs) == sorted(f"s{i}" for i in range(300))
+
+
+@sqlite_only
+def test_batching_is_configured_per_model(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+    x, _y, clf = cancer
+    register(cancer)
+    plinth.register_model("other", clf, input_example=x[:3])
+    server = serve(["bc@champion", "other"], per_model={"bc": {"batching": False}, "other": {"max_batch": 8}})
+    state = server.app.state.plinth
+    assert state.primary["bc"].current.batchers == {}
+    assert {b.max_batch for b in state.primary["other"].current.batchers.values()} == {8}
+    for name in ("bc", "other"):
+        assert (
+            server.predict(name, {"instances": records(x, slice(0, 2))}).json()["predictions"]
+            == clf.predict(x[:2]).tolist()
+        )
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("bc=off", ("bc", {"batching": False})),
+        ("bc=64", ("bc", {"batching": True, "max_batch": 64})),
+        ("bc=32/2.5", ("bc", {"batching": True, "max_batch": 32, "max_wait_ms": 2.5})),
+    ],
+)
+def test_batch_rules(rule: str, expected: tuple[str, dict[str, Any]]) -> None:
+    from plinth.serving.options import parse_batch
+
+    assert parse_batch(rule) == expected
+
+
+@pytest.mark.parametrize("rule", ["bc", "=off", "bc=0", "bc=x", "bc=8/-1"])
+def test_bad_batch_rules_are_refused(rule: str) -> None:
+    from plinth.core.errors import InvalidInput
+    from plinth.serving.options import parse_batch
+
+    with pytest.raises(InvalidInput):
+        parse_batch(rule)

@@ -30,6 +30,12 @@ from plinth.cli.render import say
     "--max-wait-ms", default=0.0, show_default=True, help="Longest a request waits for its batch to fill."
 )
 @click.option("--no-batching", is_flag=True, help="Predict each request on its own.")
+@click.option(
+    "--batch",
+    "batch_rules",
+    multiple=True,
+    help="Per-model batching: NAME=off, NAME=ROWS or NAME=ROWS/WAIT_MS (repeatable).",
+)
 @click.option("--max-body-mb", default=10.0, show_default=True, help="Largest request body accepted.")
 @click.option("--allow-nan", is_flag=True, help="Accept NaN and infinity in numeric inputs.")
 def serve(
@@ -43,6 +49,7 @@ def serve(
     max_batch: int,
     max_wait_ms: float,
     no_batching: bool,
+    batch_rules: tuple[str, ...],
     max_body_mb: float,
     allow_nan: bool,
 ) -> None:
@@ -55,7 +62,7 @@ def serve(
     import uvicorn
 
     from plinth.serving.main import CONFIG_ENV, config_json
-    from plinth.serving.options import ServeOptions, parse_canary
+    from plinth.serving.options import ServeOptions, parse_batch, parse_canary
 
     options = ServeOptions(
         max_batch=max_batch,
@@ -66,6 +73,7 @@ def serve(
         allow_nan=allow_nan,
         canary=parse_canary(canary) if canary else None,
         shadow=shadow,
+        per_model=dict(parse_batch(rule) for rule in batch_rules),
     )
     os.environ[CONFIG_ENV] = config_json(list(refs), options)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

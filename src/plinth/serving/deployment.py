@@ -61,14 +61,12 @@ def serve_version(
     """Wrap a loaded model for serving (parser from its signature, batchers when enabled)."""
     spec = (model.signature or {}).get("inputs")
     served = ServedVersion(model, RequestParser(spec, max_rows=options.max_rows, allow_nan=options.allow_nan))
-    if options.batching:
+    batching, max_batch, max_wait_ms = options.batch_policy(model.name)
+    if batching:
         outputs = ["predict", "proba"] if model.has_proba else ["predict"]
         for output in outputs:
             served.batchers[output] = Batcher(
-                lambda parts, o=output: served.raw_predict(parts, o),
-                options.max_batch,
-                options.max_wait_ms,
-                observe,
+                lambda parts, o=output: served.raw_predict(parts, o), max_batch, max_wait_ms, observe
             )
     return served
 

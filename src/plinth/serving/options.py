@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from plinth.core.errors import InvalidInput
 
@@ -23,6 +24,7 @@ class ServeOptions:
         log_queue: prediction logs waiting to be written; past it they are dropped and counted.
         canary: (reference, share 0..1) of a challenger that answers that share of requests.
         shadow: a reference that gets a copy of every request; its answers are only logged.
+        per_model: batching overrides by model name, e.g. {"big-model": {"batching": False}}.
     """
 
     max_batch: int = 64
@@ -35,6 +37,16 @@ class ServeOptions:
     log_queue: int = 100_000
     canary: tuple[str, float] | None = None
     shadow: str | None = None
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def batch_policy(self, model: str) -> tuple[bool, int, float]:
+        """(batching, max_batch, max_wait_ms) for one model: its override, else the server's."""
+        own = self.per_model.get(model, {})
+        return (
+            bool(own.get("batching", self.batching)),
+            int(own.get("max_batch", self.max_batch)),
+            float(own.get("max_wait_ms", self.max_wait_ms)),
+        )
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_rows < 1 or self.log_queue < 1:
@@ -57,3 +69,24 @@ def parse_canary(text: str) -> tuple[str, float]:
     if not 0 < value < 1:
         raise InvalidInput(f"--canary {text!r}: the share must be between 0% and 100%.")
     return ref, value
+
+
+def parse_batch(text: str) -> tuple[str, dict[str, Any]]:
+    """'NAME=off', 'NAME=64' or 'NAME=64/5' (rows / wait ms) as (name, override)."""
+    name, sep, rule = text.partition("=")
+    if not sep or not name:
+        raise InvalidInput(
+            f"--batch {text!r}: use NAME=off, NAME=ROWS or NAME=ROWS/WAIT_MS, e.g. iris-clf=64/2."
+        )
+    if rule == "off":
+        return name, {"batching": False}
+    rows, _, wait = rule.partition("/")
+    try:
+        override: dict[str, Any] = {"batching": True, "max_batch": int(rows)}
+        if wait:
+            override["max_wait_ms"] = float(wait)
+    except ValueError as exc:
+        raise InvalidInput(f"--batch {text!r}: ROWS must be a whole number and WAIT_MS a number.") from exc
+    if override["max_batch"] < 1 or override.get("max_wait_ms", 0) < 0:
+        raise InvalidInput(f"--batch {text!r}: ROWS must be at least 1 and WAIT_MS at least 0.")
+    return name, override
