@@ -313,3 +313,13 @@ def test_bad_batch_rules_are_refused(rule: str) -> None:
 
     with pytest.raises(InvalidInput):
         parse_batch(rule)
+
+
+def test_alias_poll_interval_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from plinth.core.errors import ConfigError
+
+    monkeypatch.setenv("PLINTH_ALIAS_POLL_S", "0.5")
+    assert Settings.from_env().alias_poll_s == 0.5
+    monkeypatch.setenv("PLINTH_ALIAS_POLL_S", "soon")
+    with pytest.raises(ConfigError, match="PLINTH_ALIAS_POLL_S"):
+        Settings.from_env()

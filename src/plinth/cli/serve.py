@@ -23,7 +23,10 @@ from plinth.cli.render import say
     "--shadow", default=None, help="NAME@ALIAS: gets a copy of every request; its answers are only logged."
 )
 @click.option(
-    "--alias-poll", default=5.0, show_default=True, help="Seconds between checks for moved aliases."
+    "--alias-poll",
+    type=float,
+    default=None,
+    help="Seconds between checks for moved aliases [default: PLINTH_ALIAS_POLL_S, else 5].",
 )
 @click.option("--max-batch", default=64, show_default=True, help="Most rows predicted together.")
 @click.option(
@@ -45,7 +48,7 @@ def serve(
     workers: int,
     canary: str | None,
     shadow: str | None,
-    alias_poll: float,
+    alias_poll: float | None,
     max_batch: int,
     max_wait_ms: float,
     no_batching: bool,
@@ -61,6 +64,7 @@ def serve(
     """
     import uvicorn
 
+    from plinth.core.settings import Settings
     from plinth.serving.main import CONFIG_ENV, config_json
     from plinth.serving.options import ServeOptions, parse_batch, parse_canary
 
@@ -68,7 +72,7 @@ def serve(
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         batching=not no_batching,
-        alias_poll_s=alias_poll,
+        alias_poll_s=alias_poll if alias_poll is not None else Settings.from_env().alias_poll_s,
         max_body_bytes=int(max_body_mb * 2**20),
         allow_nan=allow_nan,
         canary=parse_canary(canary) if canary else None,

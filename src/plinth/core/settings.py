@@ -21,6 +21,7 @@ class Settings:
         flush_s: longest time a logged metric waits in memory before it is written.
         user: the actor recorded on runs and audit events.
         gpus: GPUs the local executor may use: ids ("0,1") or a count ("2"); default: discovered.
+        alias_poll_s: how often a model server checks whether the aliases it serves moved.
         storage_options: extra fsspec options (e.g. `endpoint_url` for S3-compatible stores).
     """
 
@@ -31,6 +32,7 @@ class Settings:
     flush_s: float = 0.5
     user: str = "unknown"
     gpus: str | None = None
+    alias_poll_s: float = 5.0
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -48,6 +50,7 @@ class Settings:
             flush_s=_positive(env, "PLINTH_FLUSH_S", 0.5),
             user=env.get("PLINTH_USER") or _os_user(env),
             gpus=env.get("PLINTH_GPUS") or None,
+            alias_poll_s=_positive(env, "PLINTH_ALIAS_POLL_S", 5.0),
             storage_options=options,
         )
 

@@ -106,8 +106,9 @@ def create_app(
 
     Models are loaded when the app starts (its lifespan); `/readyz` answers 200 once they are.
     """
-    options = options or ServeOptions()
-    be = open_backend(settings or Settings.from_env())
+    settings = settings or Settings.from_env()
+    options = options or ServeOptions(alias_poll_s=settings.alias_poll_s)
+    be = open_backend(settings)
     state = ServerState(be, options, Metrics())
     _plan(state, refs)
 
