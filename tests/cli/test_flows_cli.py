@@ -38,6 +38,11 @@ def test_run_show_logs_list_resume(capsys: pytest.CaptureFixture[str], tmp_path:
     assert run_id in out and "example-train" in out
     code, out, _ = run(capsys, "flows", "resume", run_id)
     assert code == 0 and out.count("CACHED") == 6
+    resumed = re.search(r"Flow example-train (01[0-9A-Z]{24})", out).group(1)  # type: ignore[union-attr]
+    from plinth.tracking.context import backend
+
+    for flow_run in (run_id, resumed):  # recorded by path: another process can load the file again
+        assert backend().store.get_flow_run(flow_run).source == f"{EXAMPLE}:pipeline"
 
 
 def test_failed_flow_exits_non_zero_with_the_step_named(

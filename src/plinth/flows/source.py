@@ -16,6 +16,9 @@ import cloudpickle
 
 from plinth.core.errors import InvalidInput
 
+# Files loaded by path get module names with this prefix; they are recorded by path, since
+# another process cannot import them by name.
+_FILE_MODULE = "plinth_flowfile_"
 _LIBRARY_DIRS = tuple(
     os.path.realpath(p)
     for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
@@ -26,7 +29,8 @@ def source_of(fn: Callable[..., Any]) -> str:
     """'module:qualname' for importable code, '/path/file.py:qualname' for scripts and files."""
     module = sys.modules.get(fn.__module__)
     path = getattr(module, "__file__", None)
-    if fn.__module__ != "__main__" and module is not None and _importable_as(fn.__module__, path):
+    by_path = fn.__module__ == "__main__" or fn.__module__.startswith(_FILE_MODULE)
+    if not by_path and module is not None and _importable_as(fn.__module__, path):
         return f"{fn.__module__}:{fn.__qualname__}"
     if path is None:
         raise InvalidInput(
@@ -50,7 +54,7 @@ def load_module(path: str) -> ModuleType:
     real = os.path.realpath(path)
     if not os.path.isfile(real):
         raise InvalidInput(f"Flow file {path!r} does not exist.")
-    name = "plinth_flowfile_" + hashlib.sha256(real.encode()).hexdigest()[:12]
+    name = _FILE_MODULE + hashlib.sha256(real.encode()).hexdigest()[:12]
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, real)
