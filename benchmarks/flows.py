@@ -747,21 +747,7 @@ def notes(bench: Bench, rows: list[str], extras: dict[str, Any], info: dict[str,
 
 
 def print_table(body: list[list[str]], title: str) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        widths = [max(len(r[i]) for r in [HEADER, *body]) for i in range(len(HEADER))]
-        print(title)
-        for r in [HEADER, ["-" * w for w in widths], *body]:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-        return
-    t = Table(title=title)
-    for i, h in enumerate(HEADER):
-        t.add_column(h, justify="left" if i == 0 else "right")
-    for r in body:
-        t.add_row(*r, style="red" if r[-1].startswith("NO") else None)
-    Console(width=None if sys.stdout.isatty() else 160).print(t)
+    tracking.print_table(body, title, HEADER, 160)
 
 
 def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[str, str], quick: bool) -> str:

@@ -287,24 +287,25 @@ def notes(mlflow: Result | None, plinth: Result | None) -> list[str]:
     return out
 
 
-def print_table(body: list[list[str]], title: str) -> None:
+def print_table(body: list[list[str]], title: str, header: list[str] | None = None, width: int = 132) -> None:
+    """Print a results table (rich when available); rows whose verdict starts with NO are red."""
+    header = header or HEADER
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:
-        widths = [max(len(r[i]) for r in [HEADER, *body]) for i in range(len(HEADER))]
+        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
         print(title)
-        for r in [HEADER, ["-" * w for w in widths], *body]:
+        for r in [header, ["-" * w for w in widths], *body]:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
         return
     t = Table(title=title)
-    for i, h in enumerate(HEADER):
+    for i, h in enumerate(header):
         t.add_column(h, justify="left" if i == 0 else "right")
     for r in body:
-        style = "red" if r[-1] == "NO" else None
-        t.add_row(*r, style=style)
+        t.add_row(*r, style="red" if r[-1].startswith("NO") else None)
     # Piped output would otherwise wrap at 80 columns.
-    Console(width=None if sys.stdout.isatty() else 132).print(t)
+    Console(width=None if sys.stdout.isatty() else width).print(t)
 
 
 def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[str, str], quick: bool) -> str:
