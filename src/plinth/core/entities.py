@@ -270,3 +270,30 @@ class PredictionLog:
     subject_id: str | None
     inputs: str
     outputs: str
+    status: int = 200  # HTTP status of the answer; outputs is the error message when not 200
+    n_rows: int = 1  # rows in the request
+
+
+@dataclass(frozen=True)
+class Label:
+    """Delayed ground truth for one served request, joined to its prediction log by request id."""
+
+    model: str
+    request_id: str
+    label: str  # JSON: one value, or one per row for multi-row requests
+    time_ms: int
+    subject_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """Where one alert rule stands on one target: consecutive breaches and the open incident."""
+
+    rule: str
+    target: str
+    breaches: int
+    firing: bool
+    incident_id: str | None
+    opened_ms: int | None
+    value: float | None
+    updated_ms: int

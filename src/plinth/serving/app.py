@@ -264,7 +264,11 @@ async def _predict(state: ServerState, name: str, request: Request) -> Response:
         part = served.parser.rows(doc)
         answer = await served.predict(part, len(part), output)
     except RequestError as exc:
-        return _refuse(state, name, exc)
+        return _refuse(state, name, deployment, request, started, exc)
+    except Exception as exc:  # the model itself failed: a 500 that names it, logged as an error
+        log.error("model %s failed on a request: %s: %s", name, type(exc).__name__, exc)
+        failed = RequestError(f"The model failed on this request: {type(exc).__name__}: {exc}", 500)
+        return _refuse(state, name, deployment, request, started, failed)
     request_id = request.headers.get("x-request-id") or new_id()
     predictions = answer.tolist()
     body = orjson.dumps(
@@ -277,7 +281,7 @@ async def _predict(state: ServerState, name: str, request: Request) -> Response:
     state.metrics.latency.labels(name, version).observe(latency)
     subject = doc.get("subject_id") or request.headers.get("x-subject-id")
     inputs = _inputs_json(doc)
-    _log(state, request_id, name, served.version, route, latency, subject, inputs, predictions)
+    _log(state, request_id, name, served.version, route, latency, subject, inputs, predictions, len(part))
     shadow = state.shadow.get(name)
     if shadow is not None and shadow.current is not None:
         asyncio.get_running_loop().create_task(
@@ -333,9 +337,33 @@ def _output(doc: dict[str, Any]) -> str:
     return str(output)
 
 
-def _refuse(state: ServerState, name: str, exc: RequestError) -> Response:
+def _refuse(
+    state: ServerState,
+    name: str,
+    deployment: Deployment | None,
+    request: Request,
+    started: float,
+    exc: RequestError,
+) -> Response:
     state.metrics.requests.labels(name, "", "primary", str(exc.status)).inc()
     body = orjson.dumps({"error": str(exc), "problems": exc.problems})
+    served = deployment.current if deployment is not None else None
+    if state.logger is not None and served is not None:  # errors count in the model's error rate
+        state.logger.put(
+            PredictionLog(
+                request.headers.get("x-request-id") or new_id(),
+                name,
+                served.version,
+                "primary",
+                now_ms(),
+                (time.perf_counter() - started) * 1000.0,
+                request.headers.get("x-subject-id"),
+                "{}",
+                str(exc)[:1000],
+                exc.status,
+                0,
+            )
+        )
     return Response(body, status_code=exc.status, media_type=JSON)
 
 
@@ -358,6 +386,7 @@ def _log(
     subject: Any,
     inputs: str,
     predictions: Any,
+    n_rows: int = 1,
 ) -> None:
     if state.logger is None:
         return
@@ -372,6 +401,8 @@ def _log(
             None if subject is None else str(subject),
             inputs,
             orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+            200,
+            n_rows,
         )
     )
 
@@ -407,4 +438,5 @@ async def _shadow(
         subject,
         inputs,
         answer.tolist(),
+        len(part),
     )

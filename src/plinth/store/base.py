@@ -13,11 +13,13 @@ if TYPE_CHECKING:
     import numpy as np
 
     from plinth.core.entities import (
+        AlertState,
         Artifact,
         AuditEvent,
         DatasetVersion,
         Experiment,
         FlowRun,
+        Label,
         LineageEdge,
         ModelFile,
         ModelVersion,
@@ -363,6 +365,56 @@ class ServingStore(ABC):
     @abstractmethod
     def count_prediction_logs(self, *, subject_id: str | None = None, before_ms: int | None = None) -> int:
         """How many logs match (used to verify an erasure)."""
+
+    @abstractmethod
+    def write_labels(self, model: str, labels: Sequence[Label]) -> int:
+        """Store delayed labels (a later label for the same request replaces the earlier one), audited.
+
+        Returns how many were written.
+        """
+
+    @abstractmethod
+    def labeled_predictions(
+        self,
+        model: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        version: int | None = None,
+    ) -> list[tuple[PredictionLog, str | None]]:
+        """Answered (status 200, non-shadow) prediction logs in a window with their label JSON or None."""
+
+    @abstractmethod
+    def delete_labels(
+        self, *, subject_id: str | None = None, before_ms: int | None = None, dry_run: bool = False
+    ) -> tuple[int, str]:
+        """Remove the labels of a subject (by their own subject id or their request's), or older ones.
+
+        Labels of requests whose logs match are included, so call this before removing the logs.
+        Returns (count, sha256 of what went).
+        """
+
+    @abstractmethod
+    def count_labels(self, *, subject_id: str | None = None, before_ms: int | None = None) -> int:
+        """How many labels match (used to verify an erasure)."""
+
+    @abstractmethod
+    def set_reference(self, model: str, dataset_version_id: str) -> None:
+        """Make a dataset version the drift reference of a model (audited)."""
+
+    @abstractmethod
+    def get_reference(self, model: str) -> str | None:
+        """The dataset version id set as a model's drift reference, if any."""
+
+    @abstractmethod
+    def alert_states(self, rule: str | None = None) -> list[AlertState]:
+        """Stored alert states, of one rule or all."""
+
+    @abstractmethod
+    def save_alert_state(
+        self, state: AlertState, *, action: str | None = None, detail: str | None = None
+    ) -> None:
+        """Insert or replace one alert state; `action` (e.g. 'alert.fire') also appends an audit event."""
 
 
 class Store(TrackingStore, ModelRegistryStore, FlowStore, ServingStore):

@@ -280,7 +280,45 @@ prediction_logs = Table(
     Column("subject_id", String(256)),
     Column("inputs", Text, nullable=False),
     Column("outputs", Text, nullable=False),
+    Column("status", Integer, nullable=False, server_default="200"),  # HTTP status of the answer
+    Column("n_rows", Integer, nullable=False, server_default="1"),  # rows in the request
     Index("ix_predictions_model_time", "model", "time_ms"),
     Index("ix_predictions_subject", "subject_id"),
     Index("ix_predictions_request", "request_id"),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model", String(256), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("label", Text, nullable=False),  # JSON: one value, or a list for multi-row requests
+    Column("time_ms", BigInteger, nullable=False),
+    Column("subject_id", String(256)),
+    UniqueConstraint("model", "request_id", name="uq_label_request"),
+    Index("ix_labels_model_time", "model", "time_ms"),
+    Index("ix_labels_subject", "subject_id"),
+)
+
+monitoring_references = Table(
+    "monitoring_references",
+    metadata,
+    Column("model", String(256), primary_key=True),
+    Column("dataset_version_id", String(32), nullable=False),
+    Column("set_by", String(256), nullable=False),
+    Column("set_ms", BigInteger, nullable=False),
+)
+
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("rule", String(256), primary_key=True),
+    Column("target", String(512), primary_key=True),  # what the rule was evaluated on
+    Column("breaches", Integer, nullable=False),  # consecutive windows over the threshold
+    Column("firing", Integer, nullable=False),  # 1 while an incident is open
+    Column("incident_id", String(32)),
+    Column("opened_ms", BigInteger),
+    Column("value", Float),
+    Column("updated_ms", BigInteger, nullable=False),
 )

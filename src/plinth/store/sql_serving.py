@@ -6,10 +6,11 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, select
+from sqlalchemy import Connection, and_, delete, func, or_, select
 
-from plinth.core.entities import PredictionLog
+from plinth.core.entities import AlertState, Label, PredictionLog
 from plinth.core.errors import InvalidInput
+from plinth.core.ids import now_ms
 from plinth.store import schema as t
 from plinth.store.base import ServingStore
 
@@ -23,6 +24,8 @@ _COLUMNS = (
     "subject_id",
     "inputs",
     "outputs",
+    "status",
+    "n_rows",
 )
 
 
@@ -31,6 +34,8 @@ class SqlServingStore(ServingStore):
 
     _write: Any
     _read: Any
+    _audit: Any
+    actor: str
 
     def write_prediction_logs(self, logs: Sequence[PredictionLog]) -> None:
         if not logs:
@@ -96,6 +101,207 @@ class SqlServingStore(ServingStore):
     def count_prediction_logs(self, *, subject_id: str | None = None, before_ms: int | None = None) -> int:
         query = select(func.count()).select_from(t.prediction_logs).where(_where(subject_id, before_ms))
         return int(self._read("count prediction logs", lambda conn: conn.execute(query).scalar()) or 0)
+
+    # delayed labels ----------------------------------------------------------------------------
+
+    def write_labels(self, model: str, labels: Sequence[Label]) -> int:
+        if not labels:
+            return 0
+        latest = {label.request_id: label for label in labels}  # the last label of a request wins
+        rows = [
+            {
+                "model": model,
+                "request_id": x.request_id,
+                "label": x.label,
+                "time_ms": x.time_ms,
+                "subject_id": x.subject_id,
+            }
+            for x in latest.values()
+        ]
+        lb = t.labels
+
+        def write(conn: Connection) -> int:
+            ids = list(latest)
+            old: dict[str, str] = {}
+            for start in range(0, len(ids), 5_000):
+                part = ids[start : start + 5_000]
+                found = conn.execute(
+                    select(lb.c.request_id, lb.c.label).where(lb.c.model == model, lb.c.request_id.in_(part))
+                )
+                old.update({r[0]: r[1] for r in found})
+            insert = _dialect_insert(conn)(lb)
+            upsert = insert.on_conflict_do_update(
+                index_elements=[lb.c.model, lb.c.request_id],
+                set_={
+                    "label": insert.excluded.label,
+                    "time_ms": insert.excluded.time_ms,
+                    "subject_id": func.coalesce(insert.excluded.subject_id, lb.c.subject_id),
+                },
+            )
+            conn.execute(upsert, rows)
+            before = _digest(sorted(old.items())) if old else None
+            after = _digest(sorted((r["request_id"], r["label"]) for r in rows))
+            self._audit(
+                conn,
+                "labels.log",
+                "model",
+                model,
+                before=None if before is None else f"{len(old)} replaced sha256:{before}",
+                after=f"{len(rows)} labels sha256:{after}",
+            )
+            return len(rows)
+
+        return self._write("write labels", write)
+
+    def labeled_predictions(
+        self,
+        model: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        version: int | None = None,
+    ) -> list[tuple[PredictionLog, str | None]]:
+        pl, lb = t.prediction_logs, t.labels
+        query = (
+            select(*(pl.c[c] for c in _COLUMNS), lb.c.label)
+            .select_from(pl.outerjoin(lb, and_(lb.c.model == pl.c.model, lb.c.request_id == pl.c.request_id)))
+            .where(pl.c.model == model, pl.c.status == 200, pl.c.route != "shadow")
+            .order_by(pl.c.time_ms, pl.c.id)
+        )
+        if since_ms is not None:
+            query = query.where(pl.c.time_ms >= since_ms)
+        if until_ms is not None:
+            query = query.where(pl.c.time_ms < until_ms)
+        if version is not None:
+            query = query.where(pl.c.version == version)
+        return self._read(
+            "read labeled predictions",
+            lambda conn: [(PredictionLog(*r[:-1]), r[-1]) for r in conn.execute(query)],
+        )
+
+    def delete_labels(
+        self, *, subject_id: str | None = None, before_ms: int | None = None, dry_run: bool = False
+    ) -> tuple[int, str]:
+        where = _label_where(subject_id, before_ms)
+        lb = t.labels
+
+        def remove(conn: Connection) -> tuple[int, str]:
+            rows = conn.execute(
+                select(lb.c.model, lb.c.request_id, lb.c.time_ms).where(where).order_by(lb.c.id)
+            ).all()
+            if rows and not dry_run:
+                conn.execute(delete(lb).where(where))
+            return len(rows), _digest(rows)
+
+        return self._write("remove labels", remove)
+
+    def count_labels(self, *, subject_id: str | None = None, before_ms: int | None = None) -> int:
+        query = select(func.count()).select_from(t.labels).where(_label_where(subject_id, before_ms))
+        return int(self._read("count labels", lambda conn: conn.execute(query).scalar()) or 0)
+
+    # drift references ---------------------------------------------------------------------------
+
+    def set_reference(self, model: str, dataset_version_id: str) -> None:
+        ref = t.monitoring_references
+
+        def write(conn: Connection) -> None:
+            old = conn.execute(
+                select(ref.c.dataset_version_id).where(ref.c.model == model)
+            ).scalar_one_or_none()
+            row = {"model": model, "dataset_version_id": dataset_version_id, "set_by": self.actor}
+            insert = _dialect_insert(conn)(ref)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[ref.c.model],
+                    set_={"dataset_version_id": dataset_version_id, "set_by": self.actor, "set_ms": now_ms()},
+                ),
+                {**row, "set_ms": now_ms()},
+            )
+            self._audit(
+                conn, "monitoring.reference.set", "model", model, before=old, after=dataset_version_id
+            )
+
+        self._write("set a drift reference", write)
+
+    def get_reference(self, model: str) -> str | None:
+        ref = t.monitoring_references
+        query = select(ref.c.dataset_version_id).where(ref.c.model == model)
+        return self._read("read a drift reference", lambda conn: conn.execute(query).scalar_one_or_none())
+
+    # alert states -------------------------------------------------------------------------------
+
+    def alert_states(self, rule: str | None = None) -> list[AlertState]:
+        al = t.alert_states
+        query = select(al).order_by(al.c.rule, al.c.target)
+        if rule is not None:
+            query = query.where(al.c.rule == rule)
+
+        def fetch(conn: Connection) -> list[AlertState]:
+            return [
+                AlertState(
+                    r.rule,
+                    r.target,
+                    r.breaches,
+                    bool(r.firing),
+                    r.incident_id,
+                    r.opened_ms,
+                    r.value,
+                    r.updated_ms,
+                )
+                for r in conn.execute(query)
+            ]
+
+        return self._read("read alert states", fetch)
+
+    def save_alert_state(
+        self, state: AlertState, *, action: str | None = None, detail: str | None = None
+    ) -> None:
+        al = t.alert_states
+        row = {
+            "rule": state.rule,
+            "target": state.target,
+            "breaches": state.breaches,
+            "firing": int(state.firing),
+            "incident_id": state.incident_id,
+            "opened_ms": state.opened_ms,
+            "value": state.value,
+            "updated_ms": state.updated_ms,
+        }
+
+        def write(conn: Connection) -> None:
+            insert = _dialect_insert(conn)(al)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[al.c.rule, al.c.target],
+                    set_={k: v for k, v in row.items() if k not in ("rule", "target")},
+                ),
+                row,
+            )
+            if action is not None:
+                self._audit(conn, action, "alert", f"{state.rule}:{state.target}", before=None, after=detail)
+
+        self._write("save an alert state", write)
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _digest(rows: Sequence[Sequence[object]]) -> str:
+    return hashlib.sha256("\n".join("|".join(map(str, r)) for r in rows).encode()).hexdigest()
+
+
+def _label_where(subject_id: str | None, before_ms: int | None) -> Any:
+    lb, pl = t.labels, t.prediction_logs
+    if subject_id is None and before_ms is None:
+        raise InvalidInput("Say whose labels to remove (a subject id) or from before when.")
+    requests = select(pl.c.request_id).where(_where(subject_id, before_ms), pl.c.model == lb.c.model)
+    own = lb.c.subject_id == subject_id if subject_id is not None else lb.c.time_ms < before_ms
+    return or_(own, lb.c.request_id.in_(requests.scalar_subquery()))
 
 
 def _where(subject_id: str | None, before_ms: int | None) -> Any:
