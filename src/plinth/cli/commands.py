@@ -16,6 +16,7 @@ from plinth.cli.demo import demo
 from plinth.cli.flows import flows, scheduler
 from plinth.cli.governance import audit, erase, lineage, retention
 from plinth.cli.models import models
+from plinth.cli.monitor import labels, monitor
 from plinth.cli.predict import predict
 from plinth.cli.render import console, number, say, table, when
 from plinth.cli.serve import serve
@@ -368,6 +369,8 @@ ALL = [
     audit,
     erase,
     retention,
+    labels,
+    monitor,
     gc,
     db,
     demo,

@@ -81,11 +81,11 @@ def lineage(ref: str, direction: str, as_json: bool) -> None:
             say(f"  {line}")
 
 
-@click.command("erase", short_help="Remove every prediction log of a subject, with a receipt.")
+@click.command("erase", short_help="Remove every prediction log and label of a subject, with a receipt.")
 @click.option("--subject", required=True, help="The subject id whose data must go.")
 @click.option("--dry-run", is_flag=True, help="Count what would go; remove nothing.")
 def erase(subject: str, dry_run: bool) -> None:
-    """Erase a subject's prediction logs everywhere, verify none remain, print the (audited) receipt."""
+    """Erase a subject's prediction logs and labels everywhere, verify none remain, print the receipt."""
     from plinth.governance.api import erase_subject
 
     receipt = erase_subject(subject, dry_run=dry_run)
@@ -107,6 +107,6 @@ def retention_apply(predictions: str, dry_run: bool) -> None:
     receipt = apply_retention(predictions, dry_run=dry_run)
     verb = "Would remove" if dry_run else "Removed"
     say(
-        f"{verb} {receipt.prediction_logs} prediction logs older than {predictions} "
-        f"(sha256 {receipt.digest[:12]})."
+        f"{verb} {receipt.prediction_logs} prediction logs and {receipt.labels} labels "
+        f"older than {predictions} (sha256 {receipt.digest[:12]})."
     )

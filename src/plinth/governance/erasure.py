@@ -1,4 +1,4 @@
-"""Erasure by subject and retention: remove prediction logs, verify, and leave a receipt."""
+"""Erasure by subject and retention: remove prediction logs and labels, verify, leave a receipt."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ class Receipt:
     before_ms: int | None
     prediction_logs: int
     digest: str
+    labels: int
+    labels_digest: str
     dry_run: bool
     time_ms: int
 
@@ -28,7 +30,7 @@ class Receipt:
 
 
 def erase_subject(store: Store, subject_id: str, *, dry_run: bool = False) -> Receipt:
-    """Remove every prediction log of `subject_id`, check none remain, audit the receipt.
+    """Remove every prediction log and label of `subject_id`, check none remain, audit the receipt.
 
     Raises:
         InvalidInput: an empty subject id.
@@ -40,7 +42,7 @@ def erase_subject(store: Store, subject_id: str, *, dry_run: bool = False) -> Re
 
 
 def apply_retention(store: Store, older_than_ms: int, *, dry_run: bool = False) -> Receipt:
-    """Remove prediction logs older than `older_than_ms` milliseconds ago, the same way."""
+    """Remove prediction logs (and their labels) older than `older_than_ms` ms ago, the same way."""
     if older_than_ms <= 0:
         raise InvalidInput("A retention period must be longer than zero, e.g. 90d.")
     return _remove(store, "retention", subject_id=None, before_ms=now_ms() - older_than_ms, dry_run=dry_run)
@@ -49,12 +51,21 @@ def apply_retention(store: Store, older_than_ms: int, *, dry_run: bool = False) 
 def _remove(
     store: Store, action: str, *, subject_id: str | None, before_ms: int | None, dry_run: bool
 ) -> Receipt:
-    count, digest = store.delete_prediction_logs(subject_id=subject_id, before_ms=before_ms, dry_run=dry_run)
+    with store.batch():  # labels first (they are found through their logs), both in one transaction
+        labels, labels_digest = store.delete_labels(
+            subject_id=subject_id, before_ms=before_ms, dry_run=dry_run
+        )
+        count, digest = store.delete_prediction_logs(
+            subject_id=subject_id, before_ms=before_ms, dry_run=dry_run
+        )
     if not dry_run:
         left = store.count_prediction_logs(subject_id=subject_id, before_ms=before_ms)
-        if left:
-            raise StoreError(f"{left} prediction logs remained after the {action}; run it again.")
-    receipt = Receipt(action, subject_id, before_ms, count, digest, dry_run, now_ms())
+        left_labels = store.count_labels(subject_id=subject_id, before_ms=before_ms)
+        if left or left_labels:
+            raise StoreError(
+                f"{left} prediction logs and {left_labels} labels remained after the {action}; run it again."
+            )
+    receipt = Receipt(action, subject_id, before_ms, count, digest, labels, labels_digest, dry_run, now_ms())
     if not dry_run:
         store.record_audit(
             f"governance.{action}",

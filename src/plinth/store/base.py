@@ -367,6 +367,20 @@ class ServingStore(ABC):
         """How many logs match (used to verify an erasure)."""
 
     @abstractmethod
+    def prediction_stats(
+        self, model: str, *, since_ms: int | None = None, until_ms: int | None = None
+    ) -> list[tuple[int, int, str, float, int, int]]:
+        """(time_ms, version, route, latency_ms, status, n_rows) of each logged request, oldest first."""
+
+    @abstractmethod
+    def find_prediction(self, request_id: str) -> PredictionLog | None:
+        """The (non-shadow) log of one request id, or None."""
+
+    @abstractmethod
+    def prediction_counts(self, model: str, version: int) -> tuple[int, int]:
+        """(logged requests, labeled requests) of one model version."""
+
+    @abstractmethod
     def write_labels(self, model: str, labels: Sequence[Label]) -> int:
         """Store delayed labels (a later label for the same request replaces the earlier one), audited.
 

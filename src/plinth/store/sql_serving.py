@@ -102,6 +102,50 @@ class SqlServingStore(ServingStore):
         query = select(func.count()).select_from(t.prediction_logs).where(_where(subject_id, before_ms))
         return int(self._read("count prediction logs", lambda conn: conn.execute(query).scalar()) or 0)
 
+    def prediction_stats(
+        self, model: str, *, since_ms: int | None = None, until_ms: int | None = None
+    ) -> list[tuple[int, int, str, float, int, int]]:
+        pl = t.prediction_logs
+        query = (
+            select(pl.c.time_ms, pl.c.version, pl.c.route, pl.c.latency_ms, pl.c.status, pl.c.n_rows)
+            .where(pl.c.model == model)
+            .order_by(pl.c.time_ms, pl.c.id)
+        )
+        if since_ms is not None:
+            query = query.where(pl.c.time_ms >= since_ms)
+        if until_ms is not None:
+            query = query.where(pl.c.time_ms < until_ms)
+        return self._read("read prediction stats", lambda conn: [tuple(r) for r in conn.execute(query)])
+
+    def find_prediction(self, request_id: str) -> PredictionLog | None:
+        pl = t.prediction_logs
+        query = (
+            select(*(pl.c[c] for c in _COLUMNS))
+            .where(pl.c.request_id == request_id, pl.c.route != "shadow")
+            .order_by(pl.c.id)
+            .limit(1)
+        )
+
+        def fetch(conn: Connection) -> PredictionLog | None:
+            row = conn.execute(query).first()
+            return None if row is None else PredictionLog(*row)
+
+        return self._read("find a prediction", fetch)
+
+    def prediction_counts(self, model: str, version: int) -> tuple[int, int]:
+        pl, lb = t.prediction_logs, t.labels
+        query = (
+            select(func.count(), func.count(lb.c.id))
+            .select_from(pl.outerjoin(lb, and_(lb.c.model == pl.c.model, lb.c.request_id == pl.c.request_id)))
+            .where(pl.c.model == model, pl.c.version == version, pl.c.route != "shadow")
+        )
+
+        def fetch(conn: Connection) -> tuple[int, int]:
+            row = conn.execute(query).one()
+            return int(row[0]), int(row[1])
+
+        return self._read("count predictions", fetch)
+
     # delayed labels ----------------------------------------------------------------------------
 
     def write_labels(self, model: str, labels: Sequence[Label]) -> int:

@@ -1,0 +1,158 @@
+"""`plinth labels` and `plinth monitor`: delayed labels, drift, performance and operations."""
+
+from __future__ import annotations
+
+import click
+
+from plinth.cli import render
+from plinth.cli.render import console, number, say, table, when
+
+WINDOW_HELP = "How far back to look, e.g. 1h, 7d (default: every log)."
+JSON_HELP = "Print JSON instead of tables."
+
+
+@click.group("labels", short_help="Log delayed ground truth for served predictions.")
+def labels() -> None:
+    """Delayed labels: the true outcome of served requests, joined to them by request id."""
+
+
+@labels.command("log")
+@click.argument("model")
+@click.option(
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CSV, JSON lines or Parquet with columns request_id, label and optionally subject_id.",
+)
+def labels_log(model: str, path: str) -> None:
+    """Store the labels in --file for MODEL's served requests (a later label replaces an earlier one).
+
+    A request that predicted several rows takes a JSON list with one label per row.
+    Every row is checked first; on any bad row nothing is stored.
+    """
+    from plinth.monitoring.api import log_labels
+    from plinth.monitoring.labels import read_label_file
+
+    written = log_labels(model, read_label_file(path))
+    say(f"Stored {written} labels for {model}.")
+
+
+@click.group("monitor", short_help="Drift, performance and operations of served models.")
+def monitor() -> None:
+    """Monitoring of served models from their prediction logs and delayed labels."""
+
+
+@monitor.command("drift")
+@click.argument("model")
+@click.option("--since", default=None, help=WINDOW_HELP)
+@click.option("--version", type=int, default=None, help="Only this model version (default: all).")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def monitor_drift(model: str, since: str | None, version: int | None, as_json: bool) -> None:
+    """Per-feature drift (PSI, KS or chi-square, Jensen-Shannon) of MODEL's logged inputs and
+    predictions against its training data's profile (or the reference set with plinth.set_reference)."""
+    from plinth.monitoring.api import drift
+
+    found = drift(model, since=since, version=version)
+    if as_json:
+        render.emit_json(found.to_dict())
+        return
+    report = found.report
+    rows = [
+        (
+            f.name,
+            f.kind,
+            number(f.psi),
+            number(f.js_distance),
+            f.test,
+            number(f.p_value),
+            "[bold red]drifted[/]" if f.drifted else "ok",
+        )
+        for f in (*report.features, *([report.prediction] if report.prediction else []))
+    ]
+    console.print(
+        table(
+            f"Drift of {model} over {found.window.describe()} vs {found.reference} "
+            f"({found.requests} requests)",
+            ["column", "kind", "psi", "js", "test", "p-value", "status"],
+            rows,
+        )
+    )
+    drifted = found.drifted_features
+    say(
+        f"{len(drifted)} of {len(report.features)} features drifted"
+        + (f": {', '.join(drifted)}" if drifted else ".")
+    )
+
+
+@monitor.command("performance")
+@click.argument("model")
+@click.option("--since", default=None, help=WINDOW_HELP)
+@click.option("--every", default=None, help="Also per window of this length, e.g. 1h.")
+@click.option("--version", type=int, default=None, help="Only this model version (default: all).")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def monitor_performance(
+    model: str, since: str | None, every: str | None, version: int | None, as_json: bool
+) -> None:
+    """Accuracy, precision, recall, F1, ROC AUC (or MAE, RMSE, R²) of MODEL on its labeled
+    predictions, with label coverage."""
+    from plinth.monitoring.api import performance
+
+    report = performance(model, since=since, every=every, version=version)
+    if as_json:
+        render.emit_json(report.to_dict())
+        return
+    names = sorted({k for w in (report.overall, *report.windows) for k in w.metrics})
+    rows = [
+        (
+            "all" if w is report.overall else when(w.start_ms),
+            w.predictions,
+            w.labeled,
+            f"{w.coverage:.0%}",
+            *(number(w.metrics.get(k)) for k in names),
+        )
+        for w in (report.overall, *report.windows)
+    ]
+    console.print(
+        table(
+            f"Performance of {model} ({report.task})",
+            ["window", "predictions", "labeled", "coverage", *names],
+            rows,
+        )
+    )
+
+
+@monitor.command("ops")
+@click.argument("model")
+@click.option("--since", default=None, help=WINDOW_HELP)
+@click.option("--every", default=None, help="Also per window of this length, e.g. 10m.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def monitor_ops(model: str, since: str | None, every: str | None, as_json: bool) -> None:
+    """Requests, throughput, error rate, latency percentiles and batch sizes of MODEL per version."""
+    from plinth.monitoring.api import operations
+
+    report = operations(model, since=since, every=every)
+    if as_json:
+        render.emit_json(report.to_dict())
+        return
+    rows = [
+        (
+            "all" if w is report.overall or w in report.versions else when(w.start_ms),
+            "all" if w.version is None else w.version,
+            w.requests,
+            number(w.throughput_rps),
+            f"{w.error_rate:.2%}",
+            number(w.latency_p50_ms),
+            number(w.latency_p95_ms),
+            number(w.latency_p99_ms),
+            number(w.mean_batch_rows),
+        )
+        for w in (report.overall, *report.versions, *report.windows)
+    ]
+    console.print(
+        table(
+            f"Operations of {model}",
+            ["window", "version", "requests", "req/s", "errors", "p50 ms", "p95 ms", "p99 ms", "rows/req"],
+            rows,
+        )
+    )

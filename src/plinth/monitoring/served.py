@@ -1,0 +1,195 @@
+"""Drift of a served model: its prediction logs against its training data's profile.
+
+The reference is the dataset version set with `set_reference`, or else the one the run that
+produced the model version logged with role "train" (found through lineage edges). Features are
+the model signature's inputs; the predictions are compared with the training target column
+(the profile's one column that is not an input, or the one named by `target=`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from plinth.core.entities import DatasetVersion, ModelVersion, PredictionLog
+from plinth.core.errors import InvalidInput, NotFound
+from plinth.monitoring.drift import DriftReport, DriftThresholds, drift, reference_from_profile
+from plinth.monitoring.windows import Window, buckets, prediction_column, predictions_of, rows_of
+from plinth.store.base import Store
+
+
+@dataclass(frozen=True)
+class ModelDrift:
+    """Drift of one model over one window, and what it was compared with."""
+
+    model: str
+    version: int | None
+    window: Window
+    reference: str  # dataset NAME/N
+    reference_source: str  # "set_reference" or "lineage"
+    requests: int
+    report: DriftReport
+
+    @property
+    def drifted_features(self) -> list[str]:
+        """Names of the drifted features."""
+        return self.report.drifted_features
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "start_ms": self.window.start_ms,
+            "end_ms": self.window.end_ms,
+            "reference": self.reference,
+            "reference_source": self.reference_source,
+            "requests": self.requests,
+            **self.report.to_dict(),
+        }
+
+
+def reference_dataset(store: Store, model: str, version: int | None = None) -> tuple[DatasetVersion, str]:
+    """The dataset version a model is compared with, and how it was found.
+
+    Raises:
+        NotFound: no reference was set and the version's run logged no training dataset.
+    """
+    chosen = store.get_reference(model)
+    if chosen is not None:
+        return _dataset_by_id(store, chosen), "set_reference"
+    mv = store.get_model_version(model, version)
+    if mv.run_id:
+        consumed = [e for e in store.edges(dst=("run", mv.run_id)) if e.src_type == "dataset_version"]
+        train = [e for e in consumed if e.attributes.get("role") == "train"]
+        pick = train or (consumed if len(consumed) == 1 else [])
+        if pick:
+            return _dataset_by_id(store, pick[-1].src_id), "lineage"
+    raise NotFound(
+        f"Model {mv.ref} has no drift reference: its run logged no dataset with role='train'. "
+        f"Log the training data in the run (run.log_dataset(df, name, role='train')) or set one with "
+        f"plinth.set_reference({model!r}, 'DATASET/N')."
+    )
+
+
+def find_dataset(store: Store, ref: str | DatasetVersion) -> DatasetVersion:
+    """A dataset version from 'NAME/N', 'NAME' (latest) or the object itself."""
+    if isinstance(ref, DatasetVersion):
+        return ref
+    if not isinstance(ref, str) or not ref:
+        raise InvalidInput(f"A reference dataset is 'NAME/N' or a DatasetVersion, not {ref!r}.")
+    name, sep, number = ref.rpartition("/")
+    if sep and number.isdigit():
+        return store.get_dataset_version(name, int(number))
+    return store.get_dataset_version(ref)
+
+
+def model_drift(
+    store: Store,
+    model: str,
+    span: Window,
+    *,
+    version: int | None = None,
+    target: str | None = None,
+    thresholds: DriftThresholds | None = None,
+) -> ModelDrift:
+    """Drift of `model`'s answered requests in `span` (one version or all) against its reference.
+
+    Raises:
+        InvalidInput: no answered requests in the window, or no input of the model in the reference.
+    """
+    logs = answered(store, model, span, version)
+    if not logs:
+        which = f"{model}/{version}" if version is not None else model
+        raise InvalidInput(f"No answered predictions of {which} in {span.describe()}; widen the window.")
+    mv = store.get_model_version(model, version if version is not None else max(x.version for x in logs))
+    dataset, source = reference_dataset(store, model, mv.version)
+    return _compare(mv, dataset, source, span, logs, version, target, thresholds)
+
+
+def drift_over_time(
+    store: Store,
+    model: str,
+    span: Window,
+    every: str | float,
+    *,
+    version: int | None = None,
+    target: str | None = None,
+    thresholds: DriftThresholds | None = None,
+) -> list[ModelDrift]:
+    """Drift per consecutive window of length `every`; windows without requests are left out."""
+    logs = answered(store, model, span, version)
+    if not logs:
+        return []
+    mv = store.get_model_version(model, version if version is not None else max(x.version for x in logs))
+    dataset, source = reference_dataset(store, model, mv.version)
+    out = []
+    position = 0
+    for part in buckets(span, every, logs[0].time_ms, logs[-1].time_ms):
+        start = position
+        while position < len(logs) and logs[position].time_ms < (part.end_ms or 0):
+            position += 1
+        if position > start:
+            out.append(_compare(mv, dataset, source, part, logs[start:position], version, target, thresholds))
+    return out
+
+
+def answered(store: Store, model: str, span: Window, version: int | None = None) -> list[PredictionLog]:
+    """The window's successfully answered, non-shadow requests, oldest first."""
+    logs = store.prediction_logs(model, since_ms=span.start_ms, until_ms=span.end_ms, version=version)
+    return [x for x in logs if x.status == 200 and x.route != "shadow"]
+
+
+def _compare(
+    mv: ModelVersion,
+    dataset: DatasetVersion,
+    source: str,
+    span: Window,
+    logs: list[PredictionLog],
+    version: int | None,
+    target: str | None,
+    thresholds: DriftThresholds | None,
+) -> ModelDrift:
+    reference = reference_from_profile(dataset.profile)
+    inputs = (mv.signature or {}).get("inputs") or {}
+    names = [c["name"] for c in inputs.get("columns", [])] if inputs.get("type") == "frame" else None
+    current = rows_of(logs, names)
+    features = [str(c) for c in current.columns if str(c) in reference.columns]
+    if not features:
+        raise InvalidInput(
+            f"None of {mv.ref}'s inputs ({', '.join(map(str, current.columns[:10]))}) are columns of the "
+            f"reference {dataset.ref}; set a reference with the model's features (plinth.set_reference)."
+        )
+    current.columns = [str(c) for c in current.columns]
+    prediction = _target(reference.columns, features, target, dataset)
+    if prediction is not None:
+        predicted = prediction_column(predictions_of(logs))
+        if len(predicted) == len(current):
+            current[prediction] = predicted
+        else:
+            prediction = None
+    report = drift(reference, current, columns=features, prediction=prediction, thresholds=thresholds)
+    return ModelDrift(mv.name, version, span, dataset.ref, source, len(logs), report)
+
+
+def _target(columns: Any, features: list[str], target: str | None, dataset: DatasetVersion) -> str | None:
+    if target is not None:
+        if target not in columns:
+            raise InvalidInput(f"target={target!r} is not a column of the reference {dataset.ref}.")
+        return target
+    rest = [c for c in columns if c not in features]
+    return rest[0] if len(rest) == 1 else None
+
+
+def _dataset_by_id(store: Store, dataset_id: str) -> DatasetVersion:
+    for ds in store.list_dataset_versions():
+        if ds.id == dataset_id:
+            return ds
+    raise NotFound(f"The reference dataset version {dataset_id} no longer exists; set another one.")
+
+
+def reference_ref(store: Store, model: str, ref: str | DatasetVersion) -> DatasetVersion:
+    """Check `ref` exists and `model` is registered; return the dataset version."""
+    if model not in {m.name for m in store.list_registered_models()}:
+        raise NotFound(f"No registered model {model!r}; list them with `plinth models list`.")
+    return find_dataset(store, ref)
