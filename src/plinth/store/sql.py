@@ -68,6 +68,12 @@ def _default_name(run_id: str) -> str:
     return f"run-{run_id[-8:].lower()}"
 
 
+def mapping_digest(values: Mapping[str, Any]) -> str:
+    """'N keys sha256:…' over the canonical JSON of a mapping: what an audit event records of it."""
+    body = json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
+    return f"{len(values)} keys sha256:{hashlib.sha256(body.encode()).hexdigest()}"
+
+
 class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
     """The metadata store on a SQL database; migrations are applied when it opens.
 
@@ -358,19 +364,68 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
         def log(conn: Connection) -> None:
             key = self._require_running(conn, run_id)
             self._insert_params(conn, key, params)
+            if params:
+                self._audit(conn, "run.params.log", "run", run_id, after=mapping_digest(params))
 
         self._write("log params", log)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         def log(conn: Connection) -> None:
             key = self._require_running(conn, run_id)
+            if not tags:
+                return
+            old = dict(
+                conn.execute(
+                    select(t.tags.c.key, t.tags.c.value).where(
+                        t.tags.c.run_key == key, t.tags.c.key.in_(list(tags))
+                    )
+                ).all()
+            )
             self._upsert_tags(conn, key, tags)
+            before = mapping_digest(old) if old else None
+            self._audit(conn, "run.tags.set", "run", run_id, before=before, after=mapping_digest(tags))
 
         self._write("set tags", log)
 
     def write_metrics(self, points: Sequence[PointRow]) -> None:
         if points:
-            self._write("write metrics", lambda conn: self._write_points(conn, points))
+
+            def write(conn: Connection) -> None:
+                self._write_points(conn, points)
+                self._audit_points(conn, points)
+
+            self._write("write metrics", write)
+
+    def _audit_points(self, conn: Connection, points: Sequence[PointRow]) -> None:
+        """One audit event per run per write: the count and a digest of keys, steps and values."""
+        first = points[0][0]
+        if all(p[0] == first for p in points):
+            groups: list[Sequence[PointRow]] = [points]
+        else:
+            by_run: dict[str, list[PointRow]] = {}
+            for point in points:
+                by_run.setdefault(point[0], []).append(point)
+            groups = [by_run[r] for r in sorted(by_run)]
+        events = []
+        stamp = now_ms()
+        for group in groups:
+            _runs, keys, steps, _seq, _ts, values = zip(*group, strict=True)
+            digest = hashlib.sha256()
+            digest.update("\n".join(keys).encode())
+            digest.update(np.asarray(steps, dtype=np.int64).tobytes())
+            digest.update(np.asarray(values, dtype=np.float64).tobytes())
+            events.append(
+                {
+                    "time_ms": stamp,
+                    "actor": self.actor,
+                    "action": "run.metrics.log",
+                    "entity_type": "run",
+                    "entity_id": group[0][0],
+                    "before": None,
+                    "after": f"{len(group)} points sha256:{digest.hexdigest()}",
+                }
+            )
+        append_events(conn, events)
 
     def _write_points(self, conn: Connection, points: Sequence[PointRow]) -> None:
         run_keys = {rid: self._run_key(conn, rid) for rid in {p[0] for p in points}}
