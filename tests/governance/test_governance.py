@@ -75,7 +75,8 @@ def test_lineage_from_predictions_back_to_the_dataset(
     assert ("model_version", "served", "predictions") in edges
     up = "\n".join(graph.tree("up"))
     assert "dataset train-set/1" in up and run.id in up
-    assert "prediction logs of d/1 (2 requests)" in "\n".join(graph.tree("down"))
+    down = "\n".join(graph.tree("down"))
+    assert "prediction logs of d/1 (2 requests, 0 labeled)" in down and "deployment d@champion" in down
     assert plinth.lineage(ds.ref, "down").edges  # from the data forward
     assert main(["lineage", "d/1", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -108,3 +109,24 @@ def test_retention_removes_only_old_logs(tracking: Backend, capsys: pytest.Captu
     assert {p.subject_id for p in tracking.store.prediction_logs("d")} == {"new"}
     assert main(["erase", "--subject", "new"]) == 0
     assert json.loads(capsys.readouterr().out)["prediction_logs"] == 2
+
+
+def test_lineage_of_one_prediction_reaches_its_data_and_its_label(
+    tracking: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = np.arange(12.0).reshape(6, 2)
+    with plinth.start_run(experiment="lin") as run:
+        run.log_dataset(data, name="train-set", role="train")
+        run.log_model(Doubler(), name="d", input_example=data[:2])
+    logs(tracking, ["s1", "s2"])
+    first = tracking.store.prediction_logs("d")[0].request_id
+    plinth.log_labels("d", [(first, 6)])
+    up = "\n".join(plinth.lineage(first, "up").tree("up"))
+    assert f"prediction {first} (d/1, subject s1)" in up
+    assert "model d/1" in up and run.id in up and "dataset train-set/1" in up and "Python " in up
+    down = plinth.lineage("d/1", "down")
+    assert ("predictions", "labeled by", "labels") in {(a[0], r, b[0]) for a, r, b in down.edges}
+    assert "labels of d/1 (1 requests)" in "\n".join(down.tree("down"))
+    assert main(["lineage", first]) == 0
+    out = capsys.readouterr().out
+    assert "label 6" in out and "dataset train-set/1" in out

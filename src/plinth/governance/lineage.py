@@ -1,8 +1,10 @@
 """Lineage: one query from any entity up to its data and down to what it produced.
 
-Nodes are (type, id): dataset_version, run, model_version, flow_run, blob, dataset_input and
-prediction logs (per model version). Edges come from the lineage table and from the links the
-entities carry (a model version's run, a step run's flow run, a version's served predictions).
+Nodes are (type, id): dataset_version, run, model_version, flow_run, blob, dataset_input,
+deployment (a model's alias, what servers follow), predictions (the logs of one model version),
+prediction (one request), labels (the delayed labels of a version's predictions) and label.
+Edges come from the lineage table and from the links the entities carry (a model version's run
+and aliases, a step run's flow run, a version's served predictions and their labels).
 """
 
 from __future__ import annotations
@@ -95,10 +97,23 @@ def _edges_of(store: Store, node: Node, way: str) -> list[tuple[Node, str, Node]
         if mv is not None and way == "up" and mv.run_id:
             out.append((("run", mv.run_id), "produced", node))
         if mv is not None and way == "down":
-            served = store.prediction_logs(mv.name, version=mv.version, limit=1)
-            if served:
-                logs = ("predictions", f"{mv.name}/{mv.version}")
-                out.append((node, "served", logs))
+            out += [(node, "deployed as", ("deployment", f"{mv.name}@{a}")) for a in mv.aliases]
+            logged, _labeled = store.prediction_counts(mv.name, mv.version)
+            if logged:
+                out.append((node, "served", ("predictions", f"{mv.name}/{mv.version}")))
+    if kind == "predictions" and way == "down":
+        name, _, version = ident.partition("/")
+        if store.prediction_counts(name, int(version))[1]:
+            out.append((node, "labeled by", ("labels", ident)))
+    if kind == "predictions" and way == "up":
+        name, _, version = ident.partition("/")
+        out.append((("model_version", store.get_model_version(name, int(version)).id), "served", node))
+    if kind == "prediction":
+        found = store.find_prediction(ident)
+        if found is not None and way == "up":
+            out.append((("predictions", f"{found.model}/{found.version}"), "includes", node))
+        if found is not None and way == "down" and store.label_of(found.model, ident) is not None:
+            out.append((node, "labeled by", ("label", ident)))
     if kind == "run" and way == "up":
         run = store.get_run(ident)
         flow_run = run.tags.get("plinth.flow_run")
@@ -123,9 +138,11 @@ def _resolve(store: Store, ref: str) -> Node:
             return (kind, ref)
         except NotFound:
             continue
+    if store.find_prediction(ref) is not None:
+        return ("prediction", ref)
     raise NotFound(
-        f"{ref!r} is not a run, a flow run, a model version (NAME/N or NAME@ALIAS) "
-        "or a dataset version (NAME/N)."
+        f"{ref!r} is not a run, a flow run, a model version (NAME/N or NAME@ALIAS), "
+        "a dataset version (NAME/N) or a prediction's request id."
     )
 
 
@@ -142,9 +159,13 @@ def _describe(store: Store, node: Node) -> str:
     try:
         if kind == "run":
             run = store.get_run(ident)
-            git = (run.environment or {}).get("git") or {}
-            commit = f" commit {str(git.get('commit'))[:10]}" if git.get("commit") else ""
-            return f"run {ident} ({run.experiment_name}/{run.name}, {run.status.value}{commit})"
+            env = run.environment or {}
+            git = env.get("git") or {}
+            commit = f", commit {str(git.get('commit'))[:10]}" if git.get("commit") else ""
+            python = (env.get("python") or {}).get("version")
+            packages = len(env.get("packages") or {})
+            where = f", Python {python}, {packages} packages" if python else ""
+            return f"run {ident} ({run.experiment_name}/{run.name}, {run.status.value}{commit}{where})"
         if kind == "model_version":
             mv = _version_by_id(store, ident)
             return f"model {mv.ref} ({mv.flavor})" if mv else f"model version {ident}"
@@ -154,8 +175,22 @@ def _describe(store: Store, node: Node) -> str:
                     return f"dataset {ds.ref} ({ds.rows} rows, sha256 {ds.digest[:12]})"
         if kind == "predictions":
             name, _, version = ident.partition("/")
-            count = len(store.prediction_logs(name, version=int(version)))
-            return f"prediction logs of {ident} ({count} requests)"
+            count, labeled = store.prediction_counts(name, int(version))
+            return f"prediction logs of {ident} ({count} requests, {labeled} labeled)"
+        if kind == "labels":
+            name, _, version = ident.partition("/")
+            return f"labels of {ident} ({store.prediction_counts(name, int(version))[1]} requests)"
+        if kind == "deployment":
+            return f"deployment {ident} (served by `plinth serve {ident}`)"
+        if kind == "prediction":
+            found = store.find_prediction(ident)
+            if found is not None:
+                subject = f", subject {found.subject_id}" if found.subject_id else ""
+                return f"prediction {ident} ({found.model}/{found.version}{subject})"
+        if kind == "label":
+            found = store.find_prediction(ident)
+            value = store.label_of(found.model, ident) if found is not None else None
+            return f"label {value} of {ident}"
     except NotFound:
         pass
     return f"{kind} {ident}"

@@ -377,6 +377,10 @@ class ServingStore(ABC):
         """The (non-shadow) log of one request id, or None."""
 
     @abstractmethod
+    def label_of(self, model: str, request_id: str) -> str | None:
+        """The label JSON of one request, or None."""
+
+    @abstractmethod
     def prediction_counts(self, model: str, version: int) -> tuple[int, int]:
         """(logged requests, labeled requests) of one model version."""
 

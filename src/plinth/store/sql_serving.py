@@ -132,6 +132,11 @@ class SqlServingStore(ServingStore):
 
         return self._read("find a prediction", fetch)
 
+    def label_of(self, model: str, request_id: str) -> str | None:
+        lb = t.labels
+        query = select(lb.c.label).where(lb.c.model == model, lb.c.request_id == request_id)
+        return self._read("read a label", lambda conn: conn.execute(query).scalar_one_or_none())
+
     def prediction_counts(self, model: str, version: int) -> tuple[int, int]:
         pl, lb = t.prediction_logs, t.labels
         query = (
