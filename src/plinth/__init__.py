@@ -101,6 +101,7 @@ _hooks.provide("log_model", _log_model)
 _LAZY = {
     "apply_retention": "plinth.governance.api",
     "batch_predict": "plinth.serving.batch",
+    "costs": "plinth.monitoring.costs",
     "drift": "plinth.monitoring.api",
     "drift_over_time": "plinth.monitoring.api",
     "erase_subject": "plinth.governance.api",
@@ -145,6 +146,7 @@ __all__ = [
     "apply_retention",
     "batch_predict",
     "configure",
+    "costs",
     "delete_alias",
     "drift",
     "drift_over_time",

@@ -12,6 +12,7 @@ import click
 from rich.table import Table
 
 from plinth.cli import render
+from plinth.cli.costs import costs
 from plinth.cli.demo import demo
 from plinth.cli.flows import flows, scheduler
 from plinth.cli.governance import audit, erase, lineage, retention
@@ -374,4 +375,5 @@ ALL = [
     gc,
     db,
     demo,
+    costs,
 ]

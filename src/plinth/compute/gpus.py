@@ -31,6 +31,11 @@ def discover_gpus(configured: str | None = None) -> list[int]:
     return _visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
+def visible_gpus() -> list[int]:
+    """The GPU ids this process was given through CUDA_VISIBLE_DEVICES ([] when unset or not ids)."""
+    return _visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
 def gpu_utilization(ids: list[int] | tuple[int, ...]) -> list[dict[str, Any]]:
     """Per-GPU load from NVML: [{"gpu", "utilization", "memory_used", "memory_total"}], or [].
 

@@ -22,6 +22,12 @@ class Settings:
         user: the actor recorded on runs and audit events.
         gpus: GPUs the local executor may use: ids ("0,1") or a count ("2"); default: discovered.
         alias_poll_s: how often a model server checks whether the aliases it serves moved.
+        system_metrics: whether runs log CPU, memory and GPU use as `system/*` metrics.
+        sample_s: seconds between system-metric samples of a run (the first comes sooner).
+        price_cpu_hour: price of one allocated CPU for one hour, for `plinth costs`.
+        price_gpu_hour: price of one allocated GPU for one hour.
+        price_memory_gb_hour: price of one GiB of memory for one hour (the limit when a step
+            has one, the resident memory used otherwise).
         storage_options: extra fsspec options (e.g. `endpoint_url` for S3-compatible stores).
     """
 
@@ -33,6 +39,11 @@ class Settings:
     user: str = "unknown"
     gpus: str | None = None
     alias_poll_s: float = 5.0
+    system_metrics: bool = True
+    sample_s: float = 5.0
+    price_cpu_hour: float = 0.0
+    price_gpu_hour: float = 0.0
+    price_memory_gb_hour: float = 0.0
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -51,6 +62,11 @@ class Settings:
             user=env.get("PLINTH_USER") or _os_user(env),
             gpus=env.get("PLINTH_GPUS") or None,
             alias_poll_s=_positive(env, "PLINTH_ALIAS_POLL_S", 5.0),
+            system_metrics=_flag(env, "PLINTH_SYSTEM_METRICS", True),
+            sample_s=_positive(env, "PLINTH_SAMPLE_S", 5.0),
+            price_cpu_hour=_price(env, "PLINTH_PRICE_CPU_HOUR"),
+            price_gpu_hour=_price(env, "PLINTH_PRICE_GPU_HOUR"),
+            price_memory_gb_hour=_price(env, "PLINTH_PRICE_MEMORY_GB_HOUR"),
             storage_options=options,
         )
 
@@ -84,6 +100,35 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name}={raw!r} is not a positive number of seconds; unset it or use e.g. 10.")
     return value
+
+
+def _price(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ConfigError(
+            f"{name}={raw!r} is not a price; use a non-negative number per hour, e.g. 2.5 (no currency sign)."
+        )
+    return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    text = raw.strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ConfigError(f"{name}={raw!r} is not on or off; use 1/true/yes/on or 0/false/no/off.")
 
 
 def _os_user(env: Mapping[str, str]) -> str:

@@ -289,6 +289,8 @@ class FlowDriver:
             fn_bytes=fn_bytes,
             args=future.args,
             kwargs=future.kwargs,
+            resources=future.step.options.resources,
+            attempt=future.attempts,
         )
         options = future.step.options
         task = Task(

@@ -8,11 +8,13 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cloudpickle
 
+from plinth.compute.base import Resources
+from plinth.compute.sampling import Allocation
 from plinth.core.entities import Run, RunStatus
 from plinth.core.settings import Settings
 from plinth.flows.values import ValueCache, resolve, store_value
@@ -36,6 +38,8 @@ class StepPayload:
     fn_bytes: bytes
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    resources: Resources = field(default_factory=Resources)
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,9 @@ def _call(be: context.Backend, fn: Any, payload: StepPayload) -> Any:
         heartbeat_ms=None,
         heartbeat_s=payload.settings.heartbeat_s,
     )
-    active = attach_run(run, be)
+    res = payload.resources
+    allocation = Allocation.for_task(res.cpu, res.gpu, res.memory)
+    active = attach_run(run, be, allocation=allocation, attempt=payload.attempt)
     try:
         return fn(*args, **kwargs)
     finally:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from plinth.compute.sampling import Allocation, process_allocation
 from plinth.core import hooks
 from plinth.core.entities import Artifact, DatasetVersion, Run, RunStatus
 from plinth.core.errors import InvalidInput, RunNotActive
@@ -21,6 +22,7 @@ from plinth.core.validation import (
 )
 from plinth.tracking.context import Backend, backend
 from plinth.tracking.environment import capture_environment
+from plinth.tracking.system import SystemMetrics, carried_totals
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,6 +47,7 @@ class ActiveRun:
         self._ended = False
         self._keys: set[str] = set()
         self._steps: dict[str, int] = {}
+        self._system: SystemMetrics | None = None
         self.id = run.id
         self.experiment_id = run.experiment_id
         self.name = run.name
@@ -204,6 +207,7 @@ class ActiveRun:
         self._ended = True
         _forget(self)
         try:
+            self._stop_system_metrics()
             self._writer.flush()
         finally:
             self._backend.heartbeat.remove(self.id)
@@ -227,6 +231,33 @@ class ActiveRun:
         else:
             self.end(RunStatus.FAILED, f"{exc_type.__name__}: {exc}"[:4000])
 
+    def _start_system_metrics(self, allocation: Allocation, *, tag: bool, attempt: int = 1) -> None:
+        carried, first_step = None, 0
+        if attempt > 1:
+            carried, first_step = carried_totals(self._backend.store, self.id)
+        self._system = SystemMetrics(
+            self._log_system,
+            allocation,
+            self._backend.settings.sample_s,
+            tag=self._tag_system if tag else None,
+            carried=carried,
+            first_step=first_step,
+        )
+
+    def _stop_system_metrics(self) -> None:
+        system, self._system = self._system, None
+        if system is not None:
+            system.close()
+
+    def _log_system(self, values: Mapping[str, float], step: int) -> None:
+        ts = time.time_ns() // 1_000_000
+        append = self._writer.append
+        for key, value in values.items():
+            append((self.id, key, step, next(_seq), ts, value))
+
+    def _tag_system(self, tags: dict[str, str]) -> None:
+        self._backend.store.set_tags(self.id, tags)
+
     def _check_open(self) -> None:
         if self._ended:
             self._refuse()
@@ -242,8 +273,19 @@ def start_run(
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
     capture_env: bool = True,
+    system_metrics: bool | None = None,
 ) -> ActiveRun:
     """Start a run in `experiment` (created on first use) and return its handle.
+
+    Args:
+        experiment: experiment name.
+        name: run name; generated when None.
+        params: hyper-parameters to log at once.
+        tags: tags to set at once.
+        capture_env: record Python, packages, git state, host and GPUs.
+        system_metrics: sample CPU, memory and GPU use into `system/*` metrics while the run is
+            open; default: the PLINTH_SYSTEM_METRICS setting (on). The run is billed for the
+            cores this process may run on and the GPUs it can see (CUDA_VISIBLE_DEVICES).
 
     Example:
         with plinth.start_run(experiment="iris", params={"lr": 0.1}) as run:
@@ -265,6 +307,8 @@ def start_run(
         user=be.settings.user,
     )
     active = ActiveRun(run, be)
+    if be.settings.system_metrics if system_metrics is None else system_metrics:
+        active._start_system_metrics(process_allocation(), tag=True)
     with _active_lock:
         _active.append(active)
     be.heartbeat.add(run.id)
@@ -352,12 +396,21 @@ def _install_sigterm() -> None:
         pass
 
 
-def attach_run(run: Run, be: Backend) -> ActiveRun:
+def attach_run(run: Run, be: Backend, *, allocation: Allocation | None = None, attempt: int = 1) -> ActiveRun:
     """Make an existing RUNNING run the active run of this process (e.g. a flow step in a worker).
 
     The caller that created the run ends it; `detach_run` flushes and forgets it here.
+
+    Args:
+        run: the run, as created elsewhere.
+        be: the backend to log through.
+        allocation: what this attempt holds; with it (and PLINTH_SYSTEM_METRICS on) the run
+            logs `system/*` metrics until detached. Its allocation tags are the creator's to set.
+        attempt: 1 for a first attempt; later attempts add to the totals earlier ones logged.
     """
     active = ActiveRun(run, be)
+    if allocation is not None and be.settings.system_metrics:
+        active._start_system_metrics(allocation, tag=False, attempt=attempt)
     with _active_lock:
         _active.append(active)
     return active
@@ -367,4 +420,5 @@ def detach_run(active: ActiveRun) -> None:
     """Flush what `active` logged and stop treating it as this process's active run."""
     _forget(active)
     active._ended = True
+    active._stop_system_metrics()
     active._writer.flush()
