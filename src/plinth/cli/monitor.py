@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from plinth.cli import render
+from plinth.cli.monitor_watch import watch as monitor_watch
 from plinth.cli.render import console, number, say, table, when
 
 WINDOW_HELP = "How far back to look, e.g. 1h, 7d (default: every log)."
@@ -156,3 +157,6 @@ def monitor_ops(model: str, since: str | None, every: str | None, as_json: bool)
             rows,
         )
     )
+
+
+monitor.add_command(monitor_watch)
