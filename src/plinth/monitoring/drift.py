@@ -1,66 +1,63 @@
 """Data drift: compare a current frame with a reference, column by column, in a few vectorized passes.
 
-The reference is either a raw frame (`reference_from_frame`) or a dataset profile as stored
-with every DatasetVersion (`reference_from_profile`, see plinth.tracking.profiles), so a
-training set's profile can serve as the reference without its rows.
-
-Per column, `drift` reports:
-
-- numeric: PSI and Jensen-Shannon distance over the reference's quantile bins, and the
-  Kolmogorov-Smirnov statistic and p-value: exact two-sample KS when the reference kept a
-  sample of its values (`reference_from_frame`), KS against the binned reference CDF
-  otherwise (evaluated at the bin edges only, so a lower bound of the exact statistic).
-- categorical (and boolean): PSI and Jensen-Shannon distance over the reference's
-  categories plus one "other" bucket (values the reference does not list: its rare values
-  beyond the profile's top_k, and values it never saw), and a chi-square test of
-  homogeneity on the same buckets.
-
-Missing values (None, NaN, pd.NA) are left out of the distributions and compared through
-the missing rate alone. Bins are the profile's: the de-duplicated reference quantiles, each
-half-open except the last, which includes the reference maximum; current values below the
-reference minimum or above its maximum (infinities included) fall in two extra buckets that
-are empty in the reference, so values out of the reference range count as drift. Infinite
-reference values (which a profile counts without their sign) are left out of the reference.
+The reference is made by plinth.monitoring.references, from a raw frame or from a stored dataset
+profile; the distances and tests come from plinth.monitoring.statistics. Per column, `drift` reports
+PSI, Jensen-Shannon distance and a test: Kolmogorov-Smirnov for numeric columns, chi-square for
+categorical and boolean ones. Missing values (None, NaN, pd.NA) are compared through the missing
+rate alone.
 
 The rule (`DriftThresholds`): a column has drifted when its PSI or its Jensen-Shannon
 distance is over its threshold and its test's p-value is under `p_value`, or when its
 missing rate moved by more than `missing_rate`. The effect sizes decide on large data, where
 every p-value is tiny; the p-value keeps small samples' noise from being flagged.
 
-Cost: each numeric column is copied into one reused float64 buffer and sorted in place
-(NumPy's SIMD sort); bins, KS and the missing count are then binary searches of the reference's
-few edges and sample values in the sorted column. Categorical columns are counted with one
-np.bincount of their pandas codes (value_counts for other dtypes). Extra memory is about two
+Cost: every numeric column is sorted in one reused float64 buffer, so extra memory is about two
 columns' worth (the float64 buffer, and a categorical's codes as np.bincount widens them),
 whatever the number of columns.
 
-pandas and SciPy (scipy.special only) are imported inside the functions that need them.
+pandas is imported inside the functions that need it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from plinth.core.errors import InvalidInput
-from plinth.tracking.profiles import profile_frame
+from plinth.monitoring import statistics
+from plinth.monitoring.references import (
+    CategoricalReference,
+    ColumnReference,
+    NumericReference,
+    Reference,
+    column_positions,
+    import_pandas,
+    reference_from_frame,
+    reference_from_profile,
+)
+from plinth.monitoring.statistics import PSI_EPSILON
 
 if TYPE_CHECKING:
     import pandas
 
-PSI_EPSILON = 1e-4
-"""Proportions below this are raised to it in PSI, so empty buckets give a finite value."""
-
-_NUMERIC_KINDS = ("numeric",)
-_CATEGORICAL_KINDS = ("categorical", "boolean")
-
-
-# --------------------------------------------------------------------------- public types
+__all__ = [
+    "PSI_EPSILON",
+    "CategoricalReference",
+    "ColumnReference",
+    "DriftReport",
+    "DriftThresholds",
+    "FeatureDrift",
+    "NumericReference",
+    "Reference",
+    "drift",
+    "reference_from_frame",
+    "reference_from_profile",
+]
 
 
 @dataclass(frozen=True)
@@ -102,79 +99,6 @@ class DriftThresholds:
     def to_dict(self) -> dict[str, float]:
         """The thresholds as a JSON-safe dict."""
         return {"psi": self.psi, "js": self.js, "p_value": self.p_value, "missing_rate": self.missing_rate}
-
-
-@dataclass(frozen=True, eq=False)
-class NumericReference:
-    """A numeric column's reference distribution.
-
-    Attributes:
-        name: Column name.
-        edges: De-duplicated quantile edges, ascending; empty when the reference had no
-            finite value.
-        counts: Reference counts per bucket: below the first edge (0), one per bin, above the
-            last edge (0); empty with `edges`.
-        missing_rate: Share of the reference's rows that were missing.
-        sample: Distinct values of the reference's sorted sample, or None (profile reference).
-        sample_cdf: The reference's empirical CDF at each of `sample`, or None.
-    """
-
-    name: str
-    edges: np.ndarray
-    counts: np.ndarray
-    missing_rate: float
-    sample: np.ndarray | None = None
-    sample_cdf: np.ndarray | None = None
-
-    kind = "numeric"
-
-    @property
-    def count(self) -> int:
-        """Number of finite reference values."""
-        return int(self.counts.sum())
-
-
-@dataclass(frozen=True, eq=False)
-class CategoricalReference:
-    """A categorical (or boolean) column's reference distribution.
-
-    Attributes:
-        name: Column name.
-        categories: The reference's listed values, as strings.
-        counts: Reference counts of each category, then of "other" (the values beyond the
-            profile's top_k).
-        missing_rate: Share of the reference's rows that were missing.
-    """
-
-    name: str
-    categories: tuple[str, ...]
-    counts: np.ndarray
-    missing_rate: float
-
-    kind = "categorical"
-
-    @property
-    def count(self) -> int:
-        """Number of present reference values."""
-        return int(self.counts.sum())
-
-
-ColumnReference = NumericReference | CategoricalReference
-
-
-@dataclass(frozen=True, eq=False)
-class Reference:
-    """What current data is compared with: one distribution per comparable column.
-
-    Attributes:
-        rows: Number of rows the reference was made from.
-        columns: Column name -> its reference, in the reference's column order.
-        skipped: Columns of the reference that cannot be compared (datetime, other kinds).
-    """
-
-    rows: int
-    columns: Mapping[str, ColumnReference]
-    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -271,7 +195,7 @@ class DriftReport:
         Columns are FeatureDrift's fields plus "role"; reasons are joined with ",";
         missing values are NaN.
         """
-        pd = _pandas()
+        pd = import_pandas()
         rows = [(f, "feature") for f in self.features]
         if self.prediction is not None:
             rows.append((self.prediction, "prediction"))
@@ -285,79 +209,6 @@ class DriftReport:
         for name in ("psi", "js_distance", "statistic", "p_value", "unseen_rate"):
             frame[name] = frame[name].astype("float64")
         return frame
-
-
-# --------------------------------------------------------------------------- references
-
-
-def reference_from_profile(profile: Mapping[str, Any]) -> Reference:
-    """Make a reference from a dataset profile (`plinth.tracking.profiles.profile_frame`).
-
-    Numeric columns keep the profile's histogram (quantile bins); categorical and boolean
-    columns its top values and the count of the rest. Datetime and other columns are listed
-    in `Reference.skipped`. Numeric columns have no sample, so KS is against the binned CDF.
-
-    Args:
-        profile: {"rows": int, "columns": [column profiles]}, as stored with a DatasetVersion.
-
-    Returns:
-        The reference.
-    """
-    if not isinstance(profile, Mapping) or not isinstance(profile.get("columns"), list):
-        raise InvalidInput("a profile must be a dict with a 'columns' list, as made by profile_frame")
-    rows = _count_field(profile, "rows", "the profile")
-    columns: dict[str, ColumnReference] = {}
-    skipped: list[str] = []
-    for column in profile["columns"]:
-        if not isinstance(column, Mapping) or not isinstance(column.get("name"), str):
-            raise InvalidInput(f"a profile column must be a dict with a 'name', got {column!r:.200}")
-        kind = column.get("kind")
-        if kind in _NUMERIC_KINDS:
-            columns[column["name"]] = _numeric_from_profile(column)
-        elif kind in _CATEGORICAL_KINDS:
-            columns[column["name"]] = _categorical_from_profile(column)
-        else:
-            skipped.append(column["name"])
-    return Reference(rows=rows, columns=columns, skipped=tuple(skipped))
-
-
-def reference_from_frame(
-    df: pandas.DataFrame, *, bins: int = 10, top_k: int = 20, max_sample: int | None = 100_000
-) -> Reference:
-    """Make a reference from a raw frame: its profile, plus a sorted sample per numeric column.
-
-    The bins and categories are those of `profile_frame(df, bins=bins, top_k=top_k)`, so
-    PSI, JS and the flags match a reference made from that profile; the sample makes the KS
-    test exact two-sample.
-
-    Args:
-        df: The reference frame, typically the training data.
-        bins: Quantile bins per numeric column.
-        top_k: Categories kept per categorical column; the rest share one "other" bucket.
-        max_sample: Most values kept per numeric column for KS; a longer column keeps this
-            many evenly spaced order statistics (its CDF stays within 1/max_sample of the
-            full one). None keeps every value.
-
-    Returns:
-        The reference.
-    """
-    if not isinstance(df, _pandas().DataFrame):
-        raise InvalidInput(f"reference_from_frame needs a pandas DataFrame, got {type(df).__name__}")
-    bad_sample = isinstance(max_sample, bool) or not isinstance(max_sample, int) or max_sample < 2
-    if max_sample is not None and bad_sample:
-        raise InvalidInput(f"max_sample must be an integer >= 2 or None, got {max_sample!r}")
-    base = reference_from_profile(profile_frame(df, bins=bins, top_k=top_k))
-    positions = _positions(df)
-    columns: dict[str, ColumnReference] = {}
-    for name, column in base.columns.items():
-        if isinstance(column, NumericReference):
-            sample, cdf = _sample_cdf(df.iloc[:, positions[name]], max_sample)
-            column = dataclasses.replace(column, sample=sample, sample_cdf=cdf)
-        columns[name] = column
-    return dataclasses.replace(base, columns=columns)
-
-
-# --------------------------------------------------------------------------- drift
 
 
 def drift(
@@ -383,7 +234,7 @@ def drift(
     Returns:
         The report.
     """
-    pd = _pandas()
+    pd = import_pandas()
     if not isinstance(reference, Reference):
         raise InvalidInput(f"drift needs a Reference, got {type(reference).__name__}")
     if not isinstance(current, pd.DataFrame):
@@ -432,17 +283,9 @@ def _unknown_message(reference: Reference, unknown: list[str], what: str) -> str
     return message
 
 
-def _positions(frame: pandas.DataFrame) -> dict[str, int]:
-    """Column name as str (as profiles name columns) -> its position; -1 for a repeated name."""
-    positions: dict[str, int] = {}
-    for i, name in enumerate(frame.columns):
-        positions[str(name)] = -1 if str(name) in positions else i
-    return positions
-
-
 def _current_columns(current: pandas.DataFrame, names: list[str]) -> dict[str, pandas.Series]:
     """The compared columns of the current frame, by the reference's (str) names."""
-    positions = _positions(current)
+    positions = column_positions(current)
     absent = [name for name in names if name not in positions]
     if absent:
         raise InvalidInput(f"the current data lacks the reference's columns {absent}")
@@ -465,15 +308,15 @@ def _compare_numeric(
     reference: NumericReference, series: pandas.Series, buffer: np.ndarray, thresholds: DriftThresholds
 ) -> FeatureDrift:
     """PSI, JS and KS of a numeric column against its reference."""
-    present = _sorted_present(series, buffer)
+    present = statistics.sorted_present(series, buffer)
     rows = len(series)
     test: Literal["ks", "ks_binned"] = "ks" if reference.sample is not None else "ks_binned"
     psi = js = statistic = p_value = None
     if present.size and reference.count:
-        counts = _bucket_counts(present, reference.edges)
-        psi, js = _psi(reference.counts, counts), _js_distance(reference.counts, counts)
-        statistic = _ks_statistic(reference, present, counts)
-        p_value = _ks_p_value(statistic, reference.count, present.size)
+        counts = statistics.bucket_counts(present, reference.edges)
+        psi, js = statistics.psi(reference.counts, counts), statistics.js_distance(reference.counts, counts)
+        statistic = statistics.ks_statistic(reference, present, counts)
+        p_value = statistics.ks_p_value(statistic, reference.count, present.size)
     return _feature(
         reference,
         test,
@@ -489,14 +332,14 @@ def _compare_categorical(
     reference: CategoricalReference, series: pandas.Series, thresholds: DriftThresholds
 ) -> FeatureDrift:
     """PSI, JS and chi-square of a categorical column against its reference."""
-    counts, missing, unseen = _category_counts(reference, series)
+    counts, missing, unseen = statistics.category_counts(reference, series)
     present = int(counts.sum())
     psi = js = statistic = p_value = unseen_rate = None
     if present:
         unseen_rate = unseen / present
     if present and reference.count:
-        psi, js = _psi(reference.counts, counts), _js_distance(reference.counts, counts)
-        statistic, p_value = _chi_square(reference.counts, counts)
+        psi, js = statistics.psi(reference.counts, counts), statistics.js_distance(reference.counts, counts)
+        statistic, p_value = statistics.chi_square(reference.counts, counts)
     return _feature(
         reference,
         "chi2",
@@ -555,234 +398,6 @@ def _reasons(
     return tuple(reasons)
 
 
-# --------------------------------------------------------------------------- numeric columns
-
-
-def _numeric_from_profile(column: Mapping[str, Any]) -> NumericReference:
-    """A numeric column's reference from its profile's histogram."""
-    name = column["name"]
-    histogram = column.get("histogram")
-    if not isinstance(histogram, Mapping):
-        raise InvalidInput(f"profile column {name!r} has no 'histogram'")
-    try:
-        edges = np.asarray(histogram.get("edges"), dtype=np.float64)
-        counts = np.asarray(histogram.get("counts"), dtype=np.int64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"profile column {name!r} has a malformed histogram: {exc}") from exc
-    valid = edges.ndim == counts.ndim == 1 and (
-        (edges.size == counts.size == 0)
-        or (counts.size == edges.size - 1 and np.all(np.diff(edges) >= 0) and np.all(counts >= 0))
-    )
-    if not valid or not np.all(np.isfinite(edges)):
-        raise InvalidInput(f"profile column {name!r} has a malformed histogram: {dict(histogram)!r:.200}")
-    if edges.size:
-        counts = np.concatenate(([0], counts, [0]))
-    return NumericReference(name=name, edges=edges, counts=counts, missing_rate=_missing_rate(column))
-
-
-def _sample_cdf(series: pandas.Series, max_sample: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct sorted finite values of a column (evenly thinned) and the ECDF at each."""
-    values = series.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
-    values = values[np.isfinite(values)]
-    values.sort()
-    if max_sample is not None and values.size > max_sample:
-        values = values[np.round(np.linspace(0, values.size - 1, max_sample)).astype(np.intp)]
-    if values.size == 0:
-        return values, values.copy()
-    last_of_run = np.empty(values.size, dtype=bool)
-    last_of_run[-1] = True
-    np.not_equal(values[1:], values[:-1], out=last_of_run[:-1])
-    positions = np.flatnonzero(last_of_run)
-    return values[positions], (positions + 1) / values.size
-
-
-def _sorted_present(series: pandas.Series, buffer: np.ndarray) -> np.ndarray:
-    """The column's non-missing values, sorted in `buffer` (returned as a view of it).
-
-    The column is copied first, so the caller's frame is never reordered. NaN sorts last,
-    so the present values are the prefix up to the last +inf.
-    """
-    dtype = series.dtype
-    if isinstance(dtype, np.dtype) and dtype.kind in "fiub":
-        values = series.to_numpy()
-    else:
-        try:
-            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(
-                f"column {series.name!r} is numeric in the reference but holds {dtype} values "
-                f"that are not numbers: {exc}"
-            ) from exc
-    np.copyto(buffer, values, casting="unsafe")
-    buffer.sort()
-    return buffer[: int(np.searchsorted(buffer, np.inf, side="right"))]
-
-
-def _bucket_counts(present: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Count sorted values in the reference's buckets: below, each bin, above.
-
-    Bins are [e_i, e_i+1) except the last, [e_k-1, e_k], as in the profile's histogram.
-    """
-    bins = edges.size - 1
-    positions = np.empty(bins + 3, dtype=np.int64)
-    positions[0] = 0
-    positions[1 : bins + 1] = np.searchsorted(present, edges[:-1], side="left")
-    positions[bins + 1] = np.searchsorted(present, edges[-1], side="right")
-    positions[bins + 2] = present.size
-    return np.diff(positions)
-
-
-def _ks_statistic(reference: NumericReference, present: np.ndarray, counts: np.ndarray) -> float:
-    """Kolmogorov-Smirnov D between the reference and the sorted current values.
-
-    With a reference sample: exact two-sample D. Between two consecutive sample values the
-    reference CDF is flat and the current one rises, so the largest gap on that stretch is
-    at one of its ends: at the sample value itself (current CDF counting values <= it) or
-    just before the next one (counting values < it). Without a sample: the largest gap
-    between the two cumulative bucket distributions.
-    """
-    if reference.sample is None or reference.sample_cdf is None:
-        ref_cdf = np.cumsum(reference.counts) / reference.count
-        return float(np.max(np.abs(ref_cdf - np.cumsum(counts) / present.size)))
-    values, cdf = reference.sample, reference.sample_cdf
-    at = np.searchsorted(present, values, side="right") / present.size
-    before = np.searchsorted(present, values, side="left") / present.size
-    previous = np.concatenate(([0.0], cdf[:-1]))
-    return float(max(np.max(np.abs(cdf - at)), np.max(np.abs(previous - before))))
-
-
-def _ks_p_value(statistic: float, n_reference: int, n_current: int) -> float:
-    """Asymptotic two-sample KS p-value, with Stephens' small-sample correction.
-
-    p = Q_KS((sqrt(n_e) + 0.12 + 0.11 / sqrt(n_e)) * D), n_e = n m / (n + m), where Q_KS is
-    the Kolmogorov distribution's survival function (scipy.special.kolmogorov).
-    """
-    from scipy.special import kolmogorov
-
-    root = math.sqrt(n_reference * n_current / (n_reference + n_current))
-    return float(np.clip(kolmogorov((root + 0.12 + 0.11 / root) * statistic), 0.0, 1.0))
-
-
-# --------------------------------------------------------------------------- categorical columns
-
-
-def _categorical_from_profile(column: Mapping[str, Any]) -> CategoricalReference:
-    """A categorical column's reference from its profile's top values and other count."""
-    name = column["name"]
-    top = column.get("top")
-    if not isinstance(top, list) or not all(
-        isinstance(item, list | tuple) and len(item) == 2 for item in top
-    ):
-        raise InvalidInput(f"profile column {name!r} needs 'top' as [[value, count], ...]")
-    other = column.get("other_count", 0)
-    try:
-        counts = np.asarray([*(count for _, count in top), other], dtype=np.int64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"profile column {name!r} has malformed counts: {exc}") from exc
-    if np.any(counts < 0):
-        raise InvalidInput(f"profile column {name!r} has negative counts")
-    categories = tuple(str(value) for value, _ in top)
-    return CategoricalReference(
-        name=name, categories=categories, counts=counts, missing_rate=_missing_rate(column)
-    )
-
-
-def _category_counts(reference: CategoricalReference, series: pandas.Series) -> tuple[np.ndarray, int, int]:
-    """Count a column's values in the reference's buckets (categories, then "other").
-
-    Returns:
-        (counts per bucket, missing count, count of values the reference does not list).
-    """
-    labels, label_counts, missing = _value_counts(series)
-    slot_of = {category: i for i, category in enumerate(reference.categories)}
-    other = len(reference.categories)
-    slots = np.fromiter((slot_of.get(label, other) for label in labels), dtype=np.intp, count=len(labels))
-    counts = np.bincount(slots, weights=label_counts, minlength=other + 1).astype(np.int64)
-    unseen = int(label_counts[slots == other].sum())
-    return counts, missing, unseen
-
-
-def _value_counts(series: pandas.Series) -> tuple[list[str], np.ndarray, int]:
-    """Distinct present values as strings, their counts, and the missing count.
-
-    A pandas categorical is counted with one bincount of its codes; other dtypes with
-    value_counts (unhashable values by their text, as in the profile).
-    """
-    pd = _pandas()
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        categories = series.cat.categories
-        codes = series.cat.codes.to_numpy()
-        per_code = np.bincount(codes + 1, minlength=len(categories) + 1)
-        return [str(c) for c in categories], per_code[1:], int(per_code[0])
-    try:
-        counted = series.value_counts(dropna=True, sort=False)
-    except TypeError:
-        counted = series.dropna().astype(str).value_counts(sort=False)
-    counts = counted.to_numpy(dtype=np.int64)
-    return [str(value) for value in counted.index], counts, len(series) - int(counts.sum())
-
-
-def _chi_square(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
-    """Chi-square test of homogeneity of two count vectors (no continuity correction).
-
-    Buckets empty on both sides are dropped; with fewer than two left the statistic is 0
-    and the p-value 1. Same as scipy.stats.chi2_contingency(table, correction=False).
-    """
-    from scipy.special import chdtrc
-
-    table = np.vstack((reference, current)).astype(np.float64)
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2:
-        return 0.0, 1.0
-    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
-    statistic = float(np.sum((table - expected) ** 2 / expected))
-    return statistic, float(chdtrc(table.shape[1] - 1, statistic))
-
-
-# --------------------------------------------------------------------------- distances
-
-
-def _psi(reference: np.ndarray, current: np.ndarray) -> float:
-    """Population stability index, sum((c - r) * ln(c / r)), proportions floored at PSI_EPSILON."""
-    r = np.maximum(reference / reference.sum(), PSI_EPSILON)
-    c = np.maximum(current / current.sum(), PSI_EPSILON)
-    return float(np.sum((c - r) * np.log(c / r)))
-
-
-def _js_distance(reference: np.ndarray, current: np.ndarray) -> float:
-    """Jensen-Shannon distance in base 2 (the square root of the divergence), in [0, 1]."""
-    p = reference / reference.sum()
-    q = current / current.sum()
-    m = (p + q) / 2
-    divergence = (_relative_entropy(p, m) + _relative_entropy(q, m)) / 2
-    return float(math.sqrt(max(divergence, 0.0)))
-
-
-def _relative_entropy(p: np.ndarray, m: np.ndarray) -> float:
-    """sum(p * log2(p / m)) over p > 0 (where p > 0, m > 0 too)."""
-    positive = p > 0
-    return float(np.sum(p[positive] * np.log2(p[positive] / m[positive])))
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _missing_rate(column: Mapping[str, Any]) -> float:
-    """A profile column's missing rate, checked."""
-    rate = column.get("missing_rate", 0.0)
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-        raise InvalidInput(f"profile column {column['name']!r} has missing_rate {rate!r}; expected 0..1")
-    return float(rate)
-
-
-def _count_field(mapping: Mapping[str, Any], key: str, what: str) -> int:
-    """A non-negative integer field of a profile."""
-    value = mapping.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"{what} needs {key!r} as an integer >= 0, got {value!r}")
-    return value
-
-
 def _plain(value: object) -> object:
     """A JSON-safe Python value: numpy scalars unwrapped, NaN and infinities as None."""
     if isinstance(value, np.generic):
@@ -790,12 +405,3 @@ def _plain(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _pandas() -> Any:
-    """Import pandas, saying how to install it when it is missing."""
-    try:
-        import pandas
-    except ImportError as exc:  # pragma: no cover - pandas is in the test environment
-        raise ImportError("drift needs pandas: pip install 'plinth[data]'") from exc
-    return pandas
