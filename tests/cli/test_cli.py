@@ -607,9 +607,23 @@ def test_demo_end_to_end_and_its_suggestions_work(
     assert [d.version for d in plinth.list_datasets("digits-train")] == [1]
 
     # Each demo serves the champion over HTTP and shows what the server logged.
-    assert "Served 300 requests" in result.out and "/metrics summary" in result.out
+    assert "Served 600 requests" in result.out and "/metrics summary" in result.out
     assert "Scored 35940 rows" in result.out
-    assert len(backend().store.prediction_logs("digits-classifier")) == 600  # two demos
+    assert len(backend().store.prediction_logs("digits-classifier")) == 1200  # two demos
+
+    # Half its traffic is shifted: the shifted pixels drift, labels arrive late, a report is written,
+    # and the served version's lineage reaches back to the training data.
+    after = re.search(r"Before the shift: (\d+) drifted features; after: (.*)", result.out)
+    assert after, result.out
+    moved = set(after.group(2).split(", "))
+    assert {"pixel_2_3", "pixel_3_3", "pixel_4_4", "pixel_5_4"} <= moved
+    assert int(after.group(1)) < len(moved)
+    assert re.search(r"Logged \d+ delayed labels for 600 requests", result.out)
+    report = re.search(r"Monitoring report .*: (\S+\.html)", result.out)
+    assert report and Path(report.group(1)).is_file()
+    assert "Plotly.newPlot" in Path(report.group(1)).read_text()
+    lineage = result.out.split("Lineage ")[1]
+    assert "dataset digits-train/1" in lineage and "prediction logs of digits-classifier/1" in lineage
 
     # Each demo registers its best model and makes it champion; the champion predicts.
     assert "digits-classifier@champion predicts" in result.out

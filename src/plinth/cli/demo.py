@@ -55,11 +55,17 @@ def _serve(name: str) -> None:
     """Serve the champion on a free port, query it, show metrics and logged predictions."""
     from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
+    from plinth.cli.demo_monitoring import monitor_demo, shift
     from plinth.cli.demo_serving import serve_and_query
 
     frame = load_digits(as_frame=True).frame
-    serve_and_query(f"{name}@champion", frame.drop(columns="target").tail(100).to_dict("records"))
+    recent = frame.sample(300, random_state=1).reset_index(drop=True)
+    features = recent.drop(columns="target")
+    sent = serve_and_query(
+        f"{name}@champion", features.to_dict("records"), shifted=shift(features).to_dict("records")
+    )
     _score_file(name, frame)
+    monitor_demo(name, sent, recent["target"].tolist())
 
 
 def _score_file(name: str, frame: Any) -> None:

@@ -13,8 +13,14 @@ from typing import Any
 from plinth.cli.render import console, number, say, table
 
 
-def serve_and_query(ref: str, rows: list[dict[str, float]], requests: int = 300) -> None:
-    """Serve `ref` in this process, send `requests` one-row predictions, show metrics and logs."""
+def serve_and_query(
+    ref: str,
+    rows: list[dict[str, float]],
+    requests: int = 300,
+    shifted: list[dict[str, float]] | None = None,
+) -> list[tuple[str, int, bool]]:
+    """Serve `ref` in this process, send `requests` one-row predictions (then as many again from
+    `shifted`, if given), show metrics and logs; return (request id, row index, shifted) per request."""
     import uvicorn
 
     import plinth
@@ -35,8 +41,20 @@ def serve_and_query(ref: str, rows: list[dict[str, float]], requests: int = 300)
         answers = list(
             pool.map(lambda i: _predict(url, name, rows[i % len(rows)], f"user-{i % 25}"), range(requests))
         )
+        sent = [(a["request_id"], i % len(rows), False) for i, a in enumerate(answers)]
+        if shifted:
+            time.sleep(1.0)  # the shifted traffic lands in later windows of the report
+            later = list(
+                pool.map(
+                    lambda i: _predict(url, name, shifted[i % len(shifted)], f"user-{i % 25}"),
+                    range(requests),
+                )
+            )
+            answers += later
+            sent += [(a["request_id"], i % len(shifted), True) for i, a in enumerate(later)]
     seconds = time.perf_counter() - started
     metrics = _get(f"{url}/metrics").decode()
+    time.sleep(0.3)  # let the logger's last batch land before the server stops
     server.should_exit = True
     thread.join(timeout=30)
     say(
@@ -56,6 +74,7 @@ def serve_and_query(ref: str, rows: list[dict[str, float]], requests: int = 300)
             rows_out,
         )
     )
+    return sent
 
 
 def _free_port() -> int:

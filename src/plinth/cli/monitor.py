@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from plinth.cli import render
+from plinth.cli.monitor_report import monitor_report
 from plinth.cli.monitor_watch import watch as monitor_watch
 from plinth.cli.render import console, number, say, table, when
 
@@ -159,4 +160,5 @@ def monitor_ops(model: str, since: str | None, every: str | None, as_json: bool)
     )
 
 
+monitor.add_command(monitor_report)
 monitor.add_command(monitor_watch)

@@ -98,3 +98,18 @@ def operations(
     span = window(since, start, end)
     stats = store.prediction_stats(model, since_ms=span.start_ms, until_ms=span.end_ms)
     return _ops.operations(model, stats, span, every=every)
+
+
+def monitoring_report(
+    model: str,
+    *,
+    since: str | float | None = None,
+    start: Moment = None,
+    end: Moment = None,
+    every: str | None = None,
+    html: str | None = None,
+) -> Any:
+    """The monitoring report of a model (drift, predictions, performance, latency); `html=` writes it."""
+    from plinth.monitoring.report import report
+
+    return report(model, since=since, start=start, end=end, every=every, html=html)
