@@ -97,3 +97,8 @@ class ConfigError(PlinthError):
     """A setting (PLINTH_* variable or argument) that cannot be used as given."""
 
     exit_code = 2
+
+
+class StorageNotShared(ConfigError):
+    """Workers on other hosts cannot reach the metadata or artifact store (a SQLite file, a local
+    folder): set PLINTH_STORE and PLINTH_ARTIFACTS to stores every node reaches. A ConfigError."""

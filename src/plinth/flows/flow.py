@@ -23,6 +23,7 @@ from plinth.flows.values import Ref, ValueCache, store_value
 from plinth.tracking.context import Backend, backend
 from plinth.tracking.run import Terminated, start_run
 
+EXECUTORS = ("local", "ray")
 _executor_lock = threading.Lock()
 _executors: dict[str | None, Executor] = {}
 
@@ -82,13 +83,17 @@ class Flow:
     def run(
         self,
         *,
-        executor: Executor | None = None,
+        executor: Executor | str | None = None,
         raise_on_failure: bool = True,
         resume: tuple[str, dict[str, StepRun]] | None = None,
         observer: Callable[[FlowDriver], None] | None = None,
+        ray_address: str | None = None,
         **params: Any,
     ) -> FlowResult:
         """Run the flow with `params` (the function's arguments) and wait for it.
+
+        `executor` is an Executor, or a name ("local", "ray"; default: the flow's own), and
+        `ray_address` the Ray cluster for "ray" ("auto", "HOST:PORT", "ray://HOST:10001").
 
         Raises:
             StepFailed: a step failed after its retries (unless raise_on_failure=False).
@@ -96,6 +101,8 @@ class Flow:
         """
         bound = self._bind(params)
         be = backend()
+        if not isinstance(executor, Executor):
+            executor = default_executor(be, executor or self.executor, ray_address)
         active = start_run(
             experiment=self.name,
             name=f"flow {self.name}",
@@ -114,9 +121,7 @@ class Flow:
             resumed_from=resume[0] if resume else None,
         )
         be.store.create_flow_run(record)
-        driver = FlowDriver(
-            be, executor or default_executor(be), active.id, self.name, resume[1] if resume else None
-        )
+        driver = FlowDriver(be, executor, active.id, self.name, resume[1] if resume else None)
         driver.observer = observer
         status, error, digest, raised = self._drive(driver, bound)
         be.store.finish_flow_run(active.id, status, now_ms(), digest, error)
@@ -185,6 +190,9 @@ def flow(
             return train(load(), lr)
     """
 
+    if executor not in EXECUTORS:
+        raise InvalidInput(f"@flow(executor={executor!r}): use one of {', '.join(EXECUTORS)}.")
+
     def wrap(func: Callable[..., Any]) -> Flow:
         if schedule is not None:
             from plinth.flows.schedule import check_cron
@@ -198,9 +206,10 @@ def flow(
 def resume_flow(
     run_id: str,
     *,
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
     raise_on_failure: bool = True,
     observer: Callable[[FlowDriver], None] | None = None,
+    ray_address: str | None = None,
 ) -> FlowResult:
     """Run a flow run again with the same params, reusing every step call that finished in it."""
     be = backend()
@@ -218,12 +227,24 @@ def resume_flow(
         raise_on_failure=raise_on_failure,
         resume=(run_id, reusable),
         observer=observer,
+        ray_address=ray_address,
         **earlier.params,
     )
 
 
-def default_executor(be: Backend) -> Executor:
-    """The process's local executor for these settings, started on first use."""
+def default_executor(be: Backend, name: str = "local", ray_address: str | None = None) -> Executor:
+    """The process's executor called `name` ("local" or "ray") for these settings, started on first use.
+
+    Raises:
+        InvalidInput: an unknown name.
+        StorageNotShared: "ray" on a cluster with nodes on other hosts while the stores are local.
+    """
+    if name == "ray":
+        from plinth.compute.ray import shared_executor
+
+        return shared_executor(ray_address, be.settings)
+    if name != "local":
+        raise InvalidInput(f"Unknown executor {name!r}; use one of {', '.join(EXECUTORS)}.")
     from plinth.compute.gpus import discover_gpus
     from plinth.compute.local import LocalExecutor
 
