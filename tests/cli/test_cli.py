@@ -623,7 +623,9 @@ def test_demo_end_to_end_and_its_suggestions_work(
     assert report and Path(report.group(1)).is_file()
     assert "Plotly.newPlot" in Path(report.group(1)).read_text()
     lineage = result.out.split("Lineage ")[1]
-    assert "dataset digits-train/1" in lineage and "prediction logs of digits-classifier/1" in lineage
+    came_from, came_of = lineage.split("what came of it:")
+    assert "dataset digits-train/1" in came_from and "prediction logs of digits-classifier/1" in came_of
+    assert "scored by: run" in came_of and "batch-predict" in came_of  # the batch run, downstream
 
     # Each demo registers its best model and makes it champion; the champion predicts.
     assert "digits-classifier@champion predicts" in result.out

@@ -106,5 +106,5 @@ def _report(name: str) -> None:
     from plinth.tracking.context import backend
 
     path = os.path.join(backend().settings.home, "demo", "monitoring-report.html")
-    report(name, since="1h", html=path)
+    report(name, since="1h", every="1s", html=path)  # the demo's traffic lasts seconds
     say(f"Monitoring report (drift, predictions, performance, latency): {path}")

@@ -18,6 +18,9 @@ from plinth.store.base import Store
 
 Node = tuple[str, str]
 
+_REVERSED = {"used_model": "scored by"}
+"""Edges stored as 'run used model' that read downstream as 'model scored by run'."""
+
 
 @dataclass
 class LineageGraph:
@@ -91,7 +94,17 @@ def _edges_of(store: Store, node: Node, way: str) -> list[tuple[Node, str, Node]
     kind, ident = node
     out: list[tuple[Node, str, Node]] = []
     stored = store.edges(dst=node) if way == "up" else store.edges(src=node)
-    out += [((e.src_type, e.src_id), e.relation, (e.dst_type, e.dst_id)) for e in stored]
+    out += [
+        ((e.src_type, e.src_id), e.relation, (e.dst_type, e.dst_id))
+        for e in stored
+        if e.relation not in _REVERSED
+    ]
+    opposite = store.edges(src=node) if way == "up" else store.edges(dst=node)
+    out += [
+        ((e.dst_type, e.dst_id), _REVERSED[e.relation], (e.src_type, e.src_id))
+        for e in opposite
+        if e.relation in _REVERSED
+    ]
     if kind == "model_version":
         mv = _version_by_id(store, ident)
         if mv is not None and way == "up" and mv.run_id:
