@@ -8,6 +8,7 @@ import threading
 import time
 import types
 
+import psutil
 import pytest
 
 from plinth.compute import gpus
@@ -25,17 +26,29 @@ from plinth.compute.sampling import (
 BURN = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end: pass"
 
 
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
 def test_a_busy_child_process_counts_as_cores_used() -> None:
     tree = ProcessTree()
     child = subprocess.Popen([sys.executable, "-c", BURN])
     try:
+        burner = psutil.Process(child.pid)
         tree.prime()
+        start, before = time.monotonic(), cpu_seconds(burner)
         time.sleep(1.0)
         cores, rss = tree.cores_and_rss()
+        child_cores = (cpu_seconds(burner) - before) / (time.monotonic() - start)
     finally:
         child.kill()
         child.wait()
-    assert cores > 0.5
+    # The child burns a whole core when the machine has one free; on a loaded machine it gets
+    # less, so compare with what it really got rather than with a fixed figure alone.
+    assert child_cores > 0
+    assert cores >= 0.9 * child_cores
+    assert cores > 0.5 or child_cores < 0.55
     assert rss > 0
 
 

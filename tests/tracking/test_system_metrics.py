@@ -76,7 +76,7 @@ def test_a_flow_step_run_logs_system_metrics_for_its_allocation(sampled: Setting
     assert cpu_step.metrics["system/cpu_hours"] == pytest.approx(2 * wall)  # the step's cpu=2
     assert cpu_step.metrics["system/gpu_hours"] == 0.0
     assert gpu_step.metrics["system/gpu_hours"] == pytest.approx(gpu_step.metrics["system/wall_hours"])
-    assert max(plinth.metric_history(cpu_step.id, "system/cpu_cores_used").values) > 0.5
+    assert cpu_step.metrics["system/cpu_hours_used"] > 0
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,8 @@ import psutil
 from plinth.compute.gpus import discover_gpus, gpu_utilization, visible_gpus
 
 GIB = 2**30
+IDLE_S = 10.0
+"""Seconds without subscribers after which the sampler thread sleeps until the next one."""
 
 
 @dataclass(frozen=True)
@@ -357,16 +359,27 @@ class ResourceSampler:
 
     def _loop(self) -> None:
         primed = False
+        idle_since: float | None = None
         while True:
+            now = time.monotonic()
             with self._lock:
                 if self._closed:
                     return
                 subs = list(self._subs)
-                self._sleeping = not subs
+                if subs:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
+                # Sleep until woken only after a quiet spell: waking the thread for each new
+                # subscriber would cost a thread switch per run when short runs follow each other.
+                self._sleeping = idle_since is not None and now - idle_since > IDLE_S
             if not subs:
                 primed = False
-                self._wake.wait()
-                self._wake.clear()
+                if self._sleeping:
+                    self._wake.wait()
+                    self._wake.clear()
+                else:
+                    self._pause(self.first_s / 2)
                 continue
             now = time.monotonic()
             soonest = min(s.next_s for s in subs)
