@@ -804,10 +804,22 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
             )
             for g in edges
         ]
-        if rows:
-            self._write(
-                "record lineage edges", lambda conn: self._insert_ignore(conn, "lineage_edges", cols, rows)
+        if not rows:
+            return
+        digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+        first = edges[0]
+
+        def write(conn: Connection) -> None:
+            self._insert_ignore(conn, "lineage_edges", cols, rows)
+            self._audit(
+                conn,
+                "lineage.add",
+                first.dst_type,
+                first.dst_id,
+                after=f"{len(rows)} edges sha256:{digest}",
             )
+
+        self._write("record lineage edges", write)
 
     def edges(
         self, *, src: tuple[str, str] | None = None, dst: tuple[str, str] | None = None
