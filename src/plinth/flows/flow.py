@@ -109,6 +109,7 @@ class Flow:
             params={k: _text(v) for k, v in bound.items()},
             tags={"plinth.kind": "flow"},
             capture_env=True,
+            system_metrics=False,  # the driver only schedules; its steps' runs measure the work
         )
         record = FlowRun(
             id=active.id,
