@@ -41,7 +41,13 @@ def shared_cluster() -> Any:
     constants.ENABLE_RAY_CLUSTER = False
     head = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "gcs_server_port": _free_port()}
     # CPU tasks may use the GPU node too (Ray keeps them off GPU nodes by default): two CPUs in all.
-    config = {"scheduler_avoid_gpu_nodes": False}
+    # A removed node counts as dead after about 2 s instead of Ray's default 15 or so.
+    config = {
+        "scheduler_avoid_gpu_nodes": False,
+        "health_check_period_ms": 1000,
+        "health_check_timeout_ms": 1000,
+        "health_check_failure_threshold": 2,
+    }
     cluster = Cluster(
         initialize_head=True, head_node_args={**head, "include_dashboard": False, "_system_config": config}
     )

@@ -12,6 +12,7 @@ import click
 from rich.table import Table
 
 from plinth.cli import render
+from plinth.cli.cluster import cluster
 from plinth.cli.costs import costs
 from plinth.cli.demo import demo
 from plinth.cli.flows import flows, scheduler
@@ -376,4 +377,5 @@ ALL = [
     db,
     demo,
     costs,
+    cluster,
 ]

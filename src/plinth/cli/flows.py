@@ -22,7 +22,7 @@ STATES = ("waiting", "ready", "running", "done", "cached", "failed", "cancelled"
 
 @click.group("flows", short_help="Run, list, inspect, resume flows; read step logs.")
 def flows() -> None:
-    """Flows: Python workflows of @step functions, run on local worker processes and tracked."""
+    """Flows: Python workflows of @step functions, run on local worker processes or Ray, and tracked."""
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -59,25 +59,51 @@ def find_flow(target: str) -> Any:
     return found
 
 
+executor_option = click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default=None,
+    help="Where steps run: local worker processes, or a Ray cluster. Default: the flow's own.",
+)
+ray_address_option = click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDRESS",
+    help="Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:10001 (default: RAY_ADDRESS).",
+)
+
+
 @flows.command("run")
 @click.argument("target")
 @click.option("--param", "-p", "params", multiple=True, help="A flow parameter NAME=VALUE (JSON or text).")
-def flows_run(target: str, params: tuple[str, ...]) -> None:
+@executor_option
+@ray_address_option
+def flows_run(target: str, params: tuple[str, ...], executor: str | None, ray_address: str | None) -> None:
     """Run the flow in TARGET (FILE.py, FILE.py:NAME or module:NAME) and show its steps live."""
     chosen = find_flow(target)
     with _live(f"flow {chosen.name}") as observer:
-        result = chosen.run(raise_on_failure=False, observer=observer, **_parse_params(params))
+        result = chosen.run(
+            raise_on_failure=False,
+            observer=observer,
+            executor=executor,
+            ray_address=ray_address,
+            **_parse_params(params),
+        )
     _summary(result)
 
 
 @flows.command("resume")
 @click.argument("run_id")
-def flows_resume(run_id: str) -> None:
+@executor_option
+@ray_address_option
+def flows_resume(run_id: str, executor: str | None, ray_address: str | None) -> None:
     """Run RUN_ID's flow again with its params, reusing every step call that finished."""
     from plinth.flows.flow import resume_flow
 
     with _live(f"resuming {run_id}") as observer:
-        result = resume_flow(run_id, raise_on_failure=False, observer=observer)
+        result = resume_flow(
+            run_id, raise_on_failure=False, observer=observer, executor=executor, ray_address=ray_address
+        )
     _summary(result)
 
 

@@ -112,7 +112,7 @@ class RayExecutor(Executor):
         env = {**ray_cluster.forwarded_env(), **task.env}
         request = pickle.dumps((None, env, payload), protocol=pickle.HIGHEST_PROTOCOL)
         res = task.resources
-        options: dict[str, Any] = {"num_cpus": res.cpu, "max_retries": 0, "name": f"plinth {_name(task)}"}
+        options: dict[str, Any] = {"num_cpus": res.cpu, "max_retries": 0, "name": task_name(task)}
         if res.gpu:
             options["num_gpus"] = res.gpu
         if res.memory is not None:
@@ -295,6 +295,11 @@ def _fits(res: Resources, node: ray_cluster.NodeInfo) -> bool:
     if res.cpu > node.cpus + 1e-9 or res.gpu > node.gpus + 1e-9:
         return False
     return res.memory is None or res.memory <= node.memory
+
+
+def task_name(task: Task) -> str:
+    """The Ray task name of an attempt: 'plinth LABEL TASK_ID' (Ray's task list shows it)."""
+    return f"plinth {_name(task)} {task.id}"
 
 
 def _name(task: Task) -> str:

@@ -144,6 +144,28 @@ def nodes(alive_only: bool = True) -> list[NodeInfo]:
     return sorted(found, key=lambda n: (not n.head, n.address, n.id))
 
 
+@dataclass(frozen=True)
+class RayTask:
+    """A task Ray reports as running: its name, and the node and process running it."""
+
+    name: str
+    node_id: str
+    pid: int | None
+
+
+def running_tasks(timeout_s: float = 5.0) -> list[RayTask] | None:
+    """Tasks running now, from Ray's state API; None where it is not reachable (no dashboard)."""
+    try:
+        from ray.util.state import list_tasks
+
+        found = list_tasks(
+            filters=[("state", "=", "RUNNING")], timeout=int(max(1, timeout_s)), raise_on_missing_output=False
+        )
+    except Exception:
+        return None
+    return [RayTask(t.name or "", t.node_id or "", getattr(t, "worker_pid", None)) for t in found]
+
+
 def driver_address() -> str:
     """The IP address of this process's host as the cluster knows it."""
     return str(import_ray().util.get_node_ip_address())

@@ -1,0 +1,146 @@
+"""Flows on a real local Ray cluster: fan-out, tracking in tasks, retries, node loss, resume, limits."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import plinth
+from plinth.cli.main import main
+from plinth.core.errors import ResourceError, StepFailed, StorageNotShared
+from plinth.core.settings import Settings
+from plinth.tracking.context import Backend
+from ray_cluster import RAY_MARK, add_node, remove_node, shared_cluster
+
+RESOURCES = Path(__file__).parent.parent / "resources"
+sys.path.insert(0, str(RESOURCES))
+import flows_example as ex  # noqa: E402
+import ray_flows  # noqa: E402
+
+pytestmark = RAY_MARK
+
+
+@pytest.fixture(autouse=True)
+def cluster() -> object:
+    return shared_cluster()
+
+
+def calls(result: plinth.FlowResult) -> dict[str, plinth.StepRun]:
+    return {s.call: s for s in result.steps}
+
+
+@pytest.mark.slow
+def test_fan_out_with_tracking_inside_tasks(tracking: Backend) -> None:
+    result = ray_flows.fan_out.run(executor="ray", n=40)
+    assert result.status is plinth.RunStatus.FINISHED and result.result == sum(i * i for i in range(40))
+    steps = calls(result)
+    assert {s.status.value for s in steps.values()} == {"FINISHED"}
+    nodes = {s.usage["worker"].split(" node ")[1][:8] for s in steps.values()}
+    assert len(nodes) == 2  # both nodes of the cluster ran steps
+    run = plinth.get_run(steps["square#7"].id)  # logged inside a Ray task, landed in the step's run
+    assert run.metrics["square"] == 49 and run.metrics["plinth.wall_s"] >= 0
+    assert run.tags["plinth.flow_run"] == result.id
+
+
+def test_artifacts_on_s3_and_output_captured(
+    pg_schema_factory, s3_bucket: str, s3_server: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        home=str(tmp_path / "home"),
+        store_url=pg_schema_factory(),
+        artifacts_url=s3_bucket,
+        storage_options={"endpoint_url": s3_server},
+        user="tester",
+    )
+    be = plinth.configure(settings)
+    result = ex.pipeline.run(executor="ray", lr=0.2)
+    assert result.result == {"lr": 0.2, "score": pytest.approx(0.6)}
+    load = calls(result)["load#0"]
+    assert load.result_digest and be.blobs.exists(load.result_digest)
+    assert b"loading seed 0" in be.blobs.read_bytes(load.log_digest or "")
+    assert plinth.get_run(calls(result)["train#3"].id).metrics["loss"] == 0.4
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_retries_timeouts_and_resources(tracking: Backend, tmp_path: Path) -> None:
+    result = ex.flaky_flow.run(executor="ray", marker=str(tmp_path / "m"), fail_times=2)
+    assert result.result == 3 and calls(result)["flaky#0"].attempts == 3
+    with pytest.raises(StepFailed, match=r"ran longer than its timeout of 1\.0 s"):
+        ex.too_slow.run(executor="ray")
+    with pytest.raises(ResourceError, match="gpu=3 but no node of the Ray cluster"):
+        ex.too_many_gpus.run(executor="ray")
+    gpus = ex.gpu_fanout.run(executor="ray", n=2).result
+    assert [g[0] for g in gpus] == ["0", "0"]  # the one simulated GPU, on the node that has it
+
+
+def test_resume_a_failed_ray_flow(tracking: Backend, tmp_path: Path) -> None:
+    marker = str(tmp_path / "fixed")
+    failed = ex.stages.run(executor="ray", raise_on_failure=False, marker=marker, fail_at=3)
+    assert failed.status is plinth.RunStatus.FAILED
+    Path(marker).touch()
+    resumed = plinth.resume_flow(failed.id, executor="ray")
+    states = {c: s.status.value for c, s in calls(resumed).items()}
+    assert states == {
+        **{f"stage#{i}": "CACHED" for i in range(3)},
+        "stage#3": "FINISHED",
+        "stage#4": "FINISHED",
+    }
+    assert resumed.result == 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_node_dies_mid_step_and_the_flow_finishes(tracking: Backend, tmp_path: Path) -> None:
+    import threading
+
+    extra = add_node()
+    folder = tmp_path / "where"
+    folder.mkdir()
+    outcome: dict[str, object] = {}
+    runner = threading.Thread(
+        target=lambda: outcome.update(r=ray_flows.spread.run(executor="ray", folder=str(folder), n=3))
+    )
+    runner.start()
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob("*.0"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victims = [p for p in folder.glob("*.0") if p.read_text() == extra.node_id]
+    assert victims, "no first attempt ran on the extra node"
+    remove_node(extra)
+    runner.join(timeout=90)
+    result = outcome["r"]
+    assert isinstance(result, plinth.FlowResult) and result.status is plinth.RunStatus.FINISHED
+    retried = calls(result)[f"stay#{victims[0].name.split('.')[0]}"]
+    assert retried.attempts == 2
+    assert extra.node_id not in result.result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_local_stores_with_a_node_on_another_host_are_refused(tracking: Backend) -> None:
+    other = add_node(node_ip_address="127.0.0.2")  # another IP: Ray counts it as another host
+    try:
+        with pytest.raises(StorageNotShared, match=r"PLINTH_STORE=postgresql://") as info:
+            ex.pipeline.run(executor="ray")
+        assert "127.0.0.2" in str(info.value)
+    finally:
+        remove_node(other)
+    assert ex.pipeline.run(executor="ray").status is plinth.RunStatus.FINISHED  # one host again
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_cli_runs_a_flow_on_ray_and_shows_the_cluster(
+    tracking: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    target = f"{RESOURCES / 'flows_example.py'}:pipeline"
+    assert main(["flows", "run", target, "--executor", "ray", "--ray-address", address, "-p", "lr=0.2"]) == 0
+    assert "FINISHED" in capsys.readouterr().out
+    assert main(["cluster", "status", "--ray-address", address]) == 0
+    out = capsys.readouterr().out
+    assert "2 nodes" in out and "head" in out and "No plinth steps are running." in out
