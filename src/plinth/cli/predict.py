@@ -37,7 +37,20 @@ from plinth.serving.batch import DEFAULT_BATCH_SIZE
     show_default=True,
     type=click.IntRange(min=1),
     metavar="N",
-    help="Processes scoring chunks in parallel.",
+    help="Processes scoring chunks in parallel (with --executor local).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Score chunks here (local) or with Ray tasks across a cluster (ray).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDRESS",
+    help="Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:10001 (default: RAY_ADDRESS).",
 )
 @click.option(
     "--id-column",
@@ -59,6 +72,8 @@ def predict(
     output_path: str,
     batch_size: int,
     workers: int,
+    executor: str,
+    ray_address: str | None,
     id_columns: tuple[str, ...],
     proba: bool,
     store_output: bool,
@@ -79,6 +94,8 @@ def predict(
         output_path,
         batch_size=batch_size,
         workers=workers,
+        executor=executor,
+        ray_address=ray_address,
         id_columns=id_columns,
         proba=proba,
         store_output=store_output,

@@ -17,7 +17,9 @@ bytes as an uninterrupted one.
 Reading (and conversion to pandas), scoring and writing overlap in three threads, so on a
 machine with spare cores the wall time is about that of the model's own predict calls.
 With `workers` > 1, chunks are scored in spawned processes (a script calling it needs the
-usual `if __name__ == "__main__":` guard).
+usual `if __name__ == "__main__":` guard). With `executor="ray"`, chunks are scored by Ray tasks
+across a cluster (`batch_ray`); reading, the part files and the output stay in this process,
+so resuming and lineage are the same whichever executor scored a chunk.
 
 Each call is a tracked run in experiment "batch-predict" (params, metrics rows, rows_per_s,
 chunks, chunks_skipped) with lineage edges: ("dataset_input", sha256 of the input) consumed_by
@@ -144,6 +146,8 @@ def batch_predict(
     proba: bool = False,
     store_output: bool = True,
     progress: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> BatchResult:
     """Score a large Parquet or CSV file (or a folder of them) in chunks, resumably, as a tracked run.
 
@@ -158,6 +162,8 @@ def batch_predict(
         proba: write class probabilities (`prediction_0..k`) instead of predictions.
         store_output: also store the output as the run's artifact `predictions.parquet`.
         progress: show a progress bar with rows/s (only when stderr is a terminal).
+        executor: "local" (this process, or `workers` processes) or "ray" (Ray tasks across the
+            cluster at `ray_address`: "auto", "HOST:PORT", "ray://HOST:10001"; default RAY_ADDRESS).
 
     Returns:
         A BatchResult. Calling again with the same arguments after a crash resumes.
@@ -169,6 +175,8 @@ def batch_predict(
     """
     started = time.perf_counter()
     batch_size, workers = _positive("batch_size", batch_size), _positive("workers", workers)
+    if executor not in ("local", "ray"):
+        raise InvalidInput(f"executor={executor!r}: use 'local' or 'ray'.")
     ids = _id_columns(id_columns)
     source = _open_input(input)
     out = _check_output(output, source)
@@ -182,8 +190,10 @@ def batch_predict(
     hasher = _Hasher(source)
     try:
         with stage:
-            with start_run(EXPERIMENT, params=_params(model_ref, mv, job, out, workers)) as run:
-                counts = _score(job, stage, model, _worker_spec(be, mv, workers), total, progress, out)
+            params = _params(model_ref, mv, job, out, workers, executor)
+            with start_run(EXPERIMENT, params=params) as run:
+                spec = _worker_spec(be, mv, workers, executor, ray_address)
+                counts = _score(job, stage, model, spec, total, progress, out)
                 digest = _finish(be, run, job, mv, out, counts, hasher.result(), store_output)
             stage.remove()  # still locked: no other process can be using it
     finally:
@@ -290,8 +300,9 @@ def _check_columns(
         raise InvalidInput(f"{source.path} does not fit model {ref}. {exc}", exc.problems) from exc
 
 
-def _params(ref: str, mv: ModelVersion, job: _Job, out: str, workers: int) -> dict[str, Any]:
+def _params(ref: str, mv: ModelVersion, job: _Job, out: str, workers: int, executor: str) -> dict[str, Any]:
     return {
+        "executor": executor,
         "model": ref,
         "model_version": mv.ref,
         "input": job.source.path,
@@ -512,6 +523,10 @@ def _score(
                 for index, table, frame in todo:
                     combiner.add(index, scorer.score(index, table, frame))
                     _scored(counts, table.num_rows, advance)
+            elif worker_spec.ray:
+                from plinth.serving.batch_ray import score_on_ray
+
+                score_on_ray(job, worker_spec, todo, lambda rows: _scored(counts, rows, advance), combiner)
             else:
                 _score_in_pool(job, stage, worker_spec, todo, counts, advance, combiner)
         if counts.chunks == 0:
@@ -629,16 +644,20 @@ class _Workers:
     version: ModelVersion
     folder: str
     meta: dict[str, Any]
+    ray: bool = False
+    ray_address: str | None = None
 
 
-def _worker_spec(be: Backend, mv: ModelVersion, workers: int) -> _Workers | None:
+def _worker_spec(
+    be: Backend, mv: ModelVersion, workers: int, executor: str = "local", ray_address: str | None = None
+) -> _Workers | None:
     """None for scoring in this process; else the model's verified local folder for the workers."""
-    if workers == 1:
+    if workers == 1 and executor == "local":
         return None
     from plinth.registry.package import materialize
 
     folder, manifest = materialize(be.blobs, mv, os.path.join(be.settings.home, "cache", "models"))
-    return _Workers(workers, mv, folder, manifest.get("meta") or {})
+    return _Workers(workers, mv, folder, manifest.get("meta") or {}, executor == "ray", ray_address)
 
 
 def _init_worker(job: _Job, mv: ModelVersion, folder: str, meta: dict[str, Any]) -> None:
