@@ -112,6 +112,16 @@ def test_dead_worker_is_crashed_and_the_next_task_runs(ex: RayExecutor) -> None:
     assert drain(ex)["after"].value == 49
 
 
+def test_a_fan_out_is_packed_and_a_crash_in_a_pack_hurts_no_other_task(ex: RayExecutor) -> None:
+    for i in range(40):
+        ex.submit(Task(f"t{i}", die if i == 13 else square, () if i == 13 else (i,)))
+    results = drain(ex)
+    assert results["t13"].outcome is Outcome.CRASHED
+    assert all(results[f"t{i}"].value == i * i for i in range(40) if i != 13)
+    workers = {results[f"t{i}"].worker for i in range(40) if i != 13}
+    assert len(workers) < 39  # several tasks ran in each Ray worker process
+
+
 def test_task_env_and_forwarded_settings(ex: RayExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLINTH_STORE", "postgresql://example/db")
     ex.submit(Task("own", env_value, ("SOME_VAR",), env={"SOME_VAR": "42"}))

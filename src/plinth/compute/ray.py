@@ -1,17 +1,21 @@
 """`RayExecutor`: runs tasks as Ray tasks on a Ray cluster, each within its CPU, GPU and memory ask.
 
-One `Task` attempt is one Ray task (`num_cpus`, `num_gpus` and `memory` from its Resources) with
+A `Task` attempt becomes a Ray task (`num_cpus`, `num_gpus` and `memory` from its Resources) with
 Ray's own retries off: retrying is the flow driver's job, so every attempt is recorded, as with
 the local executor. Ray keeps worker processes alive between tasks, so what a worker caches
 (open stores, unpickled step functions, loaded inputs) serves the next task as in the local pool;
 an actor per worker would add nothing. Results come back through Ray's object store only as the
 small reply of `worker.run_request` (for flow steps: a report naming the stored result blob).
 
-Outcomes: OK and ERROR from the reply; TIMEOUT and MEMORY from the note the task's watchdog
-leaves before ending its worker (see `ray_worker`); CANCELLED when `cancel` force-cancels it;
-CRASHED when Ray reports the worker, its node or its reply lost (`WorkerCrashedError`,
-`NodeDiedError`, `ObjectLostError`, ...), which the driver retries like a dead local worker.
+Packing: Ray costs about half a millisecond of cluster CPU per task, more than a trivial step
+costs plinth. When many tasks with the same ask and no timeout or memory limit are submitted at
+once (a fan-out), up to `pack` of them ride one Ray task and run one after the other in its
+worker, as long as that still leaves at least two Ray tasks per slot of the cluster, so every
+CPU stays busy. Should such a Ray task die, its tasks run again one per Ray task, so a task that
+crashes its worker takes no other task's attempt with it.
 
+Submitted tasks reach Ray when `wait` is next called (or when `FLUSH_AT` are waiting).
+Outcomes are mapped in `ray_outcomes`; limits are enforced in the worker (`ray_worker`).
 `ray` is imported only when an executor is made.
 """
 
@@ -22,30 +26,38 @@ import os
 import pickle
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cloudpickle
 
 from plinth.compute import ray_cluster
 from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult
-from plinth.compute.ray_worker import execute, read_note
+from plinth.compute.ray_outcomes import from_error, from_reply, name, size
+from plinth.compute.ray_worker import execute, execute_many
 from plinth.core.errors import InvalidInput, ResourceError
 from plinth.core.settings import Settings
 
 NODES_TTL_S = 5.0
 """How long the list of nodes that `submit` checks asks against is reused."""
+PACK = 8
+"""Default most tasks per Ray task (1 turns packing off)."""
+FLUSH_AT = 1024
+"""Submitted tasks handed to Ray at once without waiting for the next `wait`."""
 _lock = threading.Lock()
 _shared: dict[str, RayExecutor] = {}
 
+_Item = tuple[Task, bytes]  # a task and its encoded request
 
-@dataclass
+
+@dataclass(eq=False)
 class _Flight:
-    """A task handed to Ray and not yet ended."""
+    """One Ray task in flight and the tasks it runs (several when packed)."""
 
-    task: Task
+    items: list[_Item]
     ref: Any
     submitted: float
+    live: set[str] = field(default_factory=set)  # ids of its tasks not cancelled
 
 
 class RayExecutor(Executor):
@@ -58,6 +70,7 @@ class RayExecutor(Executor):
         init_options: more keyword arguments for `ray.init`.
         wait_for_resources: queue tasks no node can run yet (an autoscaler may add one) instead of
             raising ResourceError.
+        pack: most tasks one Ray task may run (see the module docstring); 1 for one each.
 
     Example:
         with RayExecutor("ray://head:10001") as ex:
@@ -71,18 +84,23 @@ class RayExecutor(Executor):
         *,
         init_options: dict[str, Any] | None = None,
         wait_for_resources: bool = False,
+        pack: int = PACK,
     ) -> None:
         self._ray = ray_cluster.import_ray()
         self._owns_connection = not self._ray.is_initialized()
         self.address = ray_cluster.connect(address, init_options)
-        self._remote = self._ray.remote(execute)
+        self._one = self._ray.remote(execute)
+        self._many = self._ray.remote(execute_many)
         self._wait_for_resources = wait_for_resources
+        self._pack = max(1, int(pack))
         self._cwd = os.getcwd()
+        self._pending: dict[str, _Item] = {}
         self._flights: dict[Any, _Flight] = {}
         self._by_id: dict[str, _Flight] = {}
         self._done: list[TaskResult] = []
         self._nodes: list[ray_cluster.NodeInfo] = []
         self._nodes_at = float("-inf")
+        self._env: dict[str, str] | None = None  # forwarded variables, read once per round of submits
         self._closed = False
 
     # ------------------------------------------------------------------------------ interface
@@ -97,10 +115,10 @@ class RayExecutor(Executor):
         )
 
     def submit(self, task: Task) -> None:
-        """Hand `task` to Ray; ResourceError if no node of the cluster could ever run it."""
+        """Queue `task` for Ray; ResourceError if no node of the cluster could ever run it."""
         if self._closed:
             raise InvalidInput("This executor has been shut down; create a new one to submit tasks.")
-        if task.id in self._by_id:
+        if task.id in self._by_id or task.id in self._pending:
             raise InvalidInput(f"Task id {task.id!r} is already queued or running; give each attempt an id.")
         self._check_fits(task)
         try:
@@ -109,56 +127,54 @@ class RayExecutor(Executor):
             error = f"{type(exc).__name__}: the task's function or arguments could not be pickled ({exc})"
             self._done.append(TaskResult(task.id, Outcome.ERROR, error=error))
             return
-        env = {**ray_cluster.forwarded_env(), **task.env}
-        request = pickle.dumps((None, env, payload), protocol=pickle.HIGHEST_PROTOCOL)
-        res = task.resources
-        options: dict[str, Any] = {"num_cpus": res.cpu, "max_retries": 0, "name": task_name(task)}
-        if res.gpu:
-            options["num_gpus"] = res.gpu
-        if res.memory is not None:
-            options["memory"] = res.memory
-        ref = self._remote.options(**options).remote(request, task.id, self._cwd, task.timeout_s, res.memory)
-        flight = _Flight(task, ref, time.monotonic())
-        self._flights[ref] = flight
-        self._by_id[task.id] = flight
+        if self._env is None:
+            self._env = ray_cluster.forwarded_env()
+        env = {**self._env, **task.env} if task.env else self._env
+        self._pending[task.id] = (task, pickle.dumps((None, env, payload), protocol=pickle.HIGHEST_PROTOCOL))
+        if len(self._pending) >= FLUSH_AT:
+            self._flush()
 
     def wait(self, timeout: float | None = None) -> list[TaskResult]:
         """Block until at least one task ends (or `timeout` seconds pass); return the ended ones."""
+        self._env = None
+        self._flush()
         if not self._done and self._flights:
             refs = list(self._flights)
             ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout)
             if ready and len(refs) > 1:
                 ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
             for ref in ready:
-                flight = self._flights.pop(ref)
-                del self._by_id[flight.task.id]
-                self._done.append(self._collect(flight))
+                self._collect(self._flights.pop(ref))
         done, self._done = self._done, []
         return done
 
     def cancel(self, task_id: str) -> None:
-        """Force-cancel a queued or running task (its worker is ended); its result is CANCELLED."""
+        """Drop a queued task or force-cancel a running one (its worker is ended); it ends CANCELLED."""
+        item = self._pending.pop(task_id, None)
         flight = self._by_id.pop(task_id, None)
-        if flight is None:
+        if item is None and flight is None:
             return
-        del self._flights[flight.ref]
-        try:
-            self._ray.cancel(flight.ref, force=True)
-        except Exception:  # already ended, or the cluster is gone: nothing left to stop
-            pass
-        message = f"Task {_name(flight.task)!r} was cancelled."
-        self._done.append(TaskResult(task_id, Outcome.CANCELLED, error=message))
+        task = item[0] if item is not None else next(t for t, _ in flight.items if t.id == task_id)  # type: ignore[union-attr]
+        if flight is not None:
+            flight.live.discard(task_id)
+            if not flight.live:  # a packed Ray task runs on while any of its tasks is wanted
+                del self._flights[flight.ref]
+                try:
+                    self._ray.cancel(flight.ref, force=True)
+                except Exception:  # already ended, or the cluster is gone: nothing left to stop
+                    pass
+        self._done.append(TaskResult(task_id, Outcome.CANCELLED, error=f"Task {name(task)!r} was cancelled."))
 
     def running(self) -> int:
-        """Tasks handed to Ray and not yet ended."""
-        return len(self._by_id)
+        """Tasks queued or running."""
+        return len(self._pending) + len(self._by_id)
 
     def shutdown(self) -> None:
-        """Cancel every task in flight; disconnect from Ray when this executor connected."""
+        """Cancel every task; disconnect from Ray when this executor connected."""
         if self._closed:
             return
         self._closed = True
-        for task_id in list(self._by_id):
+        for task_id in [*self._pending, *self._by_id]:
             self.cancel(task_id)
         self._done.clear()
         if self._owns_connection and self._ray.is_initialized():
@@ -167,6 +183,78 @@ class RayExecutor(Executor):
     def check_storage(self, settings: Settings) -> None:
         """Raise StorageNotShared when nodes on other hosts could not use these settings' stores."""
         ray_cluster.check_shared_storage(settings)
+
+    # ------------------------------------------------------------------------------ sending
+
+    def _flush(self) -> None:
+        """Hand every queued task to Ray, packing fan-outs of small tasks."""
+        if not self._pending:
+            return
+        pending, self._pending = list(self._pending.values()), {}
+        groups: dict[Resources, list[_Item]] = {}
+        for item in pending:
+            task = item[0]
+            if (
+                self._pack > 1
+                and task.timeout_s is None
+                and task.resources.memory is None
+                and not task.resources.gpu
+            ):
+                groups.setdefault(task.resources, []).append(item)
+            else:
+                self._send([item])
+        for res, items in groups.items():
+            size = self._pack_size(res, len(items))
+            for start in range(0, len(items), size):
+                self._send(items[start : start + size])
+
+    def _pack_size(self, res: Resources, count: int) -> int:
+        """Tasks per Ray task: at most `pack`, and at least two Ray tasks for each slot of `res`."""
+        cpus = sum(n.cpus for n in self._current_nodes())
+        slots = max(1, int(cpus / res.cpu)) if res.cpu > 0 else count
+        return max(1, min(self._pack, count // (2 * slots)))
+
+    def _send(self, items: list[_Item]) -> None:
+        task, request = items[0]
+        res = task.resources
+        options: dict[str, Any] = {"num_cpus": res.cpu, "max_retries": 0}
+        if res.gpu:
+            options["num_gpus"] = res.gpu
+        if res.memory is not None:
+            options["memory"] = res.memory
+        if len(items) == 1:
+            options["name"] = task_name(task)
+            ref = self._one.options(**options).remote(request, task.id, self._cwd, task.timeout_s, res.memory)
+        else:
+            options["name"] = "plinth " + " ".join(t.id for t, _ in items)
+            ref = self._many.options(**options).remote([r for _, r in items], self._cwd)
+        flight = _Flight(items, ref, time.monotonic(), {t.id for t, _ in items})
+        self._flights[ref] = flight
+        for item in items:
+            self._by_id[item[0].id] = flight
+
+    # ------------------------------------------------------------------------------ results
+
+    def _collect(self, flight: _Flight) -> None:
+        """Record the results of an ended Ray task's live tasks (or send them again, one each)."""
+        live = [item for item in flight.items if item[0].id in flight.live]
+        for task, _ in live:
+            del self._by_id[task.id]
+        try:
+            answer = self._ray.get(flight.ref)
+        except Exception as exc:
+            if len(flight.items) == 1:
+                self._done.append(from_error(flight.items[0][0], exc, flight.submitted))
+            else:  # a packed Ray task died: run each of its tasks again on its own
+                for item in live:
+                    self._send([item])
+            return
+        if len(flight.items) == 1:
+            self._done.extend(from_reply(task, answer) for task, _ in live)
+            return
+        for (task, _), reply in zip(flight.items, answer, strict=True):
+            if task.id in flight.live:
+                self._done.append(from_reply(task, reply))
 
     # ------------------------------------------------------------------------------ resources
 
@@ -180,84 +268,19 @@ class RayExecutor(Executor):
     def _check_fits(self, task: Task) -> None:
         res = task.resources
         if res.cpu < 0 or res.gpu < 0 or (res.memory is not None and res.memory < 0):
-            raise InvalidInput(f"Task {_name(task)!r} asks for negative resources ({res.describe()}).")
+            raise InvalidInput(f"Task {name(task)!r} asks for negative resources ({res.describe()}).")
         if self._wait_for_resources or any(_fits(res, n) for n in self._current_nodes()):
             return
         if any(_fits(res, n) for n in self._current_nodes(refresh=True)):
             return
-        largest = ", ".join(
-            f"{n.address} {n.cpus:g} CPUs, {n.gpus:g} GPUs, {_size(n.memory)}" for n in self._nodes
+        nodes = ", ".join(
+            f"{n.address} {n.cpus:g} CPUs, {n.gpus:g} GPUs, {size(n.memory)}" for n in self._nodes
         )
         raise ResourceError(
-            f"Task {_name(task)!r} asks for {res.describe()} but no node of the Ray cluster has that much "
-            f"(nodes: {largest or 'none'}); lower what it asks for, add a node that has it, or use "
+            f"Task {name(task)!r} asks for {res.describe()} but no node of the Ray cluster has that much "
+            f"(nodes: {nodes or 'none'}); lower what it asks for, add a node that has it, or use "
             "RayExecutor(wait_for_resources=True) where an autoscaler adds nodes."
         )
-
-    # ------------------------------------------------------------------------------ results
-
-    def _collect(self, flight: _Flight) -> TaskResult:
-        """The TaskResult of an ended Ray task."""
-        try:
-            reply, where, gpus, watched_rss = self._ray.get(flight.ref)
-        except Exception as exc:
-            return self._failed(flight, exc)
-        try:
-            status, value, error, trace, cpu_s, wall_s, rss, peak, _total = cloudpickle.loads(reply)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: the task's reply could not be unpickled here ({exc})"
-            return TaskResult(flight.task.id, Outcome.ERROR, error=error, worker=where)
-        return TaskResult(
-            task_id=flight.task.id,
-            outcome=Outcome.OK if status == "ok" else Outcome.ERROR,
-            value=value,
-            error=error,
-            traceback=trace,
-            gpus=tuple(gpus),
-            max_rss=max(rss, peak, watched_rss),
-            cpu_s=cpu_s,
-            wall_s=wall_s,
-            worker=where,
-        )
-
-    def _failed(self, flight: _Flight, exc: Exception) -> TaskResult:
-        """Map what Ray raised for a task onto an Outcome."""
-        from ray import exceptions as rex
-
-        task = flight.task
-        wall_s = time.monotonic() - flight.submitted
-        if isinstance(exc, rex.RayTaskError):  # execute itself raised: a bug or a broken worker
-            return TaskResult(task.id, Outcome.ERROR, error=_first_line(exc), wall_s=wall_s)
-        if isinstance(exc, rex.TaskCancelledError):
-            return TaskResult(task.id, Outcome.CANCELLED, error=f"Task {_name(task)!r} was cancelled.")
-        if isinstance(exc, (rex.TaskUnschedulableError, rex.RuntimeEnvSetupError)):
-            error = f"Task {_name(task)!r} could not be started by Ray: {_first_line(exc)}"
-            return TaskResult(task.id, Outcome.ERROR, error=error, wall_s=wall_s)
-        note = read_note(task.id)
-        if note is not None:
-            return self._noted(task, note, wall_s)
-        if isinstance(exc, rex.OutOfMemoryError):
-            error = (
-                f"Task {_name(task)!r} was stopped by Ray because its node ran out of memory; give it "
-                f"a memory= ask so Ray places it where there is room. ({_first_line(exc)})"
-            )
-            return TaskResult(task.id, Outcome.MEMORY, error=error, wall_s=wall_s)
-        error = f"Task {_name(task)!r}: its Ray worker or node died while running it ({_first_line(exc)})."
-        return TaskResult(task.id, Outcome.CRASHED, error=error, wall_s=wall_s)
-
-    def _noted(self, task: Task, note: tuple[str, list[str]], wall_s: float) -> TaskResult:
-        """The outcome a task's watchdog recorded before ending its worker."""
-        outcome, detail = note
-        if outcome == "memory":
-            rss, limit = int(detail[0]), int(detail[1])
-            error = (
-                f"Task {_name(task)!r} used {_size(rss)} of memory, over its limit of {_size(limit)}, and "
-                "was stopped; raise its memory or make it use less."
-            )
-            return TaskResult(task.id, Outcome.MEMORY, error=error, max_rss=rss, wall_s=wall_s)
-        limit_s = float(detail[0]) if detail else task.timeout_s or 0.0
-        error = f"Task {_name(task)!r} ran longer than its timeout of {limit_s:.1f} s and was stopped."
-        return TaskResult(task.id, Outcome.TIMEOUT, error=error, wall_s=wall_s)
 
 
 def shared_executor(address: str | None = None, settings: Settings | None = None) -> RayExecutor:
@@ -288,30 +311,12 @@ def _shutdown_shared() -> None:
         _shared.clear()
 
 
-# ---------------------------------------------------------------------------------- helpers
+def task_name(task: Task) -> str:
+    """The Ray task name of an attempt: 'plinth LABEL TASK_ID' (Ray's task list shows it)."""
+    return f"plinth {name(task)} {task.id}"
 
 
 def _fits(res: Resources, node: ray_cluster.NodeInfo) -> bool:
     if res.cpu > node.cpus + 1e-9 or res.gpu > node.gpus + 1e-9:
         return False
     return res.memory is None or res.memory <= node.memory
-
-
-def task_name(task: Task) -> str:
-    """The Ray task name of an attempt: 'plinth LABEL TASK_ID' (Ray's task list shows it)."""
-    return f"plinth {_name(task)} {task.id}"
-
-
-def _name(task: Task) -> str:
-    return task.label or task.id
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
-
-
-def _size(n: int) -> str:
-    if n >= 2**30:
-        return f"{n / 2**30:.1f} GiB"
-    return f"{n / 2**20:.0f} MiB"

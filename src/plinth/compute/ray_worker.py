@@ -34,6 +34,7 @@ NAMESPACE = "plinth"
 _GRACE_S = 2.0  # how much later SIGALRM ends a process whose watchdog could not run
 _HOST = socket.gethostname()
 _me: psutil.Process | None = None
+_where: str | None = None
 
 
 def note_key(task_id: str) -> bytes:
@@ -58,13 +59,24 @@ def execute(
     return reply, where(), _gpu_ids(), watchdog.max_rss if watchdog is not None else 0
 
 
+def execute_many(requests: list[bytes], cwd: str) -> list[tuple[bytes, str, tuple[int, ...], int]]:
+    """Run several requests (tasks without limits), one after the other; a reply for each."""
+    global _me
+    if _me is None:
+        _me = psutil.Process()
+    with _working_folder(cwd):
+        return [(run_request(request, _me), where(), (), 0) for request in requests]
+
+
 def where() -> str:
     """This worker's place in the cluster: 'host:pid node NODE_ID8 (IP)'."""
-    import ray
+    global _where
+    if _where is None or not _where.startswith(f"{_HOST}:{os.getpid()} "):
+        import ray
 
-    context = ray.get_runtime_context()
-    node = context.get_node_id()[:8]
-    return f"{_HOST}:{os.getpid()} node {node} ({ray.util.get_node_ip_address()})"
+        node = ray.get_runtime_context().get_node_id()[:8]
+        _where = f"{_HOST}:{os.getpid()} node {node} ({ray.util.get_node_ip_address()})"
+    return _where
 
 
 def _gpu_ids() -> tuple[int, ...]:
