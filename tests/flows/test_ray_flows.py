@@ -10,7 +10,7 @@ import pytest
 
 import plinth
 from plinth.cli.main import main
-from plinth.core.errors import ResourceError, StepFailed, StorageNotShared
+from plinth.core.errors import InvalidInput, ResourceError, StepFailed, StorageNotShared
 from plinth.core.settings import Settings
 from plinth.tracking.context import Backend
 from ray_cluster import RAY_MARK, add_node, remove_node, shared_cluster
@@ -34,7 +34,7 @@ def calls(result: plinth.FlowResult) -> dict[str, plinth.StepRun]:
 
 @pytest.mark.slow
 def test_fan_out_with_tracking_inside_tasks(tracking: Backend) -> None:
-    result = ray_flows.fan_out.run(executor="ray", n=40)
+    result = ray_flows.fan_out.run(n=40)  # @flow(executor="ray")
     assert result.status is plinth.RunStatus.FINISHED and result.result == sum(i * i for i in range(40))
     steps = calls(result)
     assert {s.status.value for s in steps.values()} == {"FINISHED"}
@@ -42,6 +42,14 @@ def test_fan_out_with_tracking_inside_tasks(tracking: Backend) -> None:
     run = plinth.get_run(steps["square#7"].id)  # logged inside a Ray task, landed in the step's run
     assert run.metrics["square"] == 49 and run.metrics["plinth.wall_s"] >= 0
     assert run.tags["plinth.flow_run"] == result.id
+    joined = plinth.get_run(steps["total#0"].id)  # an artifact logged inside a Ray task
+    [report] = [a for a in joined.artifacts if a.path == "total.txt"]
+    assert tracking.blobs.read_bytes(report.digest) == str(result.result).encode()
+
+
+def test_an_unknown_executor_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="use one of local, ray"):
+        plinth.flow(executor="spark")
 
 
 def test_artifacts_on_s3_and_output_captured(

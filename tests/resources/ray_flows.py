@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,9 +40,13 @@ def square(x: int) -> int:
 
 @step
 def total(values: list[int]) -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "total.txt"
+        report.write_text(str(sum(values)))
+        plinth.active_run().log_artifact(str(report))
     return sum(values)
 
 
-@flow
+@flow(executor="ray")
 def fan_out(n: int = 50) -> int:
     return total(square.map(range(n)))

@@ -82,12 +82,12 @@ def connect(address: str | None = None, init_options: Mapping[str, Any] | None =
     if ray.is_initialized():
         return _current_address(ray, address)
     options = dict(init_options or {})
-    runtime_env = dict(options.pop("runtime_env", None) or {})
-    runtime_env["env_vars"] = {**forwarded_env(), **runtime_env.get("env_vars", {})}
     options.setdefault("namespace", "plinth")
     options.setdefault("logging_level", "warning")
+    # Settings and credentials go with each task (RayExecutor.submit), not into the job's
+    # runtime_env, which Ray shows to anyone who can read its dashboard.
     try:
-        ray.init(address=address, runtime_env=runtime_env, **options)
+        ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise ConfigError(
             f"Cannot connect to the Ray cluster at {address or 'RAY_ADDRESS / this machine'}: {exc}. "
