@@ -27,6 +27,7 @@ from plinth.core.errors import (
     SchemaError as SchemaError,
 )
 from plinth.core.errors import StepFailed as StepFailed
+from plinth.core.errors import StorageNotShared as StorageNotShared
 from plinth.core.errors import (
     StoreBusy as StoreBusy,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "RunNotActive",
     "SchemaError",
     "StepFailed",
+    "StorageNotShared",
     "StoreBusy",
     "StoreError",
 ]
