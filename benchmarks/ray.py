@@ -35,7 +35,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # `impo
 
 WORK = HERE / ".work" / "ray"
 SECTION = "ray"
-FULL = {"fan": 1000, "rounds": 3, "rows": 10_000_000}
+FULL = {"fan": 1000, "rounds": 5, "rows": 10_000_000}
 QUICK = {"fan": 200, "rounds": 1, "rows": 1_000_000}
 BATCH_SIZE = 100_000
 ROW_GROUP = 1_000_000

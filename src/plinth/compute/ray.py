@@ -152,10 +152,8 @@ class RayExecutor(Executor):
         """Drop a queued task or force-cancel a running one (its worker is ended); it ends CANCELLED."""
         item = self._pending.pop(task_id, None)
         flight = self._by_id.pop(task_id, None)
-        if item is None and flight is None:
-            return
-        task = item[0] if item is not None else next(t for t, _ in flight.items if t.id == task_id)  # type: ignore[union-attr]
         if flight is not None:
+            item = next(i for i in flight.items if i[0].id == task_id)
             flight.live.discard(task_id)
             if not flight.live:  # a packed Ray task runs on while any of its tasks is wanted
                 del self._flights[flight.ref]
@@ -163,7 +161,9 @@ class RayExecutor(Executor):
                     self._ray.cancel(flight.ref, force=True)
                 except Exception:  # already ended, or the cluster is gone: nothing left to stop
                     pass
-        self._done.append(TaskResult(task_id, Outcome.CANCELLED, error=f"Task {name(task)!r} was cancelled."))
+        if item is not None:
+            message = f"Task {name(item[0])!r} was cancelled."
+            self._done.append(TaskResult(task_id, Outcome.CANCELLED, error=message))
 
     def running(self) -> int:
         """Tasks queued or running."""

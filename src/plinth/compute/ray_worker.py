@@ -46,13 +46,11 @@ def execute(
     request: bytes, task_id: str, cwd: str, timeout_s: float | None, memory: int | None
 ) -> tuple[bytes, str, tuple[int, ...], int]:
     """Run one request; returns (reply, where it ran, GPU ids, peak memory seen by the watchdog)."""
-    global _me
-    if _me is None:
-        _me = psutil.Process()
+    me = _process()
     watchdog = _Watchdog(task_id, timeout_s, memory) if timeout_s is not None or memory is not None else None
     with _working_folder(cwd):
         try:
-            reply = run_request(request, _me)
+            reply = run_request(request, me)
         finally:
             if watchdog is not None:
                 watchdog.stop()
@@ -61,11 +59,17 @@ def execute(
 
 def execute_many(requests: list[bytes], cwd: str) -> list[tuple[bytes, str, tuple[int, ...], int]]:
     """Run several requests (tasks without limits), one after the other; a reply for each."""
-    global _me
-    if _me is None:
-        _me = psutil.Process()
+    me = _process()
     with _working_folder(cwd):
-        return [(run_request(request, _me), where(), (), 0) for request in requests]
+        return [(run_request(request, me), where(), (), 0) for request in requests]
+
+
+def _process() -> psutil.Process:
+    """This worker process (created once: psutil caches what it reads about it)."""
+    global _me
+    if _me is None or _me.pid != os.getpid():
+        _me = psutil.Process()
+    return _me
 
 
 def where() -> str:
@@ -153,20 +157,19 @@ class _Watchdog:
 
 def _tree_rss() -> int:
     """Resident memory of this process and all its descendants, bytes."""
-    assert _me is not None
+    me = _process()
     total = 0
     with contextlib.suppress(psutil.Error):
-        total = _me.memory_info().rss
-        for child in _me.children(recursive=True):
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
     return total
 
 
 def _kill_children() -> None:
-    assert _me is not None
     with contextlib.suppress(psutil.Error):
-        for child in _me.children(recursive=True):
+        for child in _process().children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 child.kill()
 
