@@ -12,6 +12,7 @@ import plinth
 from plinth.cli.main import main
 from plinth.core.errors import InvalidInput, ResourceError, StepFailed, StorageNotShared
 from plinth.core.settings import Settings
+from plinth.flows.status import running_steps
 from plinth.tracking.context import Backend
 from ray_cluster import RAY_MARK, add_node, remove_node, shared_cluster
 
@@ -100,7 +101,9 @@ def test_resume_a_failed_ray_flow(tracking: Backend, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
-def test_a_node_dies_mid_step_and_the_flow_finishes(tracking: Backend, tmp_path: Path) -> None:
+def test_a_node_dies_mid_step_and_the_flow_finishes(
+    tracking: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import threading
 
     extra = add_node()
@@ -116,6 +119,12 @@ def test_a_node_dies_mid_step_and_the_flow_finishes(tracking: Backend, tmp_path:
         time.sleep(0.05)
     victims = [p for p in folder.glob("*.0") if p.read_text() == extra.node_id]
     assert victims, "no first attempt ran on the extra node"
+    while len(running_steps(tracking)) < 3 and time.monotonic() < deadline:  # step rows are written
+        time.sleep(0.05)  # at most PERSIST_EVERY_S after a scheduling round
+    capsys.readouterr()
+    assert main(["cluster", "status"]) == 0  # the running steps, from the store
+    shown = capsys.readouterr().out
+    assert "3 nodes" in shown and "Running steps (3)" in shown and "stay#2" in shown
     remove_node(extra)
     runner.join(timeout=90)
     result = outcome["r"]
