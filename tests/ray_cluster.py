@@ -5,7 +5,9 @@ the GCS on a free port (6379 may be taken by Redis) and no dashboard. Tests that
 (to kill one, or one that looks like another host: 127.0.0.2 is loopback too, but Ray tells hosts
 apart by IP) add them with `add_node` and remove them themselves. Ray tests carry
 `@pytest.mark.xdist_group("ray")`, and `--dist loadgroup` sends them all to one xdist worker, so
-a session starts one cluster. It is stopped when the test process exits.
+a session starts one cluster (the conftest.py files of tests/compute and tests/flows import
+`pytest_collection_modifyitems` from here to make that grouping work). It is stopped when the
+test process exits.
 """
 
 from __future__ import annotations
@@ -19,6 +21,24 @@ import pytest
 
 RAY_MARK = [pytest.mark.xdist_group("ray")]
 _cluster: Any = None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give tests marked `xdist_group("ray")` the `@ray` node id suffix `--dist loadgroup` sorts by.
+
+    xdist 3.8 adds it by setting `item._nodeid`, which pytest 9.2 no longer reads (node ids are
+    `item._id`), so without this every worker would get some Ray tests and start a cluster.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # an older pytest, where xdist's own suffix works
+        return
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is not None and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = NodeId.parse(f"{item.nodeid}@{mark.args[0] if mark.args else 'default'}")
 
 
 def _free_port() -> int:
