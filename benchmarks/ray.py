@@ -63,6 +63,7 @@ def _helpers() -> Any:
 def fan_out_rows(n: int, rounds: int) -> dict[str, list[float]]:
     """Seconds per run of each side, `rounds` runs each after one untimed warm-up, interleaved."""
     import ray
+
     from plinth import flow, step
 
     @step

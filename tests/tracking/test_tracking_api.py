@@ -105,6 +105,27 @@ def test_sigterm_marks_killed(tracking: Backend) -> None:
     assert plinth.get_run(run.id).status is plinth.RunStatus.KILLED
 
 
+def test_sigterm_with_another_handler_installed_is_chained_and_marks_killed(tracking: Backend) -> None:
+    """A process where something else (Ray's driver, a web framework) already handles SIGTERM."""
+    previous = signal.getsignal(signal.SIGTERM)
+    called: list[int] = []
+
+    def theirs(signum: int, frame: object) -> None:
+        called.append(signum)
+        raise SystemExit(3)
+
+    signal.signal(signal.SIGTERM, theirs)
+    try:
+        with pytest.raises(SystemExit) as exited, plinth.start_run() as run:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert called == [signal.SIGTERM] and exited.value.code == 3
+    assert plinth.get_run(run.id).status is plinth.RunStatus.KILLED
+
+
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [

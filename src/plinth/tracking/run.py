@@ -6,7 +6,7 @@ import itertools
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from plinth.compute.sampling import Allocation, process_allocation
@@ -382,16 +382,30 @@ def _as_int_array(key: str, values: Any, n: int, what: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
+_previous_sigterm: Callable[[int, Any], Any] | None = None
+"""A Python SIGTERM handler that was there before plinth's (Ray's driver installs one), chained."""
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
+    previous = _previous_sigterm
+    if previous is not None:
+        try:
+            previous(signum, frame)
+        except SystemExit as exc:  # the earlier handler's way of exiting, seen by runs as a kill
+            raise Terminated(exc.code) from None
     raise Terminated(128 + signum)
 
 
 def _install_sigterm() -> None:
+    global _previous_sigterm
     if threading.current_thread() is not threading.main_thread():
         return
     try:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _on_sigterm)
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _on_sigterm or not (current is signal.SIG_DFL or callable(current)):
+            return
+        _previous_sigterm = None if current is signal.SIG_DFL else current
+        signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):
         pass
 

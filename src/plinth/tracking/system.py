@@ -15,7 +15,7 @@ and the running totals, which end at the run's end:
     system/cpu_hours_used, system/gpu_hours_used                                    (used)
 
 CPU- and GPU-hours are *allocated* count x wall hours, as cloud billing counts them; the used
-figures give utilization. A run that ends before its first sample logs none of these (it costs
+figures give utilization. A run that ends before its first sample was due logs none of these (it costs
 nothing to measure); `plinth costs` counts such runs from their times and allocation tags.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 from plinth.compute.sampling import Allocation, Meter, ResourceSampler, Sample, Totals
@@ -132,9 +133,10 @@ class SystemMetrics:
             if self._closed:
                 return None
             self._closed = True
+            due = time.monotonic() >= self._sub.next_s  # its first sample was due (maybe late)
             self._sub.cancel()
             self._sub.callback = _ignore  # no cycle back to this object: freed without the GC
-            if self._meter.samples == 0 and not self._carried:
+            if self._meter.samples == 0 and not self._carried and not due:
                 return None
             self._record(self._sampler.sample(self._meter.allocation.gpu_ids))
             return self._meter.totals()
