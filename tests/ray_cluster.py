@@ -13,6 +13,7 @@ test process exits.
 from __future__ import annotations
 
 import atexit
+import os
 import socket
 import time
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 
 RAY_MARK = [pytest.mark.xdist_group("ray")]
 _cluster: Any = None
+_client_port = 0
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -57,9 +59,18 @@ def shared_cluster() -> Any:
     from ray.cluster_utils import Cluster
 
     # Ray rewrites a 127.0.0.1 address to the host's network address, where these nodes do not
-    # listen; with this off it keeps loopback addresses as they are.
+    # listen; with this off it keeps loopback addresses as they are (the variable reaches the
+    # processes Ray starts, such as the Ray Client server's, and other drivers the tests start).
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     constants.ENABLE_RAY_CLUSTER = False
-    head = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "gcs_server_port": _free_port()}
+    global _client_port
+    _client_port = _free_port()
+    head = {
+        "num_cpus": 1,
+        "node_ip_address": "127.0.0.1",
+        "gcs_server_port": _free_port(),
+        "ray_client_server_port": _client_port,  # ray://127.0.0.1:PORT, for drivers elsewhere
+    }
     # CPU tasks may use the GPU node too (Ray keeps them off GPU nodes by default): two CPUs in all.
     # A removed node counts as dead after about 2 s instead of Ray's default 15 or so.
     config = {
@@ -76,6 +87,12 @@ def shared_cluster() -> Any:
     _cluster = cluster
     atexit.register(_stop)
     return cluster
+
+
+def client_address() -> str:
+    """The Ray Client address of the test cluster (ray://127.0.0.1:PORT)."""
+    shared_cluster()
+    return f"ray://127.0.0.1:{_client_port}"
 
 
 def add_node(**args: Any) -> Any:

@@ -14,7 +14,7 @@ from plinth.core.errors import InvalidInput, ResourceError, StepFailed, StorageN
 from plinth.core.settings import Settings
 from plinth.flows.status import running_steps
 from plinth.tracking.context import Backend
-from ray_cluster import RAY_MARK, add_node, remove_node, shared_cluster
+from ray_cluster import RAY_MARK, add_node, client_address, remove_node, shared_cluster
 
 RESOURCES = Path(__file__).parent.parent / "resources"
 sys.path.insert(0, str(RESOURCES))
@@ -160,3 +160,46 @@ def test_cli_runs_a_flow_on_ray_and_shows_the_cluster(
     assert main(["cluster", "status", "--ray-address", address]) == 0
     out = capsys.readouterr().out
     assert "2 nodes" in out and "head" in out and "No plinth steps are running." in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_driver_elsewhere_runs_a_flow_through_ray_client(settings: Settings, tmp_path: Path) -> None:
+    """`plinth flows run --ray-address ray://…` from another process, as from a laptop."""
+    import os
+    import subprocess
+
+    from plinth.tracking.context import backend
+
+    plinth.configure(settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
+    env.update(PLINTH_HOME=str(tmp_path / "laptop"), PLINTH_STORE=settings.store_url or "")
+    env["PLINTH_ARTIFACTS"] = str(tmp_path / "shared-artifacts")  # one machine: a shared folder
+    target = f"{RESOURCES / 'flows_example.py'}:pipeline"
+    plinth_cli = str(Path(sys.executable).parent / "plinth")
+    done = subprocess.run(
+        [
+            plinth_cli,
+            "flows",
+            "run",
+            target,
+            "--executor",
+            "ray",
+            "--ray-address",
+            client_address(),
+            "-p",
+            "lr=0.2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FINISHED" in done.stdout
+    store = backend().store
+    [flow_run] = store.list_flow_runs()
+    assert flow_run.status is plinth.RunStatus.FINISHED
+    steps = store.step_runs(flow_run.id)
+    assert steps and all(s.status.value == "FINISHED" and " node " in s.usage["worker"] for s in steps)
