@@ -253,3 +253,36 @@ def test_labels_cli(tracking: Backend, tmp_path, capsys: pytest.CaptureFixture[s
     pd.DataFrame({"id": ids}).to_csv(bad, index=False)
     assert main(["labels", "log", "iris-clf", "--file", str(bad)]) != 0
     assert "request_id" in capsys.readouterr().err
+
+
+def test_monitor_cli_drift_performance_and_ops(tracking: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+    features, model = iris_model(tracking)
+    shifted = features.copy()
+    shifted["petal length (cm)"] += 2.5
+    ids = serve_logs(tracking, model, shifted, at_ms=now_ms() - 1000, per_request=5, proba=True)
+    truth = load_iris(as_frame=True).frame["target"].to_numpy()
+    plinth.log_labels(
+        "iris-clf", [(rid, truth[i * 5 : (i + 1) * 5].tolist()) for i, rid in enumerate(ids[:20])]
+    )
+
+    assert main(["monitor", "drift", "iris-clf", "--since", "1h"]) == 0
+    out = capsys.readouterr().out
+    assert "DRIFTED" in out and "1 of 4 features drifted: petal length (cm)" in out
+    assert main(["monitor", "drift", "iris-clf", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["drifted_features"] == ["petal length (cm)"] and doc["reference"] == "iris-train/1"
+
+    assert main(["monitor", "performance", "iris-clf", "--every", "1h"]) == 0
+    out = capsys.readouterr().out
+    assert "classification" in out and "67%" in out and "roc_auc" in out
+    assert main(["monitor", "performance", "iris-clf", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["labeled"] == 100
+
+    assert main(["monitor", "ops", "iris-clf", "--json"]) == 0
+    ops = json.loads(capsys.readouterr().out)
+    assert ops["overall"]["requests"] == 30 and ops["overall"]["mean_batch_rows"] == 5.0
+    assert main(["monitor", "ops", "iris-clf", "--every", "10m"]) == 0
+    assert "p99 ms" in capsys.readouterr().out
+
+    assert main(["monitor", "drift", "no-such-model"]) != 0
+    assert "no-such-model" in capsys.readouterr().err

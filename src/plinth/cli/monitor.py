@@ -68,7 +68,7 @@ def monitor_drift(model: str, since: str | None, version: int | None, as_json: b
             number(f.js_distance),
             f.test,
             number(f.p_value),
-            "[bold red]drifted[/]" if f.drifted else "ok",
+            "DRIFTED" if f.drifted else "ok",
         )
         for f in (*report.features, *([report.prediction] if report.prediction else []))
     ]
