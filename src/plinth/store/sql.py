@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -392,42 +393,46 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
 
             def write(conn: Connection) -> None:
                 self._write_points(conn, points)
-                self._audit_points(conn, points)
 
             self._write("write metrics", write)
 
-    def _audit_points(self, conn: Connection, points: Sequence[PointRow]) -> None:
-        """One audit event per run per write: the count and a digest of keys, steps and values."""
-        first = points[0][0]
-        if all(p[0] == first for p in points):
-            groups: list[Sequence[PointRow]] = [points]
-        else:
-            by_run: dict[str, list[PointRow]] = {}
-            for point in points:
-                by_run.setdefault(point[0], []).append(point)
-            groups = [by_run[r] for r in sorted(by_run)]
-        events = []
+    def _audit_points(
+        self,
+        conn: Connection,
+        points: Sequence[PointRow],
+        run_keys: Mapping[str, int],
+        latest: Mapping[tuple[int, int], tuple[int, int, int, int, int, float]],
+    ) -> None:
+        """One audit event per run per write: how many points, and a digest of the latest value
+        per key they leave (the state a write changes; the points themselves are never updated)."""
+        counts = (
+            {next(iter(run_keys)): len(points)}
+            if len(run_keys) == 1
+            else collections.Counter(p[0] for p in points)
+        )
+        by_run: dict[int, list[tuple[int, int, int, int, float]]] = {}
+        for (run, _key), row in latest.items():
+            by_run.setdefault(run, []).append(row[1:])
         stamp = now_ms()
-        for group in groups:
-            _runs, keys, steps, _seq, _ts, values = zip(*group, strict=True)
-            digest = hashlib.sha256()
-            digest.update("\n".join(keys).encode())
-            digest.update(np.asarray(steps, dtype=np.int64).tobytes())
-            digest.update(np.asarray(values, dtype=np.float64).tobytes())
+        events = []
+        for run_id in sorted(counts):
+            state = sorted(by_run.get(run_keys[run_id], []))
+            digest = hashlib.sha256(repr(state).encode()).hexdigest()
             events.append(
                 {
                     "time_ms": stamp,
                     "actor": self.actor,
                     "action": "run.metrics.log",
                     "entity_type": "run",
-                    "entity_id": group[0][0],
+                    "entity_id": run_id,
                     "before": None,
-                    "after": f"{len(group)} points sha256:{digest.hexdigest()}",
+                    "after": f"{counts[run_id]} points, latest sha256:{digest}",
                 }
             )
         append_events(conn, events)
 
     def _write_points(self, conn: Connection, points: Sequence[PointRow]) -> None:
+        """Append the points, move the latest values, and audit the write (one transaction)."""
         run_keys = {rid: self._run_key(conn, rid) for rid in {p[0] for p in points}}
         key_ids = {name: self._key_id(conn, name, True) for name in {p[1] for p in points}}
         rows = [(run_keys[r], key_ids[k], s, q, ts, v) for r, k, s, q, ts, v in points]
@@ -449,6 +454,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
             cursor.executemany(_LATEST_UPSERT.format(p=marks), list(latest.values()))
         finally:
             cursor.close()
+        self._audit_points(conn, points, run_keys, latest)
 
     def metric_history(self, run_id: str, key: str) -> np.ndarray:
         def fetch(conn: Connection) -> np.ndarray:
