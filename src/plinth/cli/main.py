@@ -16,6 +16,7 @@ Start here:
   plinth runs list -o -metrics.acc     best runs first
   plinth runs show RUN_ID              one run in full
   plinth serve NAME@champion           serve a registered model over HTTP
+  plinth monitor report NAME --html r.html   drift, performance and latency in one page
 
 \b
 Settings (environment variables):
@@ -27,6 +28,12 @@ Settings (environment variables):
   PLINTH_HEARTBEAT_S  seconds between run heartbeats (default 10)
   PLINTH_FLUSH_S      longest wait before logged metrics are written (default 0.5)
   PLINTH_GPUS         GPUs flows may use: ids "0,1" or a count (default: discovered)
+  PLINTH_SYSTEM_METRICS  sample CPU, memory and GPU use of runs (default 1; 0 turns it off)
+  PLINTH_SAMPLE_S     seconds between those samples (default 5)
+  PLINTH_PRICE_CPU_HOUR, PLINTH_PRICE_GPU_HOUR, PLINTH_PRICE_MEMORY_GB_HOUR
+                      prices `plinth costs` bills allocated resource-hours at (default 0)
+  PLINTH_ALIAS_POLL_S seconds between a server's checks of the aliases it serves (default 5)
+  RAY_ADDRESS         Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:10001
 """
 
 
