@@ -323,3 +323,32 @@ def test_alias_poll_interval_comes_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("PLINTH_ALIAS_POLL_S", "soon")
     with pytest.raises(ConfigError, match="PLINTH_ALIAS_POLL_S"):
         Settings.from_env()
+
+
+def test_labels_over_http_join_the_logged_requests(serve, cancer, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    x, y, clf = cancer
+    register(cancer)
+    server = serve(["bc@champion"])
+    ids = [
+        server.predict("bc", {"instances": records(x, slice(i, i + 1))}).json()["request_id"]
+        for i in range(8)
+    ]
+    body = {
+        "labels": [{"request_id": r, "label": int(y.iloc[i]), "subject_id": "s-9"} for i, r in enumerate(ids)]
+    }
+    answer = server.client.post("/v1/models/bc/labels", json=body)
+    assert answer.status_code == 200 and answer.json() == {"model": "bc", "stored": 8}
+    deadline = time.monotonic() + 10
+    while len(backend().store.prediction_logs("bc")) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    report = plinth.performance("bc")
+    assert report.overall.labeled == 8
+    assert report.overall.metrics["accuracy"] == (clf.predict(x[:8]) == y[:8]).mean()
+    assert backend().store.count_labels(subject_id="s-9") == 8
+
+    bad = server.client.post("/v1/models/bc/labels", json={"labels": [{"request_id": "", "label": 1}]})
+    assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "labels[0]"
+    assert server.client.post("/v1/models/bc/labels", json={"labels": []}).status_code == 400
+    assert server.client.post("/v1/models/bc/labels", json={"labels": [{"label": 1}]}).status_code == 422
+    assert server.client.post("/v1/models/other/labels", json=body).status_code == 404
+    assert "/v1/models/{name}/labels" in server.client.get("/openapi.json").json()["paths"]

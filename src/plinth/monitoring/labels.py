@@ -32,22 +32,28 @@ def log_labels(store: Store, model: str, labels: LabelInput) -> int:
     rows = list(_triples(labels))
     if not rows:
         raise InvalidInput("No labels given: pass (request_id, label) pairs, a mapping or a DataFrame.")
-    problems: list[str] = []
+    problems: list[dict[str, str]] = []
+    lines: list[str] = []
     out: list[Label] = []
     stamp = now_ms()
     for number, (request_id, value, subject) in enumerate(rows, 1):
         problem = _check(request_id, value, subject)
         if problem:
-            problems.append(f"label {number} ({request_id!r:.60}): {problem}")
+            problems.append(
+                {"field": f"labels[{number - 1}]", "expected": problem, "got": f"{request_id!r:.60}"}
+            )
+            lines.append(f"label {number} ({request_id!r:.60}): {problem}")
             continue
         out.append(
             Label(model, str(request_id), _json(value), stamp, None if subject is None else str(subject))
         )
     if problems:
-        shown = "\n  ".join(problems[:20])
         more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise InvalidInput(
-            f"{len(problems)} of {len(rows)} labels are not valid; none stored:\n  {shown}{more}"
+            f"{len(problems)} of {len(rows)} labels are not valid; none stored:\n  "
+            + "\n  ".join(lines[:20])
+            + more,
+            problems[:50],
         )
     return store.write_labels(model, out)
 

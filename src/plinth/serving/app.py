@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from plinth.core.entities import PredictionLog
+from plinth.core.errors import InvalidInput
 from plinth.core.ids import new_id, now_ms
 from plinth.core.settings import Settings
 from plinth.serving.deployment import Deployment
@@ -76,6 +77,42 @@ PREDICT_BODY = {
                 ]
             },
             "example": {"instances": [{"feature_a": 1.0, "feature_b": 2.5}]},
+        }
+    },
+}
+
+
+class LabelsResponse(BaseModel):
+    """What a labels request returns."""
+
+    model: str
+    stored: int
+
+
+LABELS_BODY = {
+    "required": True,
+    "content": {
+        JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["labels"],
+                "properties": {
+                    "labels": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["request_id", "label"],
+                            "properties": {
+                                "request_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                                "label": {},
+                                "subject_id": {"type": "string"},
+                            },
+                        },
+                    }
+                },
+            },
+            "example": {"labels": [{"request_id": "01J9Z8…", "label": 1}]},
         }
     },
 }
@@ -210,6 +247,22 @@ def _routes(app: FastAPI, state: ServerState) -> None:
     async def predict(name: str, request: Request) -> Response:
         return await _predict(state, name, request)
 
+    @app.post(
+        "/v1/models/{name}/labels",
+        summary="Store delayed labels (ground truth) for requests a served model answered",
+        openapi_extra={"requestBody": LABELS_BODY},
+        responses={
+            200: {"model": LabelsResponse},
+            400: {"model": ErrorBody},
+            404: {"model": ErrorBody},
+            413: {"model": ErrorBody},
+            415: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+        },
+    )
+    async def labels(name: str, request: Request) -> Response:
+        return await _labels(state, name, request)
+
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -288,6 +341,38 @@ async def _predict(state: ServerState, name: str, request: Request) -> Response:
             _shadow(state, shadow, doc, output, request_id, subject, inputs)
         )
     return Response(body, media_type=JSON)
+
+
+async def _labels(state: ServerState, name: str, request: Request) -> Response:
+    """Labels for a model served here: validated whole (nothing stored on any bad one), audited."""
+    from starlette.concurrency import run_in_threadpool
+
+    from plinth.monitoring.labels import log_labels
+
+    try:
+        if name not in state.primary:
+            served = ", ".join(sorted(state.primary)) or "none"
+            raise RequestError(f"Model {name!r} is not served here; served: {served}.", 404)
+        doc = await _body(state, request)
+        items = doc.get("labels")
+        if not isinstance(items, list) or not items:
+            raise RequestError('The body needs "labels": a list of {"request_id", "label"} objects.', 400)
+        rows = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
+                raise RequestError(f'labels[{i}] must be an object with "request_id" and "label".', 422)
+            subject = item.get("subject_id")
+            rows.append((item["request_id"], item["label"], None if subject is None else str(subject)))
+        stored = await run_in_threadpool(log_labels, state.be.store, name, rows)
+    except RequestError as exc:
+        return Response(_error(exc), status_code=exc.status, media_type=JSON)
+    except InvalidInput as exc:
+        return Response(_error(exc), status_code=422, media_type=JSON)
+    return Response(orjson.dumps({"model": name, "stored": stored}), media_type=JSON)
+
+
+def _error(exc: InvalidInput) -> bytes:
+    return orjson.dumps({"error": str(exc), "problems": exc.problems})
 
 
 async def _body(state: ServerState, request: Request) -> dict[str, Any]:
