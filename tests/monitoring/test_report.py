@@ -126,7 +126,9 @@ def test_report_draws_drift_predictions_performance_and_latency(tracking: Backen
 
     found = report("iris-clf", since="7d", html=str(path))
 
-    assert found.drift is not None and SHIFTED in found.drift_windows[-1].drifted_features
+    assert found.drift is not None and SHIFTED in found.drift.drifted_features
+    # the shifted 5 minutes of traffic fall in one or two chart windows, by the clock's alignment
+    assert any(SHIFTED in w.drifted_features for w in found.drift_windows[-2:])
     assert os.listdir(out) == ["report.html"]  # written through a temporary file, renamed
     text = path.read_text()
     page = Page(text)

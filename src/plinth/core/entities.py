@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class RunStatus(enum.StrEnum):
@@ -257,9 +257,12 @@ class StepRun:
         return (self.end_ms - self.start_ms) / 1000.0
 
 
-@dataclass(frozen=True)
-class PredictionLog:
-    """One served prediction: inputs and outputs (JSON text), who answered, how fast, for whom."""
+class PredictionLog(NamedTuple):
+    """One served prediction: inputs and outputs (JSON text), who answered, how fast, for whom.
+
+    A named tuple rather than a dataclass: monitoring reads them by the million, and a tuple
+    is built several times faster.
+    """
 
     request_id: str
     model: str

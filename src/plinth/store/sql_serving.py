@@ -76,7 +76,7 @@ class SqlServingStore(ServingStore):
         if limit is not None:
             query = query.limit(limit)
         return self._read(
-            "read prediction logs", lambda conn: [PredictionLog(*r) for r in conn.execute(query)]
+            "read prediction logs", lambda conn: [PredictionLog(*r) for r in _raw_rows(conn, query)]
         )
 
     def delete_prediction_logs(
@@ -225,7 +225,7 @@ class SqlServingStore(ServingStore):
             query = query.where(pl.c.version == version)
         return self._read(
             "read labeled predictions",
-            lambda conn: [(PredictionLog(*r[:-1]), r[-1]) for r in conn.execute(query)],
+            lambda conn: [(PredictionLog(*r[:-1]), r[-1]) for r in _raw_rows(conn, query)],
         )
 
     def delete_labels(
@@ -330,6 +330,21 @@ class SqlServingStore(ServingStore):
                 self._audit(conn, action, "alert", f"{state.rule}:{state.target}", before=None, after=detail)
 
         self._write("save an alert state", write)
+
+
+def _raw_rows(conn: Connection, query: Any) -> list[tuple[Any, ...]]:
+    """Run a select through the driver's cursor: plain tuples, without SQLAlchemy's row objects
+    (monitoring reads logs by the million; the columns read need no type conversion)."""
+    compiled = query.compile(dialect=conn.dialect)
+    params: Any = compiled.params
+    if compiled.positional:
+        params = [compiled.params[name] for name in compiled.positiontup or ()]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _dialect_insert(conn: Connection) -> Any:
