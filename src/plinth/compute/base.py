@@ -118,3 +118,14 @@ class Executor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def task_payload(task: Task) -> bytes | TaskResult:
+    """The pickled `(fn, args)` of a task, or an ERROR result saying why it could not be pickled."""
+    import cloudpickle
+
+    try:
+        return bytes(cloudpickle.dumps((task.fn, task.args)))
+    except Exception as exc:
+        error = f"{type(exc).__name__}: the task's function or arguments could not be pickled ({exc})"
+        return TaskResult(task.id, Outcome.ERROR, error=error)

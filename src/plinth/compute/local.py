@@ -18,10 +18,9 @@ from multiprocessing import util as mp_util
 from multiprocessing.connection import wait as wait_ready
 from typing import Any
 
-import cloudpickle
 import psutil
 
-from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult
+from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, task_payload
 from plinth.compute.gpus import discover_gpus
 from plinth.compute.worker import WorkerHandle, stop_all
 from plinth.core.errors import ConfigError, InvalidInput, ResourceError
@@ -94,11 +93,9 @@ class LocalExecutor(Executor):
         if task.id in self._queue or task.id in self._running:
             raise InvalidInput(f"Task id {task.id!r} is already queued or running; give each attempt an id.")
         self._check_fits(task)
-        try:
-            payload = cloudpickle.dumps((task.fn, task.args))
-        except Exception as exc:
-            error = f"{type(exc).__name__}: the task's function or arguments could not be pickled ({exc})"
-            self._done.append(TaskResult(task.id, Outcome.ERROR, error=error))
+        payload = task_payload(task)
+        if isinstance(payload, TaskResult):
+            self._done.append(payload)
             return
         self._queue[task.id] = (task, payload)
         self._schedule()

@@ -29,10 +29,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
-
 from plinth.compute import ray_cluster
-from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult
+from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, task_payload
 from plinth.compute.ray_outcomes import from_error, from_reply, name, size
 from plinth.compute.ray_worker import execute, execute_many
 from plinth.core.errors import InvalidInput, ResourceError
@@ -121,11 +119,9 @@ class RayExecutor(Executor):
         if task.id in self._by_id or task.id in self._pending:
             raise InvalidInput(f"Task id {task.id!r} is already queued or running; give each attempt an id.")
         self._check_fits(task)
-        try:
-            payload = cloudpickle.dumps((task.fn, task.args))
-        except Exception as exc:
-            error = f"{type(exc).__name__}: the task's function or arguments could not be pickled ({exc})"
-            self._done.append(TaskResult(task.id, Outcome.ERROR, error=error))
+        payload = task_payload(task)
+        if isinstance(payload, TaskResult):
+            self._done.append(payload)
             return
         if self._env is None:
             self._env = ray_cluster.forwarded_env()

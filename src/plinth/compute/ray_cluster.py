@@ -12,8 +12,10 @@ and an artifact folder that a probe task on each other host cannot see, naming t
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from urllib.parse import urlsplit
 
 from plinth.core.errors import ConfigError, StorageNotShared
 from plinth.core.settings import Settings
+
+log = logging.getLogger("plinth.compute")
 
 FORWARDED_PREFIXES = ("PLINTH_", "AWS_", "AZURE_STORAGE_", "GOOGLE_APPLICATION_CREDENTIALS")
 """Environment variables the driver passes on to every Ray worker (settings and store credentials)."""
@@ -87,7 +91,7 @@ def connect(address: str | None = None, init_options: Mapping[str, Any] | None =
     # Settings and credentials go with each task (RayExecutor.submit), not into the job's
     # runtime_env, which Ray shows to anyone who can read its dashboard.
     try:
-        ray.init(address=address, **options)
+        _init(ray, address, options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise ConfigError(
             f"Cannot connect to the Ray cluster at {address or 'RAY_ADDRESS / this machine'}: {exc}. "
@@ -95,6 +99,24 @@ def connect(address: str | None = None, init_options: Mapping[str, Any] | None =
             "and that the cluster is up (`ray status`)."
         ) from exc
     return _current_address(ray, address)
+
+
+CLIENT_ATTEMPTS = 3
+"""Tries at a Ray Client connection: the head starts a server process per client, which can fail
+to come up on a loaded head ('Starting Ray client server failed') and work on the next try."""
+
+
+def _init(ray: ModuleType, address: str | None, options: Mapping[str, Any]) -> None:
+    attempts = CLIENT_ATTEMPTS if address and address.startswith("ray://") else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, **options)
+            return
+        except (ConnectionError, RuntimeError) as exc:
+            if attempt == attempts or "client server failed" not in str(exc).lower():
+                raise
+            log.warning("Ray Client server did not start (try %d of %d); trying again", attempt, attempts)
+            time.sleep(2.0 * attempt)
 
 
 def _current_address(ray: ModuleType, asked: str | None) -> str:

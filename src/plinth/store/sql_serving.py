@@ -67,12 +67,7 @@ class SqlServingStore(ServingStore):
         query = (
             select(*(pl.c[c] for c in _COLUMNS)).where(pl.c.model == model).order_by(pl.c.time_ms, pl.c.id)
         )
-        if since_ms is not None:
-            query = query.where(pl.c.time_ms >= since_ms)
-        if until_ms is not None:
-            query = query.where(pl.c.time_ms < until_ms)
-        if version is not None:
-            query = query.where(pl.c.version == version)
+        query = _in_window(query, since_ms, until_ms, version)
         if limit is not None:
             query = query.limit(limit)
         return self._read(
@@ -111,10 +106,7 @@ class SqlServingStore(ServingStore):
             .where(pl.c.model == model)
             .order_by(pl.c.time_ms, pl.c.id)
         )
-        if since_ms is not None:
-            query = query.where(pl.c.time_ms >= since_ms)
-        if until_ms is not None:
-            query = query.where(pl.c.time_ms < until_ms)
+        query = _in_window(query, since_ms, until_ms, None)
         return self._read("read prediction stats", lambda conn: [tuple(r) for r in conn.execute(query)])
 
     def find_prediction(self, request_id: str) -> PredictionLog | None:
@@ -217,12 +209,7 @@ class SqlServingStore(ServingStore):
             .where(pl.c.model == model, pl.c.status == 200, pl.c.route != "shadow")
             .order_by(pl.c.time_ms, pl.c.id)
         )
-        if since_ms is not None:
-            query = query.where(pl.c.time_ms >= since_ms)
-        if until_ms is not None:
-            query = query.where(pl.c.time_ms < until_ms)
-        if version is not None:
-            query = query.where(pl.c.version == version)
+        query = _in_window(query, since_ms, until_ms, version)
         return self._read(
             "read labeled predictions",
             lambda conn: [(PredictionLog(*r[:-1]), r[-1]) for r in _raw_rows(conn, query)],
@@ -330,6 +317,18 @@ class SqlServingStore(ServingStore):
                 self._audit(conn, action, "alert", f"{state.rule}:{state.target}", before=None, after=detail)
 
         self._write("save an alert state", write)
+
+
+def _in_window(query: Any, since_ms: int | None, until_ms: int | None, version: int | None) -> Any:
+    """`query` narrowed to prediction logs in [since_ms, until_ms) and of one version, where given."""
+    pl = t.prediction_logs
+    if since_ms is not None:
+        query = query.where(pl.c.time_ms >= since_ms)
+    if until_ms is not None:
+        query = query.where(pl.c.time_ms < until_ms)
+    if version is not None:
+        query = query.where(pl.c.version == version)
+    return query
 
 
 def _raw_rows(conn: Connection, query: Any) -> list[tuple[Any, ...]]:
