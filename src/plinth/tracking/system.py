@@ -138,6 +138,7 @@ class SystemMetrics:
             self._sub.callback = _ignore  # no cycle back to this object: freed without the GC
             if self._meter.samples == 0 and not self._carried and not due:
                 return None
+            self._tag_once()
             self._record(self._sampler.sample(self._meter.allocation.gpu_ids))
             return self._meter.totals()
 
@@ -145,13 +146,17 @@ class SystemMetrics:
         with self._lock:
             if self._closed:
                 return
-            if self._tag is not None:
-                tag, self._tag = self._tag, None
-                try:
-                    tag(allocation_tags(self._meter.allocation))
-                except PlinthError:
-                    pass  # the metrics below still carry the allocation in their totals
+            self._tag_once()
             self._record(sample)
+
+    def _tag_once(self) -> None:
+        """Record the allocation tags with the run's first sample (whichever thread takes it)."""
+        if self._tag is not None:
+            tag, self._tag = self._tag, None
+            try:
+                tag(allocation_tags(self._meter.allocation))
+            except PlinthError:
+                pass  # the metrics still carry the allocation in their totals
 
     def _record(self, sample: Sample) -> None:
         self._meter.add(sample)
