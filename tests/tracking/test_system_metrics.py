@@ -99,3 +99,19 @@ def test_settings_read_prices_and_switches() -> None:
     got = Settings.from_env({**env, "PLINTH_SAMPLE_S": "2"})
     assert (got.price_cpu_hour, got.price_gpu_hour, got.price_memory_gb_hour) == (0.05, 2.5, 0.0)
     assert got.system_metrics is False and got.sample_s == 2.0
+
+
+def test_a_run_whose_sampler_was_starved_is_sampled_at_its_end(
+    sampled: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded machine the sampler thread may not run before a short run ends."""
+    from plinth.compute.sampling import ResourceSampler
+    from plinth.tracking import system
+
+    monkeypatch.setattr(ResourceSampler, "_loop", lambda self: None)  # a thread that never samples
+    monkeypatch.setattr(system, "_sampler", None)
+    with plinth.start_run("sys") as run:
+        time.sleep(0.3)  # past the first sample's due time (0.1 s)
+    got = plinth.get_run(run.id)
+    assert len(plinth.metric_history(run.id, "system/cpu_cores_used")) == 1
+    assert set(TOTALS) <= set(got.metrics) and float(got.tags["plinth.cpu"]) > 0
