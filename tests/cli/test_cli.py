@@ -626,6 +626,7 @@ def test_demo_end_to_end_and_its_suggestions_work(
     came_from, came_of = lineage.split("what came of it:")
     assert "dataset digits-train/1" in came_from and "prediction logs of digits-classifier/1" in came_of
     assert "scored by: run" in came_of and "batch-predict" in came_of  # the batch run, downstream
+    assert re.search(r"ran: flow run \w+ \(demo-digits, FINISHED.*Python 3", came_from)  # its environment
 
     # Each demo registers its best model and makes it champion; the champion predicts.
     assert "digits-classifier@champion predicts" in result.out

@@ -167,18 +167,25 @@ def _version_by_id(store: Store, version_id: str) -> Any:
     return None
 
 
+def _environment(run: Any) -> str:
+    """', commit abc, Python 3.11.7, 161 packages' from a run's captured environment (or '')."""
+    env = run.environment or {}
+    git = env.get("git") or {}
+    commit = f", commit {str(git.get('commit'))[:10]}" if git.get("commit") else ""
+    python = (env.get("python") or {}).get("version")
+    packages = len(env.get("packages") or {})
+    return commit + (f", Python {python}, {packages} packages" if python else "")
+
+
 def _describe(store: Store, node: Node) -> str:
     kind, ident = node
     try:
         if kind == "run":
             run = store.get_run(ident)
-            env = run.environment or {}
-            git = env.get("git") or {}
-            commit = f", commit {str(git.get('commit'))[:10]}" if git.get("commit") else ""
-            python = (env.get("python") or {}).get("version")
-            packages = len(env.get("packages") or {})
-            where = f", Python {python}, {packages} packages" if python else ""
-            return f"run {ident} ({run.experiment_name}/{run.name}, {run.status.value}{commit}{where})"
+            return f"run {ident} ({run.experiment_name}/{run.name}, {run.status.value}{_environment(run)})"
+        if kind == "flow_run":  # a flow run shares its id with the driver run, which holds the environment
+            flow = store.get_flow_run(ident)
+            return f"flow run {ident} ({flow.flow}, {flow.status.value}{_environment(store.get_run(ident))})"
         if kind == "model_version":
             mv = _version_by_id(store, ident)
             return f"model {mv.ref} ({mv.flavor})" if mv else f"model version {ident}"
