@@ -762,12 +762,8 @@ def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[st
         f"{info['prefect_python']} (Prefect); Metaflow {info['metaflow']}, Prefect {info['prefect']}, "
         f"plinth {info['plinth']} ({info['source']}).",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|",
     ]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    lines += ["", "Notes:", ""]
-    lines += [f"- {n}" for n in note_lines]
+    lines += tracking.table_and_notes(HEADER, body, note_lines)
     return "\n".join(lines) + "\n"
 
 

@@ -600,6 +600,8 @@ def print_table(body: list[list[str]], title: str) -> None:
 
 
 def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[str, str], quick: bool) -> str:
+    from tracking import table_and_notes  # the runner only: side scripts import this file
+
     lines = [
         f"## {SECTION}",
         "",
@@ -610,20 +612,9 @@ def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[st
         f"Python {info['python']} (plinth side), {info['mlflow_python']} (MLflow side); "
         f"MLflow {info['mlflow']} (SQLite backend, local artifacts); plinth {info['plinth']}.",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|",
     ]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    lines += ["", "Notes:", ""]
-    lines += [f"- {n}" for n in note_lines]
+    lines += table_and_notes(HEADER, body, note_lines)
     return "\n".join(lines) + "\n"
-
-
-def write_results(section: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, keeping the others."""
-    from tracking import write_results as write_section  # the runner only: side scripts import this file
-
-    write_section(section, SECTION)
 
 
 # --------------------------------------------------------------------------- main
@@ -637,7 +628,7 @@ def _loadavg() -> float | None:
 
 
 def main() -> int:
-    from tracking import ensure_mlflow_venv, machine
+    from tracking import ensure_mlflow_venv, finish, machine
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
@@ -704,18 +695,8 @@ def main() -> int:
         print(f"- {n}")
     print(f"targets met: {met_n}/{checked}")
 
-    write = args.write
-    if write is None:
-        write = not args.quick and not args.only and not failed
-    if write:
-        write_results(markdown_section(body, note_lines, info, args.quick))
-        print(f"wrote {RESULTS.relative_to(HERE.parent)}")
-    else:
-        print("RESULTS.md not updated (quick, partial or failed run; --write forces it)")
-    if failed:
-        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    write = args.write if args.write is not None else not args.quick and not args.only and not failed
+    return finish(write, lambda: markdown_section(body, note_lines, info, args.quick), SECTION, failed)
 
 
 if __name__ == "__main__":

@@ -1037,18 +1037,9 @@ def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[st
         f"{info.get('bentoml_python', '-')} (BentoML); MLflow {info.get('mlflow', '-')}, BentoML "
         f"{info.get('bentoml', '-')}, plinth {info.get('plinth', '-')}; {info.get('wrk', 'wrk')}.",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|",
     ]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    lines += ["", "Notes:", ""]
-    lines += [f"- {n}" for n in note_lines]
+    lines += tracking.table_and_notes(HEADER, body, note_lines)
     return "\n".join(lines) + "\n"
-
-
-def write_results(section: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, keeping the others."""
-    tracking.write_results(section, SECTION)
 
 
 # --------------------------------------------------------------------------- main
@@ -1183,18 +1174,10 @@ def main() -> int:
         print(f"- {n}")
     print(f"targets met: {met_n}/{checked}")
 
-    write = args.write
-    if write is None:
-        write = not args.quick and parts == PARTS and not failed
-    if write:
-        write_results(markdown_section(body, note_lines, info, args.quick))
-        print(f"wrote {RESULTS.relative_to(HERE.parent)}")
-    else:
-        print("RESULTS.md not updated (quick, partial or failed run; --write forces it)")
-    if failed:
-        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    write = args.write if args.write is not None else not args.quick and parts == PARTS and not failed
+    return tracking.finish(
+        write, lambda: markdown_section(body, note_lines, info, args.quick), SECTION, failed
+    )
 
 
 if __name__ == "__main__":

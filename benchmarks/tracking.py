@@ -319,13 +319,34 @@ def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[st
         f"Python {info['python']} (plinth side), {info['mlflow_python']} (MLflow side); "
         f"MLflow {info['mlflow']} (SQLite backend); plinth {info['plinth']}.",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|",
+    ]
+    lines += table_and_notes(HEADER, body, note_lines)
+    return "\n".join(lines) + "\n"
+
+
+def table_and_notes(header: list[str], body: list[list[str]], note_lines: list[str]) -> list[str]:
+    """The markdown table and the notes of a RESULTS.md section (first column left, the rest right)."""
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in body]
     lines += ["", "Notes:", ""]
     lines += [f"- {n}" for n in note_lines]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def finish(write: bool, section: Callable[[], str], name: str, failed: list[str]) -> int:
+    """Write the section into RESULTS.md when asked, say so, and give the exit status."""
+    if write:
+        write_results(section(), name)
+        print(f"wrote {RESULTS.relative_to(HERE.parent)}")
+    else:
+        print("RESULTS.md not updated (quick, partial or failed run; --write forces it)")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def write_results(section: str, name: str = "tracking") -> None:
@@ -383,18 +404,8 @@ def main() -> int:
         print(f"- {n}")
     print(f"targets met: {met_n}/{checked}")
 
-    write = args.write
-    if write is None:
-        write = not args.quick and not args.only and not failed
-    if write:
-        write_results(markdown_section(body, note_lines, info, args.quick))
-        print(f"wrote {RESULTS.relative_to(HERE.parent)}")
-    else:
-        print("RESULTS.md not updated (quick, partial or failed run; --write forces it)")
-    if failed:
-        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    write = args.write if args.write is not None else not args.quick and not args.only and not failed
+    return finish(write, lambda: markdown_section(body, note_lines, info, args.quick), "tracking", failed)
 
 
 if __name__ == "__main__":
