@@ -129,3 +129,21 @@ def task_payload(task: Task) -> bytes | TaskResult:
     except Exception as exc:
         error = f"{type(exc).__name__}: the task's function or arguments could not be pickled ({exc})"
         return TaskResult(task.id, Outcome.ERROR, error=error)
+
+
+def check_new_task(task: Task, *, closed: bool, known: bool) -> None:
+    """What every executor checks before taking a task: open, a new attempt id, no negative asks.
+
+    Raises:
+        InvalidInput: the executor is shut down, the id is already queued or running, or the
+            task asks for negative resources.
+    """
+    from plinth.core.errors import InvalidInput
+
+    if closed:
+        raise InvalidInput("This executor has been shut down; create a new one to submit tasks.")
+    if known:
+        raise InvalidInput(f"Task id {task.id!r} is already queued or running; give each attempt an id.")
+    res = task.resources
+    if res.cpu < 0 or res.gpu < 0 or (res.memory is not None and res.memory < 0):
+        raise InvalidInput(f"Task {task.label or task.id!r} asks for negative resources ({res.describe()}).")

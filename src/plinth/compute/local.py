@@ -20,10 +20,10 @@ from typing import Any
 
 import psutil
 
-from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, task_payload
+from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, check_new_task, task_payload
 from plinth.compute.gpus import discover_gpus
 from plinth.compute.worker import WorkerHandle, stop_all
-from plinth.core.errors import ConfigError, InvalidInput, ResourceError
+from plinth.core.errors import ConfigError, ResourceError
 
 SAMPLE_S = 0.1  # memory sampling and timeout resolution
 _MILLI = 1000  # CPU slots are counted in thousandths so fractions add up exactly
@@ -88,10 +88,7 @@ class LocalExecutor(Executor):
 
     def submit(self, task: Task) -> None:
         """Queue `task` and start it if its slots are free; ResourceError if it can never fit."""
-        if self._closed:
-            raise InvalidInput("This executor has been shut down; create a new one to submit tasks.")
-        if task.id in self._queue or task.id in self._running:
-            raise InvalidInput(f"Task id {task.id!r} is already queued or running; give each attempt an id.")
+        check_new_task(task, closed=self._closed, known=task.id in self._queue or task.id in self._running)
         self._check_fits(task)
         payload = task_payload(task)
         if isinstance(payload, TaskResult):
@@ -138,8 +135,6 @@ class LocalExecutor(Executor):
 
     def _check_fits(self, task: Task) -> None:
         res = task.resources
-        if res.cpu < 0 or res.gpu < 0 or (res.memory is not None and res.memory < 0):
-            raise InvalidInput(f"Task {_name(task)!r} asks for negative resources ({res.describe()}).")
         asked = None
         if round(res.cpu * _MILLI) > round(self._cpus * _MILLI):
             asked = f"cpu={res.cpu:g}"

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plinth.compute import ray_cluster
-from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, task_payload
+from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, check_new_task, task_payload
 from plinth.compute.ray_outcomes import from_error, from_reply, name, size
 from plinth.compute.ray_worker import execute, execute_many
-from plinth.core.errors import InvalidInput, ResourceError
+from plinth.core.errors import ResourceError
 from plinth.core.settings import Settings
 
 NODES_TTL_S = 5.0
@@ -114,10 +114,7 @@ class RayExecutor(Executor):
 
     def submit(self, task: Task) -> None:
         """Queue `task` for Ray; ResourceError if no node of the cluster could ever run it."""
-        if self._closed:
-            raise InvalidInput("This executor has been shut down; create a new one to submit tasks.")
-        if task.id in self._by_id or task.id in self._pending:
-            raise InvalidInput(f"Task id {task.id!r} is already queued or running; give each attempt an id.")
+        check_new_task(task, closed=self._closed, known=task.id in self._by_id or task.id in self._pending)
         self._check_fits(task)
         payload = task_payload(task)
         if isinstance(payload, TaskResult):
@@ -263,8 +260,6 @@ class RayExecutor(Executor):
 
     def _check_fits(self, task: Task) -> None:
         res = task.resources
-        if res.cpu < 0 or res.gpu < 0 or (res.memory is not None and res.memory < 0):
-            raise InvalidInput(f"Task {name(task)!r} asks for negative resources ({res.describe()}).")
         if self._wait_for_resources or any(_fits(res, n) for n in self._current_nodes()):
             return
         if any(_fits(res, n) for n in self._current_nodes(refresh=True)):
