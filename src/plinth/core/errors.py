@@ -6,12 +6,16 @@
     ├── NotFound              an id, name or path that does not exist
     ├── RunNotActive          logging to a run that has ended
     ├── IntegrityError        stored bytes whose hash does not match (tampered or corrupted)
+    │   ├── SignatureError    a model version unsigned or badly signed where signing is required
+    │   └── AuditTampered     the audit chain was edited, cut or rewritten
     ├── StoreError            the metadata or artifact store failed or is unreachable
     │   ├── StoreBusy         the database stayed locked past the retry budget
     │   └── SchemaError       the database schema is newer or older than this plinth
     ├── ResourceError         a step asks for more CPU, memory or GPUs than there are
     ├── StepFailed            a flow step failed after its retries
     └── ConfigError           a setting that cannot be used as given
+        ├── StorageNotShared  workers on other hosts cannot reach a SQLite file or local folder
+        └── WrongAuditKey     the audit key is not the one the chain was written with
 
     PlinthWarning (UserWarning): worth attention, does not stop the operation (e.g. a model
     loaded under other library versions than it was saved with).
@@ -65,6 +69,16 @@ class IntegrityError(PlinthError):
     exit_code = 4
 
 
+class SignatureError(IntegrityError):
+    """A model version whose manifest is unsigned, signed by an unknown key, or badly signed,
+    where a signature is required (PLINTH_REQUIRE_SIGNED=1) or present."""
+
+
+class AuditTampered(IntegrityError):
+    """The audit chain was edited, cut or rewritten: some events no longer match their keyed hashes,
+    the keyed head, or an anchor."""
+
+
 class StoreError(PlinthError):
     """The metadata or artifact store failed or could not be reached."""
 
@@ -102,3 +116,8 @@ class ConfigError(PlinthError):
 class StorageNotShared(ConfigError):
     """Workers on other hosts cannot reach the metadata or artifact store (a SQLite file, a local
     folder): set PLINTH_STORE and PLINTH_ARTIFACTS to stores every node reaches. A ConfigError."""
+
+
+class WrongAuditKey(ConfigError):
+    """The audit key in use is not the one the chain was written with (PLINTH_AUDIT_KEY or the key
+    file under PLINTH_HOME); nothing was found tampered, the key is wrong."""

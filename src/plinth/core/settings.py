@@ -29,6 +29,12 @@ class Settings:
         price_memory_gb_hour: price of one GiB of memory for one hour (the limit when a step
             has one, the resident memory used otherwise).
         storage_options: extra fsspec options (e.g. `endpoint_url` for S3-compatible stores).
+        signing_key: path of an Ed25519 private key (PEM) that signs each model version's manifest.
+        verify_keys: paths of Ed25519 public keys (PEM) that signatures are checked against; the
+            signing key's own public half when empty.
+        require_signed: refuse to load or serve a model version that is unsigned or badly signed.
+        audit_key: the secret that keys the audit chain (HMAC); when unset, a key file created
+            0600 under `home` at first use.
     """
 
     home: str = ".plinth"
@@ -45,6 +51,10 @@ class Settings:
     price_gpu_hour: float = 0.0
     price_memory_gb_hour: float = 0.0
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
+    signing_key: str | None = None
+    verify_keys: tuple[str, ...] = ()
+    require_signed: bool = False
+    audit_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +78,10 @@ class Settings:
             price_gpu_hour=_price(env, "PLINTH_PRICE_GPU_HOUR"),
             price_memory_gb_hour=_price(env, "PLINTH_PRICE_MEMORY_GB_HOUR"),
             storage_options=options,
+            signing_key=env.get("PLINTH_SIGNING_KEY") or None,
+            verify_keys=_paths(env, "PLINTH_VERIFY_KEYS"),
+            require_signed=_flag(env, "PLINTH_REQUIRE_SIGNED", False),
+            audit_key=env.get("PLINTH_AUDIT_KEY") or None,
         )
 
     def with_home(self, home: str) -> Settings:
@@ -129,6 +143,12 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
     raise ConfigError(f"{name}={raw!r} is not on or off; use 1/true/yes/on or 0/false/no/off.")
+
+
+def _paths(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A list of paths separated by the OS path separator (':' on POSIX) or commas."""
+    raw = env.get(name) or ""
+    return tuple(p.strip() for p in raw.replace(",", os.pathsep).split(os.pathsep) if p.strip())
 
 
 def _os_user(env: Mapping[str, str]) -> str:

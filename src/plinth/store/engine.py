@@ -61,6 +61,10 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # `like` is case-sensitive on every backend (`ilike` folds case), as on PostgreSQL
+        cursor.execute("PRAGMA case_sensitive_like = ON")
+        # deleted rows are overwritten, not left in free pages, so an erasure erases
+        cursor.execute("PRAGMA secure_delete = ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")

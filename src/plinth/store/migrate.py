@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 # Checked against the scripts by a test; lets an up-to-date store open without loading Alembic.
-HEAD = "0005"
+HEAD = "0006"
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 

@@ -95,7 +95,7 @@ metrics = Table(
     Column("step", BigInteger, primary_key=True),
     Column("seq", BigInteger, primary_key=True),
     Column("ts_ms", BigInteger, nullable=False),
-    Column("value", Float, nullable=False),
+    Column("value", Float),  # NULL stands for NaN (SQLite cannot store NaN); ±inf are stored as is
     sqlite_with_rowid=False,
 )
 
@@ -107,7 +107,7 @@ latest_metrics = Table(
     Column("step", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("ts_ms", BigInteger, nullable=False),
-    Column("value", Float, nullable=False),
+    Column("value", Float),  # NULL stands for NaN, as in `metrics`
     Index("ix_latest_key_value", "key_id", "value"),
     sqlite_with_rowid=False,
 )
@@ -169,7 +169,18 @@ audit_events = Table(
     Column("after", Text),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("mac", String(64)),  # HMAC-SHA256 of `hash` under the store's audit key
     Index("ix_audit_entity", "entity_type", "entity_id"),
+)
+
+audit_head = Table(  # the chain's newest event, keyed: a cut tail no longer matches it
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("mac", String(64), nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
 )
 
 registered_models = Table(
@@ -191,6 +202,8 @@ model_versions = Table(
     Column("digest", String(64), nullable=False),
     Column("signature", Text),
     Column("environment", Text, nullable=False),
+    Column("manifest_signature", Text),  # base64 Ed25519 signature of the manifest
+    Column("signing_key", String(64)),  # fingerprint of the key that signed it
     Column("run_id", String(32)),
     Column("description", Text, nullable=False, default=""),
     Column("creator", String(256), nullable=False),
@@ -231,6 +244,8 @@ flow_runs = Table(
     Column("result_digest", String(64)),
     Column("error", Text),
     Column("resumed_from", String(32)),
+    Column("driver_host", String(256)),
+    Column("driver_pid", Integer),
     Index("ix_flow_runs_flow", "flow", "start_ms"),
 )
 
@@ -271,7 +286,7 @@ prediction_logs = Table(
     "prediction_logs",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("request_id", String(32), nullable=False),
+    Column("request_id", String(128), nullable=False),
     Column("model", String(256), nullable=False),
     Column("version", Integer, nullable=False),
     Column("route", String(16), nullable=False),
