@@ -47,3 +47,29 @@ def test_newer_schema_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-d
 def test_unsupported_store_url_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError):
         make_engine(url)
+
+
+def test_upgrade_from_0005_keeps_metrics_and_allows_nan(store_url: str) -> None:
+    from alembic import command
+
+    from plinth.store.engine import writing
+    from plinth.store.migrate import alembic_config
+
+    engine = make_engine(store_url)
+    try:
+        with writing(engine) as conn:
+            command.upgrade(alembic_config(conn), "0005")
+        with writing(engine) as conn:
+            conn.execute(text("INSERT INTO metrics VALUES (1, 1, 0, 0, 5, 0.25)"))
+            conn.execute(text("INSERT INTO latest_metrics VALUES (1, 1, 0, 0, 5, 0.25)"))
+        assert upgrade(engine) is True
+        with writing(engine) as conn:
+            conn.execute(text("INSERT INTO metrics VALUES (1, 1, 1, 0, 6, NULL)"))
+            rows = conn.execute(text("SELECT step, value FROM metrics ORDER BY step")).all()
+            latest = conn.execute(text("SELECT value FROM latest_metrics")).scalar()
+        assert [tuple(r) for r in rows] == [(0, 0.25), (1, None)]
+        assert latest == 0.25
+        columns = {c["name"]: c for c in inspect(engine).get_columns("prediction_logs")}
+        assert columns["request_id"]["type"].length == 128
+    finally:
+        engine.dispose()
