@@ -176,3 +176,33 @@ def test_a_plain_process_holds_its_usable_cores() -> None:
     allocation = process_allocation()
     assert allocation.cpu >= 1
     assert allocation.gpu == len(allocation.gpu_ids)
+
+
+class _FlakyTree:
+    """A process tree whose first measurements fail, as psutil does when a child vanishes mid-read."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def prime(self) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("process vanished")
+
+    def cores_and_rss(self) -> tuple[float, int]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("process vanished")
+        return 0.5, 1024
+
+
+def test_failed_measurements_are_counted_and_sampling_goes_on() -> None:
+    sampler = ResourceSampler(interval_s=0.05, tree=_FlakyTree(3))  # type: ignore[arg-type]
+    arrived = threading.Event()
+    sampler.subscribe(lambda sample: arrived.set())
+    try:
+        assert arrived.wait(10)
+        assert sampler.failures >= 1
+        assert sampler._thread is not None and sampler._thread.is_alive()
+    finally:
+        sampler.close()

@@ -18,6 +18,7 @@ allocated CPUs and GPUs over wall time (cpu-hours, gpu-hours) and, next to them,
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -321,6 +322,7 @@ class ResourceSampler:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._sleeping = False
+        self.failures = 0  # samples that could not be taken or delivered
 
     def subscribe(self, callback: Callable[[Sample], None], gpu_ids: Sequence[int] = ()) -> Subscription:
         """Call `callback(sample)` about `first_s` from now and every `interval_s` after."""
@@ -389,13 +391,24 @@ class ResourceSampler:
                 if soonest - now > self.first_s / 2:
                     self._pause(soonest - now - self.first_s / 2)
                     continue
-                with self._measure_lock:
-                    self._tree.prime()
-                primed = True
+                primed = self._guarded(self._prime)
             else:
-                self._deliver(subs, now)
+                self._guarded(functools.partial(self._deliver, subs, now))
                 soonest = min(s.next_s for s in subs)
             self._pause(min(self.first_s, max(0.01, soonest - time.monotonic())))
+
+    def _prime(self) -> None:
+        with self._measure_lock:
+            self._tree.prime()
+
+    def _guarded(self, action: Callable[[], None]) -> bool:
+        """Run one step of the loop; a failure is counted and skipped, never the thread's end."""
+        try:
+            action()
+        except Exception:
+            self.failures += 1
+            return False
+        return True
 
     def _pause(self, seconds: float) -> None:
         self._wake.wait(seconds)
@@ -405,12 +418,13 @@ class ResourceSampler:
         due = [s for s in subs if s.next_s <= now]
         if not due:
             return
+        for sub in due:  # advanced first: a failed measurement is skipped, not retried at once
+            sub.next_s = now + self.interval_s
         ids = sorted({g for s in due for g in s.gpu_ids})
         sample = self.sample(ids)
         for sub in due:
-            sub.next_s = now + self.interval_s
             mine = tuple(g for g in sample.gpus if g.gpu in sub.gpu_ids)
             try:
                 sub.callback(Sample(sample.time_s, sample.cpu_cores, sample.rss, mine))
             except Exception:  # a consumer's failure must not stop sampling for the others
-                pass
+                self.failures += 1

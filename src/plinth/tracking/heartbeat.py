@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
-from plinth.core.errors import PlinthError
 from plinth.store.base import Store
+
+log = logging.getLogger("plinth.tracking")
 
 
 class Heartbeat:
@@ -19,6 +21,7 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.failures = 0  # beats that could not be written, over the life of the process
 
     def add(self, run_id: str) -> None:
         """Start beating for a run."""
@@ -34,13 +37,21 @@ class Heartbeat:
             self._runs.discard(run_id)
 
     def _loop(self) -> None:
+        failing = False
         while not self._stop.wait(self.interval_s):
             with self._lock:
                 ids = sorted(self._runs)
             try:
                 self.store.heartbeat(ids, time.time_ns() // 1_000_000)
-            except PlinthError:
-                pass  # a missed beat is harmless unless it lasts; the next one retries
+            except Exception as exc:  # the thread must outlive any failure: a dead beat reads CRASHED
+                self.failures += 1
+                if not failing:
+                    log.warning("could not record heartbeats of %d runs (will retry): %s", len(ids), exc)
+                failing = True
+                continue
+            if failing:
+                log.warning("heartbeats recorded again after %d failed beats", self.failures)
+            failing = False
 
     def close(self) -> None:
         """Stop the thread."""
