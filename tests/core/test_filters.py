@@ -124,6 +124,8 @@ def test_operators(text: str, op: str, value: object) -> None:
         ("1e3", 1000.0),
         ("1E-3", 0.001),
         ("-2.5e+2", -250.0),
+        ("123456789012345678", 123456789012345678),
+        ("1234567890123456789012345", 1.2345678901234568e24),
     ],
 )
 def test_numbers(literal: str, value: float) -> None:
@@ -406,6 +408,10 @@ BAD_FILTERS = [
     ("tags.x is nul", 10, "expected 'null' after 'is'"),
     ("tags.x is not", 13, "found end of input"),
     ("tags.x = 'a'\n; x", 13, "unexpected character ';'"),
+    ("metrics.acc > 1e400", 14, "beyond the range of a 64-bit float"),
+    (f"metrics.acc > {'1' * 5000}", 14, "beyond the range of a 64-bit float"),
+    ("params.x < -1e400", 11, "beyond the range"),
+    ("tags.x like 'a\\\\'", 12, "ends with a backslash"),
 ]
 
 
@@ -420,6 +426,11 @@ def test_bad_filters(text: str, position: int, fragment: str) -> None:
     assert lines[0].startswith(f"Invalid filter at position {position}: ")
     assert lines[2] == "  " + " " * position + "^"
     assert lines[3].startswith("Example: ")
+
+
+def test_big_numbers_stay_text_where_params_compare_as_text() -> None:
+    digits = "1" * 5000
+    assert parse_filter(f"params.seed = {digits}") == Compare(Field("params", "seed"), "=", digits)
 
 
 def test_nesting_depth_is_limited() -> None:

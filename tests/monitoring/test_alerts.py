@@ -25,7 +25,7 @@ from plinth.core.entities import PredictionLog
 from plinth.core.errors import InvalidInput, NotFound
 from plinth.core.ids import new_id, now_ms
 from plinth.monitoring.alerts import AlertEvent, check_alerts, evaluate, load_rules, parse_rule, watch
-from plinth.monitoring.webhooks import WebhookPolicy, deliver
+from plinth.monitoring.webhooks import Webhook, WebhookPolicy, deliver
 from plinth.tracking.context import Backend, open_backend
 
 HOUR = 3_600_000
@@ -128,7 +128,11 @@ def test_drift_fires_once_after_two_windows_and_resolves(tracking: Backend, rece
         serve(tracking, model, shifted_rows(features, hour), base + hour * HOUR)
     serve(tracking, model, features.sample(300, replace=True, random_state=9), base + 3 * HOUR)
     rule = parse_rule(
-        "drift(feature=*) > 0.2 for 2 windows", model="iris-clf", name="iris-drift", webhook=receiver.url
+        "drift(feature=*) > 0.2 for 2 windows",
+        model="iris-clf",
+        name="iris-drift",
+        webhook=receiver.url,
+        allow_private=True,
     )
 
     assert check_alerts([rule], now_ms=base + HOUR) == []
@@ -160,7 +164,9 @@ def test_an_open_incident_is_not_fired_again_after_a_restart(tracking: Backend, 
     features, model = iris_model()
     base = now_ms() - 5 * HOUR
     serve(tracking, model, shifted_rows(features, 1), base)
-    rule = parse_rule(f'drift(feature="{PETAL}") > 0.2', model="iris-clf", webhook=receiver.url)
+    rule = parse_rule(
+        f'drift(feature="{PETAL}") > 0.2', model="iris-clf", webhook=receiver.url, allow_private=True
+    )
     [fired] = check_alerts(rule, now_ms=base + HOUR)
     assert fired.status == "firing"
 
@@ -178,7 +184,9 @@ def test_accuracy_fires_only_once_labels_show_it(tracking: Backend, receiver: Re
     features, model = iris_model()
     at = now_ms() - 30 * 60_000
     ids = serve(tracking, model, features, at)
-    rule = parse_rule("accuracy < 0.9", model="iris-clf", name="iris-accuracy", webhook=receiver.url)
+    rule = parse_rule(
+        "accuracy < 0.9", model="iris-clf", name="iris-accuracy", webhook=receiver.url, allow_private=True
+    )
     assert check_alerts(rule) == []  # no labels yet: no data, no alert
     wrong = (model.predict(features) + 1) % 3
     plinth.log_labels("iris-clf", list(zip(ids, wrong.tolist(), strict=True)))
@@ -193,8 +201,12 @@ def test_error_rate_percent_and_p99_latency(tracking: Backend, receiver: Receive
     traffic(tracking, base, count=200, errors=10, latency_ms=80.0)
     traffic(tracking, base + HOUR, count=200, errors=1, latency_ms=5.0)
     rules = [
-        parse_rule("error_rate > 1%", model="iris-clf", name="errors", webhook=receiver.url),
-        parse_rule("p99_latency_ms > 50", model="iris-clf", name="latency", webhook=receiver.url),
+        parse_rule(
+            "error_rate > 1%", model="iris-clf", name="errors", webhook=receiver.url, allow_private=True
+        ),
+        parse_rule(
+            "p99_latency_ms > 50", model="iris-clf", name="latency", webhook=receiver.url, allow_private=True
+        ),
         parse_rule("throughput_rps < 0.01", model="iris-clf", name="traffic"),
     ]
     assert rules[0].threshold == 0.01
@@ -216,7 +228,7 @@ def test_a_webhook_that_is_down_does_not_stop_the_evaluation(tracking: Backend) 
     at = now_ms() - 60_000
     traffic(tracking, at, count=10, errors=5)
     rules = [
-        parse_rule("error_rate > 10%", model="iris-clf", name="down", webhook=closed),
+        parse_rule("error_rate > 10%", model="iris-clf", name="down", webhook=closed, allow_private=True),
         parse_rule("error_rate > 10%", model="iris-clf", name="audit-only"),
     ]
     quick = partial(deliver, policy=WebhookPolicy(timeout_s=2, attempts=2, backoff_s=0.01))
@@ -342,6 +354,7 @@ def test_a_rules_file_sets_defaults(tmp_path: Path) -> None:
     path.write_text(
         """
 webhook = "http://127.0.0.1:9/all"
+allow_private = true
 every = "30s"
 [[rule]]
 name = "drift"
@@ -358,15 +371,15 @@ webhook = "http://127.0.0.1:9/own"
     rules = load_rules(path)
     assert rules.every_s == 30
     assert [(r.name, r.window_ms, r.webhook) for r in rules.rules] == [
-        ("drift", HOUR, "http://127.0.0.1:9/all"),
-        ("errors", 15 * 60_000, "http://127.0.0.1:9/own"),
+        ("drift", HOUR, Webhook("http://127.0.0.1:9/all", allow_private=True)),
+        ("errors", 15 * 60_000, Webhook("http://127.0.0.1:9/own", allow_private=True)),
     ]
 
 
 def write_rules(tmp_path: Path, receiver: Receiver) -> Path:
     path = tmp_path / "rules.toml"
     path.write_text(
-        f'webhook = "{receiver.url}"\n'
+        f'webhook = "{receiver.url}"\nallow_private = true\n'
         '[[rule]]\nname = "errors"\nmodel = "iris-clf"\nwhen = "error_rate > 1%"\nwindow = "10m"\n'
     )
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 
 from plinth.core.errors import InvalidInput
 from plinth.registry.flavors.base import Flavor, detect_flavor
+from plinth.registry.package import Package
 
 RESOURCES = Path(__file__).parent.parent / "resources"
 
@@ -45,7 +47,12 @@ def roundtrip(flavor: Flavor, model: Any, tmp_path: Path, **options: Any) -> tup
     folder.mkdir(parents=True)
     meta = flavor.save(model, str(folder), **options)
     meta = json.loads(json.dumps(meta))
-    return flavor.load(str(folder), meta), meta
+    files = [
+        {"path": f.relative_to(folder).as_posix(), "digest": hashlib.sha256(f.read_bytes()).hexdigest()}
+        for f in folder.rglob("*")
+        if f.is_file()
+    ]
+    return flavor.load(Package(str(folder), {"meta": meta, "files": files}, "native/1")), meta
 
 
 def files(tmp_path: Path) -> set[str]:

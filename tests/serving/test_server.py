@@ -121,6 +121,13 @@ def test_signature_problems_are_listed(serve, cancer) -> None:  # type: ignore[n
         "/v1/models/bc/predict", content=b" " * 300_000, headers={"content-type": "application/json"}
     )
     assert huge.status_code == 413
+    # no Content-Length: refused once 200 kB are read, and the connection closes
+    chunked = server.client.post(
+        "/v1/models/bc/predict",
+        content=iter([b" " * 65_536] * 1000),
+        headers={"content-type": "application/json"},
+    )
+    assert chunked.status_code == 413 and chunked.headers["connection"] == "close"
     assert server.predict("nope", {"instances": [row]}).status_code == 404
 
 

@@ -10,7 +10,7 @@ import uuid
 import boto3
 import pytest
 
-from plinth.errors import ConfigError, IntegrityError, NotFound, StoreError
+from plinth.errors import ConfigError, IntegrityError, InvalidInput, NotFound, StoreError
 from plinth.store import blobs as blobs_module
 from plinth.store.blobs import BlobStore
 
@@ -133,7 +133,7 @@ def test_local_writes_leave_no_temporary_files(tmp_path) -> None:  # type: ignor
     store = BlobStore(str(tmp_path / "artifacts"))
     store.put_file(_write(tmp_path / "a", b"a"))
     store.put_bytes(b"b")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InvalidInput, match="No such file"):
         store.put_file(str(tmp_path / "missing"))
     found = [os.path.join(r, n) for r, _, names in os.walk(tmp_path / "artifacts") for n in names]
     assert len(found) == 2 and all("/blobs/" in p and ".tmp" not in p for p in found)
@@ -192,3 +192,13 @@ def test_list_blobs_reports_size_and_time(store: BlobStore) -> None:
 def test_unknown_scheme_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="nosuchfs://x"):
         BlobStore("nosuchfs://x/y")
+
+
+def test_only_sha256_digests_name_blobs(store: BlobStore) -> None:
+    digest, _ = store.put_bytes(b"kept")
+    store.fs.makedirs(f"{store.root}/blobs/ab", exist_ok=True)
+    store.fs.pipe_file(f"{store.root}/blobs/ab/not-a-digest", b"left by hand")
+    assert [b.digest for b in store.list_blobs()] == [digest]
+    for edited in ("../../../../etc/passwd", "ab/../../x", digest.upper(), digest[:-1]):
+        with pytest.raises(IntegrityError, match="not a sha256 digest"):
+            store.read_bytes(edited)

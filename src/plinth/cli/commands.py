@@ -24,6 +24,7 @@ from plinth.cli.render import console, number, say, table, when
 from plinth.cli.serve import serve
 from plinth.core.entities import DatasetVersion, Experiment, Run
 from plinth.core.errors import InvalidInput, NotFound
+from plinth.core.refs import check_ref, split_version
 
 JSON_HELP = "Print JSON instead of a table (for scripts and jq)."
 COUNT_CAP = 1000
@@ -219,7 +220,9 @@ def artifacts_get(run_id: str, path: str, dest: str) -> None:
 
     PATH is a file (e.g. confusion_matrix.csv) or a folder prefix (e.g. plots), as listed
     by `plinth runs show RUN_ID`. DEST may be an existing folder, a folder to create
-    (end it with /), or a file name for a single file. Every file's sha256 is verified.
+    (end it with /), or a file name for a single file. Every file's sha256 is verified, and
+    every file lands inside DEST: a recorded name with '..' or a link in DEST that leads out
+    of it stops the copy before anything is written.
     """
     from plinth.tracking.artifacts import download_artifacts
     from plinth.tracking.context import backend
@@ -289,14 +292,10 @@ def datasets_show(ref: str, as_json: bool) -> None:
 
 def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
     """Split `NAME/VERSION` (the version a positive number) or take all of `ref` as the name."""
-    name, slash, version = ref.rpartition("/")
-    if slash and version.isdigit():
-        if not name:
-            raise InvalidInput(f"Dataset reference {ref!r} has no name; use NAME or NAME/VERSION.")
-        return name, int(version)
-    if not ref.strip() or ref.endswith("/"):
+    check_ref(ref, "dataset", "NAME or NAME/VERSION, e.g. digits-train/1")
+    if ref.endswith("/"):
         raise InvalidInput(f"Dataset reference {ref!r} is not NAME or NAME/VERSION, e.g. digits-train/1.")
-    return ref, None
+    return split_version(ref)
 
 
 def _dataset_dict(ds: DatasetVersion, full: bool) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from rich.live import Live
 
 from plinth.cli import render
 from plinth.cli.render import console, duration, say, table, when
-from plinth.core.entities import FlowRun, StepRun
+from plinth.core.entities import FlowRun, RunStatus, StepRun
 from plinth.core.errors import InvalidInput, NotFound
+from plinth.core.ids import now_ms
 
 STATES = ("waiting", "ready", "running", "done", "cached", "failed", "cancelled")
 
@@ -96,13 +97,28 @@ def flows_run(target: str, params: tuple[str, ...], executor: str | None, ray_ad
 @click.argument("run_id")
 @executor_option
 @ray_address_option
-def flows_resume(run_id: str, executor: str | None, ray_address: str | None) -> None:
-    """Run RUN_ID's flow again with its params, reusing every step call that finished."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Mark a run still recorded as running CRASHED and resume it, even if its driver may be alive.",
+)
+def flows_resume(run_id: str, executor: str | None, ray_address: str | None, force: bool) -> None:
+    """Run RUN_ID's flow again with its params, reusing every step call that finished.
+
+    A run whose driver was killed on this host is marked CRASHED and resumed at once. One whose
+    driver ran on another host is CRASHED once that driver misses three heartbeats; --force
+    resumes it before that (use it only when you know the driver is gone).
+    """
     from plinth.flows.flow import resume_flow
 
     with _live(f"resuming {run_id}") as observer:
         result = resume_flow(
-            run_id, raise_on_failure=False, observer=observer, executor=executor, ray_address=ray_address
+            run_id,
+            raise_on_failure=False,
+            observer=observer,
+            executor=executor,
+            ray_address=ray_address,
+            force=force,
         )
     _summary(result)
 
@@ -188,11 +204,27 @@ def flows_show(run_id: str) -> None:
         f"  source {run.source}"
     )
     say(f"params {json.dumps(run.params)}")
+    if run.driver_pid is not None:
+        say(f"driver pid {run.driver_pid} on {run.driver_host}{_driver_state(be, run)}")
     if run.resumed_from:
         say(f"resumed from {run.resumed_from}")
     if run.error:
         say(f"error: {run.error}")
     _steps_table(be.store.step_runs(run_id), "Steps")
+
+
+def _driver_state(be: Any, run: FlowRun) -> str:
+    """What this host can tell of a running flow run's driver, as a suffix of its line."""
+    from plinth.flows.liveness import check_driver
+
+    if run.status is not RunStatus.RUNNING:
+        return ""
+    check = check_driver(run, be.store.get_run(run.id), now_ms())
+    if check.verdict == "alive":
+        return " (alive)"
+    if check.verdict == "gone":
+        return " (gone: `plinth flows resume` marks the run CRASHED and resumes it)"
+    return f" (another host: its heartbeat decides in {duration(check.decides_in_s)})"
 
 
 @flows.command("logs")

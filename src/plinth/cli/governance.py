@@ -8,23 +8,38 @@ import click
 
 from plinth.cli import render
 from plinth.cli.render import console, say, table, when
-from plinth.core.errors import IntegrityError
 
 
-@click.group("audit", short_help="Check and list the hash-chained audit log.")
+@click.group("audit", short_help="Check, anchor and list the keyed, hash-chained audit log.")
 def audit() -> None:
-    """The audit log: every mutation, who and when, each event chained to the previous by hash."""
+    """The audit log: every mutation, who and when, each event chained to the previous by hash and
+    keyed with the store's audit key (PLINTH_AUDIT_KEY, or PLINTH_HOME/audit.key)."""
 
 
 @audit.command("verify")
-def audit_verify() -> None:
-    """Recompute the chain; exit non-zero naming the first edited or deleted event."""
+@click.option(
+    "--anchor", default=None, metavar="PATH_OR_URL", help="Also check against an anchor written earlier."
+)
+def audit_verify(anchor: str | None) -> None:
+    """Check the chain and its keyed hashes; exit non-zero naming the first bad event."""
     from plinth.governance.api import verify_audit
 
-    check = verify_audit()
-    if not check.ok:
-        raise IntegrityError(f"The audit log is broken at event {check.first_bad_seq}: {check.reason}.")
-    say(f"The audit log is intact: {check.events} events verified.")
+    check = verify_audit(anchor)
+    check.raise_if_broken()
+    keyed = " and keyed hashes" if check.keyed else " (not keyed)"
+    against = f", up to the anchor at {anchor}" if anchor else ""
+    say(f"The audit log is intact: {check.events} events verified, hash chain{keyed}{against}.")
+
+
+@audit.command("anchor")
+@click.option("--output", "-o", required=True, metavar="PATH_OR_URL", help="File or fsspec URL to write.")
+def audit_anchor(output: str) -> None:
+    """Check the chain, then write its head (sequence, hash, time, keyed hash) as JSON to OUTPUT;
+    `plinth audit verify --anchor OUTPUT` later fails if events up to it were cut or rewritten."""
+    from plinth.governance.api import anchor_audit
+
+    head = anchor_audit(output)
+    say(f"Anchored the audit log at event {head.seq} ({head.when}, sha256 {head.hash[:12]}) in {output}.")
 
 
 @audit.command("list")
@@ -110,3 +125,5 @@ def retention_apply(predictions: str, dry_run: bool) -> None:
         f"{verb} {receipt.prediction_logs} prediction logs and {receipt.labels} labels "
         f"older than {predictions} (sha256 {receipt.digest[:12]})."
     )
+    if receipt.residue:
+        say(receipt.residue)

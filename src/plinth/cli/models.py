@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,10 +11,13 @@ from plinth.cli import render
 from plinth.cli.render import console, say, table, when
 from plinth.core.entities import ModelVersion
 
+if TYPE_CHECKING:
+    from plinth.core.settings import Settings
+
 JSON_HELP = "Print JSON instead of tables."
 
 
-@click.group("models", short_help="Registered models: list, show, alias, predict.")
+@click.group("models", short_help="Registered models: list, show, alias, sign, predict.")
 def models() -> None:
     """The model registry: versions, aliases (e.g. champion), signatures, lineage."""
 
@@ -47,13 +51,16 @@ def models_show(ref: str, as_json: bool) -> None:
     Prints the signature, the environment needed to load it, its aliases and its lineage
     (the run that produced it and the datasets that run consumed).
     """
+    from plinth.registry import signing
     from plinth.registry.models import resolve
     from plinth.tracking.context import backend
 
     mv = resolve(ref)
     lineage = _lineage(mv)
     if as_json:
-        render.emit_json({**mv.__dict__, "lineage": lineage})
+        render.emit_json(
+            {**mv.__dict__, "signing": signing.status(mv, backend().settings), "lineage": lineage}
+        )
         return
     say(f"Model {mv.ref}  flavor {mv.flavor}  created {when(mv.created_ms)} by {mv.creator}")
     if mv.aliases:
@@ -61,6 +68,7 @@ def models_show(ref: str, as_json: bool) -> None:
     if mv.description:
         say(f"description: {mv.description}")
     say(f"sha256 {mv.digest}")
+    say(f"signature: {signature_line(mv, backend().settings)}")
     console.print(table("Signature (inputs)", ["name", "dtype"], _signature_rows(mv)))
     env = mv.environment
     rows = [("python", env.get("python")), *sorted((env.get("libraries") or {}).items())]
@@ -68,8 +76,35 @@ def models_show(ref: str, as_json: bool) -> None:
     if lineage:
         console.print(table("Lineage", ["relation", "entity", "id", "detail"], lineage_rows(lineage)))
     versions = backend().store.list_model_versions(mv.name)
-    rows = [(v.version, when(v.created_ms), v.run_id or "", ", ".join(v.aliases)) for v in versions]
-    console.print(table(f"Versions of {mv.name}", ["version", "created", "run", "aliases"], rows))
+    rows = [
+        (v.version, when(v.created_ms), v.run_id or "", ", ".join(v.aliases), _short_key(v.signing_key))
+        for v in versions
+    ]
+    console.print(
+        table(f"Versions of {mv.name}", ["version", "created", "run", "aliases", "signed by"], rows)
+    )
+
+
+_SIGNATURE_STATES = {
+    "verified": "verified",
+    "bad": "BAD: it does not match this version; loading refuses it",
+    "untrusted": "not checked: the key is not among PLINTH_VERIFY_KEYS",
+    "unchecked": "not checked: set PLINTH_VERIFY_KEYS to check it",
+}
+
+
+def signature_line(mv: ModelVersion, settings: Settings) -> str:
+    """Whether a version is signed, by which key, and whether the signature holds here."""
+    from plinth.registry import signing
+
+    verdict = signing.status(mv, settings)
+    if verdict == "unsigned":
+        return "unsigned (sign it with `plinth models sign`)"
+    return f"signed by key {mv.signing_key}, {_SIGNATURE_STATES[verdict]}"
+
+
+def _short_key(fingerprint: str | None) -> str:
+    return f"{fingerprint[:16]}…" if fingerprint else ""
 
 
 def _signature_rows(mv: ModelVersion) -> list[tuple[str, str]]:
@@ -122,6 +157,25 @@ def models_alias(name: str, alias: str, version: int) -> None:
     before = plinth.set_alias(name, alias, version)
     moved = f" (was {before})" if before is not None else ""
     say(f"{name}@{alias} → version {version}{moved}")
+
+
+@models.command("sign")
+@click.argument("ref")
+def models_sign(ref: str) -> None:
+    """Sign existing versions with the key in PLINTH_SIGNING_KEY (each signing is audited).
+
+    REF is NAME (every version that key has not signed), NAME/VERSION or NAME@ALIAS. Each
+    version's manifest is checked against its record first; sign only models you trust, since a
+    signature lets them load where PLINTH_REQUIRE_SIGNED=1.
+    """
+    from plinth.registry.models import sign_versions
+
+    signed = sign_versions(ref)
+    if not signed:
+        say(f"Nothing to sign: every version of {ref} is signed by this key already.")
+        return
+    key = signed[0].signing_key
+    say(f"Signed {', '.join(mv.ref for mv in signed)} with key {key}.")
 
 
 @models.command("unalias")

@@ -57,7 +57,14 @@ def watch(rules: str, every: str | None, once: bool) -> None:
       name = "iris-errors"
       model = "iris-clf"
       when = "error_rate > 1%"
-      webhook = "https://other.example.com/hook"      # this rule's own
+      webhook = "https://user:pw@other.example.com/hook"   # this rule's own; Basic auth
+      allow_private = true                            # may reach private addresses
+
+    \b
+    Webhooks reach public addresses only: loopback, private (10/8, 172.16/12, 192.168/16,
+    fc00::/7) and link-local (169.254/16) targets are refused, directly or through a redirect,
+    unless the rule (or the file's top level) sets allow_private = true. Credentials in a URL
+    are sent as Basic auth and never printed.
 
     \b
     Other conditions: accuracy < 0.9, p99_latency_ms > 50,

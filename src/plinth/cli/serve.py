@@ -60,11 +60,13 @@ def serve(
 
     Aliases are watched: when one moves, the new version is loaded, checked on its input example
     and swapped in without failing a request. Also: /healthz, /readyz, /metrics (Prometheus),
-    /v1/models, /docs and /openapi.json. Every prediction is logged for monitoring.
+    /v1/models, /docs and /openapi.json. Every prediction is logged for monitoring. A version
+    whose signature is bad, or unsigned where PLINTH_REQUIRE_SIGNED=1, is never served.
     """
     import uvicorn
 
     from plinth.core.settings import Settings
+    from plinth.registry.models import check_signed
     from plinth.serving.main import CONFIG_ENV, config_json
     from plinth.serving.options import ServeOptions, parse_batch, parse_canary
 
@@ -79,6 +81,9 @@ def serve(
         shadow=shadow,
         per_model=dict(parse_batch(rule) for rule in batch_rules),
     )
+    served = [*refs, *(options.canary[:1] if options.canary else ()), *([shadow] if shadow else [])]
+    for ref in served:  # refuse here, with the reason, rather than in each worker's startup
+        check_signed(ref)
     os.environ[CONFIG_ENV] = config_json(list(refs), options)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="plinth-metrics-")

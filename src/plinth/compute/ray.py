@@ -35,6 +35,7 @@ from plinth.compute.ray_outcomes import from_error, from_reply, name, size
 from plinth.compute.ray_worker import execute, execute_many
 from plinth.core.errors import ResourceError
 from plinth.core.settings import Settings
+from plinth.store.audit_key import audit_key_env
 
 NODES_TTL_S = 5.0
 """How long the list of nodes that `submit` checks asks against is reused."""
@@ -120,8 +121,8 @@ class RayExecutor(Executor):
         if isinstance(payload, TaskResult):
             self._done.append(payload)
             return
-        if self._env is None:
-            self._env = ray_cluster.forwarded_env()
+        if self._env is None:  # with the audit key, which a key file on this host cannot give other nodes
+            self._env = {**ray_cluster.forwarded_env(), **audit_key_env(os.environ)}
         env = {**self._env, **task.env} if task.env else self._env
         self._pending[task.id] = (task, pickle.dumps((None, env, payload), protocol=pickle.HIGHEST_PROTOCOL))
         if len(self._pending) >= FLUSH_AT:

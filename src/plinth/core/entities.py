@@ -154,7 +154,9 @@ class ModelVersion:
 
     `digest` is the sha256 of the model's manifest (`plinth-model.json`), which lists every
     file of the package by digest; `environment` records the Python and flavor library
-    versions needed to load it.
+    versions needed to load it. `signature` is the input signature; `manifest_signature` is
+    an Ed25519 signature (base64) of the name, version, flavor and digest, made by the key
+    whose fingerprint is `signing_key` (both None for an unsigned version).
     """
 
     id: str
@@ -169,6 +171,8 @@ class ModelVersion:
     creator: str
     created_ms: int
     aliases: tuple[str, ...] = ()
+    manifest_signature: str | None = None
+    signing_key: str | None = None
 
     @property
     def ref(self) -> str:
@@ -205,6 +209,7 @@ class StepStatus(enum.StrEnum):
     CACHED = "CACHED"  # its result was reused from an earlier identical step (cache or resume)
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"  # the flow's driver died while this call ran
 
     @property
     def has_result(self) -> bool:
@@ -214,7 +219,11 @@ class StepStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class FlowRun:
-    """One run of a flow: its params, status, result and where its code came from."""
+    """One run of a flow: its params, status, result and where its code came from.
+
+    `driver_host` and `driver_pid` name the process that ran the flow body (None for runs
+    recorded before they were kept).
+    """
 
     id: str
     flow: str
@@ -226,6 +235,8 @@ class FlowRun:
     result_digest: str | None = None
     error: str | None = None
     resumed_from: str | None = None
+    driver_host: str | None = None
+    driver_pid: int | None = None
 
 
 @dataclass(frozen=True)

@@ -17,22 +17,34 @@ Value rules: metrics compare with numbers only; ``start_time``/``end_time`` take
 milliseconds or ISO-8601 strings (naive means UTC), converted to epoch-ms floats; ``status``
 is checked and upper-cased. Params and tags are stored as text, so for ``=``, ``!=``, ``in``
 and ``not in`` an unquoted number is taken as its source text (``params.lr = 0.01`` equals
-``params.lr = '0.01'``); with ``<``, ``<=``, ``>``, ``>=`` it stays a number. ``not ilike``
-parses to ``Not(Compare(..., "ilike", ...))``. Other backslash sequences are kept verbatim.
+``params.lr = '0.01'``); with ``<``, ``<=``, ``>``, ``>=`` it stays a number. Integers beyond
+18 digits become floats; a number beyond the float range is refused where it is compared as a
+number. ``not ilike`` parses to ``Not(Compare(..., "ilike", ...))``. Other backslash
+sequences are kept verbatim.
+
+``like`` is case-sensitive and ``ilike`` is not, on every backend (SQLite's ``ilike`` folds
+ASCII letters only). In their patterns ``%`` is any text, ``_`` one character, and a backslash
+makes the next character literal: ``params.opt like 'adam\\_%'``. A filter holds at most
+``MAX_COMPARISONS`` comparisons, ``MAX_VALUES`` list values and ``MAX_NESTING`` levels of
+and/or/not, and no lone surrogates.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, NoReturn, TypeAlias, TypeVar, cast
+from typing import Any, Literal, NoReturn, TypeAlias, TypeVar, cast
 
 from plinth.core.errors import InvalidInput
 
 __all__ = [
     "ATTRIBUTES",
+    "MAX_COMPARISONS",
+    "MAX_NESTING",
+    "MAX_VALUES",
     "STATUSES",
     "And",
     "Compare",
@@ -91,6 +103,14 @@ _EXAMPLES = {
     "order_by": "order_by=['-metrics.acc', 'start_time desc']",
 }
 _MAX_DEPTH = 100
+MAX_COMPARISONS = 500
+"""Comparisons in one filter; past about a thousand, databases refuse the query's depth."""
+MAX_VALUES = 5000
+"""Values in all the ``in (...)`` lists of one filter, each a bound parameter."""
+MAX_NESTING = 24
+"""Levels of and/or/not inside one another; SQLite's parser overflows past about 30."""
+_MAX_INT_DIGITS = 18  # an int64 holds every 18-digit integer
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -161,14 +181,16 @@ class FilterSyntaxError(InvalidInput):
             what: ``"filter"`` or ``"order_by"``; picks the header and the example.
         """
         self.reason, self.text, self.position, self.what = reason, text, position, what
-        flat = re.sub(r"\s", " ", text)
+        # a lone surrogate cannot be printed or encoded: show it as '?', keeping the caret aligned
+        flat = _SURROGATE.sub("?", re.sub(r"\s", " ", text))
         start = max(0, position - 60) if len(flat) > 100 else 0
+        shown = reason.encode("utf-8", "backslashreplace").decode()
         super().__init__(
-            f"Invalid {what} at position {position}: {reason}.\n  {flat[start : start + 100]}\n"
+            f"Invalid {what} at position {position}: {shown}.\n  {flat[start : start + 100]}\n"
             f"  {' ' * (position - start)}^\nExample: {_EXAMPLES[what]}"
         )
 
-    def __reduce__(self) -> tuple[type, tuple[str, str, int, str]]:
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         """Pickle by constructor arguments (the default would pass only the message)."""
         return (type(self), (self.reason, self.text, self.position, self.what))
 
@@ -248,8 +270,9 @@ def _next_token(text: str, i: int) -> _Token:
         if _IDENT.match(text, m.end()) or text[m.end() : m.end() + 1] in (".", "`"):
             raise _Bad(f"malformed number {(_WORD.match(text, i) or m).group()!r}")
         number = m.group()
-        parsed = int(number) if number.lstrip("-").isdigit() else float(number)
-        return _Token("number", number, i, parsed)
+        digits = number.lstrip("-")
+        exact = digits.isdigit() and len(digits) <= _MAX_INT_DIGITS
+        return _Token("number", number, i, int(number) if exact else float(number))
     if m := _IDENT.match(text, i):
         if m.group().endswith(".") and text[m.end() : m.end() + 1] in ("`", '"'):
             end, name = _read_quoted(text, m.end())
@@ -297,7 +320,7 @@ def _make_field(prefix: str | None, name: str) -> Field:
 def _to_epoch_ms(token: _Token) -> Value:
     """Return epoch milliseconds for a number or ISO-8601 string token (naive = UTC)."""
     if token.kind == "number":
-        return cast(Value, token.value)
+        return _number(token)
     try:
         moment = datetime.fromisoformat(cast(str, token.value))
     except ValueError:
@@ -307,6 +330,30 @@ def _to_epoch_ms(token: _Token) -> Value:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(microseconds=1) / 1000
+
+
+def _number(token: _Token) -> Value:
+    """Return a number token's value, refusing one beyond the range of a 64-bit float."""
+    value = cast(Value, token.value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Bad(
+            f"the number {token.describe()} is beyond the range of a 64-bit float (about 1.8e308); "
+            "to find infinite metrics compare with a finite bound, e.g. metrics.loss > 1e308"
+        )
+    return value
+
+
+def _pattern(op: str, token: _Token) -> str:
+    """Return a like/ilike pattern, refusing one that ends in an escaping backslash."""
+    if token.kind != "string":
+        raise _Bad(f"{op} needs a quoted pattern such as '%vision%'")
+    pattern = cast(str, token.value)
+    if (len(pattern) - len(pattern.rstrip("\\"))) % 2:
+        raise _Bad(
+            f"the {op} pattern ends with a backslash, which escapes the next character; "
+            "to match a backslash write four: '\\\\\\\\'"
+        )
+    return pattern
 
 
 def _convert(field: Field, op: str, token: _Token) -> Value:
@@ -320,15 +367,13 @@ def _convert(field: Field, op: str, token: _Token) -> Value:
     if op.endswith("like"):
         if special:
             raise _Bad(f"{op} works on params, tags and text attributes; metrics and times are numbers")
-        if not is_text:
-            raise _Bad(f"{op} needs a quoted pattern such as '%vision%'")
-        return cast(str, token.value)
+        return _pattern(op, token)
     if field.kind == "metrics":
         if is_text:
             raise _Bad(
                 f"metrics are numbers; compare metrics.{field.name} with an unquoted number such as 0.9"
             )
-        return cast(Value, token.value)
+        return _number(token)
     if special:
         return _to_epoch_ms(token)
     if field.kind == "attributes" and field.name == "status":
@@ -336,8 +381,10 @@ def _convert(field: Field, op: str, token: _Token) -> Value:
         if op in _ORDERING or status not in STATUSES:
             raise _Bad(f"status takes =, !=, in or like with one of {', '.join(STATUSES)}")
         return status
-    if is_text or op in _ORDERING:
+    if is_text:
         return cast(Value, token.value)
+    if op in _ORDERING:
+        return _number(token)
     return token.text  # params/tags/text attributes are stored as text
 
 
@@ -345,9 +392,21 @@ class _Parser:
     """Recursive-descent parser over a lazily tokenized text."""
 
     def __init__(self, text: str, what: str) -> None:
-        """Start at the beginning of ``text``; ``what`` is 'filter' or 'order_by'."""
+        """Start at the beginning of ``text``; ``what`` is 'filter' or 'order_by'.
+
+        Raises:
+            FilterSyntaxError: ``text`` holds a lone surrogate, which no database can encode.
+        """
         self.text, self.what, self.offset, self.depth = text, what, 0, 0
         self.ahead: _Token | None = None
+        self.comparisons = self.values = 0
+        if bad := _SURROGATE.search(text):
+            raise FilterSyntaxError(
+                f"{bad.group()!r} is a lone surrogate, not a character; use valid Unicode text",
+                text,
+                bad.start(),
+                what,
+            )
 
     def fail(self, reason: str, token: _Token) -> NoReturn:
         """Raise a FilterSyntaxError at ``token``."""
@@ -394,25 +453,35 @@ class _Parser:
         finally:
             self.depth -= 1
 
+    def shallow(self, expr: Expr, token: _Token) -> Expr:
+        """Return ``expr``, which starts at ``token``, unless and/or/not nest too deep in it."""
+        if _nesting(expr) > MAX_NESTING:
+            self.fail(
+                f"and, or and not are nested more than {MAX_NESTING} levels deep; write it flatter", token
+            )
+        return expr
+
     def parse_or(self) -> Expr:
         """Parse ``and ("or" and)*``."""
+        start = self.peek()
         items = [self.parse_and()]
         while self.accept("or"):
             items.append(self.parse_and())
-        return _combine(Or, items)
+        return items[0] if len(items) == 1 else self.shallow(_combine(Or, items), start)
 
     def parse_and(self) -> Expr:
         """Parse ``unary ("and" unary)*``."""
+        start = self.peek()
         items = [self.parse_unary()]
         while self.accept("and"):
             items.append(self.parse_unary())
-        return _combine(And, items)
+        return items[0] if len(items) == 1 else self.shallow(_combine(And, items), start)
 
     def parse_unary(self) -> Expr:
         """Parse ``"not" unary | "(" filter ")" | compare``."""
         token = self.peek()
         if self.accept("not"):
-            return Not(self.nested(self.parse_unary, token))
+            return self.shallow(Not(self.nested(self.parse_unary, token)), token)
         if token.kind != "(":
             return self.parse_compare()
         self.advance()
@@ -481,6 +550,9 @@ class _Parser:
         while self.peek().kind == ",":
             self.advance()
             tokens.append(self.parse_value(","))
+        self.values += len(tokens)
+        if self.values > MAX_VALUES:
+            self.fail(f"a filter holds at most {MAX_VALUES} list values; search in parts", op_token)
         if self.peek().kind != ")":
             self.fail(f"expected ',' or ')' in the list, found {self.peek().describe()}", self.peek())
         self.advance()
@@ -492,6 +564,13 @@ class _Parser:
     def parse_compare(self) -> Expr:
         """Parse ``field operator [value | list]``."""
         field_token = self.peek()
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            self.fail(
+                f"a filter holds at most {MAX_COMPARISONS} comparisons; use 'in (...)' for many "
+                "values of one field, or search in parts",
+                field_token,
+            )
         field = self.parse_field()
         op_token = self.peek()
         op = self.parse_operator(field_token)
@@ -531,6 +610,15 @@ def _combine(cls: type[And] | type[Or], items: list[Expr]) -> Expr:
     for item in items:
         flat.extend(item.items if isinstance(item, cls) else (item,))
     return cls(tuple(flat))
+
+
+def _nesting(expr: Expr) -> int:
+    """How many and/or/not levels ``expr`` nests (0 for a comparison)."""
+    if isinstance(expr, Compare):
+        return 0
+    if isinstance(expr, Not):
+        return 1 + _nesting(expr.item)
+    return 1 + max(_nesting(item) for item in expr.items)
 
 
 def parse_filter(text: str | None) -> Expr | None:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import unicodedata
 
 from plinth.core.errors import InvalidInput
 
 MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_ARTIFACT_PATH = 1024  # the width of artifacts.path
+MAX_ARTIFACT_DEPTH = 64
+MAX_ARTIFACT_PART = 255  # bytes in one file name, the limit of common file systems
+_NOT_IN_NAMES = ("Cc", "Cs", "Zl", "Zp")  # controls, lone surrogates, line and paragraph breaks
+MAX_ID = 128
+MAX_INT64 = 2**63 - 1  # the largest step or timestamp a store holds
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")  # and lone surrogates, which no store encodes
 
 
 def check_key(key: object, what: str) -> str:
@@ -26,7 +33,10 @@ def check_key(key: object, what: str) -> str:
             f"{what.capitalize()} key {key[:40]!r}… is {len(key)} characters; the limit is {MAX_KEY}."
         )
     if _CONTROL.search(key):
-        raise InvalidInput(f"{what.capitalize()} key {key!r} holds a control character; use printable text.")
+        raise InvalidInput(
+            f"{what.capitalize()} key {key!r} holds a control character or a lone surrogate; "
+            "use printable text."
+        )
     parts = key.split("/")
     if "\\" in key or key.startswith("/") or key.endswith("/") or any(p in ("", ".", "..") for p in parts):
         raise InvalidInput(
@@ -37,9 +47,17 @@ def check_key(key: object, what: str) -> str:
 
 
 def check_metric_value(key: str, value: object) -> float:
-    """Return `value` as a float, or raise InvalidInput when it is not a real number."""
+    """Return `value` as a float, or raise InvalidInput when it is not a real number.
+
+    NaN and ±inf are real numbers here; booleans and integers beyond the float range are not.
+    """
+    if isinstance(value, bool):
+        raise InvalidInput(f"Metric {key!r} must be a number, got the boolean {value}; log float({value}).")
     if isinstance(value, numbers.Real):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise InvalidInput(f"Metric {key!r} is beyond the range of a 64-bit float.") from None
     if hasattr(value, "item") and getattr(value, "size", 1) == 1:  # 0-d arrays, torch scalars
         try:
             return check_metric_value(key, value.item())
@@ -55,8 +73,10 @@ def check_step(key: str, step: object) -> int:
     """Return a step as an int; raise InvalidInput for negative or non-integer steps."""
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise InvalidInput(f"Step of metric {key!r} must be an integer, got {step!r}.")
-    if step < 0:
+    if int(step) < 0:
         raise InvalidInput(f"Step of metric {key!r} must be >= 0, got {step}.")
+    if int(step) > MAX_INT64:
+        raise InvalidInput(f"Step of metric {key!r} must be below 2**63, got {step}.")
     return int(step)
 
 
@@ -74,7 +94,7 @@ def param_text(key: str, value: object) -> str:
             "Log large values as an artifact."
         )
     if _CONTROL.sub("", text.replace("\n", "").replace("\t", "")) != text.replace("\n", "").replace("\t", ""):
-        raise InvalidInput(f"Param {key!r} holds control characters; use printable text.")
+        raise InvalidInput(f"Param {key!r} holds control characters or lone surrogates; use printable text.")
     return text
 
 
@@ -87,12 +107,65 @@ def check_name(name: object, what: str) -> str:
     return name
 
 
-def check_artifact_path(path: str) -> str:
-    """Normalize a logical artifact path; refuse absolute paths and `..` segments."""
-    clean = path.replace("\\", "/").strip("/")
-    parts = clean.split("/")
-    if not clean or any(p in ("", ".", "..") for p in parts) or _CONTROL.search(clean):
-        raise InvalidInput(
-            f"Artifact path {path!r} is not a plain relative path; use e.g. 'plots/confusion.png'."
-        )
+def check_id(value: object, what: str) -> str:
+    """Validate a request or subject id and return it.
+
+    An id is 1 to 128 characters of printable text (a UUID, a ULID, an email address); control
+    characters, lone surrogates and blank ids are refused, as the stores cannot hold them all.
+
+    Raises:
+        InvalidInput: the id is not text, blank, too long or not printable.
+    """
+    problem = id_problem(value)
+    if problem is not None:
+        raise InvalidInput(f"The {what} {value!r:.60} is not valid: {problem}.")
+    return value  # type: ignore[return-value]
+
+
+def id_problem(value: object) -> str | None:
+    """Why `value` cannot be a request or subject id, or None when it can."""
+    if not isinstance(value, str):
+        return f"ids are text, not {type(value).__name__}"
+    if not value.strip():
+        return "ids are not blank"
+    if len(value) > MAX_ID:
+        return f"ids are at most {MAX_ID} characters, this one has {len(value)}"
+    if not value.isprintable():
+        return "ids are printable text, without control characters or lone surrogates"
+    return None
+
+
+def check_artifact_path(path: object) -> str:
+    """Normalize a logical artifact path (`\\` to `/`, no trailing `/`) and return it.
+
+    The path must name a file every platform can write under a download folder: relative,
+    no `.` or `..` parts, printable text, parts of at most 255 bytes, at most
+    MAX_ARTIFACT_DEPTH parts and MAX_ARTIFACT_PATH characters (the width of its column).
+
+    Raises:
+        InvalidInput: the path breaks one of these rules; the message names which.
+    """
+    if not isinstance(path, str):
+        raise InvalidInput(f"An artifact path must be a string, got {type(path).__name__}.")
+    clean = path.replace("\\", "/").rstrip("/")
+    problem = _artifact_path_problem(clean)
+    if problem:
+        raise InvalidInput(f"Artifact path {path[:200]!r} {problem}; use e.g. 'plots/confusion.png'.")
     return clean
+
+
+def _artifact_path_problem(clean: str) -> str | None:
+    parts = clean.split("/")
+    if clean.startswith("/") or re.match(r"[A-Za-z]:", clean):
+        return "is absolute; artifact paths are relative to the run"
+    if not clean or any(p in ("", ".", "..") for p in parts):
+        return "is not a plain relative path (empty, '.' or '..' parts)"
+    if any(unicodedata.category(c) in _NOT_IN_NAMES for c in clean):
+        return "holds a control character, a line break or a lone surrogate; use printable text"
+    if len(clean) > MAX_ARTIFACT_PATH:
+        return f"is {len(clean)} characters long; the limit is {MAX_ARTIFACT_PATH}"
+    if len(parts) > MAX_ARTIFACT_DEPTH:
+        return f"is {len(parts)} folders deep; the limit is {MAX_ARTIFACT_DEPTH}"
+    if any(len(p.encode()) > MAX_ARTIFACT_PART for p in parts):
+        return f"has a part longer than {MAX_ARTIFACT_PART} bytes, more than file systems allow"
+    return None

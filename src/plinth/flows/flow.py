@@ -13,10 +13,11 @@ from typing import Any
 
 from plinth.compute.base import Executor
 from plinth.core.entities import FlowRun, RunStatus, StepRun
-from plinth.core.errors import InvalidInput, PlinthError, StepFailed
+from plinth.core.errors import ConflictError, InvalidInput, PlinthError, StepFailed
 from plinth.core.ids import now_ms
 from plinth.core.validation import check_name
 from plinth.flows.driver import FlowDriver
+from plinth.flows.liveness import DriverCheck, check_driver, this_driver
 from plinth.flows.source import load_object, source_of
 from plinth.flows.step import current_driver
 from plinth.flows.values import Ref, ValueCache, store_value
@@ -70,7 +71,7 @@ class Flow:
     """A flow: call `run(**params)` to execute it; its body schedules steps."""
 
     def __init__(self, fn: Callable[..., Any], name: str, schedule: str | None, executor: str) -> None:
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]  # a Flow stands for its function
         self.fn = fn
         self.name = name
         self.schedule = schedule
@@ -111,6 +112,7 @@ class Flow:
             capture_env=True,
             system_metrics=False,  # the driver only schedules; its steps' runs measure the work
         )
+        host, pid = this_driver()
         record = FlowRun(
             id=active.id,
             flow=self.name,
@@ -120,6 +122,8 @@ class Flow:
             start_ms=now_ms(),
             end_ms=None,
             resumed_from=resume[0] if resume else None,
+            driver_host=host,
+            driver_pid=pid,
         )
         be.store.create_flow_run(record)
         driver = FlowDriver(be, executor, active.id, self.name, resume[1] if resume else None)
@@ -211,14 +215,23 @@ def resume_flow(
     raise_on_failure: bool = True,
     observer: Callable[[FlowDriver], None] | None = None,
     ray_address: str | None = None,
+    force: bool = False,
 ) -> FlowResult:
-    """Run a flow run again with the same params, reusing every step call that finished in it."""
+    """Run a flow run again with the same params, reusing every step call that finished in it.
+
+    A run still recorded as RUNNING whose driver was on this host and is gone is marked CRASHED
+    (with its running step calls) and resumed at once.
+
+    Args:
+        force: Mark a run CRASHED and resume it even though its driver may be alive: one on
+            another host, whose heartbeat has not decided yet, or one alive here (both then run).
+
+    Raises:
+        ConflictError: the run's driver is alive, or on another host and still beating; the
+            message names its host and pid and says when the heartbeat decides.
+    """
     be = backend()
-    earlier = be.store.get_flow_run(run_id)
-    if earlier.status is RunStatus.RUNNING:
-        raise InvalidInput(
-            f"Flow run {run_id} is still running (its driver is alive); wait for it, or stop it first."
-        )
+    earlier = _ended(be, be.store.get_flow_run(run_id), force)
     target = load_object(earlier.source)
     if not isinstance(target, Flow):
         raise InvalidInput(f"{earlier.source} is no longer a @flow; cannot resume {run_id}.")
@@ -230,6 +243,37 @@ def resume_flow(
         observer=observer,
         ray_address=ray_address,
         **earlier.params,
+    )
+
+
+def _ended(be: Backend, run: FlowRun, force: bool) -> FlowRun:
+    """`run` once it has ended: a driver that is gone (or, with force, any driver) is recorded CRASHED."""
+    if run.status is RunStatus.CRASHED:  # maybe derived from missed beats: record it, steps included
+        be.store.crash_flow_run(run.id, now_ms(), "Its driver stopped beating: it died or lost the store.")
+    if run.status is not RunStatus.RUNNING:
+        return run
+    check = check_driver(run, be.store.get_run(run.id), now_ms())
+    if check.verdict == "alive" and not force:
+        raise ConflictError(
+            f"Flow run {run.id} is still running: its driver, {check.driver}, is alive. Wait for it, "
+            f"or stop it (`kill {check.pid}` on {check.host}) and resume again; `plinth flows resume "
+            f"--force {run.id}` marks it CRASHED and resumes now, beside the driver that still runs."
+        )
+    if check.verdict == "unknown" and not force:
+        raise ConflictError(_undecided(run, check))
+    why = "is gone" if check.verdict == "gone" else "was taken for dead by a forced resume"
+    be.store.crash_flow_run(run.id, now_ms(), f"Its driver, {check.driver}, {why}.")
+    return be.store.get_flow_run(run.id)
+
+
+def _undecided(run: FlowRun, check: DriverCheck) -> str:
+    whose = f"its driver, {check.driver}, ran on another host" if check.host else "it names no driver"
+    return (
+        f"Flow run {run.id} is recorded as running: {whose}, so "
+        f"{check.here} cannot tell whether it is alive. Its heartbeat decides in "
+        f"{check.decides_in_s:.3g} s (a driver that misses 3 beats, {check.heartbeat_s:g} s apart, "
+        f"is CRASHED); resume then, or now with `plinth flows resume --force {run.id}` "
+        f"(resume_flow(..., force=True)) if you know the driver is gone."
     )
 
 

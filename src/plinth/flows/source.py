@@ -74,13 +74,25 @@ def load_object(source: str) -> Any:
     where, _, qualname = source.rpartition(":")
     if not where or not qualname:
         raise InvalidInput(f"{source!r} does not name a flow; use FILE.py:NAME or module:NAME.")
-    module = load_module(where) if where.endswith(".py") else importlib.import_module(where)
+    module = load_module(where) if where.endswith(".py") else _import(where)
     found: Any = module
     for part in qualname.split("."):
         found = getattr(found, part, None)
         if found is None:
             raise InvalidInput(f"{where} has no {qualname!r}.")
     return found
+
+
+def _import(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+            raise  # the module exists; something it imports is missing
+        raise InvalidInput(
+            f"Cannot import module {name!r}: it is not on this Python's path. Run from the folder "
+            f"that holds it, or add that folder to PYTHONPATH."
+        ) from exc
 
 
 def pickled_function(fn: Callable[..., Any]) -> bytes:

@@ -8,7 +8,7 @@ from plinth.tracking.context import Backend
 
 def running_steps(be: Backend, flows: int = 50) -> list[tuple[FlowRun, StepRun]]:
     """(flow run, step call) for every step call running in the latest `flows` flow runs that are running."""
-    found = []
+    found: list[tuple[FlowRun, StepRun]] = []
     for run in be.store.list_flow_runs(None, flows):
         if run.status is not RunStatus.RUNNING:
             continue

@@ -19,9 +19,24 @@ def lineage(ref: str, direction: str = "both") -> graphs.LineageGraph:
     return graphs.lineage(backend().store, ref, direction)
 
 
-def verify_audit() -> audit.AuditCheck:
-    """Check the audit log's hash chain; the result names the first edited or missing event."""
-    return audit.verify_audit(backend().store)
+def verify_audit(anchor: str | None = None) -> audit.AuditCheck:
+    """Check the audit log's keyed hash chain; the result names the first bad event.
+
+    `anchor`: a path or URL written by `anchor_audit`; the events up to it must be there unchanged.
+
+    Raises:
+        WrongAuditKey: the audit key in use (PLINTH_AUDIT_KEY, or PLINTH_HOME's audit.key) is not
+            the one the log was written with.
+    """
+    be = backend()
+    head = audit.read_anchor(anchor, be.settings.storage_options) if anchor else None
+    return audit.verify_audit(be.store, head)
+
+
+def anchor_audit(target: str) -> audit.AuditHead:
+    """Check the audit log, then write its head to `target`: a file path or any fsspec URL."""
+    be = backend()
+    return audit.anchor_audit(be.store, target, be.settings.storage_options)
 
 
 def erase_subject(subject_id: str, *, dry_run: bool = False) -> erasure.Receipt:

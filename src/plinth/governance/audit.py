@@ -1,59 +1,96 @@
-"""Checking and listing the hash-chained audit log."""
+"""Checking the keyed audit chain, and anchoring its head outside the store.
+
+An anchor is the chain's head (sequence number, hash, time and keyed hash) written to a file or
+an object-store path that the database's writers cannot rewrite. Checked against it later, the
+chain must still hold that event unchanged: events cut from its end, or a chain rewritten by
+someone who holds the key, no longer match. Take one regularly (e.g. daily, to a bucket with
+object versioning or retention): events newer than the latest anchor are vouched for by the key
+and the head alone.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
 
-from plinth.core.entities import AuditEvent
-from plinth.store.audit import GENESIS, event_hash
+from plinth.core.audit import AuditCheck, AuditHead
+from plinth.core.errors import ConfigError, InvalidInput, NotFound
 from plinth.store.base import Store
 
-
-@dataclass(frozen=True)
-class AuditCheck:
-    """The outcome of `verify_audit`: how many events were checked and the first bad one."""
-
-    events: int
-    ok: bool
-    first_bad_seq: int | None = None
-    reason: str | None = None
+__all__ = ["AuditCheck", "AuditHead", "anchor_audit", "read_anchor", "verify_audit", "write_anchor"]
 
 
-def verify_audit(store: Store) -> AuditCheck:
-    """Recompute the chain; name the first event that was edited, or that follows a deleted one."""
-    previous_hash, expected_seq = GENESIS, 1
-    events = store.audit_events()
-    for event in events:
-        if event.seq != expected_seq:
-            return AuditCheck(
-                len(events),
-                False,
-                expected_seq,
-                f"event {expected_seq} is missing (the next one is {event.seq}): it was deleted",
-            )
-        if event.prev_hash != previous_hash:
-            return AuditCheck(
-                len(events),
-                False,
-                event.seq,
-                f"event {event.seq} does not follow event {event.seq - 1}: the chain was cut",
-            )
-        if event.hash != event_hash(previous_hash, _fields(event)):
-            return AuditCheck(
-                len(events), False, event.seq, f"event {event.seq} was edited after it was written"
-            )
-        previous_hash, expected_seq = event.hash, expected_seq + 1
-    return AuditCheck(len(events), True)
+def verify_audit(store: Store, anchor: AuditHead | None = None) -> AuditCheck:
+    """Check the chain with the store's key (and against `anchor`); name the first bad event.
+
+    Raises:
+        WrongAuditKey: the key in use is not the one the chain was written with.
+    """
+    return store.verify_audit(anchor)
 
 
-def _fields(event: AuditEvent) -> dict[str, object]:
-    return {
-        "seq": event.seq,
-        "time_ms": event.time_ms,
-        "actor": event.actor,
-        "action": event.action,
-        "entity_type": event.entity_type,
-        "entity_id": event.entity_id,
-        "before": event.before,
-        "after": event.after,
-    }
+def anchor_audit(store: Store, target: str, storage_options: Mapping[str, Any] | None = None) -> AuditHead:
+    """Check the chain, then write its head to `target` (a path or an fsspec URL); returns the head.
+
+    Raises:
+        AuditTampered: the chain is broken (an anchor of a broken chain would vouch for it).
+        InvalidInput: the audit log is empty or unkeyed, so there is no head to anchor.
+    """
+    check = store.verify_audit()
+    check.raise_if_broken()
+    if check.head is None:
+        raise InvalidInput("The audit log has no keyed head yet (no events): nothing to anchor.")
+    write_anchor(check.head, target, storage_options)
+    return check.head
+
+
+def write_anchor(head: AuditHead, target: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write `head` as JSON to a local file (atomically: all of it or nothing) or an fsspec URL."""
+    body = head.to_json()
+    try:
+        if "://" not in target:
+            _write_file(target, body)
+            return
+        import fsspec  # here: `import plinth` stays light
+
+        with fsspec.open(target, "w", **dict(storage_options or {})) as fh:
+            fh.write(body)
+    except (OSError, ValueError, ImportError) as exc:
+        raise ConfigError(f"Cannot write the audit anchor to {target}: {exc}.") from exc
+
+
+def read_anchor(source: str, storage_options: Mapping[str, Any] | None = None) -> AuditHead:
+    """Read an anchor written by `write_anchor` from a path or an fsspec URL.
+
+    Raises:
+        NotFound: nothing is there.
+        InvalidInput: what is there is not an anchor.
+    """
+    try:
+        import fsspec
+
+        with fsspec.open(source, "r", **dict(storage_options or {})) as fh:
+            text = fh.read(1 << 16)
+    except FileNotFoundError as exc:
+        raise NotFound(
+            f"No audit anchor at {source}; write one with `plinth audit anchor -o {source}`."
+        ) from exc
+    except (OSError, ValueError, ImportError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read the audit anchor at {source}: {exc}.") from exc
+    return AuditHead.from_json(text, source)
+
+
+def _write_file(path: str, body: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, staging = tempfile.mkstemp(prefix=".anchor-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        os.unlink(staging)
+        raise

@@ -12,7 +12,8 @@ from plinth.store.base import Store
 
 @dataclass(frozen=True)
 class Receipt:
-    """What an erasure or retention pass removed: counts, a digest of the removed rows, when."""
+    """What an erasure or retention pass removed: counts, a digest of the removed rows, when, and
+    (`residue`) what in the store's files may still hold the removed values, and until when."""
 
     action: str
     subject_id: str | None
@@ -23,6 +24,7 @@ class Receipt:
     labels_digest: str
     dry_run: bool
     time_ms: int
+    residue: str = ""
 
     def to_json(self) -> str:
         """The receipt as canonical JSON (what the audit event records)."""
@@ -65,7 +67,10 @@ def _remove(
             raise StoreError(
                 f"{left} prediction logs and {left_labels} labels remained after the {action}; run it again."
             )
-    receipt = Receipt(action, subject_id, before_ms, count, digest, labels, labels_digest, dry_run, now_ms())
+    residue = "" if dry_run else store.scrub()
+    receipt = Receipt(
+        action, subject_id, before_ms, count, digest, labels, labels_digest, dry_run, now_ms(), residue
+    )
     if not dry_run:
         store.record_audit(
             f"governance.{action}",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plinth.core.errors import NotFound
+from plinth.core.refs import check_ref, split_version
 from plinth.store.base import Store
 
 Node = tuple[str, str]
@@ -136,15 +137,16 @@ def _edges_of(store: Store, node: Node, way: str) -> list[tuple[Node, str, Node]
 
 
 def _resolve(store: Store, ref: str) -> Node:
+    check_ref(ref, "lineage", "a run id, NAME/N, NAME@ALIAS or a request id")
     if "@" in ref:
         name, alias = ref.split("@", 1)
         return ("model_version", store.get_model_version(name, store.resolve_alias(name, alias)).id)
-    name, sep, number = ref.rpartition("/")
-    if sep and number.isdigit():
+    name, number = split_version(ref)
+    if number is not None:
         try:
-            return ("model_version", store.get_model_version(name, int(number)).id)
+            return ("model_version", store.get_model_version(name, number).id)
         except NotFound:
-            return ("dataset_version", store.get_dataset_version(name, int(number)).id)
+            return ("dataset_version", store.get_dataset_version(name, number).id)
     for kind, lookup in (("run", store.get_run), ("flow_run", store.get_flow_run)):
         try:
             lookup(ref)

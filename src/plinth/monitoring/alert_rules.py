@@ -19,7 +19,13 @@ A rules file::
     model = "iris-clf"
     when = "drift(feature=*) > 0.2 for 2 windows"
     window = "1h"                                   # data each evaluation looks at (default 1h)
-    webhook = "..."                                 # this rule's own (optional)
+    webhook = "https://user:password@host/hook"     # this rule's own (optional); Basic auth
+    allow_private = true                            # may reach private addresses (default false)
+
+A webhook may only reach public addresses: loopback, private (10/8, 172.16/12, 192.168/16,
+fc00::/7), link-local (169.254/16, where cloud metadata services answer) and other non-public
+targets are refused, directly or through a redirect, unless its rule (or the top level, for every
+rule) sets `allow_private = true`.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any, Literal
 
 from plinth.core.errors import InvalidInput, NotFound
 from plinth.core.units import parse_duration
+from plinth.monitoring.webhooks import Webhook, webhook_problem
 
 Op = Literal[">", ">=", "<", "<="]
 Source = Literal["drift", "performance", "operations"]
@@ -76,8 +83,8 @@ EXAMPLES = (
 DEFAULT_WINDOW = "1h"
 DEFAULT_EVERY = "1m"
 
-_FILE_KEYS = ("webhook", "every", "rule")
-_RULE_KEYS = ("name", "model", "when", "window", "webhook")
+_FILE_KEYS = ("webhook", "allow_private", "every", "rule")
+_RULE_KEYS = ("name", "model", "when", "window", "webhook", "allow_private")
 _OPS: tuple[Op, ...] = (">=", "<=", ">", "<")
 
 
@@ -94,7 +101,7 @@ class AlertRule:
         threshold: The number compared with (`1%` already read as 0.01).
         for_windows: Consecutive breaching evaluations needed before the alert fires.
         window: The data window each evaluation looks at, as written ('1h').
-        webhook: URL that firing and resolved notices are POSTed to, or None (audit log only).
+        webhook: Where firing and resolved notices are POSTed, or None (audit log only).
         when: The condition as written.
     """
 
@@ -106,7 +113,7 @@ class AlertRule:
     threshold: float
     for_windows: int = 1
     window: str = DEFAULT_WINDOW
-    webhook: str | None = None
+    webhook: Webhook | None = None
     when: str = ""
 
     @property
@@ -131,7 +138,7 @@ class RuleSet:
 
     rules: tuple[AlertRule, ...]
     every: str = DEFAULT_EVERY
-    webhook: str | None = None
+    webhook: Webhook | None = None
     path: str | None = None
 
     @property
@@ -147,6 +154,7 @@ def parse_rule(
     name: str | None = None,
     window: str = DEFAULT_WINDOW,
     webhook: str | None = None,
+    allow_private: bool = False,
 ) -> AlertRule:
     """Build a rule from its condition, e.g. `parse_rule("error_rate > 1%", model="iris-clf")`.
 
@@ -155,31 +163,34 @@ def parse_rule(
         model: The registered model it watches.
         name: Unique name (default: "MODEL: TEXT").
         window: Data window of each evaluation ('1h', '30m').
-        webhook: http(s) URL to POST notices to.
+        webhook: http(s) URL to POST notices to; a user and password in it are sent as Basic auth.
+        allow_private: Let the webhook reach loopback, private and link-local addresses.
 
     Raises:
-        InvalidInput: the condition, window, webhook or model is not usable; the message names
-            the rule and says what to write instead.
+        InvalidInput: the condition, window, webhook or model is not usable (a webhook at a
+            non-public IP without allow_private included); the message names the rule and says
+            what to write instead.
     """
     label = name or f"{model}: {text}"
-    rule, problems = _build(text, label, model, window, webhook)
+    rule, problems = _build(text, label, model, window, webhook, allow_private)
     if rule is None:
         raise InvalidInput(f"Alert rule {label!r}: " + "; ".join(problems))
     return rule
 
 
 def _build(
-    text: str, name: str, model: str, window: str, webhook: str | None
+    text: str, name: str, model: str, window: str, webhook: str | None, allow_private: bool
 ) -> tuple[AlertRule | None, list[str]]:
     """The rule, or None and every problem found."""
-    problems = _check_fields(model, window, webhook)
+    problems = _check_fields(model, window, webhook, allow_private)
     try:
         metric, selector, op, threshold, count = _parse_condition(text)
     except InvalidInput as exc:
         return None, [str(exc), *problems]
     if problems:
         return None, problems
-    return AlertRule(name, model, metric, selector, op, threshold, count, window, webhook, text.strip()), []
+    hook = Webhook(webhook, allow_private) if webhook is not None else None
+    return AlertRule(name, model, metric, selector, op, threshold, count, window, hook, text.strip()), []
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -216,9 +227,10 @@ def _ruleset(data: dict[str, Any], path: str, problems: list[str]) -> RuleSet:
         if key not in _FILE_KEYS:
             problems.append(f"unknown top-level key {key!r} (allowed: {', '.join(_FILE_KEYS)})")
     webhook = _text(data, "webhook", "top level", problems)
+    allow_private = _flag(data, "top level", problems) or False
     every = _text(data, "every", "top level", problems) or DEFAULT_EVERY
-    if webhook is not None:
-        problems.extend(f"top level: {p}" for p in _check_fields(None, None, webhook))
+    if webhook is not None:  # its address is checked with each rule, which may allow private ones
+        problems.extend(f"top level: {p}" for p in _check_fields(None, None, webhook, True))
     if not _period(every):
         problems.append(f'every = {every!r} is not a period; write e.g. every = "1m" or "30s"')
     entries = data.get("rule", [])
@@ -227,24 +239,28 @@ def _ruleset(data: dict[str, Any], path: str, problems: list[str]) -> RuleSet:
         entries = []
     if not entries and isinstance(data.get("rule", []), list):
         problems.append('no [[rule]] tables; add one with name = "...", model = "...", when = "..."')
-    rules = [_rule(entry, number, webhook, problems) for number, entry in enumerate(entries, 1)]
+    default = Webhook(webhook, allow_private) if webhook is not None else None
+    rules = [_rule(entry, number, default, problems) for number, entry in enumerate(entries, 1)]
     kept = tuple(r for r in rules if r is not None)
     seen: set[str] = set()
     for rule in kept:
         if rule.name in seen:
             problems.append(f"rule name {rule.name!r} is used twice; give each rule its own name")
         seen.add(rule.name)
-    return RuleSet(kept, every, webhook, path)
+    return RuleSet(kept, every, default, path)
 
 
-def _rule(entry: dict[str, Any], number: int, webhook: str | None, problems: list[str]) -> AlertRule | None:
+def _rule(
+    entry: dict[str, Any], number: int, default: Webhook | None, problems: list[str]
+) -> AlertRule | None:
     raw_name = entry.get("name")
     where = f"rule {number}" + (f" ({raw_name!r})" if isinstance(raw_name, str) and raw_name else "")
     before = len(problems)
     for key in entry:
         if key not in _RULE_KEYS:
             problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(_RULE_KEYS)})")
-    fields = {key: _text(entry, key, where, problems) for key in _RULE_KEYS}
+    fields = {key: _text(entry, key, where, problems) for key in _RULE_KEYS if key != "allow_private"}
+    allow_private = _flag(entry, where, problems)
     for key, example in (("name", '"iris-drift"'), ("model", '"iris-clf"'), ("when", '"accuracy < 0.9"')):
         if isinstance(entry.get(key), str) and not entry[key].strip():
             problems.append(f"{where}: {key} is empty; write e.g. {key} = {example}")
@@ -257,7 +273,8 @@ def _rule(entry: dict[str, Any], number: int, webhook: str | None, problems: lis
         fields["name"] or where,
         fields["model"] or "-",
         fields["window"] or DEFAULT_WINDOW,
-        fields["webhook"] or webhook,
+        fields["webhook"] or (default.url if default else None),
+        allow_private if allow_private is not None else bool(default and default.allow_private),
     )
     problems.extend(f"{where}: {p}" for p in found)
     return rule if len(problems) == before else None
@@ -271,14 +288,25 @@ def _text(table: dict[str, Any], key: str, where: str, problems: list[str]) -> s
     return None
 
 
-def _check_fields(model: str | None, window: str | None, webhook: str | None) -> list[str]:
+def _flag(table: dict[str, Any], where: str, problems: list[str]) -> bool | None:
+    value = table.get("allow_private")
+    if value is None or isinstance(value, bool):
+        return value
+    problems.append(f"{where}: allow_private must be true or false, not {value!r}")
+    return None
+
+
+def _check_fields(
+    model: str | None, window: str | None, webhook: str | None, allow_private: bool
+) -> list[str]:
     problems = []
     if model is not None and (not isinstance(model, str) or not model.strip()):
         problems.append("model must be a registered model's name")
     if window is not None and not _period(window):
         problems.append(f"window {window!r} is not a period; write e.g. '1h' or '30m'")
-    if webhook is not None and not re.match(r"^https?://[^\s/]+", webhook):
-        problems.append(f"webhook {webhook!r} is not an http(s) URL; write e.g. 'https://host/path'")
+    found = webhook_problem(webhook, allow_private) if webhook is not None else None
+    if found is not None:
+        problems.append(found)
     return problems
 
 

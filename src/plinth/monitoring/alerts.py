@@ -45,7 +45,7 @@ from plinth.monitoring.alert_rules import (
     load_rules,
     parse_rule,
 )
-from plinth.monitoring.webhooks import deliver
+from plinth.monitoring.webhooks import Webhook, deliver
 from plinth.monitoring.windows import Window
 from plinth.store.base import Store
 from plinth.tracking.context import backend
@@ -63,8 +63,8 @@ __all__ = [
 
 log = logging.getLogger("plinth.monitoring")
 
-Notify = Callable[[str, Mapping[str, Any]], str | None]
-"""Sends one notice to a URL; returns None when delivered, else why not."""
+Notify = Callable[[Webhook, Mapping[str, Any]], str | None]
+"""Sends one notice to a webhook; returns None when delivered, else why not (never its URL)."""
 
 Status = Literal["firing", "resolved", "error"]
 
@@ -149,7 +149,8 @@ def evaluate(
 
     A rule that cannot be evaluated (unknown model, no reference, store unreachable) gives an
     "error" event and leaves its state alone; the other rules still run. A failed webhook
-    delivery is logged, recorded in the audit event and reported in the event's `error`.
+    delivery (a target refused by its address included) is logged, recorded in the audit event
+    and reported in the event's `error`.
 
     Raises:
         InvalidInput: two rules share a name.
@@ -169,7 +170,7 @@ def check_alerts(
     """Evaluate alert rules (a rules file's path, a RuleSet or rules) once on the default backend.
 
     Example:
-        >>> rule = plinth.parse_rule("error_rate > 1%", model="iris-clf", webhook="http://127.0.0.1:9000/")
+        >>> rule = plinth.parse_rule("error_rate > 1%", model="iris-clf", webhook="https://hooks.example.com/x")
         >>> for event in plinth.check_alerts([rule]):
         ...     print(event.status, event.target, event.value)
     """
@@ -246,7 +247,7 @@ class _Evaluation:
         self._sources: dict[tuple[str, str, int], Any] = {}
         self._models: set[str] | None = None
 
-    def rule(self, rule: AlertRule, webhook: str | None) -> list[AlertEvent]:
+    def rule(self, rule: AlertRule, webhook: Webhook | None) -> list[AlertEvent]:
         span = Window(self.moment - rule.window_ms, self.moment)
         events: list[AlertEvent] = []
         try:
@@ -291,7 +292,7 @@ class _Evaluation:
         value: float | None,
         state: AlertState | None,
         span: Window,
-        webhook: str | None,
+        webhook: Webhook | None,
     ) -> AlertEvent | None:
         if value is None or math.isnan(value):
             return None  # no data: neither a breach nor a recovery
@@ -308,7 +309,7 @@ class _Evaluation:
         return None
 
     def _fire(
-        self, rule: AlertRule, target: str, value: float, breaches: int, span: Window, webhook: str | None
+        self, rule: AlertRule, target: str, value: float, breaches: int, span: Window, webhook: Webhook | None
     ) -> AlertEvent:
         incident = new_id()
         event = self._event("firing", rule, target, value, incident, self.moment, span)
@@ -318,7 +319,7 @@ class _Evaluation:
         return event
 
     def _resolve(
-        self, rule: AlertRule, prior: AlertState, value: float, span: Window, webhook: str | None
+        self, rule: AlertRule, prior: AlertState, value: float, span: Window, webhook: Webhook | None
     ) -> AlertEvent:
         event = self._event("resolved", rule, prior.target, value, prior.incident_id, prior.opened_ms, span)
         event = self._send(event, webhook)
@@ -326,7 +327,7 @@ class _Evaluation:
         self._save(state, "alert.resolve", event)
         return event
 
-    def _send(self, event: AlertEvent, webhook: str | None) -> AlertEvent:
+    def _send(self, event: AlertEvent, webhook: Webhook | None) -> AlertEvent:
         if webhook is None:
             return event
         problem = self.notify(webhook, event.payload())

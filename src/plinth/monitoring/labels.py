@@ -10,6 +10,7 @@ from typing import Any
 from plinth.core.entities import Label
 from plinth.core.errors import InvalidInput, NotFound
 from plinth.core.ids import now_ms
+from plinth.core.validation import id_problem
 from plinth.store.base import Store
 
 LabelInput = Mapping[str, Any] | Iterable[tuple[Any, ...]] | Any  # mapping, pairs/triples, or a DataFrame
@@ -22,6 +23,8 @@ def log_labels(store: Store, model: str, labels: LabelInput) -> int:
     (request_id, label, subject_id), or a DataFrame with columns request_id, label and
     optionally subject_id. A label is one value, or a list with one value per row for a
     multi-row request. A later label for the same request replaces the earlier one.
+    Request and subject ids are 1 to 128 characters of printable text (a whole-number
+    subject id is taken as its digits).
 
     Raises:
         NotFound: no registered model of that name.
@@ -36,17 +39,14 @@ def log_labels(store: Store, model: str, labels: LabelInput) -> int:
     lines: list[str] = []
     out: list[Label] = []
     stamp = now_ms()
-    for number, (request_id, value, subject) in enumerate(rows, 1):
-        problem = _check(request_id, value, subject)
+    for number, (request_id, value, given) in enumerate(rows, 1):
+        subject = _subject(given)
+        problem, got = _check(request_id, value, subject)
         if problem:
-            problems.append(
-                {"field": f"labels[{number - 1}]", "expected": problem, "got": f"{request_id!r:.60}"}
-            )
+            problems.append({"field": f"labels[{number - 1}]", "expected": problem, "got": f"{got!r:.60}"})
             lines.append(f"label {number} ({request_id!r:.60}): {problem}")
             continue
-        out.append(
-            Label(model, str(request_id), _json(value), stamp, None if subject is None else str(subject))
-        )
+        out.append(Label(model, request_id, _json(value), stamp, subject))
     if problems:
         more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise InvalidInput(
@@ -109,22 +109,28 @@ def _triples(labels: LabelInput) -> Iterable[tuple[Any, Any, Any]]:
         yield item[0], item[1], item[2] if len(item) == 3 else None
 
 
-def _check(request_id: Any, value: Any, subject: Any) -> str | None:
-    if not isinstance(request_id, str) or not request_id.strip():
-        return "the request id must be non-empty text"
-    if len(request_id) > 128:
-        return "the request id is longer than 128 characters"
-    if subject is not None and len(str(subject)) > 256:
-        return "the subject id is longer than 256 characters"
+def _subject(value: Any) -> Any:
+    value = _plain(value)
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _check(request_id: Any, value: Any, subject: Any) -> tuple[str | None, Any]:
+    """What is wrong with one label (None when nothing is) and the value at fault."""
+    problem = id_problem(request_id)
+    if problem is not None:
+        return f"the request id is not valid ({problem})", request_id
+    problem = None if subject is None else id_problem(subject)
+    if problem is not None:
+        return f"the subject id is not valid ({problem})", subject
     values = value if isinstance(value, list) else [value]
     if not values:
-        return "an empty list is not a label"
+        return "an empty list is not a label", value
     for item in values:
         if _missing(item):
-            return "the label is missing (None or NaN)"
+            return "the label is missing (None or NaN)", item
         if not isinstance(item, (str, int, float, bool)):
-            return f"a label must be a number, text or a list of them, not {type(item).__name__}"
-    return None
+            return f"a label must be a number, text or a list of them, not {type(item).__name__}", item
+    return None, None
 
 
 def _missing(value: Any) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 from plinth.core.entities import DatasetVersion, ModelVersion, PredictionLog
 from plinth.core.errors import InvalidInput, NotFound
+from plinth.core.refs import check_ref, split_version
 from plinth.monitoring.drift import DriftReport, DriftThresholds, drift, reference_from_profile
 from plinth.monitoring.windows import Window, buckets, prediction_column, predictions_of, rows_of
 from plinth.store.base import Store
@@ -78,10 +79,8 @@ def find_dataset(store: Store, ref: str | DatasetVersion) -> DatasetVersion:
         return ref
     if not isinstance(ref, str) or not ref:
         raise InvalidInput(f"A reference dataset is 'NAME/N' or a DatasetVersion, not {ref!r}.")
-    name, sep, number = ref.rpartition("/")
-    if sep and number.isdigit():
-        return store.get_dataset_version(name, int(number))
-    return store.get_dataset_version(ref)
+    name, number = split_version(check_ref(ref, "dataset", "'NAME/N' or 'NAME'"))
+    return store.get_dataset_version(name, number)
 
 
 def model_drift(

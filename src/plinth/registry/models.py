@@ -1,31 +1,42 @@
-"""The registry's public functions: register, alias, load, list."""
+"""The registry's public functions: register, alias, load, sign, list.
+
+Loading a model runs code from the store when its flavor is pickle-based (scikit-learn, plain
+Python, the LightGBM wrapper): the store is the trust root, unless versions are signed and
+PLINTH_REQUIRE_SIGNED=1 makes loading refuse what a trusted key did not sign.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from plinth.core.entities import LineageEdge, ModelVersion, RegisteredModel
-from plinth.core.errors import InvalidInput
+from plinth.core.entities import LineageEdge, ModelFile, ModelVersion, RegisteredModel
+from plinth.core.errors import ConfigError, InvalidInput
 from plinth.core.ids import now_ms
+from plinth.core.refs import check_ref, parse_version
 from plinth.core.validation import check_name
-from plinth.registry import environment
-from plinth.registry.flavors.base import Flavor, detect_flavor, flavor_class
+from plinth.registry import environment, signing
+from plinth.registry.flavors.base import detect_flavor, flavor_class
 from plinth.registry.loaded import EXAMPLE_FILE, Model, save_example
-from plinth.store.base import NewModelVersion
+from plinth.store.base import NewModelVersion, SealedManifest
 from plinth.tracking.context import Backend, backend
 
+if TYPE_CHECKING:
+    from plinth.registry.package import Package
+
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+REF_FORMS = "'name', 'name/VERSION' or 'name@ALIAS'"
 
 
 def check_model_name(name: object) -> str:
-    """Validate a model name: no '/' or '@' (they separate versions and aliases)."""
+    """Validate a model name: no '/' or '@' (they separate versions and aliases), no lone surrogates."""
     name = check_name(name, "model")
     if "/" in name or "@" in name:
         raise InvalidInput(f"Model name {name!r} may not contain '/' or '@'; use e.g. 'iris-clf'.")
-    return name
+    return check_ref(name, "model", REF_FORMS)
 
 
 def check_alias(alias: object) -> str:
@@ -61,13 +72,14 @@ def register_model(
         run_id: the run that produced the model (a lineage edge is written).
         options: passed to the flavor's save (e.g. `init_kwargs` for PyTorch).
     """
-    from plinth.registry.package import store_package  # fsspec, NumPy: loaded when first used
+    from plinth.registry.package import store_files  # fsspec, NumPy: loaded when first used
     from plinth.registry.signature import infer_signature
 
     check_model_name(name)
     chosen = flavor_class(flavor)() if flavor else detect_flavor(model)
     signature = infer_signature(input_example, output_example)
     be = backend()
+    signer = signing.load_signer(be.settings)  # a bad key fails here, before anything is written
     env = environment.record(chosen.libraries)
     with tempfile.TemporaryDirectory(prefix="plinth-model-") as tmp:
         folder = os.path.join(tmp, "pkg")
@@ -75,23 +87,14 @@ def register_model(
         meta = chosen.save(model, folder, **options)
         if input_example is not None:
             save_example(input_example, os.path.join(folder, EXAMPLE_FILE))
-        stored = store_package(
-            be.blobs,
-            folder,
-            {
-                "name": name,
-                "flavor": chosen.name,
-                "meta": meta,
-                "signature": signature,
-                "environment": env,
-            },
-        )
+        files = store_files(be.blobs, folder)
+    manifest = {"name": name, "flavor": chosen.name, "meta": meta, "signature": signature, "environment": env}
     mv = be.store.create_model_version(
         NewModelVersion(
             name=name,
             flavor=chosen.name,
-            digest=stored.digest,
-            files=stored.files,
+            seal=_sealer(be, signer, manifest, files),
+            files=files,
             signature=signature,
             environment=env,
             run_id=run_id,
@@ -105,24 +108,37 @@ def register_model(
     return mv
 
 
+def _sealer(
+    be: Backend, signer: signing.Signer | None, manifest: dict[str, Any], files: list[ModelFile]
+) -> Callable[[int], SealedManifest]:
+    """What stores the manifest for the version number the store assigns, signed when a key is set."""
+    from plinth.registry.package import store_manifest
+
+    def seal(version: int) -> SealedManifest:
+        digest = store_manifest(be.blobs, {**manifest, "version": version}, files)
+        if signer is None:
+            return SealedManifest(digest)
+        signature = signer.sign(manifest["name"], version, manifest["flavor"], digest)
+        return SealedManifest(digest, signature, signer.fingerprint)
+
+    return seal
+
+
 def log_model(run: Any, model: Any, name: str, **kwargs: Any) -> ModelVersion:
     """`ActiveRun.log_model`: register a model produced by `run`."""
     return register_model(name, model, run_id=run.id, **kwargs)
 
 
 def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
-    """Split 'name', 'name/3' or 'name@alias' into (name, version, alias)."""
-    if not isinstance(ref, str) or not ref:
-        raise InvalidInput(f"A model reference must be 'name', 'name/VERSION' or 'name@ALIAS', got {ref!r}.")
+    """Split 'name', 'name/3' or 'name@alias' into (name, version, alias); InvalidInput otherwise."""
+    ref = check_ref(ref, "model", REF_FORMS)
     if "@" in ref:
         name, _, alias = ref.partition("@")
         return check_model_name(name), None, (None if alias == "latest" else check_alias(alias))
     name, sep, version = ref.partition("/")
     if not sep:
         return check_model_name(name), None, None
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidInput(f"Model version in {ref!r} must be a positive number, e.g. '{name}/3'.")
-    return check_model_name(name), int(version), None
+    return check_model_name(name), parse_version(version, ref), None
 
 
 def resolve(ref: str, be: Backend | None = None) -> ModelVersion:
@@ -135,30 +151,96 @@ def resolve(ref: str, be: Backend | None = None) -> ModelVersion:
 
 
 def load_model(ref: str) -> Model:
-    """Load 'name' (latest), 'name/3' or 'name@alias', verifying every byte before deserializing."""
+    """Load 'name' (latest), 'name/3' or 'name@alias', verifying every byte before deserializing.
+
+    Pickle-based flavors run code from the package as they load: load only from a store whose
+    writers you trust, or require signed versions (PLINTH_REQUIRE_SIGNED=1).
+
+    Raises:
+        NotFound: no such model, version or alias.
+        IntegrityError: the package's bytes, or its manifest, do not match the version's record.
+        SignatureError: the version is badly signed, or unsigned where signing is required.
+    """
     be = backend()
     return load_version(be, resolve(ref, be))
 
 
 def load_version(be: Backend, mv: ModelVersion) -> Model:
-    """Materialize, verify and load one model version (no in-process cache)."""
+    """Check the signature, then materialize, verify and load one model version (no in-process cache)."""
     from plinth.registry.package import materialize
 
-    folder, manifest = materialize(be.blobs, mv, os.path.join(be.settings.home, "cache", "models"))
+    signing.check(mv, be.settings)
+    package = materialize(be.blobs, mv, os.path.join(be.settings.home, "cache", "models"))
     environment.check(mv.environment, mv.ref, key=mv.id)
-    chosen: Flavor = flavor_class(mv.flavor)()
-    raw = chosen.load(folder, manifest.get("meta") or {})
-    example = os.path.join(folder, EXAMPLE_FILE)
-    return Model(mv, chosen, raw, example_path=example if os.path.exists(example) else None)
+    return open_model(mv, package)
+
+
+def open_model(mv: ModelVersion, package: Package) -> Model:
+    """Load a version from its package (every file is checked against the manifest as it is read)."""
+    chosen = flavor_class(mv.flavor)()
+    raw = chosen.load(package)
+    example = package.path(EXAMPLE_FILE) if package.has(EXAMPLE_FILE) else None
+    return Model(mv, chosen, raw, example_path=example)
+
+
+def check_signed(ref: str) -> ModelVersion:
+    """The version `ref` names, after the signature checks `load_model` makes (no bytes are read).
+
+    Raises:
+        SignatureError: as `load_model`.
+    """
+    be = backend()
+    mv = resolve(ref, be)
+    signing.check(mv, be.settings)
+    return mv
+
+
+def sign_versions(ref: str) -> list[ModelVersion]:
+    """Sign existing versions with PLINTH_SIGNING_KEY; returns those signed now.
+
+    'name' signs every version its key has not signed yet; 'name/3' or 'name@alias' one version.
+    A signature vouches for what the version's record points at now, so each version is checked
+    first: its manifest's bytes, name, version and flavor, and any signature it already has.
+
+    Raises:
+        ConfigError: no signing key is set, or it cannot be used.
+        IntegrityError: a version's manifest does not match its record (nothing is signed).
+        SignatureError: a version's present signature is bad (nothing is signed).
+    """
+    from plinth.registry.package import read_manifest
+
+    be = backend()
+    signer = signing.load_signer(be.settings)
+    if signer is None:
+        raise ConfigError(
+            f"Signing needs {signing.SIGNING_SETTING}: the path of an Ed25519 private key in PEM "
+            "(make one with `openssl genpkey -algorithm ed25519 -out signing-key.pem`)."
+        )
+    name, _version, _alias = parse_ref(ref)
+    if "/" in ref or "@" in ref:
+        targets = [resolve(ref, be)]
+    else:
+        targets = [v for v in be.store.list_model_versions(name) if v.signing_key != signer.fingerprint]
+    for mv in targets:
+        signing.check(mv, be.settings, required=False)
+        read_manifest(be.blobs, mv)
+    return [
+        be.store.sign_model_version(
+            mv.name,
+            mv.version,
+            mv.digest,
+            signer.sign(mv.name, mv.version, mv.flavor, mv.digest),
+            signer.fingerprint,
+        )
+        for mv in targets
+    ]
 
 
 def set_alias(name: str, alias: str, version: int) -> int | None:
     """Point `name@alias` at `version` (which must exist); returns the previous version."""
     check_model_name(name)
     check_alias(alias)
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise InvalidInput(f"Version must be an integer, got {version!r}.")
-    return backend().store.set_alias(name, alias, version)
+    return backend().store.set_alias(name, alias, _check_version(version))
 
 
 def delete_alias(name: str, alias: str) -> int:
@@ -168,6 +250,7 @@ def delete_alias(name: str, alias: str) -> int:
 
 def get_model_version(name: str, version: int | None = None) -> ModelVersion:
     """One version of a model (the latest when `version` is None)."""
+    version = None if version is None else _check_version(version)
     return backend().store.get_model_version(check_model_name(name), version)
 
 
@@ -185,4 +268,11 @@ def set_model_description(name: str, description: str, version: int | None = Non
     """Describe a model (or one version of it)."""
     if not isinstance(description, str):
         raise InvalidInput("A description must be a string.")
+    version = None if version is None else _check_version(version)
     backend().store.set_model_description(check_model_name(name), version, description)
+
+
+def _check_version(version: object) -> int:
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidInput(f"Version must be an integer, got {version!r:.80}.")
+    return version

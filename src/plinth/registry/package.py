@@ -1,8 +1,15 @@
 """Model packages: a flavor's files plus `plinth-model.json`, stored content-addressed.
 
-The manifest lists every file by sha256; a version's digest is the manifest's own sha256.
-Loading copies the files into a local cache, verifying each hash, and re-verifies the cached
-copy on every load, so tampered bytes are refused before any of them is deserialized.
+The manifest lists every file by sha256 and names the model, version and flavor it belongs to;
+a version's digest is the manifest's own sha256. Loading reads the manifest from the blob store
+(checking its hash), checks that it describes the version asked for, copies the files into a
+local cache once, and hands them to the flavor through a `Package`, which hashes every byte it
+gives out. Tampered bytes, in the store or in the cache, are refused before they are deserialized.
+
+Loading a pickle-based flavor (scikit-learn, plain Python, the LightGBM wrapper) runs code that
+the package holds: whoever can write the store can run code in every process that loads from it.
+The store is the trust root; signed manifests (`plinth.registry.signing`) move that trust to the
+holder of a signing key.
 """
 
 from __future__ import annotations
@@ -10,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from plinth.core.entities import ModelFile, ModelVersion
 from plinth.core.errors import IntegrityError, InvalidInput
@@ -21,19 +29,87 @@ from plinth.store.blobs import CHUNK, BlobStore
 
 MANIFEST = "plinth-model.json"
 FORMAT = 1
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
-class StoredPackage:
-    """What `store_package` wrote: the manifest's digest, the files, and the manifest itself."""
+class Package:
+    """A local copy of a model version's files, each checked against the manifest as it is read.
 
-    digest: str
-    files: list[ModelFile]
+    Nothing is trusted from an earlier check: a cached file rewritten in place (its size and
+    modification time restored) is refused at the next read.
+    """
+
+    folder: str
     manifest: dict[str, Any]
+    ref: str
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What the flavor's `save` returned."""
+        return self.manifest.get("meta") or {}
+
+    def has(self, rel: str) -> bool:
+        """True when the manifest lists file `rel`."""
+        return any(item["path"] == rel for item in self.manifest["files"])
+
+    def read(self, rel: str) -> bytes:
+        """The bytes of file `rel`, checked against the manifest: deserialize these, not the file.
+
+        Raises:
+            IntegrityError: the file is missing or its bytes differ from the manifest's
+                (the cached copy is removed, so the next load fetches a verified one).
+        """
+        expected, path = self._expected(rel), self.local_path(rel)
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            self._refuse(rel)
+        if hashlib.sha256(data).hexdigest() != expected:
+            self._refuse(rel)
+        return data
+
+    def path(self, rel: str) -> str:
+        """The path of file `rel`, checked now; for libraries that open paths and run no code from them.
+
+        Raises:
+            IntegrityError: as `read`.
+        """
+        expected, path = self._expected(rel), self.local_path(rel)
+        if not os.path.isfile(path) or _sha256(path) != expected:
+            self._refuse(rel)
+        return path
+
+    def contents(self) -> dict[str, bytes]:
+        """Every file's checked bytes, by path in the package."""
+        return {item["path"]: self.read(item["path"]) for item in self.manifest["files"]}
+
+    def local_path(self, rel: str) -> str:
+        """Where file `rel` lies in the folder (unchecked); IntegrityError for a path outside it."""
+        target = os.path.normpath(os.path.join(self.folder, rel))
+        if not target.startswith(os.path.normpath(self.folder) + os.sep):
+            raise IntegrityError(
+                f"The manifest of model {self.ref} names a path outside its package: {rel!r}."
+            )
+        return target
+
+    def _expected(self, rel: str) -> str:
+        for item in self.manifest["files"]:
+            if item["path"] == rel:
+                return str(item["digest"])
+        raise IntegrityError(f"Model {self.ref} needs file {rel!r}, which its manifest does not list.")
+
+    def _refuse(self, rel: str) -> NoReturn:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        raise IntegrityError(
+            f"The cached copy of file {rel!r} of model {self.ref} was modified; it was removed "
+            "and not loaded. Load the model again to fetch a verified copy."
+        )
 
 
-def store_package(blobs: BlobStore, folder: str, manifest: dict[str, Any]) -> StoredPackage:
-    """Store every file under `folder` and a manifest listing them; return its digest."""
+def store_files(blobs: BlobStore, folder: str) -> list[ModelFile]:
+    """Store every file under `folder`; return them sorted by path."""
     files = []
     for root, _dirs, names in os.walk(folder):
         for name in sorted(names):
@@ -43,68 +119,86 @@ def store_package(blobs: BlobStore, folder: str, manifest: dict[str, Any]) -> St
             files.append(ModelFile(rel, digest, size))
     if not files:
         raise InvalidInput("The flavor wrote no files for this model; nothing to register.")
-    files.sort(key=lambda f: f.path)
+    return sorted(files, key=lambda f: f.path)
+
+
+def store_manifest(blobs: BlobStore, manifest: dict[str, Any], files: list[ModelFile]) -> str:
+    """Store the manifest (`manifest` plus the file list); return its digest, the version's digest."""
     body = {**manifest, "format": FORMAT, "files": [f.__dict__ for f in files]}
-    data = json.dumps(body, sort_keys=True, indent=1).encode()
-    digest, _ = blobs.put_bytes(data)
-    return StoredPackage(digest, files, body)
+    digest, _ = blobs.put_bytes(json.dumps(body, sort_keys=True, indent=1).encode())
+    return digest
 
 
-def materialize(blobs: BlobStore, mv: ModelVersion, cache_root: str) -> tuple[str, dict[str, Any]]:
-    """A verified local copy of a model version's package; returns (folder, manifest)."""
-    manifest = json.loads(blobs.read_bytes(mv.digest, name=f"manifest of model {mv.ref}"))
+def read_manifest(blobs: BlobStore, mv: ModelVersion) -> dict[str, Any]:
+    """The manifest a version's digest names, checked to describe that very version.
+
+    Raises:
+        IntegrityError: the manifest's bytes do not hash to the digest, or it is not a manifest,
+            or it names another model, version or flavor (the version's record was changed).
+    """
+    if not _DIGEST.fullmatch(mv.digest):
+        raise IntegrityError(
+            f"Model {mv.ref} records {mv.digest!r:.80} as its digest, which is not a sha256."
+        )
+    data = blobs.read_bytes(mv.digest, name=f"manifest of model {mv.ref}")
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError):
+        manifest = None
+    if not _is_manifest(manifest):
+        raise IntegrityError(f"The digest of model {mv.ref} names a blob that is not a model manifest.")
+    _check_describes(manifest, mv)
+    return manifest  # type: ignore[no-any-return]
+
+
+def _is_manifest(doc: Any) -> bool:
+    files = doc.get("files") if isinstance(doc, dict) else None
+    return isinstance(files, list) and all(
+        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("digest"), str)
+        for f in files
+    )
+
+
+def _check_describes(manifest: dict[str, Any], mv: ModelVersion) -> None:
+    # manifests written before versions were recorded in them carry no "version"
+    described = (manifest.get("name"), manifest.get("version", mv.version), manifest.get("flavor"))
+    if described != (mv.name, mv.version, mv.flavor):
+        name, version, flavor = described
+        raise IntegrityError(
+            f"The record of model {mv.ref} ({mv.flavor}) points at the package of {name}/{version} "
+            f"({flavor}); it was not loaded. Its digest was changed: restore the record from a backup, "
+            "or register the model again."
+        )
+
+
+def materialize(blobs: BlobStore, mv: ModelVersion, cache_root: str) -> Package:
+    """The version's package in the local cache (fetched and hash-checked on first use)."""
+    manifest = read_manifest(blobs, mv)
     folder = os.path.join(cache_root, mv.digest)
-    if os.path.isdir(folder):
-        _verify_local(folder, manifest, mv)
-        return folder, manifest
+    if not os.path.isdir(folder):
+        _fetch(blobs, manifest, mv, cache_root, folder)
+    return Package(folder, manifest, mv.ref)
+
+
+def _fetch(
+    blobs: BlobStore, manifest: dict[str, Any], mv: ModelVersion, cache_root: str, folder: str
+) -> None:
     os.makedirs(cache_root, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".staging-", dir=cache_root)
     try:
+        fresh = Package(staging, manifest, mv.ref)
         for item in manifest["files"]:
-            target = _safe_join(staging, item["path"], mv)
+            target = fresh.local_path(item["path"])
             blobs.get_file(item["digest"], target, name=f"file {item['path']!r} of model {mv.ref}")
         with open(os.path.join(staging, MANIFEST), "w") as fh:
             json.dump(manifest, fh, indent=1, sort_keys=True)
         try:
             os.rename(staging, folder)
-        except OSError:  # another process materialized it first
+        except OSError:  # another process fetched it first; reads check its copy as they would ours
             shutil.rmtree(staging, ignore_errors=True)
-            _verify_local(folder, manifest, mv)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return folder, manifest
-
-
-# Files this process has hashed, by (path, size, mtime_ns, inode): an unchanged file is not re-read.
-_verified: dict[tuple[str, int, int, int], str] = {}
-
-
-def _verify_local(folder: str, manifest: dict[str, Any], mv: ModelVersion) -> None:
-    for item in manifest["files"]:
-        path = _safe_join(folder, item["path"], mv)
-        if not os.path.isfile(path) or _digest_of(path) != item["digest"]:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise IntegrityError(
-                f"The cached copy of file {item['path']!r} of model {mv.ref} was modified; it was removed "
-                "and not loaded. Load the model again to fetch a verified copy."
-            )
-
-
-def _safe_join(root: str, rel: str, mv: ModelVersion) -> str:
-    target = os.path.normpath(os.path.join(root, rel))
-    if not target.startswith(os.path.normpath(root) + os.sep):
-        raise IntegrityError(f"The manifest of model {mv.ref} names a path outside its package: {rel!r}.")
-    return target
-
-
-def _digest_of(path: str) -> str:
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
-    digest = _verified.get(key)
-    if digest is None:
-        digest = _verified[key] = _sha256(path)
-    return digest
 
 
 def _sha256(path: str) -> str:

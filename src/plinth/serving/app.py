@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import random
 import time
@@ -16,106 +17,30 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
 
 from plinth.core.entities import PredictionLog
 from plinth.core.errors import InvalidInput
 from plinth.core.ids import new_id, now_ms
 from plinth.core.settings import Settings
+from plinth.core.validation import MAX_ID, id_problem
+from plinth.serving.body import JSON, read_json
 from plinth.serving.deployment import Deployment
 from plinth.serving.inputs import RequestError
 from plinth.serving.logger import PredictionLogger
 from plinth.serving.metrics import Metrics
 from plinth.serving.options import ServeOptions
+from plinth.serving.schemas import (
+    ID_HEADERS,
+    LABELS_BODY,
+    PREDICT_BODY,
+    ErrorBody,
+    LabelsResponse,
+    PredictResponse,
+    ReadyBody,
+)
 from plinth.tracking.context import Backend, open_backend
 
 log = logging.getLogger("plinth.serving")
-JSON = "application/json"
-
-
-class PredictResponse(BaseModel):
-    """What a prediction request returns."""
-
-    predictions: list[Any]
-    model: str
-    version: int
-    request_id: str
-
-
-class ErrorBody(BaseModel):
-    """What a refused request returns: the reason and, for bad input, each problem."""
-
-    error: str
-    problems: list[dict[str, str]] = []
-
-
-PREDICT_BODY = {
-    "required": True,
-    "content": {
-        JSON: {
-            "schema": {
-                "oneOf": [
-                    {
-                        "type": "object",
-                        "required": ["instances"],
-                        "properties": {
-                            "instances": {"type": "array", "items": {"type": "object"}, "minItems": 1},
-                            "subject_id": {"type": "string"},
-                            "output": {"type": "string", "enum": ["predict", "proba"]},
-                        },
-                    },
-                    {
-                        "type": "object",
-                        "required": ["data"],
-                        "properties": {
-                            "columns": {"type": "array", "items": {"type": "string"}},
-                            "data": {"type": "array", "items": {"type": "array"}, "minItems": 1},
-                            "subject_id": {"type": "string"},
-                            "output": {"type": "string", "enum": ["predict", "proba"]},
-                        },
-                    },
-                ]
-            },
-            "example": {"instances": [{"feature_a": 1.0, "feature_b": 2.5}]},
-        }
-    },
-}
-
-
-class LabelsResponse(BaseModel):
-    """What a labels request returns."""
-
-    model: str
-    stored: int
-
-
-LABELS_BODY = {
-    "required": True,
-    "content": {
-        JSON: {
-            "schema": {
-                "type": "object",
-                "required": ["labels"],
-                "properties": {
-                    "labels": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "type": "object",
-                            "required": ["request_id", "label"],
-                            "properties": {
-                                "request_id": {"type": "string", "minLength": 1, "maxLength": 128},
-                                "label": {},
-                                "subject_id": {"type": "string"},
-                            },
-                        },
-                    }
-                },
-            },
-            "example": {"labels": [{"request_id": "01J9Z8…", "label": 1}]},
-        }
-    },
-}
 
 
 @dataclass
@@ -130,10 +55,25 @@ class ServerState:
     shadow: dict[str, Deployment] = field(default_factory=dict)
     logger: PredictionLogger | None = None
     ready: bool = False
+    watch_error: str | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def deployments(self) -> list[Deployment]:
         """Every deployment, primary first."""
         return [*self.primary.values(), *(d for d, _ in self.canary.values()), *self.shadow.values()]
+
+    def degraded(self) -> dict[str, str]:
+        """What works only in part, and why; empty while everything does."""
+        out: dict[str, str] = {}
+        trouble = self.logger.trouble if self.logger is not None else None
+        if trouble is not None:
+            out["prediction_logs"] = trouble
+        audit = "; ".join(d.audit_error for d in self.deployments() if d.audit_error)
+        if audit:
+            out["audit"] = audit
+        if self.watch_error is not None:
+            out["alias_watch"] = self.watch_error
+        return out
 
 
 def create_app(
@@ -154,7 +94,10 @@ def create_app(
         await asyncio.to_thread(_load_all, state)
         _quiet_gc()
         state.logger = PredictionLogger(
-            be.store, options.log_queue, on_drop=lambda n: state.metrics.dropped_logs.inc(n)
+            be.store,
+            options.log_queue,
+            on_drop=state.metrics.dropped_logs.inc,
+            on_failure=state.metrics.write_failures.labels("prediction_logs").inc,
         )
         state.ready = True
         watcher = asyncio.create_task(_watch(state))
@@ -178,15 +121,20 @@ def create_app(
 
 def _plan(state: ServerState, refs: Sequence[str]) -> None:
     observe = _observer(state)
+    failures = state.metrics.write_failures
+
+    def deploy(ref: str) -> Deployment:
+        return Deployment(ref, state.be, state.options, observe, lambda writer: failures.labels(writer).inc())
+
     for ref in refs:
-        deployment = Deployment(ref, state.be, state.options, observe)
+        deployment = deploy(ref)
         state.primary[deployment.name] = deployment
     if state.options.canary is not None:
         ref, share = state.options.canary
-        deployment = Deployment(ref, state.be, state.options, observe)
+        deployment = deploy(ref)
         state.canary[deployment.name] = (deployment, share)
     if state.options.shadow is not None:
-        deployment = Deployment(state.options.shadow, state.be, state.options, observe)
+        deployment = deploy(state.options.shadow)
         state.shadow[deployment.name] = deployment
 
 
@@ -218,6 +166,7 @@ def _load_all(state: ServerState) -> None:
 async def _watch(state: ServerState) -> None:
     while True:
         await asyncio.sleep(state.options.alias_poll_s)
+        problems = []
         for deployment in state.deployments():
             if not deployment.watches:
                 continue
@@ -225,16 +174,18 @@ async def _watch(state: ServerState) -> None:
                 outcome = await deployment.refresh()
             except Exception as exc:  # the store may be briefly unreachable; keep serving
                 log.warning("could not check %s: %s", deployment.ref, exc)
+                problems.append(f"could not check {deployment.ref}: {type(exc).__name__}: {exc}"[:500])
                 continue
             if outcome is not None:
                 state.metrics.swaps.labels(deployment.name, outcome).inc()
+        state.watch_error = "; ".join(problems) or None
 
 
 def _routes(app: FastAPI, state: ServerState) -> None:
     @app.post(
         "/v1/models/{name}/predict",
         summary="Predict with a served model",
-        openapi_extra={"requestBody": PREDICT_BODY},
+        openapi_extra={"requestBody": PREDICT_BODY, "parameters": ID_HEADERS},
         responses={
             200: {"model": PredictResponse},
             400: {"model": ErrorBody},
@@ -267,10 +218,15 @@ def _routes(app: FastAPI, state: ServerState) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Every served model is loaded", responses={503: {"model": ErrorBody}})
+    @app.get(
+        "/readyz",
+        summary="Every served model is loaded; `degraded` names what works only in part, and why",
+        responses={200: {"model": ReadyBody}, 503: {"model": ErrorBody}},
+    )
     async def readyz() -> Response:
         if state.ready and all(d.current is not None for d in state.deployments()):
-            return Response(b'{"status":"ready"}', media_type=JSON)
+            # a replica whose logging or audit fails still answers predictions: it stays in service
+            return Response(orjson.dumps({"status": "ready", "degraded": state.degraded()}), media_type=JSON)
         return Response(b'{"error":"models are still loading"}', status_code=503, media_type=JSON)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
@@ -305,24 +261,27 @@ def _describe(deployment: Deployment, role: str) -> dict[str, Any]:
 async def _predict(state: ServerState, name: str, request: Request) -> Response:
     started = time.perf_counter()
     deployment = state.primary.get(name)
+    ids: tuple[str | None, str | None] = (None, None)
     try:
         if deployment is None or deployment.current is None:
-            served = ", ".join(sorted(state.primary)) or "none"
-            raise RequestError(f"Model {name!r} is not served here; served: {served}.", 404)
-        doc = await _body(state, request)
+            names = ", ".join(sorted(state.primary)) or "none"
+            raise RequestError(f"Model {name!r} is not served here; served: {names}.", 404)
+        ids = _header_ids(request)
+        doc = await read_json(request, state.options.max_body_bytes)
+        subject = _subject(doc, ids[1])
         route, deployment = _route(state, name, deployment)
         served = deployment.current
         assert served is not None
-        output = _output(doc)
+        output = _output(doc, served.model.has_proba)
         part = served.parser.rows(doc)
         answer = await served.predict(part, len(part), output)
     except RequestError as exc:
-        return _refuse(state, name, deployment, request, started, exc)
+        return _refuse(state, name, deployment, ids, started, exc)
     except Exception as exc:  # the model itself failed: a 500 that names it, logged as an error
         log.error("model %s failed on a request: %s: %s", name, type(exc).__name__, exc)
         failed = RequestError(f"The model failed on this request: {type(exc).__name__}: {exc}", 500)
-        return _refuse(state, name, deployment, request, started, failed)
-    request_id = request.headers.get("x-request-id") or new_id()
+        return _refuse(state, name, deployment, ids, started, failed)
+    request_id = ids[0] or new_id()
     predictions = answer.tolist()
     body = orjson.dumps(
         {"predictions": predictions, "model": name, "version": served.version, "request_id": request_id},
@@ -332,15 +291,54 @@ async def _predict(state: ServerState, name: str, request: Request) -> Response:
     version = str(served.version)
     state.metrics.requests.labels(name, version, route, "200").inc()
     state.metrics.latency.labels(name, version).observe(latency)
-    subject = doc.get("subject_id") or request.headers.get("x-subject-id")
     inputs = _inputs_json(doc)
     _log(state, request_id, name, served.version, route, latency, subject, inputs, predictions, len(part))
     shadow = state.shadow.get(name)
     if shadow is not None and shadow.current is not None:
-        asyncio.get_running_loop().create_task(
+        task = asyncio.get_running_loop().create_task(
             _shadow(state, shadow, doc, output, request_id, subject, inputs)
         )
+        state.tasks.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(state.tasks.discard)
     return Response(body, media_type=JSON)
+
+
+def _header_ids(request: Request) -> tuple[str | None, str | None]:
+    """The x-request-id and x-subject-id headers, checked; None where absent or empty."""
+    found: list[str | None] = []
+    problems: list[dict[str, str]] = []
+    for header in ("x-request-id", "x-subject-id"):
+        value = request.headers.get(header) or None
+        problem = None if value is None else id_problem(value)
+        if problem is not None:
+            problems.append({"field": header, "expected": problem, "got": f"{value!r:.60}"})
+        found.append(value)
+    if problems:
+        fields = " and ".join(p["field"] for p in problems)
+        raise RequestError(
+            f"{fields}: not a valid id ({problems[0]['expected']}); send 1 to {MAX_ID} printable "
+            "characters, such as a UUID, or leave the header out.",
+            400,
+            problems,
+        )
+    return found[0], found[1]
+
+
+def _subject(doc: dict[str, Any], header: str | None) -> str | None:
+    """The body's "subject_id" (a whole number is taken as its digits), else the header's."""
+    subject = doc.get("subject_id")
+    if subject is None:
+        return header
+    if isinstance(subject, int) and not isinstance(subject, bool):
+        subject = str(subject)
+    problem = id_problem(subject)
+    if problem is not None:
+        raise RequestError(
+            f'"subject_id" is not a valid id ({problem}); send 1 to {MAX_ID} printable characters.',
+            422,
+            [{"field": "subject_id", "expected": problem, "got": f"{subject!r:.60}"}],
+        )
+    return str(subject)
 
 
 async def _labels(state: ServerState, name: str, request: Request) -> Response:
@@ -351,9 +349,9 @@ async def _labels(state: ServerState, name: str, request: Request) -> Response:
 
     try:
         if name not in state.primary:
-            served = ", ".join(sorted(state.primary)) or "none"
-            raise RequestError(f"Model {name!r} is not served here; served: {served}.", 404)
-        doc = await _body(state, request)
+            names = ", ".join(sorted(state.primary)) or "none"
+            raise RequestError(f"Model {name!r} is not served here; served: {names}.", 404)
+        doc = await read_json(request, state.options.max_body_bytes)
         items = doc.get("labels")
         if not isinstance(items, list) or not items:
             raise RequestError('The body needs "labels": a list of {"request_id", "label"} objects.', 400)
@@ -361,51 +359,24 @@ async def _labels(state: ServerState, name: str, request: Request) -> Response:
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
                 raise RequestError(f'labels[{i}] must be an object with "request_id" and "label".', 422)
-            subject = item.get("subject_id")
-            rows.append((item["request_id"], item["label"], None if subject is None else str(subject)))
+            rows.append((item["request_id"], item["label"], item.get("subject_id")))
         stored = await run_in_threadpool(log_labels, state.be.store, name, rows)
     except RequestError as exc:
-        return Response(_error(exc), status_code=exc.status, media_type=JSON)
+        return _refusal(exc)
     except InvalidInput as exc:
-        return Response(_error(exc), status_code=422, media_type=JSON)
+        return _refusal(RequestError(str(exc), 422, exc.problems))
     return Response(orjson.dumps({"model": name, "stored": stored}), media_type=JSON)
 
 
-def _error(exc: InvalidInput) -> bytes:
-    return orjson.dumps({"error": str(exc), "problems": exc.problems})
-
-
-async def _body(state: ServerState, request: Request) -> dict[str, Any]:
-    ctype = request.headers.get("content-type", "")
-    if not ctype.startswith(JSON):
-        raise RequestError(f"Send JSON with Content-Type: {JSON} (got {ctype or 'none'}).", 415)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > state.options.max_body_bytes:
-        raise RequestError(
-            f"The body is larger than this server takes ({state.options.max_body_bytes} bytes).", 413
-        )
-    raw = await request.body()
-    if len(raw) > state.options.max_body_bytes:
-        raise RequestError(
-            f"The body is larger than this server takes ({state.options.max_body_bytes} bytes).", 413
-        )
+def _refusal(exc: RequestError) -> Response:
+    """The error response; after a 413 the connection closes, so the rest of the body is not read."""
+    doc = {"error": str(exc), "problems": exc.problems}
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        doc = _lenient_json(raw, exc)
-    if not isinstance(doc, dict):
-        raise RequestError('The body must be a JSON object like {"instances": [...]}.', 400)
-    return doc
-
-
-def _lenient_json(raw: bytes, error: Exception) -> Any:
-    """Bodies with NaN or Infinity (not JSON, but common): parsed so the signature check names them."""
-    import json
-
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise RequestError(f"The body is not valid JSON: {error}", 400) from None
+        body = orjson.dumps(doc)
+    except (TypeError, RecursionError):  # text orjson refuses (a lone surrogate) goes out escaped
+        body = json.dumps(doc, default=str).encode()
+    headers = {"connection": "close"} if exc.status == 413 else None
+    return Response(body, status_code=exc.status, media_type=JSON, headers=headers)
 
 
 def _route(state: ServerState, name: str, primary: Deployment) -> tuple[str, Deployment]:
@@ -415,10 +386,12 @@ def _route(state: ServerState, name: str, primary: Deployment) -> tuple[str, Dep
     return "primary", primary
 
 
-def _output(doc: dict[str, Any]) -> str:
+def _output(doc: dict[str, Any], has_proba: bool) -> str:
     output = doc.get("output", "predict")
     if output not in ("predict", "proba"):
-        raise RequestError(f'"output" must be "predict" or "proba", got {output!r}.', 422)
+        raise RequestError(f'"output" must be "predict" or "proba", got {output!r:.60}.', 422)
+    if output == "proba" and not has_proba:
+        raise RequestError('This model gives no probabilities; leave "output" out to get predictions.', 422)
     return str(output)
 
 
@@ -426,30 +399,30 @@ def _refuse(
     state: ServerState,
     name: str,
     deployment: Deployment | None,
-    request: Request,
+    ids: tuple[str | None, str | None],
     started: float,
     exc: RequestError,
 ) -> Response:
+    """The refusal, counted and logged (with the ids the headers gave, once they passed their check)."""
     state.metrics.requests.labels(name, "", "primary", str(exc.status)).inc()
-    body = orjson.dumps({"error": str(exc), "problems": exc.problems})
     served = deployment.current if deployment is not None else None
     if state.logger is not None and served is not None:  # errors count in the model's error rate
         state.logger.put(
             PredictionLog(
-                request.headers.get("x-request-id") or new_id(),
+                ids[0] or new_id(),
                 name,
                 served.version,
                 "primary",
                 now_ms(),
                 (time.perf_counter() - started) * 1000.0,
-                request.headers.get("x-subject-id"),
+                ids[1],
                 "{}",
                 str(exc)[:1000],
                 exc.status,
                 0,
             )
         )
-    return Response(body, status_code=exc.status, media_type=JSON)
+    return _refusal(exc)
 
 
 def _inputs_json(doc: dict[str, Any]) -> str:
@@ -458,7 +431,13 @@ def _inputs_json(doc: dict[str, Any]) -> str:
         if "instances" in doc
         else {k: doc.get(k) for k in ("columns", "data")}
     )
-    return orjson.dumps(payload).decode()
+    try:
+        return orjson.dumps(payload).decode()
+    except (TypeError, RecursionError):  # nested past orjson's depth, or numbers past 64 bits
+        try:
+            return json.dumps(payload, default=repr)
+        except (ValueError, RecursionError):
+            return '"the inputs could not be written as JSON"'
 
 
 def _log(
@@ -513,15 +492,20 @@ async def _shadow(
         state.metrics.requests.labels(shadow.name, str(served.version), "shadow", "error").inc()
         return
     state.metrics.requests.labels(shadow.name, str(served.version), "shadow", "200").inc()
-    _log(
-        state,
-        request_id,
-        shadow.name,
-        served.version,
-        "shadow",
-        time.perf_counter() - started,
-        subject,
-        inputs,
-        answer.tolist(),
-        len(part),
-    )
+    latency = time.perf_counter() - started
+    try:
+        _log(
+            state,
+            request_id,
+            shadow.name,
+            served.version,
+            "shadow",
+            latency,
+            subject,
+            inputs,
+            answer.tolist(),
+            len(part),
+        )
+    except Exception as exc:  # an answer that cannot be logged is a lost log: counted, never raised
+        log.error("the shadow answer of %s to request %s cannot be logged: %s", shadow.ref, request_id, exc)
+        state.metrics.dropped_logs.inc()

@@ -50,12 +50,14 @@ from plinth.core.entities import LineageEdge, ModelVersion
 from plinth.core.errors import ConflictError, InvalidInput, PlinthError
 from plinth.core.ids import now_ms
 from plinth.registry.loaded import Model
-from plinth.registry.models import load_version, resolve
+from plinth.registry.models import load_version, open_model, resolve
 from plinth.tracking.context import Backend, backend
 from plinth.tracking.run import ActiveRun, start_run
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from plinth.registry.package import Package
 
 DEFAULT_BATCH_SIZE = 100_000
 EXPERIMENT = "batch-predict"
@@ -642,8 +644,7 @@ class _Workers:
 
     count: int
     version: ModelVersion
-    folder: str
-    meta: dict[str, Any]
+    package: Package  # checked by the workers as they read it
     ray: bool = False
     ray_address: str | None = None
 
@@ -651,21 +652,18 @@ class _Workers:
 def _worker_spec(
     be: Backend, mv: ModelVersion, workers: int, executor: str = "local", ray_address: str | None = None
 ) -> _Workers | None:
-    """None for scoring in this process; else the model's verified local folder for the workers."""
+    """None for scoring in this process; else the model's local package for the workers."""
     if workers == 1 and executor == "local":
         return None
     from plinth.registry.package import materialize
 
-    folder, manifest = materialize(be.blobs, mv, os.path.join(be.settings.home, "cache", "models"))
-    return _Workers(workers, mv, folder, manifest.get("meta") or {}, executor == "ray", ray_address)
+    package = materialize(be.blobs, mv, os.path.join(be.settings.home, "cache", "models"))
+    return _Workers(workers, mv, package, executor == "ray", ray_address)
 
 
-def _init_worker(job: _Job, mv: ModelVersion, folder: str, meta: dict[str, Any]) -> None:
-    from plinth.registry.flavors.base import flavor_class
-
+def _init_worker(job: _Job, mv: ModelVersion, package: Package) -> None:
     global _worker_scorer
-    flavor = flavor_class(mv.flavor)()
-    _worker_scorer = _Scorer(job, Model(mv, flavor, flavor.load(folder, meta)))
+    _worker_scorer = _Scorer(job, open_model(mv, package))
 
 
 def _work(index: int, table: pa.Table, path: str) -> int:
@@ -689,7 +687,7 @@ def _score_in_pool(
     Workers write the part files; `writer` appends them to the output in chunk order.
     """
     context = multiprocessing.get_context("spawn")  # no fork of a process running threads
-    initargs = (job, spec.version, spec.folder, spec.meta)
+    initargs = (job, spec.version, spec.package)
     pool = ProcessPoolExecutor(spec.count, mp_context=context, initializer=_init_worker, initargs=initargs)
     running: dict[Future[int], int] = {}
     try:

@@ -44,7 +44,7 @@ def score_on_ray(
     """Score every chunk of `todo` with Ray tasks; hand each output to `combiner` as it arrives."""
     ray = ray_cluster.import_ray()
     ray_cluster.connect(spec.ray_address)
-    package = ray.put(_read_package(spec.folder))
+    files = ray.put(spec.package.contents())
     remote = ray.remote(score_chunk).options(
         num_cpus=1, max_retries=SYSTEM_RETRIES, name=f"plinth batch {spec.version.ref}"
     )
@@ -52,7 +52,7 @@ def score_on_ray(
     running: dict[Any, tuple[int, int]] = {}
     try:
         for index, table, _frame in todo:
-            running[remote.remote(job, spec.version, spec.meta, package, index, table)] = (
+            running[remote.remote(job, spec.version, spec.package.manifest, files, index, table)] = (
                 index,
                 table.num_rows,
             )
@@ -99,38 +99,32 @@ def _result(ray: Any, ref: Any) -> pa.Table:
         ) from exc
 
 
-def _read_package(folder: str) -> dict[str, bytes]:
-    """The files of a model package folder, by path relative to it."""
-    files = {}
-    for root, _dirs, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as fh:
-                files[os.path.relpath(path, folder)] = fh.read()
-    return files
-
-
 def score_chunk(
-    job: _Job, mv: ModelVersion, meta: dict[str, Any], package: dict[str, bytes], index: int, table: pa.Table
+    job: _Job,
+    mv: ModelVersion,
+    manifest: dict[str, Any],
+    files: dict[str, bytes],
+    index: int,
+    table: pa.Table,
 ) -> pa.Table:
     """In a Ray worker: score chunk `index` with the model (loaded on this process's first chunk)."""
     scorer = _scorers.get((mv.id, job))
     if scorer is None:
-        scorer = _scorers[(mv.id, job)] = _Scorer(job, _load(mv, meta, package))
+        scorer = _scorers[(mv.id, job)] = _Scorer(job, _load(mv, manifest, files))
     return scorer.score(index, table)
 
 
-def _load(mv: ModelVersion, meta: dict[str, Any], package: dict[str, bytes]) -> Model:
-    from plinth.registry.flavors.base import flavor_class
+def _load(mv: ModelVersion, manifest: dict[str, Any], files: dict[str, bytes]) -> Model:
+    from plinth.registry.models import open_model
+    from plinth.registry.package import Package
 
-    folder = tempfile.mkdtemp(prefix="plinth-model-")
+    package = Package(tempfile.mkdtemp(prefix="plinth-model-"), manifest, mv.ref)
     try:
-        for relative, data in package.items():
-            path = os.path.join(folder, relative)
+        for relative, data in files.items():
+            path = package.local_path(relative)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as fh:
                 fh.write(data)
-        flavor = flavor_class(mv.flavor)()
-        return Model(mv, flavor, flavor.load(folder, meta))
+        return open_model(mv, package)  # checks each file against the manifest as it is read
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(package.folder, ignore_errors=True)

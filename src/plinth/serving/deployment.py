@@ -4,11 +4,14 @@ A `Deployment` holds a `ServedVersion` (loaded model + its batcher). When the al
 moves, the new version is loaded off the event loop, checked by predicting its input example,
 and swapped in with one assignment; requests that already hold the old version finish on it.
 A version that fails to load or to predict is not swapped in, and the failure is audited.
+Swaps and failed swaps are audited; an audit event the store cannot take leaves the swap
+standing, and is counted and named in `audit_error` (which `/readyz` reports).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,7 +69,7 @@ def serve_version(
         outputs = ["predict", "proba"] if model.has_proba else ["predict"]
         for output in outputs:
             served.batchers[output] = Batcher(
-                lambda parts, o=output: served.raw_predict(parts, o), max_batch, max_wait_ms, observe
+                functools.partial(served.raw_predict, output=output), max_batch, max_wait_ms, observe
             )
     return served
 
@@ -82,15 +85,23 @@ class Deployment:
     """A served reference (NAME, NAME/VERSION or NAME@ALIAS) and the version answering it."""
 
     def __init__(
-        self, ref: str, be: Backend, options: ServeOptions, observe: Callable[[str, int, int], None]
+        self,
+        ref: str,
+        be: Backend,
+        options: ServeOptions,
+        observe: Callable[[str, int, int], None],
+        on_write_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.ref = ref
         self.name, _, self.alias = parse_ref(ref)
         self.be = be
         self.options = options
         self.observe = observe
+        self.on_write_failure = on_write_failure
         self.current: ServedVersion | None = None
         self.last_error: str | None = None
+        self.audit_failures = 0
+        self.audit_error: str | None = None
 
     @property
     def watches(self) -> bool:
@@ -103,7 +114,7 @@ class Deployment:
         mv = resolve(self.ref, self.be)
         model = load_version(self.be, mv)
         check_version(model)
-        served = serve_version(model, self.options, lambda n, v=mv.version: self.observe(self.name, v, n))
+        served = serve_version(model, self.options, functools.partial(self.observe, self.name, mv.version))
         self.current = served
         return served
 
@@ -124,25 +135,26 @@ class Deployment:
                 mv.version,
                 self.last_error,
             )
-            await asyncio.to_thread(
-                self.be.store.record_audit,
-                "serving.swap_failed",
-                "model",
-                self.name,
-                None if old is None else str(old),
-                f"{mv.version}: {self.last_error}"[:2000],
-            )
+            await self._audit("serving.swap_failed", old, f"{mv.version}: {self.last_error}"[:2000])
             return "failed"
         self.current = serve_version(
-            model, self.options, lambda n, v=mv.version: self.observe(self.name, v, n)
+            model, self.options, functools.partial(self.observe, self.name, mv.version)
         )
         log.info("%s now serves version %s (was %s)", self.ref, mv.version, old)
-        await asyncio.to_thread(
-            self.be.store.record_audit,
-            "serving.swap",
-            "model",
-            self.name,
-            None if old is None else str(old),
-            str(mv.version),
-        )
+        await self._audit("serving.swap", old, str(mv.version))
         return "swapped"
+
+    async def _audit(self, action: str, old: int | None, after: str) -> None:
+        """Audit a swap; when the store cannot take the event the swap stands, and it is reported."""
+        before = None if old is None else str(old)
+        try:
+            await asyncio.to_thread(self.be.store.record_audit, action, "model", self.name, before, after)
+        except Exception as exc:  # the version served is decided; only its record is missing
+            self.audit_failures += 1
+            self.audit_error = (
+                f"{self.audit_failures} audit events of {self.ref} could not be recorded; last: {action} "
+                f"{before} -> {after[:200]}: {type(exc).__name__}: {exc}"
+            )
+            log.error("%s", self.audit_error)
+            if self.on_write_failure is not None:
+                self.on_write_failure("audit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ from plinth.core.errors import InvalidInput
 from plinth.registry.signature import InputSpec
 
 _NUMERIC = "biuf"
+_FLOAT_MAX = sys.float_info.max
 
 
 class RequestError(InvalidInput):
@@ -33,6 +35,9 @@ class RequestParser:
         columns = spec.get("columns") if spec and spec["type"] == "frame" else None
         self.names: list[str] | None = [c["name"] for c in columns] if columns else None
         self.numeric = bool(columns) and all(_is_numeric(c["dtype"]) for c in columns or [])
+        # columns where a JSON true/false is refused: numbers are expected there, not booleans
+        self.numbers = [j for j, c in enumerate(columns or []) if _is_numeric(c["dtype"], "iuf")]
+        self.tensor_bools = spec is not None and spec["type"] == "tensor" and _is_numeric(spec["dtype"], "b")
 
     def rows(self, body: Any) -> Any:
         """The model input for a parsed JSON body (a float array on the fast path, else a DataFrame)."""
@@ -82,36 +87,42 @@ class RequestParser:
     def _table(self, columns: Any, data: Any) -> Any:
         self._check_count(data, "data")
         if self.names is not None:
-            if columns is None:
-                columns = self.names
-            if not isinstance(columns, list) or sorted(map(str, columns)) != sorted(self.names):
-                raise RequestError(
-                    f'"columns" must name exactly {self.names}.',
-                    422,
-                    [
-                        {
-                            "field": "columns",
-                            "expected": ", ".join(self.names),
-                            "got": ", ".join(map(str, columns or [])),
-                        }
-                    ],
-                )
-            if columns != self.names:
-                order = [columns.index(n) for n in self.names]
-                data = [[row[j] for j in order] if isinstance(row, list) else row for row in data]
-        bad = [
-            i for i, row in enumerate(data) if not isinstance(row, list) or len(row) != len(columns or row)
-        ]
-        if bad:
-            problem = {
-                "field": f"data[{bad[0]}]",
-                "expected": f"a list of {len(columns or [])} values",
-                "got": "other",
-            }
-            raise RequestError(_message([problem]), 422, [problem])
-        return self._finish(data) if self.names is not None else self._tensor(data)
+            columns = self._columns(self.names if columns is None else columns)
+        width = len(columns) if isinstance(columns, list) else None
+        for i, row in enumerate(data):
+            if not isinstance(row, list) or len(row) != (len(row) if width is None else width):
+                got = f"{len(row)} values" if isinstance(row, list) else type(row).__name__
+                problem = {
+                    "field": f"data[{i}]",
+                    "expected": f"a list of {width or 'the'} values",
+                    "got": got,
+                }
+                raise RequestError(_message([problem]), 422, [problem])
+        if self.names is None:
+            return self._tensor(data)
+        if columns != self.names:
+            order = [columns.index(n) for n in self.names]
+            data = [[row[j] for j in order] for row in data]
+        return self._finish(data)
+
+    def _columns(self, columns: Any) -> list[str]:
+        """`columns` when it names each column of the signature once, in any order."""
+        names = self.names or []
+        if (
+            not isinstance(columns, list)
+            or not all(isinstance(c, str) for c in columns)
+            or sorted(columns) != sorted(names)
+        ):
+            got = ", ".join(map(str, columns))[:200] if isinstance(columns, list) else type(columns).__name__
+            raise RequestError(
+                f'"columns" must name exactly {names}.',
+                422,
+                [{"field": "columns", "expected": ", ".join(names), "got": got}],
+            )
+        return columns
 
     def _finish(self, table: list[list[Any]]) -> Any:
+        self._check_bools(table)
         if self.numeric:
             array = _numbers(table, self.names or [])
             self._check_finite(array, self.names or [])
@@ -122,11 +133,31 @@ class RequestParser:
         frame = pd.DataFrame(table, columns=self.names)
         return _prepared(self.input, frame)
 
+    def _check_bools(self, table: list[list[Any]]) -> None:
+        """Refuse true/false where the signature expects a number (NumPy would read them as 1/0)."""
+        problems = []
+        for i, row in enumerate(table):
+            if bool in map(type, row):
+                problems += [
+                    {"field": self.names[j], "expected": "a number", "got": f"{row[j]!r} in row {i}".lower()}  # type: ignore[index]
+                    for j in self.numbers
+                    if type(row[j]) is bool
+                ]
+            if len(problems) >= 50:
+                break
+        if problems:
+            raise RequestError(_message(problems), 422, problems[:50])
+
     def _tensor(self, rows: Any) -> Any:
         try:
             array = np.asarray(rows)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise RequestError(f"The rows are ragged or nested too deep: {exc}", 422) from exc
+        if not self.tensor_bools and (
+            array.dtype.kind == "b" or (array.dtype.kind in "iuf" and _holds_bool(rows))
+        ):
+            problem = {"field": "<input>", "expected": "numbers", "got": "true or false"}
+            raise RequestError(_message([problem]), 422, [problem])
         if array.dtype == object or array.dtype.kind not in _NUMERIC:
             raise RequestError(
                 "Every value must be a number.",
@@ -187,17 +218,43 @@ def _prepared(spec: InputSpec, data: Any) -> Any:
 
 def _numbers(table: list[list[Any]], names: list[str]) -> np.ndarray:
     try:
-        array = np.array(table, dtype=np.float64)
-    except (TypeError, ValueError):
+        return np.array(table, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
         problems = []
         for i, row in enumerate(table):
             for name, value in zip(names, row, strict=True):
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                expected = _number_problem(value)
+                if expected is not None:
                     problems.append(
-                        {"field": name, "expected": "a number", "got": f"{value!r:.40} in row {i}"}
+                        {"field": name, "expected": expected, "got": f"{_shown(value)} in row {i}"}
                     )
         raise RequestError(_message(problems[:50]), 422, problems[:50]) from None
-    return array
+
+
+def _number_problem(value: Any) -> str | None:
+    """What a value should have been to fit a float column, or None when it fits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, int) and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        return "a number within the float range (about ±1.8e308)"
+    return None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"an integer of about {value.bit_length() * 0.30103:.0f} digits"
+    return f"{value!r:.40}"
+
+
+def _holds_bool(rows: Any) -> bool:
+    """True when nested lists of numbers hold a true or false somewhere."""
+    stack = [rows]
+    while stack:
+        items = stack.pop()
+        if bool in map(type, items):
+            return True
+        stack.extend(item for item in items if isinstance(item, list))
+    return False
 
 
 def _key_problems(i: int, record: dict[str, Any], names: list[str]) -> list[dict[str, str]]:
@@ -207,16 +264,16 @@ def _key_problems(i: int, record: dict[str, Any], names: list[str]) -> list[dict
         if n not in record
     ]
     problems += [
-        {"field": str(k), "expected": "no such column", "got": f"present in instances[{i}]"}
+        {"field": str(k)[:100], "expected": "no such column", "got": f"present in instances[{i}]"}
         for k in record
         if k not in set(names)
     ]
     return problems
 
 
-def _is_numeric(dtype: str) -> bool:
+def _is_numeric(dtype: str, kinds: str = _NUMERIC) -> bool:
     try:
-        return np.dtype(dtype).kind in _NUMERIC
+        return np.dtype(dtype).kind in kinds
     except TypeError:
         return False
 

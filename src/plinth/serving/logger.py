@@ -1,7 +1,11 @@
 """Prediction logging off the response path: a bounded queue written in batches by a thread.
 
-The response path only appends; a full queue drops the log and counts it (in `/metrics` and
-in the server log, never silently). `close()` writes everything still queued.
+The response path only appends; a full queue drops the log and counts it. The writer thread
+survives any failure: when the store is unreachable the logs wait in the queue and are retried;
+when the store refuses some logs (a value it cannot hold), those are found by splitting the
+batch, counted and dropped, and the rest are written. Every log not written is counted (in
+`/metrics`), named in `trouble` (for `/readyz`), warned about once and logged. `close()` writes
+everything still queued.
 """
 
 from __future__ import annotations
@@ -9,17 +13,27 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import warnings
 from collections.abc import Callable
 
 from plinth.core.entities import PredictionLog
-from plinth.core.errors import PlinthError
+from plinth.core.errors import PlinthWarning, StoreError
 from plinth.store.base import Store
 
 log = logging.getLogger("plinth.serving")
+MAX_BATCH = 50_000
 
 
 class PredictionLogger:
-    """Writes prediction logs to the store every `interval_s` seconds."""
+    """Writes prediction logs to the store every `interval_s` seconds.
+
+    Args:
+        store: where the logs go.
+        capacity: logs waiting at most; past it new logs are dropped and counted.
+        interval_s: how often the thread writes what is queued.
+        on_drop: called with the number of logs lost (queue full, or refused by the store).
+        on_failure: called once per failed write attempt.
+    """
 
     def __init__(
         self,
@@ -27,13 +41,21 @@ class PredictionLogger:
         capacity: int,
         interval_s: float = 0.2,
         on_drop: Callable[[int], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.capacity = capacity
         self.interval_s = interval_s
         self.on_drop = on_drop
+        self.on_failure = on_failure
         self.dropped = 0
+        self.refused = 0
         self.written = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.unreachable = False
+        self._warning: str | None = None
+        self._warned = False
         self._queue: collections.deque[PredictionLog] = collections.deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -44,12 +66,14 @@ class PredictionLogger:
         """Queue one log; drop and count it when the queue is full."""
         if len(self._queue) >= self.capacity:
             self.dropped += 1
-            if self.on_drop is not None:
-                self.on_drop(1)
+            self._lost(1)
             if self.dropped in (1, 10, 100, 1000) or self.dropped % 10_000 == 0:
                 log.warning(
                     "prediction log queue is full (%d): %d logs dropped so far", self.capacity, self.dropped
                 )
+            self._warning = (
+                self._warning or f"the prediction log queue is full ({self.capacity}); logs are dropped"
+            )
             return
         self._queue.append(entry)
 
@@ -58,27 +82,95 @@ class PredictionLogger:
         """Logs queued and not yet written."""
         return len(self._queue)
 
+    @property
+    def trouble(self) -> str | None:
+        """Why prediction logging is degraded (for `/readyz`), or None while nothing was lost."""
+        if self.unreachable:
+            return (
+                f"the store is not taking prediction logs; {self.pending} wait and are retried every "
+                f"{self.interval_s:g}s: {self.last_error}"
+            )
+        if not (self.dropped or self.refused):
+            return None
+        return (
+            f"{self.dropped + self.refused} prediction logs were not written since the server started "
+            f"({self.refused} refused by the store, {self.dropped} dropped with the queue full); "
+            f"last error: {self.last_error or 'none'}"
+        )
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
                 self.flush()
-            except PlinthError as exc:
-                log.error("could not write prediction logs (will retry): %s", exc)
+            except Exception as exc:  # the writer outlives anything that goes wrong in one pass
+                log.exception("prediction log writer: %s", exc)
 
     def flush(self) -> None:
-        """Write every queued log now."""
+        """Write every queued log now; logs wait in the queue while the store is unreachable."""
         with self._lock:
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), 50_000))]
-                try:
-                    self.store.write_prediction_logs(batch)
-                except BaseException:
-                    self._queue.extendleft(reversed(batch))
-                    raise
-                self.written += len(batch)
+            self._drain()
+        if self._warning is not None and not self._warned:
+            self._warned = True  # one PlinthWarning per logger; the server log and /readyz say the rest
+            warnings.warn(self._warning, PlinthWarning, stacklevel=2)
+
+    def _drain(self) -> None:
+        while self._queue:
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
+            waiting = self._write(batch)
+            if waiting:
+                self._queue.extendleft(reversed(waiting))
+                return
+        if self.unreachable:
+            self.unreachable = False
+            log.warning("the store takes prediction logs again")
+
+    def _write(self, batch: list[PredictionLog]) -> list[PredictionLog]:
+        """Write `batch`; returns the logs to retry later (the store was unreachable)."""
+        try:
+            self.store.write_prediction_logs(batch)
+        except StoreError as exc:  # unreachable or locked: everything waits for the next pass
+            self._failed(exc)
+            if not self.unreachable:
+                self.unreachable = True
+                log.error("the store is not taking prediction logs (they wait and are retried): %s", exc)
+                self._warning = self._warning or f"the store is not taking prediction logs: {exc}"
+            return batch
+        except Exception as exc:  # some log is one the store cannot hold: find it, write the others
+            self._failed(exc)
+            if len(batch) == 1:
+                self._refuse(batch[0], exc)
+                return []
+            middle = len(batch) // 2
+            return self._write(batch[:middle]) + self._write(batch[middle:])
+        self.written += len(batch)
+        return []
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        if self.on_failure is not None:
+            self.on_failure()
+
+    def _refuse(self, entry: PredictionLog, exc: Exception) -> None:
+        self.refused += 1
+        self._lost(1)
+        text = f"the store refused the prediction log of request {entry.request_id!r:.140}: {self.last_error}"
+        if self.refused in (1, 10, 100, 1000) or self.refused % 10_000 == 0:
+            log.error("%s (%d refused so far); other logs are still written", text, self.refused)
+        self._warning = self._warning or f"{text}; other logs are still written"
+
+    def _lost(self, n: int) -> None:
+        if self.on_drop is not None:
+            self.on_drop(n)
 
     def close(self) -> None:
-        """Stop the thread and write what is left."""
+        """Stop the thread and write what is left; logs that still cannot be written are counted."""
         self._stop.set()
         self._thread.join(timeout=10)
         self.flush()
+        left = len(self._queue)
+        if left:
+            self._queue.clear()
+            self.dropped += left
+            self._lost(left)
+            log.error("%d prediction logs could not be written before exit: %s", left, self.last_error)

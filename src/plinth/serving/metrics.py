@@ -1,4 +1,4 @@
-"""Prometheus metrics of the server: requests, errors, latency, batch sizes, dropped logs.
+"""Prometheus metrics of the server: requests, errors, latency, batch sizes, lost logs, failed writes.
 
 With several worker processes, set PROMETHEUS_MULTIPROC_DIR (plinth serve does) and every
 process's numbers are summed on /metrics.
@@ -41,7 +41,15 @@ class Metrics:
             registry=self.registry,
         )
         self.dropped_logs = Counter(
-            "plinth_prediction_logs_dropped", "Prediction logs dropped", registry=self.registry
+            "plinth_prediction_logs_dropped",
+            "Prediction logs not written: dropped with the queue full or refused by the store",
+            registry=self.registry,
+        )
+        self.write_failures = Counter(
+            "plinth_write_failures",
+            "Failed writes to the store from the server's background writers",
+            ["writer"],
+            registry=self.registry,
         )
         self.swaps = Counter(
             "plinth_model_swaps", "Alias moves served", ["model", "outcome"], registry=self.registry

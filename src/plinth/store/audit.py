@@ -1,71 +1,218 @@
-"""The hash-chained audit log: each event's hash covers its fields and the previous hash."""
+"""The keyed, hash-chained audit log: how events are appended and how the chain is keyed.
+
+Each event's `hash` is sha256 over the previous event's hash and the event's own fields, so an
+event edited in place no longer matches its hash. Its `mac` is HMAC-SHA256 of that hash under
+the store's audit key (`audit_key.py`), which never lives in the database: a chain rewritten
+with recomputed hashes no longer matches its MACs. The one-row `audit_head` table holds the
+newest event's sequence number and hash with a MAC over both, upserted in the same transaction
+as every append, so deleting the newest events, or all of them, leaves a head naming events that
+are gone. Appends continue from the head (or from a newer event), never from below it, so a gap
+that was cut stays visible. What the check makes of a chain is in `audit_check.py`.
+
+Events written before the chain was keyed (no head, no MAC anywhere) are keyed by the first
+writer or check that holds the key, after their plain hashes are found intact; they are vouched
+for as they stood at that moment. From then on a missing MAC or a missing head is damage.
+
+An appender whose key does not verify the head refuses to append (`WrongAuditKey`): everything
+that appends to one store must use the same key, and a second key would make the chain
+unverifiable for everyone.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, Row, select
 
-from plinth.store.schema import audit_events
+from plinth.core.audit import AuditCheck, AuditHead
+from plinth.core.errors import AuditTampered, WrongAuditKey
+from plinth.store.audit_check import (
+    GENESIS,
+    check_chain,
+    event_hash,
+    event_mac,
+    head_mac,
+    intact_prefix,
+    same_mac,
+)
+from plinth.store.schema import audit_events, audit_head
 
-GENESIS = "0" * 64
-_LAST = select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)
-_INSERT = insert(audit_events)
-
-
-def event_hash(prev_hash: str, fields: dict[str, object]) -> str:
-    """sha256 over the previous hash and the canonical JSON of an event's fields."""
-    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
-
-
-def append_event(
-    conn: Connection,
-    *,
-    time_ms: int,
-    actor: str,
-    action: str,
-    entity_type: str,
-    entity_id: str,
-    before: str | None = None,
-    after: str | None = None,
-) -> None:
-    """Append one event inside the caller's write transaction (which serializes writers)."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74110002)")
-    last = conn.execute(_LAST).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    fields = {
-        "seq": seq,
-        "time_ms": time_ms,
-        "actor": actor,
-        "action": action,
-        "entity_type": entity_type,
-        "entity_id": entity_id,
-        "before": before,
-        "after": after,
-    }
-    conn.execute(_INSERT, {**fields, "prev_hash": prev, "hash": event_hash(prev, fields)})
+# Appends go through the driver's cursor: they ride on most writes, and SQLAlchemy's per-statement
+# cost is several times the statements' own here.
+_TIP = (
+    "SELECT 1, seq, hash, mac, time_ms FROM audit_head WHERE id = 1 "
+    "UNION ALL SELECT 0, seq, hash, mac, time_ms FROM "
+    "(SELECT seq, hash, mac, time_ms FROM audit_events ORDER BY seq DESC LIMIT 1) AS newest"
+)
+_INSERT = (
+    'INSERT INTO audit_events (seq, time_ms, actor, action, entity_type, entity_id, "before", "after", '
+    "prev_hash, hash, mac) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+)
+_HEAD_UPSERT = (
+    "INSERT INTO audit_head (id, seq, hash, mac, time_ms) VALUES (1, {p}, {p}, {p}, {p}) "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac, "
+    "time_ms = excluded.time_ms"
+)
+_SET_MAC = "UPDATE audit_events SET mac = {p} WHERE seq = {p}"
+_CHAIN = select(audit_events).order_by(audit_events.c.seq)
+_HEAD = select(audit_head).where(audit_head.c.id == 1)
 
 
-def count_events(conn: Connection) -> int:
-    """Number of audit events stored."""
-    return int(conn.execute(select(func.count()).select_from(audit_events)).scalar() or 0)
+class _End(NamedTuple):
+    """The head, or the newest event: where the chain ends."""
+
+    seq: int
+    hash: str
+    mac: str | None
+    time_ms: int
 
 
-def append_events(conn: Connection, events: list[dict[str, object]]) -> None:
-    """Append many events (each with time_ms, actor, action, entity_type, entity_id, before, after)."""
-    if not events:
-        return
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74110002)")
-    last = conn.execute(_LAST).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    rows = []
-    for event in events:
-        fields = {"seq": seq, **event}
-        digest = event_hash(prev, fields)
-        rows.append({**fields, "prev_hash": prev, "hash": digest})
-        seq, prev = seq + 1, digest
-    conn.execute(_INSERT, rows)
+class AuditChain:
+    """Appends to, keys and checks one store's audit chain.
+
+    Args:
+        key: the store's audit key; None writes the chain unkeyed (plain hashes, no head), which
+            only suits throwaway stores: `open_store` always passes the key.
+    """
+
+    def __init__(self, key: str | None) -> None:
+        self._key = key.encode() if key is not None else None
+
+    def append(self, conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
+        """Append events (each with time_ms, actor, action, entity_type, entity_id, before, after)
+        inside the caller's write transaction, which serializes appenders.
+
+        Raises:
+            WrongAuditKey: the head does not verify under this chain's key.
+            AuditTampered: the head was edited (the newest event still verifies under the key).
+        """
+        if not events:
+            return
+        with _cursor(conn) as (cursor, p):
+            head, newest = _tip(cursor)
+            if self._key is not None and head is None and newest is not None and newest.mac is None:
+                head = self._seal(conn, cursor, p)
+            elif self._key is not None:
+                self._check_key(head, newest)
+            seq, prev = _continue_from(head, newest)
+            rows = []
+            for event in events:
+                fields = {"seq": seq, "time_ms": event["time_ms"], **{c: _text(event[c]) for c in _TEXT}}
+                digest = event_hash(prev, fields)
+                mac = None if self._key is None else event_mac(self._key, digest)
+                rows.append((*(fields[c] for c in _COLUMNS), prev, digest, mac))
+                seq, prev = seq + 1, digest
+            cursor.executemany(_INSERT.format(p=p), rows)
+            if self._key is not None and (head is not None or newest is None):  # a deleted head stays so
+                self._set_head(cursor, p, rows[-1][0], prev, rows[-1][1])
+
+    def read(self, conn: Connection) -> tuple[list[Row[Any]], Row[Any] | None]:
+        """Every event, oldest first, and the head, as one consistent snapshot of `conn`."""
+        return list(conn.execute(_CHAIN)), conn.execute(_HEAD).first()
+
+    def needs_seal(self, rows: Sequence[Row[Any]], head: Row[Any] | None) -> bool:
+        """True for a chain written before keying that this chain's key should key now."""
+        return self._key is not None and head is None and bool(rows) and all(r.mac is None for r in rows)
+
+    def seal(self, conn: Connection) -> None:
+        """Key a chain written before keying (checked again under the appenders' lock)."""
+        with _cursor(conn) as (cursor, p):
+            head, newest = _tip(cursor)
+            if self._key is not None and head is None and newest is not None and newest.mac is None:
+                self._seal(conn, cursor, p)
+
+    def check(self, rows: Sequence[Row[Any]], head: Row[Any] | None, anchor: AuditHead | None) -> AuditCheck:
+        """What is wrong with the chain read by `read`, if anything (see `audit_check`)."""
+        return check_chain(rows, head, self._key, anchor)
+
+    def _seal(self, conn: Connection, cursor: Any, p: str) -> _End | None:
+        """MAC every event from the first whose plain hashes check out, then write the head over
+        the newest event. A chain that was keyed before (some MAC present) is left as it is."""
+        assert self._key is not None
+        rows = list(conn.execute(_CHAIN))
+        if any(r.mac is not None for r in rows):
+            return None
+        key = self._key
+        macs = [(event_mac(key, r.hash), r.seq) for r in intact_prefix(rows)]
+        if macs:
+            cursor.executemany(_SET_MAC.format(p=p), macs)
+        newest = rows[-1]
+        return self._set_head(cursor, p, newest.seq, newest.hash, newest.time_ms)
+
+    def _set_head(self, cursor: Any, p: str, seq: int, digest: str, time_ms: int) -> _End:
+        assert self._key is not None
+        head = _End(seq, digest, head_mac(self._key, seq, digest), time_ms)
+        cursor.execute(_HEAD_UPSERT.format(p=p), head)
+        return head
+
+    def _check_key(self, head: _End | None, newest: _End | None) -> None:
+        assert self._key is not None
+        newest_ok = (
+            newest is not None
+            and newest.mac is not None
+            and same_mac(newest.mac, event_mac(self._key, newest.hash))
+        )
+        if head is not None and same_mac(head.mac, head_mac(self._key, head.seq, head.hash)):
+            return
+        if head is None and (newest is None or newest.mac is None or newest_ok):
+            return
+        if head is not None and newest_ok:
+            raise AuditTampered(
+                f"The audit head (event {head.seq}) was edited: its keyed hash does not match, while the "
+                "newest event's does. Nothing more is appended until it is looked into: run "
+                "`plinth audit verify` (with --anchor where one was taken)."
+            )
+        raise WrongAuditKey(
+            "The audit log of this store was keyed with another audit key than this process's, so "
+            "nothing is appended with this one. Set PLINTH_AUDIT_KEY to the store's key (every process "
+            "that writes to one store needs the same key), or use the PLINTH_HOME whose audit.key "
+            "wrote it."
+        )
+
+
+_TEXT = ("actor", "action", "entity_type", "entity_id", "before", "after")
+_COLUMNS = ("seq", "time_ms", *_TEXT)
+
+
+def _text(value: Any) -> str | None:
+    """Text columns hold text: hashed as stored, so a number given for one still verifies."""
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+@contextmanager
+def _cursor(conn: Connection) -> Iterator[tuple[Any, str]]:
+    """The driver's cursor on `conn` and its placeholder, once appenders take turns: SQLite's write
+    transaction already makes them; PostgreSQL needs a lock."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(74110002)")
+            yield cursor, "%s"
+        else:
+            yield cursor, "?"
+    finally:
+        cursor.close()
+
+
+def _tip(cursor: Any) -> tuple[_End | None, _End | None]:
+    """The head and the newest event (either may be None), in one statement."""
+    head = newest = None
+    cursor.execute(_TIP)
+    for is_head, *end in cursor.fetchall():
+        if is_head:
+            head = _End(*end)
+        else:
+            newest = _End(*end)
+    return head, newest
+
+
+def _continue_from(head: _End | None, newest: _End | None) -> tuple[int, str]:
+    """Next sequence number and previous hash: after the head or a newer event, whichever is
+    later, so a cut tail leaves a gap and events added past the head stay in the chain."""
+    if newest is not None and (head is None or newest.seq > head.seq):
+        return newest.seq + 1, newest.hash
+    if head is not None:
+        return head.seq + 1, head.hash
+    return 1, GENESIS

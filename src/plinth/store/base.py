@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from plinth.core.audit import AuditCheck, AuditHead
     from plinth.core.entities import (
         AlertState,
         Artifact,
@@ -229,17 +230,44 @@ class TrackingStore(ABC):
         """Audit events, oldest first, optionally of one entity or actor, or since a time."""
 
     @abstractmethod
+    def verify_audit(self, anchor: AuditHead | None = None) -> AuditCheck:
+        """Check the audit chain with the store's key, and against `anchor` (a head written out
+        earlier) when given; a chain written before keying is keyed first (see `store.audit`).
+
+        Raises:
+            WrongAuditKey: no keyed hash verifies under the store's key and nothing else is wrong.
+        """
+
+    @abstractmethod
+    def scrub(self) -> str:
+        """After rows were removed, overwrite what the backend's files still hold of them where it
+        can; returns, in words, what may still hold them and until when."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections."""
 
 
 @dataclass(frozen=True)
+class SealedManifest:
+    """A version's stored manifest: its digest, and its signature where a signing key is set."""
+
+    digest: str
+    signature: str | None = None  # base64 Ed25519 signature (plinth.registry.signing)
+    signing_key: str | None = None  # fingerprint of the key that made it
+
+
+@dataclass(frozen=True)
 class NewModelVersion:
-    """A model version to record (its files are already in the blob store)."""
+    """A model version to record (its files are already in the blob store).
+
+    `seal(version)` stores the manifest for the number the store assigns, inside the store's
+    transaction, so the manifest and its signature name the version they belong to.
+    """
 
     name: str
     flavor: str
-    digest: str
+    seal: Callable[[int], SealedManifest]
     files: list[ModelFile]
     signature: dict[str, Any] | None
     environment: dict[str, Any]
@@ -286,6 +314,12 @@ class ModelRegistryStore(ABC):
     def set_model_description(self, name: str, version: int | None, description: str) -> None:
         """Change the description of a model (version None) or of one version."""
 
+    @abstractmethod
+    def sign_model_version(
+        self, name: str, version: int, digest: str, signature: str, signing_key: str
+    ) -> ModelVersion:
+        """Record a signature of a version whose digest is still `digest` (ConflictError if not)."""
+
 
 class FlowStore(ABC):
     """The flows' part of the Store: flow runs and their step calls."""
@@ -298,7 +332,11 @@ class FlowStore(ABC):
     def finish_flow_run(
         self, run_id: str, status: RunStatus, end_ms: int, result_digest: str | None, error: str | None
     ) -> None:
-        """Record how a flow run ended."""
+        """Record how a flow run ended (a run already marked CRASHED keeps that status)."""
+
+    @abstractmethod
+    def crash_flow_run(self, run_id: str, end_ms: int, error: str) -> None:
+        """Mark a RUNNING flow run, its RUNNING step calls and their tracked runs CRASHED."""
 
     @abstractmethod
     def get_flow_run(self, run_id: str, *, now_ms: int | None = None) -> FlowRun:

@@ -13,17 +13,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+import secrets
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from plinth.core.errors import ConfigError, IntegrityError, NotFound, PlinthError, StoreError
+from plinth.core.errors import ConfigError, IntegrityError, InvalidInput, NotFound, PlinthError, StoreError
+from plinth.store.blob_errors import blob_store_failure, missing_bucket
 
 CHUNK = 1 << 20
 REMOTE_PART = 5 << 20  # upload block: S3 multipart parts must be at least 5 MiB
 REMOTE_CHUNK = 4 << 20  # bytes fetched per ranged read
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_STORAGE_LIBRARIES = frozenset({"botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "azure"})
 
 
 @dataclass(frozen=True)
@@ -62,17 +68,34 @@ class BlobStore:
             fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         except (ImportError, ValueError) as exc:
             raise ConfigError(
-                f"Cannot open the artifact store {url!r}: {exc}. For s3:// install plinth[s3]."
+                f"Cannot open the artifact store PLINTH_ARTIFACTS={url!r}: {exc}. "
+                "Use a folder or an fsspec URL; for s3:// install plinth[s3]."
             ) from exc
         self.url = url
+        self.endpoint: str | None = (storage_options or {}).get("endpoint_url")
         self.fs = fs
         self.root = root.rstrip("/")
         self.local = isinstance(fs, LocalFileSystem)
         if self.local:
-            os.makedirs(os.path.join(self.root, "blobs"), exist_ok=True)
+            try:
+                os.makedirs(os.path.join(self.root, "blobs"), exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot create the artifact folder {self.root!r}: {exc.strerror or exc}. Point "
+                    "PLINTH_ARTIFACTS (or PLINTH_HOME) at a folder this user can write."
+                ) from exc
 
     def path_of(self, digest: str) -> str:
-        """Where the blob with this digest lives inside the filesystem."""
+        """Where the blob with this digest lives inside the filesystem.
+
+        Raises:
+            IntegrityError: `digest` is not a sha256 hex digest (a record edited to point elsewhere).
+        """
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise IntegrityError(
+                f"{digest!r:.80} is not a sha256 digest, so it names no blob; the record holding it "
+                "was edited or corrupted. Restore the store from a backup."
+            )
         return f"{self.root}/blobs/{digest[:2]}/{digest[2:]}"
 
     def exists(self, digest: str) -> bool:
@@ -84,9 +107,18 @@ class BlobStore:
         return bool(self._call(self.fs.exists, path))
 
     def put_file(self, path: str) -> tuple[str, int]:
-        """Store a local file; identical content is stored once. Returns (digest, size)."""
+        """Store a local file; identical content is stored once. Returns (digest, size).
+
+        Raises:
+            InvalidInput: `path` is not a regular file this process can read.
+            StoreError: the store cannot be written; the message names the setting to check.
+        """
+        check_readable_file(path)
         if self.local:
-            return self._put_local(path)
+            try:
+                return self._put_local(path)
+            except OSError as exc:
+                raise self._not_writable(exc) from exc
         digest, size = file_digest(path)
         if not self.exists(digest):
             self._call(self._upload, path, digest)
@@ -134,7 +166,10 @@ class BlobStore:
         if self.exists(digest):
             return digest, len(data)
         if self.local:
-            self._publish_local(digest, lambda fh: fh.write(data), durable=durable)
+            try:
+                self._publish_local(digest, lambda fh: fh.write(data), durable=durable)
+            except OSError as exc:
+                raise self._not_writable(exc) from exc
         else:
             self._call(self.fs.pipe_file, self.path_of(digest), data)
         return digest, len(data)
@@ -168,6 +203,12 @@ class BlobStore:
             raise
         return digest, size
 
+    def _not_writable(self, exc: OSError) -> StoreError:
+        return StoreError(
+            f"Cannot write to the artifact store {self.url}: {exc.strerror or exc}. Point "
+            "PLINTH_ARTIFACTS (or PLINTH_HOME) at a folder this user can write, with free space."
+        )
+
     def _publish_local(self, digest: str, write: Any, durable: bool = True) -> None:
         final = self.path_of(digest)
         os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -187,16 +228,19 @@ class BlobStore:
     def get_file(self, digest: str, dest: str, *, name: str | None = None) -> None:
         """Copy a blob to `dest`, verifying its hash; nothing is left at `dest` on mismatch.
 
+        The copy gets the mode a new file gets (0666 less the umask), as with `cp`.
+
         Raises:
             NotFound: no blob with that digest.
             IntegrityError: the stored bytes do not hash to `digest`.
+            InvalidInput: `dest` cannot be written.
         """
         parent = os.path.dirname(os.path.abspath(dest))
         made = _missing_dirs(parent)
-        os.makedirs(parent, exist_ok=True)
         tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=".plinth-")
+            os.makedirs(parent, exist_ok=True)
+            fd, tmp = _new_file(parent, ".plinth-")
             with os.fdopen(fd, "wb") as out:
                 h = hashlib.sha256()
                 for chunk in self._chunks(digest, name):
@@ -204,7 +248,7 @@ class BlobStore:
                     out.write(chunk)
             self._check(digest, h.hexdigest(), name)
             os.replace(tmp, dest)
-        except BaseException:
+        except BaseException as exc:
             if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
             for folder in reversed(made):
@@ -212,6 +256,10 @@ class BlobStore:
                     os.rmdir(folder)
                 except OSError:
                     break
+            if isinstance(exc, OSError):  # the blob's own failures arrive as PlinthErrors
+                raise InvalidInput(
+                    f"Cannot write {dest!r}: {exc.strerror or exc}; choose a destination you can write."
+                ) from exc
             raise
 
     def read_bytes(self, digest: str, *, name: str | None = None) -> bytes:
@@ -227,7 +275,10 @@ class BlobStore:
         except OSError as exc:
             raise self._unreadable(exc, digest, name) from exc
 
-    def _unreadable(self, exc: OSError, digest: str, name: str | None) -> NotFound | StoreError:
+    def _unreadable(self, exc: Exception, digest: str, name: str | None) -> NotFound | StoreError:
+        failure = None if self.local else blob_store_failure(exc, self.url, self.endpoint)
+        if failure is not None:
+            return failure
         if isinstance(exc, FileNotFoundError):
             return NotFound(
                 f"Blob {digest[:12]}… of {name or 'an artifact'} is missing from {self.url}; "
@@ -248,7 +299,11 @@ class BlobStore:
             with fh:
                 while chunk := fh.read(size):
                     yield chunk
-        except OSError as exc:
+        except PlinthError:
+            raise
+        except Exception as exc:
+            if not _is_storage_error(exc):
+                raise
             raise self._unreadable(exc, digest, name) from exc
 
     def _check(self, expected: str, found: str, name: str | None) -> None:
@@ -267,12 +322,23 @@ class BlobStore:
             for key in [k for k in self.fs.dircache if k.startswith(base + "/")]:
                 self.fs.dircache.pop(key, None)
         if not self._call(self.fs.exists, base):
+            self._require_bucket()
             return
         for path, info in self._call(self.fs.find, base, detail=True).items():
             parts = path.rstrip("/").split("/")
-            if len(parts) < 2 or len(parts[-2]) != 2 or parts[-1].startswith(".tmp-"):
-                continue
-            yield BlobInfo(parts[-2] + parts[-1], int(info.get("size") or 0), _mtime(info))
+            digest = "".join(parts[-2:])
+            if len(parts) < 2 or len(parts[-2]) != 2 or not _DIGEST.fullmatch(digest):
+                continue  # temporary files and anything else that is not a blob
+            yield BlobInfo(digest, int(info.get("size") or 0), _mtime(info))
+
+    def _require_bucket(self) -> None:
+        """Raise when an object store's bucket is missing (an empty listing would hide it)."""
+        if self.local or "s3" not in _protocols(self.fs):
+            return
+        bucket = self.root.split("/", 1)[0]
+        self._forget_cached(bucket)
+        if not self._call(self.fs.exists, bucket):
+            raise missing_bucket(self.url, self.endpoint)
 
     def stale_temp_files(self, older_than: float) -> list[str]:
         """Partial files left by writers that died mid-write (local stores), older than a time."""
@@ -303,12 +369,58 @@ class BlobStore:
             self.fs.invalidate_cache(path)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call the filesystem; misconfiguration and failures become StoreErrors.
+
+        A missing key stays a FileNotFoundError, for callers to which it means "not there".
+        """
         try:
             return fn(*args, **kwargs)
-        except (FileNotFoundError, NotFound, IntegrityError):
+        except PlinthError:
             raise
-        except OSError as exc:
-            raise StoreError(f"The artifact store {self.url} failed: {exc}") from exc
+        except Exception as exc:
+            failure = None if self.local else blob_store_failure(exc, self.url, self.endpoint)
+            if failure is not None:
+                raise failure from exc
+            if isinstance(exc, FileNotFoundError):
+                raise
+            if _is_storage_error(exc):
+                raise StoreError(f"The artifact store {self.url} failed: {exc}") from exc
+            raise
+
+
+def check_readable_file(path: str) -> None:
+    """Raise InvalidInput unless `path` is a regular file this process can open for reading.
+
+    Pipes, sockets and devices are refused before they are opened: reading one may never end.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise InvalidInput(f"Cannot store {path!r}: it is not a regular file (a pipe, socket or device).")
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read {path!r}: {exc.strerror or exc}.") from exc
+
+
+def _new_file(folder: str, prefix: str) -> tuple[int, str]:
+    """Create a new empty file with an unused name; its mode is 0666 less the umask, as `cp` gives."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        path = os.path.join(folder, prefix + secrets.token_hex(8))
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+
+
+def _is_storage_error(exc: Exception) -> bool:
+    """An OSError, or an error of a storage client library (botocore's are not OSErrors)."""
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in _STORAGE_LIBRARIES
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _missing_dirs(folder: str) -> list[str]:

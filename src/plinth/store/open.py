@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from plinth.core.settings import Settings
+from plinth.store.audit_key import audit_secret
 from plinth.store.base import Store
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ def open_store(settings: Settings) -> Store:
     """The metadata store for `settings`: SQLite under PLINTH_HOME unless PLINTH_STORE says."""
     from plinth.store.sql import SqlStore
 
-    return SqlStore(settings.resolved_store_url, actor=settings.user)
+    return SqlStore(settings.resolved_store_url, actor=settings.user, audit_key=audit_secret(settings))
 
 
 def open_blobs(settings: Settings) -> BlobStore:

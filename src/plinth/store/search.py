@@ -1,22 +1,26 @@
 """Compile the filter language's AST into SQLAlchemy expressions over the runs table.
 
-Values always travel as bound parameters: filter text never reaches the database.
+Values always travel as bound parameters: filter text never reaches the database. A NaN metric
+is stored as NULL, so it satisfies no comparison and sorts last, like a missing one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import UnaryExpression
 
 from plinth.core.entities import RunStatus
 from plinth.core.errors import InvalidInput
-from plinth.core.filters import And, Compare, Expr, Field, Not, Or, OrderKey
+from plinth.core.filters import STATUSES, And, Compare, Expr, Field, Not, Or, OrderKey
 from plinth.store.schema import latest_metrics, params, runs, tags
 
 KeyIds = Callable[[str], int]
+ESCAPE = "\\"
+"""The escape character of like/ilike patterns on every backend (PostgreSQL's default)."""
 
 _ATTRIBUTES = {
     "id": runs.c.id,
@@ -52,6 +56,10 @@ def _compare(cmp: Compare, key_id: KeyIds, now_ms: int) -> ColumnElement[bool]:
     field = cmp.field
     if field.kind == "attributes" and field.name == "status":
         return _status(cmp, now_ms)
+    if field.kind == "metrics" and cmp.op in ("is null", "is not null"):
+        # whether the run has the metric: a NaN value is NULL too, yet the metric is there
+        logged = _has_metric(field.name, key_id)
+        return not_(logged) if cmp.op == "is null" else logged
     column = _column(field, key_id, _is_numeric(cmp.value))
     return _apply(column, cmp.op, cmp.value)
 
@@ -60,6 +68,11 @@ def _is_numeric(value: Any) -> bool:
     if isinstance(value, tuple):
         return bool(value) and all(_is_numeric(v) for v in value)
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _has_metric(name: str, key_id: KeyIds) -> ColumnElement[bool]:
+    lm = latest_metrics.alias()
+    return exists().where(lm.c.run_key == runs.c.key, lm.c.key_id == key_id(name))
 
 
 def _column(field: Field, key_id: KeyIds, numeric: bool) -> Any:
@@ -86,9 +99,9 @@ def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
         "<=": lambda: column <= value,
         ">": lambda: column > value,
         ">=": lambda: column >= value,
-        "like": lambda: column.like(value),
-        "not like": lambda: column.not_like(value),
-        "ilike": lambda: func.lower(column).like(func.lower(value)),
+        "like": lambda: column.like(value, escape=ESCAPE),
+        "not like": lambda: column.not_like(value, escape=ESCAPE),
+        "ilike": lambda: column.ilike(value, escape=ESCAPE),
         "in": lambda: column.in_(list(value)),
         "not in": lambda: column.not_in(list(value)),
         "is null": lambda: column.is_(None),
@@ -100,18 +113,37 @@ def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
 
 
 def _status(cmp: Compare, now_ms: int) -> ColumnElement[bool]:
-    values = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
+    # CRASHED is computed from heartbeats, so a pattern is matched against the status names here
+    if cmp.op.endswith("like"):
+        values: tuple[Any, ...] = like_matches(str(cmp.value), STATUSES, cmp.op == "ilike")
+    else:
+        values = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
     matches = [_status_is(str(v), now_ms) for v in values]
     positive = or_(*matches) if matches else false()
-    if cmp.op in ("=", "in"):
+    if cmp.op in ("=", "in", "like", "ilike"):
         return positive
-    if cmp.op in ("!=", "not in"):
+    if cmp.op in ("!=", "not in", "not like"):
         return not_(positive)
     if cmp.op == "is null":
         return false()
     if cmp.op == "is not null":
         return true()
     raise InvalidInput(f"status supports =, !=, in and not in, not {cmp.op!r}.")
+
+
+def like_matches(pattern: str, texts: Sequence[str], ignore_case: bool) -> tuple[str, ...]:
+    """The ``texts`` a like (or, with ``ignore_case``, ilike) pattern matches, as SQL would."""
+    parts, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == ESCAPE and i + 1 < len(pattern):
+            parts.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        parts.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    regex = re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+    return tuple(text for text in texts if regex.fullmatch(text))
 
 
 def _status_is(value: str, now_ms: int) -> ColumnElement[bool]:

@@ -7,25 +7,29 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DataError, DBAPIError, ProgrammingError
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from plinth.core import entities as e
-from plinth.core.errors import ConflictError, NotFound, RunNotActive
+from plinth.core.errors import ConflictError, InvalidInput, NotFound, RunNotActive, StoreError
 from plinth.core.filters import Expr, OrderKey
 from plinth.core.ids import new_id, now_ms
+from plinth.core.validation import check_artifact_path
 from plinth.store import schema as t
-from plinth.store.audit import append_event, append_events
+from plinth.store.audit import AuditChain
 from plinth.store.base import ArtifactRecord, NewDataset, NewRun, PointRow, Store
 from plinth.store.engine import is_sqlite, make_engine, retrying, writing
 from plinth.store.migrate import upgrade
 from plinth.store.search import compile_order, compile_where, stale
 from plinth.store.sql_flows import SqlFlowStore
+from plinth.store.sql_governance import SqlGovernanceStore
 from plinth.store.sql_models import SqlModelRegistry
 from plinth.store.sql_serving import SqlServingStore
 
@@ -50,6 +54,15 @@ _LATEST_UPSERT = (
 )
 
 
+_REFUSED_DATA = (SqlIntegrityError, DataError, ProgrammingError)
+"""Database errors about the values written, not about the database: retrying cannot help."""
+
+
+def _nan_as_null(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The row with its last item, a NaN metric value, as NULL: NULL stands for NaN in every store."""
+    return (*row[:-1], None)
+
+
 def _num(value: str) -> float | None:
     try:
         number = float(value)
@@ -69,24 +82,48 @@ def _default_name(run_id: str) -> str:
     return f"run-{run_id[-8:].lower()}"
 
 
+_IN_CHUNK = 1000
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_artifact_records(items: Sequence[ArtifactRecord], replace: str | None) -> None:
+    """Refuse records a download could not write where it belongs, before anything is stored."""
+    for path in [i.path for i in items] + ([replace] if replace else []):
+        if check_artifact_path(path) != path:
+            raise InvalidInput(
+                f"Artifact path {path!r} is not in plain form; use {check_artifact_path(path)!r}."
+            )
+    for item in items:
+        if not _DIGEST.fullmatch(item.digest) or item.size < 0:
+            raise InvalidInput(
+                f"Artifact {item.path!r} has no valid sha256 digest and size; store its blob first."
+            )
+    twice = sorted(path for path, n in collections.Counter(i.path for i in items).items() if n > 1)
+    if twice:
+        raise InvalidInput(f"Artifact path {twice[0]!r} is given twice; each file needs its own path.")
+
+
 def mapping_digest(values: Mapping[str, Any]) -> str:
     """'N keys sha256:…' over the canonical JSON of a mapping: what an audit event records of it."""
     body = json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
     return f"{len(values)} keys sha256:{hashlib.sha256(body.encode()).hexdigest()}"
 
 
-class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
+class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceStore, Store):
     """The metadata store on a SQL database; migrations are applied when it opens.
 
     Args:
         url: SQLAlchemy URL, e.g. `sqlite:///.plinth/plinth.db` or
             `postgresql+psycopg://postgres@127.0.0.1:5432/plinth`.
         actor: who mutations are recorded as in the audit log.
+        audit_key: the store's audit key, which keys the audit chain (`open_store` passes the one
+            settings name); None leaves the chain unkeyed, which only suits throwaway stores.
     """
 
-    def __init__(self, url: str, *, actor: str = "unknown") -> None:
+    def __init__(self, url: str, *, actor: str = "unknown", audit_key: str | None = None) -> None:
         self.url = url
         self.actor = actor
+        self._chain = AuditChain(audit_key)
         self.engine = make_engine(url)
         self._sqlite = is_sqlite(self.engine)
         self._placeholder = "?" if self._sqlite else "%s"
@@ -127,6 +164,9 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
             self._batch.conn = conn
             try:
                 yield
+            except BaseException:
+                self._key_ids.clear()  # metric keys created in the rolled-back transaction are gone
+                raise
             finally:
                 self._batch.conn = None
 
@@ -138,16 +178,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
         return retrying(attempt, what)
 
     def _audit(self, conn: Connection, action: str, kind: str, entity_id: str, **kw: Any) -> None:
-        append_event(
-            conn,
-            time_ms=now_ms(),
-            actor=self.actor,
-            action=action,
-            entity_type=kind,
-            entity_id=entity_id,
-            before=kw.get("before"),
-            after=kw.get("after"),
-        )
+        self._chain.append(conn, [self._event(action, kind, entity_id, **kw)])
 
     def _run_key(self, conn: Connection, run_id: str) -> int:
         key = self._run_keys.get(run_id)
@@ -270,7 +301,8 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
                 conn.execute(insert(t.params), params)
             if tags:
                 conn.execute(insert(t.tags), tags)
-            append_events(conn, [self._event("run.create", "run", r["id"], after=r["name"]) for r in rows])
+            events = [self._event("run.create", "run", r["id"], after=r["name"]) for r in rows]
+            self._chain.append(conn, events)
             return [(exp, keys[r["id"]]) for exp, r in zip(exps, rows, strict=True)]
 
         made = self._write("create runs", create)
@@ -389,12 +421,30 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
         self._write("set tags", log)
 
     def write_metrics(self, points: Sequence[PointRow]) -> None:
-        if points:
+        """Append metric points; NaN is stored as NULL, ±inf as is.
 
-            def write(conn: Connection) -> None:
-                self._write_points(conn, points)
+        Raises:
+            InvalidInput: the database refused the points themselves (a value it cannot store).
+            StoreError: the database failed or stayed locked; the points may be written again.
+        """
+        if not points:
+            return
 
+        def write(conn: Connection) -> None:
+            self._write_points(conn, points)
+
+        try:
             self._write("write metrics", write)
+        except BaseException as exc:
+            self._forget_key_ids({p[1] for p in points})
+            if isinstance(exc, StoreError) and isinstance(exc.__cause__, _REFUSED_DATA):
+                raise InvalidInput(f"The metadata store refused metric points: {exc.__cause__.orig}") from exc
+            raise
+
+    def _forget_key_ids(self, names: set[str]) -> None:
+        """Drop cached metric key ids that a rolled-back write may have created."""
+        for name in names:
+            self._key_ids.pop(name, None)
 
     def _audit_points(
         self,
@@ -429,7 +479,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
                     "after": f"{counts[run_id]} points, latest sha256:{digest}",
                 }
             )
-        append_events(conn, events)
+        self._chain.append(conn, events)
 
     def _write_points(self, conn: Connection, points: Sequence[PointRow]) -> None:
         """Append the points, move the latest values, and audit the write (one transaction)."""
@@ -441,17 +491,24 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
             seen = latest.get(row[:2])
             if seen is None or (row[2], row[3]) > (seen[2], seen[3]):
                 latest[row[:2]] = row
+        dbapi = conn.dialect.loaded_dbapi
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            if self._sqlite:
+            if self._sqlite:  # SQLite stores a NaN it is given as NULL
                 cursor.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
+                cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), list(latest.values()))
             else:
                 copy_sql = "COPY metrics (run_key, key_id, step, seq, ts_ms, value) FROM STDIN"
                 with cursor.copy(copy_sql) as copy:
                     for row in rows:
-                        copy.write_row(row)
-            marks = ", ".join([self._placeholder] * 6)
-            cursor.executemany(_LATEST_UPSERT.format(p=marks), list(latest.values()))
+                        copy.write_row(row if row[5] == row[5] else _nan_as_null(row))
+                upsert = _LATEST_UPSERT.format(p="%s, %s, %s, %s, %s, %s")
+                cursor.executemany(upsert, [r if r[5] == r[5] else _nan_as_null(r) for r in latest.values()])
+        except dbapi.Error as exc:  # as SQLAlchemy's, so `retrying` tells a lock from bad data
+            lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+            raise DBAPIError.instance(
+                None, None, exc, dbapi.Error, connection_invalidated=lost, dialect=conn.dialect
+            ) from exc
         finally:
             cursor.close()
         self._audit_points(conn, points, run_keys, latest)
@@ -507,7 +564,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
             ]
             if conn.execute(_END_RUN, params).rowcount != len(params):
                 self._explain_end(conn, [p["run_id"] for p in params])
-            append_events(
+            self._chain.append(
                 conn,
                 [
                     self._event("run.end", "run", run_id, before="RUNNING", after=status.value)
@@ -590,6 +647,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
             select(t.latest_metrics.c.run_key, t.metric_keys.c.name, t.latest_metrics.c.value)
             .join(t.metric_keys, t.metric_keys.c.id == t.latest_metrics.c.key_id)
             .where(t.latest_metrics.c.run_key.in_(keys)),
+            null=math.nan,  # NULL stands for a NaN metric
         )
         envs: dict[str, Any] = {}
         arts: dict[int, list[e.Artifact]] = {}
@@ -605,10 +663,10 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
         return [self._run(by_id[i], at_ms, params, tags, metrics, envs, arts) for i in ids if i in by_id]
 
     @staticmethod
-    def _by_run(conn: Connection, query: Any) -> dict[int, dict[str, Any]]:
+    def _by_run(conn: Connection, query: Any, null: Any = None) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
         for run_key, key, value in conn.execute(query):
-            out.setdefault(run_key, {})[key] = value
+            out.setdefault(run_key, {})[key] = null if value is None else value
         return out
 
     @staticmethod
@@ -667,17 +725,20 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, Store):
         self, run_id: str, items: Sequence[ArtifactRecord], replace: str | None = None
     ) -> list[e.Artifact]:
         created = now_ms()
+        _check_artifact_records(items, replace)
 
         def add(conn: Connection) -> list[e.Artifact]:
             key = self._require_running(conn, run_id)
             paths = [i.path for i in items]
             art = t.artifacts
-            stale = art.c.path.in_(paths)
             if replace:
-                # the prefix goes through LIKE with its wildcards escaped
-                pattern = replace.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-                stale = stale | (art.c.path == replace) | art.c.path.like(pattern, escape="\\")
-            conn.execute(delete(art).where(art.c.run_key == key, stale))
+                # a prefix compared as text: LIKE would fold case on some engines and read `_`, `%`
+                under = func.substr(art.c.path, 1, len(replace) + 1) == replace + "/"
+                conn.execute(delete(art).where(art.c.run_key == key, (art.c.path == replace) | under))
+            rest = [p for p in paths if not replace or (p != replace and not p.startswith(replace + "/"))]
+            for start in range(0, len(rest), _IN_CHUNK):  # bound parameters are limited per statement
+                chunk = rest[start : start + _IN_CHUNK]
+                conn.execute(delete(art).where(art.c.run_key == key, art.c.path.in_(chunk)))
             conn.execute(
                 insert(t.artifacts),
                 [

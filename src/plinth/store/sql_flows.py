@@ -54,6 +54,8 @@ class SqlFlowStore(FlowStore):
             "result_digest": run.result_digest,
             "error": run.error,
             "resumed_from": run.resumed_from,
+            "driver_host": run.driver_host,
+            "driver_pid": run.driver_pid,
         }
 
         def create(conn: Connection) -> None:
@@ -66,12 +68,34 @@ class SqlFlowStore(FlowStore):
         self, run_id: str, status: e.RunStatus, end_ms: int, result_digest: str | None, error: str | None
     ) -> None:
         values = {"status": status.value, "end_ms": end_ms, "result_digest": result_digest, "error": error}
+        fr = t.flow_runs
 
         def finish(conn: Connection) -> None:
-            conn.execute(update(t.flow_runs).where(t.flow_runs.c.id == run_id).values(**values))
-            self._audit(conn, "flow.end", "flow_run", run_id, before="RUNNING", after=status.value)
+            # A run already marked CRASHED (its driver was taken for dead) keeps that status.
+            running = (fr.c.id == run_id) & (fr.c.status == "RUNNING")
+            if conn.execute(update(fr).where(running).values(**values)).rowcount:
+                self._audit(conn, "flow.end", "flow_run", run_id, before="RUNNING", after=status.value)
 
         self._write("finish a flow run", finish)
+
+    def crash_flow_run(self, run_id: str, end_ms: int, error: str) -> None:
+        fr, sr, runs = t.flow_runs, t.step_runs, t.runs
+        crashed = {"status": "CRASHED", "end_ms": end_ms, "error": error}
+
+        def crash(conn: Connection) -> None:
+            running = (sr.c.flow_run_id == run_id) & (sr.c.status == "RUNNING")
+            steps = list(conn.execute(select(sr.c.id).where(running)).scalars())
+            conn.execute(update(sr).where(running).values(**crashed))
+            ids = [run_id, *steps]
+            ended = select(runs.c.id).where(runs.c.id.in_(ids), runs.c.status == "RUNNING")
+            for tracked in list(conn.execute(ended).scalars()):
+                conn.execute(update(runs).where(runs.c.id == tracked).values(**crashed))
+                self._audit(conn, "run.end", "run", tracked, before="RUNNING", after="CRASHED")
+            flow = update(fr).where(fr.c.id == run_id, fr.c.status == "RUNNING").values(**crashed)
+            if conn.execute(flow).rowcount:
+                self._audit(conn, "flow.crash", "flow_run", run_id, before="RUNNING", after="CRASHED")
+
+        self._write("mark a flow run crashed", crash)
 
     def get_flow_run(self, run_id: str, *, now_ms: int | None = None) -> e.FlowRun:
         def fetch(conn: Connection) -> e.FlowRun:
@@ -90,12 +114,16 @@ class SqlFlowStore(FlowStore):
     def _flow_runs(conn: Connection, where: Any, at_ms: int | None, limit: int) -> list[e.FlowRun]:
         fr = t.flow_runs
         crashed = stale(at_ms if at_ms is not None else _now()).label("crashed")
-        query = select(fr, crashed).join(t.runs, t.runs.c.id == fr.c.id).order_by(fr.c.start_ms.desc())
+        tracked = t.runs.c.status.label("tracked")
+        query = select(fr, crashed, tracked).join(t.runs, t.runs.c.id == fr.c.id)
+        query = query.order_by(fr.c.start_ms.desc())
         if where is not None:
             query = query.where(where)
         out = []
         for r in conn.execute(query.limit(limit)):
-            status = e.RunStatus.CRASHED if r.status == "RUNNING" and r.crashed else e.RunStatus(r.status)
+            # The driver's tracked run went stale, or was reaped, before the flow run was ended.
+            gone = r.crashed or r.tracked != "RUNNING"
+            status = e.RunStatus.CRASHED if r.status == "RUNNING" and gone else e.RunStatus(r.status)
             out.append(
                 e.FlowRun(
                     id=r.id,
@@ -108,6 +136,8 @@ class SqlFlowStore(FlowStore):
                     result_digest=r.result_digest,
                     error=r.error,
                     resumed_from=r.resumed_from,
+                    driver_host=r.driver_host,
+                    driver_pid=r.driver_pid,
                 )
             )
         return out

@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from plinth.core import entities as e
-from plinth.core.errors import NotFound
+from plinth.core.errors import ConflictError, NotFound
 from plinth.core.ids import new_id
 from plinth.core.ids import now_ms as _now
+from plinth.core.refs import MAX_VERSION
 from plinth.store import schema as t
 from plinth.store.base import ModelRegistryStore, NewModelVersion
 
@@ -42,14 +43,18 @@ class SqlModelRegistry(ModelRegistryStore):
             last = conn.execute(
                 select(func.max(t.model_versions.c.version)).where(t.model_versions.c.name == new.name)
             ).scalar()
+            version = (last or 0) + 1
+            sealed = new.seal(version)  # the manifest names this version; its blob outlives a rollback
             values = {
                 "id": new_id(),
                 "name": new.name,
-                "version": (last or 0) + 1,
+                "version": version,
                 "flavor": new.flavor,
-                "digest": new.digest,
+                "digest": sealed.digest,
                 "signature": json.dumps(new.signature) if new.signature else None,
                 "environment": json.dumps(new.environment, sort_keys=True),
+                "manifest_signature": sealed.signature,
+                "signing_key": sealed.signing_key,
                 "run_id": new.run_id,
                 "description": new.description,
                 "creator": self.actor,
@@ -66,8 +71,8 @@ class SqlModelRegistry(ModelRegistryStore):
                 conn,
                 "model.version.create",
                 "model_version",
-                f"{new.name}/{values['version']}",
-                after=new.digest,
+                f"{new.name}/{version}",
+                after=sealed.digest,
             )
             return _version(values, ())
 
@@ -91,7 +96,7 @@ class SqlModelRegistry(ModelRegistryStore):
             if version is None:
                 row = conn.execute(_LATEST, {"name": name}).first()
             else:
-                row = conn.execute(_VERSION, {"name": name, "version": version}).first()
+                row = _version_row(conn, name, version)
             if row is None:
                 raise _missing(conn, name, version)
             return _version(row._mapping, self._aliases_of(conn, name, row.version))
@@ -138,7 +143,8 @@ class SqlModelRegistry(ModelRegistryStore):
 
     def set_alias(self, name: str, alias: str, version: int) -> int | None:
         def move(conn: Connection) -> int | None:
-            if conn.execute(_VERSION, {"name": name, "version": version}).first() is None:
+            _lock_name(conn, name)
+            if _version_row(conn, name, version) is None:
                 raise _missing(conn, name, version)
             ma = t.model_aliases
             old = conn.execute(select(ma.c.version).where(ma.c.name == name, ma.c.alias == alias)).scalar()
@@ -166,6 +172,7 @@ class SqlModelRegistry(ModelRegistryStore):
 
     def delete_alias(self, name: str, alias: str) -> int:
         def remove(conn: Connection) -> int:
+            _lock_name(conn, name)
             ma = t.model_aliases
             old = conn.execute(select(ma.c.version).where(ma.c.name == name, ma.c.alias == alias)).scalar()
             if old is None:
@@ -198,7 +205,9 @@ class SqlModelRegistry(ModelRegistryStore):
             else:
                 table = t.model_versions
                 where = [table.c.name == name, table.c.version == version]
-            old = conn.execute(select(table.c.description).where(*where)).first()
+            if version is not None and not 1 <= version <= MAX_VERSION:
+                raise _missing(conn, name, version)
+            old = conn.execute(select(table.c.description).where(*where).with_for_update()).first()
             if old is None:
                 raise _missing(conn, name, version)
             conn.execute(update(table).where(*where).values(description=description))
@@ -207,9 +216,58 @@ class SqlModelRegistry(ModelRegistryStore):
 
         self._write("change a model description", change)
 
+    def sign_model_version(
+        self, name: str, version: int, digest: str, signature: str, signing_key: str
+    ) -> e.ModelVersion:
+        def sign(conn: Connection) -> e.ModelVersion:
+            mv = t.model_versions
+            row = _version_row(conn, name, version, lock=True)
+            if row is None:
+                raise _missing(conn, name, version)
+            if row.digest != digest:
+                raise ConflictError(
+                    f"The digest of model {name}/{version} changed while it was checked for signing; "
+                    "nothing was signed. Check the version and sign it again."
+                )
+            conn.execute(
+                update(mv)
+                .where(mv.c.id == row.id)
+                .values(manifest_signature=signature, signing_key=signing_key)
+            )
+            self._audit(
+                conn,
+                "model.version.sign",
+                "model_version",
+                f"{name}/{version}",
+                before=row.signing_key,
+                after=signing_key,
+            )
+            values = {**row._mapping, "manifest_signature": signature, "signing_key": signing_key}
+            return _version(values, self._aliases_of(conn, name, version))
+
+        return self._write("sign a model version", sign)
+
     @staticmethod
     def _aliases_of(conn: Connection, name: str, version: int) -> tuple[str, ...]:
         return tuple(sorted(a for a, v in conn.execute(_ALIASES, {"name": name}) if v == version))
+
+
+def _lock_name(conn: Connection, name: str) -> None:
+    """Lock the model's row: alias moves of one model take turns, so each reads the value it replaces.
+
+    SQLite's write transactions already take turns; on PostgreSQL two moves would otherwise both
+    read the same old value and audit it twice. A model without a row has no versions to alias.
+    """
+    rm = t.registered_models
+    conn.execute(select(rm.c.name).where(rm.c.name == name).with_for_update()).first()
+
+
+def _version_row(conn: Connection, name: str, version: int, lock: bool = False) -> Any:
+    """The row of `name/version`, or None; a version outside what the column holds is none."""
+    if not 1 <= version <= MAX_VERSION:
+        return None
+    query = _VERSION.with_for_update() if lock else _VERSION
+    return conn.execute(query, {"name": name, "version": version}).first()
 
 
 def _missing(conn: Connection, name: str, version: int | None) -> NotFound:
@@ -236,4 +294,6 @@ def _version(row: Any, aliases: tuple[str, ...]) -> e.ModelVersion:
         creator=row["creator"],
         created_ms=row["created_ms"],
         aliases=aliases,
+        manifest_signature=row["manifest_signature"],
+        signing_key=row["signing_key"],
     )

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select
+from sqlalchemy import Connection, and_, delete, false, func, or_, select
 
 from plinth.core.entities import AlertState, Label, PredictionLog
 from plinth.core.errors import InvalidInput
@@ -110,6 +110,8 @@ class SqlServingStore(ServingStore):
         return self._read("read prediction stats", lambda conn: [tuple(r) for r in conn.execute(query)])
 
     def find_prediction(self, request_id: str) -> PredictionLog | None:
+        if not _storable(request_id):
+            return None
         pl = t.prediction_logs
         query = (
             select(*(pl.c[c] for c in _COLUMNS))
@@ -125,6 +127,8 @@ class SqlServingStore(ServingStore):
         return self._read("find a prediction", fetch)
 
     def label_of(self, model: str, request_id: str) -> str | None:
+        if not _storable(request_id):
+            return None
         lb = t.labels
         query = select(lb.c.label).where(lb.c.model == model, lb.c.request_id == request_id)
         return self._read("read a label", lambda conn: conn.execute(query).scalar_one_or_none())
@@ -362,6 +366,8 @@ def _label_where(subject_id: str | None, before_ms: int | None) -> Any:
     lb, pl = t.labels, t.prediction_logs
     if subject_id is None and before_ms is None:
         raise InvalidInput("Say whose labels to remove (a subject id) or from before when.")
+    if subject_id is not None and not _storable(subject_id):
+        return false()
     requests = select(pl.c.request_id).where(_where(subject_id, before_ms), pl.c.model == lb.c.model)
     own = lb.c.subject_id == subject_id if subject_id is not None else lb.c.time_ms < before_ms
     return or_(own, lb.c.request_id.in_(requests.scalar_subquery()))
@@ -373,7 +379,17 @@ def _where(subject_id: str | None, before_ms: int | None) -> Any:
         raise InvalidInput("Say whose logs to remove (a subject id) or from before when.")
     clauses = []
     if subject_id is not None:
-        clauses.append(pl.c.subject_id == subject_id)
+        clauses.append(pl.c.subject_id == subject_id if _storable(subject_id) else false())
     if before_ms is not None:
         clauses.append(pl.c.time_ms < before_ms)
     return and_(*clauses)
+
+
+def _storable(text: str) -> bool:
+    """False for text no database encodes (a lone surrogate, as from an undecodable argument):
+    nothing stored can equal it, so a lookup by it finds nothing instead of failing in the driver."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

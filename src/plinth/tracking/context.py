@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from plinth.core.settings import Settings
+from plinth.store.audit_key import with_audit_key
 from plinth.store.base import Store
 from plinth.store.open import open_blobs, open_store
 from plinth.tracking.heartbeat import Heartbeat
@@ -54,6 +55,7 @@ _backend: Backend | None = None
 
 def open_backend(settings: Settings) -> Backend:
     """Open a backend for `settings` without making it the default."""
+    settings = with_audit_key(settings)  # flow steps get these settings, so the key goes with them
     store = open_store(settings)
     return Backend(
         settings=settings,

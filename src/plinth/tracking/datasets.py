@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import unicodedata
 from typing import Any
 
 from plinth.core.entities import DatasetVersion, LineageEdge
+from plinth.core.errors import InvalidInput
 from plinth.core.validation import check_key, check_name
 from plinth.store.base import NewDataset
 from plinth.store.blobs import file_digest
@@ -24,7 +26,7 @@ def log_dataset(
     source: str | None = None,
 ) -> DatasetVersion:
     """Store `data` as a version of dataset `name` and link it to `run_id` with `role`."""
-    check_name(name, "dataset")
+    check_dataset_name(name)
     check_key(role, "role")
     is_path = isinstance(data, (str, os.PathLike))
     frame = to_frame(data)
@@ -60,6 +62,20 @@ def log_dataset(
             )
         )
     return version
+
+
+def check_dataset_name(name: object) -> str:
+    """Validate a dataset name: one every `NAME/N` reference can name (CLI, drift, lineage)."""
+    name = check_name(name, "dataset")
+    _head, slash, tail = name.rpartition("/")
+    if name.startswith("/") or name.endswith("/") or (slash and tail.isdigit()):
+        raise InvalidInput(
+            f"Dataset name {name!r} would be read as a reference NAME/VERSION; "
+            "use a name that neither starts nor ends with '/' or '/<number>', e.g. 'digits-train'."
+        )
+    if any(unicodedata.category(c) in ("Cs", "Zl", "Zp") for c in name):
+        raise InvalidInput(f"Dataset name {name!r} holds a line break or a lone surrogate; use plain text.")
+    return name
 
 
 def load_dataset(be: Backend, name: str, version: int | None = None) -> Any:

@@ -33,8 +33,10 @@ def search_runs(
     Args:
         experiment: an experiment name (or several); all experiments when None.
         where: a filter over `metrics.`, `params.`, `tags.` and attributes
-            (`status`, `name`, `start_time`, ...) with = != < <= > >= like in and or not.
-        order_by: e.g. `["-metrics.acc", "start_time"]`; newest first by default.
+            (`status`, `name`, `start_time`, ...) with = != < <= > >= like ilike in and or not;
+            `like` is case-sensitive, `ilike` is not. A NaN metric satisfies no comparison.
+        order_by: e.g. `["-metrics.acc", "start_time"]`; newest first by default; runs whose
+            metric is NaN or missing sort last either way.
         limit: at most this many runs (None: all).
         as_frame: return a pandas DataFrame instead of a list of Run.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import numbers
 import signal
 import threading
 import time
@@ -14,6 +15,7 @@ from plinth.core import hooks
 from plinth.core.entities import Artifact, DatasetVersion, Run, RunStatus
 from plinth.core.errors import InvalidInput, RunNotActive
 from plinth.core.validation import (
+    MAX_INT64,
     check_key,
     check_metric_value,
     check_name,
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 _seq = itertools.count(time.time_ns())
 _active_lock = threading.Lock()
 _active: list[ActiveRun] = []
+DROPPED_TAG = "plinth.metrics_dropped"
+"""The tag that counts a run's metric points the store refused, set when the run ends."""
 
 
 class Terminated(SystemExit):
@@ -66,6 +70,9 @@ class ActiveRun:
             value: a real number (NaN and inf are kept as such).
             step: training step; defaults to one past this key's last step.
             timestamp_ms: epoch milliseconds; defaults to now.
+
+        Raises:
+            InvalidInput: the key, value (text, a boolean), step or timestamp cannot be stored.
         """
         if self._ended:
             self._refuse()
@@ -75,10 +82,15 @@ class ActiveRun:
             value = check_metric_value(key, value)
         if step is None:
             step = self._steps.get(key, -1) + 1
-        elif type(step) is not int or step < 0:
+        elif type(step) is not int or not 0 <= step <= MAX_INT64:
             step = check_step(key, step)
         self._steps[key] = step
-        ts = timestamp_ms if timestamp_ms is not None else time.time_ns() // 1_000_000
+        if timestamp_ms is None:
+            ts = time.time_ns() // 1_000_000
+        elif type(timestamp_ms) is int and 0 <= timestamp_ms <= MAX_INT64:
+            ts = timestamp_ms
+        else:
+            ts = _check_timestamp(key, timestamp_ms)
         self._writer.append((self.id, key, step, next(_seq), ts, value))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -97,9 +109,13 @@ class ActiveRun:
 
         Args:
             key: metric name.
-            values: the values, any real numbers.
+            values: the values, any real numbers (NaN and inf are kept as such).
             steps: one step per value; defaults to continuing after this key's last step.
             timestamps_ms: one timestamp per value; defaults to now.
+
+        Raises:
+            InvalidInput: the values are not real numbers (booleans neither), or the steps or
+                timestamps are not that many integers from 0 to 2**63 - 1.
         """
         import numpy as np
 
@@ -198,7 +214,11 @@ class ActiveRun:
 
     # lifecycle -------------------------------------------------------------------------------
     def end(self, status: RunStatus | str = RunStatus.FINISHED, error: str | None = None) -> None:
-        """Flush metrics and end the run with `status` (FINISHED by default)."""
+        """Flush metrics and end the run with `status` (FINISHED by default).
+
+        Metric points the store refused are reported by a PlinthWarning and counted in the
+        run's `plinth.metrics_dropped` tag.
+        """
         if self._ended:
             return
         status = RunStatus(status)
@@ -209,6 +229,9 @@ class ActiveRun:
         try:
             self._stop_system_metrics()
             self._writer.flush()
+            dropped = self._writer.dropped_for(self.id)
+            if dropped:  # kept with the run, for whoever reads it after this process is gone
+                self._backend.store.set_tags(self.id, {DROPPED_TAG: str(dropped)})
         finally:
             self._backend.heartbeat.remove(self.id)
             self._backend.store.end_run(self.id, status, error, time.time_ns() // 1_000_000)
@@ -358,14 +381,10 @@ def _as_float_array(key: str, values: Any) -> np.ndarray:
         arr = np.asarray(values)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"Values of metric {key!r} must be numbers: {exc}") from exc
-    if (
-        arr.ndim != 1
-        or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool)
-        or np.iscomplexobj(arr)
-    ):
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise InvalidInput(
             f"Values of metric {key!r} must be a 1-D sequence of real numbers, got dtype {arr.dtype} "
-            f"and shape {arr.shape}."
+            f"and shape {arr.shape}; convert booleans with .astype(float)."
         )
     return arr.astype(np.float64, copy=False)
 
@@ -374,12 +393,26 @@ def _as_int_array(key: str, values: Any, n: int, what: str) -> np.ndarray:
     import numpy as np
 
     arr = np.asarray(values)
-    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer) or (n and arr.min() < 0):
+    if (
+        arr.shape != (n,)
+        or not np.issubdtype(arr.dtype, np.integer)
+        or (n and (arr.min() < 0 or arr.max() > MAX_INT64))
+    ):
         raise InvalidInput(
-            f"{what} of metric {key!r} must be {n} non-negative integers, got dtype {arr.dtype} "
+            f"{what} of metric {key!r} must be {n} non-negative integers below 2**63, got dtype {arr.dtype} "
             f"and shape {arr.shape}."
         )
     return arr.astype(np.int64, copy=False)
+
+
+def _check_timestamp(key: str, timestamp_ms: object) -> int:
+    if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, numbers.Integral):
+        raise InvalidInput(
+            f"timestamp_ms of metric {key!r} must be epoch milliseconds, got {timestamp_ms!r:.60}."
+        )
+    if not 0 <= int(timestamp_ms) <= MAX_INT64:
+        raise InvalidInput(f"timestamp_ms of metric {key!r} must be from 0 to 2**63 - 1, got {timestamp_ms}.")
+    return int(timestamp_ms)
 
 
 _previous_sigterm: Callable[[int, Any], Any] | None = None

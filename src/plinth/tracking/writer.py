@@ -2,18 +2,29 @@
 
 One writer per store per process. `flush()` writes everything appended before it was called,
 from the caller's thread, and returns once it is durable.
+
+A point the store refuses (bad data, a run that is gone) is dropped alone: a failing batch is
+split in halves until the bad points stand alone, so its good points still land. Dropped points
+are counted, logged, and reported once as a `PlinthWarning` by the next `flush()` (which
+`run.end()` calls). When the store itself fails (locked, unreachable), nothing is dropped: the
+batch stays queued, the thread tries again later, and `flush()` raises the store's error.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import threading
+import warnings
 from collections.abc import Iterable
 
-from plinth.core.errors import PlinthError
+from plinth.core.errors import PlinthWarning, StoreError
 from plinth.store.base import PointRow, Store
 
 MAX_BATCH = 200_000
+_REASON_CHARS = 200
+
+log = logging.getLogger("plinth.tracking")
 
 
 class MetricWriter:
@@ -26,9 +37,11 @@ class MetricWriter:
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
-        self._error: PlinthError | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._dropped = 0
+        self._dropped_by_run: collections.Counter[str] = collections.Counter()
+        self._unreported: collections.Counter[str] = collections.Counter()
 
     def append(self, row: PointRow) -> None:
         """Queue one point; never touches the database."""
@@ -49,35 +62,93 @@ class MetricWriter:
                 self._thread.start()
 
     def _loop(self) -> None:
+        failing = ""
         while not self._stopped:
             self._wake.wait(self.interval_s)
             self._wake.clear()
             try:
                 self._drain()
-            except PlinthError as exc:  # kept for the next flush() to raise
-                self._error = exc
+                failing = ""
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # the store is down: the points stay queued for later
+                if _reason(exc) != failing:  # once per outage, not once per try
+                    failing = _reason(exc)
+                    log.warning("%d metric points wait in memory: %s", len(self._queue), failing)
 
     def _drain(self) -> None:
         with self._write_lock:
             queue = self._queue
             while queue:
                 n = min(len(queue), MAX_BATCH)
-                batch = [queue.popleft() for _ in range(n)]
-                try:
-                    self.store.write_metrics(batch)
-                except BaseException:
-                    queue.extendleft(reversed(batch))
-                    raise
-            self._error = None
+                self._write([queue.popleft() for _ in range(n)])
+
+    def _write(self, batch: list[PointRow]) -> None:
+        """Write `batch`, halving the parts the store refuses until each bad point is dropped alone.
+
+        Raises:
+            StoreError: the store itself failed; every unwritten point is back at the queue's head.
+        """
+        pending = [batch]
+        while pending:
+            chunk = pending.pop()
+            try:
+                self.store.write_metrics(chunk)
+            except (StoreError, KeyboardInterrupt, SystemExit):
+                rest = chunk + [row for part in reversed(pending) for row in part]
+                self._queue.extendleft(reversed(rest))
+                raise
+            except BaseException as exc:
+                if len(chunk) == 1:
+                    self._drop(chunk[0], exc)
+                else:
+                    half = len(chunk) // 2
+                    pending += [chunk[half:], chunk[:half]]
+
+    def _drop(self, row: PointRow, exc: BaseException) -> None:
+        reason = _reason(exc)
+        if reason not in self._unreported:
+            log.warning("Dropped metric %r of run %s: %s", row[1], row[0], reason)
+        self._dropped += 1
+        self._dropped_by_run[row[0]] += 1
+        self._unreported[reason] += 1
+
+    def _report(self) -> None:
+        """Warn once about the points dropped since the last report."""
+        with self._write_lock:
+            unreported, self._unreported = self._unreported, collections.Counter()
+        if unreported:
+            why = "; ".join(f"{n} x {reason}" for reason, n in unreported.most_common(3))
+            total = unreported.total()
+            warnings.warn(
+                f"{total} metric point{'s' if total > 1 else ''} could not be stored and "
+                f"{'were' if total > 1 else 'was'} dropped ({why}); "
+                "the other points were written. Log real numbers with valid keys and steps.",
+                PlinthWarning,
+                stacklevel=3,
+            )
 
     def flush(self) -> None:
-        """Write every queued point now; raise the store's error if it cannot."""
+        """Write every queued point now; raise the store's error if it cannot.
+
+        Warns (PlinthWarning) once about points the store refused since the last flush.
+        """
         self._drain()
+        self._report()
 
     @property
     def pending(self) -> int:
         """Points queued and not yet written."""
         return len(self._queue)
+
+    @property
+    def dropped(self) -> int:
+        """Points the store refused and that were dropped, since this writer started."""
+        return self._dropped
+
+    def dropped_for(self, run_id: str) -> int:
+        """Points of run `run_id` that were dropped."""
+        return self._dropped_by_run[run_id]
 
     def close(self) -> None:
         """Flush and stop the background thread."""
@@ -85,4 +156,9 @@ class MetricWriter:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
-        self._drain()
+        self.flush()
+
+
+def _reason(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 3] + "..."

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from plinth.registry.package import Package
 
 # name -> "module:Class"; flavors are imported only when used, so heavy libraries stay unloaded.
 FLAVORS: dict[str, str] = {
@@ -27,6 +30,10 @@ class Flavor(ABC):
 
     A flavor writes files into a folder (the package); plinth adds `plinth-model.json` and
     stores every file content-addressed. `meta` is the JSON-safe dict `save` returned.
+
+    `load` takes what it deserializes from `package.read` (bytes checked against the manifest);
+    `package.path` (checked when called) is only for formats whose loading runs no Python code,
+    since the file could change between the check and the library opening it.
     """
 
     name: str = ""
@@ -42,8 +49,8 @@ class Flavor(ABC):
         """Write `model` into the empty folder `path`; return metadata needed to load it."""
 
     @abstractmethod
-    def load(self, path: str, meta: dict[str, Any]) -> Any:
-        """Load the native model object from the folder `path`."""
+    def load(self, package: Package) -> Any:
+        """Load the native model object from a package (its `meta` is what `save` returned)."""
 
     def predict(self, raw: Any, data: Any) -> Any:
         """Predictions for validated input (a DataFrame or an ndarray)."""

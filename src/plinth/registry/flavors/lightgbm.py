@@ -11,10 +11,13 @@ import copy
 import os
 import pickle
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.core.errors import InvalidInput
 from plinth.registry.flavors.base import Flavor
+
+if TYPE_CHECKING:
+    from plinth.registry.package import Package
 
 MODEL_FILE = "model.txt"
 WRAPPER_FILE = "wrapper.pkl"
@@ -58,14 +61,14 @@ class LightGBMFlavor(Flavor):
         meta["booster_in_wrapper"] = _pickle_wrapper(model, os.path.join(path, WRAPPER_FILE))
         return meta
 
-    def load(self, path: str, meta: dict[str, Any]) -> Any:
+    def load(self, package: Package) -> Any:
         import lightgbm as lgb
 
-        booster = lgb.Booster(model_file=os.path.join(path, meta["file"]))
+        meta = package.meta
+        booster = lgb.Booster(model_str=package.read(meta["file"]).decode())
         if "wrapper" not in meta:
             return booster
-        with open(os.path.join(path, meta["wrapper"]), "rb") as fh:
-            wrapper = pickle.load(fh)
+        wrapper = pickle.loads(package.read(meta["wrapper"]))  # runs code from the package
         if not meta.get("booster_in_wrapper"):
             wrapper._Booster = booster
         return wrapper

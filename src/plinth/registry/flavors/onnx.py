@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.core.errors import InvalidInput
 from plinth.registry.flavors.base import Flavor, module_of
+
+if TYPE_CHECKING:
+    from plinth.registry.package import Package
 
 MODEL_FILE = "model.onnx"
 EXTERNAL_DATA = "model.onnx.data"
@@ -67,12 +70,15 @@ class OnnxFlavor(Flavor):
             onnx.save_model(model, os.path.join(path, MODEL_FILE))
         return _describe(model, large)
 
-    def load(self, path: str, meta: dict[str, Any]) -> Any:
+    def load(self, package: Package) -> Any:
         import onnxruntime as ort
 
+        meta = package.meta
+        if "external_data" in meta:  # ONNX Runtime finds it beside the graph
+            package.path(meta["external_data"])
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        return ort.InferenceSession(os.path.join(path, meta["file"]), providers=providers)
+        return ort.InferenceSession(package.path(meta["file"]), providers=providers)
 
     def predict(self, raw: Any, data: Any) -> Any:
         import numpy as np

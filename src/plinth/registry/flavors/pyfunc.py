@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.core.errors import InvalidInput
 from plinth.registry.flavors.base import Flavor
+
+if TYPE_CHECKING:
+    from plinth.registry.package import Package
 
 
 class PythonFlavor(Flavor):
@@ -32,8 +35,7 @@ class PythonFlavor(Flavor):
                 raise InvalidInput(f"This {type(model).__name__} cannot be serialized: {exc}") from exc
         return {"file": "model.pkl", "callable": not callable(getattr(model, "predict", None))}
 
-    def load(self, path: str, meta: dict[str, Any]) -> Any:
+    def load(self, package: Package) -> Any:
         import cloudpickle  # noqa: F401 - registers what cloudpickle'd objects need
 
-        with open(os.path.join(path, meta["file"]), "rb") as fh:
-            return pickle.load(fh)
+        return pickle.loads(package.read(package.meta["file"]))  # runs code from the package

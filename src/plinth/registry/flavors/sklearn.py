@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.registry.flavors.base import Flavor, module_of
+
+if TYPE_CHECKING:
+    from plinth.registry.package import Package
 
 
 class SklearnFlavor(Flavor):
@@ -30,6 +33,5 @@ class SklearnFlavor(Flavor):
             pickle.dump(model, fh, protocol=5)
         return {"file": "model.pkl", "class": f"{type(model).__module__}.{type(model).__qualname__}"}
 
-    def load(self, path: str, meta: dict[str, Any]) -> Any:
-        with open(os.path.join(path, meta["file"]), "rb") as fh:
-            return pickle.load(fh)
+    def load(self, package: Package) -> Any:
+        return pickle.loads(package.read(package.meta["file"]))  # runs code from the package

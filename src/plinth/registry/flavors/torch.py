@@ -16,10 +16,13 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.core.errors import InvalidInput
 from plinth.registry.flavors.base import Flavor
+
+if TYPE_CHECKING:
+    from plinth.registry.package import Package
 
 SCRIPT_FILE = "model.pt"
 STATE_FILE = "state_dict.pt"
@@ -68,11 +71,14 @@ class TorchFlavor(Flavor):
         torch.save(model.state_dict(), os.path.join(path, STATE_FILE))
         return {**meta, "format": "state_dict", "file": STATE_FILE, "init_kwargs": init_kwargs}
 
-    def load(self, path: str, meta: dict[str, Any]) -> Any:
+    def load(self, package: Package) -> Any:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        file = os.path.join(path, meta["file"])
+        meta = package.meta
+        # by path, not bytes: TorchScript and weights-only state dicts run no Python code when
+        # loaded, and torch reads a large file without a second copy in memory
+        file = package.path(meta["file"])
         if meta["format"] == "torchscript":
             with _quiet_jit():
                 model = torch.jit.load(file, map_location=device)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.core.errors import InvalidInput
 from plinth.registry.flavors.base import Flavor
+
+if TYPE_CHECKING:
+    from plinth.registry.package import Package
 
 MODEL_FILE = "model.ubj"
 BOOSTER = "Booster"
@@ -44,12 +47,13 @@ class XGBoostFlavor(Flavor):
             raise InvalidInput(f"This {type(model).__name__} cannot be saved ({exc}); fit it first.") from exc
         return {"file": MODEL_FILE, "format": "ubjson", "class": _class_name(model, xgb)}
 
-    def load(self, path: str, meta: dict[str, Any]) -> Any:
+    def load(self, package: Package) -> Any:
         import xgboost as xgb
 
+        meta = package.meta
         cls = xgb.Booster if meta["class"] == BOOSTER else _import_class(meta["class"])
         model = cls()
-        model.load_model(os.path.join(path, meta["file"]))
+        model.load_model(bytearray(package.read(meta["file"])))
         return model
 
     def predict(self, raw: Any, data: Any) -> Any:

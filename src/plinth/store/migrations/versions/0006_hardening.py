@@ -53,6 +53,9 @@ def _set_value_nullable(nullable: bool) -> None:
 
 def upgrade() -> None:
     _set_value_nullable(True)
+    if op.get_bind().dialect.name == "postgresql":  # NULL stands for NaN on every backend
+        op.execute("UPDATE metrics SET value = NULL WHERE value = 'NaN'")
+        op.execute("UPDATE latest_metrics SET value = NULL WHERE value = 'NaN'")
     with op.batch_alter_table("prediction_logs", schema=None) as batch_op:
         batch_op.alter_column(
             "request_id", existing_type=sa.String(length=32), type_=sa.String(length=128), nullable=False
@@ -90,6 +93,9 @@ def downgrade() -> None:
         batch_op.alter_column(
             "request_id", existing_type=sa.String(length=128), type_=sa.String(length=32), nullable=False
         )
+    if op.get_bind().dialect.name == "postgresql":  # PostgreSQL holds NaN itself
+        op.execute("UPDATE metrics SET value = 'NaN' WHERE value IS NULL")
+        op.execute("UPDATE latest_metrics SET value = 'NaN' WHERE value IS NULL")
     op.execute("DELETE FROM metrics WHERE value IS NULL")
     op.execute("DELETE FROM latest_metrics WHERE value IS NULL")
     _set_value_nullable(False)

@@ -1,0 +1,95 @@
+"""SqlStore's governance methods: checking the keyed audit chain, and scrubbing after erasures."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+from sqlalchemy import Engine
+
+from plinth.core.audit import AuditCheck, AuditHead
+from plinth.store.audit import AuditChain
+from plinth.store.engine import retrying
+
+CHECKPOINT_TRIES = 10
+"""Tries at truncating SQLite's write-ahead log, each waiting up to `CHECKPOINT_WAIT_MS` for readers."""
+CHECKPOINT_WAIT_MS = 200
+
+POSTGRES_RESIDUE = (
+    "PostgreSQL keeps the removed rows as dead tuples in the tables' files until VACUUM (autovacuum) "
+    "frees their space and later writes reuse it, and in write-ahead log segments, WAL archives, "
+    "replicas and backups until those are recycled or expire."
+)
+SQLITE_SCRUBBED = (
+    "SQLite overwrote the removed rows in the database file (secure_delete) and checkpointed and "
+    "truncated its write-ahead log; copies of the database and backups keep them until they expire."
+)
+
+
+class SqlGovernanceStore:
+    """Governance methods of SqlStore (mixed in; relies on its engine, `_chain` and `_write`)."""
+
+    engine: Engine
+    _sqlite: bool
+    _chain: AuditChain
+    _write: Any
+
+    def verify_audit(self, anchor: AuditHead | None = None) -> AuditCheck:
+        rows, head = self._read_chain()
+        if self._chain.needs_seal(rows, head):
+            self._write("key the audit log", self._chain.seal)
+            rows, head = self._read_chain()
+        return self._chain.check(rows, head, anchor)
+
+    def _read_chain(self) -> tuple[list[Any], Any]:
+        def attempt() -> tuple[list[Any], Any]:
+            with self.engine.connect() as conn:
+                if not self._sqlite:  # events and head from one snapshot, as appenders left them
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                return self._chain.read(conn)
+
+        return retrying(attempt, "read the audit log")
+
+    def scrub(self) -> str:
+        if not self._sqlite:
+            return POSTGRES_RESIDUE
+        raw = self.engine.raw_connection()
+        try:
+            busy = _truncate_wal(raw)
+        finally:
+            raw.close()
+        if busy is None:
+            return SQLITE_SCRUBBED
+        wal = f"{os.path.basename(self.engine.url.database or 'plinth.db')}-wal"
+        seconds = CHECKPOINT_TRIES * CHECKPOINT_WAIT_MS / 1000
+        return (
+            "SQLite overwrote the removed rows in the database file (secure_delete), but its write-ahead "
+            f"log could not be truncated: {busy} for {seconds:g} s. The removed values stay in {wal} "
+            "until its next checkpoint; run the same command again once those readers are done "
+            "(it removes nothing more and truncates the log)."
+        )
+
+
+def _truncate_wal(raw: Any) -> str | None:
+    """Checkpoint the write-ahead log into the database and truncate it to nothing; None when done,
+    else why not. The usual busy wait is shortened so a reader holding the log delays an erasure
+    by seconds, not minutes."""
+    cursor = raw.cursor()
+    try:
+        waited = cursor.execute("PRAGMA busy_timeout").fetchone()[0]
+        cursor.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+        try:
+            reason = "another connection kept reading or writing the database"
+            for _ in range(CHECKPOINT_TRIES):
+                try:
+                    busy, _frames, _copied = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                except sqlite3.OperationalError as exc:
+                    busy, reason = 1, f"the database stayed locked ({exc})"
+                if not busy:
+                    return None
+            return reason
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {int(waited)}")
+    finally:
+        cursor.close()
