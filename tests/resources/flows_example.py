@@ -152,3 +152,43 @@ def every_five_minutes() -> str:
 def body_raises() -> int:
     value = load(1)
     raise ZeroDivisionError(f"the body is broken after {value!r}")
+
+
+@step
+def log_extremes() -> str:
+    print("\x1b[31mred\x1b[0m")
+    run = plinth.active_run()
+    for key, value in {
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "-inf": float("-inf"),
+        "huge": 1.7e308,
+    }.items():
+        run.log_metric(key, value)
+    run.log_metric("ok", 1.0)
+    return "done"
+
+
+@flow
+def extremes() -> str:
+    return log_extremes()
+
+
+@step
+def echo(text: str) -> str:
+    return text
+
+
+@flow
+def echo_flow() -> str:
+    return echo("esc\x1b lone\ud800")
+
+
+@step
+def open_named(name: str) -> str:
+    raise FileNotFoundError(f"no file {name}")
+
+
+@flow
+def odd_failure() -> str:
+    return open_named("caf\udce9")  # a name os.fsdecode gives for undecodable bytes

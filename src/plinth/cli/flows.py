@@ -230,8 +230,12 @@ def _driver_state(be: Any, run: FlowRun) -> str:
 @flows.command("logs")
 @click.argument("run_id")
 @click.argument("step")
-def flows_logs(run_id: str, step: str) -> None:
-    """Print what STEP (a call like train#3, or a step name called once) wrote to stdout/stderr."""
+@click.option("--raw", is_flag=True, help="Print the output as stored, terminal control codes included.")
+def flows_logs(run_id: str, step: str, raw: bool) -> None:
+    """Print what STEP (a call like train#3, or a step name called once) wrote to stdout/stderr.
+
+    Control codes (colours, carriage returns) are shown escaped, e.g. \\x1b, unless --raw.
+    """
     from plinth.tracking.context import backend
 
     be = backend()
@@ -249,7 +253,8 @@ def flows_logs(run_id: str, step: str) -> None:
         say(f"{found.call} wrote nothing to stdout or stderr.")
         return
     data = be.blobs.read_bytes(found.log_digest, name=f"output of step {found.call}")
-    console.file.write(data.decode(errors="replace"))
+    text = data.decode(errors="replace")
+    console.file.write(text if raw else render.escape(text))
 
 
 @click.command("scheduler", short_help="Run the flows of a file on their cron schedules.")

@@ -1,7 +1,10 @@
 """Rendering helpers shared by CLI commands: tables, times, sizes, JSON, error lines.
 
 User data (names, params, tags, paths, error messages) is never read as rich markup: a
-param value such as ``[/]`` or ``[bold]`` is printed as the text it is.
+param value such as ``[/]`` or ``[bold]`` is printed as the text it is. Nor can it drive the
+terminal: every helper here prints control characters (ESC, carriage return, C1 codes), bidi
+overrides, line separators and lone surrogates as escapes such as ``\x1b``, so a stored name
+cannot recolour, rewrite or hide what is shown. Line breaks and tabs print as themselves.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -22,6 +26,22 @@ err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 PIPE_WIDTH = 200
 """Width used when stdout is not a terminal (and COLUMNS is unset), so ids are never cut."""
+
+# C0 controls but line break and tab, DEL and C1 controls, bidi embeddings, overrides and
+# isolates, line and paragraph separators, and lone surrogates (which no terminal encodes).
+_UNSAFE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def escape(text: str) -> str:
+    """`text` with every character that could act on a terminal written as its escape (`\\x1b`)."""
+    return _UNSAFE.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def plain(value: Any) -> Text:
+    """Stored text (or any value, via `str`) as a rich Text: no markup, control characters escaped."""
+    return Text("" if value is None else escape(str(value)))
 
 
 def fit_to_output() -> None:
@@ -81,19 +101,19 @@ def table(
     """
     keep = set(no_wrap)
     out = Table(
-        title=Text(title) if title else None,
-        caption=Text(caption) if caption else None,
+        title=plain(title) if title else None,
+        caption=plain(caption) if caption else None,
         title_justify="left",
         caption_justify="left",
         header_style="bold",
     )
     for column in columns:
         if column in keep:
-            out.add_column(Text(column), no_wrap=True, min_width=len(column))
+            out.add_column(plain(column), no_wrap=True, min_width=len(column))
         else:
-            out.add_column(Text(column), overflow="fold")
+            out.add_column(plain(column), overflow="fold")
     for row in rows:
-        out.add_row(*(Text("" if c is None else str(c)) for c in row))
+        out.add_row(*(plain(c) for c in row))
     return out
 
 
@@ -109,22 +129,27 @@ def fit_width(build: Callable[[int], Table], most: int) -> Table:
 
 def line(*parts: str | tuple[str, str]) -> Text:
     """A line of plain text; a `(text, style)` part is styled, e.g. `("FAILED", "bold red")`."""
-    return Text.assemble(*parts)
+    return Text.assemble(*(escape(p) if isinstance(p, str) else (escape(p[0]), p[1]) for p in parts))
 
 
 def say(text: str | Text) -> None:
-    """Print one line of plain text (no markup) to stdout."""
-    console.print(text if isinstance(text, Text) else Text(text))
+    """Print one line of plain text (no markup) to stdout; a Text is printed as it was built."""
+    console.print(text if isinstance(text, Text) else plain(text))
 
 
 def error(message: str) -> None:
     """Print an error to stderr as `error: MESSAGE` (the message is plain text, not markup)."""
-    err_console.print(Text.assemble(("error:", "bold red"), " ", message))
+    err_console.print(line(("error:", "bold red"), " ", message))
 
 
 def emit_json(value: Any) -> None:
-    """Print a JSON document (for --json); plain, so it pipes into jq or a file unchanged."""
-    console.file.write(json.dumps(value, default=str, indent=2, ensure_ascii=False) + "\n")
+    """Print a JSON document (for --json); plain, so it pipes into jq or a file unchanged.
+
+    Characters that could act on a terminal are written as JSON escapes (`\\u009b`), which
+    read back as the same text.
+    """
+    text = json.dumps(value, default=str, indent=2, ensure_ascii=False)
+    console.file.write(_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def safe_url(url: str) -> str:

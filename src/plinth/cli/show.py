@@ -7,7 +7,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from plinth.cli.render import console, duration, line, number, size, table, when
+from plinth.cli.render import console, duration, line, number, plain, size, table, when
 from plinth.core.entities import DatasetVersion, Run, RunStatus
 
 STATUS_STYLE = {
@@ -38,17 +38,17 @@ def show_run(run: Run) -> None:
     if run.artifacts:
         files = [(a.path, size(a.size), a.digest[:12]) for a in run.artifacts]
         console.print(table(f"Artifacts ({len(run.artifacts)})", ["path", "size", "sha256"], files))
-        console.print(Text(f"Fetch one with: plinth artifacts get {run.id} {run.artifacts[0].path} ."))
+        console.print(plain(f"Fetch one with: plinth artifacts get {run.id} {run.artifacts[0].path} ."))
 
 
 def _summary_rows(run: Run) -> list[tuple[str, Text]]:
     return [
         ("status", Text(run.status.value, style=STATUS_STYLE.get(run.status, ""))),
-        ("experiment", Text(run.experiment_name)),
-        ("user", Text(run.user)),
-        ("started", Text(when(run.start_ms))),
-        ("ended", Text(when(run.end_ms))),
-        ("duration", Text(duration(run.duration_s))),
+        ("experiment", plain(run.experiment_name)),
+        ("user", plain(run.user)),
+        ("started", plain(when(run.start_ms))),
+        ("ended", plain(when(run.end_ms))),
+        ("duration", plain(duration(run.duration_s))),
     ]
 
 
@@ -92,12 +92,12 @@ def show_dataset(ds: DatasetVersion) -> None:
     """Print a dataset version and its per-column profile."""
     console.print(line(("Dataset ", "bold"), (ds.ref, "bold")))
     summary = [
-        ("rows", Text(str(ds.rows))),
-        ("columns", Text(str(len(ds.schema)))),
-        ("size", Text(size(ds.size))),
-        ("sha256", Text(ds.digest)),
-        ("source", Text(ds.source)),
-        ("created", Text(when(ds.created_ms))),
+        ("rows", plain(ds.rows)),
+        ("columns", plain(len(ds.schema))),
+        ("size", plain(size(ds.size))),
+        ("sha256", plain(ds.digest)),
+        ("source", plain(ds.source)),
+        ("created", plain(when(ds.created_ms))),
     ]
     console.print(_fields(summary))
     rows = [

@@ -70,3 +70,10 @@ def split_version(ref: str) -> tuple[str, int | None]:
     if not name:
         raise InvalidInput(f"The reference {ref!r:.80} has no name before its version; use NAME/VERSION.")
     return name, parse_version(number, ref)
+
+
+def version_text(version: int) -> str:
+    """A version number as a message shows it; one past what any store holds is not spelled out."""
+    if -MAX_VERSION <= version <= MAX_VERSION:
+        return str(version)
+    return f"{'below -' if version < 0 else 'above '}{MAX_VERSION}"

@@ -16,8 +16,15 @@ MAX_ARTIFACT_DEPTH = 64
 MAX_ARTIFACT_PART = 255  # bytes in one file name, the limit of common file systems
 _NOT_IN_NAMES = ("Cc", "Cs", "Zl", "Zp")  # controls, lone surrogates, line and paragraph breaks
 MAX_ID = 128
+MAX_NAME = 256
 MAX_INT64 = 2**63 - 1  # the largest step or timestamp a store holds
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")  # and lone surrogates, which no store encodes
+# What a name or key may not hold: controls (C0 and C1), line and paragraph separators, and
+# lone surrogates, which no store can encode as UTF-8. A free-text value may hold line breaks,
+# tabs and separators, but no other C0 control and no lone surrogate.
+_NOT_IN_KEYS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NOT_IN_VALUES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def check_key(key: object, what: str) -> str:
@@ -32,11 +39,8 @@ def check_key(key: object, what: str) -> str:
         raise InvalidInput(
             f"{what.capitalize()} key {key[:40]!r}… is {len(key)} characters; the limit is {MAX_KEY}."
         )
-    if _CONTROL.search(key):
-        raise InvalidInput(
-            f"{what.capitalize()} key {key!r} holds a control character or a lone surrogate; "
-            "use printable text."
-        )
+    if _NOT_IN_KEYS.search(key):
+        raise InvalidInput(f"{what.capitalize()} key {key!r} holds {_bad_text(key)}; use printable text.")
     parts = key.split("/")
     if "\\" in key or key.startswith("/") or key.endswith("/") or any(p in ("", ".", "..") for p in parts):
         raise InvalidInput(
@@ -80,8 +84,13 @@ def check_step(key: str, step: object) -> int:
     return int(step)
 
 
-def param_text(key: str, value: object) -> str:
-    """Render a param value as the string it is stored as."""
+def param_text(key: str, value: object, what: str = "param") -> str:
+    """Render a param (or, with `what="tag"`, a tag) value as the string it is stored as.
+
+    Raises:
+        InvalidInput: the text is too long, or holds a lone surrogate or a control character
+            other than a line break or a tab; the message names the key and `what`.
+    """
     if isinstance(value, float) and not math.isfinite(value):
         text = repr(value)
     elif isinstance(value, str):
@@ -90,21 +99,67 @@ def param_text(key: str, value: object) -> str:
         text = str(value)
     if len(text) > MAX_PARAM_VALUE:
         raise InvalidInput(
-            f"Param {key!r} is {len(text)} characters long; the limit is {MAX_PARAM_VALUE}. "
+            f"{what.capitalize()} {key!r} is {len(text)} characters long; the limit is {MAX_PARAM_VALUE}. "
             "Log large values as an artifact."
         )
-    if _CONTROL.sub("", text.replace("\n", "").replace("\t", "")) != text.replace("\n", "").replace("\t", ""):
-        raise InvalidInput(f"Param {key!r} holds control characters or lone surrogates; use printable text.")
+    return check_text(text, f"value of {what} {key!r}")
+
+
+def check_text(text: object, what: str) -> str:
+    """Validate free text (a description, a param or tag value) and return it.
+
+    Line breaks, tabs and any printable character are welcome; other control characters and
+    lone surrogates (which no store can encode) are not.
+
+    Raises:
+        InvalidInput: `text` is not a string or holds such a character; the message names `what`.
+    """
+    if not isinstance(text, str):
+        raise InvalidInput(f"The {what} must be text, got {type(text).__name__}.")
+    if _NOT_IN_VALUES.search(text):
+        problem = _bad_text(text) if _SURROGATE.search(text) else "a control character"
+        raise InvalidInput(f"The {what} holds {problem}; use printable text (line breaks and tabs are fine).")
     return text
 
 
+def storable(text: str | None) -> str | None:
+    """`text` with each lone surrogate written as its escape (`\\udce9`), which every store holds.
+
+    For text plinth records rather than takes from a user, such as an exception's message: a
+    file name decoded with errors='surrogateescape' must not stop a failed run from being ended.
+    """
+    if text is None or not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 def check_name(name: object, what: str) -> str:
-    """Validate an experiment, run or dataset name."""
+    """Validate an experiment, run, dataset, model or flow name: 1 to 256 characters on one line.
+
+    Raises:
+        InvalidInput: not text, blank, too long, or holding a control character, a line or
+            paragraph separator or a lone surrogate; the message names `what`.
+    """
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(f"A {what} name must be a non-empty string, got {name!r}.")
-    if len(name) > 256 or _CONTROL.search(name):
-        raise InvalidInput(f"{what.capitalize()} name {name[:40]!r} is too long or holds control characters.")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(
+            f"{what.capitalize()} name {name[:40]!r}… is {len(name)} characters; the limit is {MAX_NAME}."
+        )
+    if _NOT_IN_KEYS.search(name):
+        raise InvalidInput(f"{what.capitalize()} name {name!r} holds {_bad_text(name)}; use printable text.")
     return name
+
+
+def _bad_text(text: str) -> str:
+    """What `text` holds that a store or a terminal cannot take, for a message."""
+    if _SURROGATE.search(text):
+        return (
+            "a lone surrogate, which cannot be stored as UTF-8 (text decoded with errors='surrogateescape'?)"
+        )
+    if _CONTROLS.search(text):
+        return "a control character or a line break"
+    return "a line or paragraph separator"
 
 
 def check_id(value: object, what: str) -> str:

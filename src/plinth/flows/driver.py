@@ -8,6 +8,7 @@ or the cache allows, and writes runs, step rows, ends and lineage in batches.
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
 import time
 from collections.abc import Callable
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from plinth.compute.base import Executor, Outcome, Task, TaskResult
 from plinth.core.entities import LineageEdge, RunStatus, StepRun, StepStatus
-from plinth.core.errors import StepFailed
+from plinth.core.errors import InvalidInput, StepFailed
 from plinth.core.ids import new_id, now_ms
+from plinth.core.validation import param_text
 from plinth.flows import hashing
 from plinth.flows.runtime import StepPayload, StepReport, run_step
 from plinth.flows.values import Ref, ValueCache
@@ -423,20 +425,24 @@ class FlowDriver:
             self.executor.wait(timeout=0.2)
 
     def _persist(self) -> None:
-        """Write what changed since the last call, in one transaction."""
+        """Write what changed since the last call: step records in one transaction, metrics apart.
+
+        Usage metrics go to the process's metric writer, which drops only a point the store
+        refuses (reported when the flow's run ends), so one bad point cannot undo the step records.
+        """
         self._persisted_at = time.monotonic()
         rows, self._rows = list(self._rows.values()), {}
         ends, self._ends = self._ends, []
         edges, self._edges = self._edges, []
         points, self._points = self._points, []
         logs, self._logs = self._logs, []
-        if not (rows or points or logs or ends or edges):
+        if points:
+            self.be.writer.extend(points)
+        if not (rows or logs or ends or edges):
             return
         with self.store.batch():
             if rows:
                 self.store.save_step_runs(rows)
-            if points:
-                self.store.write_metrics(points)
             for run_id, record in logs:
                 self.store.add_artifacts(run_id, [record])
             if ends:
@@ -476,9 +482,18 @@ def _resource_tags(resources: Any) -> dict[str, str]:
 
 
 def _params(future: StepFuture) -> dict[str, str]:
-    """Scalar arguments of a call, by parameter name, as the step run's params."""
+    """Scalar arguments of a call, by parameter name, as the step run's params.
+
+    Text no param may hold (a lone surrogate, a control character) is left out: these params
+    describe the call, and the call itself still runs with its arguments.
+    """
     try:
         bound = inspect.signature(future.step.fn).bind_partial(*future.args, **future.kwargs)
     except TypeError:
         return {}
-    return {k: str(v) for k, v in bound.arguments.items() if isinstance(v, _SCALARS) and len(str(v)) < 500}
+    params = {}
+    for name, value in bound.arguments.items():
+        if isinstance(value, _SCALARS) and len(str(value)) < 500:
+            with contextlib.suppress(InvalidInput):
+                params[name] = param_text(name, value)
+    return params

@@ -17,7 +17,7 @@ from plinth.core.entities import LineageEdge, ModelFile, ModelVersion, Registere
 from plinth.core.errors import ConfigError, InvalidInput
 from plinth.core.ids import now_ms
 from plinth.core.refs import check_ref, parse_version
-from plinth.core.validation import check_name
+from plinth.core.validation import check_name, check_text
 from plinth.registry import environment, signing
 from plinth.registry.flavors.base import detect_flavor, flavor_class
 from plinth.registry.loaded import EXAMPLE_FILE, Model, save_example
@@ -76,6 +76,7 @@ def register_model(
     from plinth.registry.signature import infer_signature
 
     check_model_name(name)
+    check_text(description, "description")
     chosen = flavor_class(flavor)() if flavor else detect_flavor(model)
     signature = infer_signature(input_example, output_example)
     be = backend()
@@ -266,8 +267,7 @@ def list_models() -> list[RegisteredModel]:
 
 def set_model_description(name: str, description: str, version: int | None = None) -> None:
     """Describe a model (or one version of it)."""
-    if not isinstance(description, str):
-        raise InvalidInput("A description must be a string.")
+    check_text(description, "description")
     version = None if version is None else _check_version(version)
     backend().store.set_model_description(check_model_name(name), version, description)
 

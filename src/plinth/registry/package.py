@@ -25,7 +25,9 @@ from typing import Any, NoReturn
 
 from plinth.core.entities import ModelFile, ModelVersion
 from plinth.core.errors import IntegrityError, InvalidInput
+from plinth.core.validation import check_artifact_path
 from plinth.store.blobs import CHUNK, BlobStore
+from plinth.tracking.artifacts import folder_files
 
 MANIFEST = "plinth-model.json"
 FORMAT = 1
@@ -86,12 +88,20 @@ class Package:
         return {item["path"]: self.read(item["path"]) for item in self.manifest["files"]}
 
     def local_path(self, rel: str) -> str:
-        """Where file `rel` lies in the folder (unchecked); IntegrityError for a path outside it."""
-        target = os.path.normpath(os.path.join(self.folder, rel))
-        if not target.startswith(os.path.normpath(self.folder) + os.sep):
+        """Where file `rel` lies in the folder (its bytes unchecked), links resolved.
+
+        Raises:
+            IntegrityError: `rel` is not a plain relative path, or a link in the cached copy
+                leads it outside the folder (the copy is removed, as in `read`).
+        """
+        if not is_plain(rel):
             raise IntegrityError(
-                f"The manifest of model {self.ref} names a path outside its package: {rel!r}."
+                f"The manifest of model {self.ref} names {rel[:200]!r}, which is not a plain relative path."
             )
+        target = os.path.join(self.folder, *rel.split("/"))
+        base = os.path.realpath(self.folder)
+        if os.path.commonpath([base, os.path.realpath(target)]) != base:
+            self._refuse(rel)
         return target
 
     def _expected(self, rel: str) -> str:
@@ -108,22 +118,36 @@ class Package:
         )
 
 
+def is_plain(path: object) -> bool:
+    """True when `path` is a name a package may hold: as `check_artifact_path` would write it."""
+    try:
+        return check_artifact_path(path) == path
+    except InvalidInput:
+        return False
+
+
 def store_files(blobs: BlobStore, folder: str) -> list[ModelFile]:
-    """Store every file under `folder`; return them sorted by path."""
-    files = []
-    for root, _dirs, names in os.walk(folder):
-        for name in sorted(names):
-            local = os.path.join(root, name)
-            rel = os.path.relpath(local, folder).replace(os.sep, "/")
-            digest, size = blobs.put_file(local)
-            files.append(ModelFile(rel, digest, size))
+    """Store every file under `folder`, links followed as `log_artifact` follows them; sorted by path.
+
+    Raises:
+        InvalidInput: a file name a package cannot hold, an unreadable file, a link back into a
+            folder holding it, or no files at all; nothing is stored.
+    """
+    files = [ModelFile(rel, *blobs.put_file(local)) for local, rel in folder_files(folder)]
     if not files:
         raise InvalidInput("The flavor wrote no files for this model; nothing to register.")
-    return sorted(files, key=lambda f: f.path)
+    return files
 
 
 def store_manifest(blobs: BlobStore, manifest: dict[str, Any], files: list[ModelFile]) -> str:
-    """Store the manifest (`manifest` plus the file list); return its digest, the version's digest."""
+    """Store the manifest (`manifest` plus the file list); return its digest, the version's digest.
+
+    Raises:
+        InvalidInput: a file's path is not a plain relative path, or is the manifest's own name.
+    """
+    for item in files:
+        if not is_plain(item.path) or item.path == MANIFEST:
+            raise InvalidInput(f"A model package cannot hold a file named {item.path[:200]!r}.")
     body = {**manifest, "format": FORMAT, "files": [f.__dict__ for f in files]}
     digest, _ = blobs.put_bytes(json.dumps(body, sort_keys=True, indent=1).encode())
     return digest
@@ -134,7 +158,8 @@ def read_manifest(blobs: BlobStore, mv: ModelVersion) -> dict[str, Any]:
 
     Raises:
         IntegrityError: the manifest's bytes do not hash to the digest, or it is not a manifest,
-            or it names another model, version or flavor (the version's record was changed).
+            or it names a file a package cannot hold, or another model, version or flavor (the
+            version's record was changed). No file of the package is read or written before.
     """
     if not _DIGEST.fullmatch(mv.digest):
         raise IntegrityError(
@@ -147,6 +172,7 @@ def read_manifest(blobs: BlobStore, mv: ModelVersion) -> dict[str, Any]:
         manifest = None
     if not _is_manifest(manifest):
         raise IntegrityError(f"The digest of model {mv.ref} names a blob that is not a model manifest.")
+    _check_paths(manifest, mv)
     _check_describes(manifest, mv)
     return manifest  # type: ignore[no-any-return]
 
@@ -157,6 +183,20 @@ def _is_manifest(doc: Any) -> bool:
         isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("digest"), str)
         for f in files
     )
+
+
+def _check_paths(manifest: dict[str, Any], mv: ModelVersion) -> None:
+    seen: set[str] = set()
+    for item in manifest["files"]:
+        path = item["path"]
+        if not is_plain(path) or path in seen or path == MANIFEST:
+            raise IntegrityError(
+                f"The manifest of model {mv.ref} names the file {path[:200]!r}, which a package cannot "
+                "hold (not a plain relative path, listed twice, or the manifest's own name); nothing "
+                "was read or written. The store was edited by hand or corrupted: restore it from a "
+                "backup, or register the model again."
+            )
+        seen.add(path)
 
 
 def _check_describes(manifest: dict[str, Any], mv: ModelVersion) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import math
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ from plinth.core import entities as e
 from plinth.core.errors import ConflictError, InvalidInput, NotFound, RunNotActive, StoreError
 from plinth.core.filters import Expr, OrderKey
 from plinth.core.ids import new_id, now_ms
-from plinth.core.validation import check_artifact_path
+from plinth.core.refs import MAX_VERSION, version_text
+from plinth.core.validation import check_artifact_path, storable
 from plinth.store import schema as t
 from plinth.store.audit import AuditChain
 from plinth.store.base import ArtifactRecord, NewDataset, NewRun, PointRow, Store
@@ -149,7 +151,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceSto
             return fn(shared)
 
         def attempt() -> Any:
-            with writing(self.engine) as conn:
+            with self._transaction() as conn:
                 return fn(conn)
 
         return retrying(attempt, what)
@@ -160,15 +162,38 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceSto
         if getattr(self._batch, "conn", None) is not None:
             yield
             return
-        with writing(self.engine) as conn:
+        with self._transaction() as conn:
             self._batch.conn = conn
             try:
                 yield
-            except BaseException:
-                self._key_ids.clear()  # metric keys created in the rolled-back transaction are gone
-                raise
             finally:
                 self._batch.conn = None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction; the cache entries added while it is open go if it rolls back.
+
+        The caches of run keys, metric key ids, experiments and environments hold rows this
+        transaction may have created; kept after a rollback, they would name rows that do not exist.
+        """
+        outer = getattr(self._batch, "undo", None)
+        undo: list[Callable[[], object]] = []
+        self._batch.undo = undo
+        try:
+            with writing(self.engine) as conn:
+                yield conn
+        except BaseException:
+            for forget in undo:
+                forget()
+            raise
+        finally:
+            self._batch.undo = outer
+
+    def _remember(self, forget: Callable[[], object]) -> None:
+        """Note how to drop a cache entry, should this thread's open write transaction roll back."""
+        undo = getattr(self._batch, "undo", None)
+        if undo is not None:
+            undo.append(forget)
 
     def _read(self, what: str, fn: Any) -> Any:
         def attempt() -> Any:
@@ -187,6 +212,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceSto
             if key is None:
                 raise NotFound(f"No run with id {run_id!r}; list runs with `plinth runs list`.")
             self._run_keys[run_id] = key
+            self._remember(functools.partial(self._run_keys.pop, run_id, None))
         return key
 
     def _key_id(self, conn: Connection | None, name: str, create: bool) -> int:
@@ -205,6 +231,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceSto
         if kid is None:
             return -1
         self._key_ids[name] = kid
+        self._remember(functools.partial(self._key_ids.pop, name, None))
         return kid
 
     def _require_running(self, conn: Connection, run_id: str) -> int:
@@ -235,6 +262,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceSto
             raise NotFound(f"No experiment named {name!r}; list them with `plinth experiments list`.")
         found = e.Experiment(row.id, row.name, row.created_ms, json.loads(row.tags))
         self._experiments[name] = found
+        self._remember(functools.partial(self._experiments.pop, name, None))
         return found
 
     def get_experiment(self, name_or_id: str) -> e.Experiment:
@@ -308,9 +336,11 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceSto
         made = self._write("create runs", create)
         runs = []
         for (spec, run_id, _body, env_digest), (exp, key) in zip(prepared, made, strict=True):
-            self._run_keys[run_id] = key
+            self._run_keys[run_id] = key  # inside `batch()`, forgotten if the batch rolls back
+            self._remember(functools.partial(self._run_keys.pop, run_id, None))
             if env_digest is not None:
                 self._known_envs.add(env_digest)
+                self._remember(functools.partial(self._known_envs.discard, env_digest))
             runs.append(
                 e.Run(
                     id=run_id,
@@ -435,16 +465,10 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceSto
 
         try:
             self._write("write metrics", write)
-        except BaseException as exc:
-            self._forget_key_ids({p[1] for p in points})
-            if isinstance(exc, StoreError) and isinstance(exc.__cause__, _REFUSED_DATA):
+        except StoreError as exc:
+            if isinstance(exc.__cause__, _REFUSED_DATA):
                 raise InvalidInput(f"The metadata store refused metric points: {exc.__cause__.orig}") from exc
             raise
-
-    def _forget_key_ids(self, names: set[str]) -> None:
-        """Drop cached metric key ids that a rolled-back write may have created."""
-        for name in names:
-            self._key_ids.pop(name, None)
 
     def _audit_points(
         self,
@@ -560,7 +584,8 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceSto
     def end_runs(self, ends: Sequence[tuple[str, e.RunStatus, str | None, int]]) -> None:
         def end(conn: Connection) -> None:
             params = [
-                {"run_id": r, "status": st.value, "end_ms": ms, "error": err} for r, st, err, ms in ends
+                {"run_id": r, "status": st.value, "end_ms": ms, "error": storable(err)}
+                for r, st, err, ms in ends
             ]
             if conn.execute(_END_RUN, params).rowcount != len(params):
                 self._explain_end(conn, [p["run_id"] for p in params])
@@ -823,7 +848,7 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceSto
 
         def attempt() -> tuple[e.DatasetVersion, bool]:
             try:
-                with writing(self.engine) as conn:
+                with self._transaction() as conn:
                     return add(conn)
             except SqlIntegrityError:  # a concurrent writer took this version number: retry
                 return attempt()
@@ -831,6 +856,12 @@ class SqlStore(SqlModelRegistry, SqlFlowStore, SqlServingStore, SqlGovernanceSto
         return retrying(attempt, "record a dataset version")
 
     def get_dataset_version(self, name: str, version: int | None = None) -> e.DatasetVersion:
+        if version is not None and not 1 <= version <= MAX_VERSION:  # no column holds it
+            raise NotFound(
+                f"Dataset {name!r:.120} has no version {version_text(version)}; "
+                "list them with `plinth datasets list`."
+            )
+
         def fetch(conn: Connection) -> e.DatasetVersion:
             ds = t.datasets
             query = select(ds).where(ds.c.name == name)

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from plinth.core import entities as e
 from plinth.core.errors import NotFound
 from plinth.core.ids import now_ms as _now
+from plinth.core.validation import storable
 from plinth.store import schema as t
 from plinth.store.base import FlowStore
 from plinth.store.search import stale
@@ -67,7 +68,12 @@ class SqlFlowStore(FlowStore):
     def finish_flow_run(
         self, run_id: str, status: e.RunStatus, end_ms: int, result_digest: str | None, error: str | None
     ) -> None:
-        values = {"status": status.value, "end_ms": end_ms, "result_digest": result_digest, "error": error}
+        values = {
+            "status": status.value,
+            "end_ms": end_ms,
+            "result_digest": result_digest,
+            "error": storable(error),
+        }
         fr = t.flow_runs
 
         def finish(conn: Connection) -> None:
@@ -211,6 +217,7 @@ class SqlFlowStore(FlowStore):
 def _step_row(step: e.StepRun) -> dict[str, Any]:
     row = {name: getattr(step, name if name != "call" else "call") for name in _STEP_COLUMNS}
     row["status"] = step.status.value
+    row["error"] = storable(step.error)
     row["resources"] = json.dumps(step.resources)
     row["usage"] = json.dumps(step.usage)
     return row

@@ -11,7 +11,7 @@ from plinth.core import entities as e
 from plinth.core.errors import ConflictError, NotFound
 from plinth.core.ids import new_id
 from plinth.core.ids import now_ms as _now
-from plinth.core.refs import MAX_VERSION
+from plinth.core.refs import MAX_VERSION, version_text
 from plinth.store import schema as t
 from plinth.store.base import ModelRegistryStore, NewModelVersion
 
@@ -276,7 +276,8 @@ def _missing(conn: Connection, name: str, version: int | None) -> NotFound:
     ).first()
     if exists is None:
         return NotFound(f"No model named {name!r}; list models with `plinth models list`.")
-    return NotFound(f"Model {name!r} has no version {version}; see `plinth models show {name}`.")
+    shown = "s" if version is None else f" {version_text(version)}"
+    return NotFound(f"Model {name!r} has no version{shown}; see `plinth models show {name}`.")
 
 
 def _version(row: Any, aliases: tuple[str, ...]) -> e.ModelVersion:

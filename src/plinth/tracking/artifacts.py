@@ -49,6 +49,17 @@ def _files(path: str, base: str) -> list[tuple[str, str]]:
     if not os.path.isdir(path):
         check_readable_file(path)
         return [(path, base)]
+    return folder_files(path, base)
+
+
+def folder_files(path: str, base: str | None = None) -> list[tuple[str, str]]:
+    """(local file, name) for every file under folder `path`, links followed, sorted by name.
+
+    A file's name is its path below `path` in `/` form, under `base` when given, as
+    `check_artifact_path` returns it. Raises InvalidInput, before anything is stored, for a
+    name that cannot be stored, an unreadable file or folder, two files given one name, or a
+    link back into a folder holding it.
+    """
     found: dict[str, str] = {}
     within = {path: {os.path.realpath(path)}}  # the real folders each walked folder lies in
     for root, dirs, names in os.walk(path, onerror=_unreadable_folder, followlinks=True):
@@ -69,10 +80,10 @@ def _files(path: str, base: str) -> list[tuple[str, str]]:
     return sorted(((local, logical) for logical, local in found.items()), key=lambda item: item[1])
 
 
-def _logical(folder: str, base: str, local: str) -> str:
+def _logical(folder: str, base: str | None, local: str) -> str:
     rel = os.path.relpath(local, folder).replace(os.sep, "/")
     try:
-        return check_artifact_path(f"{base}/{rel}")
+        return check_artifact_path(rel if base is None else f"{base}/{rel}")
     except InvalidInput as exc:
         raise InvalidInput(f"Nothing was logged from {folder!r}: {local!r} cannot be stored. {exc}") from exc
 

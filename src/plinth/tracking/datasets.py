@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import unicodedata
 from typing import Any
 
 from plinth.core.entities import DatasetVersion, LineageEdge
@@ -73,8 +72,6 @@ def check_dataset_name(name: object) -> str:
             f"Dataset name {name!r} would be read as a reference NAME/VERSION; "
             "use a name that neither starts nor ends with '/' or '/<number>', e.g. 'digits-train'."
         )
-    if any(unicodedata.category(c) in ("Cs", "Zl", "Zp") for c in name):
-        raise InvalidInput(f"Dataset name {name!r} holds a line break or a lone surrogate; use plain text.")
     return name
 
 

@@ -371,7 +371,7 @@ def _params(params: Mapping[str, Any]) -> dict[str, str]:
 def _tags(tags: Mapping[str, Any]) -> dict[str, str]:
     if not isinstance(tags, Mapping):
         raise InvalidInput(f"tags must be a mapping of name to value, got {type(tags).__name__}.")
-    return {check_key(k, "tag"): param_text(k, v) for k, v in tags.items()}
+    return {check_key(k, "tag"): param_text(k, v, "tag") for k, v in tags.items()}
 
 
 def _as_float_array(key: str, values: Any) -> np.ndarray:
