@@ -1,4 +1,4 @@
-"""Metaflow side of `benchmarks/flows.py`; runs under benchmarks/.venv-metaflow.
+"""Metaflow side of `benchmarks/bench_flows.py`; runs under benchmarks/.venv-metaflow.
 
 Usage (the parent runs Metaflow's own CLI on this file, so the timed process is plain Metaflow):
 

@@ -1,4 +1,4 @@
-"""plinth side of `benchmarks/flows.py`; runs in the project's interpreter.
+"""plinth side of `benchmarks/bench_flows.py`; runs in the project's interpreter.
 
 Usage: python _flows_plinth.py ROW [--n N] [--seed S] [--runs K] [--action run|fail|resume|resume-loop]
                                    [--run-id ID]

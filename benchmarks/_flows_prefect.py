@@ -1,4 +1,4 @@
-"""Prefect side of `benchmarks/flows.py`; runs under benchmarks/.venv-prefect.
+"""Prefect side of `benchmarks/bench_flows.py`; runs under benchmarks/.venv-prefect.
 
 Usage: python _flows_prefect.py ROW [--n N] [--seed S] [--runs K] [--action run|fail|resume|resume-loop]
                                     [--runner thread|process] [--persist]

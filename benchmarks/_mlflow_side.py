@@ -1,4 +1,4 @@
-"""MLflow side of `benchmarks/tracking.py`; runs in benchmarks/.venv-mlflow, not the project venv.
+"""MLflow side of `benchmarks/bench_tracking.py`; runs in benchmarks/.venv-mlflow, not the project venv.
 
 Usage: python _mlflow_side.py --workdir DIR [--quick]
 

@@ -1,4 +1,4 @@
-"""Evidently side of `benchmarks/monitoring.py`; runs under benchmarks/.venv-evidently.
+"""Evidently side of `benchmarks/bench_monitoring.py`; runs under benchmarks/.venv-evidently.
 
 Usage: python _monitoring_evidently.py --data DIR [--reps N]
 
@@ -17,7 +17,7 @@ import platform
 import time
 from typing import Any
 
-from monitoring import frame_mb, load_frames, peak_mb, progress, reset_peak, status_mb
+from bench_monitoring import frame_mb, load_frames, peak_mb, progress, reset_peak, status_mb
 
 
 def _version(dist: str) -> str:

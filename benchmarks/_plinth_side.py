@@ -1,4 +1,4 @@
-"""plinth side of `benchmarks/tracking.py`; runs in the project's interpreter.
+"""plinth side of `benchmarks/bench_tracking.py`; runs in the project's interpreter.
 
 Usage: python _plinth_side.py --workdir DIR [--quick]
 

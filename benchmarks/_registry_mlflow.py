@@ -1,10 +1,10 @@
-"""MLflow side of `benchmarks/registry.py`; runs in benchmarks/.venv-mlflow, not the project venv.
+"""MLflow side of `benchmarks/bench_registry.py`; runs in benchmarks/.venv-mlflow, not the project venv.
 
 Usage: python _registry_mlflow.py --workdir DIR --data DATA [--quick]
 
 Uses a SQLite tracking + registry store and a local artifact root in DIR, registers, loads and
 predicts the model in DATA, and prints one JSON line of results on stdout (progress goes to
-stderr). The workload mirrors `_registry_plinth.py`; the shared helpers live in `registry.py`.
+stderr). The workload mirrors `_registry_plinth.py`; the shared helpers live in `bench_registry.py`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 import warnings
 
-from registry import MODEL_NAME, load_inputs, median_time, predict_workload, sizes
+from bench_registry import MODEL_NAME, load_inputs, median_time, predict_workload, sizes
 
 # Keep MLflow quiet and offline before it is imported (the fresh processes get the same).
 QUIET_ENV = {
@@ -137,7 +137,7 @@ def main() -> None:
     out["skops_load_median_s"], _ = median_time(lambda: mlflow.pyfunc.load_model(uri_skops), SKOPS_REPS)
     out["skops_file"] = skops_loaded.metadata.flavors.get("sklearn", {}).get("serialization_format")
 
-    # 3. the fresh-process run is timed by registry.py against this store.
+    # 3. the fresh-process run is timed by bench_registry.py against this store.
     out["cold"] = {
         "import": "import mlflow.pyfunc",
         "load": f"mlflow.pyfunc.load_model({uri_v1!r})",

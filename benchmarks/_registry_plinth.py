@@ -1,4 +1,4 @@
-"""plinth side of `benchmarks/registry.py`; runs in the project's interpreter.
+"""plinth side of `benchmarks/bench_registry.py`; runs in the project's interpreter.
 
 Usage: python _registry_plinth.py --workdir DIR --data DATA [--quick]
        python _registry_plinth.py --prepare --data DATA
@@ -7,7 +7,7 @@ Usage: python _registry_plinth.py --workdir DIR --data DATA [--quick]
 DATA (run once, before either side). Otherwise: points PLINTH_HOME at DIR before importing
 plinth, registers, loads and predicts, and prints one JSON line of results on stdout
 (progress goes to stderr). The workload mirrors `_registry_mlflow.py`; the shared helpers
-live in `registry.py`.
+live in `bench_registry.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 
-from registry import (
+from bench_registry import (
     BIG_ROWS,
     DATA_FILE,
     META_FILE,
@@ -163,7 +163,7 @@ def main() -> None:
     _progress(f"4. predict: {s['predict1_calls']} x 1 row, {s['predict_big_reps']} x {len(big)} rows")
     out.update(predict_workload(model, loaded, row, big, args.quick))
 
-    # 3. the fresh-process run is timed by registry.py against this store.
+    # 3. the fresh-process run is timed by bench_registry.py against this store.
     env = {"PLINTH_HOME": workdir}
     if src_fallback:
         env["PYTHONPATH"] = sys.path[0]

@@ -1,4 +1,4 @@
-"""Batch-scoring side of `benchmarks/serving.py`; runs in the project's interpreter.
+"""Batch-scoring side of `benchmarks/bench_serving.py`; runs in the project's interpreter.
 
 Usage: python _serving_batch.py --data DATA --work DIR --rows N --batch-size B
        (PLINTH_HOME set by the caller, model "bc@champion" already registered there)
@@ -21,7 +21,7 @@ import pickle
 import sys
 import time
 
-from serving import ALIAS, MODEL_FILE, MODEL_NAME, SEED
+from bench_serving import ALIAS, MODEL_FILE, MODEL_NAME, SEED
 
 ROW_GROUP = 1_000_000
 JITTER = 0.02

@@ -1,4 +1,4 @@
-"""BentoML 1.4 service of `benchmarks/serving.py`; `bentoml serve _serving_bentoml:BC` in .venv-bentoml.
+"""BentoML 1.4 service of `benchmarks/bench_serving.py`; `bentoml serve _serving_bentoml:BC` in .venv-bentoml.
 
 The estimator is the benchmark's pickled LogisticRegression (path in $BC_MODEL_PKL). The API
 takes the same JSON records as the other servers, {"records": [{column: value, ...}, ...]},

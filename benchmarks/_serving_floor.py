@@ -1,4 +1,4 @@
-"""Bare Starlette app of `benchmarks/serving.py`: the HTTP ceiling on this machine, no model.
+"""Bare Starlette app of `benchmarks/bench_serving.py`: the HTTP ceiling on this machine, no model.
 
 Run with `uvicorn _serving_floor:app --workers 2 --loop uvloop --http httptools` under the
 project's interpreter. POST /v1/models/bc/predict parses the body as plinth does (orjson) and

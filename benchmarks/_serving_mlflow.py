@@ -1,4 +1,4 @@
-"""MLflow side of `benchmarks/serving.py`; runs in benchmarks/.venv-mlflow, not the project venv.
+"""MLflow side of `benchmarks/bench_serving.py`; runs in benchmarks/.venv-mlflow, not the project venv.
 
 Usage: python _serving_mlflow.py --workdir DIR --data DATA
 
@@ -19,7 +19,7 @@ import platform
 import sys
 import warnings
 
-from serving import MODEL_FILE, MODEL_NAME
+from bench_serving import MODEL_FILE, MODEL_NAME
 
 QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",

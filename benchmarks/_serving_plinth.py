@@ -1,4 +1,4 @@
-"""plinth side of `benchmarks/serving.py`; runs in the project's interpreter.
+"""plinth side of `benchmarks/bench_serving.py`; runs in the project's interpreter.
 
 Usage: python _serving_plinth.py --prepare --data DATA
        python _serving_plinth.py --register --data DATA      (PLINTH_HOME set by the caller)
@@ -21,7 +21,16 @@ import pickle
 import platform
 import sys
 
-from serving import ALIAS, BODY_FORMATS, META_FILE, MODEL_FILE, MODEL_NAME, REQUEST_ROWS, SEED, body_file
+from bench_serving import (
+    ALIAS,
+    BODY_FORMATS,
+    META_FILE,
+    MODEL_FILE,
+    MODEL_NAME,
+    REQUEST_ROWS,
+    SEED,
+    body_file,
+)
 
 
 def _progress(msg: str) -> None:

@@ -1,6 +1,6 @@
 """Drift benchmark: plinth.monitoring.drift vs Evidently's DataDriftPreset, same data, same run.
 
-    python benchmarks/monitoring.py [--quick] [--only plinth|evidently] [--write|--no-write] [--keep]
+    python benchmarks/bench_monitoring.py [--quick] [--only plinth|evidently] [--write|--no-write] [--keep]
 
 A seeded 1,000,000-row current frame and a 100,000-row reference, each with 20 features (16
 numeric, 4 categorical as pandas categoricals; 4 of them shifted: 2 numeric, 2 categorical),
@@ -10,7 +10,7 @@ Evidently under its own virtualenv, benchmarks/.venv-evidently, created on first
 (`_monitoring_evidently.py`; `pip install evidently==0.7.23 'pandas<3'`: its import fails on
 pandas 3). Each side prints one JSON line: time, memory and the columns it flagged. The
 comparison table is printed and, for a full run of both sides, written to
-benchmarks/RESULTS.md under "## monitoring".
+benchmarks/RESULTS.md under "## monitoring" (how each row is measured is described there).
 
 The "workload" section is shared with `_monitoring_evidently.py`, which imports it: stdlib at
 import time, numpy and pandas inside the helpers.
@@ -19,31 +19,23 @@ import time, numpy and pandas inside the helpers.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tracking
+import harness
+from harness import HERE, Result
 
-HERE = Path(__file__).resolve().parent
-WORK = HERE / ".work"
-RESULTS = HERE / "RESULTS.md"
 SECTION = "monitoring"
 VENV = HERE / ".venv-evidently"
-EVIDENTLY_PINS = ["evidently==0.7.23", "pandas<3"]
+EVIDENTLY_PINS = ["evidently==0.7.23", "pandas<3"]  # its import fails on pandas 3
 EVIDENTLY_SIDE = HERE / "_monitoring_evidently.py"
-
-Result = dict[str, Any]
 
 # --------------------------------------------------------------------------- workload (shared)
 
@@ -193,7 +185,7 @@ def peak_mb() -> float | None:
 
 
 def progress(side: str, msg: str) -> None:
-    print(f"[{side}] {msg}", file=sys.stderr, flush=True)
+    harness.log(msg, side)
 
 
 # --------------------------------------------------------------------------- plinth side
@@ -287,31 +279,16 @@ def _version(dist: str) -> str:
 # --------------------------------------------------------------------------- orchestration
 
 
-def ensure_evidently_venv() -> Path:
-    """Return the Evidently venv's python, creating the venv and installing Evidently if needed."""
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        progress("bench", f"creating {VENV} (first use)")
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import evidently"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        progress("bench", f"installing {' '.join(EVIDENTLY_PINS)} into {VENV} (a few minutes)")
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *EVIDENTLY_PINS], check=True)
-    return python
-
-
 def run_side(name: str, cmd: list[str]) -> Result | None:
     """Run one side's process; return its last JSON line, or None on failure."""
     progress("bench", f"{name}: {' '.join(cmd)}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=harness.clean_env(), check=False)
+    result = harness.last_json(proc.stdout) if proc.returncode == 0 else None
+    if result is None:
         progress("bench", f"{name}: FAILED (exit {proc.returncode})")
         print(proc.stdout, file=sys.stderr)
         return None
-    result = json.loads(lines[-1])
     result["process_s"] = time.perf_counter() - start
     return result
 
@@ -432,54 +409,17 @@ def table(evidently: Result | None, plinth: Result | None, meta: Result) -> Tabl
     return Table(body=body, met=sum(judged), checked=len(judged))
 
 
-METHOD_NOTES = [
-    "plinth: `ref = reference_from_frame(reference)` (its profile: 10 quantile bins per numeric "
-    "column, top 20 categories; plus a sorted sample for exact KS) then `drift(ref, current)`: PSI "
-    "and Jensen-Shannon distance on the reference's bins or categories, exact two-sample KS "
-    "(numeric) or chi-square (categorical); flagged when (PSI > 0.2 or JS > 0.1) and p < 0.01, or "
-    "the missing rate moved by > 0.1. One thread.",
-    "Evidently: `Report([DataDriftPreset()]).run(current, reference)` on `Dataset.from_pandas` of "
-    "both frames, with a DataDefinition naming the 16 numerical and 4 categorical columns; its "
-    "defaults at this size: Wasserstein distance (normed) for numeric and Jensen-Shannon distance "
-    "for categorical columns, drifted at >= 0.1.",
-    "Time: wall time in-process, imports excluded on both sides (plinth's imports include "
-    "scipy.special, which drift imports on first use); Evidently's time includes "
-    "Dataset.from_pandas. Memory: VmHWM (peak RSS) reset once the data is loaded and read after "
-    "the first run; row 3 is the data's size (pandas memory_usage, deep, both frames) plus that "
-    "peak minus the RSS just before the run, i.e. what the run needs beyond the data it is given.",
-]
-
-
-def notes(
-    evidently: Result | None, plinth: Result | None, meta: Result, load: list[float | None]
-) -> list[str]:
-    """The notes under the table."""
-    out = [
-        f"Data: seeded ({SEED}); {meta['rows']:,} current and {meta['reference_rows']:,} reference "
-        "rows; 16 float64 columns (normal, lognormal, uniform, exponential, Poisson, beta, gamma; "
-        f"num_05, num_11, num_14 and cat_0 {MISSING_RATE:.0%} missing) and 4 pandas categoricals "
-        "(8, 4, 30 and 4 categories). Shifted: num_01 mean + 0.5 sd, num_10 sd x 1.5, cat_1 "
-        "proportions 0.4/0.3/0.2/0.1 -> 0.2/0.2/0.3/0.3, cat_3 a category the reference never had "
-        "takes 20%. Written once as .npy files; each side loads them into DataFrames in its own "
-        "process before anything is timed.",
-        *METHOD_NOTES,
-    ]
+def notes(evidently: Result | None, plinth: Result | None, load: list[float | None]) -> list[str]:
+    """The measured numbers behind the table."""
+    out = []
     if plinth:
         out.append(_plinth_note(plinth))
     if evidently:
         out.append(_evidently_note(evidently))
     if plinth and evidently:
-        pairs = _score_pairs(plinth, evidently)
-        out.append(f"Scores per column, plinth PSI / JS vs Evidently's: {pairs}")
-    out.append(
-        "Issue's reference numbers (this machine): Evidently 0.7.23 ~33 s and 1.3 GB, flagging "
-        "exactly the 4 shifted columns (Wasserstein and Jensen-Shannon at 0.1); a single-threaded "
-        "NumPy/SciPy pass 1.7 s."
-    )
+        out.append(f"Scores per column, plinth PSI / JS vs Evidently's: {_score_pairs(plinth, evidently)}")
     if None not in load:
-        out.append(
-            f"1-minute load average at start / end: {load[0]:.2f} / {load[1]:.2f} on {os.cpu_count()} cores."
-        )
+        out.append(f"1-minute load average at start / end: {load[0]:.2f} / {load[1]:.2f}.")
     return out
 
 
@@ -489,8 +429,8 @@ def _plinth_note(p: Result) -> str:
     return (
         f"plinth runs (s): {runs}; the first: reference_from_frame {first['reference_s']:.3f} + "
         f"drift {first['drift_s']:.3f}. From the stored profile: profile_frame "
-        f"{profile['profile_s']:.3f} s (done once, when the dataset is logged), then drift "
-        f"{profile['drift_s']:.3f} s. tracemalloc peak: drift {p['traced_drift_mb']:.0f} MB, "
+        f"{profile['profile_s']:.3f} s, then drift {profile['drift_s']:.3f} s. "
+        f"tracemalloc peak: drift {p['traced_drift_mb']:.0f} MB, "
         f"reference_from_frame {p['traced_reference_mb']:.0f} MB (current frame {p['current_mb']:.0f} MB). "
         f"Imports {p['import_s']:.2f} s; RSS {_mb(p['rss_start_mb'])} at start, "
         f"{_mb(p['rss_libs_mb'])} with libraries, {_mb(p['rss_data_mb'])} with data. plinth "
@@ -519,63 +459,17 @@ def _score_pairs(plinth: Result, evidently: Result) -> str:
     return "; ".join(parts) + "."
 
 
-def print_table(tab: Table, title: str) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table as RichTable
-    except ImportError:
-        widths = [max(len(r[i]) for r in [HEADER, *tab.body]) for i in range(len(HEADER))]
-        print(title)
-        for r in [HEADER, ["-" * w for w in widths], *tab.body]:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-        return
-    t = RichTable(title=title)
-    for i, h in enumerate(HEADER):
-        t.add_column(h, justify="left" if i == 0 else "right")
-    for r in tab.body:
-        t.add_row(*r, style="red" if r[-1] == "NO" else None)
-    Console(width=None if sys.stdout.isatty() else 160).print(t)
-
-
-def markdown_section(tab: Table, note_lines: list[str], info: dict[str, str], quick: bool) -> str:
-    lines = [
-        f"## {SECTION}",
-        "",
-        f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
-        f"Command: `python benchmarks/monitoring.py{' --quick' if quick else ''}`.",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}; "
-        f"Python {info['python']} (plinth side), {info['evidently_python']} (Evidently side); "
-        f"Evidently {info['evidently']}; plinth {info['plinth']}.",
-        "",
-    ]
-    lines += tracking.table_and_notes(HEADER, tab.body, note_lines)
-    return "\n".join(lines) + "\n"
-
-
 # --------------------------------------------------------------------------- main
-
-
-def _loadavg() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
 
 
 def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="rows / 10 (smoke run)")
+    harness.add_common_options(
+        ap, "rows / 10 (smoke run)", "a full run of both sides", "keep the generated data"
+    )
     ap.add_argument("--only", choices=["plinth", "evidently"], help="run one side only")
     ap.add_argument("--reps", type=int, default=5, help="plinth runs (default 5)")
     ap.add_argument("--evidently-reps", type=int, default=1, help="Evidently runs (default 1)")
-    ap.add_argument(
-        "--write",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="update RESULTS.md (default: only for a full run of both sides)",
-    )
-    ap.add_argument("--keep", action="store_true", help="keep the generated data")
     ap.add_argument("--side", choices=["plinth"], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     return ap.parse_args()
@@ -587,61 +481,48 @@ def main() -> int:
         print(json.dumps(plinth_side(args.data, args.reps)))
         return 0
 
-    from tracking import machine
-
-    info = machine()
-    load = [_loadavg()]
-    WORK.mkdir(exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="monitoring-", dir=WORK))
+    info = harness.machine()
+    load = [harness.loadavg()]
     results: dict[str, Result | None] = {"evidently": None, "plinth": None}
     failed = []
-    try:
+    with harness.work_folder("monitoring", args.keep) as base:
         progress("bench", f"generating data in {base}")
         meta = generate(base, args.quick)
         for name in ("plinth", "evidently"):
             if args.only and args.only != name:
                 continue
             if name == "plinth":
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--side",
-                    "plinth",
-                    "--data",
-                    str(base),
-                    "--reps",
-                    str(args.reps),
-                ]
+                cmd = [sys.executable, __file__, "--side", "plinth", "--data", str(base)]
+                cmd += ["--reps", str(args.reps)]
             else:
-                python = str(ensure_evidently_venv())
+                python = harness.ensure_venv(VENV, EVIDENTLY_PINS, "import evidently")
                 cmd = [python, str(EVIDENTLY_SIDE), "--data", str(base), "--reps", str(args.evidently_reps)]
             results[name] = run_side(name, cmd)
             if results[name] is None:
                 failed.append(name)
-    finally:
-        if args.keep:
-            progress("bench", f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-    load.append(_loadavg())
+    load.append(harness.loadavg())
 
     evidently, plinth = results["evidently"], results["plinth"]
-    info["evidently"] = evidently["version"] if evidently else "-"
-    info["evidently_python"] = evidently["python"] if evidently else "-"
-    info["plinth"] = plinth["version"] if plinth else "-"
+    v_evidently = evidently["version"] if evidently else "-"
+    v_plinth = plinth["version"] if plinth else "-"
     tab = table(evidently, plinth, meta)
-    note_lines = notes(evidently, plinth, meta, load)
-    title = f"monitoring: plinth {info['plinth']} vs Evidently {info['evidently']}"
-    title += " [quick]" if args.quick else ""
-    print_table(tab, title)
-    print(f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}, Python {info['python']}")
-    for n in note_lines:
-        print(f"- {n}")
-    print(f"targets met: {tab.met}/{tab.checked}")
+    note_lines = notes(evidently, plinth, load)
+    title = f"monitoring: plinth {v_plinth} vs Evidently {v_evidently}{' [quick]' if args.quick else ''}"
+    harness.print_table(tab.body, title, HEADER, 160)
+    harness.report(info, note_lines, tab.met, tab.checked)
+    versions = (
+        f"Python {info['python']} (plinth side), {evidently['python'] if evidently else '-'} "
+        f"(Evidently side); Evidently {v_evidently}; plinth {v_plinth}"
+    )
 
     write = args.write if args.write is not None else not args.quick and not args.only and not failed
-    return tracking.finish(
-        write, lambda: markdown_section(tab, note_lines, info, args.quick), SECTION, failed
+    return harness.finish(
+        write,
+        lambda: harness.section(
+            SECTION, "bench_monitoring.py", args.quick, info, versions, HEADER, tab.body, note_lines
+        ),
+        SECTION,
+        failed,
     )
 
 

@@ -1,6 +1,6 @@
 """Model serving benchmark: plinth vs MLflow and BentoML, same machine, same model, same load.
 
-    python benchmarks/serving.py [--quick] [--only mlflow,bentoml,bentoml-batching,plinth,floor,batch]
+    python benchmarks/bench_serving.py [--quick] [--only mlflow,bentoml,bentoml-batching,plinth,floor,batch]
                                  [--batch-rows N] [--write|--no-write] [--keep]
 
 One scikit-learn LogisticRegression(max_iter=5000) on sklearn's bundled breast_cancer data (30
@@ -8,7 +8,7 @@ float64 columns) is trained once under this interpreter (`_serving_plinth.py --p
 pickled; every server loads that estimator. Servers, each started in its own process group on
 127.0.0.1 and killed (the whole group) when its runs end, also on errors:
 
-- MLflow 3.17.2 (benchmarks/.venv-mlflow, made by `tracking.py`): the estimator logged with
+- MLflow 3.17.2 (benchmarks/.venv-mlflow, made on first use): the estimator logged with
   `mlflow.sklearn.log_model` (`_serving_mlflow.py`), served by `mlflow models serve
   --env-manager local` (its default: 1 worker), POST /invocations {"dataframe_records": [...]}.
 - BentoML 1.4.39 (benchmarks/.venv-bentoml, made on first use): `_serving_bentoml.py`, one
@@ -30,7 +30,7 @@ Batch: N rows (10,000,000) of Parquet scored by `plinth.serving.batch.batch_pred
 `model.predict` loop over the same chunks (`_serving_batch.py`).
 
 The table is printed and, for a full run of everything, written to benchmarks/RESULTS.md under
-"## serving" (other sections kept).
+"## serving" (other sections kept; how each row is measured is described there).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import datetime as dt
 import json
 import os
 import re
@@ -48,7 +47,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -56,17 +54,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tracking
+import harness
+from harness import HERE, Result, log
 
-HERE = Path(__file__).resolve().parent
-WORK = HERE / ".work"
-RESULTS = HERE / "RESULTS.md"
 SECTION = "serving"
 LUA = HERE / "_serving_post.lua"
 BENTOML_VENV = HERE / ".venv-bentoml"
 BENTOML_PIN = "bentoml==1.4.39"  # the newest that installs here
-
-Result = dict[str, Any]
 
 # --------------------------------------------------------------------------- workload (shared)
 
@@ -99,35 +93,19 @@ def body_file(data_dir: str | Path, side: str, rows: int) -> str:
 # --------------------------------------------------------------------------- processes
 
 
-def _log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def _last_json(stdout: str) -> Result | None:
-    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else None
-
-
-def _clean_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for k in ("PLINTH_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "PROMETHEUS_MULTIPROC_DIR"):
-        env.pop(k, None)
-    return env
-
-
 def run_json(name: str, cmd: list[str], env: dict[str, str], timeout: float = 1800) -> Result | None:
     """Run a helper to completion; its last JSON line, or None (and its output logged) on failure."""
-    _log(f"{name}: {' '.join(cmd)}")
+    log(f"{name}: {' '.join(cmd)}")
     try:
         proc = subprocess.run(
             cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=HERE, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired:
-        _log(f"{name}: timed out after {timeout:.0f} s")
+        log(f"{name}: timed out after {timeout:.0f} s")
         return None
-    res = _last_json(proc.stdout) if proc.returncode == 0 else None
+    res = harness.last_json(proc.stdout) if proc.returncode == 0 else None
     if res is None:
-        _log(f"{name}: FAILED (exit {proc.returncode})")
+        log(f"{name}: FAILED (exit {proc.returncode})")
         if proc.stdout.strip():
             print(proc.stdout[-5000:], file=sys.stderr)
     return res
@@ -202,11 +180,11 @@ class Server:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def start(self) -> None:
-        _log(f"{self.name}: starting on port {self.port}: {' '.join(self.cmd)}")
-        with open(self.log_path, "wb") as log:
+        log(f"{self.name}: starting on port {self.port}: {' '.join(self.cmd)}")
+        with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
                 self.cmd,
-                stdout=log,
+                stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self.env,
@@ -221,18 +199,18 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                _log(f"{self.name}: exited with {self.proc.returncode} before it was ready")
+                log(f"{self.name}: exited with {self.proc.returncode} before it was ready")
                 return False
             try:
                 with urllib.request.urlopen(self.url(self.ready_path), timeout=2) as resp:
                     if resp.status == 200:
                         self.startup_s = time.perf_counter() - self.started
-                        _log(f"{self.name}: ready after {self.startup_s:.1f} s")
+                        log(f"{self.name}: ready after {self.startup_s:.1f} s")
                         return True
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.25)
-        _log(f"{self.name}: not ready after {timeout:.0f} s")
+        log(f"{self.name}: not ready after {timeout:.0f} s")
         return False
 
     def pids(self) -> set[int]:
@@ -266,14 +244,14 @@ class Server:
             time.sleep(0.1)
         else:
             left = self._alive()
-            _log(f"{self.name}: {sorted(left)} still running {STOP_TIMEOUT_S} s after SIGTERM; SIGKILL")
+            log(f"{self.name}: {sorted(left)} still running {STOP_TIMEOUT_S} s after SIGTERM; SIGKILL")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
             _signal_all(left, signal.SIGKILL)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            _log(f"{self.name}: leader {pgid} did not exit")
+            log(f"{self.name}: leader {pgid} did not exit")
         RUNNING.pop(pgid, None)
         self.proc = None
 
@@ -314,14 +292,12 @@ def wrk(server: Server, rows: int, seconds: int, data_dir: Path) -> Result | Non
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 60, check=False)
     except subprocess.TimeoutExpired:
-        _log(f"{server.name}: wrk timed out")
+        log(f"{server.name}: wrk timed out")
         return None
     cpu = meter.stop()
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if proc.returncode != 0 or line is None:
-        _log(
-            f"{server.name}: wrk failed (exit {proc.returncode})\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
-        )
+        log(f"{server.name}: wrk failed (exit {proc.returncode})\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
         return None
     res: Result = json.loads(line[len("WRKJSON ") :])
     secs = res["duration_us"] / 1e6
@@ -470,9 +446,7 @@ def wait_quiet(max_wait_s: float) -> tuple[float | None, float]:
     busy = background_cpu()
     while busy is not None and busy > QUIET_BUSY and time.monotonic() - t0 < max_wait_s:
         if time.monotonic() - t0 < 1.5:
-            _log(
-                f"machine {busy:.0%} busy with other work; waiting up to {max_wait_s:.0f} s for it to settle"
-            )
+            log(f"machine {busy:.0%} busy with other work; waiting up to {max_wait_s:.0f} s for it to settle")
         time.sleep(2)
         busy = background_cpu()
     return busy, time.monotonic() - t0
@@ -499,18 +473,18 @@ def bench_server(server: Server, data_dir: Path, expected: list[int], sizes: dic
         server.start()
         if not server.wait_ready():
             out["error"] = "did not become ready"
-            _log(f"{server.name} log:\n{server.log_tail()}")
+            log(f"{server.name} log:\n{server.log_tail()}")
             return out
         out["startup_s"] = server.startup_s
         if server.name != "floor":  # no model there: nothing to check
             out["check_ok"], out["check"] = check(server, data_dir, expected)
-            _log(f"{server.name}: check {'ok' if out['check_ok'] else 'FAILED'} ({out['check']})")
+            log(f"{server.name}: check {'ok' if out['check_ok'] else 'FAILED'} ({out['check']})")
         for rows in (1, REQUEST_ROWS):
-            _log(f"{server.name}: {rows}-row body, warm-up {sizes['warmup_s']} s")
+            log(f"{server.name}: {rows}-row body, warm-up {sizes['warmup_s']} s")
             out["warmups"][rows] = _slim(wrk(server, rows, sizes["warmup_s"], data_dir))
             attempts = out["attempts"].setdefault(rows, [])
             for attempt in range(1, sizes["attempts"] + 1):
-                _log(f"{server.name}: {rows}-row body, {sizes['duration_s']} s (attempt {attempt})")
+                log(f"{server.name}: {rows}-row body, {sizes['duration_s']} s (attempt {attempt})")
                 before = scrape_metrics(server)
                 res = wrk(server, rows, sizes["duration_s"], data_dir)
                 if res is None:
@@ -519,7 +493,7 @@ def bench_server(server: Server, data_dir: Path, expected: list[int], sizes: dic
                     res["batching"] = _delta(scrape_metrics(server), before)
                 res["attempt"] = attempt
                 attempts.append(res)
-                _log(
+                log(
                     f"{server.name}: {rows} rows: {res['req_s']:,.0f} req/s, {res['rows_s']:,.0f} rows/s, "
                     f"p50 {res['p50_us'] / 1e3:.1f} ms, p99 {res['p99_us'] / 1e3:.1f} ms, "
                     f"non-2xx {res['non2xx']}, socket errors {res['socket_errors']}; CPU {_cpu(res)}"
@@ -529,7 +503,7 @@ def bench_server(server: Server, data_dir: Path, expected: list[int], sizes: dic
                 if other <= NOISY_OTHER:
                     break
                 if attempt < sizes["attempts"]:
-                    _log(f"{server.name}: other work took {other:.0%} of the machine; running again")
+                    log(f"{server.name}: other work took {other:.0%} of the machine; running again")
             if not attempts:
                 out["error"] = f"wrk failed on the {rows}-row body"
                 continue
@@ -538,10 +512,10 @@ def bench_server(server: Server, data_dir: Path, expected: list[int], sizes: dic
         out["metrics"] = scrape_metrics(server)
     except Exception as exc:  # report it; the server is stopped below either way
         out["error"] = f"{type(exc).__name__}: {exc}"
-        _log(f"{server.name}: {out['error']}")
+        log(f"{server.name}: {out['error']}")
     finally:
         server.stop()
-        _log(f"{server.name}: stopped")
+        log(f"{server.name}: stopped")
     return out
 
 
@@ -559,35 +533,13 @@ def _slim(res: Result | None) -> Result | None:
 # --------------------------------------------------------------------------- environments
 
 
-def _version(python: str, dist: str) -> tuple[str, str]:
-    code = f"import importlib.metadata as m, platform; print(m.version({dist!r}), platform.python_version())"
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False).stdout.split()
-    return (out[0], out[1]) if len(out) == 2 else ("?", "?")
-
-
-def _sklearn_spec() -> str:
-    import importlib.metadata
-
-    try:
-        return f"scikit-learn=={importlib.metadata.version('scikit-learn')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "scikit-learn"
-
-
 def ensure_bentoml_venv() -> str:
-    """The BentoML venv's python, creating it and installing BentoML + scikit-learn if needed."""
-    python = BENTOML_VENV / "bin" / "python"
-    if not python.exists():
-        _log(f"creating {BENTOML_VENV} (first use)")
-        subprocess.run([sys.executable, "-m", "venv", str(BENTOML_VENV)], check=True)
-    spec = _sklearn_spec()
+    """The BentoML venv's python, with BentoML and this interpreter's scikit-learn installed."""
+    spec = harness.sklearn_spec()
     probe = f"import bentoml, sklearn; assert bentoml.__version__ == {BENTOML_PIN.split('==')[1]!r}"
     if "==" in spec:
         probe += f"; assert sklearn.__version__ == {spec.split('==')[1]!r}"
-    if subprocess.run([str(python), "-c", probe], capture_output=True, check=False).returncode != 0:
-        _log(f"installing {BENTOML_PIN} {spec} into {BENTOML_VENV} (takes a few minutes)")
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", BENTOML_PIN, spec], check=True)
-    return str(python)
+    return harness.ensure_venv(BENTOML_VENV, [BENTOML_PIN, spec], probe)
 
 
 # --------------------------------------------------------------------------- servers
@@ -609,7 +561,7 @@ def make_server(name: str, ctx: Ctx) -> Server | None:
     logs = ctx.base / "logs"
     logs.mkdir(exist_ok=True)
     log_path = logs / f"{name}.log"
-    env = _clean_env()
+    env = harness.clean_env()
     if name == "mlflow":
         if ctx.mlflow is None:
             return None
@@ -658,25 +610,22 @@ def make_server(name: str, ctx: Ctx) -> Server | None:
 
 def prepare_side(name: str, ctx: Ctx) -> None:
     """Log / register the model for `name` (once per side), installing its venv first if needed."""
-    from registry import ensure_sklearn
-    from tracking import ensure_mlflow_venv
-
     if name == "mlflow" and "mlflow" not in ctx.pythons:
-        ctx.pythons["mlflow"] = str(ensure_mlflow_venv())
-        ensure_sklearn(ctx.pythons["mlflow"])
+        ctx.pythons["mlflow"] = harness.ensure_mlflow_venv()
+        harness.ensure_sklearn(ctx.pythons["mlflow"])
         cmd = [ctx.pythons["mlflow"], str(HERE / "_serving_mlflow.py")]
         cmd += ["--workdir", str(ctx.base / "mlflow"), "--data", str(ctx.data)]
-        ctx.mlflow = run_json("mlflow", cmd, _clean_env())
+        ctx.mlflow = run_json("mlflow", cmd, harness.clean_env())
     elif name.startswith("bentoml") and "bentoml" not in ctx.pythons:
         ctx.pythons["bentoml"] = ensure_bentoml_venv()
     elif name in ("plinth", "batch") and ctx.plinth is None:
-        env = dict(_clean_env(), PLINTH_HOME=str(ctx.home))
+        env = dict(harness.clean_env(), PLINTH_HOME=str(ctx.home))
         cmd = [sys.executable, str(HERE / "_serving_plinth.py"), "--register", "--data", str(ctx.data)]
         ctx.plinth = run_json("plinth register", cmd, env)
 
 
 def run_batch(ctx: Ctx, rows: int) -> Result | None:
-    env = dict(_clean_env(), PLINTH_HOME=str(ctx.home))
+    env = dict(harness.clean_env(), PLINTH_HOME=str(ctx.home))
     cmd = [sys.executable, str(HERE / "_serving_batch.py"), "--data", str(ctx.data)]
     cmd += ["--work", str(ctx.base / "batch"), "--rows", str(rows), "--batch-size", str(BATCH_SIZE)]
     try:
@@ -794,71 +743,33 @@ def table(
     return body, sum(judged), len(judged)
 
 
-def notes(
-    res: dict[str, Result],
-    batch: Result | None,
-    meta: Result,
-    info: dict[str, str],
-    sizes: dict[str, int],
-    ctx: Ctx,
-) -> list[str]:
-    """Footnotes: what was measured exactly, the checks, and the issue's reference numbers."""
-    d, w = sizes["duration_s"], sizes["warmup_s"]
-    out = [
-        f"Model: scikit-learn {meta['sklearn']} LogisticRegression(max_iter=5000) fit on sklearn's bundled "
-        f"breast_cancer ({meta['train_rows']} rows x 30 float64 columns, {meta['n_iter']} iterations, "
-        f"training accuracy {meta['train_accuracy']:.3f}), trained once and pickled "
-        f"({meta['pickle_bytes']:,} bytes); every server loads that estimator (scikit-learn "
-        f"{meta['sklearn']} under plinth, {(ctx.mlflow or {}).get('sklearn', '-')} under MLflow, "
-        f"{info.get('bentoml_sklearn', '-')} under BentoML). Request rows: {REQUEST_ROWS} seeded rows of "
-        f"the same data (labels {sum(meta['expected'])} x 1, {REQUEST_ROWS - sum(meta['expected'])} x 0); "
-        "the 1-row body is the first of them. Bodies are JSON records ({column: value}), "
-        f"{meta['body_bytes']['plinth_1']:,} and {meta['body_bytes']['plinth_32']:,} bytes for plinth.",
-        f"Load: `wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{d}s --latency -s _serving_post.lua URL` on "
-        f"127.0.0.1, each measured run after a {w} s warm-up run with the same body; wrk and the server "
-        f"share the machine's {info['cores']} cores. req/s and rows/s count 2xx answers only "
-        "(wrk's requests minus its non-2xx count, over its measured duration); latencies are wrk's "
-        "percentiles over all requests. Servers run one at a time.",
-    ]
-    servers = []
-    if ctx.mlflow:
-        servers.append(
-            f"MLflow {ctx.mlflow['version']}: `mlflow.sklearn.log_model(clf, name='model', "
-            "registered_model_name='bc', input_example=X[:3], serialization_format='cloudpickle')` into "
-            "a SQLite store, then `mlflow models serve -m models:/bc/1 --env-manager local` (1 uvicorn "
-            'worker, its default and as in the issue), POST /invocations {"dataframe_records": [...]}'
-        )
-    if "bentoml" in ctx.pythons:
-        servers.append(
-            f"BentoML {info.get('bentoml', '?')}: `bentoml serve _serving_bentoml:BC`, one "
-            "`@bentoml.api def predict(self, records: list[dict[str, float]]) -> list[int]` "
-            "(float64 array from the records in column order, clf.predict; no pandas in its venv), "
-            "default service configuration (1 worker, access log on: one line per request to stdout); "
-            "'batching' is the same API with `batchable=True` (BentoML's adaptive batching, default "
-            "max_batch_size 100, max_latency_ms 60000)"
-        )
-    if ctx.plinth:
-        servers.append(
-            f"plinth {ctx.plinth['version']}: `plinth.register_model('bc', clf, input_example=X[:3])`, "
-            "`set_alias('bc', 'champion', 1)`, `plinth serve bc@champion --workers 2` (its defaults: "
-            "adaptive batching max_batch 64 / max_wait 0 ms, signature validation and prediction "
-            'logging on), POST /v1/models/bc/predict {"instances": [...]}'
-        )
-    if servers:
-        out.append("Servers: " + "; ".join(servers) + ".")
+def _model_note(meta: Result, info: dict[str, str], ctx: Ctx, sizes: dict[str, int]) -> str:
+    ones = sum(meta["expected"])
+    return (
+        f"Model: scikit-learn {meta['sklearn']} LogisticRegression, {meta['train_rows']} rows, "
+        f"{meta['n_iter']} iterations, training accuracy {meta['train_accuracy']:.3f}, pickle "
+        f"{meta['pickle_bytes']:,} bytes; scikit-learn {(ctx.mlflow or {}).get('sklearn', '-')} under "
+        "MLflow, "
+        f"{info.get('bentoml_sklearn', '-')} under BentoML. Request rows: labels {ones} x 1, "
+        f"{REQUEST_ROWS - ones} x 0; plinth bodies {meta['body_bytes']['plinth_1']:,} and "
+        f"{meta['body_bytes']['plinth_32']:,} bytes. wrk runs of {sizes['duration_s']} s after "
+        f"{sizes['warmup_s']} s warm-ups."
+    )
+
+
+def _server_notes(res: dict[str, Result]) -> list[str]:
+    """Checks, start-up, plinth's prediction logs and the batching each server did."""
+    out = []
     checks = [
         f"{n} {'ok' if r.get('check_ok') else 'FAILED'} ({r.get('check', r.get('error', '?'))})"
         for n, r in res.items()
         if n != "floor"
     ]
     if checks:
-        out.append(
-            "Correctness, one request per body before the load: labels equal to the raw estimator's "
-            "for the same rows: " + "; ".join(checks) + "."
-        )
+        out.append("Labels equal to the raw estimator's, before the load: " + "; ".join(checks) + ".")
     starts = [f"{n} {r['startup_s']:.1f} s" for n, r in res.items() if r.get("startup_s") is not None]
     if starts:
-        out.append("Time from start to ready (for reference, not in the table): " + ", ".join(starts) + ".")
+        out.append("Time from start to ready: " + ", ".join(starts) + ".")
     pl = res.get("plinth")
     if pl and pl.get("runs"):
         sent = sum(r["requests"] - r["non2xx"] for a in pl["attempts"].values() for r in a)
@@ -866,9 +777,8 @@ def notes(
         dropped = pl.get("metrics", {}).get("dropped_logs")
         logged = pl.get("logged")
         out.append(
-            f"plinth prediction logs: {'?' if logged is None else f'{logged:,}'} rows in the store after a "
-            f"graceful stop, for {sent:,} 2xx answers counted by wrk (warm-ups included) + 2 check "
-            "requests (wrk does not count answers still in flight when a run ends); dropped (/metrics): "
+            f"plinth prediction logs: {'?' if logged is None else f'{logged:,}'} rows stored for "
+            f"{sent:,} 2xx answers counted by wrk (warm-ups included) + 2 checks; dropped: "
             f"{'?' if dropped is None else f'{dropped:,.0f}'}."
         )
     batching = []
@@ -884,11 +794,13 @@ def notes(
         if calls:
             batching.append(f"{name}: " + ", ".join(calls))
     if batching:
-        out.append(
-            "Adaptive batching at work (each server's /metrics, measured runs only): "
-            + "; ".join(batching)
-            + "."
-        )
+        out.append("Adaptive batching (/metrics, measured runs): " + "; ".join(batching) + ".")
+    return out
+
+
+def _cpu_notes(res: dict[str, Result], sizes: dict[str, int]) -> list[str]:
+    """How busy the machine was before each server, and whose CPU each measured run used."""
+    out = []
     bg = [
         f"{n} {r['background_cpu']:.0%}"
         + (f" (after waiting {r['waited_s']:.0f} s)" if r["waited_s"] > 3 else "")
@@ -896,11 +808,8 @@ def notes(
         if r.get("background_cpu") is not None
     ]
     if bg:
-        out.append(
-            "The machine may be shared: before each server started, the benchmark waited (up to "
-            f"{sizes['max_wait_quiet_s']} s) for it to be under {QUIET_BUSY:.0%} busy with other work; "
-            "busy share over the last second before each start: " + ", ".join(bg) + "."
-        )
+        out.append("Machine busy with other work before each start: " + ", ".join(bg) + ".")
+    runs = [(n, rows, run, r) for n, r in res.items() for rows, run in sorted((r.get("runs") or {}).items())]
     split = [
         f"{n} {rows}-row {_cpu(run)}"
         + (
@@ -908,30 +817,22 @@ def notes(
             if len(r["attempts"][rows]) > 1
             else ""
         )
-        for n, r in res.items()
-        for rows, run in sorted((r.get("runs") or {}).items())
+        for n, rows, run, r in runs
         if run.get("cpu")
     ]
     if split:
         out.append(
-            "CPU during each measured run, as shares of the whole machine (all cores = 100%; from /proc): "
+            f"CPU during each measured run (share of the machine; at most {sizes['attempts']} attempts): "
             + "; ".join(split)
-            + f". A run in which other work took more than {NOISY_OTHER:.0%} of the machine is run again "
-            f"(at most {sizes['attempts']} attempts); the table shows the least disturbed attempt."
+            + "."
         )
     noisy = [
         f"{n} {rows}-row ({run['cpu']['other']:.0%})"
-        for n, r in res.items()
-        for rows, run in sorted((r.get("runs") or {}).items())
+        for n, rows, run, _ in runs
         if run.get("cpu", {}).get("other", 0.0) > NOISY_OTHER
     ]
     if noisy:
-        out.append(
-            f"Measured under load: in these reported runs other work still took over {NOISY_OTHER:.0%} of "
-            "the machine: " + ", ".join(noisy) + ". MLflow and BentoML run one worker, so they use at "
-            "most one of the two cores and lose less to other work than plinth and the floor (2 "
-            "workers each); a rerun on a quiet machine gives firmer numbers."
-        )
+        out.append(f"Measured under load (other work over {NOISY_OTHER:.0%}): " + ", ".join(noisy) + ".")
     redone = [
         f"{n} {rows}-row: "
         + ", ".join(f"{a['req_s']:,.0f} req/s (other {a['cpu'].get('other', 0):.0%})" for a in att)
@@ -941,67 +842,52 @@ def notes(
     ]
     if redone:
         out.append("Runs repeated because of other work: " + "; ".join(redone) + ".")
-    fl = res.get("floor")
-    if fl and fl.get("runs"):
-        f1, f32 = _run(res, "floor", 1), _run(res, "floor", REQUEST_ROWS)
-        parts = []
-        if f1:
-            parts.append(f"1 row {f1['req_s']:,.0f} req/s (p50 {_ms(f1['p50_us'])}, p99 {_ms(f1['p99_us'])})")
-        if f32:
-            parts.append(f"{REQUEST_ROWS} rows {f32['req_s']:,.0f} req/s = {f32['rows_s']:,.0f} rows/s")
-        p1 = _run(res, "plinth", 1)
-        share = (
-            f"; plinth reaches {p1['req_s'] / f1['req_s']:.0%} of it with 1-row bodies" if p1 and f1 else ""
-        )
-        out.append(
-            "HTTP ceiling (floor): bare Starlette on uvicorn, uvloop + httptools, 2 workers, parsing the "
-            "same plinth body with orjson and answering dummy labels, no model: "
-            + ", ".join(parts)
-            + share
-            + "."
-        )
-    if batch is not None:
-        raws = ", ".join(f"{batch['rows'] / s:,.0f}" for s in batch["raw_s"])
-        pred = ", ".join(f"{s:.1f}" for s in batch["raw_predict_s"])
-        text = (
-            f"Batch: {batch['rows']:,} rows x 30 float64 columns (breast_cancer rows drawn with replacement, "
-            f"jittered 2%, seeded) in one Parquet file of {batch['input_bytes'] / 1e9:.2f} GB (snappy, row "
-            f"groups of 1,000,000; written in {batch['generate_s']:.0f} s, page-cached when read). Raw "
-            f"loop: `ParquetFile.iter_batches({batch['batch_size']:,})` -> `to_pandas()` -> `clf.predict`, "
-            f"run before and after plinth: {raws} rows/s (of which model.predict {pred} s); the table's raw "
-            "figure is the faster run. "
-        )
-        if batch.get("plinth_s"):
-            r = batch["plinth_result"]
-            text += (
-                f"plinth: `batch_predict('bc@champion', input, output, batch_size={batch['batch_size']:,})` "
-                f"(defaults: 1 worker, output also stored as the run's artifact, input hashed for lineage, "
-                f"tracked run) in a fresh process, {batch['plinth_s']:.1f} s wall around the call "
-                f"({r['rows_per_s']:,.0f} rows/s by its own BatchResult, {r['chunks']} chunks), output "
-                f"{batch['output_bytes'] / 1e6:.1f} MB; its labels vs the raw loop's: "
-                f"{'identical' if batch.get('plinth_mismatches') == 0 else batch.get('plinth_mismatches')} "
-                f"({batch['positive_share']:.1%} label 1). plinth reads and converts the next chunks in "
-                "one thread and writes parts in another while it scores, so on 2 cores it can beat the "
-                "serial raw loop, most of whose time is Parquet decoding and to_pandas, not predict."
-            )
-        else:
-            text += f"plinth's batch API could not be run: {batch.get('plinth_error', '?')}."
-        c = batch.get("cpu") or {}
-        if c:
-            text += (
-                f" Machine busy {batch['background_cpu']:.0%} just before; during the batch process "
-                f"(data generation included): batch process {c['wrk']:.0%}, other work {c['other']:.0%} "
-                "of the machine."
-            )
-        out.append(text)
-    load = meta.get("loadavg")
-    if load:
-        out.append(f"1-minute load average at start / end: {load[0]} / {load[1]} on {info['cores']} cores.")
-    out.append(
-        "Issue's reference numbers (this machine): MLflow ~150 req/s (p50 200 ms, p99 410 ms); BentoML "
-        "~470 req/s default, ~740 req/s with adaptive batching (p99 ~400 ms); bare Starlette + uvloop + "
-        "httptools, 2 workers: ~7,100 req/s."
+    return out
+
+
+def _floor_note(res: dict[str, Result]) -> list[str]:
+    f1, f32 = _run(res, "floor", 1), _run(res, "floor", REQUEST_ROWS)
+    parts = []
+    if f1:
+        parts.append(f"1 row {f1['req_s']:,.0f} req/s (p50 {_ms(f1['p50_us'])}, p99 {_ms(f1['p99_us'])})")
+    if f32:
+        parts.append(f"{REQUEST_ROWS} rows {f32['req_s']:,.0f} req/s = {f32['rows_s']:,.0f} rows/s")
+    if not parts:
+        return []
+    p1 = _run(res, "plinth", 1)
+    share = f"; plinth reaches {p1['req_s'] / f1['req_s']:.0%} of it with 1-row bodies" if p1 and f1 else ""
+    return ["HTTP ceiling (floor): " + ", ".join(parts) + share + "."]
+
+
+def _batch_note(batch: Result) -> str:
+    raws = ", ".join(f"{batch['rows'] / s:,.0f}" for s in batch["raw_s"])
+    pred = ", ".join(f"{s:.1f}" for s in batch["raw_predict_s"])
+    text = (
+        f"Batch: {batch['rows']:,} rows, {batch['input_bytes'] / 1e9:.2f} GB of Parquet written in "
+        f"{batch['generate_s']:.0f} s. Raw loop before and after plinth: {raws} rows/s (model.predict "
+        f"{pred} s). "
     )
+    if batch.get("plinth_s"):
+        r = batch["plinth_result"]
+        same = "identical" if batch.get("plinth_mismatches") == 0 else batch.get("plinth_mismatches")
+        text += (
+            f"plinth: {batch['plinth_s']:.1f} s wall around the call ({r['rows_per_s']:,.0f} rows/s by its "
+            f"BatchResult, {r['chunks']} chunks), output {batch['output_bytes'] / 1e6:.1f} MB; labels vs the "
+            f"raw loop's: {same} ({batch['positive_share']:.1%} label 1)."
+        )
+    else:
+        text += f"plinth's batch API could not be run: {batch.get('plinth_error', '?')}."
+    c = batch.get("cpu") or {}
+    if c:
+        text += (
+            f" Machine busy {batch['background_cpu']:.0%} just before; during the batch process: "
+            f"batch process {c['wrk']:.0%}, other work {c['other']:.0%}."
+        )
+    return text
+
+
+def _warnings(res: dict[str, Result], batch: Result | None) -> list[str]:
+    out = []
     for name, r in res.items():
         if r.get("error"):
             out.append(f"WARNING: {name}: {r['error']}.")
@@ -1021,45 +907,26 @@ def notes(
     return out
 
 
-def print_table(body: list[list[str]], title: str) -> None:
-    tracking.print_table(body, title, HEADER, 170)
-
-
-def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[str, str], quick: bool) -> str:
-    lines = [
-        f"## {SECTION}",
-        "",
-        f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
-        f"Command: `python benchmarks/serving.py{' --quick' if quick else ''}`.",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}; "
-        f"Python {info['python']} (plinth), {info.get('mlflow_python', '-')} (MLflow), "
-        f"{info.get('bentoml_python', '-')} (BentoML); MLflow {info.get('mlflow', '-')}, BentoML "
-        f"{info.get('bentoml', '-')}, plinth {info.get('plinth', '-')}; {info.get('wrk', 'wrk')}.",
-        "",
-    ]
-    lines += tracking.table_and_notes(HEADER, body, note_lines)
-    return "\n".join(lines) + "\n"
+def notes(
+    res: dict[str, Result],
+    batch: Result | None,
+    meta: Result,
+    info: dict[str, str],
+    sizes: dict[str, int],
+    ctx: Ctx,
+) -> list[str]:
+    """The measured numbers behind the table, the checks, and how busy the machine was."""
+    out = [_model_note(meta, info, ctx, sizes), *_server_notes(res), *_cpu_notes(res, sizes)]
+    out += _floor_note(res)
+    if batch is not None:
+        out.append(_batch_note(batch))
+    load = meta.get("loadavg")
+    if load:
+        out.append(f"1-minute load average at start / end: {load[0]} / {load[1]}.")
+    return out + _warnings(res, batch)
 
 
 # --------------------------------------------------------------------------- main
-
-
-def _loadavg() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "?"
-
-
-def _parse_only(text: str | None) -> list[str]:
-    if not text:
-        return list(PARTS)
-    picked = [p.strip() for p in text.split(",") if p.strip()]
-    bad = [p for p in picked if p not in PARTS]
-    if bad:
-        raise SystemExit(f"--only: unknown {', '.join(bad)}; choose from {', '.join(PARTS)}")
-    return [p for p in PARTS if p in picked]
 
 
 def _wrk_version() -> str:
@@ -1076,7 +943,7 @@ def run_all(
 ) -> tuple[dict[str, Result], Result | None, Result | None, list[str]]:
     failed: list[str] = []
     cmd = [sys.executable, str(HERE / "_serving_plinth.py"), "--prepare", "--data", str(ctx.data)]
-    meta = run_json("prepare", cmd, _clean_env())
+    meta = run_json("prepare", cmd, harness.clean_env())
     if meta is None:
         return {}, None, None, ["prepare"]
     expected = meta["expected"]
@@ -1108,26 +975,22 @@ def run_all(
     return res, batch, meta, failed
 
 
-def main() -> int:
-    from tracking import machine
-
+def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--quick", action="store_true", help="5 s runs, 2 s warm-ups, 1 attempt, 1,000,000 batch rows"
+    harness.add_common_options(
+        ap,
+        "5 s runs, 2 s warm-ups, 1 attempt, 1,000,000 batch rows",
+        "a full run of everything",
+        "keep the work folder (logs, stores; not the Parquet)",
     )
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(PARTS)}")
     ap.add_argument("--batch-rows", type=int, help="rows in the batch row's Parquet file")
-    ap.add_argument(
-        "--write",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="update RESULTS.md (default: only for a full run of everything)",
-    )
-    ap.add_argument(
-        "--keep", action="store_true", help="keep the work folder (logs, stores; not the Parquet)"
-    )
-    args = ap.parse_args()
-    parts = _parse_only(args.only)
+    return ap.parse_args()
+
+
+def main() -> int:
+    args = _parse()
+    parts = harness.parse_list(args.only, PARTS, "part")
     sizes = dict(QUICK if args.quick else FULL)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed")
@@ -1136,31 +999,19 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
 
-    info = machine()
-    info["wrk"] = _wrk_version()
-    load_start = _loadavg()
-    WORK.mkdir(exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="serving-", dir=WORK))
-    ctx = Ctx(base=base, data=base / "data", home=base / "plinth-home")
-    try:
-        res, batch, meta, failed = run_all(args, ctx, parts, sizes)
-    finally:
-        _stop_all()
-        if args.keep:
-            _log(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+    info = harness.machine()
+    load_start = harness.load_text()
+    with harness.work_folder("serving", args.keep) as base:
+        ctx = Ctx(base=base, data=base / "data", home=base / "plinth-home")
+        try:
+            res, batch, meta, failed = run_all(args, ctx, parts, sizes)
+        finally:
+            _stop_all()
     if meta is None:
         print("FAILED: prepare", file=sys.stderr)
         return 1
-    meta["loadavg"] = [load_start, _loadavg()]
-    if ctx.mlflow:
-        info["mlflow"], info["mlflow_python"] = ctx.mlflow["version"], ctx.mlflow["python"]
-    if "bentoml" in ctx.pythons:
-        info["bentoml"], info["bentoml_python"] = _version(ctx.pythons["bentoml"], "bentoml")
-        info["bentoml_sklearn"] = _version(ctx.pythons["bentoml"], "scikit-learn")[0]
-    if ctx.plinth:
-        info["plinth"] = ctx.plinth["version"]
+    meta["loadavg"] = [load_start, harness.load_text()]
+    versions = _versions(info, ctx)
 
     body, met_n, checked = table(res, batch, sizes)
     note_lines = notes(res, batch, meta, info, sizes, ctx)
@@ -1168,15 +1019,34 @@ def main() -> int:
         f"serving: plinth {info.get('plinth', '-')} vs MLflow {info.get('mlflow', '-')} and BentoML "
         f"{info.get('bentoml', '-')}{' [quick]' if args.quick else ''}"
     )
-    print_table(body, title)
-    print(f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}, Python {info['python']}")
-    for n in note_lines:
-        print(f"- {n}")
-    print(f"targets met: {met_n}/{checked}")
+    harness.print_table(body, title, HEADER, 170)
+    harness.report(info, note_lines, met_n, checked)
 
     write = args.write if args.write is not None else not args.quick and parts == PARTS and not failed
-    return tracking.finish(
-        write, lambda: markdown_section(body, note_lines, info, args.quick), SECTION, failed
+    return harness.finish(
+        write,
+        lambda: harness.section(
+            SECTION, "bench_serving.py", args.quick, info, versions, HEADER, body, note_lines
+        ),
+        SECTION,
+        failed,
+    )
+
+
+def _versions(info: dict[str, str], ctx: Ctx) -> str:
+    """Fill `info` with each side's versions; the Machine line's tail."""
+    info["wrk"] = _wrk_version()
+    if ctx.mlflow:
+        info["mlflow"], info["mlflow_python"] = ctx.mlflow["version"], ctx.mlflow["python"]
+    if "bentoml" in ctx.pythons:
+        info["bentoml"], info["bentoml_python"] = harness.dist_version(ctx.pythons["bentoml"], "bentoml")
+        info["bentoml_sklearn"] = harness.dist_version(ctx.pythons["bentoml"], "scikit-learn")[0]
+    if ctx.plinth:
+        info["plinth"] = ctx.plinth["version"]
+    return (
+        f"Python {info['python']} (plinth), {info.get('mlflow_python', '-')} (MLflow), "
+        f"{info.get('bentoml_python', '-')} (BentoML); MLflow {info.get('mlflow', '-')}, BentoML "
+        f"{info.get('bentoml', '-')}, plinth {info.get('plinth', '-')}; {info['wrk']}"
     )
 
 

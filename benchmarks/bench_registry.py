@@ -1,15 +1,16 @@
 """Model registry benchmark: plinth vs MLflow (SQLite backend, local artifacts), same machine, same model.
 
-    python benchmarks/registry.py [--quick] [--only plinth|mlflow] [--write|--no-write] [--keep]
+    python benchmarks/bench_registry.py [--quick] [--only plinth|mlflow] [--write|--no-write] [--keep]
 
 The model is one scikit-learn RandomForestClassifier(n_estimators=100), trained once under this
 interpreter (`_registry_plinth.py --prepare`) and saved as model.pkl next to its data; both
 sides register those same bytes. plinth runs under this interpreter (`_registry_plinth.py`),
-MLflow under benchmarks/.venv-mlflow (`_registry_mlflow.py`, the venv `tracking.py` creates).
+MLflow under benchmarks/.venv-mlflow (`_registry_mlflow.py`; the venv is created on first use).
 Each side registers, loads and predicts in its own temp folder under benchmarks/.work and
 prints one JSON line; this script then times fresh `python -c` processes (MLflow, plinth and
 the bare-unpickle floor, interleaved) against those stores. The comparison table is printed
-and, for a full run of both sides, written to benchmarks/RESULTS.md under "## registry".
+and, for a full run of both sides, written to benchmarks/RESULTS.md under "## registry" (how
+each row is measured is described there).
 
 The "workload" section below is shared: both side scripts import it (stdlib at import time;
 numpy, pandas and pickle are imported inside the helpers), so both sides measure the same way.
@@ -18,27 +19,22 @@ numpy, pandas and pickle are imported inside the helpers), so both sides measure
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-WORK = HERE / ".work"
-RESULTS = HERE / "RESULTS.md"
+import harness
+from harness import HERE, Result, log
+
 SECTION = "registry"
 SIDES = {"plinth": HERE / "_registry_plinth.py", "mlflow": HERE / "_registry_mlflow.py"}
-
-Result = dict[str, Any]
 
 # --------------------------------------------------------------------------- workload (shared)
 
@@ -168,48 +164,16 @@ def predict_workload(model: Any, loaded: Any, row: Any, big: Any, quick: bool) -
 # --------------------------------------------------------------------------- running the sides
 
 
-def _log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def _last_json(stdout: str) -> Result | None:
-    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else None
-
-
-def _clean_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PLINTH_HOME", None)  # each side / cold process sets its own
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("MLFLOW_REGISTRY_URI", None)
-    return env
-
-
 def prepare(data_dir: Path) -> Result | None:
     """Train the model and write model.pkl, data.npz and model.json (this interpreter)."""
     cmd = [sys.executable, str(SIDES["plinth"]), "--prepare", "--data", str(data_dir)]
-    _log(f"prepare: {' '.join(cmd)}")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=_clean_env(), check=False)
-    meta = _last_json(proc.stdout) if proc.returncode == 0 else None
+    log(f"prepare: {' '.join(cmd)}")
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=harness.clean_env(), check=False)
+    meta = harness.last_json(proc.stdout) if proc.returncode == 0 else None
     if meta is None:
-        _log(f"prepare: FAILED (exit {proc.returncode})")
+        log(f"prepare: FAILED (exit {proc.returncode})")
         print(proc.stdout, file=sys.stderr)
     return meta
-
-
-def ensure_sklearn(python: str) -> None:
-    """Install scikit-learn into the MLflow venv if missing, at this interpreter's version if known."""
-    probe = subprocess.run([python, "-c", "import sklearn"], capture_output=True, check=False)
-    if probe.returncode == 0:
-        return
-    import importlib.metadata
-
-    try:
-        spec = f"scikit-learn=={importlib.metadata.version('scikit-learn')}"
-    except importlib.metadata.PackageNotFoundError:
-        spec = "scikit-learn"
-    _log(f"installing {spec} into {python}")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", spec], check=True)
 
 
 def run_side(name: str, python: str, workdir: Path, data_dir: Path, quick: bool) -> Result | None:
@@ -217,11 +181,11 @@ def run_side(name: str, python: str, workdir: Path, data_dir: Path, quick: bool)
     cmd = [python, str(SIDES[name]), "--workdir", str(workdir), "--data", str(data_dir)]
     if quick:
         cmd.append("--quick")
-    _log(f"{name}: {' '.join(cmd)}")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=_clean_env(), check=False)
-    result = _last_json(proc.stdout) if proc.returncode == 0 else None
+    log(f"{name}: {' '.join(cmd)}")
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=harness.clean_env(), check=False)
+    result = harness.last_json(proc.stdout) if proc.returncode == 0 else None
     if result is None:
-        _log(f"{name}: FAILED (exit {proc.returncode})")
+        log(f"{name}: FAILED (exit {proc.returncode})")
         if proc.stdout.strip():
             print(proc.stdout, file=sys.stderr)
     return result
@@ -263,13 +227,13 @@ def cold_specs(results: dict[str, Result | None], pythons: dict[str, str], data_
     floor = COLD.format(
         imp="import pickle", data=data, load=f"pickle.load(open({str(data_dir / MODEL_FILE)!r}, 'rb'))"
     )
-    specs = [Cold("floor", pythons["plinth"], floor, str(data_dir), _clean_env())]
+    specs = [Cold("floor", pythons["plinth"], floor, str(data_dir), harness.clean_env())]
     for name in ("mlflow", "plinth"):
         res = results.get(name)
         if not res or "cold" not in res:
             continue
         spec = res["cold"]
-        env = _clean_env()
+        env = harness.clean_env()
         env.update(spec["env"])
         code = COLD.format(imp=spec["import"], data=data, load=spec["load"])
         specs.append(Cold(name, pythons[name], code, spec["cwd"], env))
@@ -296,15 +260,15 @@ def run_cold(specs: list[Cold], reps: int, warmup: int) -> dict[str, Result]:
                 check=False,
             )
             wall = time.perf_counter() - t0
-            res = _last_json(proc.stdout) if proc.returncode == 0 else None
+            res = harness.last_json(proc.stdout) if proc.returncode == 0 else None
             if res is None:
-                _log(f"cold {spec.name}: FAILED (exit {proc.returncode})\n{proc.stderr[-3000:]}")
+                log(f"cold {spec.name}: FAILED (exit {proc.returncode})\n{proc.stderr[-3000:]}")
                 failed.add(spec.name)
                 continue
             if r >= warmup:
                 walls[spec.name].append(wall)
                 inner[spec.name].append(res)
-        _log(f"cold round {r + 1}/{warmup + reps}{' (warm-up)' if r < warmup else ''}")
+        log(f"cold round {r + 1}/{warmup + reps}{' (warm-up)' if r < warmup else ''}")
     out: dict[str, Result] = {}
     for name, w in walls.items():
         if name in failed or not w:
@@ -469,189 +433,107 @@ def _predict_note(side: Result) -> str:
     )
 
 
+def _cold_note(cold: dict[str, Result], quick: bool) -> list[str]:
+    n_warm = sizes(quick)["cold_warmup"]
+    parts = [
+        f"{name} {c['wall_s']:.2f} s (import {c['import_s']:.2f}, load {c['load_s']:.2f}, "
+        f"predict {c['predict_s'] * 1e3:.0f} ms; runs " + ", ".join(f"{w:.2f}" for w in c["walls"]) + ")"
+        for name, c in ((n, cold.get(n)) for n in ("mlflow", "plinth", "floor"))
+        if c
+    ]
+    out = [f"Fresh process, medians after {n_warm} warm-up round(s): " + "; ".join(parts) + "."]
+    m_wall, f_wall = _g(cold, "mlflow", "wall_s"), _g(cold, "floor", "wall_s")
+    if m_wall is not None and f_wall is not None and m_wall / 5 < f_wall:
+        out.append(
+            f"The fresh-process '>= 5x' target cannot be met here: MLflow / 5 = {m_wall / 5:.2f} s is "
+            f"below the unpickle floor ({f_wall:.2f} s); at best {m_wall / f_wall:.1f}x "
+            f"({m_wall / (f_wall + 0.3):.1f}x at the floor + 0.3 s target)."
+        )
+    preds = {name: c["pred"] for name, c in cold.items()}
+    if len(preds) > 1:
+        same = len({json.dumps(v) for v in preds.values()}) == 1
+        out.append("Fresh processes predicted the same label: " + ("yes." if same else f"NO ({preds})."))
+    return out
+
+
+def _warnings(side: Result) -> list[str]:
+    name = side["side"]
+    out = []
+    if not side.get("predict_matches_raw"):
+        out.append(f"WARNING: {name} loaded model's predictions differ from the raw model's.")
+    if side.get("versions") != list(range(1, len(side.get("versions") or []) + 1)):
+        out.append(f"WARNING: {name} registered versions {side.get('versions')}, expected 1..n.")
+    if not side.get("alias_ok"):
+        out.append(f"WARNING: {name} loading by alias did not give version 1.")
+    return out
+
+
 def notes(
     mlflow: Result | None, plinth: Result | None, cold: dict[str, Result], meta: Result, quick: bool
 ) -> list[str]:
-    """Footnotes: what was actually measured, and checks of both sides' answers."""
-    any_side = plinth or mlflow or {}
-    p1, pb = any_side.get("predict1", {}), any_side.get("predict_big", {})
+    """The measured numbers behind the table, and checks of both sides' answers."""
+    sides = [side for side in (mlflow, plinth) if side]
     out = [
-        f"Model: {meta['class']}(n_estimators={meta['n_estimators']}, random_state={SEED}) fit on "
-        f"{meta['train_rows']:,} rows x {N_FEATURES} float64 columns (f00..f19, make_classification, "
-        f"seeded); pickle {meta['pickle_bytes'] / 1e6:.1f} MB. scikit-learn {meta['sklearn']} under "
-        f"plinth, {_g(mlflow, 'sklearn') or '-'} under MLflow. It is trained once and saved as "
-        "model.pkl; both sides register that same estimator, and 'raw' below is it unpickled.",
-        "MLflow: SQLite tracking + registry store, local file artifact root, in a fresh temp folder. "
-        "Register = `mlflow.sklearn.log_model(model, name='model', registered_model_name='m', "
-        "input_example=X[:5], serialization_format='cloudpickle')` inside `mlflow.start_run()`, "
-        "timed around log_model only (other MLflow defaults kept: pip requirements inferred, input "
-        "example saved and validated). plinth: `plinth.register_model('m', model, "
-        "input_example=X[:5])` (pickle protocol 5) with PLINTH_HOME in its own temp folder. "
-        "Ratio is oriented as 'x faster' (MLflow / plinth); for overheads, 'x less'.",
+        f"Model: {meta['class']}(n_estimators={meta['n_estimators']}), {meta['train_rows']:,} rows x "
+        f"{N_FEATURES} columns, pickle {meta['pickle_bytes'] / 1e6:.1f} MB; scikit-learn {meta['sklearn']} "
+        f"under plinth, {_g(mlflow, 'sklearn') or '-'} under MLflow."
     ]
     if mlflow and mlflow.get("skops_load_median_s") is not None:
         out.append(
-            "Why cloudpickle: MLflow 3.17's default sklearn format is skops, and log_model as the issue "
-            "writes it fails for this model ('untrusted types: sklearn.tree._tree.Tree'). With "
-            "`skops_trusted_types=['sklearn.tree._tree.Tree']` (default format): register "
-            f"{mlflow['skops_register_s']:.2f} s (once), in-process load "
-            f"{mlflow['skops_load_median_s'] * 1e3:.0f} ms (median of 3 after a warm-up); not in the table."
+            "MLflow with its default skops format (trusted tree type): register "
+            f"{mlflow['skops_register_s']:.2f} s, in-process load "
+            f"{mlflow['skops_load_median_s'] * 1e3:.0f} ms."
         )
-    if mlflow or plinth:
+    if sides:
         out.append(
             "Register times, each call (s): "
-            + "; ".join(
-                f"{side['side']} " + ", ".join(f"{t:.3f}" for t in side["register_times"])
-                for side in (mlflow, plinth)
-                if side
-            )
-            + ". The first includes first-use imports on both sides; the later ones register the "
-            "same estimator again (new versions), whose bytes plinth's content-addressed store keeps "
-            "once, while MLflow writes a new copy per version."
-        )
-    out.append(
-        "Load in-process: `mlflow.pyfunc.load_model('models:/m/1')` vs `plinth.load_model('m/1')`, "
-        "library already imported, one untimed warm-up load, then the median of repeated loads "
-        "(MLflow copies the artifacts to a temp folder each time; plinth re-verifies its cached "
-        "copy's sha256 each time)."
-    )
-    if cold:
-        n_warm = sizes(quick)["cold_warmup"]
-        warm = f", after {n_warm} untimed warm-up round(s)" if n_warm else " (no warm-up round)"
-        parts = []
-        for name in ("mlflow", "plinth", "floor"):
-            c = cold.get(name)
-            if c:
-                parts.append(
-                    f"{name} {c['wall_s']:.2f} s (import {c['import_s']:.2f}, load {c['load_s']:.2f}, "
-                    f"predict {c['predict_s'] * 1e3:.0f} ms; runs "
-                    + ", ".join(f"{w:.2f}" for w in c["walls"])
-                    + ")"
-                )
-        out.append(
-            "Fresh process: wall time of a whole `python -c` subprocess (interpreter start, import "
-            "of the library, a 1-row DataFrame read from data.npz, load, predict), timed by the "
-            f"parent; rounds interleave MLflow, plinth and the floor{warm}; 'over floor' is the "
-            "median over rounds of (process - floor in the same round). Floor = plinth's "
-            "interpreter doing `import pickle`, the same DataFrame, `pickle.load` of model.pkl and "
-            "predict. Both stores are the ones the sides just used (plinth's local cache already holds the "
-            "package, as after any first load). Medians (import / load measured inside the process): "
-            + "; ".join(parts)
+            + "; ".join(f"{s['side']} " + ", ".join(f"{t:.3f}" for t in s["register_times"]) for s in sides)
             + "."
         )
-        m_wall, f_wall = _g(cold, "mlflow", "wall_s"), _g(cold, "floor", "wall_s")
-        if m_wall is not None and f_wall is not None and m_wall / 5 < f_wall:
-            out.append(
-                f"The fresh-process '>= 5x' target cannot be met here: MLflow / 5 = {m_wall / 5:.2f} s is "
-                f"below the unpickle floor ({f_wall:.2f} s), so the best plinth can reach is "
-                f"{m_wall / f_wall:.1f}x (at the floor + 0.3 s target: {m_wall / (f_wall + 0.3):.1f}x)."
-            )
-        preds = {name: c["pred"] for name, c in cold.items()}
-        if len(preds) > 1:
-            same = len({json.dumps(v) for v in preds.values()}) == 1
-            out.append("Fresh processes predicted the same label: " + ("yes." if same else f"NO ({preds})."))
-    if p1:
+    if cold:
+        out += _cold_note(cold, quick)
+    if sides:
+        p1 = sides[-1]["predict1"]
         out.append(
-            f"Predict overhead, on the same DataFrame, raw model.predict and loaded.predict "
-            f"interleaved (alternating which goes first) after a warm-up: 1 row = median per-call "
-            f"time of loaded minus that of raw over {p1['n']:,} calls each; {BIG_ROWS:,} rows = "
-            f"median over {pb.get('n')} pairs of (loaded - raw) / raw. "
-            "Per-call medians (raw / loaded; median of paired differences): "
-            + "; ".join(_predict_note(s) for s in (mlflow, plinth) if s)
+            f"Predict per call, raw / loaded (median of paired differences), {p1['n']:,} 1-row calls and "
+            f"{sides[-1]['predict_big']['n']} {BIG_ROWS:,}-row pairs: "
+            + "; ".join(_predict_note(s) for s in sides)
             + "."
         )
     if mlflow and plinth:
         raw_m, raw_p = mlflow["predict1"]["raw_s"], plinth["predict1"]["raw_s"]
         if abs(raw_m - raw_p) > 0.1 * raw_p:
             out.append(
-                f"The raw estimator's 1-row predict differs between the two processes ({raw_m * 1e3:.2f} ms "
-                f"with MLflow imported, {raw_p * 1e3:.2f} ms with plinth), same scikit-learn; each "
-                "side's overhead is measured against raw in its own process."
+                f"Raw 1-row predict: {raw_m * 1e3:.2f} ms with MLflow imported, {raw_p * 1e3:.2f} ms with "
+                "plinth; each side's overhead is against raw in its own process."
             )
-    for side in (mlflow, plinth):
-        if not side:
-            continue
-        if not side.get("predict_matches_raw"):
-            out.append(f"WARNING: {side['side']} loaded model's predictions differ from the raw model's.")
-        if side.get("versions") != list(range(1, len(side.get("versions") or []) + 1)):
-            out.append(f"WARNING: {side['side']} registered versions {side.get('versions')}, expected 1..n.")
-        if not side.get("alias_ok"):
-            out.append(f"WARNING: {side['side']} loading by alias did not give version 1.")
+    for side in sides:
+        out += _warnings(side)
     load = meta.get("loadavg")
     if load and None not in load:
-        out.append(
-            f"1-minute load average at start / end: {load[0]:.2f} / {load[1]:.2f} on "
-            f"{os.cpu_count()} cores (other work on the machine shows up as noise, mostly in the "
-            "fresh-process rows)."
-        )
-    if mlflow:
-        out.append(
-            "Issue's reference MLflow numbers (this machine): load_model ~2.1 s in a fresh process, "
-            "fresh process 3.7 s vs 1.1 s floor, pyfunc predict +1.4 ms/call (1 row), +1.75 ms "
-            f"({BIG_ROWS:,} rows)."
-        )
+        out.append(f"1-minute load average at start / end: {load[0]:.2f} / {load[1]:.2f}.")
     return out
-
-
-def print_table(body: list[list[str]], title: str) -> None:
-    from tracking import print_table as show  # the runner only: side scripts import this file
-
-    show(body, title, HEADER, 140)
-
-
-def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[str, str], quick: bool) -> str:
-    from tracking import table_and_notes  # the runner only: side scripts import this file
-
-    lines = [
-        f"## {SECTION}",
-        "",
-        f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
-        f"Command: `python benchmarks/registry.py{' --quick' if quick else ''}`.",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}; "
-        f"Python {info['python']} (plinth side), {info['mlflow_python']} (MLflow side); "
-        f"MLflow {info['mlflow']} (SQLite backend, local artifacts); plinth {info['plinth']}.",
-        "",
-    ]
-    lines += table_and_notes(HEADER, body, note_lines)
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- main
 
 
-def _loadavg() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
 def main() -> int:
-    from tracking import ensure_mlflow_venv, finish, machine
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
-    ap.add_argument("--only", choices=sorted(SIDES), help="run one side only (the floor always runs)")
-    ap.add_argument(
-        "--write",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="update RESULTS.md (default: only for a full run of both sides)",
+    harness.add_common_options(
+        ap, "fewer repetitions (smoke run)", "a full run of both sides", "keep the temp folder"
     )
-    ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    ap.add_argument("--only", choices=sorted(SIDES), help="run one side only (the floor always runs)")
     args = ap.parse_args()
 
-    info = machine()
-    load_start = _loadavg()
-    WORK.mkdir(exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="registry-", dir=WORK))
-    try:
+    info = harness.machine()
+    load_start = harness.loadavg()
+    with harness.work_folder("registry", args.keep) as base:
         data_dir = base / "data"
         meta = prepare(data_dir)
         if meta is None:
             return 1
-        _log(f"model: {meta['class']}, pickle {meta['pickle_bytes'] / 1e6:.1f} MB")
+        log(f"model: {meta['class']}, pickle {meta['pickle_bytes'] / 1e6:.1f} MB")
         results: dict[str, Result | None] = {"mlflow": None, "plinth": None}
         pythons = {"plinth": sys.executable, "mlflow": ""}
         failed = []
@@ -659,8 +541,8 @@ def main() -> int:
             if args.only and args.only != name:
                 continue
             if name == "mlflow":
-                pythons["mlflow"] = str(ensure_mlflow_venv())
-                ensure_sklearn(pythons["mlflow"])
+                pythons["mlflow"] = harness.ensure_mlflow_venv()
+                harness.ensure_sklearn(pythons["mlflow"])
             results[name] = run_side(name, pythons[name], base / name, data_dir, args.quick)
             if results[name] is None:
                 failed.append(name)
@@ -671,32 +553,31 @@ def main() -> int:
                 failed.append(f"{name} (fresh process)")
         if "floor" not in cold:
             failed.append("floor (fresh process)")
-    finally:
-        if args.keep:
-            _log(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
 
-    meta["loadavg"] = [load_start, _loadavg()]
+    meta["loadavg"] = [load_start, harness.loadavg()]
     mlflow, plinth = results["mlflow"], results["plinth"]
-    info["mlflow"] = mlflow["version"] if mlflow else "-"
-    info["mlflow_python"] = mlflow["python"] if mlflow else "-"
-    info["plinth"] = plinth["version"] if plinth else "-"
+    v_mlflow = mlflow["version"] if mlflow else "-"
+    v_plinth = plinth["version"] if plinth else "-"
 
     body, met_n, checked = table(mlflow, plinth, cold, args.quick)
     note_lines = notes(mlflow, plinth, cold, meta, args.quick)
-    title = (
-        f"registry: plinth {info['plinth']} vs MLflow {info['mlflow']} (SQLite)"
-        f"{' [quick]' if args.quick else ''}"
+    title = f"registry: plinth {v_plinth} vs MLflow {v_mlflow} (SQLite){' [quick]' if args.quick else ''}"
+    harness.print_table(body, title, HEADER, 140)
+    harness.report(info, note_lines, met_n, checked)
+    versions = (
+        f"Python {info['python']} (plinth side), {mlflow['python'] if mlflow else '-'} (MLflow side); "
+        f"MLflow {v_mlflow} (SQLite backend, local artifacts); plinth {v_plinth}"
     )
-    print_table(body, title)
-    print(f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}, Python {info['python']}")
-    for n in note_lines:
-        print(f"- {n}")
-    print(f"targets met: {met_n}/{checked}")
 
     write = args.write if args.write is not None else not args.quick and not args.only and not failed
-    return finish(write, lambda: markdown_section(body, note_lines, info, args.quick), SECTION, failed)
+    return harness.finish(
+        write,
+        lambda: harness.section(
+            SECTION, "bench_registry.py", args.quick, info, versions, HEADER, body, note_lines
+        ),
+        SECTION,
+        failed,
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Flows benchmark: plinth vs Metaflow vs Prefect on the same five flows, same machine, same run.
 
-    python benchmarks/flows.py [--quick] [--only SIDE[,SIDE]] [--rows 1,3] [--write|--no-write] [--keep]
+    python benchmarks/bench_flows.py [--quick] [--only SIDE[,SIDE]] [--rows 1,3] [--write|--no-write] [--keep]
 
 Each side runs in its own interpreter: plinth under this one (`_flows_plinth.py`), Metaflow under
 benchmarks/.venv-metaflow (its CLI on `_flows_metaflow.py`) and Prefect under
@@ -8,32 +8,28 @@ benchmarks/.venv-prefect (`_flows_prefect.py`); both venvs are created on first 
 number is either the wall time of a fresh process running one flow end to end (cold; timed
 here, interpreter start, imports and shutdown included) or, for plinth and Prefect, the
 in-process time of a later run in the same process (warm). The table is printed and, for a full
-run of all sides and rows, written to benchmarks/RESULTS.md under "## flows".
+run of all sides and rows, written to benchmarks/RESULTS.md under "## flows" (how each row is
+measured is described there).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tracking
+import harness
+from harness import HERE, log
 
-HERE = Path(__file__).resolve().parent
-WORK = HERE / ".work"
-RESULTS = HERE / "RESULTS.md"
 SECTION = "flows"
 SIDES = ("metaflow", "prefect", "plinth")
 SCRIPTS = {side: HERE / f"_flows_{side}.py" for side in SIDES}
@@ -56,31 +52,7 @@ QUICK = {"linear": 10, "fan_small": 20, "fan_big": 100, "mb": 10, "reps": 1, "wa
 ROWS = {1: "linear", 2: "fan_small", 3: "fan_big", 4: "handoff", 5: "resume"}
 
 
-def _log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- environment
-
-
-def ensure_venv(side: str) -> str:
-    """The side's venv python, creating the venv and installing its packages if needed."""
-    venv, packages, probe_code = VENVS[side]
-    python = venv / "bin" / "python"
-    if not python.exists():
-        _log(f"creating {venv} (first use)")
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = subprocess.run([str(python), "-c", probe_code], capture_output=True, check=False)
-    if probe.returncode != 0:
-        _log(f"installing {' '.join(packages)} into {venv} (takes a few minutes)")
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages], check=True)
-    return str(python)
-
-
-def _version(python: str, dist: str) -> str:
-    code = f"import importlib.metadata as m, platform; print(m.version({dist!r}), platform.python_version())"
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False).stdout.split()
-    return " ".join(out) if out else "? ?"
+# --------------------------------------------------------------------------- processes
 
 
 @dataclass
@@ -173,7 +145,7 @@ def _reap_group(pgid: int) -> None:
         if not _killgroup(pgid, 0):
             return
         time.sleep(0.1)
-    _log(f"process group {pgid} still alive 5 s after its leader exited; stopping it")
+    log(f"process group {pgid} still alive 5 s after its leader exited; stopping it")
     _killgroup(pgid, signal.SIGTERM)
     time.sleep(1)
     _killgroup(pgid, signal.SIGKILL)
@@ -182,11 +154,7 @@ def _reap_group(pgid: int) -> None:
 def make_side(name: str, python: str, base: Path) -> Side:
     work = base / name
     work.mkdir(parents=True)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PLINTH_", "PREFECT_", "METAFLOW_", "BENCH_"))
-    }
+    env = harness.clean_env("PREFECT_", "METAFLOW_", "BENCH_")
     env.update(
         BENCH_FAIL_MARKER=str(work / "fail-marker"),
         BENCH_STEP_LOG=str(work / "steps.log"),
@@ -249,7 +217,7 @@ class Bench:
         if p.rc == 0 and not p.cut and (side == "metaflow" or p.data is not None):
             return True
         tail = p.err_path.read_text()[-1500:] if p.err_path.exists() else ""
-        _log(f"{side} {what}: FAILED (exit {p.rc}{', cut' if p.cut else ''}); log {p.err_path}\n{tail}")
+        log(f"{side} {what}: FAILED (exit {p.rc}{', cut' if p.cut else ''}); log {p.err_path}\n{tail}")
         self.failed.append(f"{side} {what}")
         return False
 
@@ -324,7 +292,7 @@ class Bench:
         s.marker.unlink()
         ran = s.read_steps()
         if not failed_ok:
-            _log(f"{side} resume: the first run did not fail as planned; log {first.err_path}")
+            log(f"{side} resume: the first run did not fail as planned; log {first.err_path}")
             self.failed.append(f"{side} resume (first run)")
             return
         self._check(side, "failing run's steps", ran, ["s1", "s2", "s3", "s4"])
@@ -367,8 +335,8 @@ class Bench:
     def row(self, row: str) -> None:
         z = self.sizes
         names = [s for s in SIDES if s in self.sides]
-        _log(f"row {row}")
-        self.loads[row] = _loadavg()
+        log(f"row {row}")
+        self.loads[row] = harness.load_text()
         if row in ("linear", "fan_small", "fan_big"):
             flow = "linear" if row == "linear" else "fan"
             n = z[row]
@@ -379,33 +347,33 @@ class Bench:
                     if side == "metaflow" and row == "fan_small" and rep > 1:
                         continue
                     cap = METAFLOW_CAP_S if side == "metaflow" and row == "fan_big" else PROCESS_CAP_S
-                    _log(f"  {side} cold {flow} n={n} (rep {rep + 1})")
+                    log(f"  {side} cold {flow} n={n} (rep {rep + 1})")
                     self.cold(side, row, flow, n, timeout=cap)
             for side in names:
                 if side != "metaflow":
-                    _log(f"  {side} warm {flow} n={n}")
+                    log(f"  {side} warm {flow} n={n}")
                     self.warm(side, row, flow, n, z["warm"] if row != "fan_big" else max(1, z["warm"] - 1))
         elif row == "handoff":
             for rep in range(z["reps"]):
                 for side in names:
-                    _log(f"  {side} cold hand-off {z['mb']} MB / tiny (rep {rep + 1})")
+                    log(f"  {side} cold hand-off {z['mb']} MB / tiny (rep {rep + 1})")
                     big = self.cold(side, row, "handoff", z["mb"])
                     tiny = self.cold(side, row, "handoff_tiny", z["mb"])
                     if big and tiny and not big.cut and not tiny.cut:
                         self._record(side, row, "diff_cold", big.wall - tiny.wall)
             for side in names:
                 if side != "metaflow":
-                    _log(f"  {side} warm hand-off")
+                    log(f"  {side} warm hand-off")
                     self.warm(side, row, "handoff", z["mb"], z["warm"])
                     self.warm(side, row, "handoff_tiny", z["mb"], z["warm"])
         else:
             for rep in range(z["reps"]):
                 for side in names:
-                    _log(f"  {side} cold fail + resume (rep {rep + 1})")
+                    log(f"  {side} cold fail + resume (rep {rep + 1})")
                     self.resume_cold(side)
             for side in names:
                 if side != "metaflow":
-                    _log(f"  {side} warm fail + resume")
+                    log(f"  {side} warm fail + resume")
                     self.resume_warm(side, z["warm"])
 
     def extras(self) -> dict[str, Any]:
@@ -415,12 +383,12 @@ class Bench:
         if "prefect" in self.sides:
             s = self.sides["prefect"]
             n = z["fan_small"]
-            _log(f"  prefect fan n={n} with ProcessPoolTaskRunner (note)")
+            log(f"  prefect fan n={n} with ProcessPoolTaskRunner (note)")
             seed = self._seed()
             p = s.spawn(["fan", "--n", str(n), "--seed", str(seed), "--runs", "2", "--runner", "process"])
             if self._ok("prefect", "fan (process runner)", p) and p.data:
                 out["prefect_process_fan"] = (n, p.wall, p.data["times"])
-            _log("  prefect hand-off with persist_result=True (note)")
+            log("  prefect hand-off with persist_result=True (note)")
             times = {}
             for flow in ("handoff", "handoff_tiny"):
                 seed = self._seed()
@@ -604,87 +572,34 @@ def _all(d: dict[str, Any] | None, key: str) -> str:
     return ", ".join(f"{v:.2f}" for v in d[key])
 
 
-def notes(bench: Bench, rows: list[str], extras: dict[str, Any], info: dict[str, str]) -> list[str]:
-    z = bench.sizes
-    out = [
-        "Cold = wall time of a fresh process that runs the flow once end to end (interpreter start, "
-        "imports, the framework's own start-up and shutdown included), timed by the parent, median of "
-        f"{z['reps']} (Metaflow: 2 on the {z['fan_small']}-way fan-out, 1 on the {z['fan_big']:,}-way). "
-        "Warm = in-process time of a later run of the same flow in the same process, median of runs "
-        f"2..{1 + z['warm']} "
-        f"(1 on the {z['fan_big']:,}-way). Metaflow has no warm: every run is a CLI invocation. "
-        "Every measured run has its own seed, so no run reuses another's stored results.",
-        "Each side has its own fresh store under benchmarks/.work, made by an untimed warm-up run "
-        "(plinth: PLINTH_HOME; Metaflow: local datastore + local metadata; Prefect: PREFECT_HOME with "
-        "its default ephemeral API server on SQLite, which each Prefect process starts and stops itself, "
-        "included in cold).",
-        f"Metaflow {info['metaflow']}: `python _flows_metaflow.py run --max-workers {METAFLOW_WORKERS}` "
-        "(local runtime; every task is a fresh Python process; --max-workers 2 was faster here than the "
-        "default 16: 20 s vs 30 s on the 100-way fan-out); Metaflow needs its own start and end steps, so "
-        "its fan-outs run n + 3 tasks (start, n x foreach, join, end) and its linear flow is "
-        "start, 8 steps, end.",
-        f"Prefect {info['prefect']}: default ThreadPoolTaskRunner (results stay in memory, nothing "
-        "is persisted unless asked); the linear flow calls its task 10 times in the flow body; fan-out "
-        "is `total(noop.map(...))`.",
-        f"plinth {info['plinth']}: `@step`s in reused worker processes (one per core), every step a "
-        "tracked run and every result a stored blob; fan-out is `total(noop.map(...))`.",
-    ]
-    if "handoff" in rows:
-        parts = []
-        for side in SIDES:
-            d = bench.data.get((side, "handoff"))
-            if not d:
-                continue
-            txt = f"{side} cold {_all(d, 'handoff_cold')} vs {_all(d, 'handoff_tiny_cold')}"
-            if d.get("handoff_warm"):
-                txt += f", warm {_all(d, 'handoff_warm')} vs {_all(d, 'handoff_tiny_warm')}"
-            parts.append(txt)
-        out.append(
-            f"Row 4 is the hand-off cost: the 2-step flow passing a {z['mb']} MB float64 array (seeded "
-            "random, so incompressible) minus the same 2-step flow where step 1 makes the same array and "
-            "passes one float of it (cold: median of paired differences). Raw 2-step flow times, "
-            "big vs tiny (s): " + "; ".join(parts) + "."
-        )
-        pp = extras.get("prefect_persist_handoff")
-        if pp:
-            out.append(
-                "Prefect's default hand-off is an in-memory object passed between threads (no copy, not "
-                f"stored). With persist_result=True on both tasks (pickled to result storage), warm: "
-                f"{_fmt(pp[0])} vs {_fmt(pp[1])} tiny, hand-off {_fmt(pp[0] - pp[1])}."
-            )
-    if "resume" in rows:
-        parts = []
-        for side in SIDES:
-            d = bench.data.get((side, "resume"))
-            if d:
-                parts.append(f"{side} {_all(d, 'fail_run')}")
-        out.append(
-            "Row 5: a 5-step linear flow whose step 4 raises while a marker file exists; a first "
-            "(untimed) process runs it and fails, the marker is removed, then the timed resume runs. "
-            "Metaflow: `resume --origin-run-id` (clones steps 1-3); plinth: `plinth.resume_flow(run_id)`; "
-            "Prefect has no resume, so the closest equivalent is used: the 5 tasks have "
-            "persist_result=True and cache_policy=INPUTS + TASK_SOURCE (INPUTS alone collides across tasks "
-            "with equal arguments) and the flow is simply run again, steps 1-3 being cache hits. Each step "
-            "appends its name to a log; on every side the resume re-ran exactly steps 4 and 5 unless a "
-            "warning below says otherwise. Warm = fail + resume in the same process. "
-            "The failing first runs took (s, cold): " + "; ".join(parts) + "."
-        )
+def _raw_notes(bench: Bench, rows: list[str]) -> list[str]:
+    """Every side's raw times per row (s)."""
+    out = []
     for row in rows:
-        if row == "handoff":
-            continue
-        flow = {"linear": "linear", "resume": "resume"}.get(row, "fan")
+        flow = {"linear": "linear", "resume": "resume", "handoff": "handoff"}.get(row, "fan")
         parts = []
         for side in SIDES:
             d = bench.data.get((side, row))
             if not d:
                 continue
             txt = f"{side} cold {_all(d, f'{flow}_cold')}"
-            if d.get(f"{flow}_cold_inproc"):
+            if row == "handoff":
+                txt += f" vs {_all(d, 'handoff_tiny_cold')}"
+            elif d.get(f"{flow}_cold_inproc"):
                 txt += f" (of which the run itself {_all(d, f'{flow}_cold_inproc')})"
             if d.get(f"{flow}_warm"):
                 txt += f", warm {_all(d, f'{flow}_warm')}"
+                txt += f" vs {_all(d, 'handoff_tiny_warm')}" if row == "handoff" else ""
+            if row == "resume" and d.get("fail_run"):
+                txt += f"; failing first runs {_all(d, 'fail_run')}"
             parts.append(txt)
-        out.append(f"Row {list(ROWS.values()).index(row) + 1} raw (s): " + "; ".join(parts) + ".")
+        what = ", 2-step flow big vs tiny" if row == "handoff" else ""
+        out.append(f"Row {list(ROWS.values()).index(row) + 1} raw{what} (s): " + "; ".join(parts) + ".")
+    return out
+
+
+def _fan_big_note(bench: Bench) -> list[str]:
+    z = bench.sizes
     mf = bench.data.get(("metaflow", "fan_big"))
     if mf and mf.get("fan_cut"):
         small = bench.data.get(("metaflow", "fan_small"))
@@ -695,11 +610,22 @@ def notes(bench: Bench, rows: list[str], extras: dict[str, Any], info: dict[str,
                 f" Extrapolated from the {z['fan_small']}-way run ({per * 1e3:.0f} ms per task): "
                 f"~{per * (z['fan_big'] + 3):.0f} s (an estimate, not a measurement)."
             )
-        out.append(f"Metaflow's {z['fan_big']:,}-way fan-out was cut at {METAFLOW_CAP_S} s.{est}")
-    elif mf and mf.get("fan_cold"):
-        out.append(
+        return [f"Metaflow's {z['fan_big']:,}-way fan-out was cut at {METAFLOW_CAP_S} s.{est}"]
+    if mf and mf.get("fan_cold"):
+        return [
             f"Metaflow's {z['fan_big']:,}-way fan-out finished within its {METAFLOW_CAP_S} s cap "
             f"(run once: {_fmt(mf['fan_cold'][0])}, --max-num-splits {z['fan_big']})."
+        ]
+    return []
+
+
+def _extras_notes(extras: dict[str, Any], z: dict[str, int], rows: list[str]) -> list[str]:
+    out = []
+    pp = extras.get("prefect_persist_handoff")
+    if pp and "handoff" in rows:
+        out.append(
+            f"Prefect hand-off with persist_result=True, warm: {_fmt(pp[0])} vs {_fmt(pp[1])} tiny, "
+            f"hand-off {_fmt(pp[0] - pp[1])}."
         )
     pf = extras.get("prefect_process_fan")
     if pf:
@@ -707,69 +633,41 @@ def notes(bench: Bench, rows: list[str], extras: dict[str, Any], info: dict[str,
         out.append(
             f"Prefect with ProcessPoolTaskRunner(max_workers={os.cpu_count()}) on the {n}-way fan-out: "
             f"first run {_fmt(times[0])}, second {_fmt(times[1])} in one process ({_fmt(wall)} for the "
-            "process); slower than its thread runner, so the table uses the default."
+            "process)."
         )
     hf = extras.get("handoff_floor")
     if hf and "handoff" in rows:
         out.append(
-            f"Hand-off floor for a store-and-reload design, measured here in one process on a {z['mb']} MB "
-            f"array: {_fmt(sum(hf.values()))} ("
+            f"Hand-off floor, one process, {z['mb']} MB array: {_fmt(sum(hf.values()))} ("
             + ", ".join(f"{k} {_fmt(v)}" for k, v in hf.items())
-            + "; no fsync)."
+            + ")."
         )
     if extras.get("floor") is not None:
         out.append(
-            f"Floor: a bare ProcessPoolExecutor ({os.cpu_count()} workers, start-up included) maps "
-            f"{z['fan_big']:,} trivial calls in {_fmt(extras['floor'])} (nothing tracked or stored)."
+            f"Floor: a bare ProcessPoolExecutor ({os.cpu_count()} workers) maps {z['fan_big']:,} trivial "
+            f"calls in {_fmt(extras['floor'])}."
         )
-    out.append(
-        "met? compares cold with cold and warm with warm; the absolute targets (rows 3 and 4) are "
-        "checked on both plinth's cold and warm numbers."
-    )
-    load = info.get("load")
-    if load:
-        per_row = ", ".join(f"row {list(ROWS.values()).index(r) + 1} {v}" for r, v in bench.loads.items())
-        out.append(
-            f"1-minute load average at start / end: {load} on {info['cores']} cores; at the start of each "
-            f"row: {per_row} (anything else running on the machine shows up as noise, mostly in cold times)."
-        )
-    out.append(
-        "Issue's reference numbers (this machine): Metaflow ~220 ms per trivial step, 14-16 s on a 100-way "
-        "fan-out, 70-126 s on 500-way, +3.8 s for a 100 MB hand-off; Prefect 7.6 s cold and ~3 s warm for "
-        "100 mapped tasks, ~11 s warm for 1,000; a bare ProcessPoolExecutor 0.13 s for 1,000 trivial tasks."
-    )
+    return out
+
+
+def notes(bench: Bench, rows: list[str], extras: dict[str, Any], info: dict[str, str]) -> list[str]:
+    """The measured numbers behind the table, and the result checks."""
+    z = bench.sizes
+    out = [
+        f"Cold: median of {z['reps']} (Metaflow: 2 on the {z['fan_small']}-way fan-out, 1 on the "
+        f"{z['fan_big']:,}-way); warm: median of runs 2..{1 + z['warm']} (1 on the {z['fan_big']:,}-way).",
+        *_raw_notes(bench, rows),
+        *_fan_big_note(bench),
+        *_extras_notes(extras, z, rows),
+    ]
+    per_row = ", ".join(f"row {list(ROWS.values()).index(r) + 1} {v}" for r, v in bench.loads.items())
+    out.append(f"1-minute load average at start / end: {info['load']}; at the start of each row: {per_row}.")
     out += bench.warnings
     if not bench.warnings:
         out.append(
             f"All {bench.checks} result checks passed (flow results, and the steps each resume re-ran)."
         )
     return out
-
-
-def print_table(body: list[list[str]], title: str) -> None:
-    tracking.print_table(body, title, HEADER, 160)
-
-
-def markdown_section(body: list[list[str]], note_lines: list[str], info: dict[str, str], quick: bool) -> str:
-    lines = [
-        f"## {SECTION}",
-        "",
-        f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
-        f"Command: `python benchmarks/flows.py{' --quick' if quick else ''}`.",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}; "
-        f"Python {info['python']} (plinth), {info['metaflow_python']} (Metaflow), "
-        f"{info['prefect_python']} (Prefect); Metaflow {info['metaflow']}, Prefect {info['prefect']}, "
-        f"plinth {info['plinth']} ({info['source']}).",
-        "",
-    ]
-    lines += tracking.table_and_notes(HEADER, body, note_lines)
-    return "\n".join(lines) + "\n"
-
-
-def write_results(section: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, keeping the others."""
-    tracking.write_results(section, SECTION)
 
 
 # --------------------------------------------------------------------------- main
@@ -792,73 +690,48 @@ def source_state() -> tuple[str, str]:
     return commit, digest.hexdigest()[:12]
 
 
-def _loadavg() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "?"
-
-
-def _parse_list(text: str | None, allowed: list[str], what: str) -> list[str]:
-    if not text:
-        return list(allowed)
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in items if t not in allowed]
-    if bad:
-        raise SystemExit(f"unknown {what}: {', '.join(bad)} (choose from {', '.join(allowed)})")
-    return [a for a in allowed if a in items]
+def _parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    harness.add_common_options(
+        ap,
+        "smaller sizes, 1 repetition (smoke run)",
+        "a full run of all sides and rows",
+        "keep the temp folder under benchmarks/.work",
+    )
+    ap.add_argument("--only", help="comma-separated sides: metaflow, prefect, plinth (default all)")
+    ap.add_argument("--rows", help="comma-separated row numbers 1-5 (default all)")
+    return ap.parse_args()
 
 
 def main() -> int:
-    from tracking import machine
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smaller sizes, 1 repetition (smoke run)")
-    ap.add_argument("--only", help="comma-separated sides: metaflow, prefect, plinth (default all)")
-    ap.add_argument("--rows", help="comma-separated row numbers 1-5 (default all)")
-    ap.add_argument(
-        "--write",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="update RESULTS.md (default: only for a full run of all sides and rows)",
-    )
-    ap.add_argument("--keep", action="store_true", help="keep the temp folder under benchmarks/.work")
-    args = ap.parse_args()
-    sides = _parse_list(args.only, list(SIDES), "side")
-    row_nums = _parse_list(args.rows, [str(k) for k in ROWS], "row")
+    args = _parse()
+    sides = harness.parse_list(args.only, list(SIDES), "side")
+    row_nums = harness.parse_list(args.rows, [str(k) for k in ROWS], "row")
     rows = [ROWS[int(k)] for k in row_nums]
     sizes = dict(QUICK if args.quick else FULL)
 
-    info = machine()
-    load_start = _loadavg()
+    info = harness.machine()
+    load_start = harness.load_text()
     commit, src_before = source_state()
     pythons = {"plinth": sys.executable}
     for side in sides:
         if side != "plinth":
-            pythons[side] = ensure_venv(side)
-    for side, dist in (("metaflow", "metaflow"), ("prefect", "prefect"), ("plinth", "plinth")):
-        version, py = _version(pythons[side], dist).split() if side in pythons else ("-", "-")
+            pythons[side] = harness.ensure_venv(*VENVS[side])
+    for side in SIDES:
+        version, py = harness.dist_version(pythons[side], side) if side in pythons else ("-", "-")
         info[side], info[f"{side}_python"] = version, py
 
-    WORK.mkdir(exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="flows-", dir=WORK))
-    bench = Bench({s: make_side(s, pythons[s], base) for s in sides}, sizes)
-    extras: dict[str, Any] = {}
-    try:
+    with harness.work_folder("flows", args.keep) as base:
+        bench = Bench({s: make_side(s, pythons[s], base) for s in sides}, sizes)
         for side in sides:  # untimed: creates the store, warms the disk cache
-            _log(f"{side}: warm-up run")
+            log(f"{side}: warm-up run")
             args_, mf = bench.run_args(side, "linear", 2, 1)
             if not bench._ok(side, "warm-up", bench.sides[side].spawn(args_, flow=mf)):
                 bench.sides.pop(side)
         for row in rows:
             bench.row(row)
         extras = bench.extras()
-    finally:
-        if args.keep:
-            _log(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-    info["load"] = f"{load_start} / {_loadavg()}"
+    info["load"] = f"{load_start} / {harness.load_text()}"
     src_after = source_state()[1]
     info["source"] = f"{commit}, src digest {src_before}"
     if src_after != src_before:
@@ -873,31 +746,27 @@ def main() -> int:
         f"flows: plinth {info['plinth']} vs Metaflow {info['metaflow']} vs Prefect {info['prefect']}"
         f"{' [quick]' if args.quick else ''}"
     )
-    print_table(body, title)
-    print(f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}, Python {info['python']}")
+    harness.print_table(body, title, HEADER, 160)
     print(f"plinth source: {info['source']}")
-    for n in note_lines:
-        print(f"- {n}")
-    print(f"targets met: {met_n}/{checked}")
+    harness.report(info, note_lines, met_n, checked)
+    versions = (
+        f"Python {info['python']} (plinth), {info['metaflow_python']} (Metaflow), "
+        f"{info['prefect_python']} (Prefect); Metaflow {info['metaflow']}, Prefect {info['prefect']}, "
+        f"plinth {info['plinth']} ({info['source']})"
+    )
 
     write = args.write
     if write is None:
-        write = (
-            not args.quick
-            and len(sides) == len(SIDES)
-            and len(rows) == len(ROWS)
-            and not bench.failed
-            and src_after == src_before
-        )
-    if write:
-        write_results(markdown_section(body, note_lines, info, args.quick))
-        print(f"wrote {RESULTS.relative_to(HERE.parent)}")
-    else:
-        print("RESULTS.md not updated (quick, partial, failed, or src changed mid-run; --write forces it)")
-    if bench.failed:
-        print(f"FAILED: {', '.join(bench.failed)}", file=sys.stderr)
-        return 1
-    return 0
+        full = len(sides) == len(SIDES) and len(rows) == len(ROWS)
+        write = not args.quick and full and not bench.failed and src_after == src_before
+    return harness.finish(
+        write,
+        lambda: harness.section(
+            SECTION, "bench_flows.py", args.quick, info, versions, HEADER, body, note_lines
+        ),
+        SECTION,
+        bench.failed,
+    )
 
 
 if __name__ == "__main__":

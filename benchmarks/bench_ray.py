@@ -1,6 +1,6 @@
 """Ray benchmark: plinth on the local executor vs plinth on Ray, with raw Ray as the floor.
 
-    python benchmarks/ray.py [--quick] [--write|--no-write] [--keep]
+    python benchmarks/bench_ray.py [--quick] [--write|--no-write] [--keep]
 
 One process, one single-node Ray started here (`ray.init(num_cpus=CPUs)`, as on a laptop), the
 embedded SQLite store and artifact folder in a fresh PLINTH_HOME under benchmarks/.work/ray:
@@ -14,14 +14,13 @@ embedded SQLite store and artifact folder in a fresh PLINTH_HOME under benchmark
    2 local worker processes, and with `executor="ray"`; the three outputs must be byte-identical.
 
 The table is printed and, unless --no-write (or --quick), written to benchmarks/RESULTS.md under
-"## ray". This file is named ray.py, so its own folder is taken off sys.path before Ray is imported.
+"## ray" (how each row is measured is described there).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib.util
+import importlib.metadata
 import os
 import shutil
 import statistics
@@ -30,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # `import ray` must find Ray
+import harness
+from harness import log
 
-WORK = HERE / ".work" / "ray"
+WORK = harness.WORK / "ray"
 SECTION = "ray"
 FULL = {"fan": 1000, "rounds": 5, "rows": 10_000_000}
 QUICK = {"fan": 200, "rounds": 1, "rows": 1_000_000}
@@ -41,20 +40,6 @@ BATCH_SIZE = 100_000
 ROW_GROUP = 1_000_000
 SEED = 2026
 HEADER = ["row", "local executor", "Ray executor", "raw Ray (floor)", "Ray over floor", "target", "met?"]
-
-
-def _log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def _helpers() -> Any:
-    """benchmarks/tracking.py (the shared table printer and RESULTS.md writer), loaded by path."""
-    spec = importlib.util.spec_from_file_location("bench_tracking", HERE / "tracking.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------- 1. fan-out
@@ -103,7 +88,7 @@ def fan_out_rows(n: int, rounds: int) -> dict[str, list[float]]:
             got = run(seed)
             times[side].append(time.perf_counter() - t0)
             assert got == sum(range(seed, seed + n)), (side, got)
-        _log(f"fan-out round {r}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()))
+        log(f"fan-out round {r}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()))
     return times
 
 
@@ -145,7 +130,7 @@ def batch_rows(rows: int) -> dict[str, Any]:
     plinth.register_model("bc", LogisticRegression(max_iter=5000).fit(x, y), input_example=x[:3])
     source = WORK / "input.parquet"
     gen_s = make_input(source, rows)
-    _log(f"input: {rows:,} rows, {source.stat().st_size / 2**20:.0f} MiB, written in {gen_s:.1f}s")
+    log(f"input: {rows:,} rows, {source.stat().st_size / 2**20:.0f} MiB, written in {gen_s:.1f}s")
     sides = {"local": {}, "local-2": {"workers": 2}, "ray": {"executor": "ray"}}
     out: dict[str, Any] = {"gen_s": gen_s, "input_mib": source.stat().st_size / 2**20}
     digests = {}
@@ -155,7 +140,7 @@ def batch_rows(rows: int) -> dict[str, Any]:
         result = batch_predict("bc", source, target, batch_size=BATCH_SIZE, progress=False, **options)
         out[side] = time.perf_counter() - t0
         digests[side] = result.output_digest
-        _log(f"batch {side}: {out[side]:.2f}s ({result.rows / out[side]:,.0f} rows/s)")
+        log(f"batch {side}: {out[side]:.2f}s ({result.rows / out[side]:,.0f} rows/s)")
         target.unlink()
     out["same"] = len(set(digests.values())) == 1
     return out
@@ -203,33 +188,14 @@ def table(fan: dict[str, list[float]], batch: dict[str, Any], n: int, rows: int)
     return body
 
 
-def notes(fan: dict[str, list[float]], batch: dict[str, Any], loads: list[str], cpus: int) -> list[str]:
+def notes(fan: dict[str, list[float]], batch: dict[str, Any], loads: list[str]) -> list[str]:
+    """The measured numbers behind the table."""
     raw = ", ".join(f"{k} " + " / ".join(f"{t:.3f}" for t in v) for k, v in fan.items())
     return [
-        f"Cluster: one Ray {_ray_version()} node started by the benchmark (`ray.init(num_cpus={cpus})`, "
-        "no dashboard); plinth's store is the embedded default (SQLite file and artifact folder in a "
-        "fresh PLINTH_HOME), which a single-node cluster shares.",
-        "Fan-out: every plinth step is a tracked run with a stored result blob, on both executors; the "
-        "Ray executor packs the fan-out's steps up to 8 per Ray task (at least two Ray tasks per CPU), "
-        "the raw-Ray floor runs one Ray task per call and stores nothing. Times are in-process, after "
-        f"one untimed warm-up run per side, rounds interleaved. Per run (s): {raw}.",
-        f"Batch: input {batch['input_mib']:.0f} MiB of Parquet (snappy, row groups of {ROW_GROUP:,}), "
-        f"written in {batch['gen_s']:.1f} s, not counted; model LogisticRegression(max_iter=5000) on "
-        f"breast_cancer; batch_size {BATCH_SIZE:,}; each side's time covers the whole call (hashing the "
-        "input for lineage, the run, storing the output as an artifact). On Ray this process reads the "
-        "chunks and writes the parts and output, Ray tasks score; outputs byte-identical: "
-        f"{'yes' if batch['same'] else 'NO'}.",
-        "Where the fan-out time goes: raw Ray spends about 0.5 ms of this machine's CPU per task "
-        "(driver, raylet and worker share the same cores); plinth's own work per step (a tracked run "
-        "and a step row in the store, the result stored as a blob, the output captured, usage metrics) "
-        "is what the local executor's time shows. Packing removes most of Ray's per-task cost, so "
-        "plinth on Ray lands near raw Ray plus little; on 2 cores the runs of every side spread by "
-        "+-20% (see the per-run times), which is as large as the target margin.",
-        "Batch: the in-process path overlaps reading, conversion and scoring in three threads; on Ray "
-        "every 100,000-row chunk (23 MiB) is also serialized into Ray's object store and read back by "
-        "a worker on the same 2 cores, and scoring one chunk takes only milliseconds, so the copies "
-        "dominate. Two local worker processes pay the same copies through pipes, plus process start.",
-        f"1-minute load average at start / end: {loads[0]} / {loads[-1]} on {os.cpu_count()} cores.",
+        f"Fan-out per run (s): {raw}.",
+        f"Batch input: {batch['input_mib']:.0f} MiB of Parquet, written in {batch['gen_s']:.1f} s (not "
+        f"counted); outputs byte-identical: {'yes' if batch['same'] else 'NO'}.",
+        f"1-minute load average at start / end: {loads[0]} / {loads[-1]}.",
     ]
 
 
@@ -239,43 +205,20 @@ def _ray_version() -> str:
     return str(ray.__version__)
 
 
-def markdown(body: list[list[str]], note_lines: list[str], info: dict[str, str], quick: bool) -> str:
-    lines = [
-        f"## {SECTION}",
-        "",
-        f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
-        f"Command: `python benchmarks/ray.py{' --quick' if quick else ''}`.",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM, {info['os']}; "
-        f"Python {info['python']}; Ray {_ray_version()}; plinth {info['plinth']}.",
-        "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|",
-        *("| " + " | ".join(r) + " |" for r in body),
-        "",
-        "Notes:",
-        "",
-        *(f"- {n}" for n in note_lines),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _load() -> str:
-    return f"{os.getloadavg()[0]:.2f}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="Smaller sizes, one round; writes nothing.")
-    parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--keep", action="store_true", help="Keep benchmarks/.work/ray afterwards.")
+    harness.add_common_options(
+        parser,
+        "smaller sizes, one round; writes nothing",
+        "a full run",
+        "keep benchmarks/.work/ray afterwards",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
-    helpers = _helpers()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     os.environ["PLINTH_HOME"] = str(WORK / "home")
-    loads = [_load()]
+    loads = [harness.load_text()]
     import ray
 
     cpus = os.cpu_count() or 1
@@ -285,25 +228,28 @@ def main() -> int:
         batch = batch_rows(sizes["rows"])
     finally:
         ray.shutdown()
-    loads.append(_load())
+    loads.append(harness.load_text())
     body = table(fan, batch, sizes["fan"], sizes["rows"])
-    note_lines = notes(fan, batch, loads, cpus)
-    helpers.print_table(body, f"plinth on Ray ({'quick' if args.quick else 'full'})", HEADER, 170)
-    for line in note_lines:
-        print(f"- {line}")
-    info = {**helpers.machine(), "plinth": _plinth_version()}
-    if args.write if args.write is not None else not args.quick:
-        helpers.write_results(markdown(body, note_lines, info, args.quick), SECTION)
-        _log(f"wrote the '{SECTION}' section of {helpers.RESULTS}")
+    note_lines = notes(fan, batch, loads)
+    info = harness.machine()
+    verdicts = [r[-1] for r in body if r[-1] != "-"]
+    harness.print_table(body, f"plinth on Ray ({'quick' if args.quick else 'full'})", HEADER, 170)
+    harness.report(info, note_lines, sum(v == "yes" for v in verdicts), len(verdicts))
+    versions = (
+        f"Python {info['python']}; Ray {_ray_version()} (`ray.init(num_cpus={cpus})`); "
+        f"plinth {importlib.metadata.version('plinth')}"
+    )
     if not args.keep:
         shutil.rmtree(WORK, ignore_errors=True)
-    return 0
-
-
-def _plinth_version() -> str:
-    import importlib.metadata
-
-    return importlib.metadata.version("plinth")
+    write = args.write if args.write is not None else not args.quick
+    return harness.finish(
+        write,
+        lambda: harness.section(
+            SECTION, "bench_ray.py", args.quick, info, versions, HEADER, body, note_lines
+        ),
+        SECTION,
+        [],
+    )
 
 
 if __name__ == "__main__":
