@@ -24,6 +24,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:  # 
     for name in list(os.environ):
         if name.startswith("PLINTH_"):
             monkeypatch.delenv(name)
+    # a COLUMNS exported by the caller's shell would narrow every CLI table; a test that wants
+    # a narrow terminal sets it itself
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
     monkeypatch.setenv("PLINTH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PLINTH_USER", "tester")
     yield

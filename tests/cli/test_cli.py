@@ -13,7 +13,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import plinth
 from plinth.cli import commands
 from plinth.cli.main import cli, main
 from plinth.tracking.context import backend
+from waiting import wait_until
 
 ULID = re.compile(r"\b[0-9A-Z]{26}\b")
 
@@ -37,12 +37,11 @@ class Result:
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def run_cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     """Call `plinth ARGS...` in-process; return its exit code, stdout and stderr.
 
     Output goes to a pipe, so tables are as wide as they need (unless a test sets COLUMNS).
     """
-    monkeypatch.delenv("COLUMNS", raising=False)
 
     def call(*args: str) -> Result:
         capsys.readouterr()
@@ -328,7 +327,7 @@ def test_runs_reap_marks_stale_runs_crashed(run_cli) -> None:  # type: ignore[no
     dead = backend().store.create_run(
         experiment="jobs", name="dead", params={}, tags={}, environment=None, heartbeat_s=0.01, user="tester"
     )
-    time.sleep(0.1)
+    wait_until(lambda: plinth.get_run(dead.id).status is plinth.RunStatus.CRASHED, "a stale heartbeat")
     result = run_cli("runs", "reap")
     assert result.code == 0
     assert result.out.splitlines() == ["Marked 1 run(s) CRASHED.", f"  {dead.id}"]

@@ -67,8 +67,18 @@ def interval(seconds: float) -> tuple[float, float]:
     return start, time.time()
 
 
-def gpu_interval(seconds: float) -> tuple[str, float, float]:
-    start, end = interval(seconds)
+def meet(folder: str, me: str, other: str) -> tuple[float, float]:
+    """Say that `me` started, then wait (a minute at most) until `other` did; the span this ran."""
+    start = time.time()
+    Path(folder, me).touch()
+    deadline = time.monotonic() + 60
+    while not Path(folder, other).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return start, time.time()
+
+
+def gpu_meet(folder: str, me: str, other: str) -> tuple[str, float, float]:
+    start, end = meet(folder, me, other)
     return os.environ["CUDA_VISIBLE_DEVICES"], start, end
 
 
@@ -126,10 +136,10 @@ def test_runs_tasks_and_returns_values(make: Callable[..., LocalExecutor]) -> No
     assert executor.capacity() == Resources(cpu=2, memory=psutil.virtual_memory().total, gpu=0)
 
 
-def test_two_sleeping_tasks_overlap(make: Callable[..., LocalExecutor]) -> None:
+def test_two_tasks_run_at_once(make: Callable[..., LocalExecutor], tmp_path: Path) -> None:
     executor = make(cpus=2, workers=2)
-    executor.submit(Task(id="a", fn=interval, args=(0.5,)))
-    executor.submit(Task(id="b", fn=interval, args=(0.5,)))
+    executor.submit(Task(id="a", fn=meet, args=(str(tmp_path), "a", "b")))
+    executor.submit(Task(id="b", fn=meet, args=(str(tmp_path), "b", "a")))
     results = drain(executor)
     assert overlaps(results["a"].value, results["b"].value)
 
@@ -143,11 +153,14 @@ def test_workers_are_reused(make: Callable[..., LocalExecutor]) -> None:
     assert len(set(pids)) == 1
 
 
-def test_a_task_that_fits_passes_one_that_does_not(make: Callable[..., LocalExecutor]) -> None:
+def test_a_task_that_fits_passes_one_that_does_not(
+    make: Callable[..., LocalExecutor], tmp_path: Path
+) -> None:
     executor = make(cpus=2, workers=2)
-    executor.submit(Task(id="small1", fn=interval, args=(0.5,)))
+    # small1 holds its CPU until small2 has started, so big (2 CPUs) cannot start before small2
+    executor.submit(Task(id="small1", fn=meet, args=(str(tmp_path), "small1", "small2")))
     executor.submit(Task(id="big", fn=interval, args=(0.0,), resources=Resources(cpu=2)))
-    executor.submit(Task(id="small2", fn=interval, args=(0.0,)))
+    executor.submit(Task(id="small2", fn=meet, args=(str(tmp_path), "small2", "small2")))
     results = drain(executor)
     assert results["small2"].value[0] < results["small1"].value[1]  # ran beside small1, before big
     assert results["big"].value[0] >= results["small1"].value[1]
@@ -262,11 +275,15 @@ def test_kill_9_inside_a_task_is_crashed_and_the_next_task_runs(make: Callable[.
 # ---------------------------------------------------------------------------------- slots
 
 
-def test_gpu_slots_are_exclusive_and_set_cuda_visible_devices(make: Callable[..., LocalExecutor]) -> None:
+def test_gpu_slots_are_exclusive_and_set_cuda_visible_devices(
+    make: Callable[..., LocalExecutor], tmp_path: Path
+) -> None:
     executor = make(cpus=4, gpus=[0, 1], workers=1)
     assert executor.capacity().gpu == 2
-    for name in ("a", "b", "c"):
-        executor.submit(Task(id=name, fn=gpu_interval, args=(0.5,), resources=Resources(gpu=1)))
+    for name, other in (("a", "b"), ("b", "a"), ("c", "c")):  # a and b hold their GPUs until both run
+        executor.submit(
+            Task(id=name, fn=gpu_meet, args=(str(tmp_path), name, other), resources=Resources(gpu=1))
+        )
     assert executor.running() == 3
     results = drain(executor)
     (dev_a, *span_a), (dev_b, *span_b), (dev_c, *span_c) = (results[n].value for n in "abc")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import cloudpickle
 import pytest
@@ -15,6 +16,7 @@ from plinth.compute.base import Outcome, Resources, Task, TaskResult
 from plinth.compute.ray import RayExecutor
 from plinth.core.errors import ConfigError, ResourceError
 from ray_cluster import RAY_MARK, shared_cluster
+from waiting import wait_until
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 pytestmark = RAY_MARK
@@ -52,6 +54,11 @@ def boom() -> None:
 def nap(seconds: float) -> str:
     time.sleep(seconds)
     return "rested"
+
+
+def mark_and_nap(marker: str, seconds: float) -> str:
+    Path(marker).touch()
+    return nap(seconds)
 
 
 def hog(mib: int) -> int:
@@ -96,9 +103,11 @@ def test_memory_limit_is_enforced(ex: RayExecutor) -> None:
     assert result.outcome is Outcome.MEMORY and "over its limit of 150 MiB" in (result.error or "")
 
 
-def test_cancel_a_running_task(ex: RayExecutor) -> None:
-    ex.submit(Task("long", nap, (30.0,)))
-    time.sleep(0.5)
+def test_cancel_a_running_task(ex: RayExecutor, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    ex.submit(Task("long", mark_and_nap, (str(started), 30.0)))
+    assert ex.wait(timeout=0) == []  # hands the task to Ray
+    wait_until(started.exists, "the task to start")
     ex.cancel("long")
     [result] = drain(ex).values()
     assert result.outcome is Outcome.CANCELLED and ex.running() == 0

@@ -22,6 +22,7 @@ from plinth.compute.sampling import (
     gpu_samples,
     process_allocation,
 )
+from waiting import wait_until
 
 BURN = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end: pass"
 
@@ -73,10 +74,16 @@ def test_subscribers_get_samples_until_they_unsubscribe() -> None:
             arrived.set()
 
     sub = sampler.subscribe(receive)
-    assert arrived.wait(10)
+    assert arrived.wait(60)
     sub.cancel()
+    # a sample the thread had already begun to hand out may still land; one for a subscriber
+    # that came after the cancel shows that the thread has moved past it
+    later: list[Sample] = []
+    witness = sampler.subscribe(later.append)
+    wait_until(lambda: later, "a sample taken after the cancel")
     count = len(got)
-    time.sleep(0.2)
+    wait_until(lambda: len(later) >= 3, "two more samples")
+    witness.cancel()
     assert len(got) == count
     assert all(s.rss > 0 and s.cpu_cores >= 0 and s.gpus == () for s in got)
     sampler.close()

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from plinth.core.errors import InvalidInput, ResourceError, StepFailed
 from plinth.core.settings import Settings
 from plinth.flows.source import load_module
 from plinth.tracking.context import Backend
+from waiting import wait_until
 
 RESOURCES = Path(__file__).parent.parent / "resources"
 sys.path.insert(0, str(RESOURCES))
@@ -150,21 +150,20 @@ def test_resume_after_driver_kill_9(settings: Settings, tmp_path: Path) -> None:
         [sys.executable, str(RESOURCES / "run_flow.py"), str(RESOURCES), str(marker)], env=env
     )
     be = plinth.configure(settings)
-    deadline = time.monotonic() + 60
-    flow_runs: list[plinth.FlowRun] = []
-    while time.monotonic() < deadline:
+
+    def two_stages_done() -> plinth.FlowRun | None:
         flow_runs = be.store.list_flow_runs("stages")
         done = [s for s in be.store.step_runs(flow_runs[0].id) if s.status.has_result] if flow_runs else []
-        if len(done) == 2:
-            break
-        time.sleep(0.1)
+        return flow_runs[0] if len(done) == 2 else None
+
+    flow_run = wait_until(two_stages_done, "two finished stages")
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     Path(str(marker) + ".sleep").unlink()
-    while be.store.get_flow_run(flow_runs[0].id).status is plinth.RunStatus.RUNNING:
-        time.sleep(0.1)
-    assert be.store.get_flow_run(flow_runs[0].id).status is plinth.RunStatus.CRASHED
-    resumed = plinth.resume_flow(flow_runs[0].id)
+    running = plinth.RunStatus.RUNNING
+    wait_until(lambda: be.store.get_flow_run(flow_run.id).status is not running, "the flow run to stop")
+    assert be.store.get_flow_run(flow_run.id).status is plinth.RunStatus.CRASHED
+    resumed = plinth.resume_flow(flow_run.id)
     assert statuses(resumed)["stage#0"] == "CACHED" and statuses(resumed)["stage#1"] == "CACHED"
     assert resumed.status is plinth.RunStatus.FINISHED
 

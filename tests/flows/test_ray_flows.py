@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from plinth.core.settings import Settings
 from plinth.flows.status import running_steps
 from plinth.tracking.context import Backend
 from ray_cluster import RAY_MARK, add_node, client_address, remove_node, shared_cluster
+from waiting import wait_until
 
 RESOURCES = Path(__file__).parent.parent / "resources"
 sys.path.insert(0, str(RESOURCES))
@@ -27,6 +29,15 @@ pytestmark = RAY_MARK
 @pytest.fixture(autouse=True)
 def cluster() -> object:
     return shared_cluster()
+
+
+@pytest.fixture
+def extra_node() -> Iterator[Any]:
+    """A third node (1 CPU), removed at the end if the test did not remove it itself."""
+    node = add_node()
+    yield node
+    if node in shared_cluster().worker_nodes:  # later tests count the cluster's nodes
+        remove_node(node)
 
 
 def calls(result: plinth.FlowResult) -> dict[str, plinth.StepRun]:
@@ -102,36 +113,38 @@ def test_resume_a_failed_ray_flow(tracking: Backend, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_a_node_dies_mid_step_and_the_flow_finishes(
-    tracking: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tracking: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra_node: Any
 ) -> None:
     import threading
 
-    extra = add_node()
     folder = tmp_path / "where"
     folder.mkdir()
     outcome: dict[str, object] = {}
     runner = threading.Thread(
-        target=lambda: outcome.update(r=ray_flows.spread.run(executor="ray", folder=str(folder), n=3))
+        target=lambda: outcome.update(r=ray_flows.spread.run(executor="ray", folder=str(folder), n=3)),
+        daemon=True,
     )
     runner.start()
-    deadline = time.monotonic() + 60
-    while len(list(folder.glob("*.0"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    victims = [p for p in folder.glob("*.0") if p.read_text() == extra.node_id]
-    assert victims, "no first attempt ran on the extra node"
-    while len(running_steps(tracking)) < 3 and time.monotonic() < deadline:  # step rows are written
-        time.sleep(0.05)  # at most PERSIST_EVERY_S after a scheduling round
-    capsys.readouterr()
-    assert main(["cluster", "status"]) == 0  # the running steps, from the store
-    shown = capsys.readouterr().out
-    assert "3 nodes" in shown and "Running steps (3)" in shown and "stay#2" in shown
-    remove_node(extra)
+    try:  # the steps wait for `release`, so the one on the extra node is mid-step when it dies
+        wait_until(lambda: len(list(folder.glob("*.0"))) == 3, "a first attempt of each step")
+        victims = [p for p in folder.glob("*.0") if p.read_text() == extra_node.node_id]
+        assert victims, "no first attempt ran on the extra node"
+        # step rows are written at most PERSIST_EVERY_S after a scheduling round
+        wait_until(lambda: len(running_steps(tracking)) == 3, "three running steps in the store")
+        capsys.readouterr()
+        assert main(["cluster", "status"]) == 0  # the running steps, from the store
+        shown = capsys.readouterr().out
+        assert "3 nodes" in shown and "Running steps (3)" in shown and "stay#2" in shown
+        remove_node(extra_node)
+    finally:
+        (folder / "release").touch()
     runner.join(timeout=90)
+    assert not runner.is_alive(), "the flow did not finish after the node was removed"
     result = outcome["r"]
     assert isinstance(result, plinth.FlowResult) and result.status is plinth.RunStatus.FINISHED
     retried = calls(result)[f"stay#{victims[0].name.split('.')[0]}"]
     assert retried.attempts == 2
-    assert extra.node_id not in result.result
+    assert extra_node.node_id not in result.result
 
 
 @pytest.mark.slow

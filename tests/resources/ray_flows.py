@@ -17,19 +17,21 @@ def _node() -> str:
 
 
 @step(retries=1, retry_delay="0.05s")
-def stay(i: int, folder: str, seconds: float) -> str:
-    """Record this attempt's node in FOLDER/i.N, then wait; returns the node it finished on."""
+def stay(i: int, folder: str, timeout_s: float) -> str:
+    """Record this attempt's node in FOLDER/i.N, wait for FOLDER/release; return the node it finished on."""
     node = _node()
     attempt = len(list(Path(folder).glob(f"{i}.*")))
     (Path(folder) / f"{i}.{attempt}").write_text(node)
     plinth.active_run().log_metric("attempt", attempt)
-    time.sleep(seconds)
+    deadline = time.monotonic() + timeout_s
+    while not (Path(folder) / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     return node
 
 
 @flow
-def spread(folder: str, n: int = 3, seconds: float = 3.0) -> list[str]:
-    return stay.map(range(n), folder=folder, seconds=seconds)
+def spread(folder: str, n: int = 3, timeout_s: float = 300.0) -> list[str]:
+    return stay.map(range(n), folder=folder, timeout_s=timeout_s)
 
 
 @step

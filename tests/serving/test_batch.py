@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -397,17 +398,32 @@ def test_a_model_returning_too_few_rows_is_refused(tracking: Backend, tmp_path: 
 
 
 # progress, CLI -----------------------------------------------------------------------------------
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@pytest.mark.parametrize(("total", "counted"), [(10, "10/10 rows"), (None, "10/? rows")])
 def test_progress_bar_on_a_terminal(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], total: int | None, counted: str
 ) -> None:
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    for total in (10, None):
-        with batch.progress_bar("Scoring", total) as advance:
-            advance(4)
-            advance(6)
+    monkeypatch.setenv("COLUMNS", "120")  # not the width of the terminal the tests run in
+    with batch.progress_bar("Scoring", total) as advance:
+        advance(4)
+        advance(6)
+    drawn = capsys.readouterr()
+    assert drawn.out == ""  # stdout stays clean for what the command prints
+    assert "Scoring" in drawn.err and counted in ANSI.sub("", drawn.err)
+
+
+def test_progress_bar_draws_nothing_when_hidden_or_piped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with batch.progress_bar("Scoring", 10) as advance:  # stderr is a pipe here
+        advance(10)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     with batch.progress_bar("Scoring", 10, show=False) as advance:
         advance(10)
-    capsys.readouterr()
+    assert capsys.readouterr() == ("", "")
 
 
 @pytest.fixture

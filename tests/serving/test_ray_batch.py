@@ -62,17 +62,33 @@ class FailsPastMarker:
         return frame["x"] * 10
 
 
+def written_parts(output: Path) -> set[str]:
+    """The part files in the staging folder of `output` (left by a call that failed)."""
+    [folder] = [p for p in output.parent.iterdir() if p.name.startswith(f".{output.name}.plinth-")]
+    return {p.name for p in folder.glob("part-*")}
+
+
 def test_a_failed_ray_job_resumes_from_written_chunks(tracking: Backend, tmp_path: Path) -> None:
     marker = tmp_path / "broken"
     marker.touch()
     plinth.register_model("flaky", FailsPastMarker(str(marker)), flavor="python")
     source, out = tmp_path / "d.parquet", tmp_path / "o.parquet"
     pd.DataFrame({"id": np.arange(100), "x": np.arange(100.0)}).to_parquet(source, index=False)
-    with pytest.raises(PredictionError, match=r"failed on rows 60-69 of .*d\.parquet: RuntimeError"):
+    # chunks 6-9 all hold rows the model fails on; Ray may score any of them first
+    poisoned = r"failed on rows (60-69|70-79|80-89|90-99) of .*d\.parquet: RuntimeError: simulated crash"
+    with pytest.raises(PredictionError, match=poisoned):
         batch_predict("flaky", source, out, batch_size=10, id_columns="id", executor="ray")
+    assert not out.exists()
+    [failed] = plinth.search_runs(experiment="batch-predict", where="status = 'FAILED'")
+    assert "simulated crash" in (failed.error or "")
+    # at most two chunks per CPU are in flight, so on the two-CPU test cluster some of the good
+    # chunks 0-5 are written before chunk 6 is even sent; none of the poisoned ones ever is
+    kept = written_parts(out)
+    assert kept and kept <= {f"part-{i:08d}.arrow" for i in range(6)}
+
     marker.unlink()
     result = batch_predict("flaky", source, out, batch_size=10, id_columns="id", executor="ray")
-    assert result.chunks == 10 and 1 <= result.chunks_skipped < 10
+    assert (result.chunks, result.chunks_skipped) == (10, len(kept))
     assert pd.read_parquet(out)["prediction"].tolist() == [i * 10.0 for i in range(100)]
 
 

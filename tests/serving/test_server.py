@@ -18,6 +18,7 @@ import pytest
 import plinth
 from plinth.core.settings import Settings
 from plinth.tracking.context import backend
+from waiting import wait_until
 
 sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
@@ -171,7 +172,7 @@ def test_alias_move_under_load_fails_no_request(serve, cancer) -> None:  # type:
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         workers = [pool.submit(hammer) for _ in range(4)]
-        time.sleep(0.3)
+        wait_until(lambda: seen[1] or any(w.done() for w in workers), "answers from version 1")
         mv2 = register(cancer)  # version 2, alias moved
         for worker in workers:
             worker.result()
@@ -188,10 +189,10 @@ def test_broken_version_is_not_swapped_in(serve, cancer) -> None:  # type: ignor
     server = serve(["bc@champion"], alias_poll_s=0.1)
     broken = plinth.register_model("bc", Broken(), input_example=x[:2], flavor="python")
     plinth.set_alias("bc", "champion", broken.version)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not server.client.get("/v1/models").json()[0]["last_error"]:
-        time.sleep(0.1)
-    [served] = server.client.get("/v1/models").json()
+    [served] = wait_until(
+        lambda: [m for m in server.client.get("/v1/models").json() if m["last_error"]],
+        "the failed swap to version 2",
+    )
     assert served["version"] == 1 and "this version is broken" in served["last_error"]
     assert server.predict("bc", {"instances": records(x, slice(0, 1))}).json()["version"] == 1
     events = [e for e in backend().store.audit_events(entity_id="bc") if e.action == "serving.swap_failed"]
@@ -210,7 +211,8 @@ def test_canary_share_and_shadow_logs(serve, cancer) -> None:  # type: ignore[no
     assert {a.status_code for a in answers} == {200}, [a.text for a in answers if a.status_code != 200][:3]
     versions = collections.Counter(a.json()["version"] for a in answers)
     assert 0.22 < versions[2] / 600 < 0.38  # 30% within tolerance
-    time.sleep(0.5)
+    shadowed = 'plinth_requests_total{code="200",model="bc",route="shadow",version="2"} 600.0'
+    wait_until(lambda: shadowed in server.client.get("/metrics").text, "the shadow's 600 answers")
     served = {m["role"]: m["version"] for m in server.client.get("/v1/models").json()}
     assert served == {"primary": 1, "canary": 2, "shadow": 2}
 
@@ -226,14 +228,13 @@ def test_shadow_answers_are_logged_not_returned(serve, cancer, settings: Setting
         for i in range(20)
     }
     server.client.close()
-    deadline = time.monotonic() + 10
-    logs: list[plinth.PredictionLog] = []  # type: ignore[name-defined]
-    while time.monotonic() < deadline:
+
+    def logged() -> tuple[list[Any], list[Any]] | None:
         logs = backend().store.prediction_logs("bc")
-        if len([log for log in logs if log.route == "shadow"]) == 20:
-            break
-        time.sleep(0.2)
-    shadow = [log for log in logs if log.route == "shadow"]
+        shadow = [log for log in logs if log.route == "shadow"]
+        return (logs, shadow) if len(shadow) == 20 else None
+
+    logs, shadow = wait_until(logged, "20 shadow answers in the prediction log")
     assert {log.request_id for log in shadow} == ids and {log.version for log in shadow} == {2}
     assert {log.request_id for log in logs if log.route == "primary"} == ids
 
@@ -265,13 +266,15 @@ def test_prediction_logs_are_complete_after_sigterm(cancer, settings: Settings) 
     ]
     server = subprocess.Popen(plinth_cli, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
+        assert server.poll() is None, server.stderr.read() if server.stderr else ""
         try:
-            if client.get("/readyz").status_code == 200:
-                break
+            return client.get("/readyz").status_code == 200
         except httpx.TransportError:
-            time.sleep(0.1)
+            return False
+
+    wait_until(ready, "the server to be ready")
     body = {"instances": records(x, slice(0, 1))}
     for i in range(300):
         assert client.post("/v1/models/bc/predict", json={**body, "subject_id": f"s{i}"}).status_code == 200
@@ -345,9 +348,7 @@ def test_labels_over_http_join_the_logged_requests(serve, cancer, settings: Sett
     }
     answer = server.client.post("/v1/models/bc/labels", json=body)
     assert answer.status_code == 200 and answer.json() == {"model": "bc", "stored": 8}
-    deadline = time.monotonic() + 10
-    while len(backend().store.prediction_logs("bc")) < 8 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(backend().store.prediction_logs("bc")) >= 8, "8 logged requests")
     report = plinth.performance("bc")
     assert report.overall.labeled == 8
     assert report.overall.metrics["accuracy"] == (clf.predict(x[:8]) == y[:8]).mean()
