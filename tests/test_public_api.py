@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import plinth
 
 
@@ -30,3 +32,14 @@ def test_errors_module_reexports_the_tree() -> None:
 
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), (errors.PlinthError, errors.PlinthWarning))
+
+
+def test_prediction_error_is_a_deprecated_name_of_model_failed() -> None:
+    from plinth import errors
+    from plinth.serving import batch
+
+    with pytest.warns(DeprecationWarning, match="ModelFailed"):
+        assert batch.PredictionError is errors.ModelFailed
+    with pytest.warns(DeprecationWarning):
+        from plinth.serving.batch import PredictionError
+    assert PredictionError is errors.ModelFailed

@@ -8,7 +8,7 @@ plinth.search_runs(experiment="iris", where="metrics.loss < 0.3")
 
 from __future__ import annotations
 
-import importlib.metadata as _metadata
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from plinth.core import hooks as _hooks
 from plinth.core.entities import (
@@ -45,11 +45,10 @@ from plinth.core.entities import (
     StepStatus as StepStatus,
 )
 from plinth.core.errors import PlinthError as PlinthError
+from plinth.core.refs import DatasetRef as DatasetRef
+from plinth.core.refs import ModelRef as ModelRef
 from plinth.core.settings import Settings as Settings
-from plinth.flows.flow import FlowResult as FlowResult
-from plinth.flows.flow import flow as flow
-from plinth.flows.flow import resume_flow as resume_flow
-from plinth.flows.step import step as step
+from plinth.core.windows import Window as Window
 from plinth.registry.loaded import Model as Model
 from plinth.registry.models import delete_alias as delete_alias
 from plinth.registry.models import get_model_version as get_model_version
@@ -90,15 +89,20 @@ from plinth.tracking.run import ActiveRun as ActiveRun
 from plinth.tracking.run import active_run as active_run
 from plinth.tracking.run import start_run as start_run
 
-try:
-    __version__ = _metadata.version("plinth")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+if _TYPE_CHECKING:
+    from plinth.flows.flow import FlowResult as FlowResult
+    from plinth.flows.flow import flow as flow
+    from plinth.flows.flow import resume_flow as resume_flow
+    from plinth.flows.step import step as step
+
+    __version__: str
 
 _hooks.provide("log_model", _log_model)
 
-# Loaded on first use: they pull in pyarrow (and more) that `import plinth` should not.
+# Loaded on first use: they pull in pyarrow, cloudpickle, psutil (and more) that `import plinth`
+# should not.
 _LAZY = {
+    "FlowResult": "plinth.flows.flow",
     "apply_retention": "plinth.governance.api",
     "batch_predict": "plinth.serving.batch",
     "check_alerts": "plinth.monitoring.alerts",
@@ -106,18 +110,23 @@ _LAZY = {
     "drift": "plinth.monitoring.api",
     "drift_over_time": "plinth.monitoring.api",
     "erase_subject": "plinth.governance.api",
+    "flow": "plinth.flows.flow",
     "lineage": "plinth.governance.api",
     "log_labels": "plinth.monitoring.api",
     "monitoring_report": "plinth.monitoring.api",
     "operations": "plinth.monitoring.api",
     "parse_rule": "plinth.monitoring.alerts",
     "performance": "plinth.monitoring.api",
+    "resume_flow": "plinth.flows.flow",
     "set_reference": "plinth.monitoring.api",
+    "step": "plinth.flows.step",
     "verify_audit": "plinth.governance.api",
 }
 
 
 def __getattr__(name: str) -> object:
+    if name == "__version__":
+        return _version()
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'plinth' has no attribute {name!r}")
@@ -126,9 +135,20 @@ def __getattr__(name: str) -> object:
     return getattr(importlib.import_module(module), name)
 
 
+def _version() -> str:
+    # importlib.metadata costs tens of milliseconds to import: read it when asked, not at import
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("plinth")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
 __all__ = [
     "ActiveRun",
     "Artifact",
+    "DatasetRef",
     "DatasetVersion",
     "Experiment",
     "FlowResult",
@@ -136,6 +156,7 @@ __all__ = [
     "MetricHistory",
     "MetricPoint",
     "Model",
+    "ModelRef",
     "ModelVersion",
     "PlinthError",
     "RegisteredModel",
@@ -144,6 +165,7 @@ __all__ = [
     "Settings",
     "StepRun",
     "StepStatus",
+    "Window",
     "__version__",
     "active_run",
     "apply_retention",

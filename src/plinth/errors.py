@@ -5,6 +5,7 @@ from plinth.core.errors import ConfigError as ConfigError
 from plinth.core.errors import ConflictError as ConflictError
 from plinth.core.errors import IntegrityError as IntegrityError
 from plinth.core.errors import InvalidInput as InvalidInput
+from plinth.core.errors import ModelFailed as ModelFailed
 from plinth.core.errors import NotFound as NotFound
 from plinth.core.errors import PlinthError as PlinthError
 from plinth.core.errors import PlinthWarning as PlinthWarning
@@ -24,6 +25,7 @@ __all__ = [
     "ConflictError",
     "IntegrityError",
     "InvalidInput",
+    "ModelFailed",
     "NotFound",
     "PlinthError",
     "PlinthWarning",

@@ -27,6 +27,7 @@ from plinth.tracking.context import backend
 from waiting import wait_until
 
 ULID = re.compile(r"\b[0-9A-Z]{26}\b")
+JSON_HELP = "Print JSON instead of tables (for scripts and jq)"
 
 
 @dataclass
@@ -232,6 +233,64 @@ def test_runs_list_keeps_ids_whole_on_a_narrow_terminal(
     wider = run_cli("runs", "list", "-e", "sweep", "-o", "-metrics.acc")
     header = wider.out.splitlines()[2]
     assert header.split("┃")[5].strip() == "acc", header  # the sort key's column comes first
+
+
+@pytest.fixture
+def bookkeeping() -> str:
+    """A run with the user's own param and metric beside plinth's bookkeeping metrics."""
+    with plinth.start_run(experiment="kept", params={"n_estimators": 60}) as run:
+        run.log_metrics(
+            {
+                "test_f1": 0.975903,
+                "plinth.max_rss": 2.94154e8,
+                "plinth.wall_s": 1.72446,
+                "system/cpu_utilization": 102.7,
+            }
+        )
+    return run.id
+
+
+def _header(out: str) -> list[str]:
+    line = next(ln for ln in out.splitlines() if ln.startswith("┃"))
+    return [cell.strip() for cell in line.strip("┃").split("┃")]
+
+
+def test_runs_list_shows_the_users_keys_and_holds_plinths_back(run_cli, bookkeeping: str) -> None:  # type: ignore[no-untyped-def]
+    plain = run_cli("runs", "list", "-e", "kept")
+    assert _header(plain.out)[4:] == ["n_estimators", "test_f1"]
+    assert "0.976 " in plain.out and "3 column(s) of plinth's bookkeeping held back" in plain.out
+
+    everything = run_cli("runs", "list", "-e", "kept", "--all-columns")
+    assert _header(everything.out)[4:] == [
+        "n_estimators",
+        "test_f1",
+        "plinth.max_rss",
+        "plinth.wall_s",
+        "system/cpu_utilization",
+    ]
+    assert "294 MB" in everything.out and "1.72 s" in everything.out and "103%" in everything.out
+
+    chosen = run_cli("runs", "list", "-e", "kept", "--columns", "plinth.*", "-c", "params.*")
+    assert _header(chosen.out)[4:] == ["n_estimators", "plinth.max_rss", "plinth.wall_s"]
+
+    [found] = json.loads(run_cli("runs", "list", "-e", "kept", "--json").out)
+    assert set(found["metrics"]) == {"test_f1", "plinth.max_rss", "plinth.wall_s", "system/cpu_utilization"}
+
+
+def test_runs_show_lists_the_users_metrics_first_in_units(run_cli, bookkeeping: str) -> None:  # type: ignore[no-untyped-def]
+    out = run_cli("runs", "show", bookkeeping).out
+    assert out.index("test_f1") < out.index("plinth.max_rss") < out.index("system/cpu_utilization")
+    assert "294 MB" in out and "2.94154e+08" not in out and "0.976 " in out
+
+
+def test_every_json_option_says_the_same(run_cli) -> None:  # type: ignore[no-untyped-def]
+    helps = {
+        option.help
+        for _, command in _all_commands(cli)
+        for option in command.params
+        if isinstance(option, click.Option) and "--json" in option.opts
+    }
+    assert len(helps) > 1 and all(h and h.startswith(JSON_HELP) for h in helps), helps
 
 
 @pytest.mark.parametrize(
@@ -568,7 +627,7 @@ def test_demo_end_to_end_and_its_suggestions_work(
     )
     assert len(found) == 4 and found[0]["id"] == best_id
     assert all(r["status"] == "FINISHED" for r in found)
-    assert found[0]["metrics"]["test_f1"] == pytest.approx(best_f1, rel=1e-5)
+    assert found[0]["metrics"]["test_f1"] == pytest.approx(best_f1, abs=5e-4)  # printed to 3 digits
 
     suggested = [shlex.split(ln.strip()) for ln in result.out.splitlines() if ln.startswith("  plinth ")]
     assert [s[:3] for s in suggested] == [
@@ -625,7 +684,9 @@ def test_demo_end_to_end_and_its_suggestions_work(
     came_from, came_of = lineage.split("what came of it:")
     assert "dataset digits-train/1" in came_from and "prediction logs of digits-classifier/1" in came_of
     assert "scored by: run" in came_of and "batch-predict" in came_of  # the batch run, downstream
-    assert re.search(r"ran: flow run \w+ \(demo-digits, FINISHED.*Python 3", came_from)  # its environment
+    assert re.search(r"ran in: flow run \w+ \(demo-digits, FINISHED.*Python 3", came_from)  # its environment
+    assert "consumed: dataset digits-train/1" in came_from and "consumed_by" not in lineage
+    assert "fed by: run" in came_from and "produced by: run" in came_from
 
     # Each demo registers its best model and makes it champion; the champion predicts.
     assert "digits-classifier@champion predicts" in result.out

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from plinth.compute import ray_cluster
+from plinth.compute.ray import cluster as ray_cluster
 from plinth.core.errors import ConfigError
 
 FAILED = "Initialization failure from server: RuntimeError: Starting Ray client server failed."

@@ -164,6 +164,9 @@ def test_missing_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_import_plinth_does_not_import_ray() -> None:
-    code = "import sys, plinth, plinth.compute.ray, plinth.flows.flow; print('ray' in sys.modules)"
+    code = (
+        "import sys, plinth, plinth.compute, plinth.compute.ray, plinth.flows.flow, plinth.cli.main; "
+        "print('ray' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from plinth.compute.ray_cluster import NodeInfo, forwarded_env, storage_problems
+from plinth.compute.ray.cluster import NodeInfo, forwarded_env, storage_problems
 from plinth.core.settings import Settings
 
 
@@ -58,3 +60,12 @@ def test_loopback_addresses_are_not_shared(store: str, endpoint: str, needle: st
 def test_workers_get_settings_and_credentials() -> None:
     environ = {"PLINTH_STORE": "x", "AWS_SECRET_ACCESS_KEY": "k", "HOME": "/root", "PATH": "/bin"}
     assert forwarded_env(environ) == {"PLINTH_STORE": "x", "AWS_SECRET_ACCESS_KEY": "k"}
+
+
+def test_workers_get_the_drivers_dotenv_settings_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("PLINTH_STORE=from-file\nPLINTH_ARTIFACTS=s3://file/p\nOTHER=1\n")
+    monkeypatch.setenv("PLINTH_ARTIFACTS", "s3://env/p")
+    forwarded = forwarded_env()
+    assert forwarded["PLINTH_STORE"] == "from-file" and forwarded["PLINTH_ARTIFACTS"] == "s3://env/p"
+    assert "OTHER" not in forwarded

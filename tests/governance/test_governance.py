@@ -47,12 +47,21 @@ def test_audit_verify_detects_an_edited_and_a_deleted_event(tracking: Backend) -
         conn.execute(text("DELETE FROM audit_events WHERE seq = 5"))
     gone = plinth.verify_audit()
     assert (gone.ok, gone.first_bad_seq) == (False, 5) and "deleted" in (gone.reason or "")
+    with engine.begin() as conn:  # every keyed hash and the head removed: no longer vouched for
+        conn.execute(text("UPDATE audit_events SET mac = NULL"))
+        conn.execute(text("DELETE FROM audit_head"))
+    stripped = plinth.verify_audit()
+    assert (stripped.ok, stripped.first_bad_seq) == (False, 5)  # the damage comes first
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq > 4"))
+    assert plinth.verify_audit().problem == "not keyed"  # never "intact"
 
 
 def test_audit_cli(tracking: Backend, capsys: pytest.CaptureFixture[str]) -> None:
     with plinth.start_run(experiment="a") as run:
         pass
     assert main(["audit", "verify"]) == 0 and "intact" in capsys.readouterr().out
+    assert main(["audit", "adopt"]) == 0 and "Nothing to adopt" in capsys.readouterr().out
     assert main(["audit", "list", "--entity", run.id]) == 0
     listed = capsys.readouterr().out
     assert "run.create" in listed and "run.end" in listed
@@ -81,6 +90,22 @@ def test_lineage_from_predictions_back_to_the_dataset(
     assert main(["lineage", "d/1", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert {n["type"] for n in doc["nodes"]} >= {"model_version", "run", "dataset_version", "predictions"}
+    consumed = next(e for e in doc["edges"] if e["relation"] == "consumed_by")
+    assert (consumed["reads"], consumed["reads_back"]) == ("consumed by", "consumed")
+
+
+def test_lineage_reads_right_walking_either_way(tracking: Backend) -> None:
+    data = np.arange(12.0).reshape(6, 2)
+    with plinth.start_run(experiment="lin") as run:
+        run.log_dataset(data, name="train-set")
+        run.log_model(Doubler(), name="d", input_example=data[:2])
+    up = list(plinth.lineage("d/1", "up").tree("up"))
+    assert up[1].startswith("└── produced by: run ")  # the model was produced by the run,
+    assert "└── consumed: dataset train-set/1" in up[2]  # which consumed the dataset
+    down = list(plinth.lineage("train-set/1", "down").tree("down"))
+    assert down[1].startswith("└── consumed by: run ") and down[2].strip().startswith(
+        "└── produced: model d/1"
+    )
     with pytest.raises(InvalidInput):
         plinth.lineage("d/1", direction="sideways")
 

@@ -20,7 +20,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import plinth
-from plinth.cli.monitor_watch import watch as watch_command
+from plinth.cli.monitor.watch import watch as watch_command
 from plinth.core.entities import PredictionLog
 from plinth.core.errors import InvalidInput, NotFound
 from plinth.core.ids import new_id, now_ms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from html.parser import HTMLParser
@@ -18,8 +19,9 @@ import plinth
 from plinth.core.entities import PredictionLog
 from plinth.core.errors import InvalidInput
 from plinth.core.ids import new_id, now_ms
+from plinth.core.windows import Window
+from plinth.monitoring import report_html
 from plinth.monitoring.report import build_report, choose_every, report, write_html
-from plinth.monitoring.windows import window
 from plinth.tracking.context import Backend
 
 HOUR = 3_600_000
@@ -154,7 +156,7 @@ def test_a_model_without_labels_or_reference_still_gets_a_report(tracking: Backe
         run.log_model(model, name="iris-clf", input_example=features.head(3))
     serve_logs(tracking, model, features.head(40), at_ms=now_ms() - HOUR)
 
-    found = build_report(tracking.store, "iris-clf", window("1d"))
+    found = build_report(tracking.store, "iris-clf", Window.parse(since="1d"))
     write_html(found, tmp_path / "r.html")
     page = Page((tmp_path / "r.html").read_text())
 
@@ -163,6 +165,33 @@ def test_a_model_without_labels_or_reference_still_gets_a_report(tracking: Backe
     assert "No drift" in page.ids["plinth-section-drift"] and "plinth-chart-drift" not in page.ids
     assert {"plinth-chart-predictions", "plinth-chart-latency"} <= set(page.ids)
     assert found.predictions is not None and found.predictions.reference is None
+
+
+def drift_traces(text: str) -> list[dict[str, object]]:
+    """The series of the drift chart, as plotly.js receives them."""
+    start = text.index('"plinth-chart-drift",', text.index("Plotly.newPlot")) + len('"plinth-chart-drift",')
+    traces, _ = json.JSONDecoder().raw_decode(text[start:].lstrip())
+    return list(traces)
+
+
+def test_drift_reads_most_moved_first_and_charts_the_top_few(
+    tracking: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report_html, "CHARTED", 2)  # iris has 4 features: keep 2 of them back
+    monkeypatch.setattr(report_html, "LISTED", 2)
+    shifted_traffic(tracking)
+    path = tmp_path / "r.html"
+    report("iris-clf", since="7d", html=str(path))
+    text = path.read_text()
+    page = Page(text)
+
+    table = page.ids["plinth-section-drift"]
+    assert table.index(SHIFTED) < min(table.index(f) for f in ("sepal length (cm)", "petal width (cm)"))
+    assert "2 more features, none drifted" in table  # folded into a <details>, still in the page
+    traces = drift_traces(text)
+    assert traces[0]["name"] == SHIFTED
+    assert [t.get("visible", True) for t in traces[:4]] == [True, True, "legendonly", "legendonly"]
+    assert traces[-1]["name"] == "target (predictions)" and traces[-1].get("visible", True) is True
 
 
 def test_no_logs_in_the_window_is_a_clear_error(tracking: Backend) -> None:
@@ -194,7 +223,7 @@ def test_every_is_chosen_for_a_readable_number_of_windows() -> None:
 def test_cli_writes_the_report_and_prints_a_summary(tracking: Backend, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from plinth.cli.monitor_report import monitor_report
+    from plinth.cli.monitor.report import monitor_report
 
     shifted_traffic(tracking)
     path = tmp_path / "report.html"

@@ -98,6 +98,24 @@ def test_drift_flags_a_shifted_feature_against_the_training_profile(tracking: Ba
         plinth.drift("iris-clf", since="1h", start=base)
 
 
+def test_one_window_value_serves_every_monitoring_function(tracking: Backend) -> None:
+    features, model = iris_model(tracking)
+    base = now_ms() - 5 * HOUR
+    serve_logs(tracking, model, features.head(60), at_ms=base)
+    serve_logs(tracking, model, features.tail(60), at_ms=base + 2 * HOUR)
+    window = plinth.Window.parse(start=base - HOUR, end=base + 4 * HOUR, every="1h")
+
+    assert plinth.drift("iris-clf", window=window).requests == 120
+    assert len(plinth.drift_over_time("iris-clf", window=window)) == 2
+    assert plinth.performance("iris-clf", window=window).windows != ()
+    hourly = plinth.operations("iris-clf", window=window).windows
+    assert [w.requests for w in hourly if w.requests] == [60, 60]
+    same = plinth.operations("iris-clf", start=base - HOUR, end=base + 4 * HOUR, every=3600)
+    assert plinth.operations("iris-clf", window=window) == same
+    with pytest.raises(InvalidInput, match="window= or since="):
+        plinth.drift("iris-clf", window=window, since="1h")
+
+
 def test_set_reference_overrides_the_training_profile_and_is_audited(tracking: Backend) -> None:
     features, model = iris_model(tracking)
     shifted = features.copy()

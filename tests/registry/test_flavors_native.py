@@ -16,7 +16,7 @@ import pytest
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.linear_model import LogisticRegression
 
-from plinth.core.errors import InvalidInput
+from plinth.core.errors import IntegrityError, InvalidInput
 from plinth.registry.flavors.base import Flavor, detect_flavor
 from plinth.registry.package import Package
 
@@ -311,6 +311,43 @@ def test_torch_fallback_needs_an_importable_class_and_its_arguments(tmp_path: Pa
         flavor.save(torch_models.Mlp(), str(tmp_path), init_kwarg={})
     with pytest.raises(InvalidInput, match="not a torch dtype"):
         flavor.save(torch_models.Mlp(), str(tmp_path), input_dtype="float31")
+
+
+@pytest.mark.parametrize(
+    ("meta", "error", "needle"),
+    [
+        (
+            {"init_kwargs": {}},
+            InvalidInput,
+            r"could not be built: torch_models:Unscriptable\(\*\*\{\}\) raised",
+        ),
+        ({"init_kwargs": {"inputs": 3}}, InvalidInput, "do not fit torch_models:Unscriptable"),
+        ({"init_kwargs": [10]}, IntegrityError, "meta.init_kwargs, where a dict was expected"),
+        ({"class": "torch_models:Nowhere"}, InvalidInput, "Cannot import the module class"),
+        ({"class": ":Unscriptable"}, IntegrityError, "is not a 'module:QualName' path"),
+        ({"class": 7}, IntegrityError, "holds 7 as meta.class"),
+        ({"file": None}, IntegrityError, "holds nothing as meta.file"),
+    ],
+)
+def test_torch_state_dicts_that_do_not_build_are_plinth_errors(  # type: ignore[no-untyped-def]
+    tmp_path: Path, diabetes, torch_models, meta: dict[str, Any], error: type[Exception], needle: str
+) -> None:
+    from plinth.registry.flavors.torch import TorchFlavor
+
+    x, _ = diabetes
+    flavor = TorchFlavor()
+    _loaded, saved = roundtrip(
+        flavor, torch_models.Unscriptable(inputs=x.shape[1]), tmp_path, init_kwargs={"inputs": 10}
+    )
+    package = Package(str(tmp_path / "pkg"), {"meta": {**saved, **meta}, "files": listing(tmp_path)}, "t/1")
+    with pytest.raises(error, match=needle):
+        flavor.load(package)
+
+
+def listing(tmp_path: Path) -> list[dict[str, str]]:
+    """The manifest's file list for what `roundtrip` saved."""
+    folder = tmp_path / "pkg"
+    return [{"path": f.name, "digest": hashlib.sha256(f.read_bytes()).hexdigest()} for f in folder.iterdir()]
 
 
 def test_importing_the_torch_flavor_does_not_import_torch() -> None:

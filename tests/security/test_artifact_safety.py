@@ -25,7 +25,7 @@ from sqlalchemy import insert, select
 import plinth
 from plinth.cli.main import main
 from plinth.core.settings import Settings
-from plinth.errors import IntegrityError, InvalidInput, StoreError
+from plinth.errors import ConfigError, IntegrityError, InvalidInput, StoreError
 from plinth.store import schema
 from plinth.store.base import ArtifactRecord
 from plinth.store.blobs import BlobStore
@@ -114,6 +114,8 @@ def test_downloads_do_not_follow_links_out_of_the_destination(  # type: ignore[n
         ("p/" + "é" * 128, "longer than 255 bytes"),
         ("/".join(["d"] * 65), "65 folders deep"),
         ("/".join(["x" * 200] * 6), "the limit is 1024"),
+        ("/".join(["\N{GRINNING FACE}" * 63] * 16), "is 4047 bytes long in UTF-8; the limit is 1024"),
+        ("/".join(["é" * 127] * 4 + ["abcde"]), "is 1025 bytes long"),
     ],
 )
 def test_bad_artifact_paths_are_refused(
@@ -127,13 +129,35 @@ def test_bad_artifact_paths_are_refused(
     assert list(tracking.blobs.list_blobs()) == []
 
 
-def test_the_longest_names_allowed_can_be_fetched(tracking: Backend, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "longest", ["/".join(["d"] * 63 + ["é" * 127]), "/".join(["d"] + ["é" * 127] * 4 + ["ab"])]
+)
+def test_the_longest_names_allowed_can_be_fetched(tracking: Backend, tmp_path: Path, longest: str) -> None:
     (tmp_path / "model.bin").write_bytes(b"weights")
-    deep = "/".join(["d"] * 63 + ["é" * 127])
+    assert len(longest.encode()) <= 1024
     with plinth.start_run(experiment="e") as run:
-        run.log_artifact(str(tmp_path / "model.bin"), artifact_path=deep)
-    [written] = download_artifacts(tracking, run.id, "d", str(tmp_path / "out"))
+        run.log_artifact(str(tmp_path / "model.bin"), artifact_path=longest)
+    dest = tmp_path.joinpath(*["destination-folder"] * 8)  # a long way down, as a real one may be
+    [written] = download_artifacts(tracking, run.id, "d", str(dest))
     assert Path(written).read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize("path", ["report", "report/summary.txt", "no-such-artifact", PLANTED])
+def test_a_refused_get_leaves_no_destination_behind(  # type: ignore[no-untyped-def]
+    tracking: Backend, finished_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    run_id, digest = finished_run
+    plant(tracking, run_id, PLANTED, digest)
+    tracking.blobs.delete(digest)  # every fetch of a recorded file now fails
+    monkeypatch.chdir(tmp_path)
+    assert main(["artifacts", "get", run_id, path, "o/"]) != 0
+    assert not (tmp_path / "o").exists()
+
+
+def test_get_into_a_new_folder_creates_it(tracking: Backend, finished_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run_id, _ = finished_run
+    assert main(["artifacts", "get", run_id, "report/summary.txt", str(tmp_path / "o") + "/"]) == 0
+    assert (tmp_path / "o" / "summary.txt").read_text() == "fine\n"
 
 
 @pytest.mark.parametrize(
@@ -340,6 +364,20 @@ def test_datasets_models_and_gc_get_the_same_message(misconfigured, capsys) -> N
     assert problem in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "endpoint", ["localhost:18500", "ftp://localhost:18500", "http://:18500", "http://a:99999"]
+)
+def test_an_endpoint_that_is_not_an_http_url_is_named(  # type: ignore[no-untyped-def]
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys, endpoint: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"PLINTH_S3_ENDPOINT_URL={endpoint!r} is not an http"):
+        _configure(monkeypatch, sqlite_settings, "s3://bucket/x", endpoint)
+    monkeypatch.chdir(tmp_path)
+    assert main(["artifacts", "get", "0" * 32, "model.bin"]) != 0
+    err = capsys.readouterr().err
+    assert "PLINTH_S3_ENDPOINT_URL" in err and "http://localhost:9000" in err and "Traceback" not in err
+
+
 def test_an_unreachable_endpoint_is_named(
     sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -372,7 +410,8 @@ def test_refused_and_missing_credentials_are_read_from_botocore(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask the link-local metadata service
     with pytest.raises(botocore.exceptions.NoCredentialsError) as none:
-        boto3.client("s3", endpoint_url=s3_refusing, region_name="us-east-1").list_buckets()
+        # a new session: the default one may hold credentials another test's client resolved
+        boto3.session.Session().client("s3", endpoint_url=s3_refusing, region_name="us-east-1").list_buckets()
     assert "refused access" in str(blob_store_failure(none.value, "s3://some-bucket/x", None))
 
 

@@ -1,10 +1,12 @@
-"""The keyed audit chain (cut tails, rewrites, wrong keys, anchors, keying an old chain, concurrent
-appenders, the key file) and erasures that leave nothing in SQLite's files."""
+"""The keyed audit chain (cut tails, rewrites, stripped keyed hashes, wrong keys, anchors and their
+targets, adopting an old chain, concurrent appenders, the key file) and erasures that leave nothing
+in SQLite's files."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import sys
 import threading
@@ -15,12 +17,20 @@ import pytest
 from sqlalchemy import Engine, text
 
 import plinth
+from plinth.cli.errors import exit_code_for
 from plinth.cli.main import main
 from plinth.core.entities import Label, PredictionLog
-from plinth.core.errors import AuditTampered, ConfigError, InvalidInput, WrongAuditKey
+from plinth.core.errors import (
+    AuditTampered,
+    ConfigError,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    WrongAuditKey,
+)
 from plinth.core.ids import new_id, now_ms
 from plinth.core.settings import Settings
-from plinth.governance.api import anchor_audit
+from plinth.governance.api import adopt_audit, anchor_audit
 from plinth.store.audit_check import GENESIS, event_hash
 from plinth.store.audit_key import audit_key_env, audit_secret
 from plinth.store.sql import SqlStore
@@ -91,7 +101,7 @@ def test_a_chain_rewritten_with_recomputed_hashes_is_caught(
     rewrite(engine, 3, "mallory")
     check = plinth.verify_audit()
     assert (check.ok, check.first_bad_seq, check.problem) == (False, 3, "rewritten")
-    assert main(["audit", "verify"]) == AuditTampered.exit_code
+    assert main(["audit", "verify"]) == exit_code_for(AuditTampered)
     assert "broken at event 3 (rewritten)" in capsys.readouterr().err
     with pytest.raises(AuditTampered):
         check.raise_if_broken()
@@ -125,7 +135,7 @@ def test_a_wrong_key_is_reported_as_a_wrong_key(tracking: Backend) -> None:
 def test_the_cli_names_a_wrong_key(tracking: Backend, capsys: pytest.CaptureFixture[str]) -> None:
     events(tracking)
     plinth.configure(replace(tracking.settings, audit_key="another-key-" + "2" * 20))
-    assert main(["audit", "verify"]) == WrongAuditKey.exit_code
+    assert main(["audit", "verify"]) == exit_code_for(WrongAuditKey)
     assert "not the one this store's audit log was written with" in capsys.readouterr().err
 
 
@@ -142,8 +152,7 @@ def test_an_anchor_in_a_file_catches_a_log_emptied_or_rewritten_with_the_key(
     tracking: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     total = events(tracking)
-    anchor = tmp_path / "anchors" / "audit.json"
-    anchor.parent.mkdir()
+    anchor = tmp_path / "anchors" / "audit.json"  # a local file's folder is made
     assert main(["audit", "anchor", "-o", str(anchor)]) == 0
     written = json.loads(anchor.read_text())
     assert written["seq"] == total and set(written) == {"seq", "hash", "time_ms", "time", "mac"}
@@ -155,12 +164,13 @@ def test_an_anchor_in_a_file_catches_a_log_emptied_or_rewritten_with_the_key(
     rewrite(engine, 2, "mallory", head=False)
     sql(engine, "UPDATE audit_events SET mac = NULL")
     sql(engine, "DELETE FROM audit_head")
-    assert store(tracking, tracking.settings.audit_key).verify_audit().ok  # keyed again, looks intact
+    assert store(tracking, tracking.settings.audit_key).adopt_audit().keyed == total + 2
+    assert plinth.verify_audit().ok  # keyed again, looks intact
     check = plinth.verify_audit(str(anchor))
     assert (check.ok, check.first_bad_seq, check.problem) == (False, total, "rewritten")
     sql(engine, "DELETE FROM audit_events")  # or empties the log, head and all
     sql(engine, "DELETE FROM audit_head")
-    assert plinth.verify_audit().ok
+    assert plinth.verify_audit().ok  # as a fresh store would be: only the anchor tells them apart
     emptied = plinth.verify_audit(str(anchor))
     assert (emptied.ok, emptied.first_bad_seq, emptied.problem) == (False, 1, "missing tail")
 
@@ -201,24 +211,97 @@ def test_an_anchor_on_an_object_store(settings: Settings, s3_server: str, s3_buc
     assert (check.ok, check.first_bad_seq, check.problem) == (False, 3, "missing tail")
 
 
-def test_a_chain_written_before_keying_is_keyed_once_it_checks_out(settings: Settings) -> None:
+def unkeyed(engine: Engine) -> list[int]:
+    """The events that carry no keyed hash."""
+    with engine.connect() as conn:
+        return [
+            r[0] for r in conn.execute(text("SELECT seq FROM audit_events WHERE mac IS NULL ORDER BY seq"))
+        ]
+
+
+def test_an_anchor_is_never_written_to_a_bucket_that_does_not_exist(
+    settings: Settings, s3_server: str, s3_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import boto3
+
+    be = plinth.configure(replace(settings, storage_options={"endpoint_url": s3_server}))
+    events(be)
+    typo = f"typo-{s3_bucket.split('/')[2]}"  # on the same server as a bucket that exists
+    target = f"s3://{typo}/anchors/audit.json"
+    assert main(["audit", "anchor", "-o", target]) == exit_code_for(ConfigError)
+    err = capsys.readouterr().err
+    assert f"Cannot write the audit anchor to {target}: the bucket {typo!r} does not exist" in err
+    assert "plinth does not create it" in err
+    buckets = boto3.client("s3", endpoint_url=s3_server).list_buckets()["Buckets"]
+    assert typo not in {b["Name"] for b in buckets}
+    with pytest.raises(NotFound, match="No audit anchor at"):
+        plinth.verify_audit(target)
+
+
+def test_an_anchor_target_that_cannot_be_written_is_named_without_a_traceback(
+    tracking: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events(tracking)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound but not listening: connections to it are refused
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/audit.json"
+        assert main(["audit", "anchor", "-o", url]) == exit_code_for(ConfigError)
+        assert f"Cannot write the audit anchor to {url}" in capsys.readouterr().err
+        assert main(["audit", "verify", "--anchor", url]) == exit_code_for(StoreError)
+        assert f"Cannot read the audit anchor at {url}" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="Protocol not known: nosuchproto"):
+        anchor_audit("nosuchproto://x/a.json")
+
+
+def test_a_chain_stripped_of_its_keyed_hashes_and_head_is_not_vouched_for(
+    tracking: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    total = events(tracking)
+    engine = tracking.store.engine  # type: ignore[attr-defined]
+    # someone who can write the database but lacks the key rewrites event 1, recomputes every hash
+    # and removes every keyed hash and the head: the chain looks as if written before keying
+    rewrite(engine, 1, "mallory", head=False)
+    sql(engine, "UPDATE audit_events SET mac = NULL")
+    sql(engine, "DELETE FROM audit_head")
+    check = plinth.verify_audit()
+    assert (check.ok, check.problem, check.first_bad_seq, check.unkeyed) == (False, "not keyed", 1, total)
+    assert main(["audit", "verify"]) == exit_code_for(AuditTampered)
+    err = capsys.readouterr().err
+    assert f"{total} events (1 to {total}) are not keyed" in err and "their MACs were removed" in err
+    assert "run `plinth audit adopt` once" in err and "intact" not in err
+    events(tracking, 2)  # appends go on, keyed, and key nothing older
+    later = plinth.verify_audit()
+    assert (later.ok, later.problem, later.unkeyed, later.events) == (False, "not keyed", total, total + 2)
+    assert unkeyed(engine) == list(range(1, total + 1))  # neither verifying nor appending keyed them
+
+
+def test_a_chain_written_before_keying_fails_until_adopted(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     old = SqlStore(settings.resolved_store_url, actor="old", audit_key=None)
     for i in range(4):
         old.record_audit("old.event", "thing", f"t{i}", None, None)
     be = plinth.configure(settings)
-    check = plinth.verify_audit()  # verify with the key keys the old events
-    assert check.ok and check.keyed and check.events == 4 and check.head is not None
-    assert check.head.seq == 4
-    engine = be.store.engine  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM audit_events WHERE mac IS NULL")).scalar() == 0
-    events(be, 2)
-    rewrite(engine, 2, "mallory")  # from now on, they are vouched for
-    assert plinth.verify_audit().first_bad_seq == 2
+    events(be, 2)  # a keyed writer appends after them, keyed, with a head
+    check = plinth.verify_audit()
+    assert (check.ok, check.problem, check.unkeyed) == (False, "not keyed", 4)
+    assert check.head is not None and check.head.seq == 6
+    assert main(["audit", "adopt"]) == 0
+    assert (
+        "Keyed events 1 to 4 of the audit log as they stand (recorded as event 7)" in capsys.readouterr().out
+    )
+    [adopted] = [e for e in be.store.audit_events() if e.action == "audit.adopt"]
+    assert (adopted.seq, adopted.entity_id, json.loads(adopted.after or "{}")["events"]) == (7, "1-4", 4)
+    assert plinth.verify_audit().ok
+    assert main(["audit", "adopt"]) == 0 and "Nothing to adopt" in capsys.readouterr().out
+    rewrite(be.store.engine, 2, "mallory")  # type: ignore[attr-defined]
+    assert plinth.verify_audit().first_bad_seq == 2  # from now on, they are vouched for
     old.close()
 
 
-def test_an_old_chain_is_keyed_by_its_first_keyed_writer_up_to_its_damage(settings: Settings) -> None:
+def test_adopting_keys_an_old_chain_up_to_its_damage(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     old = SqlStore(settings.resolved_store_url, actor="old", audit_key=None)
     for i in range(5):
         old.record_audit("old.event", "thing", f"t{i}", None, None)
@@ -227,10 +310,67 @@ def test_an_old_chain_is_keyed_by_its_first_keyed_writer_up_to_its_damage(settin
     be.store.record_audit("new.event", "thing", "t", None, None)
     check = plinth.verify_audit()
     assert (check.ok, check.first_bad_seq, check.problem) == (False, 3, "edited")
-    with old.engine.connect() as conn:
-        unkeyed = conn.execute(text("SELECT seq FROM audit_events WHERE mac IS NULL ORDER BY seq"))
-        assert [r[0] for r in unkeyed] == [3, 4, 5]  # nothing from the damage on is vouched for
+    assert main(["audit", "adopt"]) == exit_code_for(AuditTampered)
+    out, err = capsys.readouterr()
+    assert "Keyed events 1 to 2" in out and "broken at event 3" in err and "stay unkeyed" in err
+    assert unkeyed(old.engine) == [3, 4, 5]  # nothing from the damage on is vouched for
+    assert plinth.verify_audit().first_bad_seq == 3
     old.close()
+
+
+@pytest.mark.parametrize("damage", ["keyed hash removed mid-chain", "head deleted"])
+def test_adopting_refuses_a_keyed_chain_that_lost_keyed_hashes_or_its_head(
+    tracking: Backend, damage: str
+) -> None:
+    events(tracking)
+    engine = tracking.store.engine  # type: ignore[attr-defined]
+    if damage == "head deleted":
+        sql(engine, "DELETE FROM audit_head")
+    else:
+        sql(engine, "UPDATE audit_events SET mac = NULL WHERE seq > 3")
+    with pytest.raises(AuditTampered, match="cannot be adopted"):
+        adopt_audit()
+    assert not plinth.verify_audit().ok
+
+
+def test_a_store_upgraded_from_0005_appends_and_is_adopted_once(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alembic import command
+
+    from plinth.store.engine import make_engine, writing
+    from plinth.store.migrate import alembic_config
+
+    engine = make_engine(settings.resolved_store_url)
+    with writing(engine) as conn:
+        command.upgrade(alembic_config(conn), "0005")
+    previous = GENESIS
+    with writing(engine) as conn:  # as plinth before 0006 wrote them: hash-chained, no MAC, no head
+        for seq in range(1, 4):
+            fields = dict(
+                zip(FIELDS, (seq, now_ms(), "old", "run.create", "run", f"r{seq}", None, "x"), strict=True)
+            )
+            digest = event_hash(previous, fields)
+            conn.execute(
+                text(
+                    "INSERT INTO audit_events (seq, time_ms, actor, action, entity_type, entity_id, "
+                    '"before", "after", prev_hash, hash) VALUES (:seq, :time_ms, :actor, :action, '
+                    ":entity_type, :entity_id, :before, :after, :prev, :hash)"
+                ),
+                {**fields, "prev": previous, "hash": digest},
+            )
+            previous = digest
+    engine.dispose()
+    plinth.configure(settings)  # upgrades the store to 0006
+    with plinth.start_run(experiment="after-upgrade", params={"a": 1}) as run:
+        run.log_metric("m", 0.5)
+    check = plinth.verify_audit()
+    assert (check.ok, check.problem, check.unkeyed) == (False, "not keyed", 3)
+    assert main(["audit", "adopt"]) == 0 and "Keyed events 1 to 3" in capsys.readouterr().out
+    assert main(["audit", "verify"]) == 0 and "intact" in capsys.readouterr().out
+    with plinth.start_run(experiment="after-upgrade"):
+        pass
+    assert plinth.verify_audit().ok
 
 
 def test_concurrent_appenders_keep_one_valid_chain(tracking: Backend) -> None:
@@ -343,7 +483,7 @@ def test_an_erased_subject_leaves_nothing_in_the_database_files() -> None:
 def test_a_reader_holding_the_log_is_named_in_the_receipt(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("plinth.store.sql_governance.CHECKPOINT_TRIES", 2)  # a shorter wait for the reader
+    monkeypatch.setattr("plinth.store.sql.governance.CHECKPOINT_TRIES", 2)  # a shorter wait for the reader
     be = plinth.configure(settings)
     if not be.settings.resolved_store_url.startswith("sqlite"):
         receipt = plinth.apply_retention("1d")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,15 +11,17 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 import plinth
 from plinth.cli.main import main
 from plinth.core.entities import FlowRun, Run, RunStatus
 from plinth.core.errors import ConflictError, InvalidInput
 from plinth.core.ids import now_ms
-from plinth.flows.liveness import check_driver, this_driver
+from plinth.flows.liveness import check_driver, this_driver, this_namespace
 from plinth.flows.source import load_object
 from plinth.tracking.context import Backend
 
@@ -28,7 +31,7 @@ RESOURCES = Path(__file__).parent.parent / "resources"
 class Driver:
     """`stages` run by a separate driver process, held in stage 2 until `release()`."""
 
-    def __init__(self, be: Backend, tmp_path: Path) -> None:
+    def __init__(self, be: Backend, tmp_path: Path, wrap: list[str] | None = None) -> None:
         self.marker = tmp_path / "m"
         self.hold = Path(f"{self.marker}.sleep")
         self.hold.write_text("sleep in stage 2")
@@ -39,7 +42,7 @@ class Driver:
             "PLINTH_HEARTBEAT_S": "60",  # missed beats cannot decide anything during a test
         }
         script = [sys.executable, str(RESOURCES / "run_flow.py"), str(RESOURCES), str(self.marker)]
-        self.process = subprocess.Popen(script, env=env)
+        self.process = subprocess.Popen([*(wrap or []), *script], env=env)
         self.run_id = wait_for(lambda: _two_stages_done(be))
 
     def kill(self) -> None:
@@ -131,7 +134,8 @@ def test_a_driver_on_another_host_waits_for_its_heartbeat_or_force(
     capsys.readouterr()
     assert main(["flows", "show", driver.run_id]) == 0
     shown = capsys.readouterr().out
-    assert f"driver pid {driver.process.pid} on {host} (another host: its heartbeat decides in" in shown
+    where = f"driver pid {driver.process.pid} on {host}"
+    assert f"{where} (ran on another host: its heartbeat decides in" in shown
     assert main(["flows", "resume", driver.run_id]) != 0
     assert "--force" in capsys.readouterr().err
     assert main(["flows", "resume", "--force", driver.run_id]) == 0
@@ -147,8 +151,87 @@ def test_a_source_module_that_cannot_be_imported_is_named() -> None:
 def test_a_pid_held_by_a_process_younger_than_the_run_counts_as_gone(
     started_s_ago: int, verdict: str
 ) -> None:
-    host, pid = this_driver()  # this test's own process stands for the driver, or for a pid reused
+    here = this_driver()  # this test's own process stands for the driver, or for a pid reused
     start = now_ms() - started_s_ago * 1000
-    run = FlowRun("r", "f", RunStatus.RUNNING, {}, "m:f", start, None, driver_host=host, driver_pid=pid)
+    recorded = _recorded(here.host, here.pid, here.ns)
+    run = FlowRun("r", "f", RunStatus.RUNNING, {}, "m:f", start, None, **recorded)
     tracked = Run("r", "e", "f", "flow f", RunStatus.RUNNING, "tester", start, None, start, 10.0)
     assert check_driver(run, tracked, now_ms()).verdict == verdict
+
+
+def _recorded(host: str, pid: int, ns: str | None) -> dict[str, Any]:
+    return {"driver_host": host, "driver_pid": pid, "driver_ns": ns}
+
+
+def _pid_namespace_wrapper() -> list[str] | None:
+    """An `unshare` prefix that runs a command as pid 1 of a new PID namespace, or None where it cannot."""
+    if shutil.which("unshare") is None:
+        return None
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    wrap = ["unshare", *user, "--pid", "--fork", "--kill-child", "--mount-proc"]
+    tried = subprocess.run([*wrap, "true"], capture_output=True, check=False)
+    return wrap if tried.returncode == 0 else None
+
+
+def test_a_live_driver_in_another_pid_namespace_is_not_judged_from_here(
+    tracking: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrap = _pid_namespace_wrapper()
+    if wrap is None:
+        pytest.skip("unshare cannot make a PID namespace here; a rewritten namespace stands in below")
+    monkeypatch.syspath_prepend(str(RESOURCES))
+    driver = Driver(tracking, tmp_path, wrap)
+    try:
+        running = tracking.store.get_flow_run(driver.run_id)
+        assert running.driver_pid == 1 and running.driver_ns != this_namespace()
+
+        with pytest.raises(ConflictError, match=r"another PID namespace .*heartbeat decides") as refused:
+            plinth.resume_flow(driver.run_id)
+        assert "kill 1" not in str(refused.value)
+        capsys.readouterr()
+        assert main(["flows", "show", driver.run_id]) == 0
+        assert "(ran in another PID namespace (container) on this host" in capsys.readouterr().out
+
+        driver.release()
+        assert driver.process.wait(timeout=60) == 0
+    finally:
+        if driver.process.poll() is None:
+            driver.kill()
+    assert tracking.store.get_flow_run(driver.run_id).status is plinth.RunStatus.FINISHED
+
+
+@pytest.mark.parametrize(
+    ("recorded", "where"),
+    [
+        ("{boot} pid:[1]", "in another PID namespace"),
+        ("00000000-0000-0000-0000-000000000000 {pids}", "in an earlier boot of this host or on another"),
+    ],
+)
+def test_a_dead_pid_recorded_in_another_namespace_or_boot_waits_for_the_heartbeat(
+    tracking: Backend, driver: Driver, recorded: str, where: str
+) -> None:
+    driver.kill()  # its pid is free here: judged from this namespace, it would be gone
+    driver.release()
+    boot, pids = (this_namespace() or "? ?").split(" ")
+    other = recorded.format(boot=boot, pids=pids)
+    with tracking.store.engine.begin() as conn:  # type: ignore[attr-defined]
+        rewrite = text("UPDATE flow_runs SET driver_ns = :ns WHERE id = :id")
+        conn.execute(rewrite, {"ns": other, "id": driver.run_id})
+
+    with pytest.raises(ConflictError, match=f"ran {where}.*--force"):
+        plinth.resume_flow(driver.run_id)
+    assert tracking.store.get_flow_run(driver.run_id).status is plinth.RunStatus.RUNNING
+
+    assert plinth.resume_flow(driver.run_id, force=True).status is plinth.RunStatus.FINISHED
+
+
+def test_a_live_driver_that_is_pid_1_is_not_offered_to_kill(tracking: Backend) -> None:
+    here = this_driver()
+    with plinth.start_run(experiment="stages", name="flow stages") as tracked:
+        recorded = _recorded(here.host, 1, here.ns)
+        run = FlowRun(tracked.id, "stages", RunStatus.RUNNING, {}, "m:f", now_ms(), None, **recorded)
+        tracking.store.create_flow_run(run)
+
+        with pytest.raises(ConflictError, match=r"pid 1 on .* is alive") as refused:
+            plinth.resume_flow(tracked.id)
+    assert "kill 1" not in str(refused.value) and "stop its container" in str(refused.value)

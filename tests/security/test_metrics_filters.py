@@ -9,6 +9,8 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -184,6 +186,15 @@ def test_a_busy_store_keeps_every_point_once() -> None:
         (lambda r: r.log_metric("a", 1.0, timestamp_ms=-1), "2**63"),
         (lambda r: r.log_metric("\ud800", 1.0), "lone surrogate"),
         (lambda r: r.log_metric_points("a", np.array([True, False])), "booleans"),
+        (lambda r: r.log_metric_points("a", ["0.5", "x"]), "it holds text (dtype <U3); convert numbers"),
+        (lambda r: r.log_metric_points("a", [1 + 2j]), "complex numbers (dtype complex128)"),
+        (lambda r: r.log_metric_points("a", [[1.0, 2.0]]), "shape (1, 2); log a 1-D series"),
+        (lambda r: r.log_metric_points("a", [Decimal("1.5"), "x"]), "'a[1]' must be a number, got str"),
+        (lambda r: r.log_metric("a", "0.5"), "convert a number written as text with float(text)"),
+        (lambda r: r.log_metric("a", 1 + 2j), "abs(value)"),
+        (lambda r: r.log_metric("a", Decimal("sNaN")), "log float('nan') instead"),
+        (lambda r: r.log_metric("a", Decimal("1e999")), "beyond the range"),
+        (lambda r: r.log_metric("a", Fraction(10**400, 3)), "beyond the range"),
         (lambda r: r.log_metric_points("a", [1.0], steps=np.array([2**64 - 1], dtype=np.uint64)), "2**63"),
         (lambda r: r.log_param("\ud800", 1), "lone surrogate"),
         (lambda r: r.log_param("p", "\udc00"), "lone surrogate"),
@@ -194,7 +205,22 @@ def test_metric_values_are_checked_when_logged(tracking: Backend, log: object, f
         with pytest.raises(InvalidInput) as info:
             log(run)  # type: ignore[operator]
         assert fragment in str(info.value)
+        assert "convert booleans" not in str(info.value) or "booleans" in fragment
     assert tracking.writer.dropped == 0
+
+
+def test_real_numbers_of_any_type_are_metrics(tracking: Backend) -> None:
+    with plinth.start_run(experiment="m") as run:
+        run.log_metric("decimal", Decimal("1.5"))
+        run.log_metric("fraction", Fraction(1, 4))
+        run.log_metric("float32", np.float32(0.5))
+        run.log_metric("nan", Decimal("NaN"))
+        run.log_metric("inf", Decimal("-Infinity"))
+        run.log_metric_points("series", [Decimal("1.5"), Fraction(1, 2), 3, np.int64(4)])
+    got = plinth.get_run(run.id).metrics
+    assert math.isnan(got.pop("nan"))
+    assert got == {"decimal": 1.5, "fraction": 0.25, "float32": 0.5, "inf": -INF, "series": 4.0}
+    np.testing.assert_array_equal(plinth.metric_history(run.id, "series").values, [1.5, 0.5, 3.0, 4.0])
 
 
 # like and ilike ------------------------------------------------------------------------------------
@@ -232,6 +258,27 @@ def optimizers(settings: Settings) -> None:
 def test_like_is_case_sensitive_and_ilike_is_not_on_every_backend(
     optimizers: None, where: str, expected: set[str]
 ) -> None:
+    assert set(_names(where)) == expected
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("params.opt ilike 'éclair'", {"Éclair", "éclair", "ÉCLAIR"}),
+        ("params.opt ilike 'ÉCL%'", {"Éclair", "éclair", "ÉCLAIR"}),
+        ("params.opt like 'éclair'", {"éclair"}),
+        ("params.opt not ilike 'Éclair'", {"eclair", "Straße"}),
+        ("name ilike 'straSSe' or name ilike 'STRASSE'", set()),
+        ("tags.t ilike 'STRAßE'", {"Straße"}),
+        ("name ilike 'É%'", {"Éclair", "éclair", "ÉCLAIR"}),
+    ],
+)
+def test_ilike_folds_every_letter_alike_on_every_backend(
+    tracking: Backend, where: str, expected: set[str]
+) -> None:
+    for name in ("Éclair", "éclair", "ÉCLAIR", "eclair", "Straße"):
+        with plinth.start_run(experiment="m", name=name, params={"opt": name}, tags={"t": name}):
+            pass
     assert set(_names(where)) == expected
 
 
@@ -282,6 +329,59 @@ def test_the_largest_filters_allowed_run_on_every_backend(optimizers: None) -> N
     assert set(_names(deep)) == {"adam", "AdamW", "ADAM_x", "ADAMzx", "running"}
     listed = "params.optimizer in (" + ", ".join(f"'{i}'" for i in range(4999)) + ", 'adam')"
     assert _names(listed) == ["adam"]
+
+
+@pytest.mark.parametrize(
+    ("where", "position"),
+    [("params.p = 'a\x00b'", 13), ("tags.`a\x00b` = 'x'", 7), ("name like '%\x00%'", 12)],
+)
+def test_a_nul_in_a_filter_is_invalid_input_with_the_position(
+    tracking: Backend, where: str, position: int
+) -> None:
+    with pytest.raises(FilterSyntaxError, match="NUL character") as info:
+        plinth.search_runs(where=where)
+    assert info.value.position == position
+
+
+NUL = "a\x00b"
+NUL_LOOKUPS = {
+    "run": lambda be, run_id: plinth.get_run(NUL),
+    "runs of an experiment": lambda be, run_id: plinth.search_runs(experiment=NUL),
+    "experiment": lambda be, run_id: be.store.get_experiment(NUL),
+    "dataset": lambda be, run_id: plinth.get_dataset(NUL),
+    "datasets": lambda be, run_id: plinth.list_datasets(NUL),
+    "model version": lambda be, run_id: plinth.get_model_version(NUL, 1),
+    "model versions": lambda be, run_id: plinth.list_model_versions(NUL),
+    "alias": lambda be, run_id: be.store.resolve_alias("m", NUL),
+    "metric of a run": lambda be, run_id: plinth.metric_history(run_id, NUL),
+    "flow run": lambda be, run_id: be.store.get_flow_run(NUL),
+    "audit events": lambda be, run_id: be.store.audit_events(entity_id=NUL),
+}
+
+
+@pytest.mark.parametrize("lookup", list(NUL_LOOKUPS))
+def test_a_nul_in_a_looked_up_name_or_id_is_invalid_input_on_every_backend(
+    tracking: Backend, lookup: str
+) -> None:
+    with plinth.start_run(experiment="m") as run:
+        run.log_metric("loss", 1.0)
+    with pytest.raises(InvalidInput, match=r"'a\\x00b' holds a (NUL character|control character)"):
+        NUL_LOOKUPS[lookup](tracking, run.id)
+    assert plinth.get_run(run.id).metrics == {"loss": 1.0}  # the store still answers
+
+
+def test_a_lone_surrogate_in_a_looked_up_id_is_invalid_input_not_a_driver_error(tracking: Backend) -> None:
+    with pytest.raises(InvalidInput, match=r"holds a lone surrogate \(\\udce9\) at position 3"):
+        plinth.get_run("caf\udce9")
+    with pytest.raises(InvalidInput, match="lone surrogate"):
+        tracking.store.get_experiment("caf\udce9")
+
+
+def test_a_run_failing_with_a_nul_in_its_message_is_still_ended(tracking: Backend) -> None:
+    with pytest.raises(ValueError, match="bad"), plinth.start_run(experiment="m") as run:
+        raise ValueError("bad\x00byte")
+    stored = plinth.get_run(run.id)
+    assert stored.status is plinth.RunStatus.FAILED and stored.error == "ValueError: bad\\x00byte"
 
 
 def test_order_by_with_a_surrogate_is_invalid_input(tracking: Backend) -> None:

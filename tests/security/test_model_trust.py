@@ -5,9 +5,11 @@ SQLite and PostgreSQL where the store is involved.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import pickle
 import sys
@@ -25,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sqlalchemy import update
+from starlette.testclient import TestClient
 
 import plinth
 from plinth.cli.main import main
@@ -40,6 +43,8 @@ from plinth.core.errors import (
 from plinth.core.refs import MAX_VERSION
 from plinth.core.settings import Settings
 from plinth.registry.models import sign_versions
+from plinth.serving.app import create_app
+from plinth.serving.options import ServeOptions
 from plinth.store import schema as t
 from plinth.store.open import open_store
 from plinth.tracking.context import Backend
@@ -184,8 +189,44 @@ def test_a_version_registered_before_manifests_named_their_version_loads_and_can
     assert plinth.load_model("older").version == 1
     key = private_key(tmp_path / "k.pem")
     plinth.configure(dataclasses.replace(tracking.settings, signing_key=str(key), require_signed=True))
-    [signed] = sign_versions("older/1")
+    [signed] = sign_versions("older/1").signed
     assert signed.digest == older and plinth.load_model("older").version == 1
+
+
+def forge_meta(be: Backend, mv: ModelVersion, **meta: Any) -> str:
+    """Store a manifest naming `mv` whose flavor metadata is changed; return its digest."""
+    manifest = json.loads(be.blobs.read_bytes(mv.digest))
+    manifest["meta"].update(meta)
+    forged, _ = be.blobs.put_bytes(json.dumps(manifest, sort_keys=True, indent=1).encode())
+    return forged
+
+
+@pytest.mark.parametrize("target", ["subprocess:Popen", "os:system", "builtins:type", "subprocess"])
+def test_a_forged_torch_manifest_calls_nothing_but_a_module_class(
+    tracking: Backend, tmp_path: Path, target: str
+) -> None:
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "PWNED"
+    mv = plinth.register_model("tnet", torch.nn.Linear(2, 1), input_example=np.zeros((2, 2), np.float32))
+    shell = {"args": f"touch {marker}", "shell": True}
+    forged = {"format": "state_dict", "class": target, "init_kwargs": shell}
+    edit_version(tracking, mv, digest=forge_meta(tracking, mv, **forged))
+    with pytest.raises(IntegrityError, match=r"tnet/1 names .* \(meta\.class\), which is not"):
+        plinth.load_model("tnet/1")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("target", ["subprocess.Popen", "os.system", "xgboost.DMatrix", "Popen"])
+def test_a_forged_xgboost_manifest_builds_only_an_xgboost_model(
+    tracking: Backend, iris: Iris, target: str
+) -> None:
+    xgb = pytest.importorskip("xgboost")
+    x, _clf = iris
+    model = xgb.XGBClassifier(n_estimators=2).fit(x, load_iris().target)
+    mv = plinth.register_model("xgb", model, input_example=x[:5])
+    edit_version(tracking, mv, digest=forge_meta(tracking, mv, **{"class": target}))
+    with pytest.raises(IntegrityError, match=r"xgb/1 names .* \(meta\.class\), which is not"):
+        plinth.load_model("xgb/1")
 
 
 # --- signing ---------------------------------------------------------------------------------------
@@ -258,6 +299,95 @@ def test_sign_refuses_a_version_whose_record_was_changed(
     with pytest.raises(IntegrityError, match="points at the package of other/1"):
         sign_versions("victim/1")
     assert plinth.get_model_version("victim", 1).signing_key is None
+
+
+@pytest.mark.parametrize("forged_key", ["0" * 64, None])  # a key nobody trusts; the signer's own
+def test_sign_does_not_replace_a_signature_it_cannot_verify(
+    tracking: Backend,
+    iris: Iris,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_unpickling: None,
+    forged_key: str | None,
+) -> None:
+    x, clf = iris
+    plinth.register_model("clf", clf, input_example=x[:5])
+    key = private_key(tmp_path / "k1.pem")
+    be = plinth.configure(dataclasses.replace(tracking.settings, signing_key=str(key)))
+    mv = plinth.register_model("clf", clf, input_example=x[:5])
+    forged = {"signing_key": forged_key} if forged_key else {}
+    edit_version(be, mv, digest=forge_manifest(be, mv, EVIL), **forged)
+    code, _out, err = cli(capsys, "models", "sign", "clf")
+    assert code == 4 and "clf/2" in err and "--resign" in err and "Nothing was signed" in err
+    assert plinth.get_model_version("clf", 1).signing_key is None
+    assert plinth.get_model_version("clf", 2).signing_key == (forged_key or mv.signing_key)
+    plinth.configure(dataclasses.replace(be.settings, require_signed=True))
+    with pytest.raises(SignatureError):
+        plinth.load_model("clf/2")
+    plinth.configure(be.settings)
+    code, out, _ = cli(capsys, "models", "sign", "clf", "--resign")
+    assert code == 0 and "Signed clf/1, clf/2" in out
+    resigned = [(e.entity_id, e.before) for e in be.store.audit_events() if e.action == "model.version.sign"]
+    assert resigned == [("clf/1", None), ("clf/2", forged_key or mv.signing_key)]
+
+
+def test_sign_leaves_versions_signed_by_another_trusted_key(
+    tracking: Backend, iris: Iris, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, clf = iris
+    a = private_key(tmp_path / "a.pem")
+    plinth.configure(dataclasses.replace(tracking.settings, signing_key=str(a)))
+    first = plinth.register_model("m", clf, input_example=x[:5])
+    plinth.configure(tracking.settings)
+    plinth.register_model("m", clf, input_example=x[:5])
+    trusting_a = (str(public_half(a, tmp_path / "a.pub")),)
+    be = plinth.configure(
+        dataclasses.replace(
+            tracking.settings, signing_key=str(private_key(tmp_path / "b.pem")), verify_keys=trusting_a
+        )
+    )
+    code, out, _ = cli(capsys, "models", "sign", "m")
+    assert code == 0 and "Signed m/2 with key" in out
+    assert f"Left m/1 as signed by key {first.signing_key} (verified)" in out
+    assert plinth.get_model_version("m", 1).manifest_signature == first.manifest_signature
+    assert [e.entity_id for e in be.store.audit_events() if e.action == "model.version.sign"] == ["m/2"]
+    code, out, _ = cli(capsys, "models", "sign", "m/1", "--resign")
+    assert code == 0 and "Nothing to sign" in out
+
+
+def test_a_server_refuses_an_unsigned_alias_target_once_and_says_so(
+    tracking: Backend, iris: Iris, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    x, clf = iris
+    signer = dataclasses.replace(
+        tracking.settings, signing_key=str(private_key(tmp_path / "k.pem")), require_signed=True
+    )
+    plinth.configure(signer)
+    plinth.register_model("iris", clf, input_example=x[:5])
+    plinth.set_alias("iris", "champion", 1)
+    app = create_app(["iris@champion"], signer, ServeOptions(alias_poll_s=3600))
+    with TestClient(app) as client:
+        [deployment] = app.state.plinth.deployments()
+        plinth.configure(tracking.settings)  # no key: version 2 is registered unsigned
+        plinth.register_model("iris", clf, input_example=x[:5])
+        plinth.set_alias("iris", "champion", 2)
+        with caplog.at_level(logging.ERROR, logger="plinth.serving"):
+            polls = [asyncio.run(deployment.refresh()) for _ in range(3)]
+        assert polls == ["failed", None, None]
+        assert [r.getMessage()[:37] for r in caplog.records] == ["iris@champion moved to version 2, whi"]
+        watch = client.get("/readyz").json()["degraded"]["alias_watch"]
+        assert (
+            watch.startswith("iris@champion -> 2 refused, still serving 1: SignatureError")
+            and "not signed" in watch
+        )
+        answer = client.post("/v1/models/iris/predict", json={"instances": x[:1].to_dict("records")})
+        assert answer.json()["version"] == 1
+        be = plinth.configure(signer)
+        sign_versions("iris/2")
+        assert asyncio.run(deployment.refresh()) == "swapped"
+        assert client.get("/readyz").json()["degraded"] == {}
+    swaps = [e.action for e in be.store.audit_events(entity_id="iris") if e.action.startswith("serving.")]
+    assert swaps == ["serving.swap_failed", "serving.swap"]
 
 
 def test_a_key_not_trusted_here_loads_only_where_signing_is_not_required(

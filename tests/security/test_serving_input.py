@@ -23,7 +23,7 @@ from plinth.core.errors import InvalidInput, PlinthWarning, StoreError
 from plinth.core.settings import Settings
 from plinth.core.validation import check_id
 from plinth.serving.app import create_app
-from plinth.serving.body import is_json, read_json
+from plinth.serving.body import is_json, parse_json, read_json
 from plinth.serving.inputs import RequestError
 from plinth.serving.logger import PredictionLogger
 from plinth.serving.options import ServeOptions
@@ -137,6 +137,54 @@ def test_bad_bodies_are_4xx_with_the_problems_listed(
         assert needle in answer.json()["error"]
     else:
         assert problems[0]["field"] == field and needle in json.dumps(problems), problems
+
+
+def test_raw_surrogate_bytes_as_a_key_are_400_and_never_logged(server: TestClient) -> None:
+    body = b'{"instances": [{"a": 1, "b": 2, "c": 3, "\xed\xa0\x80": 3}]}'  # U+D800 encoded, not escaped
+    answer = post(server, body)
+    assert answer.status_code == 400, answer.text
+    assert f"ed at byte offset {body.index(0xED)}" in answer.json()["error"]
+    assert post(server, {"instances": [ROW]}).status_code == 200
+    assert sorted(e.status for e in logged(server)) == [200, 400]
+    assert server.get("/readyz").json() == {"status": "ready", "degraded": {}}
+    assert "plinth_prediction_logs_dropped_total 0.0" in server.get("/metrics").text
+
+
+class Lengths:
+    """A model over a text column: the length of each text plus the number."""
+
+    def predict(self, data: pd.DataFrame) -> Any:
+        return data["s"].str.len().to_numpy() + data["v"].to_numpy()
+
+
+def test_raw_surrogate_bytes_in_a_text_value_are_400(settings: Settings) -> None:
+    plinth.configure(settings)
+    example = pd.DataFrame({"s": ["x"], "v": [1.0]}).astype({"s": object})
+    plinth.register_model("t", Lengths(), input_example=example, flavor="python")
+    with TestClient(create_app(["t"], settings)) as client:
+        refused = client.post(
+            "/v1/models/t/predict",
+            content=b'{"instances": [{"s": "x\xed\xa0\x80y", "v": 1}]}',
+            headers={"content-type": "application/json"},
+        )
+        assert refused.status_code == 400 and "not valid UTF-8" in refused.json()["error"], refused.text
+        answer = client.post("/v1/models/t/predict", json={"instances": [{"s": "xy\u00e9", "v": 1}]})
+        assert answer.status_code == 200 and answer.json()["predictions"] == [4.0]
+        assert client.get("/readyz").json()["degraded"] == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "offset"),
+    [(b'{"a": NaN, "b": "\xff"}', 17), (b'\xef\xbb\xbf{"a": NaN, "b": "\xc3"}', 20)],
+)
+def test_bodies_that_are_not_utf8_are_400_naming_the_byte(body: bytes, offset: int) -> None:
+    with pytest.raises(RequestError, match=f"at byte offset {offset}") as refused:
+        parse_json(body)
+    assert refused.value.status == 400 and refused.value.problems[0]["field"] == "<body>"
+
+
+def test_a_byte_order_mark_is_ignored() -> None:
+    assert parse_json(b'\xef\xbb\xbf{"a": NaN, "b": "\xc3\xa9"}')["b"] == "\u00e9"
 
 
 @sqlite_only

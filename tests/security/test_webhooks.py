@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 from sklearn.linear_model import LogisticRegression
 
 import plinth
-from plinth.cli.monitor_watch import watch as watch_command
+from plinth.cli.monitor.watch import watch as watch_command
 from plinth.core.entities import PredictionLog
 from plinth.core.errors import InvalidInput
 from plinth.core.ids import new_id, now_ms
@@ -201,6 +201,33 @@ def test_a_failed_delivery_shows_no_credentials_in_logs_output_or_audit(
         assert SECRET not in shown and "alice" not in shown
 
 
+def test_a_failure_reason_redacts_the_credentials_and_nothing_else(connects: list[tuple[str, int]]) -> None:
+    reason = deliver(Webhook("http://u:p@ss@127.0.0.1:9/hook/TOKEN"), {"status": "firing"})
+
+    assert reason is not None and "***" not in reason and "p@ss" not in reason
+    assert reason.startswith("not delivered after 1 attempt: refused before connecting: the webhook's host")
+    assert "loopback address" in reason and "public addresses only, unless the rule sets" in reason
+    assert connects == []
+
+
+@pytest.mark.parametrize(
+    ("problem", "shown"),
+    [
+        ("cannot reach 'u:p@ss@h.example.com:9'", "cannot reach 'u:***@h.example.com:9'"),
+        ("moved to http://u:p@ss@h.example.com/x", "moved to http://u:***@h.example.com/x"),
+        (
+            "moved to https://bob:other@elsewhere.example.com/",
+            "moved to https://bob:***@elsewhere.example.com/",
+        ),
+        ("mail you@example.com, user u, pass p@ss", "mail you@example.com, user u, pass p@ss"),
+    ],
+)
+def test_scrubbing_touches_user_info_only(problem: str, shown: str) -> None:
+    from plinth.monitoring.webhooks import _scrub
+
+    assert _scrub(problem, "http://u:p@ss@h.example.com/x") == shown
+
+
 # ------------------------------------------------------------------------------ targets
 
 
@@ -243,6 +270,26 @@ def test_allow_private_in_a_rules_file_is_per_rule_or_for_all(tmp_path: Path) ->
     path.write_text('webhook = "http://10.0.0.5/hook"\nallow_private = true\n' + rule.format("all"))
     [only] = load_rules(path).rules
     assert only.webhook == Webhook("http://10.0.0.5/hook", allow_private=True)
+
+
+def test_a_top_level_allow_private_covers_rules_with_their_own_webhook(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    rule = '[[rule]]\nname = "{0}"\nmodel = "clf"\nwhen = "error_rate > 1%"\nwebhook = "{1}"\n'
+    path.write_text(
+        "allow_private = true\n"
+        + rule.format("own", "http://alice:pw@127.0.0.1:9/hook")
+        + rule.format("public", "https://hooks.example.com/x")
+    )
+    own, public = load_rules(path).rules
+    assert own.webhook == Webhook("http://alice:pw@127.0.0.1:9/hook", allow_private=True)
+    assert public.webhook == Webhook("https://hooks.example.com/x", allow_private=True)
+
+    # a rule's own setting wins over the top level's
+    path.write_text(
+        "allow_private = true\n" + rule.format("strict", "http://10.0.0.5/hook") + "allow_private = false\n"
+    )
+    with pytest.raises(InvalidInput, match=r"rule 1 \('strict'\): webhook .* private"):
+        load_rules(path)
 
 
 @pytest.mark.parametrize(

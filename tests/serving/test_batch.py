@@ -24,9 +24,8 @@ from sklearn.linear_model import LogisticRegression
 import plinth
 from plinth.cli.main import cli, main
 from plinth.cli.predict import predict
-from plinth.core.errors import ConflictError, InvalidInput
-from plinth.serving import batch
-from plinth.serving.batch import BatchResult, PredictionError, batch_predict
+from plinth.core.errors import ConflictError, InvalidInput, ModelFailed
+from plinth.serving.batch import BatchResult, batch_predict
 from plinth.tracking.context import Backend, backend
 
 RESOURCES = Path(__file__).parent.parent / "resources"
@@ -194,9 +193,7 @@ def test_resume_after_a_failure_skips_written_chunks(
     batch_predict("flaky", source, clean, batch_size=10, id_columns="id")
 
     monkeypatch.setenv("BATCH_TEST_FAIL_AT", "65")
-    with pytest.raises(
-        PredictionError, match=r"failed on rows 60-69 of .*d\.parquet: RuntimeError: simulated"
-    ):
+    with pytest.raises(ModelFailed, match=r"failed on rows 60-69 of .*d\.parquet: RuntimeError: simulated"):
         batch_predict("flaky", source, resumed, batch_size=10, id_columns="id")
     assert not resumed.exists()
     [folder] = staging_folders(resumed)
@@ -220,7 +217,7 @@ def test_a_changed_input_starts_afresh_and_drops_the_old_parts(
     source, out = tmp_path / "d.parquet", tmp_path / "o.parquet"
     pd.DataFrame({"x": np.arange(50.0)}).to_parquet(source, index=False)
     monkeypatch.setenv("BATCH_TEST_FAIL_AT", "30")
-    with pytest.raises(PredictionError):
+    with pytest.raises(ModelFailed):
         batch_predict("flaky", source, out, batch_size=10)
     [old] = staging_folders(out)
     monkeypatch.delenv("BATCH_TEST_FAIL_AT")
@@ -238,7 +235,7 @@ def test_a_second_process_on_the_same_job_is_refused(
     source, out = tmp_path / "d.parquet", tmp_path / "o.parquet"
     pd.DataFrame({"x": np.arange(20.0)}).to_parquet(source, index=False)
     monkeypatch.setenv("BATCH_TEST_FAIL_AT", "15")
-    with pytest.raises(PredictionError):
+    with pytest.raises(ModelFailed):
         batch_predict("flaky", source, out, batch_size=10)
     monkeypatch.delenv("BATCH_TEST_FAIL_AT")
     [folder] = staging_folders(out)
@@ -382,9 +379,7 @@ def test_a_bad_chunk_is_named_by_its_rows(tracking: Backend, tmp_path: Path) -> 
     assert info.value.problems == [{"field": "n", "expected": "int64", "got": "float64"}]
 
     pd.DataFrame({"n": np.arange(10)}).to_parquet(source, index=False)
-    with pytest.raises(
-        PredictionError, match=r"Model typed/1 failed on rows 4-7 of .*: ValueError: 7 is not"
-    ):
+    with pytest.raises(ModelFailed, match=r"Model typed/1 failed on rows 4-7 of .*: ValueError: 7 is not"):
         batch_predict("typed", source, out, batch_size=4)
     assert not out.exists()
 
@@ -393,37 +388,27 @@ def test_a_model_returning_too_few_rows_is_refused(tracking: Backend, tmp_path: 
     plinth.register_model("short", lambda d: np.zeros(len(d) - 1), flavor="python")
     source = tmp_path / "d.parquet"
     pd.DataFrame({"a": np.arange(5.0)}).to_parquet(source, index=False)
-    with pytest.raises(PredictionError, match=r"returned 4 predictions for the 5 rows 0-4"):
+    with pytest.raises(ModelFailed, match=r"returned 4 predictions for the 5 rows 0-4"):
         batch_predict("short", source, tmp_path / "o.parquet")
 
 
 # progress, CLI -----------------------------------------------------------------------------------
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-@pytest.mark.parametrize(("total", "counted"), [(10, "10/10 rows"), (None, "10/? rows")])
-def test_progress_bar_on_a_terminal(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], total: int | None, counted: str
+def test_progress_bar_counts_rows_on_a_terminal(
+    iris: tuple[pd.DataFrame, LogisticRegression],
+    champion: plinth.ModelVersion,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    x, _clf = iris
+    source = tmp_path / "data.parquet"
+    x.to_parquet(source, index=False)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    monkeypatch.setenv("COLUMNS", "120")  # not the width of the terminal the tests run in
-    with batch.progress_bar("Scoring", total) as advance:
-        advance(4)
-        advance(6)
+    monkeypatch.setenv("COLUMNS", "120")
+    batch_predict("iris-clf", source, tmp_path / "o.parquet", batch_size=50)
     drawn = capsys.readouterr()
-    assert drawn.out == ""  # stdout stays clean for what the command prints
-    assert "Scoring" in drawn.err and counted in ANSI.sub("", drawn.err)
-
-
-def test_progress_bar_draws_nothing_when_hidden_or_piped(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with batch.progress_bar("Scoring", 10) as advance:  # stderr is a pipe here
-        advance(10)
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    with batch.progress_bar("Scoring", 10, show=False) as advance:
-        advance(10)
-    assert capsys.readouterr() == ("", "")
+    assert drawn.out == "" and "Scoring with iris-clf/1" in drawn.err
+    assert "150/150 rows" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.err)
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from sklearn.linear_model import LogisticRegression
 
 import plinth
 from plinth.cli.main import main
-from plinth.serving.batch import PredictionError, batch_predict
+from plinth.core.errors import ModelFailed
+from plinth.serving.batch import batch_predict
 from plinth.tracking.context import Backend
 from ray_cluster import RAY_MARK, shared_cluster
 
@@ -76,7 +77,7 @@ def test_a_failed_ray_job_resumes_from_written_chunks(tracking: Backend, tmp_pat
     pd.DataFrame({"id": np.arange(100), "x": np.arange(100.0)}).to_parquet(source, index=False)
     # chunks 6-9 all hold rows the model fails on; Ray may score any of them first
     poisoned = r"failed on rows (60-69|70-79|80-89|90-99) of .*d\.parquet: RuntimeError: simulated crash"
-    with pytest.raises(PredictionError, match=poisoned):
+    with pytest.raises(ModelFailed, match=poisoned):
         batch_predict("flaky", source, out, batch_size=10, id_columns="id", executor="ray")
     assert not out.exists()
     [failed] = plinth.search_runs(experiment="batch-predict", where="status = 'FAILED'")

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import plinth
@@ -101,6 +102,27 @@ def test_bad_requests_are_4xx_with_a_reason(serve, cancer, body, headers, status
     )
     assert answer.status_code == status, answer.text
     assert needle in answer.json()["error"]
+
+
+class Lengths:
+    """A model over a text column and a number: the text's length plus the number."""
+
+    def predict(self, data: Any) -> Any:
+        return data["s"].str.len().to_numpy() + data["v"].to_numpy()
+
+
+@pytest.mark.parametrize("text_dtype", ["str", "object"])
+def test_text_columns_are_served(serve, text_dtype: str) -> None:  # type: ignore[no-untyped-def]
+    example = pd.DataFrame({"s": ["ab", "c"], "v": [1.0, 2.0]}).astype({"s": text_dtype})
+    plinth.register_model("t", Lengths(), input_example=example, flavor="python")
+    server = serve(["t"])
+    records_answer = server.predict("t", {"instances": [{"s": "abc", "v": 1}, {"s": "", "v": 0.5}]})
+    assert records_answer.status_code == 200, records_answer.text
+    assert records_answer.json()["predictions"] == [4.0, 0.5]
+    table = server.predict("t", {"columns": ["v", "s"], "data": [[1.0, "xy"]]})
+    assert table.json()["predictions"] == [3.0]
+    wrong = server.predict("t", {"instances": [{"s": 5, "v": 1.0}]})
+    assert wrong.status_code == 422 and wrong.json()["problems"][0]["field"] == "s"
 
 
 @sqlite_only
@@ -197,6 +219,32 @@ def test_broken_version_is_not_swapped_in(serve, cancer) -> None:  # type: ignor
     assert server.predict("bc", {"instances": records(x, slice(0, 1))}).json()["version"] == 1
     events = [e for e in backend().store.audit_events(entity_id="bc") if e.action == "serving.swap_failed"]
     assert events and events[0].after.startswith("2:")
+
+
+@sqlite_only
+def test_a_model_failing_on_a_request_is_a_logged_500(serve, caplog) -> None:  # type: ignore[no-untyped-def]
+    plinth.register_model("broken", Broken(), flavor="python")  # no input example: it loads
+    server = serve(["broken/1"])
+    answer = server.predict("broken", {"instances": [[1.0, 2.0]]})
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "error": "The model failed on this request: RuntimeError: this version is broken",
+        "problems": [],
+    }
+    assert "this version is broken" in caplog.text
+    wait_until(lambda: backend().store.prediction_logs("broken"), "the failed request logged")
+    [logged] = backend().store.prediction_logs("broken")
+    assert logged.status == 500
+
+
+@sqlite_only
+def test_an_unknown_model_is_a_404_naming_the_served_ones(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+    register(cancer)
+    server = serve(["bc@champion"])
+    for path in ("/v1/models/nope/predict", "/v1/models/nope/labels"):
+        answer = server.client.post(path, json={"instances": [{"a": 1}]})
+        assert answer.status_code == 404
+        assert answer.json() == {"error": "Model 'nope' is not served here; served: bc.", "problems": []}
 
 
 @sqlite_only

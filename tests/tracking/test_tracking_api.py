@@ -191,3 +191,39 @@ def test_run_left_open_is_finished_when_backend_closes(tracking: Backend) -> Non
     plinth.configure(tracking.settings)  # closes the old backend
     got = plinth.get_run(run.id)
     assert got.status is plinth.RunStatus.FINISHED and got.metrics == {"a": 1.0}
+
+
+def test_slashed_dataset_names_and_their_references(
+    tracking: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from plinth.cli.main import main
+
+    with plinth.start_run(experiment="e") as run:
+        run.log_dataset(pd.DataFrame({"a": [1]}), name="org/churn")
+        run.log_dataset(pd.DataFrame({"a": [1, 2]}), name="org/churn")
+    assert plinth.get_dataset("org/churn/1").rows == 1
+    assert plinth.get_dataset("org/churn", 1).rows == 1
+    assert plinth.get_dataset("org/churn").version == 2
+    assert plinth.get_dataset("org/churn@latest").version == 2
+    assert len(plinth.load_dataset("org/churn/2")) == 2
+    with pytest.raises(InvalidInput, match="already names a version"):
+        plinth.get_dataset("org/churn/1", 2)
+    with pytest.raises(NotFound):
+        plinth.get_dataset("org/churn/3")
+    assert main(["datasets", "show", "org/churn/1"]) == 0
+    assert "Dataset org/churn/1" in capsys.readouterr().out
+
+
+def test_a_reference_to_a_version_never_names_a_dataset(
+    tracking: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ds/1` is version 1 of `ds`: no dataset can be named `ds/1`, so none is shadowed."""
+    from plinth.cli.main import main
+
+    with plinth.start_run(experiment="e") as run:
+        run.log_dataset(pd.DataFrame({"a": [1]}), name="ds")
+        with pytest.raises(InvalidInput, match="would be read as a reference NAME/VERSION"):
+            run.log_dataset(pd.DataFrame({"a": [1, 2]}), name="ds/1")
+    assert [d.name for d in plinth.list_datasets()] == ["ds"]
+    assert main(["datasets", "show", "ds/1"]) == 0
+    assert "Dataset ds/1" in capsys.readouterr().out

@@ -29,7 +29,7 @@ def cluster_status(ray_address: str | None) -> None:
     """
     import ray
 
-    from plinth.compute import ray_cluster
+    from plinth.compute.ray import cluster as ray_cluster
     from plinth.flows.status import running_steps
     from plinth.tracking.context import backend
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
-import os
 import re
 from dataclasses import asdict
 from typing import Any
@@ -23,10 +23,9 @@ from plinth.cli.predict import predict
 from plinth.cli.render import console, number, say, table, when
 from plinth.cli.serve import serve
 from plinth.core.entities import DatasetVersion, Experiment, Run
-from plinth.core.errors import InvalidInput, NotFound
-from plinth.core.refs import check_ref, split_version
+from plinth.core.errors import NotFound
+from plinth.core.refs import DatasetRef
 
-JSON_HELP = "Print JSON instead of a table (for scripts and jq)."
 COUNT_CAP = 1000
 """`experiments list` counts runs up to this many per experiment, then shows e.g. `1000+`."""
 
@@ -38,7 +37,7 @@ def experiments() -> None:
 
 
 @experiments.command("list")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@render.json_option()
 def experiments_list(as_json: bool) -> None:
     """List every experiment, oldest first, with its number of runs."""
     import plinth
@@ -79,6 +78,11 @@ WHERE_HELP = (
 ORDER_HELP = (
     "Sort key, e.g. -metrics.acc (descending), start_time, params.lr; repeat for ties. Default: newest first."
 )
+COLUMNS_HELP = (
+    "Show these param and metric columns: keys or shell-style patterns, e.g. test_f1, 'params.*' "
+    "or 'plinth.*' (repeatable)."
+)
+ALL_COLUMNS_HELP = "Also show plinth's own bookkeeping metrics (plinth.*, system/*) as columns."
 
 
 @runs.command("list")
@@ -96,18 +100,24 @@ ORDER_HELP = (
     metavar="N",
     help="Show at most N runs; 0 for all.",
 )
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@click.option("--columns", "-c", multiple=True, metavar="PATTERN", help=COLUMNS_HELP)
+@click.option("--all-columns", is_flag=True, help=ALL_COLUMNS_HELP)
+@render.json_option("with every param, metric and tag")
 def runs_list(
     experiment: tuple[str, ...],
     where: str | None,
     order_by: tuple[str, ...],
     limit: int,
+    columns: tuple[str, ...],
+    all_columns: bool,
     as_json: bool,
 ) -> None:
     """List runs, filtered and sorted like `plinth.search_runs`.
 
     The table shows the latest metric values and params, as many columns as fit the
-    terminal (those named in --where or --order-by first); --json prints every field.
+    terminal: those named in --where or --order-by first, then your own metrics and params.
+    plinth's bookkeeping (plinth.cpu_s, system/cpu_hours, ...) shows with --all-columns or
+    when --columns names it; --json prints every field.
     """
     import plinth
 
@@ -120,24 +130,25 @@ def runs_list(
     if not found:
         say("No runs match." if where or experiment else "No runs yet.")
         return
-    console.print(
-        _runs_table(found, mentioned=" ".join((where or "", *order_by)), one_experiment=len(experiment) == 1)
-    )
+    mentioned = " ".join((where or "", *order_by))
+    extras = _pick_columns(found, mentioned, columns, all_columns)
+    ours = {k for r in found for k in [*r.metrics, *r.params] if render.is_bookkeeping(k)}
+    held = 0 if columns or all_columns else len(ours - {key for _, key in extras})
+    console.print(_runs_table(found, extras, one_experiment=len(experiment) == 1, bookkeeping=held))
 
 
-def _runs_table(found: list[Run], mentioned: str, one_experiment: bool) -> Table:
-    """A table of runs with as many param and metric columns as fit the console (at most 8)."""
-    extras = _pick_columns(found, mentioned)
+def _runs_table(
+    found: list[Run], extras: list[tuple[str, str]], one_experiment: bool, bookkeeping: int = 0
+) -> Table:
+    """A table of runs with as many of the `extras` param and metric columns as fit the console;
+    its caption counts what is left out (and `bookkeeping` columns of plinth's held back)."""
     base = (
         ["id", "name", "status", "started"]
         if one_experiment
         else ["id", "experiment", "name", "status", "started"]
     )
 
-    def build(count: int) -> Table:
-        shown = extras[:count]
-        params = sorted(k for kind, k in shown if kind == "params")
-        metrics = sorted(k for kind, k in shown if kind == "metrics")
+    def build(shown: list[tuple[str, str]]) -> Table:
         rows = [
             (
                 r.id,
@@ -145,30 +156,53 @@ def _runs_table(found: list[Run], mentioned: str, one_experiment: bool) -> Table
                 r.name,
                 r.status.value,
                 when(r.start_ms),
-                *(r.params.get(p, "") for p in params),
-                *(number(r.metrics.get(m)) for m in metrics),
+                *(_cell(r, kind, key) for kind, key in shown),
             )
             for r in found
         ]
-        hidden = len(extras) - count
-        caption = f"{hidden} more param/metric column(s) hidden; see --json" if hidden else None
-        return table(f"Runs ({len(found)})", [*base, *params, *metrics], rows, caption=caption)
+        hidden = len(extras) - len(shown)
+        notes = [f"{hidden} more param/metric column(s) hidden; see --json"] if hidden else []
+        if bookkeeping:
+            notes.append(f"{bookkeeping} column(s) of plinth's bookkeeping held back; see --all-columns")
+        caption = "\n".join(notes) or None
+        return table(f"Runs ({len(found)})", [*base, *(key for _, key in shown)], rows, caption=caption)
 
-    return render.fit_width(build, len(extras))
+    return render.fit_width(build, extras)
 
 
-def _pick_columns(found: list[Run], mentioned: str, most: int = 8) -> list[tuple[str, str]]:
-    """Param and metric keys by priority: named in --where/--order-by, then metrics, then params."""
-    metrics = [("metrics", k) for k in sorted({k for r in found for k in r.metrics})]
-    params = [("params", k) for k in sorted({k for r in found for k in r.params})]
+def _cell(run: Run, kind: str, key: str) -> str:
+    if kind == "params":
+        return run.params.get(key, "")
+    return number(run.metrics.get(key), render.metric_unit(key))
+
+
+def _pick_columns(
+    found: list[Run], mentioned: str, patterns: tuple[str, ...] = (), everything: bool = False, most: int = 8
+) -> list[tuple[str, str]]:
+    """Param and metric columns, by priority: named in --where/--order-by, then the user's params
+    (the knobs, usually few) and metrics, then (with --all-columns) plinth's own; only those
+    matching --columns if given."""
+    candidates = sorted(
+        {("metrics", k) for r in found for k in r.metrics} | {("params", k) for r in found for k in r.params},
+        key=lambda c: (render.is_bookkeeping(c[1]), c[0] != "params", c[1]),
+    )
+    if patterns:
+        return [c for c in candidates if any(_matches(c, p) for p in patterns)]
     named = set(re.findall(r"\b(metrics?|params?)\.([\w./-]+)", mentioned))
-    first = [(kind, k) for kind, k in [*metrics, *params] if (kind, k) in named or (kind[:-1], k) in named]
-    return (first + [c for c in [*metrics, *params] if c not in first])[:most]
+    first = [(kind, k) for kind, k in candidates if (kind, k) in named or (kind[:-1], k) in named]
+    rest = [c for c in candidates if c not in first and (everything or not render.is_bookkeeping(c[1]))]
+    return first + (rest if everything else rest[: max(most - len(first), 0)])
+
+
+def _matches(column: tuple[str, str], pattern: str) -> bool:
+    """Whether a --columns pattern names this column: `test_*`, `metrics.test_*` or `plinth.*`."""
+    kind, key = column
+    return fnmatch.fnmatchcase(key, pattern) or fnmatch.fnmatchcase(f"{kind}.{key}", pattern)
 
 
 @runs.command("show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (with environment and artifacts).")
+@render.json_option("with environment and artifacts")
 def runs_show(run_id: str, as_json: bool) -> None:
     """Show run RUN_ID: status, times, params, latest metrics, tags, environment and artifacts."""
     import plinth
@@ -227,8 +261,6 @@ def artifacts_get(run_id: str, path: str, dest: str) -> None:
     from plinth.tracking.artifacts import download_artifacts
     from plinth.tracking.context import backend
 
-    if dest.endswith(("/", os.sep)):
-        os.makedirs(dest, exist_ok=True)
     written = download_artifacts(backend(), run_id, path, dest)
     say(f"Wrote {len(written)} file(s):")
     for item in written:
@@ -243,7 +275,7 @@ def datasets() -> None:
 
 @datasets.command("list")
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@render.json_option()
 def datasets_list(name: str | None, as_json: bool) -> None:
     """List dataset versions: of dataset NAME, or of all datasets."""
     import plinth
@@ -270,32 +302,25 @@ def datasets_list(name: str | None, as_json: bool) -> None:
 
 @datasets.command("show")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (with schema and profile).")
+@render.json_option("with schema and profile")
 def datasets_show(ref: str, as_json: bool) -> None:
     """Show dataset version REF: its schema and per-column profile.
 
-    REF is NAME (the latest version) or NAME/VERSION, e.g. digits-train or digits-train/1.
+    REF is NAME (the latest version) or NAME/VERSION, e.g. digits-train, digits-train/1 or
+    org/churn/3 (version 3 of org/churn).
     """
     import plinth
     from plinth.cli.show import show_dataset
 
-    name, version = parse_dataset_ref(ref)
+    parsed = DatasetRef.parse(ref)
     try:
-        found = plinth.get_dataset(name, version)
+        found = plinth.get_dataset(parsed)
     except NotFound as exc:
         raise NotFound(f"{exc} REF is NAME or NAME/VERSION, e.g. digits-train/1.") from exc
     if as_json:
         render.emit_json(_dataset_dict(found, full=True))
     else:
         show_dataset(found)
-
-
-def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
-    """Split `NAME/VERSION` (the version a positive number) or take all of `ref` as the name."""
-    check_ref(ref, "dataset", "NAME or NAME/VERSION, e.g. digits-train/1")
-    if ref.endswith("/"):
-        raise InvalidInput(f"Dataset reference {ref!r} is not NAME or NAME/VERSION, e.g. digits-train/1.")
-    return split_version(ref)
 
 
 def _dataset_dict(ds: DatasetVersion, full: bool) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 import click
 
 from plinth.cli import render
-from plinth.cli.render import console, say, table
+from plinth.cli.render import console, number, say, table
 
 
 @click.command("costs", short_help="Resource-hours and cost of runs, per experiment, flow or user.")
@@ -24,7 +24,7 @@ from plinth.cli.render import console, say, table
     show_default=True,
     help="Only runs started this long ago or later, e.g. 7d, 12h; 'all' for every run.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table (for scripts and jq).")
+@render.json_option()
 def costs(by: str, since: str, as_json: bool) -> None:
     """Show CPU-, GPU- and memory-hours, cost and utilization of runs, costliest group first.
 
@@ -51,13 +51,13 @@ def costs(by: str, since: str, as_json: bool) -> None:
         (
             row.group,
             row.runs,
-            f"{row.wall_hours:.3g}",
-            f"{row.cpu_hours:.3g}",
-            f"{row.gpu_hours:.3g}",
-            f"{row.memory_gib_hours:.3g}",
+            number(row.wall_hours),
+            number(row.cpu_hours),
+            number(row.gpu_hours),
+            number(row.memory_gib_hours),
             _percent(row.cpu_utilization),
             _percent(row.gpu_utilization),
-            f"{row.cost:,.2f}" if row.cost >= 1 else f"{row.cost:.3g}",
+            f"{row.cost:,.2f}" if row.cost >= 1 else number(row.cost),
         )
         for row in rows
     ]

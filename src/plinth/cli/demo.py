@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 import click
 
-from plinth.cli.render import console, line, number, safe_url, say, table
-from plinth.core.entities import Run
-from plinth.core.errors import ConfigError
+from plinth.demo import EXPERIMENT, run_demo
 
 
 @click.command("demo", short_help="Run a small real tracked job (digits, random forests).")
-@click.option(
-    "--experiment", default="demo-digits", show_default=True, help="Experiment to log the runs into."
-)
+@click.option("--experiment", default=EXPERIMENT, show_default=True, help="Experiment to log the runs into.")
 def demo(experiment: str) -> None:
     """Train random forests on scikit-learn's handwritten digits over a small grid, tracked end to end.
 
@@ -25,123 +18,4 @@ def demo(experiment: str) -> None:
     artifact; the best model becomes digits-classifier@champion, which is loaded back to predict.
     Needs scikit-learn (pip install 'plinth[demo]').
     """
-    try:
-        import pandas  # type: ignore[import-untyped]  # noqa: F401  (load_digits(as_frame=True) needs it)
-        import sklearn  # type: ignore[import-untyped]  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError("The demo needs scikit-learn and pandas: pip install 'plinth[demo]'.") from exc
-
-    import plinth
-    from plinth.cli.demo_flow import MODEL_NAME, digits_sweep
-    from plinth.cli.flows import _live
-    from plinth.flows.flow import Flow
-
-    sweep = (
-        digits_sweep if experiment == digits_sweep.name else Flow(digits_sweep.fn, experiment, None, "local")
-    )
-    started = time.perf_counter()
-    with _live(f"flow {sweep.name}") as observer:
-        outcome = sweep.run(observer=observer)
-    value = outcome.result
-    runs = sorted(
-        (plinth.get_run(r["run_id"]) for r in value["results"]), key=lambda r: -r.metrics["test_f1"]
-    )
-    _report(experiment, runs, time.perf_counter() - started)
-    _show_champion(MODEL_NAME, value["model"], outcome.id, {**value["best"], "experiment": experiment})
-    _serve(MODEL_NAME)
-
-
-def _serve(name: str) -> None:
-    """Serve the champion on a free port, query it, show metrics and logged predictions."""
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
-
-    from plinth.cli.demo_monitoring import monitor_demo, shift
-    from plinth.cli.demo_serving import serve_and_query
-
-    frame = load_digits(as_frame=True).frame
-    recent = frame.sample(300, random_state=1).reset_index(drop=True)
-    features = recent.drop(columns="target")
-    sent = serve_and_query(
-        f"{name}@champion", features.to_dict("records"), shifted=shift(features).to_dict("records")
-    )
-    _score_file(name, frame)
-    monitor_demo(name, sent, recent["target"].tolist())
-
-
-def _score_file(name: str, frame: Any) -> None:
-    """Score a Parquet file of digits in chunks with the champion (batch inference)."""
-    import os
-
-    import pandas as pd
-
-    import plinth
-    from plinth.tracking.context import backend
-
-    folder = os.path.join(backend().settings.home, "demo")
-    os.makedirs(folder, exist_ok=True)
-    source = os.path.join(folder, "digits.parquet")
-    big = pd.concat([frame] * 20, ignore_index=True).reset_index(names="digit_id").drop(columns="target")
-    big.to_parquet(source, index=False)
-    target = os.path.join(folder, "digits-predictions.parquet")
-    result = plinth.batch_predict(f"{name}@champion", source, target, batch_size=5_000, id_columns="digit_id")
-    say(
-        f"Scored {result.rows} rows of {source} in {result.chunks} chunks ({result.rows_per_s:,.0f} rows/s) "
-        f"with {result.model_version}; predictions in {target} (run {result.run_id})"
-    )
-
-
-def _show_champion(name: str, ref: str, flow_run_id: str, best: dict[str, Any]) -> None:
-    """Load the champion back and predict a few test digits."""
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
-
-    import plinth
-
-    champion = plinth.load_model(f"{name}@champion")
-    digits = load_digits(as_frame=True).frame.tail(10)
-    predicted = champion.predict(digits.drop(columns="target"))
-    say(
-        line(
-            ("Registered ", "bold green"),
-            f"{ref} as {name}@champion ({champion.flavor.name}), from run {best['run_id']}",
-        )
-    )
-    say(f"{name}@champion predicts {list(map(int, predicted))} for 10 digits")
-    say(f"                         actual {list(map(int, digits['target']))}")
-    say("Where to look next:")
-    for command in (
-        f"plinth runs show {best['run_id']}",
-        f"plinth runs list -e {best['experiment']} -w \"tags.plinth.step = 'train_forest'\" "
-        "-o -metrics.test_f1",
-        f"plinth flows show {flow_run_id}",
-        "plinth datasets show digits-train",
-        f"plinth artifacts get {best['run_id']} confusion_matrix.csv .",
-        f"plinth models show {name}@champion",
-    ):
-        say(f"  {command}")
-
-
-def _report(experiment: str, runs: list[Run], seconds: float) -> None:
-    from plinth.tracking.context import backend
-
-    rows = [
-        (
-            r.id,
-            r.params.get("n_estimators"),
-            r.params.get("max_depth"),
-            number(r.metrics.get("test_accuracy")),
-            number(r.metrics.get("test_f1")),
-        )
-        for r in runs
-    ]
-    console.print(
-        table(
-            f"{len(runs)} runs of {experiment!r}, best first",
-            ["run", "n_estimators", "max_depth", "test acc", "test F1"],
-            rows,
-        )
-    )
-    best = runs[0]
-    say(line(("Best run ", "bold green"), best.id, f": test F1 {number(best.metrics['test_f1'])}"))
-    settings = backend().settings
-    say(f"{len(runs)} runs in {seconds:.1f}s, tracked in {safe_url(settings.resolved_store_url)}")
-    say(f"artifacts and datasets in {settings.resolved_artifacts_url}")
+    run_demo(experiment)

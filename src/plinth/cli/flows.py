@@ -106,7 +106,8 @@ def flows_resume(run_id: str, executor: str | None, ray_address: str | None, for
     """Run RUN_ID's flow again with its params, reusing every step call that finished.
 
     A run whose driver was killed on this host is marked CRASHED and resumed at once. One whose
-    driver ran on another host is CRASHED once that driver misses three heartbeats; --force
+    driver ran on another host, or in another container (PID namespace) or boot of this one, is
+    CRASHED once that driver misses three heartbeats; --force
     resumes it before that (use it only when you know the driver is gone).
     """
     from plinth.flows.flow import resume_flow
@@ -224,7 +225,7 @@ def _driver_state(be: Any, run: FlowRun) -> str:
         return " (alive)"
     if check.verdict == "gone":
         return " (gone: `plinth flows resume` marks the run CRASHED and resumes it)"
-    return f" (another host: its heartbeat decides in {duration(check.decides_in_s)})"
+    return f" (ran {check.elsewhere}: its heartbeat decides in {duration(check.decides_in_s)})"
 
 
 @flows.command("logs")

@@ -10,7 +10,7 @@ from plinth.cli import render
 from plinth.cli.render import console, say, table, when
 
 
-@click.group("audit", short_help="Check, anchor and list the keyed, hash-chained audit log.")
+@click.group("audit", short_help="Check, anchor, adopt and list the keyed, hash-chained audit log.")
 def audit() -> None:
     """The audit log: every mutation, who and when, each event chained to the previous by hash and
     keyed with the store's audit key (PLINTH_AUDIT_KEY, or PLINTH_HOME/audit.key)."""
@@ -21,7 +21,8 @@ def audit() -> None:
     "--anchor", default=None, metavar="PATH_OR_URL", help="Also check against an anchor written earlier."
 )
 def audit_verify(anchor: str | None) -> None:
-    """Check the chain and its keyed hashes; exit non-zero naming the first bad event."""
+    """Check the chain and its keyed hashes; exit non-zero naming the first bad event, or the events
+    not keyed yet (see `plinth audit adopt`)."""
     from plinth.governance.api import verify_audit
 
     check = verify_audit(anchor)
@@ -29,6 +30,23 @@ def audit_verify(anchor: str | None) -> None:
     keyed = " and keyed hashes" if check.keyed else " (not keyed)"
     against = f", up to the anchor at {anchor}" if anchor else ""
     say(f"The audit log is intact: {check.events} events verified, hash chain{keyed}{against}.")
+
+
+@audit.command("adopt", short_help="Key the old events of a store upgraded from an earlier plinth, once.")
+def audit_adopt() -> None:
+    """Key the events an earlier plinth wrote before this store was keyed, as they stand; once.
+
+    Run it only on a store upgraded from an earlier plinth whose log you trust: a keyed log whose
+    keyed hashes were stripped looks the same. Recorded in the audit log itself."""
+    from plinth.governance.api import adopt_audit
+
+    adoption = adopt_audit()
+    if adoption.keyed:
+        events = "event 1" if adoption.keyed == 1 else f"events 1 to {adoption.keyed}"
+        say(f"Keyed {events} of the audit log as they stand (recorded as event {adoption.event_seq}).")
+    adoption.raise_if_broken()
+    if not adoption.keyed:
+        say("Nothing to adopt: every event of the audit log is keyed.")
 
 
 @audit.command("anchor")
@@ -81,7 +99,7 @@ def audit_list(entity: str | None, actor: str | None, since: str | None, limit: 
     show_default=True,
     help="up: towards the data; down: towards predictions.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the graph as JSON.")
+@render.json_option("with every node and edge of the graph")
 def lineage(ref: str, direction: str, as_json: bool) -> None:
     """Show the lineage of REF: a run id, flow run id, NAME/VERSION, NAME@ALIAS or DATASET/VERSION."""
     from plinth.governance.api import lineage as graph_of

@@ -8,6 +8,7 @@ import click
 
 from plinth import __version__
 from plinth.cli import commands, render
+from plinth.cli.errors import exit_code_for
 from plinth.core.errors import PlinthError, StoreError
 
 EPILOG = """\b
@@ -60,15 +61,15 @@ for command in commands.ALL:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `plinth` console script; returns the exit code.
 
-    Exit codes: 0 ok, 1 error, 2 bad input or settings, 3 not found, 4 integrity failure,
-    5 store failure, 130 interrupted.
+    Exit codes (`plinth.cli.errors`): 0 ok, 1 error, 2 bad input or settings, 3 not found,
+    4 integrity failure, 5 store failure, 130 interrupted.
     """
     render.fit_to_output()
     try:
         result = cli.main(args=argv, prog_name="plinth", standalone_mode=False)
     except PlinthError as exc:
         render.error(str(exc))
-        return exc.exit_code
+        return exit_code_for(exc)
     except click.exceptions.Abort:
         render.error("aborted")
         return 130
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if failure is None:
             raise
         render.error(str(failure))
-        return failure.exit_code
+        return exit_code_for(failure)
     return result if isinstance(result, int) else 0
 
 

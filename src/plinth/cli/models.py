@@ -14,8 +14,6 @@ from plinth.core.entities import ModelVersion
 if TYPE_CHECKING:
     from plinth.core.settings import Settings
 
-JSON_HELP = "Print JSON instead of tables."
-
 
 @click.group("models", short_help="Registered models: list, show, alias, sign, predict.")
 def models() -> None:
@@ -23,7 +21,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@render.json_option()
 def models_list(as_json: bool) -> None:
     """List registered models with their latest version and aliases."""
     import plinth
@@ -44,7 +42,7 @@ def models_list(as_json: bool) -> None:
 
 @models.command("show")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@render.json_option()
 def models_show(ref: str, as_json: bool) -> None:
     """Show a model version: REF is NAME (latest), NAME/VERSION or NAME@ALIAS.
 
@@ -161,21 +159,35 @@ def models_alias(name: str, alias: str, version: int) -> None:
 
 @models.command("sign")
 @click.argument("ref")
-def models_sign(ref: str) -> None:
+@click.option(
+    "--resign",
+    is_flag=True,
+    help="Also replace signatures that are bad or from a key not trusted here (audited with the old key).",
+)
+def models_sign(ref: str, resign: bool) -> None:
     """Sign existing versions with the key in PLINTH_SIGNING_KEY (each signing is audited).
 
-    REF is NAME (every version that key has not signed), NAME/VERSION or NAME@ALIAS. Each
-    version's manifest is checked against its record first; sign only models you trust, since a
-    signature lets them load where PLINTH_REQUIRE_SIGNED=1.
+    REF is NAME (every version), NAME/VERSION or NAME@ALIAS. Each version's manifest is checked
+    against its record first; sign only models you trust, since a signature lets them load where
+    PLINTH_REQUIRE_SIGNED=1. Versions whose signature verifies under a trusted key (this one or
+    one in PLINTH_VERIFY_KEYS) are left as they are. A version signed by another key, or whose
+    signature does not match its record, is refused (nothing is signed) unless --resign is given.
     """
     from plinth.registry.models import sign_versions
 
-    signed = sign_versions(ref)
-    if not signed:
-        say(f"Nothing to sign: every version of {ref} is signed by this key already.")
-        return
-    key = signed[0].signing_key
-    say(f"Signed {', '.join(mv.ref for mv in signed)} with key {key}.")
+    done = sign_versions(ref, resign=resign)
+    if done.signed:
+        key = done.signed[0].signing_key
+        say(f"Signed {', '.join(mv.ref for mv in done.signed)} with key {key}.")
+    elif done.kept:
+        say(f"Nothing to sign: every version of {ref} is signed by a trusted key already.")
+    else:
+        say(f"Nothing to sign: {ref} has no versions.")
+    by_key: dict[str | None, list[str]] = {}
+    for mv in done.kept:
+        by_key.setdefault(mv.signing_key, []).append(mv.ref)
+    for key, refs in by_key.items():
+        say(f"Left {', '.join(refs)} as signed by key {key} (verified).")
 
 
 @models.command("unalias")

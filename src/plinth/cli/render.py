@@ -14,12 +14,18 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+import click
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
+
+from plinth.core.units import format_duration, format_number, format_size
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 console = Console(soft_wrap=True, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -58,33 +64,75 @@ def when(ms: int | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """Seconds as `1.2s`, `3m 04s` or `2h 05m`; '-' when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    """Seconds as `250 ms`, `1.7 s`, `3m 04s` or `2h 05m`; '-' when unknown."""
+    return "-" if seconds is None else format_duration(seconds)
 
 
 def size(n: int) -> str:
-    """Bytes in human units."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover - the loop always returns
+    """Bytes in human units: `210 B`, `1.26 kB`, `294 MB`."""
+    return format_size(n)
 
 
-def number(value: Any) -> str:
-    """A metric value, compact; '' for a missing one."""
+def number(value: Any, unit: str | None = None) -> str:
+    """A value for people; '' for a missing one.
+
+    Floats get three significant digits (`0.976`, `0.0120`, `12.3`); with a `unit`, numbers
+    read in human units: "bytes" (`294 MB`), "s", "ms" or "h" (`1.7 s`, `3m 04s`), "%" (`87%`).
+    Integers and text print as they are.
+    """
     if value is None:
         return ""
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if unit == "bytes":
+        return format_size(value)
+    if unit in _SECONDS:
+        return format_duration(value * _SECONDS[unit])
+    if unit == "%":
+        return f"{format_number(value)}%"
+    return str(value) if isinstance(value, int) else format_number(value)
+
+
+_SECONDS = {"ms": 0.001, "s": 1.0, "h": 3600.0}
+_BOOKKEEPING = ("plinth.", "system/")
+_UNIT_SUFFIXES = (
+    ("_bytes", "bytes"),
+    ("max_rss", "bytes"),
+    ("_utilization", "%"),
+    ("_ms", "ms"),
+    ("_s", "s"),
+    ("wall_hours", "h"),
+    ("cpu_hours", "h"),
+    ("gpu_hours", "h"),
+    ("_hours_used", "h"),
+)
+
+
+def is_bookkeeping(key: str) -> bool:
+    """Whether a param, metric or tag key is plinth's own (`plinth.wall_s`, `system/cpu_hours`)."""
+    return key.startswith(_BOOKKEEPING)
+
+
+def metric_unit(key: str) -> str | None:
+    """The unit of one of plinth's own metrics, for `number`; None for the user's keys."""
+    if not is_bookkeeping(key):
+        return None
+    return next((unit for suffix, unit in _UNIT_SUFFIXES if key.endswith(suffix)), None)
+
+
+def user_first(keys: Iterable[str]) -> list[str]:
+    """`keys` sorted, the user's own before plinth's bookkeeping."""
+    return sorted(keys, key=lambda k: (is_bookkeeping(k), k))
+
+
+def json_option(adds: str | None = None) -> Callable[[F], F]:
+    """The `--json` flag of every command that has one, passed as `as_json`.
+
+    Args:
+        adds: What the JSON holds beyond the table, e.g. "with environment and artifacts".
+    """
+    text = "Print JSON instead of tables (for scripts and jq)"
+    return click.option("--json", "as_json", is_flag=True, help=f"{text}, {adds}." if adds else f"{text}.")
 
 
 def table(
@@ -117,14 +165,18 @@ def table(
     return out
 
 
-def fit_width(build: Callable[[int], Table], most: int) -> Table:
-    """`build(n)` for the largest n <= most whose table fits the console unfolded (else n=0)."""
+def fit_width(build: Callable[[list[T]], Table], optional: Sequence[T]) -> Table:
+    """`build(chosen)` with as many `optional` columns as fit the console unfolded.
+
+    Columns are tried in the order given; one too wide to fit is left out and the next tried,
+    so a long value in one column does not push out the narrow ones after it.
+    """
     unbounded = console.options.update_width(10_000)
-    for count in range(most, 0, -1):
-        candidate = build(count)
-        if Measurement.get(console, unbounded, candidate).maximum <= console.width:
-            return candidate
-    return build(0)
+    chosen: list[T] = []
+    for item in optional:
+        if Measurement.get(console, unbounded, build([*chosen, item])).maximum <= console.width:
+            chosen.append(item)
+    return build(chosen)
 
 
 def line(*parts: str | tuple[str, str]) -> Text:

@@ -7,7 +7,18 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from plinth.cli.render import console, duration, line, number, plain, size, table, when
+from plinth.cli.render import (
+    console,
+    duration,
+    line,
+    metric_unit,
+    number,
+    plain,
+    size,
+    table,
+    user_first,
+    when,
+)
 from plinth.core.entities import DatasetVersion, Run, RunStatus
 
 STATUS_STYLE = {
@@ -26,9 +37,12 @@ def show_run(run: Run) -> None:
     if run.error:
         console.print(line(("error: ", "red"), run.error))
     sections: list[tuple[str, list[tuple[str, str]]]] = [
-        ("Params", sorted(run.params.items())),
-        ("Metrics (latest value)", [(k, number(v)) for k, v in sorted(run.metrics.items())]),
-        ("Tags", sorted(run.tags.items())),
+        ("Params", [(k, run.params[k]) for k in user_first(run.params)]),
+        (
+            "Metrics (latest value)",
+            [(k, number(run.metrics[k], metric_unit(k))) for k in user_first(run.metrics)],
+        ),
+        ("Tags", [(k, run.tags[k]) for k in user_first(run.tags)]),
     ]
     for title, rows in sections:
         if rows:

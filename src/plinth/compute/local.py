@@ -24,6 +24,7 @@ from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, 
 from plinth.compute.gpus import discover_gpus
 from plinth.compute.worker import WorkerHandle, stop_all
 from plinth.core.errors import ConfigError, ResourceError
+from plinth.core.settings import Settings
 
 SAMPLE_S = 0.1  # memory sampling and timeout resolution
 _MILLI = 1000  # CPU slots are counted in thousandths so fractions add up exactly
@@ -47,7 +48,7 @@ class LocalExecutor(Executor):
     Args:
         cpus: CPU slots; default os.cpu_count().
         memory: bytes of memory that tasks asking for memory may reserve; default all of it.
-        gpus: GPU ids to hand out; default `discover_gpus(PLINTH_GPUS)`.
+        gpus: GPU ids to hand out; default those the PLINTH_GPUS setting names, else all found.
         workers: reusable processes for CPU tasks; default the CPU count.
     """
 
@@ -60,7 +61,7 @@ class LocalExecutor(Executor):
     ) -> None:
         self._cpus = float(cpus) if cpus is not None else float(os.cpu_count() or 1)
         self._memory = int(memory) if memory is not None else int(psutil.virtual_memory().total)
-        found = discover_gpus(os.environ.get("PLINTH_GPUS")) if gpus is None else list(gpus)
+        found = discover_gpus(Settings.from_env().gpus) if gpus is None else list(gpus)
         self._gpus = tuple(found)
         self._max_workers = workers if workers is not None else max(1, int(self._cpus))
         _check_config(self._cpus, self._memory, self._gpus, self._max_workers)

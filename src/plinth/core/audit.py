@@ -1,4 +1,4 @@
-"""What the audit chain's check reports, and the keyed head that anchors it."""
+"""What the audit chain's check reports, the keyed head that anchors it, and what adopting keyed."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from plinth.core.errors import AuditTampered, InvalidInput
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+NOT_KEYED = "not keyed"
+"""`AuditCheck.problem` of a chain whose first events carry no keyed hash, and nothing else is wrong."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,12 @@ class AuditCheck:
         first_bad_seq: the first event that cannot be vouched for (edited, rewritten, missing).
         reason: what is wrong there, in words.
         problem: the kind of damage: "missing", "cut", "edited", "rewritten", "inserted",
-            "missing tail", "missing head", "head" (the head itself was edited) or "anchor".
+            "missing tail", "missing head", "head" (the head itself was edited) or "anchor";
+            or "not keyed" when the chain is otherwise intact but its first `unkeyed` events
+            carry no keyed hash, so nothing vouches for them (see `plinth audit adopt`).
         keyed: whether the chain was checked against the store's audit key.
         head: the keyed head that was checked (None for an empty or unkeyed chain).
+        unkeyed: how many events at the start of the chain carry no keyed hash.
     """
 
     events: int
@@ -86,11 +91,45 @@ class AuditCheck:
     problem: str | None = None
     keyed: bool = False
     head: AuditHead | None = None
+    unkeyed: int = 0
 
     def raise_if_broken(self) -> None:
-        """Raise AuditTampered naming the first bad event when the check failed."""
-        if not self.ok:
+        """Raise AuditTampered naming the first bad event (or the unkeyed ones) when the check failed."""
+        if self.ok:
+            return
+        if self.problem == NOT_KEYED:
             raise AuditTampered(
-                f"The audit log is broken at event {self.first_bad_seq} ({self.problem}): {self.reason}. "
-                "Compare with a backup or an anchor (`plinth audit verify --anchor PATH_OR_URL`)."
+                f"The audit log cannot be vouched for: {self.reason}. Otherwise compare it with a backup "
+                "or an anchor (`plinth audit verify --anchor PATH_OR_URL`)."
+            )
+        raise AuditTampered(
+            f"The audit log is broken at event {self.first_bad_seq} ({self.problem}): {self.reason}. "
+            "Compare with a backup or an anchor (`plinth audit verify --anchor PATH_OR_URL`)."
+        )
+
+
+@dataclass(frozen=True)
+class AuditAdoption:
+    """What `plinth audit adopt` keyed: the unkeyed events at the start of the chain, as they
+    stood, up to the first damage to the plain hash chain.
+
+    Args:
+        keyed: how many events were keyed (events 1 to `keyed`); 0 when there was nothing to key.
+        event_seq: the `audit.adopt` event that records the adoption (None when nothing was keyed).
+        first_bad_seq: the first event left unkeyed because the plain chain is damaged there.
+        reason: what is wrong there, in words.
+    """
+
+    keyed: int
+    event_seq: int | None = None
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+    def raise_if_broken(self) -> None:
+        """Raise AuditTampered when damage stopped the adoption short of the unkeyed events' end."""
+        if self.first_bad_seq is not None:
+            raise AuditTampered(
+                f"The audit log is broken at event {self.first_bad_seq}: {self.reason}. Events from "
+                f"{self.first_bad_seq} on stay unkeyed; compare the log with a backup or an anchor "
+                "(`plinth audit verify --anchor PATH_OR_URL`)."
             )

@@ -221,8 +221,8 @@ class StepStatus(enum.StrEnum):
 class FlowRun:
     """One run of a flow: its params, status, result and where its code came from.
 
-    `driver_host` and `driver_pid` name the process that ran the flow body (None for runs
-    recorded before they were kept).
+    `driver_host`, `driver_pid` and `driver_ns` (the kernel's boot id and the PID namespace) name
+    the process that ran the flow body (None for runs recorded before they were kept).
     """
 
     id: str
@@ -237,6 +237,7 @@ class FlowRun:
     resumed_from: str | None = None
     driver_host: str | None = None
     driver_pid: int | None = None
+    driver_ns: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
     PlinthError
     ├── InvalidInput          bad argument, key, value, filter, file
-    │   └── ConflictError     a write that contradicts what is stored (param re-logged, name taken)
+    │   ├── ConflictError     a write that contradicts what is stored (param re-logged, name taken)
+    │   └── RequestError      an HTTP request refused with its own status (`plinth.core.http`)
     ├── NotFound              an id, name or path that does not exist
     ├── RunNotActive          logging to a run that has ended
     ├── IntegrityError        stored bytes whose hash does not match (tampered or corrupted)
@@ -11,6 +12,7 @@
     ├── StoreError            the metadata or artifact store failed or is unreachable
     │   ├── StoreBusy         the database stayed locked past the retry budget
     │   └── SchemaError       the database schema is newer or older than this plinth
+    ├── ModelFailed           a model raised, or answered the wrong rows, while predicting
     ├── ResourceError         a step asks for more CPU, memory or GPUs than there are
     ├── StepFailed            a flow step failed after its retries
     └── ConfigError           a setting that cannot be used as given
@@ -20,7 +22,8 @@
     PlinthWarning (UserWarning): worth attention, does not stop the operation (e.g. a model
     loaded under other library versions than it was saved with).
 
-Messages say what was wrong and what to do about it.
+Messages say what was wrong and what to do about it. Faces decide what an error means to
+their users: `plinth.core.http` maps the tree to HTTP statuses, `plinth.cli.errors` to exit codes.
 """
 
 from __future__ import annotations
@@ -29,8 +32,6 @@ from __future__ import annotations
 class PlinthError(Exception):
     """Base of every error plinth raises on purpose."""
 
-    exit_code: int = 1
-
 
 class InvalidInput(PlinthError):
     """An argument, key, value, filter or file that plinth cannot accept.
@@ -38,8 +39,6 @@ class InvalidInput(PlinthError):
     `problems` lists each thing found wrong as {"field", "expected", "got"} where the input
     had structure (a model's input against its signature); servers return it as is.
     """
-
-    exit_code = 2
 
     def __init__(self, message: str, problems: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
@@ -56,8 +55,6 @@ class ConflictError(InvalidInput):
 class NotFound(PlinthError):
     """An id, name or path that does not exist in the store."""
 
-    exit_code = 3
-
 
 class RunNotActive(PlinthError):
     """Logging was attempted on a run that is no longer running."""
@@ -65,8 +62,6 @@ class RunNotActive(PlinthError):
 
 class IntegrityError(PlinthError):
     """Stored bytes whose sha256 no longer matches the recorded digest."""
-
-    exit_code = 4
 
 
 class SignatureError(IntegrityError):
@@ -82,8 +77,6 @@ class AuditTampered(IntegrityError):
 class StoreError(PlinthError):
     """The metadata or artifact store failed or could not be reached."""
 
-    exit_code = 5
-
 
 class StoreBusy(StoreError):
     """The database stayed locked by other writers past the retry budget."""
@@ -97,10 +90,13 @@ class PlinthWarning(UserWarning):
     """Something worth a user's attention that does not stop the operation."""
 
 
+class ModelFailed(PlinthError):
+    """A model raised an error or answered the wrong rows while predicting (a served request, a
+    chunk of a batch job), or the worker scoring it died; the message names the model and rows."""
+
+
 class ResourceError(PlinthError):
     """A task asks for more CPU, memory or GPUs than the executor can ever give it."""
-
-    exit_code = 2
 
 
 class StepFailed(PlinthError):
@@ -109,8 +105,6 @@ class StepFailed(PlinthError):
 
 class ConfigError(PlinthError):
     """A setting (PLINTH_* variable or argument) that cannot be used as given."""
-
-    exit_code = 2
 
 
 class StorageNotShared(ConfigError):

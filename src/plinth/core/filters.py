@@ -26,7 +26,7 @@ sequences are kept verbatim.
 ASCII letters only). In their patterns ``%`` is any text, ``_`` one character, and a backslash
 makes the next character literal: ``params.opt like 'adam\\_%'``. A filter holds at most
 ``MAX_COMPARISONS`` comparisons, ``MAX_VALUES`` list values and ``MAX_NESTING`` levels of
-and/or/not, and no lone surrogates.
+and/or/not, and no NUL characters or lone surrogates.
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ MAX_NESTING = 24
 """Levels of and/or/not inside one another; SQLite's parser overflows past about 30."""
 _MAX_INT_DIGITS = 18  # an int64 holds every 18-digit integer
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")  # what no database can bind as text
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -181,8 +182,8 @@ class FilterSyntaxError(InvalidInput):
             what: ``"filter"`` or ``"order_by"``; picks the header and the example.
         """
         self.reason, self.text, self.position, self.what = reason, text, position, what
-        # a lone surrogate cannot be printed or encoded: show it as '?', keeping the caret aligned
-        flat = _SURROGATE.sub("?", re.sub(r"\s", " ", text))
+        # a NUL or a lone surrogate cannot be shown (or encoded): '?' keeps the caret aligned
+        flat = _UNSTORABLE.sub("?", re.sub(r"\s", " ", text))
         start = max(0, position - 60) if len(flat) > 100 else 0
         shown = reason.encode("utf-8", "backslashreplace").decode()
         super().__init__(
@@ -395,18 +396,19 @@ class _Parser:
         """Start at the beginning of ``text``; ``what`` is 'filter' or 'order_by'.
 
         Raises:
-            FilterSyntaxError: ``text`` holds a lone surrogate, which no database can encode.
+            FilterSyntaxError: ``text`` holds a NUL or a lone surrogate, which no database can
+                take as text.
         """
         self.text, self.what, self.offset, self.depth = text, what, 0, 0
         self.ahead: _Token | None = None
         self.comparisons = self.values = 0
-        if bad := _SURROGATE.search(text):
-            raise FilterSyntaxError(
-                f"{bad.group()!r} is a lone surrogate, not a character; use valid Unicode text",
-                text,
-                bad.start(),
-                what,
+        if bad := _UNSTORABLE.search(text):
+            reason = (
+                "'\\x00' is a NUL character, which no stored name or value holds; remove it"
+                if bad.group() == "\x00"
+                else f"{bad.group()!r} is a lone surrogate, not a character; use valid Unicode text"
             )
+            raise FilterSyntaxError(reason, text, bad.start(), what)
 
     def fail(self, reason: str, token: _Token) -> NoReturn:
         """Raise a FilterSyntaxError at ``token``."""

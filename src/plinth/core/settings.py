@@ -1,10 +1,18 @@
-"""Settings read once, at the edge, from PLINTH_* variables (and a `.env` file where present)."""
+"""Settings read once, at the edge, from PLINTH_* variables (and a `.env` file where present).
+
+Each setting comes from the environment, else from a `.env` file in the working directory, else
+its default (starlette's order), so a project can keep its store URL beside its code while a
+variable set for one command still wins.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 from plinth.core.errors import ConfigError
 
@@ -57,12 +65,29 @@ class Settings:
     audit_key: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `environ` (default `os.environ`); raise ConfigError on bad values."""
-        env = os.environ if environ is None else environ
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = ".env"
+    ) -> Settings:
+        """Build settings from `environ`, then `env_file`, then the defaults.
+
+        Args:
+            environ: the variables to read; default `os.environ`.
+            env_file: a file of `KEY=VALUE` lines whose values apply where `environ` has no such
+                variable; a missing file is skipped. Default `.env` in the working directory;
+                None reads `environ` alone.
+
+        Raises:
+            ConfigError: a value is out of range, or the file cannot be read or parsed.
+
+        Example:
+            `.env` holding `PLINTH_STORE=postgresql+psycopg://db/plinth` sets the store for every
+            command run in that folder; `PLINTH_STORE=... plinth runs list` overrides it once.
+        """
+        base = os.environ if environ is None else environ
+        env = base if env_file is None else {**read_env_file(env_file), **base}
         options = {}
         if env.get("PLINTH_S3_ENDPOINT_URL"):
-            options["endpoint_url"] = env["PLINTH_S3_ENDPOINT_URL"]
+            options["endpoint_url"] = _endpoint(env, "PLINTH_S3_ENDPOINT_URL")
         return cls(
             home=env.get("PLINTH_HOME") or ".plinth",
             store_url=env.get("PLINTH_STORE") or None,
@@ -101,6 +126,46 @@ class Settings:
         if self.artifacts_url:
             return self.artifacts_url
         return os.path.abspath(os.path.join(self.home, "artifacts"))
+
+
+def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The `KEY=VALUE` lines of a `.env` file; empty when there is no such file.
+
+    Blank lines and `#` comments are skipped, an `export ` prefix is allowed, and a value in
+    matching single or double quotes is taken as written (a `#` inside it is kept); an unquoted
+    value ends at ` #`.
+
+    Raises:
+        ConfigError: the file cannot be read, or a line is not `KEY=VALUE`.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read settings file {os.fspath(path)!r}: {exc}; fix or remove it.") from exc
+    values = {}
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, sep, value = text.removeprefix("export ").partition("=")
+        key = key.strip()
+        if not sep or not key or not key.isidentifier():
+            raise ConfigError(
+                f"{os.fspath(path)}, line {number}: {line.strip()[:60]!r} is not KEY=VALUE; "
+                "write e.g. PLINTH_HOME=/data/plinth, or start the line with # to comment it out."
+            )
+        values[key] = _unquote(value.strip())
+    return values
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    comment = value.find(" #")
+    return value if comment < 0 else value[:comment].rstrip()
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
@@ -143,6 +208,35 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
     raise ConfigError(f"{name}={raw!r} is not on or off; use 1/true/yes/on or 0/false/no/off.")
+
+
+# The host names botocore takes for an endpoint: dot-separated labels of letters, digits and '-'.
+_HOST_NAME = re.compile(r"^((?!-)[a-z\d-]{1,63}(?<!-)\.)*(?!-)[a-z\d-]{1,63}(?<!-)\.?$", re.IGNORECASE)
+
+
+def _endpoint(env: Mapping[str, str], name: str) -> str:
+    """An http(s) URL with a host (and a valid port, if any), as an S3 client takes for its endpoint."""
+    raw = env[name]
+    try:
+        parts = urlsplit(raw)
+        scheme, host = parts.scheme, parts.hostname or ""
+        parts.port  # noqa: B018 - reading it checks that the port is a number in range
+    except ValueError:
+        scheme = host = ""
+    if scheme not in ("http", "https") or not (_HOST_NAME.match(host) or _is_ip(host)):
+        raise ConfigError(
+            f"{name}={raw!r} is not an http(s) URL of an S3 endpoint; give its scheme and host, "
+            f"e.g. http://localhost:9000, or unset it to use AWS."
+        )
+    return raw
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _paths(env: Mapping[str, str], name: str) -> tuple[str, ...]:

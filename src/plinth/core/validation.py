@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 import re
@@ -11,7 +12,7 @@ from plinth.core.errors import InvalidInput
 
 MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
-MAX_ARTIFACT_PATH = 1024  # the width of artifacts.path
+MAX_ARTIFACT_PATH = 1024  # UTF-8 bytes: leaves a destination folder room under PATH_MAX (4096)
 MAX_ARTIFACT_DEPTH = 64
 MAX_ARTIFACT_PART = 255  # bytes in one file name, the limit of common file systems
 _NOT_IN_NAMES = ("Cc", "Cs", "Zl", "Zp")  # controls, lone surrogates, line and paragraph breaks
@@ -24,6 +25,7 @@ MAX_INT64 = 2**63 - 1  # the largest step or timestamp a store holds
 _NOT_IN_KEYS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _NOT_IN_VALUES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")  # no database binds these as text
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -53,24 +55,68 @@ def check_key(key: object, what: str) -> str:
 def check_metric_value(key: str, value: object) -> float:
     """Return `value` as a float, or raise InvalidInput when it is not a real number.
 
-    NaN and ±inf are real numbers here; booleans and integers beyond the float range are not.
+    Real numbers are ints, floats, Fractions, Decimals and numpy or torch scalars; NaN and ±inf
+    are among them. Booleans, complex numbers and numbers beyond the float range are not.
     """
     if isinstance(value, bool):
         raise InvalidInput(f"Metric {key!r} must be a number, got the boolean {value}; log float({value}).")
-    if isinstance(value, numbers.Real):
-        try:
-            return float(value)
-        except OverflowError:
-            raise InvalidInput(f"Metric {key!r} is beyond the range of a 64-bit float.") from None
+    if isinstance(value, (numbers.Real, decimal.Decimal)):
+        return _real(key, value)
     if hasattr(value, "item") and getattr(value, "size", 1) == 1:  # 0-d arrays, torch scalars
         try:
             return check_metric_value(key, value.item())
         except (TypeError, ValueError):
             pass
     raise InvalidInput(
-        f"Metric {key!r} must be a number, got {type(value).__name__} {value!r:.60}; "
-        "log text as a tag or a param instead."
+        f"Metric {key!r} must be a number, got {type(value).__name__} {value!r:.60}; {_not_real(value)}."
     )
+
+
+def _real(key: str, value: numbers.Real | decimal.Decimal) -> float:
+    try:
+        result = float(value)
+    except OverflowError:
+        result = math.inf
+    except (TypeError, ValueError) as exc:  # a signaling NaN
+        raise InvalidInput(
+            f"Metric {key!r} is {value!r:.60}, which no float holds ({exc}); log float('nan') instead."
+        ) from None
+    if math.isinf(result) and value != result:  # float() rounds a huge Decimal to inf
+        raise InvalidInput(f"Metric {key!r} is beyond the range of a 64-bit float.")
+    return result
+
+
+def _not_real(value: object) -> str:
+    """What to do with a value that is not a real number, for a message."""
+    if isinstance(value, numbers.Complex):
+        return "log its magnitude, abs(value), or its real part, value.real"
+    if isinstance(value, (str, bytes)):
+        return "convert a number written as text with float(text); log other text as a tag or a param"
+    return "log text as a tag or a param instead"
+
+
+def metric_array_problem(kind: str, dtype: str, shape: tuple[int, ...]) -> str | None:
+    """Why an array of numpy dtype `kind` ('f', 'U', ...) and `shape` cannot be a metric's values.
+
+    None when it can: a 1-D array of integers or floats. The answer names what was found and
+    what to do, e.g. "it holds text (dtype <U3); convert numbers written as text with .astype(float)".
+    """
+    if len(shape) != 1:
+        return f"it has shape {shape}; log a 1-D series per metric, e.g. values.ravel() or one key per column"
+    if kind in "iuf":
+        return None
+    found, todo = _ARRAY_HINTS.get(kind, ("no numbers", "log an array of floats"))
+    return f"it holds {found} (dtype {dtype}); {todo}"
+
+
+_ARRAY_HINTS = {  # numpy dtype kind: (what the array holds, what to do)
+    "b": ("booleans", "convert them with .astype(float) if you mean 0 and 1"),
+    "U": ("text", "convert numbers written as text with .astype(float); log other text as a tag"),
+    "S": ("bytes", "decode them, then convert numbers with .astype(float)"),
+    "c": ("complex numbers", "log np.abs(values) or values.real"),
+    "M": ("dates", "log numbers, e.g. seconds since an origin"),
+    "m": ("durations", "log numbers, e.g. values / np.timedelta64(1, 's')"),
+}
 
 
 def check_step(key: str, step: object) -> int:
@@ -123,14 +169,25 @@ def check_text(text: object, what: str) -> str:
 
 
 def storable(text: str | None) -> str | None:
-    """`text` with each lone surrogate written as its escape (`\\udce9`), which every store holds.
+    """`text` with each NUL and lone surrogate written as its escape (`\\x00`, `\\udce9`).
 
     For text plinth records rather than takes from a user, such as an exception's message: a
-    file name decoded with errors='surrogateescape' must not stop a failed run from being ended.
+    file name decoded with errors='surrogateescape', or a NUL in a message, must not stop a
+    failed run from being ended (PostgreSQL holds no NUL in text, and no store a surrogate).
     """
-    if text is None or not _SURROGATE.search(text):
+    if text is None or not _UNSTORABLE.search(text):
         return text
-    return _SURROGATE.sub(lambda m: ascii(m.group())[1:-1], text)
+    return _UNSTORABLE.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def unstorable(text: str) -> str | None:
+    """What in `text` no database can take as text (a NUL, a lone surrogate), or None."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return f"a NUL character (\\x00) at position {found.start()}"
+    return f"a lone surrogate ({ascii(found.group())[1:-1]}) at position {found.start()}"
 
 
 def check_name(name: object, what: str) -> str:
@@ -195,7 +252,8 @@ def check_artifact_path(path: object) -> str:
 
     The path must name a file every platform can write under a download folder: relative,
     no `.` or `..` parts, printable text, parts of at most 255 bytes, at most
-    MAX_ARTIFACT_DEPTH parts and MAX_ARTIFACT_PATH characters (the width of its column).
+    MAX_ARTIFACT_DEPTH parts and MAX_ARTIFACT_PATH bytes in UTF-8 (within the width of its
+    column, and short enough to be written under a destination folder).
 
     Raises:
         InvalidInput: the path breaks one of these rules; the message names which.
@@ -217,8 +275,9 @@ def _artifact_path_problem(clean: str) -> str | None:
         return "is not a plain relative path (empty, '.' or '..' parts)"
     if any(unicodedata.category(c) in _NOT_IN_NAMES for c in clean):
         return "holds a control character, a line break or a lone surrogate; use printable text"
-    if len(clean) > MAX_ARTIFACT_PATH:
-        return f"is {len(clean)} characters long; the limit is {MAX_ARTIFACT_PATH}"
+    size = len(clean.encode())
+    if size > MAX_ARTIFACT_PATH:
+        return f"is {size} bytes long in UTF-8; the limit is {MAX_ARTIFACT_PATH}"
     if len(parts) > MAX_ARTIFACT_DEPTH:
         return f"is {len(parts)} folders deep; the limit is {MAX_ARTIFACT_DEPTH}"
     if any(len(p.encode()) > MAX_ARTIFACT_PART for p in parts):

@@ -112,7 +112,7 @@ class Flow:
             capture_env=True,
             system_metrics=False,  # the driver only schedules; its steps' runs measure the work
         )
-        host, pid = this_driver()
+        here = this_driver()
         record = FlowRun(
             id=active.id,
             flow=self.name,
@@ -122,8 +122,9 @@ class Flow:
             start_ms=now_ms(),
             end_ms=None,
             resumed_from=resume[0] if resume else None,
-            driver_host=host,
-            driver_pid=pid,
+            driver_host=here.host,
+            driver_pid=here.pid,
+            driver_ns=here.ns,
         )
         be.store.create_flow_run(record)
         driver = FlowDriver(be, executor, active.id, self.name, resume[1] if resume else None)
@@ -219,15 +220,16 @@ def resume_flow(
 ) -> FlowResult:
     """Run a flow run again with the same params, reusing every step call that finished in it.
 
-    A run still recorded as RUNNING whose driver was on this host and is gone is marked CRASHED
-    (with its running step calls) and resumed at once.
+    A run still recorded as RUNNING whose driver ran on this host, in this boot and PID namespace,
+    and is gone is marked CRASHED (with its running step calls) and resumed at once.
 
     Args:
         force: Mark a run CRASHED and resume it even though its driver may be alive: one on
-            another host, whose heartbeat has not decided yet, or one alive here (both then run).
+            another host, boot or PID namespace (container), whose heartbeat has not decided yet,
+            or one alive here (both then run).
 
     Raises:
-        ConflictError: the run's driver is alive, or on another host and still beating; the
+        ConflictError: the run's driver is alive, or elsewhere and still beating; the
             message names its host and pid and says when the heartbeat decides.
     """
     be = backend()
@@ -256,7 +258,7 @@ def _ended(be: Backend, run: FlowRun, force: bool) -> FlowRun:
     if check.verdict == "alive" and not force:
         raise ConflictError(
             f"Flow run {run.id} is still running: its driver, {check.driver}, is alive. Wait for it, "
-            f"or stop it (`kill {check.pid}` on {check.host}) and resume again; `plinth flows resume "
+            f"or {check.how_to_stop} and resume again; `plinth flows resume "
             f"--force {run.id}` marks it CRASHED and resumes now, beside the driver that still runs."
         )
     if check.verdict == "unknown" and not force:
@@ -267,10 +269,10 @@ def _ended(be: Backend, run: FlowRun, force: bool) -> FlowRun:
 
 
 def _undecided(run: FlowRun, check: DriverCheck) -> str:
-    whose = f"its driver, {check.driver}, ran on another host" if check.host else "it names no driver"
+    whose = f"its driver, {check.driver}, ran {check.elsewhere}" if check.host else "it names no driver"
     return (
         f"Flow run {run.id} is recorded as running: {whose}, so "
-        f"{check.here} cannot tell whether it is alive. Its heartbeat decides in "
+        f"this process on {check.here} cannot tell whether it is alive. Its heartbeat decides in "
         f"{check.decides_in_s:.3g} s (a driver that misses 3 beats, {check.heartbeat_s:g} s apart, "
         f"is CRASHED); resume then, or now with `plinth flows resume --force {run.id}` "
         f"(resume_flow(..., force=True)) if you know the driver is gone."

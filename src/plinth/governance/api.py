@@ -33,6 +33,19 @@ def verify_audit(anchor: str | None = None) -> audit.AuditCheck:
     return audit.verify_audit(be.store, head)
 
 
+def adopt_audit() -> audit.AuditAdoption:
+    """Key the audit events written before the store was keyed, as they stand, once.
+
+    For a store upgraded from an earlier plinth, whose log its owner trusts: `verify_audit` fails
+    on those events ("not keyed") until then. Recorded as an `audit.adopt` event.
+
+    Raises:
+        AuditTampered: unkeyed events follow keyed ones, or keyed events lost their head.
+        WrongAuditKey: the audit key in use is not the one the log was written with.
+    """
+    return audit.adopt_audit(backend().store)
+
+
 def anchor_audit(target: str) -> audit.AuditHead:
     """Check the audit log, then write its head to `target`: a file path or any fsspec URL."""
     be = backend()

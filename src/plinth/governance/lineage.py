@@ -5,6 +5,10 @@ deployment (a model's alias, what servers follow), predictions (the logs of one 
 prediction (one request), labels (the delayed labels of a version's predictions) and label.
 Edges come from the lineage table and from the links the entities carry (a model version's run
 and aliases, a step run's flow run, a version's served predictions and their labels).
+
+An edge (source, relation, target) reads both ways: walking down from the source it says what
+the source did ("dataset consumed by run"), walking up from the target what was done to it or
+by it ("run consumed dataset"); `RELATIONS` holds both phrases of every relation.
 """
 
 from __future__ import annotations
@@ -14,13 +18,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plinth.core.errors import NotFound
-from plinth.core.refs import check_ref, split_version
+from plinth.core.refs import MLFLOW_PREFIX, ModelRef, check_ref, split_version
 from plinth.store.base import Store
 
 Node = tuple[str, str]
 
 _REVERSED = {"used_model": "scored by"}
 """Edges stored as 'run used model' that read downstream as 'model scored by run'."""
+
+RELATIONS: dict[str, tuple[str, str]] = {
+    "consumed_by": ("consumed by", "consumed"),
+    "produced": ("produced", "produced by"),
+    "feeds": ("feeds", "fed by"),
+    "scored by": ("scored by", "scored with"),
+    "ran": ("ran", "ran in"),
+    "deployed as": ("deployed as", "deployment of"),
+    "served": ("served", "served by"),
+    "labeled by": ("labeled by", "labels"),
+    "includes": ("includes", "included in"),
+}
+"""Each relation as read from its source to its target, and from its target back to its source."""
+
+
+def phrase(relation: str, direction: str) -> str:
+    """How `relation` reads walking `direction`: down from its source or up from its target."""
+    forward, backward = RELATIONS.get(relation, (f"linked to ({relation})", f"linked from ({relation})"))
+    return backward if direction == "up" else forward
 
 
 @dataclass
@@ -36,11 +59,24 @@ class LineageGraph:
         return {
             "root": list(self.root),
             "nodes": [{"type": t, "id": i, "label": self.labels.get((t, i), i)} for t, i in self.labels],
-            "edges": [{"from": list(a), "relation": r, "to": list(b)} for a, r, b in self.edges],
+            "edges": [
+                {
+                    "from": list(a),
+                    "relation": r,
+                    "to": list(b),
+                    "reads": phrase(r, "down"),
+                    "reads_back": phrase(r, "up"),
+                }
+                for a, r, b in self.edges
+            ],
         }
 
     def tree(self, direction: str) -> Iterator[str]:
-        """Lines of a text tree from the root (up: towards data; down: towards predictions)."""
+        """Lines of a text tree from the root (up: towards data; down: towards predictions).
+
+        Each line reads from the node above it: `run … └── consumed: dataset …` going up,
+        `dataset … └── consumed by: run …` going down.
+        """
         seen: set[Node] = set()
         yield self._label(self.root)
         yield from self._walk(self.root, direction, "", seen)
@@ -54,7 +90,7 @@ class LineageGraph:
         )
         for i, (relation, other) in enumerate(nexts):
             last = i == len(nexts) - 1
-            yield f"{indent}{'└── ' if last else '├── '}{relation}: {self._label(other)}"
+            yield f"{indent}{'└── ' if last else '├── '}{phrase(relation, direction)}: {self._label(other)}"
             if other not in seen:
                 yield from self._walk(other, direction, indent + ("    " if last else "│   "), seen)
 
@@ -63,7 +99,8 @@ class LineageGraph:
 
 
 def lineage(store: Store, ref: str, direction: str = "both", depth: int = 8) -> LineageGraph:
-    """The lineage graph around `ref`: a run id, 'model/3', 'model@alias', 'dataset/2' or a flow run id."""
+    """The lineage graph around `ref`: a run id, 'model/3', 'model@alias', 'models:/model/3',
+    'dataset/2' (names may hold '/': 'org/churn/3'), a flow run id or a request id."""
     root = _resolve(store, ref)
     graph = LineageGraph(root)
     graph.labels[root] = _describe(store, root)
@@ -116,12 +153,12 @@ def _edges_of(store: Store, node: Node, way: str) -> list[tuple[Node, str, Node]
             if logged:
                 out.append((node, "served", ("predictions", f"{mv.name}/{mv.version}")))
     if kind == "predictions" and way == "down":
-        name, _, version = ident.partition("/")
-        if store.prediction_counts(name, int(version))[1]:
+        name, version = _name_version(ident)
+        if store.prediction_counts(name, version)[1]:
             out.append((node, "labeled by", ("labels", ident)))
     if kind == "predictions" and way == "up":
-        name, _, version = ident.partition("/")
-        out.append((("model_version", store.get_model_version(name, int(version)).id), "served", node))
+        name, version = _name_version(ident)
+        out.append((("model_version", store.get_model_version(name, version).id), "served", node))
     if kind == "prediction":
         found = store.find_prediction(ident)
         if found is not None and way == "up":
@@ -138,9 +175,10 @@ def _edges_of(store: Store, node: Node, way: str) -> list[tuple[Node, str, Node]
 
 def _resolve(store: Store, ref: str) -> Node:
     check_ref(ref, "lineage", "a run id, NAME/N, NAME@ALIAS or a request id")
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        return ("model_version", store.get_model_version(name, store.resolve_alias(name, alias)).id)
+    if "@" in ref or ref.startswith(MLFLOW_PREFIX):
+        model = ModelRef.parse(ref)
+        version = store.resolve_alias(model.name, model.alias) if model.alias else model.version
+        return ("model_version", store.get_model_version(model.name, version).id)
     name, number = split_version(ref)
     if number is not None:
         try:
@@ -159,6 +197,12 @@ def _resolve(store: Store, ref: str) -> Node:
         f"{ref!r} is not a run, a flow run, a model version (NAME/N or NAME@ALIAS), "
         "a dataset version (NAME/N) or a prediction's request id."
     )
+
+
+def _name_version(ident: str) -> tuple[str, int]:
+    """('org/churn', 3) from the id 'org/churn/3' of a version's predictions or labels."""
+    name, _, version = ident.rpartition("/")
+    return name, int(version)
 
 
 def _version_by_id(store: Store, version_id: str) -> Any:
@@ -196,12 +240,12 @@ def _describe(store: Store, node: Node) -> str:
                 if ds.id == ident:
                     return f"dataset {ds.ref} ({ds.rows} rows, sha256 {ds.digest[:12]})"
         if kind == "predictions":
-            name, _, version = ident.partition("/")
-            count, labeled = store.prediction_counts(name, int(version))
+            name, version = _name_version(ident)
+            count, labeled = store.prediction_counts(name, version)
             return f"prediction logs of {ident} ({count} requests, {labeled} labeled)"
         if kind == "labels":
-            name, _, version = ident.partition("/")
-            return f"labels of {ident} ({store.prediction_counts(name, int(version))[1]} requests)"
+            name, version = _name_version(ident)
+            return f"labels of {ident} ({store.prediction_counts(name, version)[1]} requests)"
         if kind == "deployment":
             return f"deployment {ident} (served by `plinth serve {ident}`)"
         if kind == "prediction":

@@ -24,8 +24,9 @@ A rules file::
 
 A webhook may only reach public addresses: loopback, private (10/8, 172.16/12, 192.168/16,
 fc00::/7), link-local (169.254/16, where cloud metadata services answer) and other non-public
-targets are refused, directly or through a redirect, unless its rule (or the top level, for every
-rule) sets `allow_private = true`.
+targets are refused, directly or through a redirect, unless its rule sets `allow_private = true`.
+A top-level `allow_private` applies to every rule that does not set its own, whichever webhook
+the rule uses.
 """
 
 from __future__ import annotations
@@ -240,7 +241,9 @@ def _ruleset(data: dict[str, Any], path: str, problems: list[str]) -> RuleSet:
     if not entries and isinstance(data.get("rule", []), list):
         problems.append('no [[rule]] tables; add one with name = "...", model = "...", when = "..."')
     default = Webhook(webhook, allow_private) if webhook is not None else None
-    rules = [_rule(entry, number, default, problems) for number, entry in enumerate(entries, 1)]
+    rules = [
+        _rule(entry, number, default, allow_private, problems) for number, entry in enumerate(entries, 1)
+    ]
     kept = tuple(r for r in rules if r is not None)
     seen: set[str] = set()
     for rule in kept:
@@ -251,8 +254,13 @@ def _ruleset(data: dict[str, Any], path: str, problems: list[str]) -> RuleSet:
 
 
 def _rule(
-    entry: dict[str, Any], number: int, default: Webhook | None, problems: list[str]
+    entry: dict[str, Any], number: int, default: Webhook | None, allow_all: bool, problems: list[str]
 ) -> AlertRule | None:
+    """The rule of [[rule]] table `entry`; `default` and `allow_all` come from the top level.
+
+    A rule's own `allow_private` wins; without one, the top level's applies to its webhook,
+    whether the rule names its own webhook or uses the top level's.
+    """
     raw_name = entry.get("name")
     where = f"rule {number}" + (f" ({raw_name!r})" if isinstance(raw_name, str) and raw_name else "")
     before = len(problems)
@@ -274,7 +282,7 @@ def _rule(
         fields["model"] or "-",
         fields["window"] or DEFAULT_WINDOW,
         fields["webhook"] or (default.url if default else None),
-        allow_private if allow_private is not None else bool(default and default.allow_private),
+        allow_private if allow_private is not None else allow_all,
     )
     problems.extend(f"{where}: {p}" for p in found)
     return rule if len(problems) == before else None

@@ -373,8 +373,9 @@ class _Evaluation:
 
 
 def _read_drift(store: Store, model: str, span: Window) -> served.ModelDrift | None:
-    # One bucket as long as the window: the window's drift, or none when it had no requests.
-    found = served.drift_over_time(store, model, span, ((span.end_ms or 0) - (span.start_ms or 0)) / 1000)
+    # One part as long as the window: the window's drift, or none when it had no requests.
+    whole = Window(span.start_ms, span.end_ms, every_ms=(span.end_ms or 0) - (span.start_ms or 0))
+    found = served.drift_over_time(store, model, whole)
     return found[0] if found else None
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from plinth.monitoring.windows import Window, buckets
+from plinth.core.windows import Window
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,11 @@ def operations(
     model: str,
     stats: Sequence[tuple[int, int, str, float, int, int]],
     span: Window,
-    *,
-    every: str | float | None = None,
 ) -> OpsReport:
-    """Summarize `stats` rows (time_ms, version, route, latency_ms, status, n_rows); shadow excluded."""
+    """Summarize `stats` rows (time_ms, version, route, latency_ms, status, n_rows); shadow excluded.
+
+    Windows per part of `span` (`span.every_ms` long) are added when `span` has `every_ms`.
+    """
     kept = [s for s in stats if s[2] != "shadow"]
     times = np.array([s[0] for s in kept], dtype=np.int64)
     versions = np.array([s[1] for s in kept], dtype=np.int64)
@@ -77,8 +78,8 @@ def operations(
     overall = _summary(whole, None, np.ones(len(times), dtype=bool), columns)
     per_version = tuple(_summary(whole, int(v), versions == v, columns) for v in np.unique(versions))
     parts: list[OpsWindow] = []
-    if every is not None and len(times):
-        for part in buckets(span, every, first, last):
+    if span.every_ms is not None and len(times):
+        for part in span.parts(first, last):
             lo, hi = np.searchsorted(times, [part.start_ms, part.end_ms])
             inside = np.zeros(len(times), dtype=bool)
             inside[lo:hi] = True

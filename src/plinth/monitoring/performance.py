@@ -17,7 +17,7 @@ import numpy as np
 
 from plinth.core.entities import PredictionLog
 from plinth.core.errors import InvalidInput
-from plinth.monitoring.windows import Window, buckets
+from plinth.core.windows import Window
 
 Task = Literal["classification", "regression"]
 
@@ -66,10 +66,11 @@ def performance(
     joined: Sequence[tuple[PredictionLog, str | None]],
     span: Window,
     *,
-    every: str | float | None = None,
     task: Task | None = None,
 ) -> PerformanceReport:
-    """Performance of `joined` (logs with their label JSON or None), overall and per `every`.
+    """Performance of `joined` (logs with their label JSON or None), overall and per part of `span`.
+
+    Parts (`span.every_ms` long) are measured only when `span` has `every_ms`.
 
     Raises:
         InvalidInput: a label whose row count differs from its request's, or an unknown task.
@@ -81,9 +82,9 @@ def performance(
     task = task or _guess_task(predicted, [t for t in truth if t is not None])
     overall = _window(span.start_ms, span.end_ms, predicted, truth, labeled, task)
     parts: list[PerformanceWindow] = []
-    if every is not None and len(times):
+    if span.every_ms is not None and len(times):
         stamps = np.asarray(times)
-        for part in buckets(span, every, int(stamps[0]), int(stamps[-1])):
+        for part in span.parts(int(stamps[0]), int(stamps[-1])):
             lo, hi = np.searchsorted(stamps, [part.start_ms, part.end_ms])
             parts.append(
                 _window(part.start_ms, part.end_ms, predicted[lo:hi], truth[lo:hi], labeled[lo:hi], task)

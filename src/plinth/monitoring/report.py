@@ -22,7 +22,7 @@ import numpy as np
 
 from plinth.core.errors import InvalidInput, NotFound
 from plinth.core.ids import now_ms
-from plinth.core.units import parse_duration
+from plinth.core.windows import Moment, Period, Window, as_window, format_period, period_ms
 from plinth.monitoring import ops as _ops
 from plinth.monitoring import performance as _performance
 from plinth.monitoring import served
@@ -34,7 +34,7 @@ from plinth.monitoring.drift import (
     reference_from_profile,
 )
 from plinth.monitoring.report_html import render_html
-from plinth.monitoring.windows import Moment, Window, prediction_column, predictions_of, window
+from plinth.monitoring.windows import prediction_column, predictions_of
 from plinth.store.base import Store
 from plinth.tracking.context import backend
 
@@ -140,16 +140,18 @@ class Report:
 def report(
     model: str,
     *,
-    since: str | float | None = None,
+    window: Window | None = None,
+    since: Period | None = None,
     start: Moment = None,
     end: Moment = None,
-    every: str | None = None,
+    every: Period | None = None,
     html: str | os.PathLike[str] | None = None,
 ) -> Report:
     """Build the monitoring report of `model` on the default backend, and write it as HTML.
 
-    `since` ('7d') or `start`/`end` choose the window (default: every log); `every` ('1h')
-    the length of the charts' windows (default: chosen for 12 to 48 windows over the logs).
+    `window` (a `Window`), or `since` ('7d') or `start`/`end`, choose the window (default: every
+    log); its `every` ('1h') the length of the charts' windows (default: chosen for 12 to 48
+    windows over the logs).
 
     Raises:
         InvalidInput: a bad window or period, or no prediction log of `model` in the window.
@@ -157,7 +159,8 @@ def report(
     Example:
         >>> plinth.monitoring_report("iris-clf", since="7d", html="report.html")  # doctest: +SKIP
     """
-    found = build_report(backend().store, model, window(since, start, end), every)
+    span = as_window(window, since=since, start=start, end=end, every=every)
+    found = build_report(backend().store, model, span)
     if html is not None:
         write_html(found, html)
     return found
@@ -167,7 +170,6 @@ def build_report(
     store: Store,
     model: str,
     span: Window,
-    every: str | None = None,
     *,
     target: str | None = None,
     thresholds: DriftThresholds | None = None,
@@ -177,14 +179,14 @@ def build_report(
     Args:
         store: The metadata store holding the prediction logs and labels.
         model: The served model's name.
-        span: The window to report on.
-        every: Length of the charts' windows; default `choose_every` over the logs.
+        span: The window to report on; its `every_ms` is the length of the charts' windows
+            (default `choose_every` over the logs).
         target: The reference column the predictions are compared with (default: the
             reference's one column that is not a model input).
         thresholds: The drift rule; default `DriftThresholds()`.
 
     Raises:
-        InvalidInput: no prediction log of `model` in `span`, or an unreadable `every`.
+        InvalidInput: no prediction log of `model` in `span`.
     """
     logged = store.prediction_stats(model, since_ms=span.start_ms, until_ms=span.end_ms)
     stats = [s for s in logged if s[2] != "shadow"]
@@ -194,23 +196,23 @@ def build_report(
             "(e.g. --since 30d) or check the model name with `plinth models list`."
         )
     first, last = stats[0][0], stats[-1][0]
-    every = every or choose_every(first, last)
-    charts = chart_span(span, first, last, _step_ms(every))
-    whole, parts, note = _drift(store, model, span, charts, every, target, thresholds)
+    step = span.every_ms or period_ms(choose_every(first, last))
+    charts = chart_span(span, first, last, step)
+    whole, parts, note = _drift(store, model, span, charts, target, thresholds)
     joined = store.labeled_predictions(model, since_ms=span.start_ms, until_ms=span.end_ms)
     return Report(
         model=model,
         span=span,
-        every=every,
+        every=format_period(step),
         generated_ms=now_ms(),
         versions=tuple(sorted({int(s[1]) for s in stats})),
         drift=whole,
         drift_windows=parts,
         drift_note=note,
         predictions=_predictions(store, [entry for entry, _ in joined], whole),
-        performance=_performance.performance(model, joined, charts, every=every),
-        operations=_ops.operations(model, stats, charts),
-        traffic=_all_versions(model, stats, charts, every),
+        performance=_performance.performance(model, joined, charts),
+        operations=_ops.operations(model, stats, Window(charts.start_ms, charts.end_ms)),
+        traffic=_all_versions(model, stats, charts),
     )
 
 
@@ -246,19 +248,19 @@ def write_html(found: Report, path: str | os.PathLike[str]) -> str:
 def choose_every(first_ms: int, last_ms: int) -> str:
     """The shortest of `EVERY_CHOICES` that covers first_ms..last_ms in at most 48 windows."""
     for choice in EVERY_CHOICES:
-        step = _step_ms(choice)
+        step = period_ms(choice)
         if (_ceil(last_ms + 1, step) - _floor(first_ms, step)) // step <= MAX_WINDOWS:
             return choice
     return EVERY_CHOICES[-1]
 
 
 def chart_span(span: Window, first_ms: int, last_ms: int, step: int) -> Window:
-    """The part of `span` the logs fall in, widened to whole windows of `step` where `span` allows."""
+    """The part of `span` the logs fall in, widened to whole windows of `step` and cut into them."""
     start = max(_floor(first_ms, step), span.start_ms if span.start_ms is not None else first_ms)
     end = min(
         _ceil(last_ms + 1, step), span.end_ms if span.end_ms is not None else max(now_ms(), last_ms + 1)
     )
-    return Window(start, end)
+    return Window(start, end, step)
 
 
 def _drift(
@@ -266,14 +268,13 @@ def _drift(
     model: str,
     span: Window,
     charts: Window,
-    every: str,
     target: str | None,
     thresholds: DriftThresholds | None,
 ) -> tuple[served.ModelDrift | None, tuple[served.ModelDrift, ...], str | None]:
     """Drift over the whole window and per window, or the reason there is none."""
     try:
         whole = served.model_drift(store, model, span, target=target, thresholds=thresholds)
-        parts = served.drift_over_time(store, model, charts, every, target=target, thresholds=thresholds)
+        parts = served.drift_over_time(store, model, charts, target=target, thresholds=thresholds)
     except (NotFound, InvalidInput) as exc:  # no reference, no answered request: the report says so
         return None, (), str(exc)
     return whole, tuple(parts), None
@@ -400,11 +401,11 @@ def _histogram(predicted: np.ndarray, reference: NumericReference | None) -> Pre
 
 
 def _all_versions(
-    model: str, stats: Sequence[tuple[int, int, str, float, int, int]], charts: Window, every: str
+    model: str, stats: Sequence[tuple[int, int, str, float, int, int]], charts: Window
 ) -> tuple[_ops.OpsWindow, ...]:
     """Operations per window with all versions together (`operations` splits windows by version)."""
     merged = [(t, 0, route, latency, status, rows) for t, _, route, latency, status, rows in stats]
-    windows = _ops.operations(model, merged, charts, every=every).windows
+    windows = _ops.operations(model, merged, charts).windows
     return tuple(dataclasses.replace(w, version=None) for w in windows)
 
 
@@ -418,13 +419,6 @@ def _text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _step_ms(every: str | float) -> int:
-    seconds = parse_duration(every)
-    if not seconds:
-        raise InvalidInput(f"every={every!r} must be a period such as 10m or 1h.")
-    return int(seconds * 1000)
 
 
 def _floor(ms: int, step: int) -> int:

@@ -1,5 +1,10 @@
 """A monitoring `Report` as one self-contained HTML page: a summary, then four plotly charts.
 
+Drift reads most-moved first: drifted features lead, ordered by PSI over the whole window, in
+the summary, the table and the chart. The table lists the first few and folds the rest into a
+<details> element; the chart draws the first few series and keeps the others in its legend,
+one click away (or all at once with its buttons).
+
 plotly.js is embedded once, inline, with the first chart; the page loads nothing from the
 network (no CDN, no web fonts), so it opens offline. Every user-provided string is escaped:
 with html.escape in the page, and in the charts too, since plotly reads a few HTML tags in
@@ -17,6 +22,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from plinth.core.units import format_number
+
 if TYPE_CHECKING:
     from plinth.monitoring.drift import DriftReport, FeatureDrift
     from plinth.monitoring.report import Report
@@ -32,8 +39,13 @@ dl {{ display: grid; grid-template-columns: max-content 1fr; gap: .35rem 1.2rem;
 dt {{ font-weight: 600; }} dd {{ margin: 0; }} .bad {{ color: #c62828; font-weight: 600; }}
 table {{ border-collapse: collapse; margin: .6rem 0; font-size: .9rem; }}
 th, td {{ border-bottom: 1px solid #e4e7eb; padding: .25rem .7rem; text-align: left; }}
+details summary {{ cursor: pointer; color: #52606d; margin: .3rem 0; }}
 """
 CONFIG = {"displaylogo": False, "responsive": True}
+CHARTED = 6
+"""Drift series drawn when the page opens; the others wait in the legend."""
+LISTED = 10
+"""Rows of the drift table shown when the page opens (more if more features drifted)."""
 
 
 def render_html(report: Report) -> str:
@@ -122,11 +134,12 @@ def _reference_text(report: Report) -> str:
 def _drifted_text(report: Report) -> str:
     if report.drift is None:
         return "unknown: no drift reference"
-    whole = report.drift.drifted_features
+    whole = [f.name for f in by_drift(report.drift.report.features) if f.drifted]
     text = _names(whole) + " over the whole window"
     if report.drift_windows:
         latest = report.drift_windows[-1]
-        text += f"; {_names(latest.drifted_features)} in the latest window ({_utc(latest.window.start_ms)})"
+        moved = [f.name for f in by_drift(latest.report.features) if f.drifted]
+        text += f"; {_names(moved)} in the latest window ({_utc(latest.window.start_ms)})"
     return text
 
 
@@ -167,31 +180,56 @@ def _drift(report: Report) -> tuple[list[str], str, Any]:
         f"distance &gt; {t.js:g} with p &lt; {t.p_value:g}, or when its missing rate moves by more than "
         f"{t.missing_rate:g}; drifted windows are marked with a cross."
     ]
-    figure = _drift_figure(report.drift_windows, t.psi) if report.drift_windows else None
+    ranked = [f.name for f in by_drift(report.drift.report.features)]
+    if report.drift_windows:
+        notes.append(
+            f"The chart draws the {min(CHARTED, len(ranked))} most drifted of {len(ranked)} features; "
+            "click a name in its legend to add or remove a series, or pick a set with the buttons."
+        )
+    figure = _drift_figure(report.drift_windows, ranked, t.psi) if report.drift_windows else None
     return notes, _drift_table(report.drift.report), figure
 
 
+def by_drift(features: Sequence[FeatureDrift]) -> list[FeatureDrift]:
+    """`features` most moved first: drifted ones before the rest, each by PSI, highest first."""
+    return sorted(features, key=lambda f: (not f.drifted, -(f.psi or 0.0), f.name))
+
+
 def _drift_table(found: DriftReport) -> str:
-    rows = "".join(
-        f"<tr><td>{escape(f.name)}{' (predictions)' if f is found.prediction else ''}</td>"
+    ranked = by_drift(found.features)
+    shown = max(LISTED, sum(f.drifted for f in ranked))
+    first = [*ranked[:shown], *([found.prediction] if found.prediction else [])]
+    head = "<tr><th>column (whole window)</th><th>PSI</th><th>JS</th><th>p-value</th><th>status</th></tr>"
+    table = f'<table class="plinth-drift-table">{head}{_drift_rows(first, found.prediction)}</table>'
+    rest = ranked[shown:]
+    if not rest:
+        return table
+    return (
+        f'{table}<details class="plinth-drift-more"><summary>{len(rest)} more features, none drifted'
+        f"</summary><table>{head}{_drift_rows(rest, None)}</table></details>"
+    )
+
+
+def _drift_rows(features: Sequence[FeatureDrift], prediction: FeatureDrift | None) -> str:
+    return "".join(
+        f"<tr><td>{escape(f.name)}{' (predictions)' if f is prediction else ''}</td>"
         f"<td>{_num(f.psi)}</td><td>{_num(f.js_distance)}</td><td>{_num(f.p_value)}</td>"
         f"<td>{'<span class=bad>drifted</span>' if f.drifted else 'ok'}</td></tr>"
-        for f in (*found.features, *([found.prediction] if found.prediction else []))
+        for f in features
     )
-    head = "<tr><th>column (whole window)</th><th>PSI</th><th>JS</th><th>p-value</th><th>status</th></tr>"
-    return f'<table class="plinth-drift-table">{head}{rows}</table>'
 
 
-def _drift_figure(parts: Sequence[ModelDrift], threshold: float) -> Any:
+def _drift_figure(parts: Sequence[ModelDrift], ranked: Sequence[str], threshold: float) -> Any:
+    """PSI per window, one series per feature in `ranked` order; the first CHARTED drawn."""
     import plotly.graph_objects as go
 
     figure = go.Figure()
     x = [_when(p.window.start_ms) for p in parts]
     first = parts[0].report
-    columns = [(f.name, False) for f in first.features] + (
-        [(first.prediction.name, True)] if first.prediction else []
-    )
-    for name, is_prediction in columns:
+    order = {name: i for i, name in enumerate(ranked)}
+    names = sorted((f.name for f in first.features), key=lambda n: order.get(n, len(order)))
+    columns = [(n, False) for n in names] + ([(first.prediction.name, True)] if first.prediction else [])
+    for i, (name, is_prediction) in enumerate(columns):
         found = [_column(p, name, is_prediction) for p in parts]
         figure.add_trace(
             go.Scatter(
@@ -201,11 +239,43 @@ def _drift_figure(parts: Sequence[ModelDrift], threshold: float) -> Any:
                 mode="lines+markers",
                 line={"dash": "dash"} if is_prediction else {},
                 marker={"symbol": ["x" if f and f.drifted else "circle" for f in found], "size": 9},
+                visible=True if is_prediction or i < CHARTED else "legendonly",
             )
         )
+    moved = {f.name for p in parts for f in p.report.features if f.drifted}
     figure.add_hline(y=threshold, line_dash="dot", line_color="#c62828", annotation_text="PSI threshold")
-    figure.update_layout(xaxis_title="window start (UTC)", yaxis_title="PSI", hovermode="x unified")
+    figure.update_layout(
+        xaxis_title="window start (UTC)",
+        yaxis_title="PSI",
+        hovermode="x unified",
+        updatemenus=[_series_buttons(names, moved, bool(first.prediction))],
+    )
     return figure
+
+
+def _series_buttons(names: Sequence[str], moved: set[str], prediction: bool) -> dict[str, Any]:
+    """Buttons that draw the top CHARTED series, those that drifted in some window, or all."""
+
+    def showing(drawn: Sequence[bool]) -> list[dict[str, Any]]:
+        return [{"visible": [True if d else "legendonly" for d in drawn] + [True] * prediction}]
+
+    choices = [
+        (f"top {min(CHARTED, len(names))}", [i < CHARTED for i in range(len(names))]),
+        (f"drifted ({len(moved & set(names))})", [n in moved for n in names]),
+        (f"all {len(names)}", [True] * len(names)),
+    ]
+    return {
+        "type": "buttons",
+        "direction": "right",
+        "showactive": True,
+        "x": 0,
+        "xanchor": "left",
+        "y": 1.12,
+        "yanchor": "bottom",
+        "buttons": [
+            {"label": label, "method": "restyle", "args": showing(drawn)} for label, drawn in choices
+        ],
+    }
 
 
 def _column(part: ModelDrift, name: str, is_prediction: bool) -> FeatureDrift | None:
@@ -382,7 +452,7 @@ def _utc(ms: int | None) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    return "-" if value is None else format_number(value)
 
 
 def _ms(value: float | None) -> str:

@@ -13,9 +13,10 @@ from typing import Any
 
 from plinth.core.entities import DatasetVersion, ModelVersion, PredictionLog
 from plinth.core.errors import InvalidInput, NotFound
-from plinth.core.refs import check_ref, split_version
+from plinth.core.refs import DatasetRef, ModelRef
+from plinth.core.windows import Window
 from plinth.monitoring.drift import DriftReport, DriftThresholds, drift, reference_from_profile
-from plinth.monitoring.windows import Window, buckets, prediction_column, predictions_of, rows_of
+from plinth.monitoring.windows import prediction_column, predictions_of, rows_of
 from plinth.store.base import Store
 
 
@@ -73,19 +74,17 @@ def reference_dataset(store: Store, model: str, version: int | None = None) -> t
     )
 
 
-def find_dataset(store: Store, ref: str | DatasetVersion) -> DatasetVersion:
-    """A dataset version from 'NAME/N', 'NAME' (latest) or the object itself."""
+def find_dataset(store: Store, ref: str | DatasetRef | DatasetVersion) -> DatasetVersion:
+    """A dataset version from 'NAME/N', 'NAME' (latest), a `DatasetRef` or the object itself."""
     if isinstance(ref, DatasetVersion):
         return ref
-    if not isinstance(ref, str) or not ref:
-        raise InvalidInput(f"A reference dataset is 'NAME/N' or a DatasetVersion, not {ref!r}.")
-    name, number = split_version(check_ref(ref, "dataset", "'NAME/N' or 'NAME'"))
-    return store.get_dataset_version(name, number)
+    parsed = DatasetRef.parse(ref)
+    return store.get_dataset_version(parsed.name, parsed.version)
 
 
 def model_drift(
     store: Store,
-    model: str,
+    model: str | ModelRef,
     span: Window,
     *,
     version: int | None = None,
@@ -94,9 +93,13 @@ def model_drift(
 ) -> ModelDrift:
     """Drift of `model`'s answered requests in `span` (one version or all) against its reference.
 
+    `model` is a name (all versions, or `version`) or a reference to one version ('churn/3',
+    'churn@champion').
+
     Raises:
         InvalidInput: no answered requests in the window, or no input of the model in the reference.
     """
+    model, version = named_version(store, model, version)
     logs = answered(store, model, span, version)
     if not logs:
         which = f"{model}/{version}" if version is not None else model
@@ -108,15 +111,19 @@ def model_drift(
 
 def drift_over_time(
     store: Store,
-    model: str,
+    model: str | ModelRef,
     span: Window,
-    every: str | float,
     *,
     version: int | None = None,
     target: str | None = None,
     thresholds: DriftThresholds | None = None,
 ) -> list[ModelDrift]:
-    """Drift per consecutive window of length `every`; windows without requests are left out."""
+    """Drift per part of `span` (`span.every_ms` long); parts without requests are left out.
+
+    Raises:
+        InvalidInput: `span` has no `every_ms`, or would make more than 10,000 parts.
+    """
+    model, version = named_version(store, model, version)
     logs = answered(store, model, span, version)
     if not logs:
         return []
@@ -124,13 +131,36 @@ def drift_over_time(
     dataset, source = reference_dataset(store, model, mv.version)
     out = []
     position = 0
-    for part in buckets(span, every, logs[0].time_ms, logs[-1].time_ms):
+    for part in span.parts(logs[0].time_ms, logs[-1].time_ms):
         start = position
         while position < len(logs) and logs[position].time_ms < (part.end_ms or 0):
             position += 1
         if position > start:
             out.append(_compare(mv, dataset, source, part, logs[start:position], version, target, thresholds))
     return out
+
+
+def named_version(store: Store, model: str | ModelRef, version: int | None) -> tuple[str, int | None]:
+    """(name, version) that monitoring reads: a bare name keeps `version` (None: every version);
+    a reference such as 'churn/3', 'churn@champion' or 'churn@latest' names one version.
+
+    Raises:
+        InvalidInput: a bad reference, or a reference to one version together with `version`.
+        NotFound: the alias, or the model, does not exist.
+    """
+    parsed = ModelRef.parse(model)
+    if str(model) == parsed.name:
+        return parsed.name, version
+    if version is not None:
+        raise InvalidInput(
+            f"{str(model)!r:.80} already names a version; pass the name {parsed.name!r} with "
+            f"version={version}, or the reference alone."
+        )
+    if parsed.alias is not None:
+        return parsed.name, store.resolve_alias(parsed.name, parsed.alias)
+    if parsed.version is not None:
+        return parsed.name, parsed.version
+    return parsed.name, store.get_model_version(parsed.name, None).version
 
 
 def answered(store: Store, model: str, span: Window, version: int | None = None) -> list[PredictionLog]:

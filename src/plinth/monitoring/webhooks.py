@@ -70,11 +70,16 @@ def redact(url: str) -> str:
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     userinfo, at, host = rest[:end].rpartition("@")
     if sep and at:
-        user, colon, _ = userinfo.partition(":")
-        return f"{scheme}://{user + ':***' if colon else '***'}@{host}{rest[end:]}"
+        return f"{scheme}://{_masked(userinfo)}@{host}{rest[end:]}"
     if sep and "@" in rest:
         return f"{scheme}://***@{rest.rpartition('@')[2]}"
     return url
+
+
+def _masked(userinfo: str) -> str:
+    """'user:***' for a user and password, '***' for a lone user name (often a token)."""
+    user, colon, _ = userinfo.partition(":")
+    return f"{user}:***" if colon else "***"
 
 
 def webhook_problem(url: str, allow_private: bool) -> str | None:
@@ -240,13 +245,22 @@ def _basic_auth(url: str) -> str | None:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+# A URL quoted in a message; it ends at white space or a quote, as messages delimit it.
+_QUOTED_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# What may stand before user info without being part of it: a word character there means the
+# same letters belong to another word ('u@' inside 'you@example.com').
+_NOT_BEFORE_USERINFO = r"(?<![\w.~%+-])"
+
+
 def _scrub(text: str, url: str) -> str:
-    """`text` with anything of the URL's user info in it replaced by `***` (errors may quote it)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        secrets = [s for s in (parts.password, parts.username) if s]
-    except ValueError:
-        secrets = []
-    for secret in secrets:
-        text = text.replace(secret, "***").replace(urllib.parse.unquote(secret), "***")
+    """`text` with the credentials of every URL in it redacted, and those of `url` wherever an
+    error quotes them without the scheme (`user:password@host`); other text is left as it is."""
+    text = _QUOTED_URL.sub(lambda found: redact(found.group()), text)
+    _, sep, rest = url.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, _ = rest[:end].rpartition("@")
+    if not (sep and at):
+        return text
+    for form in {userinfo, urllib.parse.unquote(userinfo)}:
+        text = re.sub(_NOT_BEFORE_USERINFO + re.escape(form) + "@", f"{_masked(userinfo)}@", text)
     return text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import platform
 import warnings
 from typing import Any
@@ -15,6 +14,8 @@ _warned: set[tuple[str, str]] = set()
 
 def record(libraries: tuple[str, ...]) -> dict[str, Any]:
     """Python version and the installed versions of `libraries` (those installed)."""
+    import importlib.metadata  # deferred, as in installed_version
+
     found = {}
     for name in (*libraries, "numpy"):
         try:
@@ -53,6 +54,10 @@ def _minor(version: str) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=256)
 def installed_version(name: str) -> str:
     """The installed version of a distribution (read once per process), or 'not installed'."""
+    # importlib.metadata costs tens of milliseconds to import: `import plinth` leaves it to the
+    # first model saved or loaded
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

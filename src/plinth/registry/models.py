@@ -8,16 +8,16 @@ PLINTH_REQUIRE_SIGNED=1 makes loading refuse what a trusted key did not sign.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from plinth.core.entities import LineageEdge, ModelFile, ModelVersion, RegisteredModel
-from plinth.core.errors import ConfigError, InvalidInput
+from plinth.core.errors import ConfigError, InvalidInput, SignatureError
 from plinth.core.ids import now_ms
-from plinth.core.refs import check_ref, parse_version
-from plinth.core.validation import check_name, check_text
+from plinth.core.refs import MODEL_FORMS, ModelRef, check_alias, check_ref_name
+from plinth.core.validation import check_text
 from plinth.registry import environment, signing
 from plinth.registry.flavors.base import detect_flavor, flavor_class
 from plinth.registry.loaded import EXAMPLE_FILE, Model, save_example
@@ -27,26 +27,12 @@ from plinth.tracking.context import Backend, backend
 if TYPE_CHECKING:
     from plinth.registry.package import Package
 
-_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
-REF_FORMS = "'name', 'name/VERSION' or 'name@ALIAS'"
+REF_FORMS = MODEL_FORMS
 
 
 def check_model_name(name: object) -> str:
-    """Validate a model name: no '/' or '@' (they separate versions and aliases), no lone surrogates."""
-    name = check_name(name, "model")
-    if "/" in name or "@" in name:
-        raise InvalidInput(f"Model name {name!r} may not contain '/' or '@'; use e.g. 'iris-clf'.")
-    return check_ref(name, "model", REF_FORMS)
-
-
-def check_alias(alias: object) -> str:
-    """Validate an alias: a word starting with a letter (not a number, not 'latest')."""
-    if not isinstance(alias, str) or not _ALIAS.match(alias) or alias == "latest":
-        raise InvalidInput(
-            f"Alias {alias!r} is not valid: use letters, digits, '_', '.', '-', starting with a letter "
-            "(e.g. 'champion'); 'latest' is reserved."
-        )
-    return alias
+    """Validate a model name: one every reference can name (`org/churn`, not `churn/3` or `a@b`)."""
+    return check_ref_name(name, "model")
 
 
 def register_model(
@@ -130,29 +116,30 @@ def log_model(run: Any, model: Any, name: str, **kwargs: Any) -> ModelVersion:
     return register_model(name, model, run_id=run.id, **kwargs)
 
 
-def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
-    """Split 'name', 'name/3' or 'name@alias' into (name, version, alias); InvalidInput otherwise."""
-    ref = check_ref(ref, "model", REF_FORMS)
-    if "@" in ref:
-        name, _, alias = ref.partition("@")
-        return check_model_name(name), None, (None if alias == "latest" else check_alias(alias))
-    name, sep, version = ref.partition("/")
-    if not sep:
-        return check_model_name(name), None, None
-    return check_model_name(name), parse_version(version, ref), None
+def parse_ref(ref: str | ModelRef) -> tuple[str, int | None, str | None]:
+    """(name, version, alias) of a reference; `ModelRef.parse` gives the same as one value."""
+    parsed = ModelRef.parse(ref)
+    return parsed.name, parsed.version, parsed.alias
 
 
-def resolve(ref: str, be: Backend | None = None) -> ModelVersion:
-    """The model version a reference names."""
+def resolve(ref: str | ModelRef, be: Backend | None = None) -> ModelVersion:
+    """The model version a reference (`ModelRef` or its text) names.
+
+    Raises:
+        InvalidInput: the reference is not NAME, NAME/VERSION or NAME@ALIAS.
+        NotFound: no such model, version or alias.
+    """
     be = be or backend()
-    name, version, alias = parse_ref(ref)
-    if alias is not None:
-        version = be.store.resolve_alias(name, alias)
-    return be.store.get_model_version(name, version)
+    parsed = ModelRef.parse(ref)
+    version = parsed.version
+    if parsed.alias is not None:
+        version = be.store.resolve_alias(parsed.name, parsed.alias)
+    return be.store.get_model_version(parsed.name, version)
 
 
-def load_model(ref: str) -> Model:
-    """Load 'name' (latest), 'name/3' or 'name@alias', verifying every byte before deserializing.
+def load_model(ref: str | ModelRef) -> Model:
+    """Load 'name' (latest), 'org/churn/3', 'name@alias' or MLflow's 'models:/name/3', verifying
+    every byte before deserializing.
 
     Pickle-based flavors run code from the package as they load: load only from a store whose
     writers you trust, or require signed versions (PLINTH_REQUIRE_SIGNED=1).
@@ -184,7 +171,7 @@ def open_model(mv: ModelVersion, package: Package) -> Model:
     return Model(mv, chosen, raw, example_path=example)
 
 
-def check_signed(ref: str) -> ModelVersion:
+def check_signed(ref: str | ModelRef) -> ModelVersion:
     """The version `ref` names, after the signature checks `load_model` makes (no bytes are read).
 
     Raises:
@@ -196,17 +183,29 @@ def check_signed(ref: str) -> ModelVersion:
     return mv
 
 
-def sign_versions(ref: str) -> list[ModelVersion]:
-    """Sign existing versions with PLINTH_SIGNING_KEY; returns those signed now.
+@dataclass(frozen=True)
+class Signing:
+    """What `sign_versions` did: the versions it signed, and those it left signed as they were."""
 
-    'name' signs every version its key has not signed yet; 'name/3' or 'name@alias' one version.
-    A signature vouches for what the version's record points at now, so each version is checked
-    first: its manifest's bytes, name, version and flavor, and any signature it already has.
+    signed: list[ModelVersion]
+    kept: list[ModelVersion]
+
+
+def sign_versions(ref: str | ModelRef, *, resign: bool = False) -> Signing:
+    """Sign existing versions with PLINTH_SIGNING_KEY.
+
+    'name' takes every version, 'name/3' or 'name@alias' one. A signature vouches for what the
+    version's record points at now, so each version is checked first. Unsigned versions are
+    signed; versions whose signature verifies under a trusted key (this one or one in
+    PLINTH_VERIFY_KEYS) are left as they are; a version signed by a key not trusted here, or
+    whose signature does not match its record, is refused unless `resign` (each re-signing is
+    audited with the key it replaces).
 
     Raises:
-        ConfigError: no signing key is set, or it cannot be used.
-        IntegrityError: a version's manifest does not match its record (nothing is signed).
-        SignatureError: a version's present signature is bad (nothing is signed).
+        ConfigError: no signing key is set, or a key cannot be used.
+        SignatureError: a version is badly signed or signed by an untrusted key, and not `resign`.
+        IntegrityError: a version's manifest does not match its record.
+        Nothing is signed when any of these is raised.
     """
     from plinth.registry.package import read_manifest
 
@@ -217,15 +216,19 @@ def sign_versions(ref: str) -> list[ModelVersion]:
             f"Signing needs {signing.SIGNING_SETTING}: the path of an Ed25519 private key in PEM "
             "(make one with `openssl genpkey -algorithm ed25519 -out signing-key.pem`)."
         )
-    name, _version, _alias = parse_ref(ref)
-    if "/" in ref or "@" in ref:
-        targets = [resolve(ref, be)]
+    parsed = ModelRef.parse(ref)
+    if str(ref) == parsed.name:  # a bare name takes every version; NAME@latest the newest only
+        targets = be.store.list_model_versions(parsed.name)
     else:
-        targets = [v for v in be.store.list_model_versions(name) if v.signing_key != signer.fingerprint]
-    for mv in targets:
-        signing.check(mv, be.settings, required=False)
+        targets = [resolve(parsed, be)]
+    verdicts = [(mv, signing.status(mv, be.settings)) for mv in targets]
+    refused = [(mv, verdict) for mv, verdict in verdicts if verdict not in ("unsigned", "verified")]
+    if refused and not resign:
+        raise SignatureError(_resign_refusal(refused))
+    chosen = [mv for mv, verdict in verdicts if verdict != "verified"]
+    for mv in chosen:
         read_manifest(be.blobs, mv)
-    return [
+    signed = [
         be.store.sign_model_version(
             mv.name,
             mv.version,
@@ -233,8 +236,24 @@ def sign_versions(ref: str) -> list[ModelVersion]:
             signer.sign(mv.name, mv.version, mv.flavor, mv.digest),
             signer.fingerprint,
         )
-        for mv in targets
+        for mv in chosen
     ]
+    return Signing(signed, [mv for mv, verdict in verdicts if verdict == "verified"])
+
+
+def _resign_refusal(refused: list[tuple[ModelVersion, str]]) -> str:
+    reasons = [
+        f"the signature of {mv.ref} does not match its record"
+        if verdict == "bad"
+        else f"{mv.ref} is signed by key {mv.signing_key}, which is not trusted here"
+        for mv, verdict in refused
+    ]
+    return (
+        f"{'; '.join(reasons)}. Nothing was signed: a signature from another key is not replaced "
+        "silently, since the record may have been changed after it was signed. If you trust the "
+        f"other key, add its public half to {signing.VERIFY_SETTING}; if you have checked what these "
+        "versions hold now, sign them again with --resign (each is audited with the key it replaces)."
+    )
 
 
 def set_alias(name: str, alias: str, version: int) -> int | None:
@@ -249,10 +268,25 @@ def delete_alias(name: str, alias: str) -> int:
     return backend().store.delete_alias(check_model_name(name), check_alias(alias))
 
 
-def get_model_version(name: str, version: int | None = None) -> ModelVersion:
-    """One version of a model (the latest when `version` is None)."""
-    version = None if version is None else _check_version(version)
-    return backend().store.get_model_version(check_model_name(name), version)
+def get_model_version(name: str | ModelRef, version: int | None = None) -> ModelVersion:
+    """One version of a model: `name` is a name (then `version`, or the latest) or a reference.
+
+    `get_model_version("org/churn", 3)`, `get_model_version("org/churn/3")` and
+    `get_model_version("org/churn@champion")` all work.
+
+    Raises:
+        InvalidInput: a bad reference, or a version given both in the reference and as `version`.
+        NotFound: no such model, version or alias.
+    """
+    parsed = ModelRef.parse(name)
+    if version is None:
+        return resolve(parsed)
+    if parsed.version is not None or parsed.alias is not None:
+        raise InvalidInput(
+            f"{str(parsed)!r} already names a version; pass the name {parsed.name!r} with version={version}, "
+            "or the reference alone."
+        )
+    return backend().store.get_model_version(parsed.name, _check_version(version))
 
 
 def list_model_versions(name: str) -> list[ModelVersion]:

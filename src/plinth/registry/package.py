@@ -49,7 +49,23 @@ class Package:
     @property
     def meta(self) -> dict[str, Any]:
         """What the flavor's `save` returned."""
-        return self.manifest.get("meta") or {}
+        meta = self.manifest.get("meta")
+        return meta if isinstance(meta, dict) else {}
+
+    def field(self, key: str, kind: type = str) -> Any:
+        """`meta[key]`, checked to be a `kind` (a forged manifest may hold anything there).
+
+        Raises:
+            IntegrityError: the entry is missing or of another type; nothing was loaded.
+        """
+        value = self.meta.get(key)
+        if not isinstance(value, kind):
+            raise IntegrityError(
+                f"The manifest of model {self.ref} holds {_shown(value)} as meta.{key}, where a "
+                f"{kind.__name__} was expected; it was not loaded. The store was edited by hand or "
+                "corrupted: restore it from a backup, or register the model again."
+            )
+        return value
 
     def has(self, rel: str) -> bool:
         """True when the manifest lists file `rel`."""
@@ -239,6 +255,11 @@ def _fetch(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _shown(value: Any) -> str:
+    """A manifest value for a message: short, and nothing in it printed raw."""
+    return "nothing" if value is None else f"{value!r:.200}"
 
 
 def _sha256(path: str) -> str:

@@ -14,6 +14,8 @@ import numpy as np
 from plinth.core.errors import InvalidInput
 
 Signature = dict[str, Any]
+# how pandas names a column of strings: its default string dtype (3.x), the nullable one, object (2.x)
+TEXT_DTYPES = frozenset({"str", "string", "object"})
 
 
 def infer_signature(input_example: Any, output_example: Any = None) -> Signature | None:
@@ -56,9 +58,7 @@ class InputSpec:
         self.kind = spec["type"] if spec else None
         if self.kind == "frame":
             self.names = [c["name"] for c in spec["columns"]]  # type: ignore[index]
-            self.dtypes = [
-                np.dtype(c["dtype"]) if _numpyish(c["dtype"]) else c["dtype"] for c in spec["columns"]
-            ]  # type: ignore[index]
+            self.dtypes = [_column_dtype(c["dtype"]) for c in spec["columns"]]  # type: ignore[index]
         elif self.kind == "tensor":
             self.shape = spec["shape"]  # type: ignore[index]
             self.dtype = np.dtype(spec["dtype"])  # type: ignore[index]
@@ -91,6 +91,8 @@ class InputSpec:
                 casts[name] = want
             elif isinstance(want, np.dtype) and want.kind == "f" and got.kind in "iub":
                 casts[name] = want  # int -> float may round past 2**53: accepted as scikit-learn does
+            elif want in TEXT_DTYPES and _holds_text(data[name]):
+                casts[name] = want  # strings as object or as either pandas string dtype
             else:
                 problems.append({"field": name, "expected": str(want), "got": str(got)})
         if problems:
@@ -138,11 +140,22 @@ class InputSpec:
         return array
 
 
-def _numpyish(dtype: str) -> bool:
+def _column_dtype(name: str) -> Any:
+    """A signature's column dtype: a NumPy dtype, or its name for pandas' own (text, category...)."""
+    if name in TEXT_DTYPES:
+        return name  # NumPy reads "str" as a zero-width unicode dtype; pandas means its string dtype
     try:
-        return np.dtype(dtype).kind in "biufcmMUS"
+        dtype = np.dtype(name)
     except TypeError:
-        return False
+        return name
+    return dtype if dtype.kind in "biufcmMUS" else name
+
+
+def _holds_text(column: Any) -> bool:
+    """True when every value of `column` is a string or missing (a text column in any dtype)."""
+    import pandas as pd
+
+    return pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
 
 
 def _shape(shape: list[int]) -> str:

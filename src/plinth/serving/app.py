@@ -19,13 +19,13 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from plinth.core.entities import PredictionLog
-from plinth.core.errors import InvalidInput
+from plinth.core.errors import InvalidInput, ModelFailed, NotFound, PlinthError
+from plinth.core.http import RequestError, status_for
 from plinth.core.ids import new_id, now_ms
 from plinth.core.settings import Settings
 from plinth.core.validation import MAX_ID, id_problem
 from plinth.serving.body import JSON, read_json
-from plinth.serving.deployment import Deployment
-from plinth.serving.inputs import RequestError
+from plinth.serving.deployment import Deployment, ServedVersion
 from plinth.serving.logger import PredictionLogger
 from plinth.serving.metrics import Metrics
 from plinth.serving.options import ServeOptions
@@ -71,8 +71,11 @@ class ServerState:
         audit = "; ".join(d.audit_error for d in self.deployments() if d.audit_error)
         if audit:
             out["audit"] = audit
+        watch = [d.refusal for d in self.deployments() if d.refusal]
         if self.watch_error is not None:
-            out["alias_watch"] = self.watch_error
+            watch.append(self.watch_error)
+        if watch:
+            out["alias_watch"] = "; ".join(watch)
         return out
 
 
@@ -183,7 +186,7 @@ async def _watch(state: ServerState) -> None:
 
 def _routes(app: FastAPI, state: ServerState) -> None:
     @app.post(
-        "/v1/models/{name}/predict",
+        "/v1/models/{name:path}/predict",
         summary="Predict with a served model",
         openapi_extra={"requestBody": PREDICT_BODY, "parameters": ID_HEADERS},
         responses={
@@ -193,13 +196,14 @@ def _routes(app: FastAPI, state: ServerState) -> None:
             413: {"model": ErrorBody},
             415: {"model": ErrorBody},
             422: {"model": ErrorBody},
+            500: {"model": ErrorBody, "description": "The model failed on this request"},
         },
     )
     async def predict(name: str, request: Request) -> Response:
         return await _predict(state, name, request)
 
     @app.post(
-        "/v1/models/{name}/labels",
+        "/v1/models/{name:path}/labels",
         summary="Store delayed labels (ground truth) for requests a served model answered",
         openapi_extra={"requestBody": LABELS_BODY},
         responses={
@@ -209,6 +213,7 @@ def _routes(app: FastAPI, state: ServerState) -> None:
             413: {"model": ErrorBody},
             415: {"model": ErrorBody},
             422: {"model": ErrorBody},
+            503: {"model": ErrorBody, "description": "The store could not take the labels"},
         },
     )
     async def labels(name: str, request: Request) -> Response:
@@ -264,8 +269,7 @@ async def _predict(state: ServerState, name: str, request: Request) -> Response:
     ids: tuple[str | None, str | None] = (None, None)
     try:
         if deployment is None or deployment.current is None:
-            names = ", ".join(sorted(state.primary)) or "none"
-            raise RequestError(f"Model {name!r} is not served here; served: {names}.", 404)
+            raise _not_served(state, name)
         ids = _header_ids(request)
         doc = await read_json(request, state.options.max_body_bytes)
         subject = _subject(doc, ids[1])
@@ -274,13 +278,9 @@ async def _predict(state: ServerState, name: str, request: Request) -> Response:
         assert served is not None
         output = _output(doc, served.model.has_proba)
         part = served.parser.rows(doc)
-        answer = await served.predict(part, len(part), output)
-    except RequestError as exc:
+        answer = await _answer(served, part, output)
+    except Exception as exc:  # refusals by the table; a fault outside the error tree is a logged 500
         return _refuse(state, name, deployment, ids, started, exc)
-    except Exception as exc:  # the model itself failed: a 500 that names it, logged as an error
-        log.error("model %s failed on a request: %s: %s", name, type(exc).__name__, exc)
-        failed = RequestError(f"The model failed on this request: {type(exc).__name__}: {exc}", 500)
-        return _refuse(state, name, deployment, ids, started, failed)
     request_id = ids[0] or new_id()
     predictions = answer.tolist()
     body = orjson.dumps(
@@ -301,6 +301,19 @@ async def _predict(state: ServerState, name: str, request: Request) -> Response:
         state.tasks.add(task)  # held until done: the loop keeps only a weak reference
         task.add_done_callback(state.tasks.discard)
     return Response(body, media_type=JSON)
+
+
+def _not_served(state: ServerState, name: str) -> NotFound:
+    names = ", ".join(sorted(state.primary)) or "none"
+    return NotFound(f"Model {name!r} is not served here; served: {names}.")
+
+
+async def _answer(served: ServedVersion, part: Any, output: str) -> Any:
+    """The model's answer for one request's rows; whatever the model raises is a ModelFailed."""
+    try:
+        return await served.predict(part, len(part), output)
+    except Exception as exc:
+        raise ModelFailed(f"The model failed on this request: {type(exc).__name__}: {exc}") from exc
 
 
 def _header_ids(request: Request) -> tuple[str | None, str | None]:
@@ -349,8 +362,7 @@ async def _labels(state: ServerState, name: str, request: Request) -> Response:
 
     try:
         if name not in state.primary:
-            names = ", ".join(sorted(state.primary)) or "none"
-            raise RequestError(f"Model {name!r} is not served here; served: {names}.", 404)
+            raise _not_served(state, name)
         doc = await read_json(request, state.options.max_body_bytes)
         items = doc.get("labels")
         if not isinstance(items, list) or not items:
@@ -361,22 +373,40 @@ async def _labels(state: ServerState, name: str, request: Request) -> Response:
                 raise RequestError(f'labels[{i}] must be an object with "request_id" and "label".', 422)
             rows.append((item["request_id"], item["label"], item.get("subject_id")))
         stored = await run_in_threadpool(log_labels, state.be.store, name, rows)
-    except RequestError as exc:
-        return _refusal(exc)
-    except InvalidInput as exc:
-        return _refusal(RequestError(str(exc), 422, exc.problems))
+    except Exception as exc:  # refusals by the table; a fault outside the error tree is a logged 500
+        return _refusal(exc, name)
     return Response(orjson.dumps({"model": name, "stored": stored}), media_type=JSON)
 
 
-def _refusal(exc: RequestError) -> Response:
-    """The error response; after a 413 the connection closes, so the rest of the body is not read."""
-    doc = {"error": str(exc), "problems": exc.problems}
+def _refusal(exc: Exception, name: str) -> Response:
+    """The error response, its status from the one table (`status_for`); a 5xx is logged.
+
+    After a 413 the connection closes, so the rest of the body is not read.
+    """
+    status = status_for(exc)
+    if status >= 500:
+        log.error(
+            "a request to model %s answered %s: %s", name, status, _reason(exc), exc_info=_unforeseen(exc)
+        )
+    problems = exc.problems if isinstance(exc, InvalidInput) else []
+    doc = {"error": _reason(exc), "problems": problems}
     try:
         body = orjson.dumps(doc)
     except (TypeError, RecursionError):  # text orjson refuses (a lone surrogate) goes out escaped
         body = json.dumps(doc, default=str).encode()
-    headers = {"connection": "close"} if exc.status == 413 else None
-    return Response(body, status_code=exc.status, media_type=JSON, headers=headers)
+    headers = {"connection": "close"} if status == 413 else None
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+
+def _reason(exc: Exception) -> str:
+    if _unforeseen(exc):
+        return f"The server failed on this request: {type(exc).__name__}: {exc}"
+    return str(exc)
+
+
+def _unforeseen(exc: Exception) -> bool:
+    """True for an exception outside the error tree: a fault of the server, logged with its traceback."""
+    return not isinstance(exc, PlinthError)
 
 
 def _route(state: ServerState, name: str, primary: Deployment) -> tuple[str, Deployment]:
@@ -401,10 +431,11 @@ def _refuse(
     deployment: Deployment | None,
     ids: tuple[str | None, str | None],
     started: float,
-    exc: RequestError,
+    exc: Exception,
 ) -> Response:
     """The refusal, counted and logged (with the ids the headers gave, once they passed their check)."""
-    state.metrics.requests.labels(name, "", "primary", str(exc.status)).inc()
+    status = status_for(exc)
+    state.metrics.requests.labels(name, "", "primary", str(status)).inc()
     served = deployment.current if deployment is not None else None
     if state.logger is not None and served is not None:  # errors count in the model's error rate
         state.logger.put(
@@ -417,12 +448,12 @@ def _refuse(
                 (time.perf_counter() - started) * 1000.0,
                 ids[1],
                 "{}",
-                str(exc)[:1000],
-                exc.status,
+                _reason(exc)[:1000],
+                status,
                 0,
             )
         )
-    return _refusal(exc)
+    return _refusal(exc, name)
 
 
 def _inputs_json(doc: dict[str, Any]) -> str:

@@ -2,12 +2,14 @@
 
 A body is read chunk by chunk and refused (413) as soon as it passes the limit, whether or not
 it declared a Content-Length. JSON is parsed by orjson; bodies it refuses (NaN, Infinity, numbers
-past the float range, escaped surrogates) get a second, lenient parse so that the signature check
-can name the value, and text that is not valid Unicode is refused with where it was found.
+past the float range, escaped surrogates) are decoded as strict UTF-8 and get a second, lenient
+parse so that the signature check can name the value; bytes that are not UTF-8 and escapes that are
+not valid Unicode are refused with where they were found.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from typing import Any
@@ -73,7 +75,7 @@ def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        doc = _lenient(raw, exc)
+        doc = _lenient(_text(raw), exc)
     if _ESCAPED_SURROGATE.search(raw):
         problems = _surrogates(doc)
         if problems:
@@ -86,11 +88,30 @@ def parse_json(raw: bytes) -> Any:
     return doc
 
 
-def _lenient(raw: bytes, error: Exception) -> Any:
+def _text(raw: bytes) -> str:
+    """`raw` decoded as strict UTF-8: encoded surrogates (ED A0 80) and other invalid bytes are a 400.
+
+    Bytes are never decoded leniently: `json.loads(bytes)` would let UTF-8-encoded surrogates
+    through as lone surrogates, which no encoder downstream (the model, the log) can write.
+    """
+    skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0  # RFC 8259 lets parsers ignore it
+    try:
+        return raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start, end = exc.start + skip, exc.end + skip
+        got = f"the bytes {raw[start:end].hex(' ')} at byte offset {start} ({exc.reason})"
+        raise RequestError(
+            f"The body is not valid UTF-8: {got}; send the JSON as UTF-8 text.",
+            400,
+            [{"field": "<body>", "expected": "UTF-8 text", "got": got}],
+        ) from None
+
+
+def _lenient(text: str, error: Exception) -> Any:
     """Bodies with NaN or Infinity (not JSON, but common): parsed so the signature check names them."""
     try:
-        return json.loads(raw, parse_int=_integer)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return json.loads(text, parse_int=_integer)
+    except (ValueError, RecursionError):
         raise RequestError(f"The body is not valid JSON: {error}", 400) from None
 
 

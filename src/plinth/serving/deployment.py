@@ -3,7 +3,8 @@
 A `Deployment` holds a `ServedVersion` (loaded model + its batcher). When the alias it serves
 moves, the new version is loaded off the event loop, checked by predicting its input example,
 and swapped in with one assignment; requests that already hold the old version finish on it.
-A version that fails to load or to predict is not swapped in, and the failure is audited.
+A version that fails to load or to predict is not swapped in; the refusal is logged and audited
+once per version record, and named in `refusal` (which `/readyz` reports) while it stands.
 Swaps and failed swaps are audited; an audit event the store cannot take leaves the swap
 standing, and is counted and named in `audit_error` (which `/readyz` reports).
 """
@@ -19,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from plinth.core.errors import StoreError
+from plinth.core.refs import ModelRef
 from plinth.registry.loaded import Model
-from plinth.registry.models import load_version, parse_ref, resolve
+from plinth.registry.models import load_version, resolve
 from plinth.serving.batcher import Batcher
 from plinth.serving.inputs import RequestParser
 from plinth.serving.options import ServeOptions
@@ -93,7 +96,8 @@ class Deployment:
         on_write_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.ref = ref
-        self.name, _, self.alias = parse_ref(ref)
+        self.model_ref = ModelRef.parse(ref)
+        self.name, self.alias = self.model_ref.name, self.model_ref.alias
         self.be = be
         self.options = options
         self.observe = observe
@@ -102,12 +106,13 @@ class Deployment:
         self.last_error: str | None = None
         self.audit_failures = 0
         self.audit_error: str | None = None
+        self.refusal: str | None = None  # the version the reference moved to and was refused, and why
+        self._refused: tuple[Any, ...] | None = None  # that version's record, to try it once
 
     @property
     def watches(self) -> bool:
         """True when the reference can move (an alias or 'latest')."""
-        _name, version, _alias = parse_ref(self.ref)
-        return version is None
+        return self.model_ref.moves
 
     def load(self) -> ServedVersion:
         """Resolve, load, check and serve the version the reference names now (blocking)."""
@@ -119,16 +124,30 @@ class Deployment:
         return served
 
     async def refresh(self) -> str | None:
-        """Swap in the version the reference names now, if it moved; returns what happened."""
+        """Swap in the version the reference names now, if it moved; returns what happened.
+
+        A version that fails to load or to predict is refused once: logged, audited and named in
+        `refusal` while the old version keeps serving. It is tried again when its record changes
+        (signed, say) and not before. A store that cannot be read raises: that is no refusal.
+        """
         mv = await asyncio.to_thread(resolve, self.ref, self.be)
         if self.current is not None and mv.version == self.current.version:
+            self._refused, self.refusal = None, None
+            return None
+        target = (mv.version, mv.digest, mv.manifest_signature, mv.signing_key)
+        if target == self._refused:
             return None
         old = self.current.version if self.current else None
         try:
             model = await asyncio.to_thread(load_version, self.be, mv)
             await asyncio.to_thread(check_version, model)
+        except StoreError:
+            raise
         except Exception as exc:  # the old version keeps serving
             self.last_error = f"{type(exc).__name__}: {exc}"
+            self._refused = target
+            refusal = f"{self.ref} -> {mv.version} refused, still serving {old}: {self.last_error}"
+            self.refusal = refusal[:1000]
             log.error(
                 "%s moved to version %s, which failed its check and is not served: %s",
                 self.ref,
@@ -140,6 +159,7 @@ class Deployment:
         self.current = serve_version(
             model, self.options, functools.partial(self.observe, self.name, mv.version)
         )
+        self._refused, self.refusal = None, None
         log.info("%s now serves version %s (was %s)", self.ref, mv.version, old)
         await self._audit("serving.swap", old, str(mv.version))
         return "swapped"

@@ -8,21 +8,11 @@ from typing import Any
 import numpy as np
 
 from plinth.core.errors import InvalidInput
+from plinth.core.http import RequestError as RequestError
 from plinth.registry.signature import InputSpec
 
 _NUMERIC = "biuf"
 _FLOAT_MAX = sys.float_info.max
-
-
-class RequestError(InvalidInput):
-    """A request the server refuses with a 4xx; `status` says which."""
-
-    def __init__(self, message: str, status: int = 422, problems: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message, problems)
-        self.status = status
-
-    def __reduce__(self) -> tuple[type, tuple[str, int, list[dict[str, str]]]]:
-        return (type(self), (str(self), self.status, self.problems))
 
 
 class RequestParser:

@@ -9,9 +9,17 @@ as every append, so deleting the newest events, or all of them, leaves a head na
 are gone. Appends continue from the head (or from a newer event), never from below it, so a gap
 that was cut stays visible. What the check makes of a chain is in `audit_check.py`.
 
-Events written before the chain was keyed (no head, no MAC anywhere) are keyed by the first
-writer or check that holds the key, after their plain hashes are found intact; they are vouched
-for as they stood at that moment. From then on a missing MAC or a missing head is damage.
+A store without a head (one upgraded from an earlier plinth, which wrote no MACs) gets one at its
+next append: from then on its events are keyed and its head kept, but no append or check ever
+keys the events already there. Someone who can write the database but lacks the key can strip
+every MAC and the head and rewrite the events at will, and the chain then looks exactly like one
+written before keying; so `plinth audit verify` fails on unkeyed events ("not keyed", naming
+them) instead of vouching for them. `plinth audit adopt`, run once by someone who trusts the log
+as it stands, keys them: it checks their plain hash chain, keys them up to its first damage and
+records that as an `audit.adopt` event. It refuses when an unkeyed event follows a keyed one, or
+keyed events have lost their head: a store written before keying has unkeyed events only at the
+start. A log emptied of every event and its head looks like a fresh store: only an anchor
+(`audit_check.py`) tells them apart.
 
 An appender whose key does not verify the head refuses to append (`WrongAuditKey`): everything
 that appends to one store must use the same key, and a second key would make the chain
@@ -20,21 +28,22 @@ unverifiable for everyone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, select
 
-from plinth.core.audit import AuditCheck, AuditHead
-from plinth.core.errors import AuditTampered, WrongAuditKey
+from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
+from plinth.core.errors import AuditTampered, ConfigError, WrongAuditKey
 from plinth.store.audit_check import (
     GENESIS,
+    adoptable,
     check_chain,
     event_hash,
     event_mac,
     head_mac,
-    intact_prefix,
     same_mac,
 )
 from plinth.store.schema import audit_events, audit_head
@@ -92,54 +101,70 @@ class AuditChain:
             return
         with _cursor(conn) as (cursor, p):
             head, newest = _tip(cursor)
-            if self._key is not None and head is None and newest is not None and newest.mac is None:
-                head = self._seal(conn, cursor, p)
-            elif self._key is not None:
+            if self._key is not None:
                 self._check_key(head, newest)
-            seq, prev = _continue_from(head, newest)
-            rows = []
-            for event in events:
-                fields = {"seq": seq, "time_ms": event["time_ms"], **{c: _text(event[c]) for c in _TEXT}}
-                digest = event_hash(prev, fields)
-                mac = None if self._key is None else event_mac(self._key, digest)
-                rows.append((*(fields[c] for c in _COLUMNS), prev, digest, mac))
-                seq, prev = seq + 1, digest
-            cursor.executemany(_INSERT.format(p=p), rows)
-            if self._key is not None and (head is not None or newest is None):  # a deleted head stays so
-                self._set_head(cursor, p, rows[-1][0], prev, rows[-1][1])
+            self._insert(cursor, p, events, head, newest)
+
+    def adopt(self, conn: Connection, event: Mapping[str, Any]) -> AuditAdoption:
+        """Key the unkeyed events at the start of the chain as they stand, up to the first damage
+        to their plain hash chain, and record that as `event` (its entity_id and after are filled
+        in here), inside the caller's write transaction.
+
+        Raises:
+            ConfigError: this chain has no key.
+            AuditTampered: an unkeyed event follows a keyed one, keyed events lost their head,
+                or the head was edited.
+            WrongAuditKey: the head does not verify under this chain's key.
+        """
+        if self._key is None:
+            raise ConfigError("The audit log cannot be adopted without the store's audit key.")
+        with _cursor(conn) as (cursor, p):
+            head, newest = _tip(cursor)
+            self._check_key(head, newest)
+            adopted, damage = adoptable(list(conn.execute(_CHAIN)), head)
+            if not adopted:
+                return AuditAdoption(0, None, *damage)
+            cursor.executemany(_SET_MAC.format(p=p), [(event_mac(self._key, r.hash), r.seq) for r in adopted])
+            if head is None and newest is not None:  # a chain from before keying gets its head now
+                head = self._set_head(cursor, p, newest.seq, newest.hash, newest.time_ms)
+            last = adopted[-1]
+            record = {
+                **event,
+                "entity_id": f"1-{last.seq}",
+                "after": json.dumps({"events": len(adopted), "hash": last.hash}),
+            }
+            seq = self._insert(cursor, p, [record], head, newest)
+        return AuditAdoption(len(adopted), seq, *damage)
 
     def read(self, conn: Connection) -> tuple[list[Row[Any]], Row[Any] | None]:
         """Every event, oldest first, and the head, as one consistent snapshot of `conn`."""
         return list(conn.execute(_CHAIN)), conn.execute(_HEAD).first()
 
-    def needs_seal(self, rows: Sequence[Row[Any]], head: Row[Any] | None) -> bool:
-        """True for a chain written before keying that this chain's key should key now."""
-        return self._key is not None and head is None and bool(rows) and all(r.mac is None for r in rows)
-
-    def seal(self, conn: Connection) -> None:
-        """Key a chain written before keying (checked again under the appenders' lock)."""
-        with _cursor(conn) as (cursor, p):
-            head, newest = _tip(cursor)
-            if self._key is not None and head is None and newest is not None and newest.mac is None:
-                self._seal(conn, cursor, p)
-
     def check(self, rows: Sequence[Row[Any]], head: Row[Any] | None, anchor: AuditHead | None) -> AuditCheck:
         """What is wrong with the chain read by `read`, if anything (see `audit_check`)."""
         return check_chain(rows, head, self._key, anchor)
 
-    def _seal(self, conn: Connection, cursor: Any, p: str) -> _End | None:
-        """MAC every event from the first whose plain hashes check out, then write the head over
-        the newest event. A chain that was keyed before (some MAC present) is left as it is."""
-        assert self._key is not None
-        rows = list(conn.execute(_CHAIN))
-        if any(r.mac is not None for r in rows):
-            return None
-        key = self._key
-        macs = [(event_mac(key, r.hash), r.seq) for r in intact_prefix(rows)]
-        if macs:
-            cursor.executemany(_SET_MAC.format(p=p), macs)
-        newest = rows[-1]
-        return self._set_head(cursor, p, newest.seq, newest.hash, newest.time_ms)
+    def _insert(
+        self, cursor: Any, p: str, events: Sequence[Mapping[str, Any]], head: _End | None, newest: _End | None
+    ) -> int:
+        """Insert `events` after the chain's end and move the head over them; returns the last seq.
+
+        The head is written when there is one, when the chain is empty, and when the newest event
+        is unkeyed (a chain from before keying gets its head now); keyed events whose head was
+        deleted stay without one, so the deletion stays visible.
+        """
+        seq, prev = _continue_from(head, newest)
+        rows = []
+        for event in events:
+            fields = {"seq": seq, "time_ms": event["time_ms"], **{c: _text(event[c]) for c in _TEXT}}
+            digest = event_hash(prev, fields)
+            mac = None if self._key is None else event_mac(self._key, digest)
+            rows.append((*(fields[c] for c in _COLUMNS), prev, digest, mac))
+            seq, prev = seq + 1, digest
+        cursor.executemany(_INSERT.format(p=p), rows)
+        if self._key is not None and (head is not None or newest is None or newest.mac is None):
+            self._set_head(cursor, p, rows[-1][0], prev, rows[-1][1])
+        return int(rows[-1][0])
 
     def _set_head(self, cursor: Any, p: str, seq: int, digest: str, time_ms: int) -> _End:
         assert self._key is not None

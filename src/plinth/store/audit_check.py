@@ -6,10 +6,16 @@ What is checked, each finding naming the first event it concerns:
   ("cut"), each hash matching its fields ("edited");
 * the ends: the head against the newest event ("missing tail" when events it names are gone,
   "inserted" for events past it, "rewritten" when the newest differs), a keyed chain without its
-  head ("missing head"), and an event below the head with no MAC ("rewritten");
+  head ("missing head"), and an event with no MAC after one with a MAC ("rewritten");
 * with an anchor: the events it names are there and unchanged ("missing tail", "rewritten");
 * with the key: each event's MAC ("rewritten": its hash was recomputed without the key), the
   head's ("head") and the anchor's ("anchor").
+
+Events without a MAC at the start of the chain are not damage by themselves: an earlier plinth
+wrote them before the store was keyed, and appends never key older events. But someone without
+the key can make a keyed chain look like that (strip every MAC and the head, then rewrite at
+will), so nothing vouches for them: with nothing else wrong, the check fails as "not keyed",
+naming them, until `plinth audit adopt` keys them (`adoptable` says which, and when it may not).
 
 All but the last group need no key. A wrong key makes every MAC fail at once, so when no MAC
 verifies (neither the head's, nor any event's, nor the anchor's) and nothing in the other groups
@@ -29,8 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plinth.core.audit import AuditCheck, AuditHead
-from plinth.core.errors import WrongAuditKey
+from plinth.core.audit import NOT_KEYED, AuditCheck, AuditHead
+from plinth.core.errors import AuditTampered, WrongAuditKey
 
 GENESIS = "0" * 64
 _FIELDS = ("seq", "time_ms", "actor", "action", "entity_type", "entity_id", "before", "after")
@@ -64,10 +70,46 @@ class _Finding:
     reason: str
 
 
-def intact_prefix(rows: Sequence[Any]) -> list[Any]:
-    """The events from the first on whose plain chain checks out (up to the first damage)."""
-    finding = _plain(rows)
-    return list(rows) if finding is None else [r for r in rows if r.seq < finding.seq]
+def unkeyed_events(rows: Sequence[Any]) -> tuple[int, int | None]:
+    """How many events at the start of the chain carry no MAC, and the first event without a MAC
+    that comes after one with a MAC (None when there is none)."""
+    leading = next((i for i, row in enumerate(rows) if row.mac is not None), len(rows))
+    stray = next((row.seq for row in rows[leading:] if row.mac is None), None)
+    return leading, stray
+
+
+def adoptable(rows: Sequence[Any], head: Any | None) -> tuple[list[Any], tuple[int, str] | tuple[None, None]]:
+    """The unkeyed events that `plinth audit adopt` keys (those at the start of the chain, up to the
+    first damage to their plain chain), and that damage as (seq, reason), or (None, None).
+
+    Only events at the start of the chain can have been written before the store was keyed;
+    an unkeyed event after a keyed one, or keyed events without their head, are damage.
+
+    Raises:
+        AuditTampered: the chain holds such damage.
+    """
+    leading, stray = unkeyed_events(rows)
+    refusal = None
+    if stray is not None:
+        refusal = (
+            f"event {stray} carries no keyed hash while events before it do: it was rewritten or "
+            "added without the audit key"
+        )
+    elif head is None and leading < len(rows):
+        refusal = (
+            "the audit head is missing while events are keyed: it was deleted, and the newest events "
+            "may have gone with it"
+        )
+    if refusal is not None:
+        raise AuditTampered(
+            f"The audit log cannot be adopted: {refusal}. Adopting keys only the events an earlier "
+            "plinth wrote before this store was keyed, which come first in the log; compare it with "
+            "a backup or an anchor (`plinth audit verify --anchor PATH_OR_URL`)."
+        )
+    finding = _plain(rows[:leading])
+    if finding is None:
+        return list(rows[:leading]), (None, None)
+    return [r for r in rows[:leading] if r.seq < finding.seq], (finding.seq, finding.reason)
 
 
 def check_chain(
@@ -90,11 +132,14 @@ def check_chain(
         else:
             found += keyed
     head_entity = None if head is None else AuditHead(head.seq, head.hash, head.time_ms, head.mac)
+    unkeyed = unkeyed_events(rows)[0] if key is not None else 0
+    if not found and unkeyed:
+        return AuditCheck(len(rows), False, 1, _not_keyed(unkeyed), NOT_KEYED, True, head_entity, unkeyed)
     if not found:
         return AuditCheck(len(rows), True, keyed=key is not None, head=head_entity)
     first = min(found, key=lambda f: f.seq)  # stable: key-free findings come first on a tie
     return AuditCheck(
-        len(rows), False, first.seq, first.reason + note, first.problem, key is not None, head_entity
+        len(rows), False, first.seq, first.reason + note, first.problem, key is not None, head_entity, unkeyed
     )
 
 
@@ -143,13 +188,13 @@ def _ends(rows: Sequence[Any], head: Any | None) -> _Finding | None:
         )
     if rows[-1].hash != head.hash:
         return _Finding(last, "rewritten", f"event {last} does not match the audit head: it was rewritten")
-    unkeyed = next((r.seq for r in rows if r.mac is None), None)
-    if unkeyed is not None:
+    stray = unkeyed_events(rows)[1]
+    if stray is not None:
         return _Finding(
-            unkeyed,
+            stray,
             "rewritten",
-            f"event {unkeyed} has no keyed hash in a keyed chain: it was rewritten or added without the "
-            "audit key",
+            f"event {stray} has no keyed hash while events before it do: it was rewritten or added "
+            "without the audit key",
         )
     return None
 
@@ -219,6 +264,18 @@ def _keyed(
                 )
             )
     return found, macs, verified
+
+
+def _not_keyed(count: int) -> str:
+    which, its = (
+        ("event 1 is", "its MAC was")
+        if count == 1
+        else (f"{count} events (1 to {count}) are", "their MACs were")
+    )
+    return (
+        f"{which} not keyed: written before this store was keyed, or {its} removed; if this store was "
+        "upgraded from an earlier plinth and you trust its log as it is, run `plinth audit adopt` once"
+    )
 
 
 def _wrong_key(events: int, anchor: AuditHead | None) -> str:

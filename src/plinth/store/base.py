@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from plinth.core.audit import AuditCheck, AuditHead
+    from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
     from plinth.core.entities import (
         AlertState,
         Artifact,
@@ -232,10 +232,20 @@ class TrackingStore(ABC):
     @abstractmethod
     def verify_audit(self, anchor: AuditHead | None = None) -> AuditCheck:
         """Check the audit chain with the store's key, and against `anchor` (a head written out
-        earlier) when given; a chain written before keying is keyed first (see `store.audit`).
+        earlier) when given; events written before keying fail it as "not keyed" until adopted.
 
         Raises:
             WrongAuditKey: no keyed hash verifies under the store's key and nothing else is wrong.
+        """
+
+    @abstractmethod
+    def adopt_audit(self) -> AuditAdoption:
+        """Key the events written before the store was keyed, as they stand, up to the first damage
+        to their plain hash chain; audited as an `audit.adopt` event (see `store.audit`).
+
+        Raises:
+            AuditTampered: unkeyed events follow keyed ones, or keyed events lost their head.
+            WrongAuditKey: the head does not verify under the store's key.
         """
 
     @abstractmethod

@@ -7,17 +7,20 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from plinth.core.errors import ConfigError, StoreBusy, StoreError
+from plinth.core.errors import ConfigError, InvalidInput, StoreBusy, StoreError
+from plinth.core.validation import unstorable
 
 T = TypeVar("T")
 
 BUSY_BUDGET_S = 120.0
+FOLD = "plinth_fold"
+"""SQLite function lowering text by Unicode rules (str.lower): its own lower() folds ASCII only."""
 
 
 def make_engine(url: str) -> Engine:
@@ -31,14 +34,48 @@ def make_engine(url: str) -> Engine:
         ) from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url, parsed.database)
-    if backend == "postgresql":
+        engine = _sqlite_engine(url, parsed.database)
+    elif backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, pool_size=4, max_overflow=8)
-    raise ConfigError(
-        f"Unsupported metadata store {backend!r} in {url!r}; plinth speaks sqlite and postgresql."
-    )
+        engine = create_engine(parsed, pool_pre_ping=True, pool_size=4, max_overflow=8)
+    else:
+        raise ConfigError(
+            f"Unsupported metadata store {backend!r} in {url!r}; plinth speaks sqlite and postgresql."
+        )
+    event.listen(engine, "before_cursor_execute", _refuse_unstorable)
+    return engine
+
+
+def _refuse_unstorable(  # type: ignore[no-untyped-def]
+    _conn, _cursor, _statement, parameters, _context, _executemany
+) -> None:
+    """Refuse text no database binds (a NUL, a lone surrogate) before the driver fails on it.
+
+    Every name, id, key and value plinth stores is checked when written, so such text is a
+    lookup by something that cannot exist: it is refused the same way on every backend,
+    not blamed on the database (PostgreSQL) or raised raw from the driver.
+    """
+    for value in _texts(parameters):
+        problem = unstorable(value)
+        if problem is not None:
+            raise InvalidInput(
+                f"{value[:80]!r} holds {problem}; no name, id, key or value plinth stores holds "
+                "one, so nothing can match it. Remove it."
+            )
+
+
+def _texts(parameters: Any) -> Iterator[str]:
+    """The strings among a statement's parameters (a row or many, as a sequence or a mapping)."""
+    stack = [parameters]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
@@ -66,6 +103,7 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         # deleted rows are overwritten, not left in free pages, so an erasure erases
         cursor.execute("PRAGMA secure_delete = ON")
         cursor.close()
+        dbapi_connection.create_function(FOLD, 1, _fold, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -74,6 +112,10 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
     return engine
+
+
+def _fold(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 def is_sqlite(engine: Engine) -> bool:

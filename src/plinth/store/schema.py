@@ -246,6 +246,7 @@ flow_runs = Table(
     Column("resumed_from", String(32)),
     Column("driver_host", String(256)),
     Column("driver_pid", Integer),
+    Column("driver_ns", String(128)),
     Index("ix_flow_runs_flow", "flow", "start_ms"),
 )
 

@@ -10,12 +10,16 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import Boolean, ColumnElement, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.functions import FunctionElement
 
 from plinth.core.entities import RunStatus
 from plinth.core.errors import InvalidInput
 from plinth.core.filters import STATUSES, And, Compare, Expr, Field, Not, Or, OrderKey
+from plinth.store.engine import FOLD
 from plinth.store.schema import latest_metrics, params, runs, tags
 
 KeyIds = Callable[[str], int]
@@ -101,7 +105,7 @@ def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
         ">=": lambda: column >= value,
         "like": lambda: column.like(value, escape=ESCAPE),
         "not like": lambda: column.not_like(value, escape=ESCAPE),
-        "ilike": lambda: column.ilike(value, escape=ESCAPE),
+        "ilike": lambda: ILike(column, value),
         "in": lambda: column.in_(list(value)),
         "not in": lambda: column.not_in(list(value)),
         "is null": lambda: column.is_(None),
@@ -110,6 +114,31 @@ def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op not in ops:
         raise InvalidInput(f"Unsupported operator {op!r} in filter.")
     return ops[op]()
+
+
+class ILike(FunctionElement[bool]):
+    """`column ILIKE pattern`, folding case by Unicode rules on every backend.
+
+    PostgreSQL's ILIKE folds every letter; SQLite's lower() only ASCII ones, so there both
+    sides go through the connection's FOLD function (str.lower) and a case-sensitive LIKE.
+    """
+
+    name = "plinth_ilike"
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(ILike)
+def _ilike(element: ILike, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern = element.clauses
+    return compiler.process(column.ilike(pattern, escape=ESCAPE), **kw)
+
+
+@compiles(ILike, "sqlite")
+def _ilike_sqlite(element: ILike, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern = element.clauses
+    folded = getattr(func, FOLD)
+    return f"({compiler.process(folded(column).like(folded(pattern), escape=ESCAPE), **kw)})"
 
 
 def _status(cmp: Compare, now_ms: int) -> ColumnElement[bool]:

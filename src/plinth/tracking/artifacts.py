@@ -36,7 +36,7 @@ def log_artifact(be: Backend, run_id: str, path: str, artifact_path: str | None)
     if not files:
         raise InvalidInput(f"Folder {path!r} holds no files to log.")
     records = []
-    with progress("Storing artifacts", total=len(files)) as advance:
+    with progress("Storing artifacts", total=len(files), unit="files") as advance:
         for local, logical in files:
             digest, size = be.blobs.put_file(local)
             records.append(ArtifactRecord(logical, digest, size))
@@ -133,7 +133,7 @@ def download_artifacts(be: Backend, run_id: str, path: str, dest: str) -> list[s
     targets = _targets(items, prefix, os.fspath(dest))
     stage = tempfile.mkdtemp(prefix=".plinth-download-", dir=_existing_folder(targets[0]))
     try:
-        with progress("Fetching artifacts", total=len(items)) as advance:
+        with progress("Fetching artifacts", total=len(items), unit="files") as advance:
             for i, item in enumerate(items):
                 name = f"artifact {item.path!r} of run {run_id}"
                 be.blobs.get_file(item.digest, os.path.join(stage, str(i)), name=name)

@@ -1,7 +1,8 @@
-"""The process's default backend: settings, metadata store, blob store, writer, heartbeat.
+"""The process's default backend (settings, stores, writer, heartbeat) and its open runs.
 
 Opened lazily from `Settings.from_env()` on first use; `plinth.configure()` replaces it.
 A forked child starts with none, so it never shares the parent's connections or threads.
+Closing a backend first ends the runs still open on it, so their metrics are written.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from plinth.core.errors import PlinthWarning
 from plinth.core.settings import Settings
 from plinth.store.audit_key import with_audit_key
 from plinth.store.base import Store
@@ -95,10 +98,62 @@ def reset() -> None:
     with _lock:
         old, _backend = _backend, None
     if old is not None:
-        from plinth.tracking.run import end_open_runs
-
         end_open_runs(old)
         old.close()
+
+
+class OpenRun(Protocol):
+    """A run handle this process logs to (`ActiveRun`); ending it writes what it logged."""
+
+    def end(self) -> None: ...
+
+
+_runs_lock = threading.Lock()
+_open_runs: list[tuple[OpenRun, Backend]] = []
+
+
+def add_open_run(run: OpenRun, be: Backend) -> None:
+    """Record `run` as open on `be`; it becomes the newest open run."""
+    with _runs_lock:
+        _open_runs.append((run, be))
+
+
+def forget_open_run(run: OpenRun) -> None:
+    """Stop tracking `run` (it ended or was detached); unknown runs are ignored."""
+    with _runs_lock:
+        for i in range(len(_open_runs) - 1, -1, -1):  # the newest run is the one usually ending
+            if _open_runs[i][0] is run:
+                del _open_runs[i]
+                return
+
+
+def newest_open_run() -> OpenRun | None:
+    """The most recently opened run that is still open, on any backend."""
+    with _runs_lock:
+        return _open_runs[-1][0] if _open_runs else None
+
+
+def end_open_runs(be: Backend) -> None:
+    """End (FINISHED) the runs still open on `be`, newest first, e.g. at interpreter exit.
+
+    A run that cannot be ended (the store is gone, the disk is full) is reported by a
+    PlinthWarning naming it, and the others are still ended: its last metrics may be lost,
+    and the warning says so rather than letting the process exit quietly.
+    """
+    with _runs_lock:
+        mine = [run for run, owner in _open_runs if owner is be]
+    for run in reversed(mine):
+        try:
+            run.end()
+        except Exception as exc:  # one broken run must not keep the others from ending
+            warnings.warn(
+                PlinthWarning(
+                    f"{run!r} could not be ended ({type(exc).__name__}: {exc}); metrics it logged "
+                    "since its last flush may be lost. If it still reads RUNNING, `plinth runs reap` "
+                    "marks it CRASHED once its heartbeats stop."
+                ),
+                stacklevel=2,
+            )
 
 
 def _forget_after_fork() -> None:

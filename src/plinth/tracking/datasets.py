@@ -8,7 +8,8 @@ from typing import Any
 
 from plinth.core.entities import DatasetVersion, LineageEdge
 from plinth.core.errors import InvalidInput
-from plinth.core.validation import check_key, check_name
+from plinth.core.refs import DatasetRef, check_ref_name
+from plinth.core.validation import check_key
 from plinth.store.base import NewDataset
 from plinth.store.blobs import file_digest
 from plinth.tracking.context import Backend
@@ -65,21 +66,30 @@ def log_dataset(
 
 def check_dataset_name(name: object) -> str:
     """Validate a dataset name: one every `NAME/N` reference can name (CLI, drift, lineage)."""
-    name = check_name(name, "dataset")
-    _head, slash, tail = name.rpartition("/")
-    if name.startswith("/") or name.endswith("/") or (slash and tail.isdigit()):
+    return check_ref_name(name, "dataset")
+
+
+def find_dataset(be: Backend, name: str | DatasetRef, version: int | None = None) -> DatasetVersion:
+    """The dataset version `name` names: a name (then `version`, or the newest) or a reference.
+
+    Raises:
+        InvalidInput: a bad reference, or a version given both in the reference and as `version`.
+        NotFound: no such dataset or version.
+    """
+    parsed = DatasetRef.parse(name)
+    if version is not None and parsed.version is not None:
         raise InvalidInput(
-            f"Dataset name {name!r} would be read as a reference NAME/VERSION; "
-            "use a name that neither starts nor ends with '/' or '/<number>', e.g. 'digits-train'."
+            f"{str(parsed)!r} already names a version; pass the name {parsed.name!r} with "
+            f"version={version}, or the reference alone."
         )
-    return name
+    return be.store.get_dataset_version(parsed.name, parsed.version if version is None else version)
 
 
-def load_dataset(be: Backend, name: str, version: int | None = None) -> Any:
+def load_dataset(be: Backend, name: str | DatasetRef, version: int | None = None) -> Any:
     """Read a stored dataset version back as a pandas DataFrame (hash verified)."""
     import pandas as pd
 
-    ds = be.store.get_dataset_version(name, version)
+    ds = find_dataset(be, name, version)
     with tempfile.TemporaryDirectory(prefix="plinth-ds-") as tmp:
         path = os.path.join(tmp, "data.parquet")
         be.blobs.get_file(ds.digest, path, name=f"dataset {ds.ref}")

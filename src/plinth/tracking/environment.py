@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import getpass
 import hashlib
-import importlib.metadata
 import json
 import os
 import pathlib
@@ -163,6 +162,8 @@ def _from_folder(entry: str, folder: str) -> tuple[str, str] | None:
     name, sep, version = stem.partition("-")
     if sep and version and version[0].isdigit():
         return _NAME_SEPARATORS.sub("-", name).lower(), version.split("-py")[0]
+    import importlib.metadata  # costs tens of milliseconds; rarely needed (unversioned folders)
+
     try:
         dist = importlib.metadata.PathDistribution(pathlib.Path(entry or ".", folder))
         meta_name = dist.metadata["Name"] if dist.metadata else None

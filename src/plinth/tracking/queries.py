@@ -9,6 +9,7 @@ from typing import Any
 from plinth.core.entities import DatasetVersion, Experiment, Run
 from plinth.core.errors import InvalidInput
 from plinth.core.filters import parse_filter, parse_order_by
+from plinth.core.refs import DatasetRef
 from plinth.tracking.context import backend
 from plinth.tracking.history import MetricHistory
 
@@ -100,14 +101,23 @@ def list_datasets(name: str | None = None) -> list[DatasetVersion]:
     return backend().store.list_dataset_versions(name)
 
 
-def get_dataset(name: str, version: int | None = None) -> DatasetVersion:
-    """One dataset version (the latest when `version` is None)."""
-    return backend().store.get_dataset_version(name, version)
+def get_dataset(name: str | DatasetRef, version: int | None = None) -> DatasetVersion:
+    """One dataset version: `name` with `version` (the latest when None), or a reference.
+
+    `get_dataset("org/churn", 3)` and `get_dataset("org/churn/3")` name the same version.
+
+    Raises:
+        InvalidInput: a bad reference, or a version given both in the reference and as `version`.
+        NotFound: no such dataset or version.
+    """
+    from plinth.tracking.datasets import find_dataset  # `import plinth` stays light
+
+    return find_dataset(backend(), name, version)
 
 
-def load_dataset(name: str, version: int | None = None) -> Any:
-    """A stored dataset version read back as a pandas DataFrame."""
-    from plinth.tracking.datasets import load_dataset as load
+def load_dataset(name: str | DatasetRef, version: int | None = None) -> Any:
+    """A stored dataset version (`name` and `version`, or a reference) read back as a pandas DataFrame."""
+    from plinth.tracking.datasets import load_dataset as load  # `import plinth` stays light
 
     return load(backend(), name, version)
 

@@ -20,9 +20,17 @@ from plinth.core.validation import (
     check_metric_value,
     check_name,
     check_step,
+    metric_array_problem,
     param_text,
 )
-from plinth.tracking.context import Backend, backend
+from plinth.tracking.context import (
+    Backend,
+    add_open_run,
+    backend,
+    forget_open_run,
+    newest_open_run,
+)
+from plinth.tracking.context import end_open_runs as end_open_runs
 from plinth.tracking.environment import capture_environment
 from plinth.tracking.system import SystemMetrics, carried_totals
 
@@ -31,8 +39,6 @@ if TYPE_CHECKING:
 
 # Unique, increasing point ids: start at process start in ns so processes rarely overlap.
 _seq = itertools.count(time.time_ns())
-_active_lock = threading.Lock()
-_active: list[ActiveRun] = []
 DROPPED_TAG = "plinth.metrics_dropped"
 """The tag that counts a run's metric points the store refused, set when the run ends."""
 
@@ -184,7 +190,7 @@ class ActiveRun:
             path: a local file or folder.
             artifact_path: the logical path to record it under (default: its base name).
         """
-        from plinth.tracking.artifacts import log_artifact
+        from plinth.tracking.artifacts import log_artifact  # shutil and its codecs: loaded when used
 
         self._check_open()
         return log_artifact(self._backend, self.id, path, artifact_path)
@@ -199,7 +205,7 @@ class ActiveRun:
             name: dataset name, e.g. "iris-train".
             role: how the run uses it: "train", "validation", "test", "inference", ...
         """
-        from plinth.tracking.datasets import log_dataset
+        from plinth.tracking.datasets import log_dataset  # loaded when used: `import plinth` stays light
 
         self._check_open()
         return log_dataset(self._backend, data, name, role=role, run_id=self.id, source=source)
@@ -225,7 +231,7 @@ class ActiveRun:
         if status is RunStatus.RUNNING:
             raise InvalidInput("A run cannot be ended as RUNNING; use FINISHED, FAILED or KILLED.")
         self._ended = True
-        _forget(self)
+        forget_open_run(self)
         try:
             self._stop_system_metrics()
             self._writer.flush()
@@ -332,8 +338,7 @@ def start_run(
     active = ActiveRun(run, be)
     if be.settings.system_metrics if system_metrics is None else system_metrics:
         active._start_system_metrics(process_allocation(), tag=True)
-    with _active_lock:
-        _active.append(active)
+    add_open_run(active, be)
     be.heartbeat.add(run.id)
     _install_sigterm()
     return active
@@ -341,25 +346,8 @@ def start_run(
 
 def active_run() -> ActiveRun | None:
     """The most recently started run of this process that is still open, if any."""
-    with _active_lock:
-        return _active[-1] if _active else None
-
-
-def end_open_runs(be: Backend) -> None:
-    """End (FINISHED) the runs still open on `be`, e.g. at interpreter exit."""
-    with _active_lock:
-        mine = [r for r in _active if r._backend is be]
-    for run in reversed(mine):
-        try:
-            run.end(RunStatus.FINISHED)
-        except Exception:
-            pass
-
-
-def _forget(run: ActiveRun) -> None:
-    with _active_lock:
-        if run in _active:
-            _active.remove(run)
+    run = newest_open_run()
+    return run if isinstance(run, ActiveRun) else None
 
 
 def _params(params: Mapping[str, Any]) -> dict[str, str]:
@@ -381,11 +369,11 @@ def _as_float_array(key: str, values: Any) -> np.ndarray:
         arr = np.asarray(values)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"Values of metric {key!r} must be numbers: {exc}") from exc
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise InvalidInput(
-            f"Values of metric {key!r} must be a 1-D sequence of real numbers, got dtype {arr.dtype} "
-            f"and shape {arr.shape}; convert booleans with .astype(float)."
-        )
+    if arr.dtype == object and arr.ndim == 1:  # Decimals, Fractions, a None among numbers
+        return np.array([check_metric_value(f"{key}[{i}]", v) for i, v in enumerate(arr)], dtype=np.float64)
+    problem = metric_array_problem(arr.dtype.kind, str(arr.dtype), arr.shape)
+    if problem is not None:
+        raise InvalidInput(f"Values of metric {key!r} must be a 1-D sequence of real numbers: {problem}.")
     return arr.astype(np.float64, copy=False)
 
 
@@ -458,14 +446,13 @@ def attach_run(run: Run, be: Backend, *, allocation: Allocation | None = None, a
     active = ActiveRun(run, be)
     if allocation is not None and be.settings.system_metrics:
         active._start_system_metrics(allocation, tag=False, attempt=attempt)
-    with _active_lock:
-        _active.append(active)
+    add_open_run(active, be)
     return active
 
 
 def detach_run(active: ActiveRun) -> None:
     """Flush what `active` logged and stop treating it as this process's active run."""
-    _forget(active)
+    forget_open_run(active)
     active._ended = True
     active._stop_system_metrics()
     active._writer.flush()

@@ -65,10 +65,10 @@ class LightGBMFlavor(Flavor):
         import lightgbm as lgb
 
         meta = package.meta
-        booster = lgb.Booster(model_str=package.read(meta["file"]).decode())
+        booster = lgb.Booster(model_str=package.read(package.field("file")).decode())
         if "wrapper" not in meta:
             return booster
-        wrapper = pickle.loads(package.read(meta["wrapper"]))  # runs code from the package
+        wrapper = pickle.loads(package.read(package.field("wrapper")))  # runs code from the package
         if not meta.get("booster_in_wrapper"):
             wrapper._Booster = booster
         return wrapper

@@ -75,10 +75,10 @@ class OnnxFlavor(Flavor):
 
         meta = package.meta
         if "external_data" in meta:  # ONNX Runtime finds it beside the graph
-            package.path(meta["external_data"])
+            package.path(package.field("external_data"))
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        return ort.InferenceSession(package.path(meta["file"]), providers=providers)
+        return ort.InferenceSession(package.path(package.field("file")), providers=providers)
 
     def predict(self, raw: Any, data: Any) -> Any:
         import numpy as np

@@ -38,4 +38,4 @@ class PythonFlavor(Flavor):
     def load(self, package: Package) -> Any:
         import cloudpickle  # noqa: F401 - registers what cloudpickle'd objects need
 
-        return pickle.loads(package.read(package.meta["file"]))  # runs code from the package
+        return pickle.loads(package.read(package.field("file")))  # runs code from the package

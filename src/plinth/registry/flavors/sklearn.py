@@ -34,4 +34,4 @@ class SklearnFlavor(Flavor):
         return {"file": "model.pkl", "class": f"{type(model).__module__}.{type(model).__qualname__}"}
 
     def load(self, package: Package) -> Any:
-        return pickle.loads(package.read(package.meta["file"]))  # runs code from the package
+        return pickle.loads(package.read(package.field("file")))  # runs code from the package

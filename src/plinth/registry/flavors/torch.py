@@ -13,12 +13,13 @@ import importlib
 import inspect
 import json
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from plinth.core.errors import InvalidInput
+from plinth.core.errors import IntegrityError, InvalidInput
 from plinth.registry.flavors.base import Flavor
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 SCRIPT_FILE = "model.pt"
 STATE_FILE = "state_dict.pt"
 OPTIONS = ("init_kwargs", "input_dtype")
+_TARGET = re.compile(r"[^\W\d]\w*(\.[^\W\d]\w*)*:[^\W\d]\w*(\.[^\W\d]\w*)*")
 
 
 class TorchFlavor(Flavor):
@@ -78,13 +80,13 @@ class TorchFlavor(Flavor):
         meta = package.meta
         # by path, not bytes: TorchScript and weights-only state dicts run no Python code when
         # loaded, and torch reads a large file without a second copy in memory
-        file = package.path(meta["file"])
-        if meta["format"] == "torchscript":
+        file = package.path(package.field("file"))
+        if package.field("format") == "torchscript":
             with _quiet_jit():
                 model = torch.jit.load(file, map_location=device)
         else:
-            model = _import_class(meta["class"])(**meta.get("init_kwargs", {}))
-            model.load_state_dict(torch.load(file, map_location=device, weights_only=True))
+            model = _build(package, torch)
+            _load_state(model, package, torch.load(file, map_location=device, weights_only=True))
             model.to(device)
         self._input_dtype = meta.get("input_dtype")
         return model.eval()
@@ -216,16 +218,66 @@ def _check_kwargs(cls: type, kwargs: Any) -> None:
         ) from exc
 
 
+def _build(package: Package, torch: Any) -> Any:
+    """The module class the manifest names, built from its `init_kwargs`.
+
+    The class must be a `torch.nn.Module` subclass before anything is called: a forged manifest
+    could otherwise name any importable callable (`subprocess:Popen`) and its arguments.
+
+    Raises:
+        IntegrityError: `meta.class` is not a torch.nn.Module subclass, or `init_kwargs` is not a dict.
+        InvalidInput: the class cannot be imported, or does not build from `init_kwargs`.
+    """
+    target = package.field("class")
+    kwargs = package.field("init_kwargs", dict) if "init_kwargs" in package.meta else {}
+    if not _TARGET.fullmatch(target):
+        raise _not_a_module(package, target, "is not a 'module:QualName' path")
+    cls = _import_class(target)
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise _not_a_module(package, target, "is not a torch.nn.Module subclass")
+    try:
+        return cls(**kwargs)
+    except Exception as exc:  # the class's own code: any exception means it did not build
+        raise InvalidInput(
+            f"Model {package.ref} could not be built: {target}(**{kwargs!r:.200}) raised "
+            f"{type(exc).__name__}: {str(exc)[:500]}. The code that defines the class may differ "
+            "from the code the model was saved with; install that version, or register the model again."
+        ) from exc
+
+
+def _load_state(model: Any, package: Package, state: Any) -> None:
+    """Load the saved weights into `model`; InvalidInput when they do not fit the class as installed."""
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:  # RuntimeError for missing or mis-shaped weights; anything from the class
+        raise InvalidInput(
+            f"The weights of model {package.ref} do not fit {package.field('class')} as installed "
+            f"({type(exc).__name__}: {str(exc)[:500]}); install the version of the code the model "
+            "was saved with, or register the model again."
+        ) from exc
+
+
+def _not_a_module(package: Package, target: str, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"The manifest of model {package.ref} names {target[:200]!r} as its module class (meta.class), "
+        f"which {what}; nothing was built from it. The store was edited by hand: restore it from a "
+        "backup, or register the model again."
+    )
+
+
 def _import_class(target: str) -> Any:
-    """The class at 'module:QualName'; InvalidInput when it cannot be imported."""
+    """The object at 'module:QualName'; InvalidInput when it cannot be imported.
+
+    Importing runs the module's code: loading trusts the modules installed here, whatever names them.
+    """
     module, _, qualname = target.partition(":")
     try:
         found: Any = importlib.import_module(module)
         for part in qualname.split("."):
             found = getattr(found, part)
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # ImportError, AttributeError, or whatever the module raises as it runs
         raise InvalidInput(
-            f"Cannot import the module class {target!r} this model was saved from; "
-            "install or put on sys.path the code that defines it."
+            f"Cannot import the module class {target!r} this model was saved from "
+            f"({type(exc).__name__}: {str(exc)[:200]}); install or put on sys.path the code that defines it."
         ) from exc
     return found

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from plinth.core.errors import InvalidInput
+from plinth.core.errors import IntegrityError, InvalidInput
 from plinth.registry.flavors.base import Flavor
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.ubj"
 BOOSTER = "Booster"
+_DOTTED = re.compile(r"[^\W\d]\w*(\.[^\W\d]\w*)+")
 
 
 class XGBoostFlavor(Flavor):
@@ -50,10 +52,18 @@ class XGBoostFlavor(Flavor):
     def load(self, package: Package) -> Any:
         import xgboost as xgb
 
-        meta = package.meta
-        cls = xgb.Booster if meta["class"] == BOOSTER else _import_class(meta["class"])
-        model = cls()
-        model.load_model(bytearray(package.read(meta["file"])))
+        name = package.field("class")
+        cls = xgb.Booster if name == BOOSTER else _model_class(package, name, xgb)
+        data = bytearray(package.read(package.field("file")))
+        try:
+            model = cls()
+            model.load_model(data)
+        except Exception as exc:  # XGBoostError, or anything from a subclass's own code
+            raise InvalidInput(
+                f"Model {package.ref} could not be loaded into {name} ({type(exc).__name__}: "
+                f"{str(exc)[:500]}); install the XGBoost version it was saved with (its environment "
+                "records it), or register the model again."
+            ) from exc
         return model
 
     def predict(self, raw: Any, data: Any) -> Any:
@@ -78,15 +88,41 @@ def _class_name(model: Any, xgb: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _import_class(dotted: str) -> type:
-    """The class at 'package.module.Class'; InvalidInput when it cannot be imported."""
+def _model_class(package: Package, dotted: str, xgb: Any) -> type:
+    """The estimator class the manifest names, checked to be an XGBModel or Booster subclass.
+
+    Nothing is called before the check: a forged manifest could otherwise name any importable
+    callable. Importing the named module runs its code, as importing the class's module would.
+
+    Raises:
+        IntegrityError: the name is not a dotted class path, or the class is not XGBoost's.
+        InvalidInput: the class cannot be imported here.
+    """
+    if not _DOTTED.fullmatch(dotted):
+        raise _not_xgboost(package, dotted, "is not a 'package.module.Class' path")
+    found = _import_class(dotted)
+    if not (isinstance(found, type) and issubclass(found, (xgb.XGBModel, xgb.Booster))):
+        raise _not_xgboost(package, dotted, "is not an xgboost.XGBModel or xgboost.Booster subclass")
+    return found
+
+
+def _not_xgboost(package: Package, dotted: str, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"The manifest of model {package.ref} names {dotted[:200]!r} as its model class (meta.class), "
+        f"which {what}; nothing was built from it. The store was edited by hand: restore it from a "
+        "backup, or register the model again."
+    )
+
+
+def _import_class(dotted: str) -> Any:
+    """The object at 'package.module.Class'; InvalidInput when it cannot be imported."""
     module, _, name = dotted.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-    except (ImportError, AttributeError) as exc:
+        return getattr(importlib.import_module(module), name)
+    except Exception as exc:  # ImportError, AttributeError, or whatever the module raises as it runs
         raise InvalidInput(
-            f"Cannot import the model class {dotted!r} this XGBoost model was saved from; "
-            "install the package that defines it."
+            f"Cannot import the model class {dotted!r} this XGBoost model was saved from "
+            f"({type(exc).__name__}: {str(exc)[:200]}); install the package that defines it."
         ) from exc
 
 

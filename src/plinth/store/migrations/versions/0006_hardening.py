@@ -63,6 +63,7 @@ def upgrade() -> None:
     with op.batch_alter_table("flow_runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("driver_host", sa.String(length=256), nullable=True))
         batch_op.add_column(sa.Column("driver_pid", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("driver_ns", sa.String(length=128), nullable=True))
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("mac", sa.String(length=64), nullable=True))
     op.create_table(
@@ -87,6 +88,7 @@ def downgrade() -> None:
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_column("mac")
     with op.batch_alter_table("flow_runs", schema=None) as batch_op:
+        batch_op.drop_column("driver_ns")
         batch_op.drop_column("driver_pid")
         batch_op.drop_column("driver_host")
     with op.batch_alter_table("prediction_logs", schema=None) as batch_op:

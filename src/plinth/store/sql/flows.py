@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, RowMapping, delete, insert, select, update
 
 from plinth.core import entities as e
 from plinth.core.errors import NotFound
@@ -15,6 +15,7 @@ from plinth.core.validation import storable
 from plinth.store import schema as t
 from plinth.store.base import FlowStore
 from plinth.store.search import stale
+from plinth.store.sql.base import SqlBase
 
 _STEP_COLUMNS = (
     "id",
@@ -36,12 +37,8 @@ _STEP_COLUMNS = (
 )
 
 
-class SqlFlowStore(FlowStore):
-    """Flow methods of SqlStore (mixed in; relies on its `_write`, `_read` and `_audit`)."""
-
-    _write: Any
-    _read: Any
-    _audit: Any
+class SqlFlows(SqlBase, FlowStore):
+    """Flow methods of SqlStore."""
 
     def create_flow_run(self, run: e.FlowRun) -> None:
         row = {
@@ -57,6 +54,7 @@ class SqlFlowStore(FlowStore):
             "resumed_from": run.resumed_from,
             "driver_host": run.driver_host,
             "driver_pid": run.driver_pid,
+            "driver_ns": run.driver_ns,
         }
 
         def create(conn: Connection) -> None:
@@ -117,7 +115,9 @@ class SqlFlowStore(FlowStore):
         return self._read("list flow runs", lambda conn: self._flow_runs(conn, where, None, limit))
 
     @staticmethod
-    def _flow_runs(conn: Connection, where: Any, at_ms: int | None, limit: int) -> list[e.FlowRun]:
+    def _flow_runs(
+        conn: Connection, where: ColumnElement[bool] | None, at_ms: int | None, limit: int
+    ) -> list[e.FlowRun]:
         fr = t.flow_runs
         crashed = stale(at_ms if at_ms is not None else _now()).label("crashed")
         tracked = t.runs.c.status.label("tracked")
@@ -144,6 +144,7 @@ class SqlFlowStore(FlowStore):
                     resumed_from=r.resumed_from,
                     driver_host=r.driver_host,
                     driver_pid=r.driver_pid,
+                    driver_ns=r.driver_ns,
                 )
             )
         return out
@@ -223,7 +224,7 @@ def _step_row(step: e.StepRun) -> dict[str, Any]:
     return row
 
 
-def _step(row: Any) -> e.StepRun:
+def _step(row: RowMapping) -> e.StepRun:
     values = {name: row[name] for name in _STEP_COLUMNS}
     values["status"] = e.StepStatus(values["status"])
     values["resources"] = json.loads(values["resources"])

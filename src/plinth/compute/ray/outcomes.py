@@ -15,10 +15,10 @@ import time
 import cloudpickle
 
 from plinth.compute.base import Outcome, Task, TaskResult
-from plinth.compute.ray_worker import read_note
+from plinth.compute.ray.worker import read_note
 
 Reply = tuple[bytes, str, tuple[int, ...], int]
-"""What `ray_worker.execute` returns: (encoded reply, where it ran, GPU ids, peak memory watched)."""
+"""What `ray/worker.py`'s `execute` returns: (encoded reply, where it ran, GPU ids, peak memory watched)."""
 
 
 def from_reply(task: Task, answer: Reply) -> TaskResult:

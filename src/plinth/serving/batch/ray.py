@@ -10,6 +10,9 @@ path, and the workers need no access to the stores or to the input's file system
 At most two chunks per CPU of the cluster are in flight, so memory stays bounded. A chunk whose
 worker or node died is retried by Ray (scoring a chunk has no side effects); a chunk the model
 fails on raises the same error as in the local path.
+
+`ray` itself is imported only when chunks are scored here (`ray_cluster.import_ray`), so
+importing this module costs no more than the rest of the package.
 """
 
 from __future__ import annotations
@@ -20,26 +23,29 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from plinth.compute import ray_cluster
+from plinth.compute.ray import cluster as ray_cluster
 from plinth.core.entities import ModelVersion
-from plinth.core.errors import PlinthError
+from plinth.core.errors import ModelFailed, PlinthError
 from plinth.registry.loaded import Model
-from plinth.serving.batch import PredictionError, _Chunk, _Combiner, _Job, _Scorer, _Workers
+from plinth.registry.models import open_model
+from plinth.registry.package import Package
+from plinth.serving.batch.combine import Combiner
+from plinth.serving.batch.scorer import Chunk, Job, Scorer, Workers
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 SYSTEM_RETRIES = 3
 """Times Ray runs a chunk again after its worker or node died."""
-_scorers: dict[tuple[str, _Job], _Scorer] = {}
+_scorers: dict[tuple[str, Job], Scorer] = {}
 
 
 def score_on_ray(
-    job: _Job,
-    spec: _Workers,
-    todo: Iterable[_Chunk],
+    job: Job,
+    spec: Workers,
+    todo: Iterable[Chunk],
     scored: Callable[[int], None],
-    combiner: _Combiner,
+    combiner: Combiner,
 ) -> None:
     """Score every chunk of `todo` with Ray tasks; hand each output to `combiner` as it arrives."""
     ray = ray_cluster.import_ray()
@@ -67,7 +73,7 @@ def score_on_ray(
 def _collect(
     ray: Any,
     running: dict[Any, tuple[int, int]],
-    combiner: _Combiner,
+    combiner: Combiner,
     scored: Callable[[int], None],
     everything: bool,
 ) -> None:
@@ -83,24 +89,23 @@ def _collect(
 
 def _result(ray: Any, ref: Any) -> pa.Table:
     """A chunk's output table; the model's own error as in the local path."""
-    from ray import exceptions as rex
-
+    rex = ray.exceptions
     try:
         return ray.get(ref)
     except rex.RayTaskError as exc:
         cause = exc.cause
         if isinstance(cause, PlinthError):
             raise cause from None
-        raise PredictionError(f"A Ray task failed while scoring: {cause!r}") from exc
+        raise ModelFailed(f"A Ray task failed while scoring: {cause!r}") from exc
     except rex.RayError as exc:
-        raise PredictionError(
+        raise ModelFailed(
             f"Ray lost a chunk after {SYSTEM_RETRIES} retries ({type(exc).__name__}: {exc}); run the same "
             "call again to resume from the chunks already written."
         ) from exc
 
 
 def score_chunk(
-    job: _Job,
+    job: Job,
     mv: ModelVersion,
     manifest: dict[str, Any],
     files: dict[str, bytes],
@@ -110,14 +115,11 @@ def score_chunk(
     """In a Ray worker: score chunk `index` with the model (loaded on this process's first chunk)."""
     scorer = _scorers.get((mv.id, job))
     if scorer is None:
-        scorer = _scorers[(mv.id, job)] = _Scorer(job, _load(mv, manifest, files))
+        scorer = _scorers[(mv.id, job)] = Scorer(job, _load(mv, manifest, files))
     return scorer.score(index, table)
 
 
 def _load(mv: ModelVersion, manifest: dict[str, Any], files: dict[str, bytes]) -> Model:
-    from plinth.registry.models import open_model
-    from plinth.registry.package import Package
-
     package = Package(tempfile.mkdtemp(prefix="plinth-model-"), manifest, mv.ref)
     try:
         for relative, data in files.items():

@@ -15,7 +15,7 @@ CPU stays busy. Should such a Ray task die, its tasks run again one per Ray task
 crashes its worker takes no other task's attempt with it.
 
 Submitted tasks reach Ray when `wait` is next called (or when `FLUSH_AT` are waiting).
-Outcomes are mapped in `ray_outcomes`; limits are enforced in the worker (`ray_worker`).
+Outcomes are mapped in `ray/outcomes.py`; limits are enforced in the Ray worker (`ray/worker.py`).
 `ray` is imported only when an executor is made.
 """
 
@@ -29,10 +29,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from plinth.compute import ray_cluster
 from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, check_new_task, task_payload
-from plinth.compute.ray_outcomes import from_error, from_reply, name, size
-from plinth.compute.ray_worker import execute, execute_many
+from plinth.compute.ray import cluster
+from plinth.compute.ray.outcomes import from_error, from_reply, name, size
+from plinth.compute.ray.worker import execute, execute_many
 from plinth.core.errors import ResourceError
 from plinth.core.settings import Settings
 from plinth.store.audit_key import audit_key_env
@@ -85,9 +85,9 @@ class RayExecutor(Executor):
         wait_for_resources: bool = False,
         pack: int = PACK,
     ) -> None:
-        self._ray = ray_cluster.import_ray()
+        self._ray = cluster.import_ray()
         self._owns_connection = not self._ray.is_initialized()
-        self.address = ray_cluster.connect(address, init_options)
+        self.address = cluster.connect(address, init_options)
         self._one = self._ray.remote(execute)
         self._many = self._ray.remote(execute_many)
         self._wait_for_resources = wait_for_resources
@@ -97,7 +97,7 @@ class RayExecutor(Executor):
         self._flights: dict[Any, _Flight] = {}
         self._by_id: dict[str, _Flight] = {}
         self._done: list[TaskResult] = []
-        self._nodes: list[ray_cluster.NodeInfo] = []
+        self._nodes: list[cluster.NodeInfo] = []
         self._nodes_at = float("-inf")
         self._env: dict[str, str] | None = None  # forwarded variables, read once per round of submits
         self._closed = False
@@ -122,7 +122,7 @@ class RayExecutor(Executor):
             self._done.append(payload)
             return
         if self._env is None:  # with the audit key, which a key file on this host cannot give other nodes
-            self._env = {**ray_cluster.forwarded_env(), **audit_key_env(os.environ)}
+            self._env = {**cluster.forwarded_env(), **audit_key_env(os.environ)}
         env = {**self._env, **task.env} if task.env else self._env
         self._pending[task.id] = (task, pickle.dumps((None, env, payload), protocol=pickle.HIGHEST_PROTOCOL))
         if len(self._pending) >= FLUSH_AT:
@@ -176,7 +176,7 @@ class RayExecutor(Executor):
 
     def check_storage(self, settings: Settings) -> None:
         """Raise StorageNotShared when nodes on other hosts could not use these settings' stores."""
-        ray_cluster.check_shared_storage(settings)
+        cluster.check_shared_storage(settings)
 
     # ------------------------------------------------------------------------------ sending
 
@@ -252,10 +252,10 @@ class RayExecutor(Executor):
 
     # ------------------------------------------------------------------------------ resources
 
-    def _current_nodes(self, refresh: bool = False) -> list[ray_cluster.NodeInfo]:
+    def _current_nodes(self, refresh: bool = False) -> list[cluster.NodeInfo]:
         now = time.monotonic()
         if refresh or now - self._nodes_at > NODES_TTL_S:
-            self._nodes = ray_cluster.nodes()
+            self._nodes = cluster.nodes()
             self._nodes_at = now
         return self._nodes
 
@@ -308,7 +308,7 @@ def task_name(task: Task) -> str:
     return f"plinth {name(task)} {task.id}"
 
 
-def _fits(res: Resources, node: ray_cluster.NodeInfo) -> bool:
+def _fits(res: Resources, node: cluster.NodeInfo) -> bool:
     if res.cpu > node.cpus + 1e-9 or res.gpu > node.gpus + 1e-9:
         return False
     return res.memory is None or res.memory <= node.memory

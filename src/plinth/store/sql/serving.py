@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVarTuple
 
-from sqlalchemy import Connection, and_, delete, false, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, Table, and_, delete, false, func, or_, select
 
 from plinth.core.entities import AlertState, Label, PredictionLog
 from plinth.core.errors import InvalidInput
 from plinth.core.ids import now_ms
+from plinth.core.validation import unstorable
 from plinth.store import schema as t
 from plinth.store.base import ServingStore
+from plinth.store.sql.base import SqlBase
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+
+Ts = TypeVarTuple("Ts")
 
 _COLUMNS = (
     "request_id",
@@ -29,13 +37,8 @@ _COLUMNS = (
 )
 
 
-class SqlServingStore(ServingStore):
-    """Serving methods of SqlStore (mixed in; relies on its `_write` and `_read`)."""
-
-    _write: Any
-    _read: Any
-    _audit: Any
-    actor: str
+class SqlServing(SqlBase, ServingStore):
+    """Serving methods of SqlStore: prediction logs, delayed labels, drift references, alert states."""
 
     def write_prediction_logs(self, logs: Sequence[PredictionLog]) -> None:
         if not logs:
@@ -174,7 +177,7 @@ class SqlServingStore(ServingStore):
                     select(lb.c.request_id, lb.c.label).where(lb.c.model == model, lb.c.request_id.in_(part))
                 )
                 old.update({r[0]: r[1] for r in found})
-            insert = _dialect_insert(conn)(lb)
+            insert = _dialect_insert(conn, lb)
             upsert = insert.on_conflict_do_update(
                 index_elements=[lb.c.model, lb.c.request_id],
                 set_={
@@ -249,7 +252,7 @@ class SqlServingStore(ServingStore):
                 select(ref.c.dataset_version_id).where(ref.c.model == model)
             ).scalar_one_or_none()
             row = {"model": model, "dataset_version_id": dataset_version_id, "set_by": self.actor}
-            insert = _dialect_insert(conn)(ref)
+            insert = _dialect_insert(conn, ref)
             conn.execute(
                 insert.on_conflict_do_update(
                     index_elements=[ref.c.model],
@@ -309,7 +312,7 @@ class SqlServingStore(ServingStore):
         }
 
         def write(conn: Connection) -> None:
-            insert = _dialect_insert(conn)(al)
+            insert = _dialect_insert(conn, al)
             conn.execute(
                 insert.on_conflict_do_update(
                     index_elements=[al.c.rule, al.c.target],
@@ -323,7 +326,9 @@ class SqlServingStore(ServingStore):
         self._write("save an alert state", write)
 
 
-def _in_window(query: Any, since_ms: int | None, until_ms: int | None, version: int | None) -> Any:
+def _in_window(
+    query: Select[*Ts], since_ms: int | None, until_ms: int | None, version: int | None
+) -> Select[*Ts]:
     """`query` narrowed to prediction logs in [since_ms, until_ms) and of one version, where given."""
     pl = t.prediction_logs
     if since_ms is not None:
@@ -335,7 +340,7 @@ def _in_window(query: Any, since_ms: int | None, until_ms: int | None, version: 
     return query
 
 
-def _raw_rows(conn: Connection, query: Any) -> list[tuple[Any, ...]]:
+def _raw_rows(conn: Connection, query: Select[Any]) -> list[tuple[Any, ...]]:
     """Run a select through the driver's cursor: plain tuples, without SQLAlchemy's row objects
     (monitoring reads logs by the million; the columns read need no type conversion)."""
     compiled = query.compile(dialect=conn.dialect)
@@ -350,19 +355,22 @@ def _raw_rows(conn: Connection, query: Any) -> list[tuple[Any, ...]]:
         cursor.close()
 
 
-def _dialect_insert(conn: Connection) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+def _dialect_insert(conn: Connection, table: Table) -> PostgresInsert | SqliteInsert:
+    """An INSERT into `table` that can upsert on this connection's database."""
+    if conn.dialect.name == "postgresql":  # imported only where used: it is slow to import
+        from sqlalchemy.dialects.postgresql import insert as postgres_insert
+
+        return postgres_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def _digest(rows: Sequence[Sequence[object]]) -> str:
     return hashlib.sha256("\n".join("|".join(map(str, r)) for r in rows).encode()).hexdigest()
 
 
-def _label_where(subject_id: str | None, before_ms: int | None) -> Any:
+def _label_where(subject_id: str | None, before_ms: int | None) -> ColumnElement[bool]:
     lb, pl = t.labels, t.prediction_logs
     if subject_id is None and before_ms is None:
         raise InvalidInput("Say whose labels to remove (a subject id) or from before when.")
@@ -373,7 +381,7 @@ def _label_where(subject_id: str | None, before_ms: int | None) -> Any:
     return or_(own, lb.c.request_id.in_(requests.scalar_subquery()))
 
 
-def _where(subject_id: str | None, before_ms: int | None) -> Any:
+def _where(subject_id: str | None, before_ms: int | None) -> ColumnElement[bool]:
     pl = t.prediction_logs
     if subject_id is None and before_ms is None:
         raise InvalidInput("Say whose logs to remove (a subject id) or from before when.")
@@ -386,10 +394,6 @@ def _where(subject_id: str | None, before_ms: int | None) -> Any:
 
 
 def _storable(text: str) -> bool:
-    """False for text no database encodes (a lone surrogate, as from an undecodable argument):
+    """False for text no database takes (a NUL, a lone surrogate as from an undecodable argument):
     nothing stored can equal it, so a lookup by it finds nothing instead of failing in the driver."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return unstorable(text) is None

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from plinth.core.errors import ConfigError, StorageNotShared
-from plinth.core.settings import Settings
+from plinth.core.settings import Settings, read_env_file
 
 log = logging.getLogger("plinth.compute")
 
@@ -64,8 +64,12 @@ def import_ray() -> ModuleType:
 
 
 def forwarded_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The driver's variables every worker gets: PLINTH_* settings and object store credentials."""
-    env = os.environ if environ is None else environ
+    """The driver's variables every worker gets: PLINTH_* settings and object store credentials.
+
+    By default the environment over the working directory's `.env`, as `Settings.from_env` reads
+    them: workers on other nodes do not see the driver's `.env`.
+    """
+    env = {**read_env_file(".env"), **os.environ} if environ is None else environ
     return {k: v for k, v in env.items() if k.startswith(FORWARDED_PREFIXES)}
 
 

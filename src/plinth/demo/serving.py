@@ -10,7 +10,8 @@ import time
 import urllib.request
 from typing import Any
 
-from plinth.cli.render import console, number, say, table
+from plinth.cli.render import console, duration, number, say, table
+from plinth.core.refs import ModelRef
 
 
 def serve_and_query(
@@ -35,7 +36,7 @@ def serve_and_query(
     thread.start()
     url = f"http://127.0.0.1:{port}"
     _wait_ready(url)
-    name = ref.split("@")[0].split("/")[0]
+    name = ModelRef.parse(ref).name
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(
@@ -58,13 +59,13 @@ def serve_and_query(
     server.should_exit = True
     thread.join(timeout=30)
     say(
-        f"Served {len(answers)} requests at {url} in {seconds:.2f}s ({len(answers) / seconds:.0f} req/s, "
-        "8 concurrent clients)"
+        f"Served {len(answers)} requests at {url} in {duration(seconds)} "
+        f"({len(answers) / seconds:.0f} req/s, 8 concurrent clients)"
     )
     _show_metrics(metrics)
     logs = plinth.tracking.context.backend().store.prediction_logs(name)
     rows_out = [
-        (log.request_id, log.version, log.route, f"{log.latency_ms:.2f}", log.subject_id, log.outputs)
+        (log.request_id, log.version, log.route, number(log.latency_ms), log.subject_id, log.outputs)
         for log in logs[-5:]
     ]
     console.print(
@@ -120,11 +121,11 @@ def _show_metrics(text: str) -> None:
     batches = values.get("plinth_batch_rows_count", 0.0)
     rows = [
         ("requests answered", number(values.get("plinth_requests_total", 0.0))),
-        ("mean server latency", f"{mean_ms:.2f} ms"),
+        ("mean server latency", number(mean_ms, "ms")),
         ("predict calls (batches)", number(batches)),
         (
             "mean rows per batch",
-            f"{values.get('plinth_batch_rows_sum', 0.0) / batches:.2f}" if batches else "-",
+            number(values.get("plinth_batch_rows_sum", 0.0) / batches) if batches else "-",
         ),
         ("prediction logs dropped", number(values.get("plinth_prediction_logs_dropped_total", 0.0))),
     ]

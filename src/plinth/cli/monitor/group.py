@@ -1,43 +1,15 @@
-"""`plinth labels` and `plinth monitor`: delayed labels, drift, performance and operations."""
+"""`plinth monitor`: drift, performance and operations of served models, their report and alerts."""
 
 from __future__ import annotations
 
 import click
 
 from plinth.cli import render
-from plinth.cli.monitor_report import monitor_report
-from plinth.cli.monitor_watch import watch as monitor_watch
+from plinth.cli.monitor.report import monitor_report
+from plinth.cli.monitor.watch import watch as monitor_watch
 from plinth.cli.render import console, number, say, table, when
 
 WINDOW_HELP = "How far back to look, e.g. 1h, 7d (default: every log)."
-JSON_HELP = "Print JSON instead of tables."
-
-
-@click.group("labels", short_help="Log delayed ground truth for served predictions.")
-def labels() -> None:
-    """Delayed labels: the true outcome of served requests, joined to them by request id."""
-
-
-@labels.command("log")
-@click.argument("model")
-@click.option(
-    "--file",
-    "path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="CSV, JSON lines or Parquet with columns request_id, label and optionally subject_id.",
-)
-def labels_log(model: str, path: str) -> None:
-    """Store the labels in --file for MODEL's served requests (a later label replaces an earlier one).
-
-    A request that predicted several rows takes a JSON list with one label per row.
-    Every row is checked first; on any bad row nothing is stored.
-    """
-    from plinth.monitoring.api import log_labels
-    from plinth.monitoring.labels import read_label_file
-
-    written = log_labels(model, read_label_file(path))
-    say(f"Stored {written} labels for {model}.")
 
 
 @click.group("monitor", short_help="Drift, performance and operations of served models.")
@@ -49,7 +21,7 @@ def monitor() -> None:
 @click.argument("model")
 @click.option("--since", default=None, help=WINDOW_HELP)
 @click.option("--version", type=int, default=None, help="Only this model version (default: all).")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@render.json_option()
 def monitor_drift(model: str, since: str | None, version: int | None, as_json: bool) -> None:
     """Per-feature drift (PSI, KS or chi-square, Jensen-Shannon) of MODEL's logged inputs and
     predictions against its training data's profile (or the reference set with plinth.set_reference)."""
@@ -92,7 +64,7 @@ def monitor_drift(model: str, since: str | None, version: int | None, as_json: b
 @click.option("--since", default=None, help=WINDOW_HELP)
 @click.option("--every", default=None, help="Also per window of this length, e.g. 1h.")
 @click.option("--version", type=int, default=None, help="Only this model version (default: all).")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@render.json_option()
 def monitor_performance(
     model: str, since: str | None, every: str | None, version: int | None, as_json: bool
 ) -> None:
@@ -128,7 +100,7 @@ def monitor_performance(
 @click.argument("model")
 @click.option("--since", default=None, help=WINDOW_HELP)
 @click.option("--every", default=None, help="Also per window of this length, e.g. 10m.")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@render.json_option()
 def monitor_ops(model: str, since: str | None, every: str | None, as_json: bool) -> None:
     """Requests, throughput, error rate, latency percentiles and batch sizes of MODEL per version."""
     from plinth.monitoring.api import operations

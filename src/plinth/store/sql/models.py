@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, RowMapping, bindparam, delete, func, insert, select, update
 
 from plinth.core import entities as e
 from plinth.core.errors import ConflictError, NotFound
@@ -14,6 +15,7 @@ from plinth.core.ids import now_ms as _now
 from plinth.core.refs import MAX_VERSION, version_text
 from plinth.store import schema as t
 from plinth.store.base import ModelRegistryStore, NewModelVersion
+from plinth.store.sql.base import SqlBase
 
 _VERSION = select(t.model_versions).where(
     t.model_versions.c.name == bindparam("name"), t.model_versions.c.version == bindparam("version")
@@ -29,13 +31,8 @@ _ALIASES = select(t.model_aliases.c.alias, t.model_aliases.c.version).where(
 )
 
 
-class SqlModelRegistry(ModelRegistryStore):
-    """Registry methods of SqlStore (mixed in; relies on its `_write`, `_read` and `_audit`)."""
-
-    _write: Any
-    _read: Any
-    _audit: Any
-    actor: str
+class SqlModelRegistry(SqlBase, ModelRegistryStore):
+    """Registry methods of SqlStore: versions numbered under a row lock, aliases, signatures."""
 
     def create_model_version(self, new: NewModelVersion) -> e.ModelVersion:
         def create(conn: Connection) -> e.ModelVersion:
@@ -262,7 +259,7 @@ def _lock_name(conn: Connection, name: str) -> None:
     conn.execute(select(rm.c.name).where(rm.c.name == name).with_for_update()).first()
 
 
-def _version_row(conn: Connection, name: str, version: int, lock: bool = False) -> Any:
+def _version_row(conn: Connection, name: str, version: int, lock: bool = False) -> Row[Any] | None:
     """The row of `name/version`, or None; a version outside what the column holds is none."""
     if not 1 <= version <= MAX_VERSION:
         return None
@@ -280,7 +277,7 @@ def _missing(conn: Connection, name: str, version: int | None) -> NotFound:
     return NotFound(f"Model {name!r} has no version{shown}; see `plinth models show {name}`.")
 
 
-def _version(row: Any, aliases: tuple[str, ...]) -> e.ModelVersion:
+def _version(row: RowMapping | Mapping[str, Any], aliases: tuple[str, ...]) -> e.ModelVersion:
     signature = row["signature"]
     return e.ModelVersion(
         id=row["id"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from plinth.cli.render import console, say, table
+from plinth.cli.render import console, number, say, table
 
 WINDOW_HELP = "How far back to look, e.g. 1h, 7d (default: every log)."
 
@@ -43,9 +43,9 @@ def monitor_report(
         ("reference", found.reference or "none"),
         ("requests", f"{ops.requests:,}"),
         ("drifted features", "unknown (no reference)" if drifted is None else ", ".join(drifted) or "none"),
-        (headline, "no labels yet" if value is None else f"{value:.4g}"),
+        (headline, "no labels yet" if value is None else number(value)),
         ("label coverage", f"{perf.overall.coverage:.1%}"),
-        ("p99 latency", "-" if ops.latency_p99_ms is None else f"{ops.latency_p99_ms:.1f} ms"),
+        ("p99 latency", "-" if ops.latency_p99_ms is None else number(ops.latency_p99_ms, "ms")),
         ("error rate", f"{ops.error_rate:.2%}"),
     ]
     console.print(table(f"Monitoring report of {model}", ["", "value"], rows))

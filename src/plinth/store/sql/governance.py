@@ -1,4 +1,4 @@
-"""SqlStore's governance methods: checking the keyed audit chain, and scrubbing after erasures."""
+"""SqlStore's governance methods: the audit log (recorded, read, checked), and scrubbing after erasures."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import os
 import sqlite3
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, PoolProxiedConnection, Row, select
 
-from plinth.core.audit import AuditCheck, AuditHead
-from plinth.store.audit import AuditChain
+from plinth.core import entities as e
+from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
+from plinth.store import schema as t
 from plinth.store.engine import retrying
+from plinth.store.sql.base import SqlBase
 
 CHECKPOINT_TRIES = 10
 """Tries at truncating SQLite's write-ahead log, each waiting up to `CHECKPOINT_WAIT_MS` for readers."""
@@ -27,23 +29,64 @@ SQLITE_SCRUBBED = (
 )
 
 
-class SqlGovernanceStore:
-    """Governance methods of SqlStore (mixed in; relies on its engine, `_chain` and `_write`)."""
+class SqlGovernance(SqlBase):
+    """Governance methods of SqlStore: audit events and their chain, and scrubbing."""
 
-    engine: Engine
-    _sqlite: bool
-    _chain: AuditChain
-    _write: Any
+    def record_audit(
+        self, action: str, entity_type: str, entity_id: str, before: str | None, after: str | None
+    ) -> None:
+        self._write(
+            "record an audit event",
+            lambda conn: self._audit(conn, action, entity_type, entity_id, before=before, after=after),
+        )
+
+    def audit_events(
+        self,
+        *,
+        entity_id: str | None = None,
+        actor: str | None = None,
+        since_ms: int | None = None,
+        limit: int | None = None,
+    ) -> list[e.AuditEvent]:
+        def fetch(conn: Connection) -> list[e.AuditEvent]:
+            ae = t.audit_events
+            query = select(ae).order_by(ae.c.seq)
+            if entity_id is not None:
+                query = query.where(ae.c.entity_id == entity_id)
+            if actor is not None:
+                query = query.where(ae.c.actor == actor)
+            if since_ms is not None:
+                query = query.where(ae.c.time_ms >= since_ms)
+            if limit is not None:
+                query = query.limit(limit)
+            return [
+                e.AuditEvent(
+                    r.seq,
+                    r.time_ms,
+                    r.actor,
+                    r.action,
+                    r.entity_type,
+                    r.entity_id,
+                    r.before,
+                    r.after,
+                    r.prev_hash,
+                    r.hash,
+                )
+                for r in conn.execute(query)
+            ]
+
+        return self._read("read the audit log", fetch)
 
     def verify_audit(self, anchor: AuditHead | None = None) -> AuditCheck:
         rows, head = self._read_chain()
-        if self._chain.needs_seal(rows, head):
-            self._write("key the audit log", self._chain.seal)
-            rows, head = self._read_chain()
         return self._chain.check(rows, head, anchor)
 
-    def _read_chain(self) -> tuple[list[Any], Any]:
-        def attempt() -> tuple[list[Any], Any]:
+    def adopt_audit(self) -> AuditAdoption:
+        event = self._event("audit.adopt", "audit_log", "")
+        return self._write("adopt the audit log", lambda conn: self._chain.adopt(conn, event))
+
+    def _read_chain(self) -> tuple[list[Row[Any]], Row[Any] | None]:
+        def attempt() -> tuple[list[Row[Any]], Row[Any] | None]:
             with self.engine.connect() as conn:
                 if not self._sqlite:  # events and head from one snapshot, as appenders left them
                     conn.execution_options(isolation_level="REPEATABLE READ")
@@ -71,7 +114,7 @@ class SqlGovernanceStore:
         )
 
 
-def _truncate_wal(raw: Any) -> str | None:
+def _truncate_wal(raw: PoolProxiedConnection) -> str | None:
     """Checkpoint the write-ahead log into the database and truncate it to nothing; None when done,
     else why not. The usual busy wait is shortened so a reader holding the log delays an erasure
     by seconds, not minutes."""

@@ -1,0 +1,195 @@
+"""`SqlBase`: what every part of `SqlStore` stands on.
+
+The engine, typed read and write helpers, `batch()`, the audit chain, and the caches of run keys,
+metric key ids, experiments and environments with their undo when a transaction rolls back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, select
+
+from plinth.core import entities as e
+from plinth.core.errors import NotFound, RunNotActive
+from plinth.core.ids import now_ms
+from plinth.store import schema as t
+from plinth.store.audit import AuditChain
+from plinth.store.engine import is_sqlite, make_engine, retrying, writing
+from plinth.store.migrate import upgrade
+
+T = TypeVar("T")
+
+
+def mapping_digest(values: Mapping[str, Any]) -> str:
+    """'N keys sha256:…' over the canonical JSON of a mapping: what an audit event records of it."""
+    body = json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
+    return f"{len(values)} keys sha256:{hashlib.sha256(body.encode()).hexdigest()}"
+
+
+class SqlBase:
+    """The engine, transactions, audit appends and lookup caches of `SqlStore`.
+
+    Args:
+        url: SQLAlchemy URL, e.g. `sqlite:///.plinth/plinth.db` or
+            `postgresql+psycopg://postgres@127.0.0.1:5432/plinth`.
+        actor: who mutations are recorded as in the audit log.
+        audit_key: the store's audit key, which keys the audit chain; None leaves it unkeyed.
+    """
+
+    def __init__(self, url: str, *, actor: str = "unknown", audit_key: str | None = None) -> None:
+        self.url = url
+        self.actor = actor
+        self._chain = AuditChain(audit_key)
+        self.engine = make_engine(url)
+        self._sqlite = is_sqlite(self.engine)
+        self._placeholder = "?" if self._sqlite else "%s"
+        self._run_keys: dict[str, int] = {}
+        self._key_ids: dict[str, int] = {}
+        self._experiments: dict[str, e.Experiment] = {}
+        self._known_envs: set[str] = set()
+        self._lock = threading.Lock()
+        self._batch = threading.local()
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        """Dispose of pooled connections."""
+        self.engine.dispose()
+
+    # transactions ----------------------------------------------------------------------------
+    def _write(self, what: str, fn: Callable[[Connection], T]) -> T:
+        """`fn` in a write transaction (the open `batch()`'s, if any), retried while locked."""
+        shared: Connection | None = getattr(self._batch, "conn", None)
+        if shared is not None:  # inside `batch()`: join its transaction
+            return fn(shared)
+
+        def attempt() -> T:
+            with self._transaction() as conn:
+                return fn(conn)
+
+        return retrying(attempt, what)
+
+    def _read(self, what: str, fn: Callable[[Connection], T]) -> T:
+        """`fn` on a fresh connection, retried while the database is locked."""
+
+        def attempt() -> T:
+            with self.engine.connect() as conn:
+                return fn(conn)
+
+        return retrying(attempt, what)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make every write of this thread inside the block one transaction (one commit)."""
+        if getattr(self._batch, "conn", None) is not None:
+            yield
+            return
+        with self._transaction() as conn:
+            self._batch.conn = conn
+            try:
+                yield
+            finally:
+                self._batch.conn = None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction; the cache entries added while it is open go if it rolls back.
+
+        The caches of run keys, metric key ids, experiments and environments hold rows this
+        transaction may have created; kept after a rollback, they would name rows that do not exist.
+        """
+        outer = getattr(self._batch, "undo", None)
+        undo: list[Callable[[], object]] = []
+        self._batch.undo = undo
+        try:
+            with writing(self.engine) as conn:
+                yield conn
+        except BaseException:
+            for forget in undo:
+                forget()
+            raise
+        finally:
+            self._batch.undo = outer
+
+    def _remember(self, forget: Callable[[], object]) -> None:
+        """Note how to drop a cache entry, should this thread's open write transaction roll back."""
+        undo: list[Callable[[], object]] | None = getattr(self._batch, "undo", None)
+        if undo is not None:
+            undo.append(forget)
+
+    # audit -----------------------------------------------------------------------------------
+    def _audit(
+        self,
+        conn: Connection,
+        action: str,
+        kind: str,
+        entity_id: str,
+        *,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> None:
+        self._chain.append(conn, [self._event(action, kind, entity_id, before=before, after=after)])
+
+    def _event(
+        self, action: str, kind: str, entity_id: str, *, before: str | None = None, after: str | None = None
+    ) -> dict[str, object]:
+        return {
+            "time_ms": now_ms(),
+            "actor": self.actor,
+            "action": action,
+            "entity_type": kind,
+            "entity_id": entity_id,
+            "before": before,
+            "after": after,
+        }
+
+    def _insert_ignore(
+        self, conn: Connection, table: str, cols: Sequence[str], rows: list[tuple[Any, ...]]
+    ) -> None:
+        marks = ", ".join([self._placeholder] * len(cols))
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        conn.exec_driver_sql(sql, rows if len(rows) > 1 else rows[0])
+
+    # cached lookups --------------------------------------------------------------------------
+    def _run_key(self, conn: Connection, run_id: str) -> int:
+        key = self._run_keys.get(run_id)
+        if key is None:
+            key = conn.execute(select(t.runs.c.key).where(t.runs.c.id == run_id)).scalar()
+            if key is None:
+                raise NotFound(f"No run with id {run_id!r}; list runs with `plinth runs list`.")
+            self._run_keys[run_id] = key
+            self._remember(functools.partial(self._run_keys.pop, run_id, None))
+        return key
+
+    def _key_id(self, conn: Connection | None, name: str, create: bool) -> int:
+        kid = self._key_ids.get(name)
+        if kid is not None:
+            return kid
+        if conn is None:
+            return self._read("look up a metric", lambda c: self._key_id(c, name, create))
+        kid = conn.execute(select(t.metric_keys.c.id).where(t.metric_keys.c.name == name)).scalar()
+        if kid is None and create:
+            conn.exec_driver_sql(
+                f"INSERT INTO metric_keys (name) VALUES ({self._placeholder}) ON CONFLICT (name) DO NOTHING",
+                (name,),
+            )
+            kid = conn.execute(select(t.metric_keys.c.id).where(t.metric_keys.c.name == name)).scalar()
+        if kid is None:
+            return -1
+        self._key_ids[name] = kid
+        self._remember(functools.partial(self._key_ids.pop, name, None))
+        return kid
+
+    def _require_running(self, conn: Connection, run_id: str) -> int:
+        row = conn.execute(select(t.runs.c.key, t.runs.c.status).where(t.runs.c.id == run_id)).first()
+        if row is None:
+            raise NotFound(f"No run with id {run_id!r}; list runs with `plinth runs list`.")
+        if row.status != "RUNNING":
+            raise RunNotActive(f"Run {run_id} has ended ({row.status}); start a new run to log more.")
+        return int(row.key)

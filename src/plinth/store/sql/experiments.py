@@ -1,0 +1,55 @@
+"""Experiments, as a part of `SqlStore`."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from sqlalchemy import Connection, bindparam, insert, select
+
+from plinth.core import entities as e
+from plinth.core.errors import NotFound
+from plinth.core.ids import new_id, now_ms
+from plinth.store import schema as t
+from plinth.store.sql.base import SqlBase
+
+_EXPERIMENT = select(t.experiments).where(
+    (t.experiments.c.name == bindparam("name")) | (t.experiments.c.id == bindparam("name"))
+)
+_INSERT_EXPERIMENT = insert(t.experiments)
+
+
+class SqlExperiments(SqlBase):
+    """Experiment methods of SqlStore; `_experiment` is the cached lookup runs use too."""
+
+    def get_or_create_experiment(self, name: str) -> e.Experiment:
+        return self._write("create an experiment", lambda c: self._experiment(c, name, True))
+
+    def get_experiment(self, name_or_id: str) -> e.Experiment:
+        return self._read("read an experiment", lambda c: self._experiment(c, name_or_id, False))
+
+    def list_experiments(self) -> list[e.Experiment]:
+        def fetch(conn: Connection) -> list[e.Experiment]:
+            rows = conn.execute(select(t.experiments).order_by(t.experiments.c.created_ms))
+            return [e.Experiment(r.id, r.name, r.created_ms, json.loads(r.tags)) for r in rows]
+
+        return self._read("list experiments", fetch)
+
+    def _experiment(self, conn: Connection, name: str, create: bool) -> e.Experiment:
+        cached = self._experiments.get(name)
+        if cached is not None:
+            return cached
+        row = conn.execute(_EXPERIMENT, {"name": name}).first()
+        if row is None and create:
+            exp_id, created = new_id(), now_ms()
+            conn.execute(
+                _INSERT_EXPERIMENT, {"id": exp_id, "name": name, "created_ms": created, "tags": "{}"}
+            )
+            self._audit(conn, "experiment.create", "experiment", exp_id, after=name)
+            return e.Experiment(exp_id, name, created, {})
+        if row is None:
+            raise NotFound(f"No experiment named {name!r}; list them with `plinth experiments list`.")
+        found = e.Experiment(row.id, row.name, row.created_ms, json.loads(row.tags))
+        self._experiments[name] = found
+        self._remember(functools.partial(self._experiments.pop, name, None))
+        return found

@@ -1,0 +1,161 @@
+"""Metric points and latest values, as a part of `SqlStore`."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import DataError, DBAPIError, ProgrammingError
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+
+from plinth.core.errors import InvalidInput, StoreError
+from plinth.core.ids import now_ms
+from plinth.store import schema as t
+from plinth.store.base import PointRow
+from plinth.store.sql.base import SqlBase
+
+HISTORY_DTYPE = np.dtype([("step", "i8"), ("timestamp_ms", "i8"), ("value", "f8")])
+
+_LATEST_UPSERT = (
+    "INSERT INTO latest_metrics (run_key, key_id, step, seq, ts_ms, value) VALUES ({p}) "
+    "ON CONFLICT (run_key, key_id) DO UPDATE SET step = excluded.step, seq = excluded.seq, "
+    "ts_ms = excluded.ts_ms, value = excluded.value WHERE excluded.step > latest_metrics.step "
+    "OR (excluded.step = latest_metrics.step AND excluded.seq > latest_metrics.seq)"
+)
+
+_REFUSED_DATA = (SqlIntegrityError, DataError, ProgrammingError)
+"""Database errors about the values written, not about the database: retrying cannot help."""
+
+
+MetricRow = tuple[int, int, int, int, int, float]
+"""run_key, key_id, step, seq, ts_ms, value: a row of `metrics` and of `latest_metrics`."""
+
+
+def _nan_as_null(row: MetricRow) -> tuple[int, int, int, int, int, None]:
+    """The row with its last item, a NaN metric value, as NULL: NULL stands for NaN in every store."""
+    return (*row[:-1], None)
+
+
+class SqlMetrics(SqlBase):
+    """Metric methods of SqlStore: points appended through the driver, latest values upserted."""
+
+    def write_metrics(self, points: Sequence[PointRow]) -> None:
+        """Append metric points; NaN is stored as NULL, ±inf as is.
+
+        Raises:
+            InvalidInput: the database refused the points themselves (a value it cannot store).
+            StoreError: the database failed or stayed locked; the points may be written again.
+        """
+        if not points:
+            return
+
+        def write(conn: Connection) -> None:
+            self._write_points(conn, points)
+
+        try:
+            self._write("write metrics", write)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, _REFUSED_DATA):
+                raise InvalidInput(f"The metadata store refused metric points: {exc.__cause__.orig}") from exc
+            raise
+
+    def _audit_points(
+        self,
+        conn: Connection,
+        points: Sequence[PointRow],
+        run_keys: Mapping[str, int],
+        latest: Mapping[tuple[int, int], MetricRow],
+    ) -> None:
+        """One audit event per run per write: how many points, and a digest of the latest value
+        per key they leave (the state a write changes; the points themselves are never updated)."""
+        counts = (
+            {next(iter(run_keys)): len(points)}
+            if len(run_keys) == 1
+            else collections.Counter(p[0] for p in points)
+        )
+        by_run: dict[int, list[tuple[int, int, int, int, float]]] = {}
+        for (run, _key), row in latest.items():
+            by_run.setdefault(run, []).append(row[1:])
+        stamp = now_ms()
+        events = []
+        for run_id in sorted(counts):
+            state = sorted(by_run.get(run_keys[run_id], []))
+            digest = hashlib.sha256(repr(state).encode()).hexdigest()
+            events.append(
+                {
+                    "time_ms": stamp,
+                    "actor": self.actor,
+                    "action": "run.metrics.log",
+                    "entity_type": "run",
+                    "entity_id": run_id,
+                    "before": None,
+                    "after": f"{counts[run_id]} points, latest sha256:{digest}",
+                }
+            )
+        self._chain.append(conn, events)
+
+    def _write_points(self, conn: Connection, points: Sequence[PointRow]) -> None:
+        """Append the points, move the latest values, and audit the write (one transaction)."""
+        run_keys = {rid: self._run_key(conn, rid) for rid in {p[0] for p in points}}
+        key_ids = {name: self._key_id(conn, name, True) for name in {p[1] for p in points}}
+        rows = [(run_keys[r], key_ids[k], s, q, ts, v) for r, k, s, q, ts, v in points]
+        latest: dict[tuple[int, int], MetricRow] = {}
+        for row in rows:
+            seen = latest.get(row[:2])
+            if seen is None or (row[2], row[3]) > (seen[2], seen[3]):
+                latest[row[:2]] = row
+        dbapi = conn.dialect.loaded_dbapi
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if self._sqlite:  # SQLite stores a NaN it is given as NULL
+                cursor.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
+                cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), list(latest.values()))
+            else:
+                copy_sql = "COPY metrics (run_key, key_id, step, seq, ts_ms, value) FROM STDIN"
+                with cursor.copy(copy_sql) as copy:
+                    for row in rows:
+                        copy.write_row(row if row[5] == row[5] else _nan_as_null(row))
+                upsert = _LATEST_UPSERT.format(p="%s, %s, %s, %s, %s, %s")
+                cursor.executemany(upsert, [r if r[5] == r[5] else _nan_as_null(r) for r in latest.values()])
+        except dbapi.Error as exc:  # as SQLAlchemy's, so `retrying` tells a lock from bad data
+            lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+            raise DBAPIError.instance(
+                None, None, exc, dbapi.Error, connection_invalidated=lost, dialect=conn.dialect
+            ) from exc
+        finally:
+            cursor.close()
+        self._audit_points(conn, points, run_keys, latest)
+
+    def metric_history(self, run_id: str, key: str) -> np.ndarray:
+        def fetch(conn: Connection) -> np.ndarray:
+            run_key = self._run_key(conn, run_id)
+            key_id = self._key_id(conn, key, False)
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                p = self._placeholder
+                cursor.execute(
+                    f"SELECT step, ts_ms, value FROM metrics WHERE run_key = {p} AND key_id = {p} "
+                    "ORDER BY step, seq",
+                    (run_key, key_id),
+                )
+                return np.fromiter(cursor, dtype=HISTORY_DTYPE)
+            finally:
+                cursor.close()
+
+        return self._read("read a metric history", fetch)
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        def fetch(conn: Connection) -> list[str]:
+            run_key = self._run_key(conn, run_id)
+            rows = conn.execute(
+                select(t.metric_keys.c.name)
+                .join(t.latest_metrics, t.latest_metrics.c.key_id == t.metric_keys.c.id)
+                .where(t.latest_metrics.c.run_key == run_key)
+                .order_by(t.metric_keys.c.name)
+            )
+            return [r[0] for r in rows]
+
+        return self._read("list metrics", fetch)
