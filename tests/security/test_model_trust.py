@@ -42,6 +42,7 @@ from plinth.core.errors import (
 )
 from plinth.core.refs import MAX_VERSION
 from plinth.core.settings import Settings
+from plinth.registry import package
 from plinth.registry.models import sign_versions
 from plinth.serving.app import create_app
 from plinth.serving.options import ServeOptions
@@ -505,10 +506,18 @@ def test_a_cached_pickle_rewritten_in_place_is_never_unpickled(
     cached = Path(tracking.settings.home) / "cache" / "models" / mv.digest / "model.pkl"
     _rewrite_in_place(cached, EVIL)
     real_loads = pickle.loads
-    monkeypatch.setattr("pickle.loads", lambda *a, **k: pytest.fail("the rewritten copy was unpickled"))
+
+    def loads(data: bytes, *args: object, **kwargs: object) -> object:
+        if bytes(data[: len(EVIL)]) == EVIL[: len(data)]:
+            pytest.fail("the rewritten copy was unpickled")
+        return real_loads(data, *args, **kwargs)
+
+    monkeypatch.setattr("pickle.loads", loads)
+    warm = plinth.load_model("c")  # this process unpickles the bytes it verified, not the file
+    assert warm.predict(x[:5]).tolist() == clf.predict(x[:5]).tolist()
+    package.VERIFIED.clear()  # as a new process would start
     with pytest.raises(IntegrityError, match="was modified"):
         plinth.load_model("c")
-    monkeypatch.setattr("pickle.loads", real_loads)
     assert plinth.load_model("c").version == 1  # a verified copy is fetched again
 
 

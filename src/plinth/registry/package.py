@@ -14,12 +14,14 @@ holder of a signing key.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -32,6 +34,51 @@ from plinth.tracking.artifacts import folder_files
 MANIFEST = "plinth-model.json"
 FORMAT = 1
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+class VerifiedBytes:
+    """Bytes this process has hashed, by sha256, kept in memory up to `limit` bytes (least recently
+    used first out).
+
+    A `bytes` object cannot change once hashed, unlike the cached file it was read from, so a
+    warm load deserializes exactly what was verified without reading or hashing it again.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget everything kept."""
+        with self._lock:
+            self._items.clear()
+            self._size = 0
+
+    def get(self, digest: str) -> bytes | None:
+        """The bytes whose sha256 is `digest`, if this process verified them and kept them."""
+        with self._lock:
+            data = self._items.get(digest)
+            if data is not None:
+                self._items.move_to_end(digest)
+            return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        """Keep `data`, already checked to hash to `digest`, unless it alone exceeds the limit."""
+        if len(data) > self.limit:
+            return
+        with self._lock:
+            if digest in self._items:
+                return
+            self._items[digest] = data
+            self._size += len(data)
+            while self._size > self.limit:
+                _, dropped = self._items.popitem(last=False)
+                self._size -= len(dropped)
+
+
+VERIFIED = VerifiedBytes(64 * 2**20)
 
 
 @dataclass(frozen=True)
@@ -78,7 +125,11 @@ class Package:
             IntegrityError: the file is missing or its bytes differ from the manifest's
                 (the cached copy is removed, so the next load fetches a verified one).
         """
-        expected, path = self._expected(rel), self.local_path(rel)
+        expected = self._expected(rel)
+        data = VERIFIED.get(expected)
+        if data is not None:
+            return data
+        path = self.local_path(rel)
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
@@ -86,6 +137,7 @@ class Package:
             self._refuse(rel)
         if hashlib.sha256(data).hexdigest() != expected:
             self._refuse(rel)
+        VERIFIED.put(expected, data)
         return data
 
     def path(self, rel: str) -> str:
