@@ -173,12 +173,15 @@ def _pid_namespace_wrapper() -> list[str] | None:
     return wrap if tried.returncode == 0 else None
 
 
+UNSHARE = _pid_namespace_wrapper()
+
+
+@pytest.mark.skipif(UNSHARE is None, reason="unshare cannot make a PID namespace on this machine")
 def test_a_live_driver_in_another_pid_namespace_is_not_judged_from_here(
     tracking: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    wrap = _pid_namespace_wrapper()
-    if wrap is None:
-        pytest.skip("unshare cannot make a PID namespace here; a rewritten namespace stands in below")
+    wrap = UNSHARE
+    assert wrap is not None
     monkeypatch.syspath_prepend(str(RESOURCES))
     driver = Driver(tracking, tmp_path, wrap)
     try:

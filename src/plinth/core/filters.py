@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NoReturn, TypeAlias, TypeVar, cast
 
 from plinth.core.errors import InvalidInput
+from plinth.core.validation import UNSTORABLE
 
 __all__ = [
     "ATTRIBUTES",
@@ -111,7 +112,6 @@ MAX_NESTING = 24
 """Levels of and/or/not inside one another; SQLite's parser overflows past about 30."""
 _MAX_INT_DIGITS = 18  # an int64 holds every 18-digit integer
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")  # what no database can bind as text
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -183,7 +183,7 @@ class FilterSyntaxError(InvalidInput):
         """
         self.reason, self.text, self.position, self.what = reason, text, position, what
         # a NUL or a lone surrogate cannot be shown (or encoded): '?' keeps the caret aligned
-        flat = _UNSTORABLE.sub("?", re.sub(r"\s", " ", text))
+        flat = UNSTORABLE.sub("?", re.sub(r"\s", " ", text))
         start = max(0, position - 60) if len(flat) > 100 else 0
         shown = reason.encode("utf-8", "backslashreplace").decode()
         super().__init__(
@@ -402,7 +402,7 @@ class _Parser:
         self.text, self.what, self.offset, self.depth = text, what, 0, 0
         self.ahead: _Token | None = None
         self.comparisons = self.values = 0
-        if bad := _UNSTORABLE.search(text):
+        if bad := UNSTORABLE.search(text):
             reason = (
                 "'\\x00' is a NUL character, which no stored name or value holds; remove it"
                 if bad.group() == "\x00"

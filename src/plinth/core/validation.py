@@ -25,7 +25,8 @@ MAX_INT64 = 2**63 - 1  # the largest step or timestamp a store holds
 _NOT_IN_KEYS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _NOT_IN_VALUES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")  # no database binds these as text
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+"""What no database binds as text: a NUL, a lone surrogate."""
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -175,14 +176,14 @@ def storable(text: str | None) -> str | None:
     file name decoded with errors='surrogateescape', or a NUL in a message, must not stop a
     failed run from being ended (PostgreSQL holds no NUL in text, and no store a surrogate).
     """
-    if text is None or not _UNSTORABLE.search(text):
+    if text is None or not UNSTORABLE.search(text):
         return text
-    return _UNSTORABLE.sub(lambda m: ascii(m.group())[1:-1], text)
+    return UNSTORABLE.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 def unstorable(text: str) -> str | None:
     """What in `text` no database can take as text (a NUL, a lone surrogate), or None."""
-    found = _UNSTORABLE.search(text)
+    found = UNSTORABLE.search(text)
     if found is None:
         return None
     if found.group() == "\x00":

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from plinth.core.entities import PredictionLog
 from plinth.core.errors import PlinthWarning, StoreError
 from plinth.store.base import Store
+from plinth.store.isolate import write_isolating
 
 log = logging.getLogger("plinth.serving")
 MAX_BATCH = 50_000
@@ -125,33 +126,27 @@ class PredictionLogger:
             log.warning("the store takes prediction logs again")
 
     def _write(self, batch: list[PredictionLog]) -> list[PredictionLog]:
-        """Write `batch`; returns the logs to retry later (the store was unreachable)."""
-        try:
-            self.store.write_prediction_logs(batch)
-        except StoreError as exc:  # unreachable or locked: everything waits for the next pass
-            self._failed(exc)
-            if not self.unreachable:
-                self.unreachable = True
-                log.error("the store is not taking prediction logs (they wait and are retried): %s", exc)
-                self._warning = self._warning or f"the store is not taking prediction logs: {exc}"
-            return batch
-        except Exception as exc:  # some log is one the store cannot hold: find it, write the others
-            self._failed(exc)
-            if len(batch) == 1:
-                self._refuse(batch[0], exc)
-                return []
-            middle = len(batch) // 2
-            return self._write(batch[:middle]) + self._write(batch[middle:])
-        self.written += len(batch)
-        return []
+        """Write `batch`, leaving out each log the store refuses on its own; returns the logs to
+        retry later (the store was unreachable)."""
+        before = self.refused
+        rest, error = write_isolating(self.store.write_prediction_logs, batch, self._refuse, self._failed)
+        if error is not None and not isinstance(error, StoreError):
+            self._queue.extendleft(reversed(rest))  # interrupted: nothing is lost, close() writes it
+            raise error
+        self.written += len(batch) - len(rest) - (self.refused - before)
+        if isinstance(error, StoreError) and not self.unreachable:
+            self.unreachable = True  # unreachable or locked: everything waits for the next pass
+            log.error("the store is not taking prediction logs (they wait and are retried): %s", error)
+            self._warning = self._warning or f"the store is not taking prediction logs: {error}"
+        return rest
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: BaseException) -> None:
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"[:500]
         if self.on_failure is not None:
             self.on_failure()
 
-    def _refuse(self, entry: PredictionLog, exc: Exception) -> None:
+    def _refuse(self, entry: PredictionLog, exc: BaseException) -> None:
         self.refused += 1
         self._lost(1)
         text = f"the store refused the prediction log of request {entry.request_id!r:.140}: {self.last_error}"

@@ -18,8 +18,9 @@ import threading
 import warnings
 from collections.abc import Iterable
 
-from plinth.core.errors import PlinthWarning, StoreError
+from plinth.core.errors import PlinthWarning
 from plinth.store.base import PointRow, Store
+from plinth.store.isolate import write_isolating
 
 MAX_BATCH = 200_000
 _REASON_CHARS = 200
@@ -84,26 +85,15 @@ class MetricWriter:
                 self._write([queue.popleft() for _ in range(n)])
 
     def _write(self, batch: list[PointRow]) -> None:
-        """Write `batch`, halving the parts the store refuses until each bad point is dropped alone.
+        """Write `batch`; each point the store refuses on its own is dropped alone.
 
         Raises:
             StoreError: the store itself failed; every unwritten point is back at the queue's head.
         """
-        pending = [batch]
-        while pending:
-            chunk = pending.pop()
-            try:
-                self.store.write_metrics(chunk)
-            except (StoreError, KeyboardInterrupt, SystemExit):
-                rest = chunk + [row for part in reversed(pending) for row in part]
-                self._queue.extendleft(reversed(rest))
-                raise
-            except BaseException as exc:
-                if len(chunk) == 1:
-                    self._drop(chunk[0], exc)
-                else:
-                    half = len(chunk) // 2
-                    pending += [chunk[half:], chunk[:half]]
+        rest, error = write_isolating(self.store.write_metrics, batch, self._drop)
+        if error is not None:
+            self._queue.extendleft(reversed(rest))
+            raise error
 
     def _drop(self, row: PointRow, exc: BaseException) -> None:
         reason = _reason(exc)
