@@ -4,7 +4,8 @@ Usage: python _mlflow_side.py --workdir DIR [--quick]
 
 Uses a SQLite tracking store in DIR and prints one JSON line of results on stdout
 (progress goes to stderr). The workload mirrors `_plinth_side.py`; MLflow is slow enough
-that rows 1-3 run a smaller count and report the measured rate.
+that rows 1-3 run a smaller count and report the measured rate. Each search figure is measured
+on a fresh store of its own (a database under DIR); the 100,000-run rows are plinth's only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import statistics
 import sys
 import time
 import warnings
+from typing import Any
 
 # Keep MLflow quiet and offline before it is imported.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -33,6 +35,7 @@ FULL = {
     "batch_points": 100_000,  # nominal 1,000,000; rate extrapolated
     "runs_n": 200,  # nominal 1,000; rate extrapolated
     "search_runs": 5_000,
+    "search2k_runs": 2_000,
     "search_reps": 20,
     "history_points": 100_000,
     "history_reps": 5,
@@ -73,43 +76,33 @@ def search_rows(n: int) -> list[tuple[dict[str, str], dict[str, float]]]:
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    sizes = _sizes(args.quick)
+FILTER = "metrics.m0 > 0.5 and params.p1 = '3'"
+ORDER_BY = ["metrics.m2 DESC"]
 
-    workdir = os.path.abspath(args.workdir)
-    os.makedirs(workdir, exist_ok=True)
-    os.chdir(workdir)
-    warnings.filterwarnings("ignore")
 
+def open_store(workdir: str, name: str) -> tuple[Any, str]:
+    """A client of a fresh SQLite store `name` under `workdir` (made the tracking URI), and its URI."""
     import mlflow
-    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    t = time.perf_counter()
-    uri = f"sqlite:///{os.path.join(workdir, 'mlflow.db')}"
+    folder = os.path.join(workdir, name)
+    os.makedirs(folder, exist_ok=True)
+    uri = f"sqlite:///{os.path.join(folder, 'mlflow.db')}"
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(tracking_uri=uri)
-    artifacts = "file://" + os.path.join(workdir, "artifacts")
+    return MlflowClient(tracking_uri=uri), "file://" + os.path.join(folder, "artifacts")
 
-    def experiment(name: str) -> str:
-        return client.create_experiment(name, artifact_location=f"{artifacts}/{name}")
 
-    bench_exp = experiment("bench")  # creates the schema (alembic), not timed
+def measure_logging(workdir: str, sizes: dict[str, int], quick: bool) -> dict[str, object]:
+    """Rows 1-3 and 5: logging metrics and runs, and reading a metric's history, in one store."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    t = time.perf_counter()
+    client, artifacts = open_store(workdir, "logging")
+    bench_exp = client.create_experiment("bench", artifact_location=f"{artifacts}/bench")  # schema: not timed
     mlflow.set_experiment(experiment_id=bench_exp)
-    _progress(f"mlflow {mlflow.__version__}: {uri} created in {time.perf_counter() - t:.1f}s")
-    out: dict[str, object] = {
-        "side": "mlflow",
-        "version": mlflow.__version__,
-        "python": platform.python_version(),
-        "quick": args.quick,
-        "batch_chunk": CHUNK,
-    }
+    _progress(f"mlflow {mlflow.__version__}: store created in {time.perf_counter() - t:.1f}s")
+    out: dict[str, object] = {"batch_chunk": CHUNK}
 
     # 1. log_metric calls in one run (each call is synchronous: durable when it returns).
     n = sizes["log_metric_n"]
@@ -126,7 +119,7 @@ def main() -> None:
     out["log_metric_calls_per_s"] = rate
     out["log_metric_loop_s"] = loop_s
     out["log_metric_durable_s"] = loop_s
-    scale = NOMINAL_LOG_METRIC_N // (10 if args.quick else 1)
+    scale = NOMINAL_LOG_METRIC_N // (10 if quick else 1)
     out["log_metric_nominal_n"] = scale
     out["log_metric_durable_nominal_s"] = scale / rate  # extrapolated: durable = loop
 
@@ -158,47 +151,6 @@ def main() -> None:
     out["runs_n"] = n
     out["runs_per_s"] = n / dt
 
-    # 4. search over N runs (setup via create_run + log_batch, not timed).
-    n = sizes["search_runs"]
-    _progress(f"4. creating {n} runs for search (setup, not timed)")
-    search_exp = experiment("bench-search")
-    t0 = time.perf_counter()
-    for params, metrics in search_rows(n):
-        r = client.create_run(search_exp)
-        ts = int(time.time() * 1000)
-        client.log_batch(
-            r.info.run_id,
-            metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()],
-            params=[Param(k, v) for k, v in params.items()],
-        )
-    out["search_setup_s"] = time.perf_counter() - t0
-    filter_string = "metrics.m0 > 0.5 and params.p1 = '3'"
-    order_by = ["metrics.m2 DESC"]
-
-    def search(limit: int = 10) -> list:
-        return mlflow.search_runs(
-            experiment_ids=[search_exp],
-            filter_string=filter_string,
-            order_by=order_by,
-            max_results=limit,
-            output_format="list",
-        )
-
-    out["search_matches"] = len(search(limit=50_000))
-    reps = sizes["search_reps"]
-    _progress(f"   search x {reps} ({out['search_matches']} of {n} runs match)")
-    first = search()  # warm-up, not timed
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        res = search()
-        times.append(time.perf_counter() - t0)
-    out["search_returned"] = len(res)
-    out["search_top_m2"] = [round(r.data.metrics["m2"], 6) for r in first]
-    out["search_median_ms"] = statistics.median(times) * 1e3
-    out["search_n_runs"] = n
-    out["search_reps"] = reps
-
     # 5. metric history of a long metric (logged via log_batch, not timed).
     n = sizes["history_points"]
     _progress(f"5. metric_history of {n} points")
@@ -219,7 +171,97 @@ def main() -> None:
     out["history_returned"] = len(hist)
     out["history_median_ms"] = statistics.median(times) * 1e3
     out["history_reps"] = reps
+    return out
 
+
+def fill_search_store(workdir: str, name: str, n: int) -> tuple[str, float]:
+    """A fresh store holding the search corpus of `n` runs: its experiment id, and seconds to fill it."""
+    from mlflow.entities import Metric, Param
+
+    client, artifacts = open_store(workdir, name)
+    exp = client.create_experiment("bench-search", artifact_location=f"{artifacts}/bench-search")
+    _progress(f"   creating {n:,} runs in a fresh store (setup, not timed)")
+    t0 = time.perf_counter()
+    for params, metrics in search_rows(n):
+        r = client.create_run(exp)
+        ts = int(time.time() * 1000)
+        client.log_batch(
+            r.info.run_id,
+            metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in params.items()],
+        )
+    return exp, time.perf_counter() - t0
+
+
+def time_search(exp: str, reps: int, limit: int) -> tuple[float, list[Any], int]:
+    """Median milliseconds of `reps` filtered, ordered searches; the warm-up's answer; how many match."""
+    import mlflow
+
+    def search(max_results: int) -> list[Any]:
+        return mlflow.search_runs(
+            experiment_ids=[exp],
+            filter_string=FILTER,
+            order_by=ORDER_BY,
+            max_results=max_results,
+            output_format="list",
+        )
+
+    matches = len(search(50_000))
+    first = search(limit)  # warm-up, not timed
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        search(limit)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3, first, matches
+
+
+def measure_searches(workdir: str, sizes: dict[str, int]) -> dict[str, object]:
+    """Rows 4 and 4b: searches, each on a fresh store holding only its corpus."""
+    reps = sizes["search_reps"]
+    out: dict[str, object] = {"search_reps": reps}
+    for prefix, runs_key, name, limit in (
+        ("search", "search_runs", "search-5k", 10),
+        ("search2k", "search2k_runs", "search-2k", 100),
+    ):
+        n = sizes[runs_key]
+        _progress(f"4. search {n:,} runs: filter + order, limit {limit}")
+        exp, out[f"{prefix}_setup_s"] = fill_search_store(workdir, name, n)
+        ms, first, matches = time_search(exp, reps, limit)
+        out[f"{prefix}_matches"] = matches
+        out[f"{prefix}_returned"] = len(first)
+        out[f"{prefix}_top_m2"] = [round(r.data.metrics["m2"], 6) for r in first]
+        out[f"{prefix}_median_ms"] = ms
+        out[f"{prefix}_n_runs"] = n
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--search-only", action="store_true", help="measure the search rows only")
+    args = ap.parse_args()
+    sizes = _sizes(args.quick)
+
+    workdir = os.path.abspath(args.workdir)
+    os.makedirs(workdir, exist_ok=True)
+    os.chdir(workdir)
+    warnings.filterwarnings("ignore")
+
+    import mlflow
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    out: dict[str, object] = {
+        "side": "mlflow",
+        "version": mlflow.__version__,
+        "python": platform.python_version(),
+        "quick": args.quick,
+    }
+    if not args.search_only:
+        out.update(measure_logging(workdir, sizes, args.quick))
+    out.update(measure_searches(workdir, sizes))
     print(json.dumps(out), flush=True)
 
 

@@ -3,7 +3,8 @@
 Usage: python _plinth_side.py --workdir DIR [--quick]
 
 Points PLINTH_HOME at DIR before importing plinth and prints one JSON line of results on
-stdout (progress goes to stderr). The workload mirrors `_mlflow_side.py`.
+stdout (progress goes to stderr). The workload mirrors `_mlflow_side.py`. Each search figure is
+measured on a fresh store of its own (a folder under DIR, opened with `plinth.configure`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ FULL = {
     "batch_points": 1_000_000,
     "runs_n": 1_000,
     "search_runs": 5_000,
+    "search2k_runs": 2_000,
+    "search100k_runs": 100_000,
     "search_reps": 20,
     "history_points": 100_000,
     "history_reps": 5,
@@ -65,66 +68,41 @@ def search_rows(n: int) -> list[tuple[dict[str, str], dict[str, float]]]:
     return rows
 
 
-def _metric_of(run: Any, key: str) -> float | None:
-    """Best-effort read of a metric from a search result, for cross-checking with MLflow."""
-    for holder in (run, getattr(run, "data", None)):
-        metrics = getattr(holder, "metrics", None)
-        if metrics is None and isinstance(holder, dict):
-            metrics = holder.get("metrics")
-        if isinstance(metrics, dict) and key in metrics:
-            value = metrics[key]
-            value = getattr(value, "value", value)
-            try:
-                return round(float(value), 6)
-            except (TypeError, ValueError):
-                return None
-    return None
+WHERE = "metrics.m0 > 0.5 and params.p1 = '3'"
 
 
-def _dist_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+def fill_search_store(plinth: Any, workdir: str, name: str, n: int) -> float:
+    """A fresh store under `workdir` holding the search corpus of `n` runs; seconds taken to fill it."""
+    home = os.path.join(workdir, name)
+    os.makedirs(home)
+    os.environ["PLINTH_HOME"] = home
+    plinth.configure()
+    _progress(f"   creating {n:,} runs in a fresh store (setup, not timed)")
+    t0 = time.perf_counter()
+    for params, metrics in search_rows(n):
+        with plinth.start_run(experiment="bench-search", params=params) as run:
+            run.log_metrics(metrics, step=0)
+    return time.perf_counter() - t0
 
 
-def _len(obj: Any) -> int | None:
-    try:
-        return len(obj)
-    except TypeError:
-        return None
+def time_search(plinth: Any, reps: int, **query: Any) -> tuple[float, Any, int]:
+    """Median milliseconds of `reps` calls of `plinth.search_runs(**query)`, the warm-up's answer,
+    and how many runs match without the limit."""
+    matches = len(plinth.search_runs(experiment="bench-search", **{**query, "limit": None}))
+    first = plinth.search_runs(experiment="bench-search", **query)  # warm-up, not timed
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        plinth.search_runs(experiment="bench-search", **query)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3, first, matches
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    sizes = _sizes(args.quick)
-
-    workdir = os.path.abspath(args.workdir)
-    os.makedirs(workdir, exist_ok=True)
-    os.chdir(workdir)
-    os.environ["PLINTH_HOME"] = workdir
-
-    try:
-        import plinth
-    except ImportError:  # not installed: use the checkout's src/ layout
-        here = os.path.dirname(os.path.abspath(__file__))
-        sys.path.insert(0, os.path.join(os.path.dirname(here), "src"))
-        import plinth
+def measure_logging(plinth: Any, sizes: dict[str, int]) -> dict[str, object]:
+    """Rows 1-3 and 5: logging metrics and runs, and reading a metric's history, in one store."""
     import numpy as np
 
-    version = getattr(plinth, "__version__", None) or _dist_version("plinth")
-    _progress(f"plinth {version} from {os.path.dirname(plinth.__file__)}")
-    out: dict[str, object] = {
-        "side": "plinth",
-        "version": version,
-        "python": platform.python_version(),
-        "quick": args.quick,
-        "batch_chunk": CHUNK,
-    }
-
+    out: dict[str, object] = {"batch_chunk": CHUNK}
     # 1. log_metric calls in one run; durable = loop + flush.
     n = sizes["log_metric_n"]
     _progress(f"1. log_metric x {n}")
@@ -173,33 +151,6 @@ def main() -> None:
     out["runs_n"] = n
     out["runs_per_s"] = n / dt
 
-    # 4. search over N runs (setup not timed).
-    n = sizes["search_runs"]
-    _progress(f"4. creating {n} runs for search (setup, not timed)")
-    t0 = time.perf_counter()
-    for params, metrics in search_rows(n):
-        with plinth.start_run(experiment="bench-search", params=params) as run:
-            run.log_metrics(metrics, step=0)
-    out["search_setup_s"] = time.perf_counter() - t0
-    where = "metrics.m0 > 0.5 and params.p1 = '3'"
-
-    def search() -> Any:
-        return plinth.search_runs(experiment="bench-search", where=where, order_by=["-metrics.m2"], limit=10)
-
-    reps = sizes["search_reps"]
-    _progress(f"   search x {reps}")
-    first = search()  # warm-up, not timed
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        res = search()
-        times.append(time.perf_counter() - t0)
-    out["search_returned"] = _len(res)
-    out["search_top_m2"] = [_metric_of(r, "m2") for r in first]
-    out["search_median_ms"] = statistics.median(times) * 1e3
-    out["search_n_runs"] = n
-    out["search_reps"] = reps
-
     # 5. metric history of a long metric (logged via the batch path, not timed).
     n = sizes["history_points"]
     _progress(f"5. metric_history of {n} points")
@@ -222,7 +173,104 @@ def main() -> None:
     out["history_returned"] = _len(hist)
     out["history_median_ms"] = statistics.median(times) * 1e3
     out["history_reps"] = reps
+    return out
 
+
+def measure_searches(plinth: Any, workdir: str, sizes: dict[str, int]) -> dict[str, object]:
+    """Rows 4-4e: searches, each on a fresh store holding only its corpus."""
+    out: dict[str, object] = {}
+    reps = sizes["search_reps"]
+    out["search_reps"] = reps
+    n = sizes["search_runs"]
+    _progress(f"4. search {n:,} runs: filter + order, limit 10")
+    out["search_setup_s"] = fill_search_store(plinth, workdir, "search-5k", n)
+    ms, first, out["search_matches"] = time_search(
+        plinth, reps, where=WHERE, order_by=["-metrics.m2"], limit=10
+    )
+    out["search_returned"] = _len(first)
+    out["search_top_m2"] = [_metric_of(r, "m2") for r in first]
+    out["search_median_ms"] = ms
+    out["search_n_runs"] = n
+
+    n = sizes["search2k_runs"]
+    _progress(f"4b. search {n:,} runs: filter + order, limit 100")
+    out["search2k_setup_s"] = fill_search_store(plinth, workdir, "search-2k", n)
+    ms, first, out["search2k_matches"] = time_search(
+        plinth, reps, where=WHERE, order_by=["-metrics.m2"], limit=100
+    )
+    out["search2k_returned"] = _len(first)
+    out["search2k_top_m2"] = [_metric_of(r, "m2") for r in first]
+    out["search2k_median_ms"] = ms
+    out["search2k_n_runs"] = n
+
+    n = sizes["search100k_runs"]
+    _progress(f"4c-e. search {n:,} runs, limit 100")
+    out["search100k_setup_s"] = fill_search_store(plinth, workdir, "search-100k", n)
+    out["search100k_n_runs"] = n
+    queries: dict[str, dict[str, Any]] = {
+        "filter": {"where": WHERE, "order_by": ["-metrics.m2"]},
+        "order": {"order_by": ["-metrics.m2"]},
+        "newest": {},
+    }
+    for name, query in queries.items():
+        ms, first, out[f"search100k_{name}_matches"] = time_search(plinth, reps, limit=100, **query)
+        out[f"search100k_{name}_median_ms"] = ms
+        out[f"search100k_{name}_returned"] = _len(first)
+    return out
+
+
+def _metric_of(run: Any, key: str) -> float | None:
+    """A metric of a search result, rounded as the MLflow side rounds it, for cross-checking."""
+    value = run.metrics.get(key)
+    return None if value is None else round(float(value), 6)
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _len(obj: Any) -> int | None:
+    try:
+        return len(obj)
+    except TypeError:
+        return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--search-only", action="store_true", help="measure the search rows only")
+    args = ap.parse_args()
+    sizes = _sizes(args.quick)
+
+    workdir = os.path.abspath(args.workdir)
+    os.makedirs(workdir, exist_ok=True)
+    os.chdir(workdir)
+    os.environ["PLINTH_HOME"] = workdir
+
+    try:
+        import plinth
+    except ImportError:  # not installed: use the checkout's src/ layout
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, os.path.join(os.path.dirname(here), "src"))
+        import plinth
+
+    version = getattr(plinth, "__version__", None) or _dist_version("plinth")
+    _progress(f"plinth {version} from {os.path.dirname(plinth.__file__)}")
+    out: dict[str, object] = {
+        "side": "plinth",
+        "version": version,
+        "python": platform.python_version(),
+        "quick": args.quick,
+    }
+
+    if not args.search_only:
+        out.update(measure_logging(plinth, sizes))
+    out.update(measure_searches(plinth, workdir, sizes))
     print(json.dumps(out), flush=True)
 
 

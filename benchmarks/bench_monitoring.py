@@ -1,6 +1,8 @@
-"""Drift benchmark: plinth.monitoring.drift vs Evidently's DataDriftPreset, same data, same run.
+"""Drift benchmark: plinth.monitoring.drift vs Evidently's DataDriftPreset, same data, same run;
+and drift of a served model over the same current frame logged as one request per row.
 
-    python benchmarks/bench_monitoring.py [--quick] [--only plinth|evidently] [--write|--no-write] [--keep]
+    python benchmarks/bench_monitoring.py [--quick] [--only plinth|evidently|served]
+        [--baseline SRC] [--write|--no-write] [--keep]
 
 A seeded 1,000,000-row current frame and a 100,000-row reference, each with 20 features (16
 numeric, 4 categorical as pandas categoricals; 4 of them shifted: 2 numeric, 2 categorical),
@@ -12,8 +14,14 @@ pandas 3). Each side prints one JSON line: time, memory and the columns it flagg
 comparison table is printed and, for a full run of both sides, written to
 benchmarks/RESULTS.md under "## monitoring" (how each row is measured is described there).
 
-The "workload" section is shared with `_monitoring_evidently.py`, which imports it: stdlib at
-import time, numpy and pandas inside the helpers.
+The served side (`_monitoring_served.py`) logs the current frame through `plinth.log_predictions`
+and times `plinth.drift` and `plinth.monitoring_report` over the logs; `--baseline SRC` runs it
+again with PYTHONPATH=SRC (an older plinth source tree, e.g. `git archive HEAD | tar -x -C
+/tmp/base` then `--baseline /tmp/base/src`) for a "before" column. Its table goes under
+"## served monitoring".
+
+The "workload" section is shared with `_monitoring_evidently.py` and `_monitoring_served.py`,
+which import it: stdlib at import time, numpy and pandas inside the helpers.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ import harness
 from harness import HERE, Result
 
 SECTION = "monitoring"
+SERVED_SECTION = "served monitoring"
+SERVED_SIDE = HERE / "_monitoring_served.py"
 VENV = HERE / ".venv-evidently"
 EVIDENTLY_PINS = ["evidently==0.7.23", "pandas<3"]  # its import fails on pandas 3
 EVIDENTLY_SIDE = HERE / "_monitoring_evidently.py"
@@ -279,11 +289,14 @@ def _version(dist: str) -> str:
 # --------------------------------------------------------------------------- orchestration
 
 
-def run_side(name: str, cmd: list[str]) -> Result | None:
+def run_side(name: str, cmd: list[str], pythonpath: str | None = None) -> Result | None:
     """Run one side's process; return its last JSON line, or None on failure."""
     progress("bench", f"{name}: {' '.join(cmd)}")
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=harness.clean_env(), check=False)
+    env = harness.clean_env("PYTHONPATH")
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False)
     result = harness.last_json(proc.stdout) if proc.returncode == 0 else None
     if result is None:
         progress("bench", f"{name}: FAILED (exit {proc.returncode})")
@@ -459,6 +472,86 @@ def _score_pairs(plinth: Result, evidently: Result) -> str:
     return "; ".join(parts) + "."
 
 
+SERVED_HEADER = ["row", "before", "plinth", "ratio", "target", "met?"]
+
+
+def served_table(before: Result | None, after: Result | None, meta: Result) -> Table:
+    """Rows of the served model's drift, report and fill, before (--baseline) and after."""
+    shifted = sorted(meta["shifted"])
+    b_first, b_median = _first_median(before)
+    a_first, a_median = _first_median(after)
+    drift_ok = None if a_first is None else a_first <= 1.0 and a_median is not None and a_median <= 1.0
+    flags_ok = None if after is None else sorted(after["flagged"]) == shifted
+    reps = len(after["runs"]) if after else 0
+
+    def pair(first: float | None, median: float | None) -> str:
+        return "-" if first is None else f"{_s(first)} / {_s(median)}"
+
+    def ratio(old: float | None, new: float | None) -> str:
+        return "-" if not old or not new else f"{old / new:.1f}x faster"
+
+    def one(side: Result | None, key: str) -> float | None:
+        return side.get(key) if side else None
+
+    body = [
+        [
+            f"6. served drift, {meta['rows']:,} logged requests x 20 features, read + compute "
+            f"(first / median of {reps})",
+            pair(b_first, b_median),
+            pair(a_first, a_median),
+            ratio(b_median, a_median),
+            "<= 1 s",
+            _yes(drift_ok),
+        ],
+        [
+            "7. monitoring report over the same logs (one read of the window)",
+            _s(one(before, "report_s")),
+            _s(one(after, "report_s")),
+            ratio(one(before, "report_s"), one(after, "report_s")),
+            "-",
+            "-",
+        ],
+        [
+            "8. logging the requests (before: JSON logs via the store; plinth: log_predictions)",
+            _s(one(before, "fill_s")),
+            _s(one(after, "fill_s")),
+            "-",
+            "-",
+            "-",
+        ],
+        [
+            "9. columns flagged",
+            ", ".join(before["flagged"]) if before else "-",
+            ", ".join(after["flagged"]) if after else "-",
+            "same" if before and after and sorted(before["flagged"]) == sorted(after["flagged"]) else "-",
+            f"the {len(shifted)} shifted only",
+            _yes(flags_ok),
+        ],
+    ]
+    judged = [ok for ok in (drift_ok, flags_ok) if ok is not None]
+    return Table(body=body, met=sum(judged), checked=len(judged))
+
+
+def _first_median(side: Result | None) -> tuple[float | None, float | None]:
+    if not side or not side.get("runs"):
+        return None, None
+    return side["runs"][0], statistics.median(side["runs"])
+
+
+def served_notes(before: Result | None, after: Result | None) -> list[str]:
+    """The measured numbers behind the served table."""
+    out = []
+    for name, side in (("before", before), ("plinth", after)):
+        if side:
+            runs = ", ".join(f"{r:.3f}" for r in side["runs"])
+            out.append(
+                f"{name}: drift runs (s) {runs}; report {side['report_s']:.2f} s "
+                f"({side['report_windows']} drift windows); {side['requests']:,} requests; "
+                f"code from {side['plinth']}."
+            )
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -467,7 +560,10 @@ def _parse() -> argparse.Namespace:
     harness.add_common_options(
         ap, "rows / 10 (smoke run)", "a full run of both sides", "keep the generated data"
     )
-    ap.add_argument("--only", choices=["plinth", "evidently"], help="run one side only")
+    ap.add_argument("--only", choices=["plinth", "evidently", "served"], help="run one side only")
+    ap.add_argument(
+        "--baseline", help="an older plinth source tree (its src/) for the served 'before' column"
+    )
     ap.add_argument("--reps", type=int, default=5, help="plinth runs (default 5)")
     ap.add_argument("--evidently-reps", type=int, default=1, help="Evidently runs (default 1)")
     ap.add_argument("--side", choices=["plinth"], help=argparse.SUPPRESS)
@@ -483,24 +579,24 @@ def main() -> int:
 
     info = harness.machine()
     load = [harness.loadavg()]
-    results: dict[str, Result | None] = {"evidently": None, "plinth": None}
-    failed = []
+    results: dict[str, Result | None] = {"evidently": None, "plinth": None, "served": None, "before": None}
+    sides = [args.only] if args.only else ["plinth", "evidently", "served"]
     with harness.work_folder("monitoring", args.keep) as base:
         progress("bench", f"generating data in {base}")
         meta = generate(base, args.quick)
-        for name in ("plinth", "evidently"):
-            if args.only and args.only != name:
-                continue
-            if name == "plinth":
-                cmd = [sys.executable, __file__, "--side", "plinth", "--data", str(base)]
-                cmd += ["--reps", str(args.reps)]
-            else:
-                python = harness.ensure_venv(VENV, EVIDENTLY_PINS, "import evidently")
-                cmd = [python, str(EVIDENTLY_SIDE), "--data", str(base), "--reps", str(args.evidently_reps)]
-            results[name] = run_side(name, cmd)
-            if results[name] is None:
-                failed.append(name)
+        for name in sides:
+            results |= run_sides(name, base, args)
+    failed = [name for name, found in results.items() if found is None and _ran(name, sides, args)]
     load.append(harness.loadavg())
+    write = args.write if args.write is not None else not args.quick and not args.only and not failed
+    command = "bench_monitoring.py" + (f" --only {args.only}" if args.only else "")
+    command += " --baseline OLD/src" if args.baseline else ""
+    served = served_section(results, meta, info, args.quick, command) if "served" in sides else None
+    if served is not None and write:
+        harness.write_results(served, SERVED_SECTION)
+    if args.only == "served":
+        print(f"wrote the '{SERVED_SECTION}' section" if write else "RESULTS.md not updated")
+        return 1 if failed else 0
 
     evidently, plinth = results["evidently"], results["plinth"]
     v_evidently = evidently["version"] if evidently else "-"
@@ -514,8 +610,6 @@ def main() -> int:
         f"Python {info['python']} (plinth side), {evidently['python'] if evidently else '-'} "
         f"(Evidently side); Evidently {v_evidently}; plinth {v_plinth}"
     )
-
-    write = args.write if args.write is not None else not args.quick and not args.only and not failed
     return harness.finish(
         write,
         lambda: harness.section(
@@ -523,6 +617,46 @@ def main() -> int:
         ),
         SECTION,
         failed,
+    )
+
+
+def run_sides(name: str, base: Path, args: argparse.Namespace) -> dict[str, Result | None]:
+    """Run one side (the served one with its baseline, when given); results by name."""
+    if name == "plinth":
+        cmd = [sys.executable, __file__, "--side", "plinth", "--data", str(base), "--reps", str(args.reps)]
+        return {name: run_side(name, cmd)}
+    if name == "evidently":
+        python = harness.ensure_venv(VENV, EVIDENTLY_PINS, "import evidently")
+        cmd = [python, str(EVIDENTLY_SIDE), "--data", str(base), "--reps", str(args.evidently_reps)]
+        return {name: run_side(name, cmd)}
+    cmd = [sys.executable, str(SERVED_SIDE), "--data", str(base)]
+    out = {"served": run_side("served", [*cmd, "--reps", str(args.reps)])}
+    if args.baseline:  # the older code is slow: two runs give its first and a warm one
+        out["before"] = run_side("before", [*cmd, "--reps", "2"], pythonpath=args.baseline)
+    return out
+
+
+def _ran(name: str, sides: list[str], args: argparse.Namespace) -> bool:
+    return name in sides or (name == "before" and "served" in sides and bool(args.baseline))
+
+
+def served_section(
+    results: dict[str, Result | None], meta: Result, info: dict[str, str], quick: bool, command: str
+) -> str:
+    """Print the served table; return its RESULTS.md section."""
+    tab = served_table(results["before"], results["served"], meta)
+    lines = served_notes(results["before"], results["served"])
+    harness.print_table(tab.body, f"served monitoring{' [quick]' if quick else ''}", SERVED_HEADER, 160)
+    harness.report(info, lines, tab.met, tab.checked)
+    return harness.section(
+        SERVED_SECTION,
+        command,
+        quick,
+        info,
+        f"Python {info['python']}",
+        SERVED_HEADER,
+        tab.body,
+        lines,
     )
 
 

@@ -4,13 +4,15 @@
 
 The model is one scikit-learn RandomForestClassifier(n_estimators=100), trained once under this
 interpreter (`_registry_plinth.py --prepare`) and saved as model.pkl next to its data; both
-sides register those same bytes. plinth runs under this interpreter (`_registry_plinth.py`),
-MLflow under benchmarks/.venv-mlflow (`_registry_mlflow.py`; the venv is created on first use).
-Each side registers, loads and predicts in its own temp folder under benchmarks/.work and
-prints one JSON line; this script then times fresh `python -c` processes (MLflow, plinth and
-the bare-unpickle floor, interleaved) against those stores. The comparison table is printed
-and, for a full run of both sides, written to benchmarks/RESULTS.md under "## registry" (how
-each row is measured is described there).
+sides register those same bytes, and a small LogisticRegression (small.pkl) for row 5. plinth
+runs under this interpreter (`_registry_plinth.py`), MLflow under benchmarks/.venv-mlflow
+(`_registry_mlflow.py`; the venv is created on first use). Each side registers, loads and
+predicts in its own temp folder under benchmarks/.work and prints one JSON line; this script
+then times fresh `python -c` processes (MLflow, plinth and the bare-unpickle floor, interleaved)
+against those stores: whole processes (row 3), and the first load of the small model in a
+process that has already imported scikit-learn and the library (row 5). The comparison table
+is printed and, for a full run of both sides, written to benchmarks/RESULTS.md under
+"## registry" (how each row is measured is described there).
 
 The "workload" section below is shared: both side scripts import it (stdlib at import time;
 numpy, pandas and pickle are imported inside the helpers), so both sides measure the same way.
@@ -39,11 +41,13 @@ SIDES = {"plinth": HERE / "_registry_plinth.py", "mlflow": HERE / "_registry_mlf
 # --------------------------------------------------------------------------- workload (shared)
 
 MODEL_NAME = "m"
+SMALL_NAME = "small"  # a LogisticRegression of about 1 KB: its first load is all overhead
 N_FEATURES = 20
 TRAIN_ROWS = 2_000  # 100 fully grown trees on 2,000 rows: a ~3.4 MB pickle
 BIG_ROWS = 10_000
 SEED = 0
 MODEL_FILE = "model.pkl"
+SMALL_FILE = "small.pkl"
 DATA_FILE = "data.npz"
 META_FILE = "model.json"
 
@@ -52,6 +56,8 @@ FULL = {
     "load_reps": 5,
     "cold_reps": 3,
     "cold_warmup": 1,
+    "first_reps": 9,
+    "first_warmup": 1,
     "predict1_calls": 2_000,
     "predict1_warmup": 50,
     "predict_big_reps": 20,
@@ -61,6 +67,8 @@ QUICK = {
     "load_reps": 2,
     "cold_reps": 1,
     "cold_warmup": 0,
+    "first_reps": 3,
+    "first_warmup": 1,
     "predict1_calls": 200,
     "predict1_warmup": 10,
     "predict_big_reps": 5,
@@ -73,6 +81,14 @@ def sizes(quick: bool) -> dict[str, int]:
 
 def columns() -> list[str]:
     return [f"f{i:02d}" for i in range(N_FEATURES)]
+
+
+def load_small(data_dir: str) -> Any:
+    """The small LogisticRegression from `data_dir`."""
+    import pickle
+
+    with open(os.path.join(data_dir, SMALL_FILE), "rb") as fh:
+        return pickle.load(fh)
 
 
 def load_inputs(data_dir: str) -> tuple[Any, Any, Any, Any]:
@@ -211,6 +227,21 @@ print(json.dumps({{"import_s": t1 - t0, "load_s": t3 - t2, "predict_s": t4 - t3,
 """
 
 
+# The model's own module is imported first, as in a process that has scikit-learn in use, so
+# the floor is the bare unpickle and the difference is what the library adds to it.
+FIRST = """\
+import time
+import sklearn.linear_model
+{imp}
+import json
+import pickle
+t0 = time.perf_counter()
+m = {load}
+t1 = time.perf_counter()
+print(json.dumps({{"load_s": t1 - t0, "pred": type(m).__name__}}))
+"""
+
+
 @dataclass
 class Cold:
     """One kind of fresh process: which python, what it imports and how it loads the model."""
@@ -240,8 +271,27 @@ def cold_specs(results: dict[str, Result | None], pythons: dict[str, str], data_
     return specs
 
 
-def run_cold(specs: list[Cold], reps: int, warmup: int) -> dict[str, Result]:
-    """Wall time of whole fresh processes, rounds interleaved; median over `reps` after `warmup`."""
+def first_specs(results: dict[str, Result | None], pythons: dict[str, str], data_dir: Path) -> list[Cold]:
+    """Fresh processes that have imported scikit-learn and the library, then load the small model."""
+    floor = FIRST.format(imp="", load=f"pickle.load(open({str(data_dir / SMALL_FILE)!r}, 'rb'))")
+    specs = [Cold("floor", pythons["plinth"], floor, str(data_dir), harness.clean_env())]
+    for name in ("mlflow", "plinth"):
+        spec = _g(results.get(name), "first")
+        if spec is None:
+            continue
+        env = harness.clean_env()
+        env.update(spec["env"])
+        code = FIRST.format(imp=spec["import"], load=spec["load"])
+        specs.append(Cold(name, pythons[name], code, spec["cwd"], env))
+    return specs
+
+
+def run_cold(specs: list[Cold], reps: int, warmup: int, paired: str = "wall") -> dict[str, Result]:
+    """Times of fresh processes, rounds interleaved; medians over `reps` after `warmup`.
+
+    `over_floor_s` is the median of per-round differences from the floor's process, of the
+    whole process's wall time (`paired="wall"`) or of the time it reports as `load_s`.
+    """
     walls: dict[str, list[float]] = {s.name: [] for s in specs}
     inner: dict[str, list[Result]] = {s.name: [] for s in specs}
     failed: set[str] = set()
@@ -273,19 +323,20 @@ def run_cold(specs: list[Cold], reps: int, warmup: int) -> dict[str, Result]:
     for name, w in walls.items():
         if name in failed or not w:
             continue
+        timed = [k for k in inner[name][0] if k.endswith("_s")]
         out[name] = {
             "wall_s": statistics.median(w),
             "walls": w,
-            "import_s": statistics.median(x["import_s"] for x in inner[name]),
-            "load_s": statistics.median(x["load_s"] for x in inner[name]),
-            "predict_s": statistics.median(x["predict_s"] for x in inner[name]),
+            **{k: statistics.median(x[k] for x in inner[name]) for k in timed},
+            "loads": [x["load_s"] for x in inner[name]],
             "pred": inner[name][-1]["pred"],
         }
     floor = out.get("floor")
+    series = "walls" if paired == "wall" else "loads"
     for name, res in out.items():
-        if floor is not None and name != "floor" and len(res["walls"]) == len(floor["walls"]):
+        if floor is not None and name != "floor" and len(res[series]) == len(floor[series]):
             # Same round = adjacent processes: the per-round difference cancels slow drift in load.
-            diffs = [w - f for w, f in zip(res["walls"], floor["walls"], strict=True)]
+            diffs = [x - f for x, f in zip(res[series], floor[series], strict=True)]
             res["over_floor_s"] = statistics.median(diffs)
     return out
 
@@ -311,9 +362,16 @@ def _g(res: Result | None, *keys: str) -> Any:
     return res
 
 
-def _rows(mlflow: Result | None, plinth: Result | None, cold: dict[str, Result], quick: bool) -> list[Row]:
+def _rows(
+    mlflow: Result | None,
+    plinth: Result | None,
+    cold: dict[str, Result],
+    first: dict[str, Result],
+    quick: bool,
+) -> list[Row]:
     s = sizes(quick)
     floor = _g(cold, "floor", "wall_s")
+    first_floor = _g(first, "floor", "load_s")
     raw1 = _g(plinth, "predict1", "raw_s") or _g(mlflow, "predict1", "raw_s")
     raw_big = _g(plinth, "predict_big", "raw_s") or _g(mlflow, "predict_big", "raw_s")
 
@@ -369,6 +427,15 @@ def _rows(mlflow: Result | None, plinth: Result | None, cold: dict[str, Result],
             "<= 5%",
             lambda p, r: p <= 5,
         ),
+        Row(
+            f"5. fresh process: first load of a small model, over its unpickle (median of {s['first_reps']})"
+            + (f" ({_fmt(first_floor, 's')})" if first_floor is not None else ""),
+            _g(first, "mlflow", "over_floor_s"),
+            _g(first, "plinth", "over_floor_s"),
+            "over_s",
+            "<= +50 ms",
+            lambda p, r: p <= 0.05,
+        ),
     ]
 
 
@@ -403,12 +470,16 @@ HEADER = ["row", "MLflow", "plinth", "ratio/overhead", "target", "met?"]
 
 
 def table(
-    mlflow: Result | None, plinth: Result | None, cold: dict[str, Result], quick: bool
+    mlflow: Result | None,
+    plinth: Result | None,
+    cold: dict[str, Result],
+    first: dict[str, Result],
+    quick: bool,
 ) -> tuple[list[list[str]], int, int]:
     """Return the table body and (targets met, targets checked)."""
     body = []
     met_n = checked = 0
-    for row in _rows(mlflow, plinth, cold, quick):
+    for row in _rows(mlflow, plinth, cold, first, quick):
         m, p = row.mlflow, row.plinth
         ratio = None
         if m is not None and p is not None and m > 0 and p > 0:
@@ -456,6 +527,19 @@ def _cold_note(cold: dict[str, Result], quick: bool) -> list[str]:
     return out
 
 
+def _first_note(first: dict[str, Result], meta: Result, quick: bool) -> str:
+    n_warm = sizes(quick)["first_warmup"]
+    parts = [
+        f"{name} {c['load_s'] * 1e3:.1f} ms (runs " + ", ".join(f"{x * 1e3:.1f}" for x in c["loads"]) + ")"
+        for name, c in ((n, first.get(n)) for n in ("mlflow", "plinth", "floor"))
+        if c
+    ]
+    return (
+        f"First load of the {meta.get('small_class', 'small')} ({meta.get('small_pickle_bytes', 0):,} byte "
+        f"pickle) in a fresh process, medians after {n_warm} warm-up round(s): " + "; ".join(parts) + "."
+    )
+
+
 def _warnings(side: Result) -> list[str]:
     name = side["side"]
     out = []
@@ -469,7 +553,12 @@ def _warnings(side: Result) -> list[str]:
 
 
 def notes(
-    mlflow: Result | None, plinth: Result | None, cold: dict[str, Result], meta: Result, quick: bool
+    mlflow: Result | None,
+    plinth: Result | None,
+    cold: dict[str, Result],
+    first: dict[str, Result],
+    meta: Result,
+    quick: bool,
 ) -> list[str]:
     """The measured numbers behind the table, and checks of both sides' answers."""
     sides = [side for side in (mlflow, plinth) if side]
@@ -492,6 +581,8 @@ def notes(
         )
     if cold:
         out += _cold_note(cold, quick)
+    if first:
+        out.append(_first_note(first, meta, quick))
     if sides:
         p1 = sides[-1]["predict1"]
         out.append(
@@ -548,10 +639,14 @@ def main() -> int:
                 failed.append(name)
         s = sizes(args.quick)
         cold = run_cold(cold_specs(results, pythons, data_dir), s["cold_reps"], s["cold_warmup"])
+        first_runs = first_specs(results, pythons, data_dir)
+        first = run_cold(first_runs, s["first_reps"], s["first_warmup"], paired="load_s")
         for name, res in results.items():
             if res is not None and name not in cold:
                 failed.append(f"{name} (fresh process)")
-        if "floor" not in cold:
+            if res is not None and name not in first:
+                failed.append(f"{name} (first load)")
+        if "floor" not in cold or "floor" not in first:
             failed.append("floor (fresh process)")
 
     meta["loadavg"] = [load_start, harness.loadavg()]
@@ -559,8 +654,8 @@ def main() -> int:
     v_mlflow = mlflow["version"] if mlflow else "-"
     v_plinth = plinth["version"] if plinth else "-"
 
-    body, met_n, checked = table(mlflow, plinth, cold, args.quick)
-    note_lines = notes(mlflow, plinth, cold, meta, args.quick)
+    body, met_n, checked = table(mlflow, plinth, cold, first, args.quick)
+    note_lines = notes(mlflow, plinth, cold, first, meta, args.quick)
     title = f"registry: plinth {v_plinth} vs MLflow {v_mlflow} (SQLite){' [quick]' if args.quick else ''}"
     harness.print_table(body, title, HEADER, 140)
     harness.report(info, note_lines, met_n, checked)

@@ -1,6 +1,7 @@
 """Tracking benchmark: plinth vs MLflow (SQLite backend), same machine, same run.
 
-    python benchmarks/bench_tracking.py [--quick] [--only plinth|mlflow] [--write|--no-write] [--keep]
+    python benchmarks/bench_tracking.py [--quick] [--only plinth|mlflow] [--search-only]
+                                        [--write|--no-write] [--keep]
 
 plinth runs under this interpreter (`_plinth_side.py`); MLflow runs under its own virtualenv,
 benchmarks/.venv-mlflow, created on first use (`_mlflow_side.py`). Each side gets a fresh
@@ -25,12 +26,14 @@ SIDES = {"plinth": HERE / "_plinth_side.py", "mlflow": HERE / "_mlflow_side.py"}
 HEADER = ["row", "MLflow", "plinth", "ratio", "target", "met?"]
 
 
-def run_side(name: str, python: str, quick: bool, keep: bool) -> Result | None:
+def run_side(name: str, python: str, quick: bool, keep: bool, search_only: bool) -> Result | None:
     """Run one side in a fresh work folder; return its JSON result, or None on failure."""
     with harness.work_folder(name, keep) as workdir:
         cmd = [python, str(SIDES[name]), "--workdir", str(workdir)]
         if quick:
             cmd.append("--quick")
+        if search_only:
+            cmd.append("--search-only")
         harness.log(f"{name}: {' '.join(cmd)}")
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=harness.clean_env(), check=False)
     result = harness.last_json(proc.stdout) if proc.returncode == 0 else None
@@ -93,8 +96,36 @@ def _rows(quick: bool) -> list[Row]:
             f"4. search {n(5_000)} runs: filter + order, limit 10 (median)",
             "search_median_ms",
             "ms",
+            "<= 2 ms, >= 50x",
+            lambda p, r: p <= 2 and (r is None or r >= 50),
+        ),
+        Row(
+            f"4b. search {n(2_000)} runs: filter + order, limit 100 (median)",
+            "search2k_median_ms",
+            "ms",
             ">= 20x",
             lambda p, r: None if r is None else r >= 20,
+        ),
+        Row(
+            f"4c. search {n(100_000)} runs: filter + order, limit 100 (median)",
+            "search100k_filter_median_ms",
+            "ms",
+            "<= 20 ms",
+            lambda p, r: p <= 20,
+        ),
+        Row(
+            f"4d. search {n(100_000)} runs: order by a metric, limit 100 (median)",
+            "search100k_order_median_ms",
+            "ms",
+            "<= 20 ms",
+            lambda p, r: p <= 20,
+        ),
+        Row(
+            f"4e. search {n(100_000)} runs: newest 100 (median)",
+            "search100k_newest_median_ms",
+            "ms",
+            "-",
+            None,
         ),
         Row(
             f"5. metric_history, {n(100_000)} points (median)",
@@ -147,39 +178,66 @@ def table(mlflow: Result | None, plinth: Result | None, quick: bool) -> tuple[li
 def notes(mlflow: Result | None, plinth: Result | None) -> list[str]:
     """The measured sample sizes, and checks of both sides' answers."""
     out = []
-    if mlflow:
+    if mlflow and "runs_n" in mlflow:
         out.append(
             f"MLflow measured {mlflow['log_metric_n']:,} log_metric calls, {mlflow['batch_points']:,} "
             f"batch points ({mlflow['batch_chunk']:,} per log_batch call) and {mlflow['runs_n']:,} runs; "
-            f"its rates and the {mlflow['log_metric_nominal_n']:,}-call durable time are extrapolated. "
-            f"{mlflow['search_matches']:,} of {mlflow['search_n_runs']:,} runs match the search filter."
+            f"its rates and the {mlflow['log_metric_nominal_n']:,}-call durable time are extrapolated."
         )
-    if plinth:
+    if mlflow:
+        out.append(
+            f"{mlflow['search_matches']:,} of {mlflow['search_n_runs']:,} runs match the search filter "
+            f"({mlflow['search2k_matches']:,} of {mlflow['search2k_n_runs']:,} in row 4b)."
+        )
+    if plinth and "batch_chunk" in plinth:
         out.append(f"plinth logs the batch path in {plinth['batch_chunk']:,}-point chunks.")
+    if plinth:
+        n = plinth["search100k_n_runs"]
+        line = (
+            f"Rows 4c-4e are plinth's only: its {n:,}-run store took "
+            f"{plinth['search100k_setup_s']:,.0f} s to fill through start_run"
+        )
+        if mlflow:
+            rate = mlflow["search_n_runs"] / mlflow["search_setup_s"]
+            minutes = n / rate / 60
+            line += (
+                f"; at the {rate:,.0f} runs/s MLflow filled row 4's store, it would take {minutes:,.0f} min"
+            )
+        out.append(line + ".")
     any_side = plinth or mlflow or {}
     out.append(
-        f"Search: median of {any_side.get('search_reps')} calls; history: median of "
-        f"{any_side.get('history_reps')} calls."
+        f"Search: median of {any_side.get('search_reps')} calls, "
+        "each figure on a fresh store holding only its runs."
     )
-    for side in (mlflow, plinth):
-        if not side:
-            continue
-        if side.get("search_returned") != 10:
-            out.append(
-                f"WARNING: {side['side']} search returned {side.get('search_returned')} runs, expected 10."
-            )
+    if "history_reps" in any_side:
+        out.append(f"History: median of {any_side['history_reps']} calls.")
+    out.extend(_answer_checks(mlflow, plinth))
+    return out
+
+
+def _answer_checks(mlflow: Result | None, plinth: Result | None) -> list[str]:
+    """Warnings where a side answered with the wrong number of runs or points; the sides' top runs."""
+    out = []
+    limits = {"search": 10, "search2k": 100, "search100k_filter": 100, "search100k_order": 100}
+    for side in (s for s in (mlflow, plinth) if s):
+        for prefix, limit in limits.items():
+            if f"{prefix}_returned" not in side:
+                continue
+            got, expected = side[f"{prefix}_returned"], min(limit, side[f"{prefix}_matches"])
+            if got != expected:
+                out.append(f"WARNING: {side['side']} {prefix} returned {got} runs, expected {expected}.")
         if side.get("history_returned") != side.get("history_points"):
             out.append(
                 f"WARNING: {side['side']} metric_history returned "
                 f"{side.get('history_returned')} points, expected {side.get('history_points')}."
             )
-    if mlflow and plinth:
-        top_m, top_p = mlflow.get("search_top_m2"), plinth.get("search_top_m2")
-        if top_p and None not in top_p:
+    for prefix, label in (("search", "top-10"), ("search2k", "top-100 of row 4b")):
+        top_m, top_p = (mlflow or {}).get(f"{prefix}_top_m2"), (plinth or {}).get(f"{prefix}_top_m2")
+        if top_m and top_p and None not in top_p:
             same = top_m == top_p
             out.append(
-                "Search top-10 (by m2) identical on both sides: "
-                + ("yes." if same else f"NO (MLflow {top_m}, plinth {top_p}).")
+                f"Search {label} (by m2) identical on both sides: "
+                + ("yes." if same else f"NO (MLflow {top_m[:10]}, plinth {top_p[:10]}).")
             )
     return out
 
@@ -193,6 +251,7 @@ def main() -> int:
         ap, "all sizes / 10 (smoke run)", "a full run of both sides", "keep the temp folders"
     )
     ap.add_argument("--only", choices=sorted(SIDES), help="run one side only")
+    ap.add_argument("--search-only", action="store_true", help="measure the search rows only")
     args = ap.parse_args()
 
     info = harness.machine()
@@ -202,7 +261,7 @@ def main() -> int:
         if args.only and args.only != name:
             continue
         python = harness.ensure_mlflow_venv() if name == "mlflow" else sys.executable
-        results[name] = run_side(name, python, args.quick, args.keep)
+        results[name] = run_side(name, python, args.quick, args.keep, args.search_only)
         if results[name] is None:
             failed.append(name)
     mlflow, plinth = results["mlflow"], results["plinth"]
@@ -219,7 +278,8 @@ def main() -> int:
         f"MLflow {v_mlflow} (SQLite backend); plinth {v_plinth}"
     )
 
-    write = args.write if args.write is not None else not args.quick and not args.only and not failed
+    partial = args.quick or args.only or args.search_only
+    write = args.write if args.write is not None else not partial and not failed
     return harness.finish(
         write,
         lambda: harness.section(

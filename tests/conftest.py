@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ PG_SERVER = os.environ.get("PLINTH_TEST_PG", "postgresql+psycopg://postgres@127.
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:  # type: ignore[no-untyped-def]
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("PLINTH_"):
             monkeypatch.delenv(name)
@@ -43,7 +44,7 @@ def _pg_available() -> bool:
 
 
 @pytest.fixture(scope="session")
-def pg_schema_factory() -> Iterator[object]:
+def pg_schema_factory() -> Iterator[Callable[[], str]]:
     """Make fresh PostgreSQL schemas (one per test) and drop them at the end of the session."""
     import psycopg
 
@@ -66,7 +67,7 @@ def pg_schema_factory() -> Iterator[object]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty metadata store URL on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'meta' / 'plinth.db'}"
@@ -74,7 +75,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[
 
 
 @pytest.fixture
-def settings(store_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+def settings(store_url: str, tmp_path: Path) -> Settings:
     """Settings for a fresh home on the parametrized store, with fast heartbeats."""
     return Settings(
         home=str(tmp_path / "home"),

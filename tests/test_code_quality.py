@@ -1,4 +1,4 @@
-"""The layering contract and the linter, run as part of the suite so CI enforces them."""
+"""The layering contract, the linter and the type checker, run as part of the suite so CI enforces them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -25,4 +27,11 @@ def test_ruff_is_clean() -> None:
     result = subprocess.run(
         [_tool("ruff"), "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
     )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_mypy_is_clean() -> None:
+    # `[tool.mypy]` in pyproject.toml names the files (src) and the strictness.
+    result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

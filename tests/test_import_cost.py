@@ -7,7 +7,15 @@ import sys
 
 import pytest
 
-DEFERRED = ["sqlalchemy", "alembic", "fsspec", "cloudpickle", "importlib.metadata", "plinth.flows.flow"]
+DEFERRED = [
+    "sqlalchemy",
+    "alembic",
+    "fsspec",
+    "sqlite3",
+    "cloudpickle",
+    "importlib.metadata",
+    "plinth.flows.flow",
+]
 
 
 def imported_by(code: str) -> set[str]:

@@ -85,15 +85,32 @@ from plinth.tracking.queries import (
 from plinth.tracking.queries import (
     search_runs as search_runs,
 )
+from plinth.tracking.results import Runs as Runs
 from plinth.tracking.run import ActiveRun as ActiveRun
 from plinth.tracking.run import active_run as active_run
 from plinth.tracking.run import start_run as start_run
 
-if _TYPE_CHECKING:
+if _TYPE_CHECKING:  # what `__getattr__` loads from `_LAZY`, for type checkers
     from plinth.flows.flow import FlowResult as FlowResult
     from plinth.flows.flow import flow as flow
     from plinth.flows.flow import resume_flow as resume_flow
     from plinth.flows.step import step as step
+    from plinth.governance.api import apply_retention as apply_retention
+    from plinth.governance.api import erase_subject as erase_subject
+    from plinth.governance.api import lineage as lineage
+    from plinth.governance.api import verify_audit as verify_audit
+    from plinth.monitoring.alerts import check_alerts as check_alerts
+    from plinth.monitoring.alerts import parse_rule as parse_rule
+    from plinth.monitoring.api import drift as drift
+    from plinth.monitoring.api import drift_over_time as drift_over_time
+    from plinth.monitoring.api import log_labels as log_labels
+    from plinth.monitoring.api import monitoring_report as monitoring_report
+    from plinth.monitoring.api import operations as operations
+    from plinth.monitoring.api import performance as performance
+    from plinth.monitoring.api import set_reference as set_reference
+    from plinth.monitoring.costs import costs as costs
+    from plinth.monitoring.external import log_predictions as log_predictions
+    from plinth.serving.batch import batch_predict as batch_predict
 
     __version__: str
 
@@ -113,6 +130,7 @@ _LAZY = {
     "flow": "plinth.flows.flow",
     "lineage": "plinth.governance.api",
     "log_labels": "plinth.monitoring.api",
+    "log_predictions": "plinth.monitoring.external",
     "monitoring_report": "plinth.monitoring.api",
     "operations": "plinth.monitoring.api",
     "parse_rule": "plinth.monitoring.alerts",
@@ -162,6 +180,7 @@ __all__ = [
     "RegisteredModel",
     "Run",
     "RunStatus",
+    "Runs",
     "Settings",
     "StepRun",
     "StepStatus",
@@ -189,6 +208,7 @@ __all__ = [
     "load_dataset",
     "load_model",
     "log_labels",
+    "log_predictions",
     "metric_history",
     "monitoring_report",
     "operations",

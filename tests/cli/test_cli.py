@@ -21,13 +21,13 @@ import pandas as pd
 import pytest
 
 import plinth
-from plinth.cli import commands
+from plinth.cli import experiments
 from plinth.cli.main import cli, main
 from plinth.tracking.context import backend
 from waiting import wait_until
 
 ULID = re.compile(r"\b[0-9A-Z]{26}\b")
-JSON_HELP = "Print JSON instead of tables (for scripts and jq)"
+JSON_HELP = "Print JSON instead of tables (for scripts and jq)."
 
 
 @dataclass
@@ -157,7 +157,7 @@ def test_experiments_list(run_cli, data: Data) -> None:  # type: ignore[no-untyp
 
 
 def test_experiments_list_caps_the_run_count(run_cli, data: Data, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(commands, "COUNT_CAP", 2)
+    monkeypatch.setattr(experiments, "COUNT_CAP", 2)
     as_json = json.loads(run_cli("experiments", "list", "--json").out)
     assert [(e["name"], e["runs"], e["runs_capped"]) for e in as_json] == [
         ("sweep", 2, True),
@@ -283,14 +283,20 @@ def test_runs_show_lists_the_users_metrics_first_in_units(run_cli, bookkeeping: 
     assert "294 MB" in out and "2.94154e+08" not in out and "0.976 " in out
 
 
-def test_every_json_option_says_the_same(run_cli) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "name",
+    ["--json", "--limit", "--since", "--dry-run", "--executor", "--ray-address", "--proba", "--where"],
+)
+def test_a_shared_option_says_the_same_everywhere(name: str) -> None:
     helps = {
         option.help
         for _, command in _all_commands(cli)
         for option in command.params
-        if isinstance(option, click.Option) and "--json" in option.opts
+        if isinstance(option, click.Option) and name in option.opts
     }
-    assert len(helps) > 1 and all(h and h.startswith(JSON_HELP) for h in helps), helps
+    assert len(helps) == 1, helps
+    if name == "--json":
+        assert helps == {JSON_HELP}
 
 
 @pytest.mark.parametrize(

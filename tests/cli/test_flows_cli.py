@@ -25,6 +25,11 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def _listed(out: str) -> list[str]:
+    """The flow run ids of a `flows list` table, top to bottom."""
+    return [ln.split("│")[1].strip() for ln in out.splitlines() if ln.startswith("│")]
+
+
 def test_run_show_logs_list_resume(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(capsys, "flows", "run", f"{EXAMPLE}:pipeline", "-p", "lr=0.2", "--param", "seed=1")
     assert code == 0, err
@@ -39,6 +44,10 @@ def test_run_show_logs_list_resume(capsys: pytest.CaptureFixture[str], tmp_path:
     code, out, _ = run(capsys, "flows", "resume", run_id)
     assert code == 0 and out.count("CACHED") == 6
     resumed = re.search(r"Flow example-train (01[0-9A-Z]{24})", out).group(1)  # type: ignore[union-attr]
+    code, out, _ = run(capsys, "flows", "list", "-n", "1")
+    assert _listed(out) == [resumed]
+    code, out, _ = run(capsys, "flows", "list", "--limit", "0")
+    assert _listed(out) == [resumed, run_id]
     from plinth.tracking.context import backend
 
     for flow_run in (run_id, resumed):  # recorded by path: another process can load the file again

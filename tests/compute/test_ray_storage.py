@@ -30,7 +30,7 @@ def test_postgres_and_s3_are_shared() -> None:
     assert storage_problems(settings, REMOTE, sees_none) == []
 
 
-def test_sqlite_and_an_unshared_folder_name_the_settings_to_use(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_and_an_unshared_folder_name_the_settings_to_use(tmp_path: Path) -> None:
     problems = storage_problems(Settings(home=str(tmp_path)), REMOTE, sees_none)
     assert len(problems) == 2
     assert "SQLite" in problems[0] and "PLINTH_STORE=postgresql://" in problems[0]

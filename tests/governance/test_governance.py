@@ -15,6 +15,8 @@ from plinth.core.errors import InvalidInput
 from plinth.core.ids import new_id, now_ms
 from plinth.tracking.context import Backend
 
+pytestmark = pytest.mark.usefixtures("logs_in")
+
 
 class Doubler:
     def predict(self, data: object) -> object:

@@ -28,6 +28,8 @@ from plinth.monitoring.alerts import AlertEvent, check_alerts, evaluate, load_ru
 from plinth.monitoring.webhooks import Webhook, WebhookPolicy, deliver
 from plinth.tracking.context import Backend, open_backend
 
+pytestmark = pytest.mark.usefixtures("logs_in")
+
 HOUR = 3_600_000
 PETAL = "petal length (cm)"
 

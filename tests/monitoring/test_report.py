@@ -24,6 +24,8 @@ from plinth.monitoring import report_html
 from plinth.monitoring.report import build_report, choose_every, report, write_html
 from plinth.tracking.context import Backend
 
+pytestmark = pytest.mark.usefixtures("logs_in")
+
 HOUR = 3_600_000
 SHIFTED = "petal length (cm)"
 CHARTS = ("drift", "predictions", "performance", "latency")

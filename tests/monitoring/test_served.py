@@ -4,6 +4,7 @@ performance against scikit-learn's metrics, operations, and labels in erasure an
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -19,6 +20,8 @@ from plinth.core.entities import PredictionLog
 from plinth.core.errors import InvalidInput, NotFound
 from plinth.core.ids import new_id, now_ms
 from plinth.tracking.context import Backend
+
+pytestmark = pytest.mark.usefixtures("logs_in")
 
 HOUR = 3_600_000
 
@@ -205,7 +208,7 @@ def test_regression_performance(tracking: Backend) -> None:
     model = LinearRegression().fit(x, y)
     with plinth.start_run(experiment="reg") as run:
         run.log_model(model, name="iris-clf", input_example=x.head(2))  # the helper logs under this name
-    ids = serve_logs(tracking, model, x, at_ms=now_ms() - 1000)  # type: ignore[arg-type]
+    ids = serve_logs(tracking, model, x, at_ms=now_ms() - 1000)
     plinth.log_labels("iris-clf", list(zip(ids, y.tolist(), strict=True)))
     m = plinth.performance("iris-clf").overall.metrics
     predicted = model.predict(x)
@@ -259,7 +262,7 @@ def test_erasure_and_retention_remove_labels_too(tracking: Backend) -> None:
     assert plinth.performance("iris-clf").overall.labeled == 2
 
 
-def test_labels_cli(tracking: Backend, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_labels_cli(tracking: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     features, model = iris_model(tracking)
     ids = serve_logs(tracking, model, features.head(4), at_ms=now_ms() - 1000)
     path = tmp_path / "labels.csv"

@@ -36,7 +36,7 @@ def diabetes() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def sklearn_model(iris) -> LogisticRegression:  # type: ignore[no-untyped-def]
+def sklearn_model(iris: tuple[pd.DataFrame, pd.Series]) -> LogisticRegression:
     x, y = iris
     return LogisticRegression(max_iter=1000).fit(x, y)
 
@@ -62,7 +62,9 @@ def files(tmp_path: Path) -> set[str]:
 # --- XGBoost ---------------------------------------------------------------------------------------
 
 
-def test_xgboost_classifier_roundtrip(tmp_path: Path, iris, sklearn_model) -> None:  # type: ignore[no-untyped-def]
+def test_xgboost_classifier_roundtrip(
+    tmp_path: Path, iris: tuple[pd.DataFrame, pd.Series], sklearn_model: LogisticRegression
+) -> None:
     xgb = pytest.importorskip("xgboost")
     from plinth.registry.flavors.xgboost import XGBoostFlavor
 
@@ -79,7 +81,7 @@ def test_xgboost_classifier_roundtrip(tmp_path: Path, iris, sklearn_model) -> No
     np.testing.assert_allclose(flavor.predict_proba(loaded, x), model.predict_proba(x))
 
 
-def test_xgboost_regressor_and_booster(tmp_path: Path, diabetes) -> None:  # type: ignore[no-untyped-def]
+def test_xgboost_regressor_and_booster(tmp_path: Path, diabetes: tuple[np.ndarray, np.ndarray]) -> None:
     xgb = pytest.importorskip("xgboost")
     from plinth.registry.flavors.xgboost import XGBoostFlavor
 
@@ -112,7 +114,9 @@ def test_xgboost_refuses_an_unfitted_model(tmp_path: Path) -> None:
 # --- LightGBM --------------------------------------------------------------------------------------
 
 
-def test_lightgbm_classifier_roundtrip(tmp_path: Path, iris, sklearn_model) -> None:  # type: ignore[no-untyped-def]
+def test_lightgbm_classifier_roundtrip(
+    tmp_path: Path, iris: tuple[pd.DataFrame, pd.Series], sklearn_model: LogisticRegression
+) -> None:
     lgb = pytest.importorskip("lightgbm")
     from plinth.registry.flavors.lightgbm import LightGBMFlavor
 
@@ -129,7 +133,7 @@ def test_lightgbm_classifier_roundtrip(tmp_path: Path, iris, sklearn_model) -> N
     np.testing.assert_allclose(flavor.predict_proba(loaded, x), model.predict_proba(x))
 
 
-def test_lightgbm_regressor_and_booster(tmp_path: Path, diabetes) -> None:  # type: ignore[no-untyped-def]
+def test_lightgbm_regressor_and_booster(tmp_path: Path, diabetes: tuple[np.ndarray, np.ndarray]) -> None:
     lgb = pytest.importorskip("lightgbm")
     from plinth.registry.flavors.lightgbm import LightGBMFlavor
 
@@ -170,7 +174,9 @@ def to_onnx(model: Any, features: int, **options: Any) -> Any:
 
 
 @pytest.mark.parametrize("zipmap", [True, False])
-def test_onnx_classifier_roundtrip(tmp_path: Path, iris, sklearn_model, zipmap: bool) -> None:  # type: ignore[no-untyped-def]
+def test_onnx_classifier_roundtrip(
+    tmp_path: Path, iris: tuple[pd.DataFrame, pd.Series], sklearn_model: LogisticRegression, zipmap: bool
+) -> None:
     pytest.importorskip("onnxruntime")
     from plinth.registry.flavors.onnx import OnnxFlavor
 
@@ -193,7 +199,7 @@ def test_onnx_classifier_roundtrip(tmp_path: Path, iris, sklearn_model, zipmap: 
     np.testing.assert_allclose(proba, sklearn_model.predict_proba(x), rtol=1e-4, atol=1e-5)
 
 
-def test_onnx_regressor_has_no_proba(tmp_path: Path, diabetes) -> None:  # type: ignore[no-untyped-def]
+def test_onnx_regressor_has_no_proba(tmp_path: Path, diabetes: tuple[np.ndarray, np.ndarray]) -> None:
     pytest.importorskip("onnxruntime")
     from sklearn.linear_model import LinearRegression
 
@@ -250,8 +256,8 @@ def torch_models(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_torch_scriptable_module_is_saved_as_torchscript(
-    tmp_path: Path, iris, sklearn_model, torch_models
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, iris: tuple[pd.DataFrame, pd.Series], sklearn_model: LogisticRegression, torch_models: Any
+) -> None:
     import torch
 
     from plinth.registry.flavors.torch import TorchFlavor
@@ -273,7 +279,9 @@ def test_torch_scriptable_module_is_saved_as_torchscript(
     assert not flavor.has_proba(loaded)
 
 
-def test_torch_unscriptable_module_falls_back_to_state_dict(tmp_path: Path, diabetes, torch_models) -> None:  # type: ignore[no-untyped-def]
+def test_torch_unscriptable_module_falls_back_to_state_dict(
+    tmp_path: Path, diabetes: tuple[np.ndarray, np.ndarray], torch_models: Any
+) -> None:
     import torch
 
     from plinth.registry.flavors.torch import TorchFlavor
@@ -292,7 +300,9 @@ def test_torch_unscriptable_module_falls_back_to_state_dict(tmp_path: Path, diab
     np.testing.assert_allclose(TorchFlavor().predict(loaded, x), expected, rtol=1e-6)
 
 
-def test_torch_fallback_needs_an_importable_class_and_its_arguments(tmp_path: Path, torch_models) -> None:  # type: ignore[no-untyped-def]
+def test_torch_fallback_needs_an_importable_class_and_its_arguments(
+    tmp_path: Path, torch_models: Any
+) -> None:
     from torch import nn
 
     from plinth.registry.flavors.torch import TorchFlavor
@@ -329,8 +339,13 @@ def test_torch_fallback_needs_an_importable_class_and_its_arguments(tmp_path: Pa
         ({"file": None}, IntegrityError, "holds nothing as meta.file"),
     ],
 )
-def test_torch_state_dicts_that_do_not_build_are_plinth_errors(  # type: ignore[no-untyped-def]
-    tmp_path: Path, diabetes, torch_models, meta: dict[str, Any], error: type[Exception], needle: str
+def test_torch_state_dicts_that_do_not_build_are_plinth_errors(
+    tmp_path: Path,
+    diabetes: tuple[np.ndarray, np.ndarray],
+    torch_models: Any,
+    meta: dict[str, Any],
+    error: type[Exception],
+    needle: str,
 ) -> None:
     from plinth.registry.flavors.torch import TorchFlavor
 

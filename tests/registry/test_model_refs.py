@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from starlette.testclient import TestClient
@@ -70,8 +72,8 @@ def test_served_slashed_name_answers_at_its_path(churn: Backend) -> None:
 
 
 def test_cli_commands_take_slashed_names(
-    churn: Backend, capsys: pytest.CaptureFixture[str], tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    churn: Backend, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     assert main(["models", "alias", "org/churn", "champion", "2"]) == 0
     assert "org/churn@champion → version 2 (was 1)" in capsys.readouterr().out
     assert main(["models", "show", "org/churn@champion"]) == 0

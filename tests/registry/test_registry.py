@@ -33,7 +33,7 @@ class Doubler:
         return np.asarray(data).sum(axis=1) * 2
 
 
-def test_issue_example(tracking: Backend, iris) -> None:  # type: ignore[no-untyped-def]
+def test_issue_example(tracking: Backend, iris: tuple[pd.DataFrame, pd.Series, LogisticRegression]) -> None:
     x, _y, clf = iris
     with plinth.start_run(experiment="iris") as run:
         ds = run.log_dataset(x, name="iris-train")
@@ -63,7 +63,9 @@ def test_issue_example(tracking: Backend, iris) -> None:  # type: ignore[no-unty
         plinth.load_model("iris-clf@champion")
 
 
-def test_safe_casts_are_applied(tracking: Backend, iris) -> None:  # type: ignore[no-untyped-def]
+def test_safe_casts_are_applied(
+    tracking: Backend, iris: tuple[pd.DataFrame, pd.Series, LogisticRegression]
+) -> None:
     x, _y, clf = iris
     plinth.register_model("m", clf, input_example=x[:5])
     m = plinth.load_model("m")
@@ -139,7 +141,12 @@ def test_plain_callable(tracking: Backend) -> None:
     np.testing.assert_array_equal(plinth.load_model("f").predict([[1, 2], [3, 4]]), [11, 13])
 
 
-def test_tampered_blob_is_never_unpickled(tracking: Backend, iris, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_blob_is_never_unpickled(
+    tracking: Backend,
+    iris: tuple[pd.DataFrame, pd.Series, LogisticRegression],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     x, _y, clf = iris
     mv = plinth.register_model("t", clf, input_example=x[:5])
     [model_file] = [f for f in tracking.store.model_files(mv.id) if f.path == "model.pkl"]
@@ -152,7 +159,9 @@ def test_tampered_blob_is_never_unpickled(tracking: Backend, iris, tmp_path, mon
         plinth.load_model("t")
 
 
-def test_tampered_cache_is_refused_and_refetched(tracking: Backend, iris) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_cache_is_refused_and_refetched(
+    tracking: Backend, iris: tuple[pd.DataFrame, pd.Series, LogisticRegression]
+) -> None:
     x, _y, clf = iris
     mv = plinth.register_model("c", clf, input_example=x[:5])
     plinth.load_model("c")
@@ -164,7 +173,9 @@ def test_tampered_cache_is_refused_and_refetched(tracking: Backend, iris) -> Non
     assert plinth.load_model("c").version == 1  # a verified copy is fetched again
 
 
-def test_alias_rules_and_audit(tracking: Backend, iris) -> None:  # type: ignore[no-untyped-def]
+def test_alias_rules_and_audit(
+    tracking: Backend, iris: tuple[pd.DataFrame, pd.Series, LogisticRegression]
+) -> None:
     x, _y, clf = iris
     for _ in range(2):
         plinth.register_model("a", clf, input_example=x[:5])
@@ -197,12 +208,16 @@ def test_unregistrable_object(tracking: Backend) -> None:
         plinth.register_model("a@b", Doubler())
 
 
-def test_environment_mismatch_warns_once(tracking: Backend, iris, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_environment_mismatch_warns_once(
+    tracking: Backend,
+    iris: tuple[pd.DataFrame, pd.Series, LogisticRegression],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     x, _y, clf = iris
     plinth.register_model("w", clf, input_example=x[:5])
-    real = plinth.registry.environment.installed_version  # type: ignore[attr-defined]
+    real = plinth.registry.environment.installed_version
     fake = lambda name: "0.1.0" if name == "scikit-learn" else real(name)  # noqa: E731
-    monkeypatch.setattr(plinth.registry.environment, "installed_version", fake)  # type: ignore[attr-defined]
+    monkeypatch.setattr(plinth.registry.environment, "installed_version", fake)
     with pytest.warns(PlinthWarning, match="scikit-learn"):
         plinth.load_model("w")
     import warnings
@@ -235,7 +250,9 @@ def test_concurrent_registration_gets_distinct_versions(settings: Settings) -> N
     assert [v.version for v in plinth.list_model_versions("shared")] == list(range(1, 21))
 
 
-def test_input_example_is_kept_with_the_model(tracking: Backend, iris) -> None:  # type: ignore[no-untyped-def]
+def test_input_example_is_kept_with_the_model(
+    tracking: Backend, iris: tuple[pd.DataFrame, pd.Series, LogisticRegression]
+) -> None:
     x, _y, clf = iris
     plinth.register_model("ex", clf, input_example=x[:3])
     example = plinth.load_model("ex").input_example

@@ -64,8 +64,12 @@ def test_a_record_with_dot_dot_is_refused_when_written(tracking: Backend) -> Non
     assert plinth.get_run(run.id).artifacts == []
 
 
-def test_a_planted_record_is_refused_when_read(  # type: ignore[no-untyped-def]
-    tracking: Backend, finished_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+def test_a_planted_record_is_refused_when_read(
+    tracking: Backend,
+    finished_run: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     run_id, digest = finished_run
     plant(tracking, run_id, PLANTED, digest)
@@ -80,8 +84,8 @@ def test_a_planted_record_is_refused_when_read(  # type: ignore[no-untyped-def]
     assert os.listdir(work) == []
 
 
-def test_downloads_do_not_follow_links_out_of_the_destination(  # type: ignore[no-untyped-def]
-    tracking: Backend, finished_run, tmp_path: Path
+def test_downloads_do_not_follow_links_out_of_the_destination(
+    tracking: Backend, finished_run: tuple[str, str], tmp_path: Path
 ) -> None:
     run_id, _ = finished_run
     outside = tmp_path / "outside"
@@ -143,8 +147,12 @@ def test_the_longest_names_allowed_can_be_fetched(tracking: Backend, tmp_path: P
 
 
 @pytest.mark.parametrize("path", ["report", "report/summary.txt", "no-such-artifact", PLANTED])
-def test_a_refused_get_leaves_no_destination_behind(  # type: ignore[no-untyped-def]
-    tracking: Backend, finished_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+def test_a_refused_get_leaves_no_destination_behind(
+    tracking: Backend,
+    finished_run: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
 ) -> None:
     run_id, digest = finished_run
     plant(tracking, run_id, PLANTED, digest)
@@ -154,7 +162,9 @@ def test_a_refused_get_leaves_no_destination_behind(  # type: ignore[no-untyped-
     assert not (tmp_path / "o").exists()
 
 
-def test_get_into_a_new_folder_creates_it(tracking: Backend, finished_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_get_into_a_new_folder_creates_it(
+    tracking: Backend, finished_run: tuple[str, str], tmp_path: Path
+) -> None:
     run_id, _ = finished_run
     assert main(["artifacts", "get", run_id, "report/summary.txt", str(tmp_path / "o") + "/"]) == 0
     assert (tmp_path / "o" / "summary.txt").read_text() == "fine\n"
@@ -261,7 +271,9 @@ def test_a_folder_of_many_files_is_recorded(tracking: Backend) -> None:
 
 
 # blob digests from the store (5, sibling) ------------------------------------------------------
-def test_a_digest_edited_to_a_path_reads_nothing(tracking: Backend, finished_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_digest_edited_to_a_path_reads_nothing(
+    tracking: Backend, finished_run: tuple[str, str], tmp_path: Path
+) -> None:
     run_id, _ = finished_run
     plant(tracking, run_id, "report/zero.bin", "../../../../../../dev/zero")
     with pytest.raises(IntegrityError, match="not a sha256 digest"):
@@ -329,7 +341,7 @@ MISCONFIGURED = {
 
 
 @pytest.fixture(params=list(MISCONFIGURED))
-def misconfigured(  # type: ignore[no-untyped-def]
+def misconfigured(
     request: pytest.FixtureRequest, sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Backend, tuple[str, str]]:
     if request.param == "missing bucket":
@@ -341,7 +353,9 @@ def misconfigured(  # type: ignore[no-untyped-def]
     return _configure(monkeypatch, sqlite_settings, url, endpoint), MISCONFIGURED[request.param]
 
 
-def test_a_misconfigured_store_is_named_on_first_log(misconfigured, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_misconfigured_store_is_named_on_first_log(
+    misconfigured: tuple[Backend, tuple[str, str]], tmp_path: Path
+) -> None:
     _be, (problem, advice) = misconfigured
     (tmp_path / "model.bin").write_bytes(b"weights")
     with pytest.raises(StoreError, match="PLINTH_ARTIFACTS=s3://") as caught:
@@ -352,7 +366,9 @@ def test_a_misconfigured_store_is_named_on_first_log(misconfigured, tmp_path: Pa
     assert plinth.get_run(run.id).status == "FAILED"
 
 
-def test_datasets_models_and_gc_get_the_same_message(misconfigured, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_datasets_models_and_gc_get_the_same_message(
+    misconfigured: tuple[Backend, tuple[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
     be, (problem, _advice) = misconfigured
     with pytest.raises(StoreError, match=problem), plinth.start_run(experiment="e") as run:
         run.log_dataset(pd.DataFrame({"a": [1, 2]}), name="d")
@@ -367,8 +383,12 @@ def test_datasets_models_and_gc_get_the_same_message(misconfigured, capsys) -> N
 @pytest.mark.parametrize(
     "endpoint", ["localhost:18500", "ftp://localhost:18500", "http://:18500", "http://a:99999"]
 )
-def test_an_endpoint_that_is_not_an_http_url_is_named(  # type: ignore[no-untyped-def]
-    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys, endpoint: str
+def test_an_endpoint_that_is_not_an_http_url_is_named(
+    sqlite_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    endpoint: str,
 ) -> None:
     with pytest.raises(ConfigError, match=f"PLINTH_S3_ENDPOINT_URL={endpoint!r} is not an http"):
         _configure(monkeypatch, sqlite_settings, "s3://bucket/x", endpoint)

@@ -480,6 +480,33 @@ def test_an_erased_subject_leaves_nothing_in_the_database_files() -> None:
     server.close()
 
 
+def test_an_erased_subject_leaves_nothing_in_the_prediction_segments() -> None:
+    be = plinth.configure(Settings.from_env())
+    predictions(be, "subject-erase-me")
+    predictions(be, "subject-keep", ("kept-input", "kept-output", "kept-label"))
+    be.store.compact_prediction_logs("d", force=True)  # inputs and outputs move into a segment blob
+    held = {b.digest for b in be.blobs.list_blobs()}
+    receipt = plinth.erase_subject("subject-erase-me")
+    assert receipt.prediction_logs == 3 and receipt.labels == 3
+    left = {b.digest for b in be.blobs.list_blobs()}
+    assert left and not held & left  # the segment was rewritten and its old blob deleted at once
+    logged = " ".join(segment_texts(be, left))
+    assert not [s for s in SECRETS if s in logged] and "kept-input" in logged
+    assert files_holding(be.settings.home, SECRETS) == []
+    assert plinth.verify_audit().ok
+
+
+def segment_texts(be: Backend, digests: set[str]) -> list[str]:
+    """Every value the segments in these blobs hold, as text (their files are compressed)."""
+    from plinth.store.segments import from_bytes
+
+    out = []
+    for digest in digests:
+        table = from_bytes(be.blobs.read_bytes(digest), text=True)
+        out += [str(v) for name in table.column_names for v in table.column(name).to_pylist()]
+    return out
+
+
 def test_a_reader_holding_the_log_is_named_in_the_receipt(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
@@ -390,7 +390,9 @@ def test_order_by_with_a_surrogate_is_invalid_input(tracking: Backend) -> None:
     assert info.value.position == 10
 
 
-def test_nan_stored_by_an_older_plinth_on_postgresql_becomes_null(pg_schema_factory) -> None:  # type: ignore[no-untyped-def]
+def test_nan_stored_by_an_older_plinth_on_postgresql_becomes_null(
+    pg_schema_factory: Callable[[], str],
+) -> None:
     engine = make_engine(pg_schema_factory())
     try:
         with writing(engine) as conn:

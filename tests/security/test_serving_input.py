@@ -8,6 +8,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from plinth.serving.body import is_json, parse_json, read_json
 from plinth.serving.inputs import RequestError
 from plinth.serving.logger import PredictionLogger
 from plinth.serving.options import ServeOptions
-from plinth.tracking.context import backend
+from plinth.tracking.context import Backend, backend
 
 sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 COLUMNS = ["a", "b", "c"]
@@ -270,7 +271,9 @@ def test_label_ids_are_checked_over_http(server: TestClient) -> None:
     assert uuid_id.status_code == 200 and uuid_id.json()["stored"] == 1
 
 
-def test_label_ids_are_checked_by_the_api_and_the_cli(server: TestClient, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_label_ids_are_checked_by_the_api_and_the_cli(
+    server: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from plinth.cli.main import main
 
     with pytest.raises(InvalidInput, match="none stored"):
@@ -285,7 +288,7 @@ def test_label_ids_are_checked_by_the_api_and_the_cli(server: TestClient, tmp_pa
     assert "at most 128 characters" in capsys.readouterr().err
 
 
-def test_lookups_by_an_id_no_store_can_hold_find_nothing(tracking) -> None:  # type: ignore[no-untyped-def]
+def test_lookups_by_an_id_no_store_can_hold_find_nothing(tracking: Backend) -> None:
     store = tracking.store
     store.write_prediction_logs([entry(1, "s-1")])
     odd = "\udcff"  # what an argument that is not UTF-8 decodes to
@@ -396,7 +399,9 @@ def test_a_refused_log_does_not_stop_logging_and_readyz_says_so(server: TestClie
 
 
 @sqlite_only
-def test_a_swap_whose_audit_fails_is_served_and_reported(server: TestClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_swap_whose_audit_fails_is_served_and_reported(
+    server: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state = server.app.state.plinth  # type: ignore[attr-defined]
     [deployment] = state.deployments()
 

@@ -39,7 +39,7 @@ def iris() -> tuple[pd.DataFrame, LogisticRegression]:
 
 
 @pytest.fixture
-def champion(tracking: Backend, iris) -> plinth.ModelVersion:  # type: ignore[no-untyped-def]
+def champion(tracking: Backend, iris: tuple[pd.DataFrame, LogisticRegression]) -> plinth.ModelVersion:
     x, clf = iris
     mv = plinth.register_model("iris-clf", clf, input_example=x[:5])
     plinth.set_alias("iris-clf", "champion", mv.version)
@@ -60,7 +60,12 @@ def staging_folders(output: Path) -> list[str]:
 
 
 # inputs and outputs -----------------------------------------------------------------------------
-def test_parquet_with_ids_records_run_and_lineage(tracking: Backend, iris, champion, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_parquet_with_ids_records_run_and_lineage(
+    tracking: Backend,
+    iris: tuple[pd.DataFrame, LogisticRegression],
+    champion: plinth.ModelVersion,
+    tmp_path: Path,
+) -> None:
     x, clf = iris
     source, out = tmp_path / "data.parquet", tmp_path / "preds.parquet"
     frame_with_ids(x, start=1000).to_parquet(source, index=False)
@@ -98,7 +103,12 @@ def test_parquet_with_ids_records_run_and_lineage(tracking: Backend, iris, champ
     assert edges == {("used_model", "model_version", champion.id), ("produced", "blob", sha256(out))}
 
 
-def test_csv_input_with_probabilities(tracking: Backend, iris, champion, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_csv_input_with_probabilities(
+    tracking: Backend,
+    iris: tuple[pd.DataFrame, LogisticRegression],
+    champion: plinth.ModelVersion,
+    tmp_path: Path,
+) -> None:
     x, clf = iris
     source, out = tmp_path / "data.csv", tmp_path / "proba.parquet"
     x.to_csv(source, index=False)
@@ -114,7 +124,9 @@ def test_csv_input_with_probabilities(tracking: Backend, iris, champion, tmp_pat
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_folder_input_is_read_in_path_order(iris, champion, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+def test_folder_input_is_read_in_path_order(
+    iris: tuple[pd.DataFrame, LogisticRegression], champion: plinth.ModelVersion, tmp_path: Path, fmt: str
+) -> None:
     x, clf = iris
     folder = tmp_path / "in"
     (folder / "b").mkdir(parents=True)
@@ -138,7 +150,9 @@ def test_folder_input_is_read_in_path_order(iris, champion, tmp_path: Path, fmt:
     assert result.input_digest == hashlib.sha256(lines.encode()).hexdigest()
 
 
-def test_without_id_columns_and_output_folder_created(iris, champion, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_without_id_columns_and_output_folder_created(
+    iris: tuple[pd.DataFrame, LogisticRegression], champion: plinth.ModelVersion, tmp_path: Path
+) -> None:
     x, clf = iris
     source, out = tmp_path / "data.pq", tmp_path / "deep" / "er" / "preds.parquet"
     x.to_parquet(source, index=False)
@@ -160,7 +174,9 @@ def test_two_dimensional_predictions_of_a_plain_model(tracking: Backend, tmp_pat
 
 @pytest.mark.slow
 @sqlite_only
-def test_workers_give_the_same_bytes(iris, champion, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_workers_give_the_same_bytes(
+    iris: tuple[pd.DataFrame, LogisticRegression], champion: plinth.ModelVersion, tmp_path: Path
+) -> None:
     x, _clf = iris
     source = tmp_path / "data.parquet"
     frame_with_ids(pd.concat([x] * 20, ignore_index=True)).to_parquet(source, index=False)
@@ -337,7 +353,9 @@ def _with_readme(path: Path) -> Path:
     return path
 
 
-def test_columns_that_do_not_fit_fail_before_any_run(iris, champion, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_columns_that_do_not_fit_fail_before_any_run(
+    iris: tuple[pd.DataFrame, LogisticRegression], champion: plinth.ModelVersion, tmp_path: Path
+) -> None:
     x, _clf = iris
     source = tmp_path / "d.parquet"
     frame_with_ids(x).drop(columns=["petal width (cm)"]).to_parquet(source, index=False)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from sklearn.linear_model import LogisticRegression
 
 import plinth
 
@@ -23,7 +26,7 @@ HEADER_TEXT = st.text(
 
 @sqlite_only
 @pytest.mark.slow
-def test_no_server_errors(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+def test_no_server_errors(serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression]) -> None:
     x, _y, clf = cancer
     mv = plinth.register_model("bc", clf, input_example=x[:3])
     plinth.set_alias("bc", "champion", mv.version)

@@ -10,11 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 import plinth
 from plinth.core.settings import Settings
@@ -31,7 +33,9 @@ class Broken:
         raise RuntimeError("this version is broken")
 
 
-def register(cancer, name: str = "bc", alias: str = "champion") -> plinth.ModelVersion:  # type: ignore[no-untyped-def]
+def register(
+    cancer: tuple[Any, Any, LogisticRegression], name: str = "bc", alias: str = "champion"
+) -> plinth.ModelVersion:
     x, _y, clf = cancer
     mv = plinth.register_model(name, clf, input_example=x[:3])
     plinth.set_alias(name, alias, mv.version)
@@ -42,7 +46,7 @@ def records(x: Any, rows: slice) -> list[dict[str, float]]:
     return x[rows].to_dict("records")
 
 
-def test_endpoints(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+def test_endpoints(serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression]) -> None:
     x, _y, clf = cancer
     register(cancer)
     server = serve(["bc@champion"])
@@ -90,7 +94,14 @@ def test_endpoints(serve, cancer) -> None:  # type: ignore[no-untyped-def]
         (b'{"instances": [{"mean radius": 1e999}]}', None, 422, "finite"),
     ],
 )
-def test_bad_requests_are_4xx_with_a_reason(serve, cancer, body, headers, status, needle) -> None:  # type: ignore[no-untyped-def]
+def test_bad_requests_are_4xx_with_a_reason(
+    serve: Callable[..., Any],
+    cancer: tuple[Any, Any, LogisticRegression],
+    body: bytes,
+    headers: dict[str, str] | None,
+    status: int,
+    needle: str,
+) -> None:
     register(cancer)
     server = serve(["bc@champion"])
     if b"1e999" in body:  # a full row with one infinite value
@@ -112,7 +123,7 @@ class Lengths:
 
 
 @pytest.mark.parametrize("text_dtype", ["str", "object"])
-def test_text_columns_are_served(serve, text_dtype: str) -> None:  # type: ignore[no-untyped-def]
+def test_text_columns_are_served(serve: Callable[..., Any], text_dtype: str) -> None:
     example = pd.DataFrame({"s": ["ab", "c"], "v": [1.0, 2.0]}).astype({"s": text_dtype})
     plinth.register_model("t", Lengths(), input_example=example, flavor="python")
     server = serve(["t"])
@@ -126,7 +137,9 @@ def test_text_columns_are_served(serve, text_dtype: str) -> None:  # type: ignor
 
 
 @sqlite_only
-def test_signature_problems_are_listed(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+def test_signature_problems_are_listed(
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression]
+) -> None:
     x = cancer[0]
     register(cancer)
     server = serve(["bc@champion"], max_rows=10, max_body_bytes=200_000)
@@ -155,7 +168,9 @@ def test_signature_problems_are_listed(serve, cancer) -> None:  # type: ignore[n
 
 
 @sqlite_only
-def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression]
+) -> None:
     x, _y, clf = cancer
     register(cancer)
     server = serve(["bc@champion"], max_batch=64, max_wait_ms=5)
@@ -177,7 +192,9 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(serve, cance
 
 
 @sqlite_only
-def test_alias_move_under_load_fails_no_request(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+def test_alias_move_under_load_fails_no_request(
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression]
+) -> None:
     x = cancer[0]
     register(cancer)
     server = serve(["bc@champion"], alias_poll_s=0.1)
@@ -205,7 +222,9 @@ def test_alias_move_under_load_fails_no_request(serve, cancer) -> None:  # type:
 
 
 @sqlite_only
-def test_broken_version_is_not_swapped_in(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+def test_broken_version_is_not_swapped_in(
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression]
+) -> None:
     x = cancer[0]
     register(cancer)
     server = serve(["bc@champion"], alias_poll_s=0.1)
@@ -222,7 +241,9 @@ def test_broken_version_is_not_swapped_in(serve, cancer) -> None:  # type: ignor
 
 
 @sqlite_only
-def test_a_model_failing_on_a_request_is_a_logged_500(serve, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_model_failing_on_a_request_is_a_logged_500(
+    serve: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
     plinth.register_model("broken", Broken(), flavor="python")  # no input example: it loads
     server = serve(["broken/1"])
     answer = server.predict("broken", {"instances": [[1.0, 2.0]]})
@@ -238,7 +259,9 @@ def test_a_model_failing_on_a_request_is_a_logged_500(serve, caplog) -> None:  #
 
 
 @sqlite_only
-def test_an_unknown_model_is_a_404_naming_the_served_ones(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_model_is_a_404_naming_the_served_ones(
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression]
+) -> None:
     register(cancer)
     server = serve(["bc@champion"])
     for path in ("/v1/models/nope/predict", "/v1/models/nope/labels"):
@@ -248,7 +271,9 @@ def test_an_unknown_model_is_a_404_naming_the_served_ones(serve, cancer) -> None
 
 
 @sqlite_only
-def test_canary_share_and_shadow_logs(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+def test_canary_share_and_shadow_logs(
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression]
+) -> None:
     x = cancer[0]
     register(cancer)
     register(cancer, alias="challenger")  # version 2
@@ -266,7 +291,9 @@ def test_canary_share_and_shadow_logs(serve, cancer) -> None:  # type: ignore[no
 
 
 @sqlite_only
-def test_shadow_answers_are_logged_not_returned(serve, cancer, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_shadow_answers_are_logged_not_returned(
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], settings: Settings
+) -> None:
     x = cancer[0]
     register(cancer)
     register(cancer, alias="challenger")
@@ -289,7 +316,9 @@ def test_shadow_answers_are_logged_not_returned(serve, cancer, settings: Setting
 
 @sqlite_only
 @pytest.mark.slow
-def test_prediction_logs_are_complete_after_sigterm(cancer, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_prediction_logs_are_complete_after_sigterm(
+    cancer: tuple[Any, Any, LogisticRegression], settings: Settings
+) -> None:
     import socket
 
     import httpx
@@ -335,7 +364,9 @@ def test_prediction_logs_are_complete_after_sigterm(cancer, settings: Settings) 
 
 
 @sqlite_only
-def test_batching_is_configured_per_model(serve, cancer) -> None:  # type: ignore[no-untyped-def]
+def test_batching_is_configured_per_model(
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression]
+) -> None:
     x, _y, clf = cancer
     register(cancer)
     plinth.register_model("other", clf, input_example=x[:3])
@@ -383,7 +414,9 @@ def test_alias_poll_interval_comes_from_the_environment(monkeypatch: pytest.Monk
         Settings.from_env()
 
 
-def test_labels_over_http_join_the_logged_requests(serve, cancer, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_labels_over_http_join_the_logged_requests(
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], settings: Settings
+) -> None:
     x, y, clf = cancer
     register(cancer)
     server = serve(["bc@champion"])

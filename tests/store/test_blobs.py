@@ -6,6 +6,7 @@ import hashlib
 import os
 import tracemalloc
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
@@ -18,7 +19,7 @@ MiB = 1 << 20
 
 
 @pytest.fixture(params=["local", "memory", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path) -> BlobStore:  # type: ignore[no-untyped-def]
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
     if request.param == "local":
         return BlobStore(str(tmp_path / "artifacts"))
     if request.param == "memory":
@@ -55,7 +56,7 @@ def _write(path, data: bytes) -> str:  # type: ignore[no-untyped-def]
     return str(path)
 
 
-def test_put_and_get_round_trip(store: BlobStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_put_and_get_round_trip(store: BlobStore, tmp_path: Path) -> None:
     data = b"weights " * 1000
     digest, size = store.put_file(_write(tmp_path / "model.bin", data))
     assert (digest, size) == (hashlib.sha256(data).hexdigest(), len(data))
@@ -67,7 +68,7 @@ def test_put_and_get_round_trip(store: BlobStore, tmp_path) -> None:  # type: ig
     assert [b.digest for b in store.list_blobs()] == [digest]
 
 
-def test_identical_content_is_stored_once(store: BlobStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_identical_content_is_stored_once(store: BlobStore, tmp_path: Path) -> None:
     first = store.put_file(_write(tmp_path / "a.txt", b"same"))
     second = store.put_file(_write(tmp_path / "b.txt", b"same"))
     third = store.put_bytes(b"same")
@@ -76,14 +77,14 @@ def test_identical_content_is_stored_once(store: BlobStore, tmp_path) -> None:  
     assert (blob.digest, blob.size) == (first[0], 4)
 
 
-def test_empty_file(store: BlobStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_empty_file(store: BlobStore, tmp_path: Path) -> None:
     digest, size = store.put_file(_write(tmp_path / "empty", b""))
     assert (digest, size) == (hashlib.sha256(b"").hexdigest(), 0)
     store.get_file(digest, str(tmp_path / "back"))
     assert (tmp_path / "back").read_bytes() == b""
 
 
-def test_missing_blob_is_not_found(store: BlobStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_blob_is_not_found(store: BlobStore, tmp_path: Path) -> None:
     digest = hashlib.sha256(b"never stored").hexdigest()
     assert not store.exists(digest)
     with pytest.raises(NotFound, match=rf"{digest[:12]}.*of artifact 'x'.*missing from"):
@@ -93,7 +94,7 @@ def test_missing_blob_is_not_found(store: BlobStore, tmp_path) -> None:  # type:
     assert not (tmp_path / "out").exists()
 
 
-def test_corrupted_blob_raises_and_writes_nothing(store: BlobStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_corrupted_blob_raises_and_writes_nothing(store: BlobStore, tmp_path: Path) -> None:
     digest, _ = store.put_bytes(b"the real bytes")
     _overwrite(store, digest, b"tampered bytes")
     dest = tmp_path / "out" / "model.bin"
@@ -105,7 +106,7 @@ def test_corrupted_blob_raises_and_writes_nothing(store: BlobStore, tmp_path) ->
 
 
 @pytest.mark.parametrize("store", ["local", "s3"], indirect=True)  # memory:// holds blobs in RAM
-def test_large_file_is_streamed(store: BlobStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_large_file_is_streamed(store: BlobStore, tmp_path: Path) -> None:
     src = tmp_path / "big.bin"
     block = os.urandom(MiB)
     expected = hashlib.sha256()
@@ -129,7 +130,7 @@ def test_large_file_is_streamed(store: BlobStore, tmp_path) -> None:  # type: ig
     assert blobs_module.file_digest(str(tmp_path / "back.bin")) == (digest, size)
 
 
-def test_local_writes_leave_no_temporary_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_local_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     store = BlobStore(str(tmp_path / "artifacts"))
     store.put_file(_write(tmp_path / "a", b"a"))
     store.put_bytes(b"b")
@@ -140,7 +141,7 @@ def test_local_writes_leave_no_temporary_files(tmp_path) -> None:  # type: ignor
     assert len(list(store.list_blobs())) == 2
 
 
-def test_local_reuse_makes_a_blob_young_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_local_reuse_makes_a_blob_young_again(tmp_path: Path) -> None:
     store = BlobStore(str(tmp_path / "artifacts"))
     digest, _ = store.put_file(_write(tmp_path / "a", b"a"))
     os.utime(store.path_of(digest), (1_000_000_000, 1_000_000_000))
@@ -150,8 +151,8 @@ def test_local_reuse_makes_a_blob_young_again(tmp_path) -> None:  # type: ignore
 
 
 @pytest.mark.parametrize("store", ["memory", "s3"], indirect=True)  # local hashes the bytes it copies
-def test_remote_upload_checks_the_bytes_it_sends(  # type: ignore[no-untyped-def]
-    store: BlobStore, tmp_path, monkeypatch: pytest.MonkeyPatch
+def test_remote_upload_checks_the_bytes_it_sends(
+    store: BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wrong = hashlib.sha256(b"what the file held a moment ago").hexdigest()
     monkeypatch.setattr(blobs_module, "file_digest", lambda path: (wrong, 5))
@@ -161,7 +162,7 @@ def test_remote_upload_checks_the_bytes_it_sends(  # type: ignore[no-untyped-def
     assert list(store.list_blobs()) == []
 
 
-def test_s3_sees_changes_made_by_other_clients(s3_server: str, s3_bucket: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_s3_sees_changes_made_by_other_clients(s3_server: str, s3_bucket: str, tmp_path: Path) -> None:
     store = BlobStore(s3_bucket, {"endpoint_url": s3_server})
     digest, _ = store.put_bytes(b"shared")
     other = hashlib.sha256(b"from another process").hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import boto3
 import pytest
@@ -40,7 +41,7 @@ def corrupt(be: Backend, digest: str, data: bytes = b"bit rot") -> None:
 
 
 @pytest.fixture
-def folder(tmp_path):  # type: ignore[no-untyped-def]
+def folder(tmp_path: Path) -> Path:
     root = tmp_path / "src" / "ckpt"
     (root / "sub").mkdir(parents=True)
     (root / "a.txt").write_bytes(b"alpha")
@@ -48,7 +49,7 @@ def folder(tmp_path):  # type: ignore[no-untyped-def]
     return root
 
 
-def test_log_and_download_a_file(be: Backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_log_and_download_a_file(be: Backend, tmp_path: Path) -> None:
     src = tmp_path / "model.bin"
     src.write_bytes(b"weights")
     with plinth.start_run(experiment="e") as run:
@@ -64,7 +65,7 @@ def test_log_and_download_a_file(be: Backend, tmp_path) -> None:  # type: ignore
     ]
 
 
-def test_log_and_download_a_folder(be: Backend, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_log_and_download_a_folder(be: Backend, folder: Path, tmp_path: Path) -> None:
     with plinth.start_run(experiment="e") as run:
         logged = run.log_artifact(str(folder))
     assert [a.path for a in logged] == ["ckpt/a.txt", "ckpt/sub/b.txt"]
@@ -78,7 +79,7 @@ def test_log_and_download_a_folder(be: Backend, folder, tmp_path) -> None:  # ty
     assert (tmp_path / "a-copy.txt").read_bytes() == b"alpha"
 
 
-def test_artifact_path_overrides_the_name(be: Backend, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_artifact_path_overrides_the_name(be: Backend, folder: Path, tmp_path: Path) -> None:
     with plinth.start_run(experiment="e") as run:
         run.log_artifact(str(folder / "a.txt"), artifact_path="plots/first.txt")
         run.log_artifact(str(folder), artifact_path="weights/")
@@ -86,7 +87,7 @@ def test_artifact_path_overrides_the_name(be: Backend, folder, tmp_path) -> None
     assert paths == ["plots/first.txt", "weights/a.txt", "weights/sub/b.txt"]
 
 
-def test_relogging_a_path_replaces_it(be: Backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_relogging_a_path_replaces_it(be: Backend, tmp_path: Path) -> None:
     src = tmp_path / "model.bin"
     with plinth.start_run(experiment="e") as run:
         src.write_bytes(b"v1")
@@ -99,7 +100,7 @@ def test_relogging_a_path_replaces_it(be: Backend, tmp_path) -> None:  # type: i
     assert (tmp_path / "back.bin").read_bytes() == b"v2"
 
 
-def test_identical_content_is_stored_once(be: Backend, folder) -> None:  # type: ignore[no-untyped-def]
+def test_identical_content_is_stored_once(be: Backend, folder: Path) -> None:
     for _ in range(2):
         with plinth.start_run(experiment="e") as run:
             run.log_artifact(str(folder))
@@ -107,7 +108,7 @@ def test_identical_content_is_stored_once(be: Backend, folder) -> None:  # type:
     assert len(list(be.blobs.list_blobs())) == 2
 
 
-def test_corrupted_blob_is_detected_on_download(be: Backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_corrupted_blob_is_detected_on_download(be: Backend, tmp_path: Path) -> None:
     src = tmp_path / "model.bin"
     src.write_bytes(b"the real weights")
     with plinth.start_run(experiment="e") as run:
@@ -119,7 +120,7 @@ def test_corrupted_blob_is_detected_on_download(be: Backend, tmp_path) -> None: 
     assert not (tmp_path / "out").exists()
 
 
-def test_folder_download_is_all_or_nothing(be: Backend, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_folder_download_is_all_or_nothing(be: Backend, folder: Path, tmp_path: Path) -> None:
     with plinth.start_run(experiment="e") as run:
         _, b = run.log_artifact(str(folder))
     corrupt(be, b.digest)
@@ -132,7 +133,7 @@ def test_folder_download_is_all_or_nothing(be: Backend, folder, tmp_path) -> Non
     assert os.listdir(tmp_path / "out") == []
 
 
-def test_missing_blob_is_not_found(be: Backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_blob_is_not_found(be: Backend, tmp_path: Path) -> None:
     src = tmp_path / "model.bin"
     src.write_bytes(b"weights")
     with plinth.start_run(experiment="e") as run:
@@ -143,7 +144,7 @@ def test_missing_blob_is_not_found(be: Backend, tmp_path) -> None:  # type: igno
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_requests(be: Backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_requests(be: Backend, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "f").write_bytes(b"x")
     with plinth.start_run(experiment="e") as run:

@@ -22,6 +22,7 @@ from plinth.tracking.environment import (
     clear_cache,
     describe_gpus,
     environment_digest,
+    run_environment,
 )
 
 
@@ -118,6 +119,16 @@ def test_expensive_parts_are_computed_once_per_process() -> None:
     assert environment._static_facts.cache_info().misses == 1
     assert second["packages"]["numpy"] == importlib.metadata.version("numpy")
     assert second["python"]["version"] != "tampered"
+
+
+def test_runs_share_one_capture_per_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = run_environment()
+    assert run_environment() is first
+    monkeypatch.setattr(sys, "argv", ["train.py", "--lr=0.2"])
+    other = run_environment()
+    assert other is not first and other["command"] == "train.py --lr=0.2"
+    clear_cache()
+    assert run_environment() is not other
 
 
 def test_clear_cache_recomputes() -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -34,7 +35,7 @@ def _stored(be: Backend) -> set[str]:
     return {b.digest for b in be.blobs.list_blobs()}
 
 
-def test_gc_removes_only_unreferenced_blobs(be: Backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_gc_removes_only_unreferenced_blobs(be: Backend, tmp_path: Path) -> None:
     src = tmp_path / "model.bin"
     with plinth.start_run(experiment="e") as run:
         src.write_bytes(b"old weights")
@@ -80,7 +81,7 @@ def test_gc_command(be: Backend, capsys: pytest.CaptureFixture[str]) -> None:
     assert not be.blobs.exists(stray)
 
 
-def test_gc_in_another_process(be: Backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_gc_in_another_process(be: Backend, tmp_path: Path) -> None:
     """This process has listed the blobs (s3fs caches listings) when another one collects them."""
     (tmp_path / "a.txt").write_bytes(b"kept")
     with plinth.start_run(experiment="e") as run:
@@ -107,7 +108,7 @@ def test_gc_in_another_process(be: Backend, tmp_path) -> None:  # type: ignore[n
     assert (tmp_path / "back.txt").read_bytes() == b"collected elsewhere"
 
 
-def test_gc_removes_partial_files_of_dead_writers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_gc_removes_partial_files_of_dead_writers(tmp_path: Path) -> None:
     be = plinth.configure(plinth.Settings(home=str(tmp_path / "h")))
     leftover = tmp_path / "h" / "artifacts" / "tmp" / "tmpabc"
     leftover.parent.mkdir(parents=True, exist_ok=True)

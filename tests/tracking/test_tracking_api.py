@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from plinth.core.errors import ConflictError, InvalidInput, NotFound, RunNotActi
 from plinth.tracking.context import Backend
 
 
-def test_issue_example(tracking: Backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_issue_example(tracking: Backend, tmp_path: Path) -> None:
     (tmp_path / "confusion.png").write_bytes(b"\x89PNG fake")
     df = pd.DataFrame({"x": np.arange(10.0), "y": list("ababababab")})
     with plinth.start_run(experiment="iris", params={"lr": 0.1}, tags={"team": "vision"}) as run:
@@ -145,7 +147,9 @@ def test_sigterm_with_another_handler_installed_is_chained_and_marks_killed(trac
         (lambda r: r.log_dataset(object(), name="d"), InvalidInput, "DataFrame"),
     ],
 )
-def test_bad_input_is_refused_and_nothing_half_written(tracking: Backend, call, error, match) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_refused_and_nothing_half_written(
+    tracking: Backend, call: Callable[[plinth.ActiveRun], object], error: type[Exception], match: str
+) -> None:
     with plinth.start_run(params={"lr": 0.1}) as run:
         with pytest.raises(error, match=match):
             call(run)

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from plinth.cli.options import ray_address_option
 from plinth.cli.render import console, duration, say, size, table, when
 
 
@@ -14,13 +15,8 @@ def cluster() -> None:
     """The Ray cluster used by `--executor ray` (flows run, predict)."""
 
 
-@cluster.command("status")
-@click.option(
-    "--ray-address",
-    default=None,
-    metavar="ADDRESS",
-    help="The cluster: auto, HOST:PORT or ray://HOST:10001 (default: RAY_ADDRESS, else this machine's).",
-)
+@cluster.command("status", short_help="Show the nodes and which plinth steps run where.")
+@ray_address_option
 def cluster_status(ray_address: str | None) -> None:
     """Show the cluster's nodes (CPUs, GPUs, memory) and which plinth steps run where.
 

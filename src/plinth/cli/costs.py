@@ -7,6 +7,7 @@ from dataclasses import asdict
 import click
 
 from plinth.cli import render
+from plinth.cli.options import json_option, since_option
 from plinth.cli.render import console, number, say, table
 
 
@@ -18,15 +19,12 @@ from plinth.cli.render import console, number, say, table
     show_default=True,
     help="Group runs by experiment name, flow name (flow steps only) or user.",
 )
-@click.option(
-    "--since",
-    default="30d",
-    show_default=True,
-    help="Only runs started this long ago or later, e.g. 7d, 12h; 'all' for every run.",
-)
-@render.json_option()
+@since_option(default="30d")
+@json_option
 def costs(by: str, since: str, as_json: bool) -> None:
     """Show CPU-, GPU- and memory-hours, cost and utilization of runs, costliest group first.
+
+    Counts the runs started in the last --since (30 days by default; --since all counts every run).
 
     Runs are billed for what they were allocated: CPUs and GPUs x wall hours (a flow step's
     cpu= and gpu=; the usable cores and visible GPUs of a plain process), memory by its limit

@@ -1,24 +1,22 @@
-"""`plinth flows …` and `plinth scheduler`: run, inspect, resume and schedule flows."""
+"""`plinth flows`: run, list, inspect and resume flows; read what their steps printed."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
-import time
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.live import Live
 
 from plinth.cli import render
+from plinth.cli.options import executor_option, limit_option, ray_address_option
+from plinth.cli.progress import flow_progress
 from plinth.cli.render import console, duration, say, table, when
 from plinth.core.entities import FlowRun, RunStatus, StepRun
 from plinth.core.errors import InvalidInput, NotFound
 from plinth.core.ids import now_ms
 
-STATES = ("waiting", "ready", "running", "done", "cached", "failed", "cancelled")
+if TYPE_CHECKING:
+    from plinth.flows.flow import Flow, FlowResult
 
 
 @click.group("flows", short_help="Run, list, inspect, resume flows; read step logs.")
@@ -39,7 +37,7 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
-def find_flow(target: str) -> Any:
+def find_flow(target: str) -> Flow[..., Any]:
     """The flow named by FILE.py[:NAME] or module:NAME (the only flow in the file when no NAME)."""
     from plinth.flows.flow import Flow
     from plinth.flows.source import load_module, load_object
@@ -60,29 +58,15 @@ def find_flow(target: str) -> Any:
     return found
 
 
-executor_option = click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default=None,
-    help="Where steps run: local worker processes, or a Ray cluster. Default: the flow's own.",
-)
-ray_address_option = click.option(
-    "--ray-address",
-    default=None,
-    metavar="ADDRESS",
-    help="Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:10001 (default: RAY_ADDRESS).",
-)
-
-
-@flows.command("run")
+@flows.command("run", short_help="Run a flow from a file or module, showing its steps live.")
 @click.argument("target")
 @click.option("--param", "-p", "params", multiple=True, help="A flow parameter NAME=VALUE (JSON or text).")
-@executor_option
+@executor_option(default=None, shown="the flow's own")
 @ray_address_option
 def flows_run(target: str, params: tuple[str, ...], executor: str | None, ray_address: str | None) -> None:
     """Run the flow in TARGET (FILE.py, FILE.py:NAME or module:NAME) and show its steps live."""
     chosen = find_flow(target)
-    with _live(f"flow {chosen.name}") as observer:
+    with flow_progress(f"flow {chosen.name}") as observer:
         result = chosen.run(
             raise_on_failure=False,
             observer=observer,
@@ -93,9 +77,9 @@ def flows_run(target: str, params: tuple[str, ...], executor: str | None, ray_ad
     _summary(result)
 
 
-@flows.command("resume")
+@flows.command("resume", short_help="Run a flow run again, reusing every step call that finished.")
 @click.argument("run_id")
-@executor_option
+@executor_option(default=None, shown="the flow's own")
 @ray_address_option
 @click.option(
     "--force",
@@ -112,7 +96,7 @@ def flows_resume(run_id: str, executor: str | None, ray_address: str | None, for
     """
     from plinth.flows.flow import resume_flow
 
-    with _live(f"resuming {run_id}") as observer:
+    with flow_progress(f"resuming {run_id}") as observer:
         result = resume_flow(
             run_id,
             raise_on_failure=False,
@@ -124,21 +108,7 @@ def flows_resume(run_id: str, executor: str | None, ray_address: str | None, for
     _summary(result)
 
 
-@contextlib.contextmanager
-def _live(title: str) -> Iterator[Any]:
-    if not sys.stdout.isatty():
-        yield None
-        return
-    with Live(table(title, ["step", *STATES], []), console=console, transient=True) as live:
-
-        def observe(driver: Any) -> None:
-            rows = [(name, *(c.get(s, 0) or "" for s in STATES)) for name, c in driver.counts().items()]
-            live.update(table(title, ["step", *STATES], rows))
-
-        yield observe
-
-
-def _summary(result: Any) -> None:
+def _summary(result: FlowResult[Any]) -> None:
     run: FlowRun = result.flow_run
     _steps_table(result.steps, f"Flow {run.flow} {run.id}")
     if run.error:
@@ -169,12 +139,12 @@ def _steps_table(steps: list[StepRun], title: str) -> None:
 
 @flows.command("list")
 @click.option("--flow", "flow_name", default=None, help="Only runs of this flow.")
-@click.option("--limit", "-n", default=20, show_default=True, help="Show at most this many runs.")
+@limit_option(default=20)
 def flows_list(flow_name: str | None, limit: int) -> None:
     """List flow runs, newest first."""
     from plinth.tracking.context import backend
 
-    found = backend().store.list_flow_runs(flow_name, limit)
+    found = backend().store.list_flow_runs(flow_name, limit or None)
     if not found:
         say("No flow runs yet; start one with `plinth flows run FILE.py`.")
         return
@@ -192,7 +162,7 @@ def flows_list(flow_name: str | None, limit: int) -> None:
     console.print(table("Flow runs", ["id", "flow", "status", "started", "time", "resumed from"], rows))
 
 
-@flows.command("show")
+@flows.command("show", short_help="Show a flow run: params, status and every step call.")
 @click.argument("run_id")
 def flows_show(run_id: str) -> None:
     """Show a flow run: params, status, and every step call with status, attempts and time."""
@@ -228,7 +198,7 @@ def _driver_state(be: Any, run: FlowRun) -> str:
     return f" (ran {check.elsewhere}: its heartbeat decides in {duration(check.decides_in_s)})"
 
 
-@flows.command("logs")
+@flows.command("logs", short_help="Print what one step call wrote to stdout and stderr.")
 @click.argument("run_id")
 @click.argument("step")
 @click.option("--raw", is_flag=True, help="Print the output as stored, terminal control codes included.")
@@ -256,34 +226,3 @@ def flows_logs(run_id: str, step: str, raw: bool) -> None:
     data = be.blobs.read_bytes(found.log_digest, name=f"output of step {found.call}")
     text = data.decode(errors="replace")
     console.file.write(text if raw else render.escape(text))
-
-
-@click.command("scheduler", short_help="Run the flows of a file on their cron schedules.")
-@click.argument("target")
-@click.option(
-    "--catchup",
-    type=click.Choice(["skip", "once"]),
-    default="skip",
-    show_default=True,
-    help="Times missed while no scheduler ran: skip them, or run once for all of them.",
-)
-@click.option("--poll", default=1.0, show_default=True, help="Seconds between checks.")
-def scheduler(target: str, catchup: str, poll: float) -> None:
-    """Run the @flow(schedule=...) flows of TARGET (FILE.py or a module) until Ctrl-C.
-
-    Each scheduled time starts at most once, across restarts and across several schedulers.
-    """
-    from plinth.flows.flow import Flow
-    from plinth.flows.schedule import Scheduler
-    from plinth.flows.source import load_module
-    from plinth.tracking.context import backend
-
-    module = load_module(target) if target.endswith(".py") else __import__(target, fromlist=["_"])
-    scheduled = [v for v in vars(module).values() if isinstance(v, Flow) and v.schedule]
-    runner = Scheduler(scheduled, backend(), catchup=catchup)
-    say(f"Scheduling {', '.join(f'{f.name} ({f.schedule})' for f in runner.flows)}; Ctrl-C to stop.")
-    while True:
-        for trigger in runner.tick():
-            status = trigger.result.status.value if trigger.result else trigger.error or ""
-            say(f"{when(trigger.scheduled_ms)} {trigger.flow}: {trigger.status} {status}")
-        time.sleep(poll)

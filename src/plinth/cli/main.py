@@ -1,4 +1,8 @@
-"""`plinth` command line: parse, call the library, render. Errors print one clear line."""
+"""`plinth` command line: parse, call the library, render. Errors print one clear line.
+
+Each top-level command lives in its own module (`plinth runs` in `cli/runs.py`, ...); this
+module wires them into one group and turns errors into exit codes.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,24 @@ import sys
 import click
 
 from plinth import __version__
-from plinth.cli import commands, render
+from plinth.cli import render
+from plinth.cli.artifacts import artifacts
+from plinth.cli.cluster import cluster
+from plinth.cli.costs import costs
+from plinth.cli.datasets import datasets
+from plinth.cli.db import db
+from plinth.cli.demo import demo
 from plinth.cli.errors import exit_code_for
+from plinth.cli.experiments import experiments
+from plinth.cli.flows import flows
+from plinth.cli.gc import gc
+from plinth.cli.governance import audit, erase, lineage, retention
+from plinth.cli.models import models
+from plinth.cli.monitor import labels, monitor
+from plinth.cli.predict import predict
+from plinth.cli.runs import runs
+from plinth.cli.scheduler import scheduler
+from plinth.cli.serve import serve
 from plinth.core.errors import PlinthError, StoreError
 
 EPILOG = """\b
@@ -54,7 +74,31 @@ def cli() -> None:
     """
 
 
-for command in commands.ALL:
+COMMANDS: tuple[click.Command, ...] = (
+    experiments,
+    runs,
+    artifacts,
+    datasets,
+    models,
+    serve,
+    predict,
+    flows,
+    scheduler,
+    lineage,
+    audit,
+    erase,
+    retention,
+    labels,
+    monitor,
+    gc,
+    db,
+    demo,
+    costs,
+    cluster,
+)
+"""Every top-level command of `plinth`; `--help` lists them by name."""
+
+for command in COMMANDS:
     cli.add_command(command)
 
 

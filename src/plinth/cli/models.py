@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from plinth.cli import render
+from plinth.cli.options import json_option, proba_option
 from plinth.cli.render import console, say, table, when
 from plinth.core.entities import ModelVersion
 
@@ -21,7 +22,7 @@ def models() -> None:
 
 
 @models.command("list")
-@render.json_option()
+@json_option
 def models_list(as_json: bool) -> None:
     """List registered models with their latest version and aliases."""
     import plinth
@@ -40,9 +41,9 @@ def models_list(as_json: bool) -> None:
     console.print(table(f"Models ({len(found)})", ["name", "latest", "aliases", "description"], rows))
 
 
-@models.command("show")
+@models.command("show", short_help="Show a model version: signature, environment, lineage.")
 @click.argument("ref")
-@render.json_option()
+@json_option
 def models_show(ref: str, as_json: bool) -> None:
     """Show a model version: REF is NAME (latest), NAME/VERSION or NAME@ALIAS.
 
@@ -144,7 +145,7 @@ def lineage_rows(lineage: list[dict[str, str]]) -> list[tuple[str, str, str, str
     return [(e["relation"], e["type"], e["id"], e["detail"]) for e in lineage]
 
 
-@models.command("alias")
+@models.command("alias", short_help="Point NAME@ALIAS at a version (the move is audited).")
 @click.argument("name")
 @click.argument("alias")
 @click.argument("version", type=int)
@@ -157,7 +158,7 @@ def models_alias(name: str, alias: str, version: int) -> None:
     say(f"{name}@{alias} → version {version}{moved}")
 
 
-@models.command("sign")
+@models.command("sign", short_help="Sign model versions with the key in PLINTH_SIGNING_KEY.")
 @click.argument("ref")
 @click.option(
     "--resign",
@@ -201,7 +202,7 @@ def models_unalias(name: str, alias: str) -> None:
     say(f"Removed {name}@{alias} (it pointed at version {version}).")
 
 
-@models.command("predict")
+@models.command("predict", short_help="Predict with a model version on a file of inputs.")
 @click.argument("ref")
 @click.option(
     "--input", "-i", "input_path", required=True, help="CSV, Parquet, JSON or JSONL file of inputs."
@@ -209,9 +210,7 @@ def models_unalias(name: str, alias: str) -> None:
 @click.option(
     "--output", "-o", "output_path", default=None, help="Write predictions here (.csv/.parquet/.json)."
 )
-@click.option(
-    "--proba", is_flag=True, help="Class probabilities instead of labels (where the model has them)."
-)
+@proba_option
 def models_predict(ref: str, input_path: str, output_path: str | None, proba: bool) -> None:
     """Predict with REF (NAME, NAME/VERSION or NAME@ALIAS) on a file, checked against the signature."""
     import numpy as np

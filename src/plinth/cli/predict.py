@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from plinth.cli.options import executor_option, proba_option, ray_address_option
 from plinth.cli.render import duration, say
 from plinth.serving.batch import DEFAULT_BATCH_SIZE
 
@@ -39,19 +40,8 @@ from plinth.serving.batch import DEFAULT_BATCH_SIZE
     metavar="N",
     help="Processes scoring chunks in parallel (with --executor local).",
 )
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="Score chunks here (local) or with Ray tasks across a cluster (ray).",
-)
-@click.option(
-    "--ray-address",
-    default=None,
-    metavar="ADDRESS",
-    help="Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:10001 (default: RAY_ADDRESS).",
-)
+@executor_option(default="local")
+@ray_address_option
 @click.option(
     "--id-column",
     "id_columns",
@@ -59,7 +49,7 @@ from plinth.serving.batch import DEFAULT_BATCH_SIZE
     metavar="NAME",
     help="Copy this input column into the output, not into the model (repeatable).",
 )
-@click.option("--proba", is_flag=True, help="Write class probabilities (prediction_0..k) instead of labels.")
+@proba_option
 @click.option(
     "--store-output/--no-store-output",
     default=True,

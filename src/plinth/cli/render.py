@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-import click
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
@@ -24,7 +23,6 @@ from rich.text import Text
 
 from plinth.core.units import format_duration, format_number, format_size
 
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 console = Console(soft_wrap=True, highlight=False)
@@ -125,16 +123,6 @@ def user_first(keys: Iterable[str]) -> list[str]:
     return sorted(keys, key=lambda k: (is_bookkeeping(k), k))
 
 
-def json_option(adds: str | None = None) -> Callable[[F], F]:
-    """The `--json` flag of every command that has one, passed as `as_json`.
-
-    Args:
-        adds: What the JSON holds beyond the table, e.g. "with environment and artifacts".
-    """
-    text = "Print JSON instead of tables (for scripts and jq)"
-    return click.option("--json", "as_json", is_flag=True, help=f"{text}, {adds}." if adds else f"{text}.")
-
-
 def table(
     title: str | None,
     columns: Sequence[str],
@@ -163,6 +151,16 @@ def table(
     for row in rows:
         out.add_row(*(plain(c) for c in row))
     return out
+
+
+def fields(rows: Iterable[tuple[str, Text]]) -> Table:
+    """A borderless two-column grid of `key  value` lines, keys dimmed (a detail view's summary)."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for key, value in rows:
+        grid.add_row(key, value)
+    return grid
 
 
 def fit_width(build: Callable[[list[T]], Table], optional: Sequence[T]) -> Table:

@@ -219,9 +219,8 @@ class LocalExecutor(Executor):
             worker = self._launch(())
             self._cpu_workers += 1
             return worker
-        worker = self._idle_gpu.pop(gpus, None)
-        if worker is not None:
-            return worker
+        if gpus in self._idle_gpu:
+            return self._idle_gpu.pop(gpus)
         for other in [g for g in self._idle_gpu if set(g) & set(gpus)]:
             self._discard(self._idle_gpu.pop(other))  # frees the CUDA context it holds on our GPUs
         return self._launch(gpus)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any, NamedTuple
 
 
@@ -140,12 +141,31 @@ class Run:
     environment: dict[str, Any] | None = None
     artifacts: list[Artifact] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, **fields: Any) -> Run:
+        """The same Run as `Run(**fields)`, built faster; every field must be given.
+
+        A frozen dataclass sets its fields one guarded call at a time, a large share of building
+        the hundreds of runs a search returns; this fills them in one step.
+
+        Raises:
+            TypeError: a field is missing or unknown.
+        """
+        if fields.keys() != _RUN_FIELDS:
+            raise TypeError(f"Run.of needs exactly the fields {sorted(_RUN_FIELDS)}, got {sorted(fields)}")
+        run = object.__new__(cls)
+        run.__dict__.update(fields)
+        return run
+
     @property
     def duration_s(self) -> float | None:
         """Seconds from start to end, or None while running."""
         if self.end_ms is None:
             return None
         return (self.end_ms - self.start_ms) / 1000.0
+
+
+_RUN_FIELDS = frozenset(f.name for f in dataclass_fields(Run))
 
 
 @dataclass(frozen=True)

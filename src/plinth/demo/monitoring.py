@@ -23,13 +23,14 @@ def shift(features: Any) -> Any:
 def monitor_demo(name: str, sent: list[tuple[str, int, bool]], truth: list[int]) -> None:
     """Log labels for most requests, show drift and performance before and after the shift,
     write the monitoring report and print the served version's lineage."""
-    import plinth
+    from plinth.governance.api import lineage
+    from plinth.monitoring.api import drift, log_labels
     from plinth.tracking.context import backend
 
     store = backend().store
     chooser = random.Random(0)
     labeled = [(rid, truth[i]) for rid, i, _ in sent if chooser.random() < 0.7]  # 30 % never labeled
-    plinth.log_labels(name, labeled)
+    log_labels(name, labeled)
     say(f"Logged {len(labeled)} delayed labels for {len(sent)} requests (the rest stay unlabeled).")
 
     first_shifted = next((rid for rid, _, moved in sent if moved), None)
@@ -37,14 +38,14 @@ def monitor_demo(name: str, sent: list[tuple[str, int, bool]], truth: list[int])
     if found is None:
         return
     boundary = found.time_ms
-    before = plinth.drift(name, end=boundary, since="1h")
-    after = plinth.drift(name, start=boundary)
+    before = drift(name, end=boundary, since="1h")
+    after = drift(name, start=boundary)
     _drift_table(before, after)
     _performance_table(name, boundary)
     _report(name)
     mv = store.get_model_version(name, store.resolve_alias(name, "champion"))
     say(line(("Lineage ", "bold green"), f"of {mv.ref} (plinth lineage {name}@champion):"))
-    graph = plinth.lineage(f"{name}@champion")
+    graph = lineage(f"{name}@champion")
     for way, title in (("up", "where it came from"), ("down", "what came of it")):
         say(f"  {title}:")
         for text in graph.tree(way):
@@ -83,12 +84,12 @@ def _drift_table(before: Any, after: Any) -> None:
 
 
 def _performance_table(name: str, boundary: int) -> None:
-    import plinth
+    from plinth.monitoring.api import performance
 
     rows = []
     for label, report in (
-        ("before the shift", plinth.performance(name, since="1h", end=boundary)),
-        ("after the shift", plinth.performance(name, start=boundary)),
+        ("before the shift", performance(name, since="1h", end=boundary)),
+        ("after the shift", performance(name, start=boundary)),
     ):
         w = report.overall
         rows.append((label, w.predictions, w.labeled, f"{w.coverage:.0%}", number(w.metrics.get("accuracy"))))

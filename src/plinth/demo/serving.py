@@ -24,7 +24,6 @@ def serve_and_query(
     `shifted`, if given), show metrics and logs; return (request id, row index, shifted) per request."""
     import uvicorn
 
-    import plinth
     from plinth.serving.app import create_app
     from plinth.tracking.context import backend
 
@@ -63,7 +62,7 @@ def serve_and_query(
         f"({len(answers) / seconds:.0f} req/s, 8 concurrent clients)"
     )
     _show_metrics(metrics)
-    logs = plinth.tracking.context.backend().store.prediction_logs(name)
+    logs = backend().store.prediction_logs(name)
     rows_out = [
         (log.request_id, log.version, log.route, number(log.latency_ms), log.subject_id, log.outputs)
         for log in logs[-5:]

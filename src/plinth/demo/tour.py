@@ -29,13 +29,13 @@ def run_demo(experiment: str = EXPERIMENT) -> None:
         ConfigError: scikit-learn or pandas is missing.
     """
     try:
-        import pandas  # type: ignore[import-untyped]  # noqa: F401  (load_digits(as_frame=True) needs it)
-        import sklearn  # type: ignore[import-untyped]  # noqa: F401
+        import pandas  # noqa: F401  (load_digits(as_frame=True) needs it)
+        import sklearn  # noqa: F401
     except ImportError as exc:
         raise ConfigError("The demo needs scikit-learn and pandas: pip install 'plinth[demo]'.") from exc
 
     import plinth
-    from plinth.cli.flows import _live
+    from plinth.cli.progress import flow_progress
     from plinth.demo.flow import MODEL_NAME, digits_sweep
     from plinth.flows.flow import Flow
 
@@ -43,7 +43,7 @@ def run_demo(experiment: str = EXPERIMENT) -> None:
         digits_sweep if experiment == digits_sweep.name else Flow(digits_sweep.fn, experiment, None, "local")
     )
     started = time.perf_counter()
-    with _live(f"flow {sweep.name}") as observer:
+    with flow_progress(f"flow {sweep.name}") as observer:
         outcome = sweep.run(observer=observer)
     value = outcome.result
     runs = sorted(
@@ -56,7 +56,7 @@ def run_demo(experiment: str = EXPERIMENT) -> None:
 
 def _serve(name: str) -> None:
     """Serve the champion on a free port, query it, show metrics and logged predictions."""
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+    from sklearn.datasets import load_digits
 
     from plinth.demo.monitoring import monitor_demo, shift
     from plinth.demo.serving import serve_and_query
@@ -77,7 +77,7 @@ def _score_file(name: str, frame: Any) -> None:
 
     import pandas as pd
 
-    import plinth
+    from plinth.serving.batch import batch_predict
     from plinth.tracking.context import backend
 
     folder = os.path.join(backend().settings.home, "demo")
@@ -86,7 +86,7 @@ def _score_file(name: str, frame: Any) -> None:
     big = pd.concat([frame] * 20, ignore_index=True).reset_index(names="digit_id").drop(columns="target")
     big.to_parquet(source, index=False)
     target = os.path.join(folder, "digits-predictions.parquet")
-    result = plinth.batch_predict(f"{name}@champion", source, target, batch_size=5_000, id_columns="digit_id")
+    result = batch_predict(f"{name}@champion", source, target, batch_size=5_000, id_columns="digit_id")
     say(
         f"Scored {result.rows} rows of {source} in {result.chunks} chunks ({result.rows_per_s:,.0f} rows/s) "
         f"with {result.model_version}; predictions in {target} (run {result.run_id})"
@@ -95,7 +95,7 @@ def _score_file(name: str, frame: Any) -> None:
 
 def _show_champion(name: str, ref: str, flow_run_id: str, best: dict[str, Any]) -> None:
     """Load the champion back and predict a few test digits."""
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+    from sklearn.datasets import load_digits
 
     import plinth
 

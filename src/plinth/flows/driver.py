@@ -41,7 +41,7 @@ class StepFuture:
 
     driver: FlowDriver
     call: str
-    step: Step
+    step: Step[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     deps: list[StepFuture]
@@ -100,7 +100,7 @@ class FlowDriver:
         self.observer: Callable[[FlowDriver], None] | None = None
 
     # the flow body's side ----------------------------------------------------------------------
-    def submit(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepFuture:
+    def submit(self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepFuture:
         """Record a step call; it launches once every future among its arguments is done."""
         if self.failure is not None:
             raise self.failure
@@ -207,7 +207,7 @@ class FlowDriver:
             return self.store.cached_step(self._cache_key(future.step, inputs))
         return None
 
-    def _cache_key(self, step: Step, inputs: str) -> str:
+    def _cache_key(self, step: Step[..., Any], inputs: str) -> str:
         return hashing.cache_key(self._function(step)[0], inputs)
 
     def _reuse(self, future: StepFuture, inputs: str, earlier: StepRun) -> None:
@@ -309,7 +309,7 @@ class FlowDriver:
         self._rows[future.row.id] = future.row
         self.executor.submit(task)
 
-    def _function(self, step: Step) -> tuple[str, bytes]:
+    def _function(self, step: Step[..., Any]) -> tuple[str, bytes]:
         found = self._fn_bytes.get(step.name)
         if found is None:
             from plinth.flows.source import pickled_function

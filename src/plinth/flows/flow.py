@@ -9,7 +9,7 @@ import inspect
 import json
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from plinth.compute.base import Executor
 from plinth.core.entities import FlowRun, RunStatus, StepRun
@@ -24,12 +24,15 @@ from plinth.flows.values import Ref, ValueCache, store_value
 from plinth.tracking.context import Backend, backend
 from plinth.tracking.run import Terminated, start_run
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 EXECUTORS = ("local", "ray")
 _executor_lock = threading.Lock()
 _executors: dict[str | None, Executor] = {}
 
 
-class FlowResult:
+class FlowResult(Generic[R]):
     """A finished (or failed) flow run: id, status, step calls and the flow's return value."""
 
     def __init__(self, run: FlowRun, be: Backend) -> None:
@@ -60,17 +63,17 @@ class FlowResult:
         return self._be.store.step_runs(self.id)
 
     @property
-    def result(self) -> Any:
+    def result(self) -> R:
         """What the flow function returned (step results resolved)."""
         if self.flow_run.result_digest is None:
             raise InvalidInput(f"Flow run {self.id} has no result ({self.status.value}).")
         return ValueCache().load(self._be.blobs, Ref(self.flow_run.result_digest, "flow result"))
 
 
-class Flow:
+class Flow(Generic[P, R]):
     """A flow: call `run(**params)` to execute it; its body schedules steps."""
 
-    def __init__(self, fn: Callable[..., Any], name: str, schedule: str | None, executor: str) -> None:
+    def __init__(self, fn: Callable[P, R], name: str, schedule: str | None, executor: str) -> None:
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]  # a Flow stands for its function
         self.fn = fn
         self.name = name
@@ -90,7 +93,7 @@ class Flow:
         observer: Callable[[FlowDriver], None] | None = None,
         ray_address: str | None = None,
         **params: Any,
-    ) -> FlowResult:
+    ) -> FlowResult[R]:
         """Run the flow with `params` (the function's arguments) and wait for it.
 
         `executor` is an Executor, or a name ("local", "ray"; default: the flow's own), and
@@ -134,7 +137,7 @@ class Flow:
         active.end(status, error)
         if raised is not None:  # the flow body itself raised, or was interrupted: the run is recorded
             raise raised
-        result = FlowResult(be.store.get_flow_run(active.id), be)
+        result: FlowResult[R] = FlowResult(be.store.get_flow_run(active.id), be)
         if status is RunStatus.FAILED and raise_on_failure and driver.failure is not None:
             failure = StepFailed(str(driver.failure))
             failure.flow_run = result  # type: ignore[attr-defined]
@@ -145,9 +148,10 @@ class Flow:
         self, driver: FlowDriver, params: dict[str, Any]
     ) -> tuple[RunStatus, str | None, str | None, BaseException | None]:
         """Run the body and every step; returns (status, error, result digest, exception to re-raise)."""
+        body: Callable[..., R] = self.fn  # `params` were bound to its signature by `_bind`
         token = current_driver.set(driver)
         try:
-            value = self.fn(**params)
+            value = body(**params)
             driver.pump()
             digest, _ = store_value(driver.be.blobs, driver.materialize(value))
             return RunStatus.FINISHED, None, digest, None
@@ -181,14 +185,33 @@ class Flow:
         return dict(bound.arguments)
 
 
+@overload
 def flow(
-    fn: Callable[..., Any] | None = None,
+    fn: Callable[P, R],
     *,
     name: str | None = None,
     schedule: str | None = None,
     executor: str = "local",
-) -> Any:
+) -> Flow[P, R]: ...
+@overload
+def flow(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    schedule: str | None = None,
+    executor: str = "local",
+) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+def flow(
+    fn: Callable[P, R] | None = None,
+    *,
+    name: str | None = None,
+    schedule: str | None = None,
+    executor: str = "local",
+) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
     """Declare a flow: ordinary Python whose step calls are scheduled, tracked and stored.
+
+    `@flow` or `@flow(name=..., schedule=..., executor=...)` over a function; run it with
+    `.run(**params)`, which returns a `FlowResult` whose `.result` is what the function returned.
 
     Example:
         @flow(name="iris-train", schedule="0 3 * * *")
@@ -199,7 +222,7 @@ def flow(
     if executor not in EXECUTORS:
         raise InvalidInput(f"@flow(executor={executor!r}): use one of {', '.join(EXECUTORS)}.")
 
-    def wrap(func: Callable[..., Any]) -> Flow:
+    def wrap(func: Callable[P, R]) -> Flow[P, R]:
         if schedule is not None:
             from plinth.flows.schedule import check_cron
 
@@ -217,7 +240,7 @@ def resume_flow(
     observer: Callable[[FlowDriver], None] | None = None,
     ray_address: str | None = None,
     force: bool = False,
-) -> FlowResult:
+) -> FlowResult[Any]:
     """Run a flow run again with the same params, reusing every step call that finished in it.
 
     A run still recorded as RUNNING whose driver ran on this host, in this boot and PID namespace,

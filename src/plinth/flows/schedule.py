@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plinth.core.errors import InvalidInput, PlinthError
 
@@ -54,7 +54,7 @@ class Trigger:
     flow: str
     scheduled_ms: int
     status: str  # started, skipped, coalesced
-    result: FlowResult | None = None
+    result: FlowResult[Any] | None = None
     error: str | None = None
 
 
@@ -69,7 +69,7 @@ class Scheduler:
 
     def __init__(
         self,
-        flows: Sequence[Flow],
+        flows: Sequence[Flow[..., Any]],
         be: Backend,
         *,
         catchup: str = "skip",
@@ -94,7 +94,7 @@ class Scheduler:
             done += self._tick_flow(flow, now)
         return done
 
-    def _tick_flow(self, flow: Flow, now: int) -> list[Trigger]:
+    def _tick_flow(self, flow: Flow[..., Any], now: int) -> list[Trigger]:
         recorded = self.be.store.triggers(flow.name)
         after = recorded[-1][0] if recorded else self.started_ms - 1
         due = due_times(flow.schedule or "", after, now)
@@ -109,12 +109,12 @@ class Scheduler:
             out.append(self._start(flow, latest))
         return [t for t in out if t is not None]
 
-    def _mark(self, flow: Flow, at: int, status: str) -> Trigger | None:
+    def _mark(self, flow: Flow[..., Any], at: int, status: str) -> Trigger | None:
         if not self.be.store.claim_trigger(flow.name, at, status):
             return None
         return Trigger(flow.name, at, status)
 
-    def _start(self, flow: Flow, at: int) -> Trigger | None:
+    def _start(self, flow: Flow[..., Any], at: int) -> Trigger | None:
         if not self.be.store.claim_trigger(flow.name, at, "started"):
             return None  # another scheduler (or an earlier life of this one) took it
         try:

@@ -6,7 +6,7 @@ import contextvars
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from plinth.compute.base import Resources
 from plinth.core.errors import InvalidInput
@@ -14,8 +14,10 @@ from plinth.core.units import parse_duration, parse_memory
 from plinth.core.validation import check_key
 
 if TYPE_CHECKING:
-    from plinth.flows.driver import FlowDriver, StepFuture
+    from plinth.flows.driver import FlowDriver
 
+P = ParamSpec("P")
+R = TypeVar("R")
 # The driver of the flow whose body is running in this thread, if any.
 current_driver: contextvars.ContextVar[FlowDriver | None] = contextvars.ContextVar(
     "plinth_driver", default=None
@@ -38,10 +40,15 @@ class StepOptions:
         return self.retry_delay_s * self.backoff ** max(0, attempt - 2)
 
 
-class Step:
-    """A step: call it inside a flow to schedule it; outside a flow it is a plain function call."""
+class Step(Generic[P, R]):
+    """A step: call it inside a flow to schedule it; outside a flow it is a plain function call.
 
-    def __init__(self, fn: Callable[..., Any], name: str, options: StepOptions) -> None:
+    It takes the arguments of its function. Inside a flow a call returns at once with a
+    `StepFuture` that stands for the value: pass it to other steps, or return it from the flow,
+    and they receive the value. So a call is typed as returning what the function returns.
+    """
+
+    def __init__(self, fn: Callable[P, R], name: str, options: StepOptions) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.name = name
@@ -50,13 +57,13 @@ class Step:
     def __repr__(self) -> str:
         return f"<step {self.name}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         driver = current_driver.get()
         if driver is None:
             return self.fn(*args, **kwargs)
-        return driver.submit(self, args, kwargs)
+        return cast(R, driver.submit(self, args, kwargs))  # the future stands for the value
 
-    def map(self, *iterables: Iterable[Any], **kwargs: Any) -> list[StepFuture]:
+    def map(self, *iterables: Iterable[Any], **kwargs: Any) -> list[R]:
         """Fan out: one call per element; keyword lists are zipped with the positional ones.
 
         `train.map([data] * 4, lr=[0.01, 0.1, 0.2, 0.3])` makes four calls; a keyword given a
@@ -69,18 +76,20 @@ class Step:
         if len(lengths) > 1:
             raise InvalidInput(f"{self.name}.map got sequences of different lengths {sorted(lengths)}.")
         count = lengths.pop() if lengths else 0
-        calls = []
+        calls: list[R] = []
         for i in range(count):
             call_kwargs = {k: (listed[k][i] if k in listed else v) for k, v in kwargs.items()}
             call_args = tuple(c[i] for c in columns)
-            calls.append(
-                driver.submit(self, call_args, call_kwargs) if driver else self.fn(*call_args, **call_kwargs)
-            )
+            if driver is None:
+                calls.append(self.fn(*call_args, **call_kwargs))
+            else:
+                calls.append(cast(R, driver.submit(self, call_args, call_kwargs)))
         return calls
 
 
+@overload
 def step(
-    fn: Callable[..., Any] | None = None,
+    fn: Callable[P, R],
     *,
     name: str | None = None,
     cpu: float = 1,
@@ -91,8 +100,35 @@ def step(
     backoff: float = 2.0,
     timeout: str | float | None = None,
     cache: bool = False,
-) -> Any:
-    """Declare a flow step.
+) -> Step[P, R]: ...
+@overload
+def step(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    cpu: float = 1,
+    memory: str | int | None = None,
+    gpu: int = 0,
+    retries: int = 0,
+    retry_delay: str | float = "1s",
+    backoff: float = 2.0,
+    timeout: str | float | None = None,
+    cache: bool = False,
+) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+def step(
+    fn: Callable[P, R] | None = None,
+    *,
+    name: str | None = None,
+    cpu: float = 1,
+    memory: str | int | None = None,
+    gpu: int = 0,
+    retries: int = 0,
+    retry_delay: str | float = "1s",
+    backoff: float = 2.0,
+    timeout: str | float | None = None,
+    cache: bool = False,
+) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
+    """Declare a flow step: `@step` or `@step(cpu=..., ...)` over a function.
 
     Args:
         cpu: CPU slots it occupies; memory: a hard limit ("2GB"), also a slot; gpu: whole GPUs.
@@ -105,7 +141,7 @@ def step(
         def load(seed: int): ...
     """
 
-    def wrap(func: Callable[..., Any]) -> Step:
+    def wrap(func: Callable[P, R]) -> Step[P, R]:
         if not callable(func):
             raise InvalidInput(f"@step decorates a function, not {type(func).__name__}.")
         options = _options(cpu, memory, gpu, retries, retry_delay, backoff, timeout, cache)

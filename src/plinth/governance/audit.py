@@ -158,7 +158,7 @@ def _filesystem(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Ab
     try:
         from fsspec.core import url_to_fs  # here: `import plinth` stays light
 
-        return url_to_fs(url, **dict(storage_options or {}))  # type: ignore[no-any-return]
+        return url_to_fs(url, **dict(storage_options or {}))
     except (ImportError, ValueError, TypeError) as exc:
         raise ConfigError(
             f"Cannot use {url} for the audit anchor: {_first_line(exc)}. Give a local path or a URL "

@@ -1,4 +1,9 @@
-"""Erasure by subject and retention: remove prediction logs and labels, verify, leave a receipt."""
+"""Erasure by subject and retention: remove prediction logs and labels, verify, leave a receipt.
+
+Every copy goes at once: the rows, and the columnar segments holding the logs' inputs and
+outputs, which are rewritten without them while their old blobs are deleted (see
+plinth.store.sql.segments for the order that keeps a crash from leaving a copy reachable).
+"""
 
 from __future__ import annotations
 
@@ -53,13 +58,11 @@ def apply_retention(store: Store, older_than_ms: int, *, dry_run: bool = False) 
 def _remove(
     store: Store, action: str, *, subject_id: str | None, before_ms: int | None, dry_run: bool
 ) -> Receipt:
-    with store.batch():  # labels first (they are found through their logs), both in one transaction
-        labels, labels_digest = store.delete_labels(
-            subject_id=subject_id, before_ms=before_ms, dry_run=dry_run
-        )
-        count, digest = store.delete_prediction_logs(
-            subject_id=subject_id, before_ms=before_ms, dry_run=dry_run
-        )
+    # labels and logs go in one transaction; the segments holding the logs are rewritten without
+    # them and their old blobs deleted at once (as are blobs left over by earlier crashes)
+    removed = store.remove_predictions(subject_id=subject_id, before_ms=before_ms, dry_run=dry_run)
+    count, digest = removed.logs, removed.logs_digest
+    labels, labels_digest = removed.labels, removed.labels_digest
     if not dry_run:
         left = store.count_prediction_logs(subject_id=subject_id, before_ms=before_ms)
         left_labels = store.count_labels(subject_id=subject_id, before_ms=before_ms)

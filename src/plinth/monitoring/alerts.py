@@ -380,8 +380,8 @@ def _read_drift(store: Store, model: str, span: Window) -> served.ModelDrift | N
 
 
 def _read_performance(store: Store, model: str, span: Window) -> _performance.PerformanceReport:
-    joined = store.labeled_predictions(model, since_ms=span.start_ms, until_ms=span.end_ms)
-    return _performance.performance(model, joined, span)
+    labels = store.window_labels(model, since_ms=span.start_ms, until_ms=span.end_ms)
+    return _performance.performance_of(model, served.answered(store, model, span), labels, span)
 
 
 def _read_ops(store: Store, model: str, span: Window) -> _ops.OpsReport:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from plinth.core.entities import DatasetVersion
 from plinth.core.refs import ModelRef
@@ -13,6 +13,9 @@ from plinth.monitoring import performance as _performance
 from plinth.monitoring import served
 from plinth.monitoring.drift import DriftThresholds
 from plinth.tracking.context import backend
+
+if TYPE_CHECKING:
+    from plinth.monitoring.report import Report
 
 
 def drift(
@@ -66,7 +69,7 @@ def set_reference(model: str, dataset: str | DatasetVersion) -> DatasetVersion:
     return found
 
 
-def log_labels(model: str, labels: Any) -> int:
+def log_labels(model: str, labels: _labels.LabelInput) -> int:
     """Store delayed labels: {request_id: label}, (request_id, label[, subject_id]) items or a DataFrame."""
     return _labels.log_labels(backend().store, model, labels)
 
@@ -90,8 +93,9 @@ def performance(
     store = backend().store
     name, version = served.named_version(store, model, version)
     span = as_window(window, since=since, start=start, end=end, every=every)
-    joined = store.labeled_predictions(name, since_ms=span.start_ms, until_ms=span.end_ms, version=version)
-    return _performance.performance(name, joined, span, task=task)
+    logged = served.answered(store, name, span, version)
+    labels = store.window_labels(name, since_ms=span.start_ms, until_ms=span.end_ms, version=version)
+    return _performance.performance_of(name, logged, labels, span, task=task)
 
 
 def operations(
@@ -119,7 +123,7 @@ def monitoring_report(
     end: Moment = None,
     every: Period | None = None,
     html: str | None = None,
-) -> Any:
+) -> Report:
     """The monitoring report of a model (drift, predictions, performance, latency); `html=` writes it."""
     from plinth.monitoring.report import report  # Plotly's page writer loads with the first report
 

@@ -98,7 +98,7 @@ def costs(
     prices = prices if prices is not None else Prices.from_settings(be.settings)
     now = time.time_ns() // 1_000_000
     where = f"start_time >= {now - int(seconds * 1000)}" if seconds is not None else None
-    runs: list[Run] = search_runs(where=where, limit=None)
+    runs = search_runs(where=where, limit=None)
     flows = _FlowNames()
     groups: dict[str, _Group] = {}
     for run in runs:

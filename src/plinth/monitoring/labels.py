@@ -85,13 +85,14 @@ def read_label_file(path: str) -> Any:
 
 def _triples(labels: LabelInput) -> Iterable[tuple[Any, Any, Any]]:
     if hasattr(labels, "columns") and hasattr(labels, "itertuples"):  # a DataFrame
-        columns = list(labels.columns)
+        frame: Any = labels
+        columns = list(frame.columns)
         if "request_id" not in columns or "label" not in columns:
             raise InvalidInput(
                 "A label frame needs the columns request_id and label (and may have subject_id)."
             )
-        subjects = labels["subject_id"] if "subject_id" in columns else [None] * len(labels)
-        for request_id, value, subject in zip(labels["request_id"], labels["label"], subjects, strict=True):
+        subjects = frame["subject_id"] if "subject_id" in columns else [None] * len(frame)
+        for request_id, value, subject in zip(frame["request_id"], frame["label"], subjects, strict=True):
             yield request_id, _plain(value), None if _missing(subject) else subject
         return
     if isinstance(labels, Mapping):

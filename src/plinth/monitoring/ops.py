@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from plinth.core.windows import Window
+from plinth.monitoring.windows import UNMEASURED, OpsColumns
 
 
 @dataclass(frozen=True)
@@ -65,27 +66,42 @@ def operations(
 
     Windows per part of `span` (`span.every_ms` long) are added when `span` has `every_ms`.
     """
-    kept = [s for s in stats if s[2] != "shadow"]
-    times = np.array([s[0] for s in kept], dtype=np.int64)
-    versions = np.array([s[1] for s in kept], dtype=np.int64)
-    latency = np.array([s[3] for s in kept], dtype=np.float64)
-    failed = np.array([s[4] != 200 for s in kept], dtype=bool)
-    rows = np.array([s[5] for s in kept], dtype=np.int64)
-    columns = (times, versions, latency, failed, rows)
+    columns = OpsColumns(
+        times=np.array([s[0] for s in stats], dtype=np.int64),
+        versions=np.array([s[1] for s in stats], dtype=np.int64),
+        latency=np.array([s[3] for s in stats], dtype=np.float64),
+        status=np.array([s[4] for s in stats], dtype=np.int64),
+        rows=np.array([s[5] for s in stats], dtype=np.int64),
+        shadow=np.array([s[2] == "shadow" for s in stats], dtype=bool),
+        measured=np.array([s[2] != UNMEASURED for s in stats], dtype=bool),
+    )
+    return operations_of(model, columns, span)
+
+
+def operations_of(model: str, columns: OpsColumns, span: Window) -> OpsReport:
+    """`operations` over request columns read once (`Logged.ops`), oldest first; shadow excluded."""
+    kept = ~columns.shadow
+    times = np.asarray(columns.times[kept], dtype=np.int64)
+    versions = np.asarray(columns.versions[kept], dtype=np.int64)
+    latency = np.array(columns.latency[kept], dtype=np.float64)
+    latency[~columns.measured[kept]] = np.nan  # left out of the percentiles
+    failed = np.asarray(columns.status[kept] != 200, dtype=bool)
+    rows = np.asarray(columns.rows[kept], dtype=np.int64)
+    arrays = (times, versions, latency, failed, rows)
     first = int(times[0]) if len(times) else 0
     last = int(times[-1]) if len(times) else 0
     whole = Window(span.start_ms if span.start_ms is not None else first, span.end_ms or last + 1)
-    overall = _summary(whole, None, np.ones(len(times), dtype=bool), columns)
-    per_version = tuple(_summary(whole, int(v), versions == v, columns) for v in np.unique(versions))
+    overall = _summary(whole, None, np.ones(len(times), dtype=bool), arrays)
+    per_version = tuple(_summary(whole, int(v), versions == v, arrays) for v in np.unique(versions))
     parts: list[OpsWindow] = []
     if span.every_ms is not None and len(times):
         for part in span.parts(first, last):
-            lo, hi = np.searchsorted(times, [part.start_ms, part.end_ms])
+            lo, hi = np.searchsorted(times, np.array([part.start_ms, part.end_ms], dtype=np.int64))
             inside = np.zeros(len(times), dtype=bool)
             inside[lo:hi] = True
             for v in np.unique(versions[lo:hi]) if hi > lo else [None]:
                 chosen = inside if v is None else inside & (versions == v)
-                parts.append(_summary(part, None if v is None else int(v), chosen, columns))
+                parts.append(_summary(part, None if v is None else int(v), chosen, arrays))
     return OpsReport(model, overall, per_version, tuple(parts))
 
 
@@ -97,7 +113,8 @@ def _summary(
     seconds = max(((part.end_ms or 0) - (part.start_ms or 0)) / 1000.0, 1e-3)
     answered = chosen & ~failed
     lat = latency[chosen]
-    p50, p95, p99 = (float(x) for x in np.percentile(lat, [50, 95, 99])) if count else (None, None, None)
+    lat = lat[~np.isnan(lat)]
+    p50, p95, p99 = (float(x) for x in np.percentile(lat, [50, 95, 99])) if lat.size else (None, None, None)
     return OpsWindow(
         start_ms=part.start_ms,
         end_ms=part.end_ms,

@@ -9,7 +9,7 @@ only; coverage says how many of the window's predictions have a label.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ import numpy as np
 from plinth.core.entities import PredictionLog
 from plinth.core.errors import InvalidInput
 from plinth.core.windows import Window
+from plinth.monitoring.windows import Logged
 
 Task = Literal["classification", "regression"]
 
@@ -75,17 +76,50 @@ def performance(
     Raises:
         InvalidInput: a label whose row count differs from its request's, or an unknown task.
     """
+    times, predicted, truth = _rows(joined)
+    return _measure(model, np.asarray(times, dtype=np.int64), predicted, truth, span, task)
+
+
+def performance_of(
+    model: str,
+    logged: Logged,
+    labels: Mapping[str, str],
+    span: Window,
+    *,
+    task: Task | None = None,
+) -> PerformanceReport:
+    """`performance` of answered requests read as columns (`Logged.answered`), with the label
+    JSON of the labeled ones by request id (`Store.window_labels`).
+
+    Raises:
+        InvalidInput: a label whose row count differs from its request's, or an unknown task.
+    """
+    rows = logged.prediction_rows()
+    predicted = rows.outputs()
+    ids, counts = logged.output_counts()
+    truth = np.full(rows.table.num_rows, None, dtype=object)
+    starts = np.cumsum(counts) - counts
+    for i, request_id in enumerate(ids.tolist()):
+        label = labels.get(request_id)
+        if label is not None:
+            values = _labels_of(request_id, label, int(counts[i]))
+            for k, value in enumerate(values):
+                truth[starts[i] + k] = value
+    return _measure(model, rows.times, predicted, truth, span, task)
+
+
+def _measure(
+    model: str, times: np.ndarray, predicted: Any, truth: Any, span: Window, task: Task | None
+) -> PerformanceReport:
     if task not in (None, "classification", "regression"):
         raise InvalidInput(f"task must be 'classification' or 'regression', not {task!r}.")
-    times, predicted, truth = _rows(joined)
     labeled = np.array([t is not None for t in truth], dtype=bool)
     task = task or _guess_task(predicted, [t for t in truth if t is not None])
     overall = _window(span.start_ms, span.end_ms, predicted, truth, labeled, task)
     parts: list[PerformanceWindow] = []
     if span.every_ms is not None and len(times):
-        stamps = np.asarray(times)
-        for part in span.parts(int(stamps[0]), int(stamps[-1])):
-            lo, hi = np.searchsorted(stamps, [part.start_ms, part.end_ms])
+        for part in span.parts(int(times[0]), int(times[-1])):
+            lo, hi = np.searchsorted(times, np.array([part.start_ms, part.end_ms], dtype=np.int64))
             parts.append(
                 _window(part.start_ms, part.end_ms, predicted[lo:hi], truth[lo:hi], labeled[lo:hi], task)
             )
@@ -102,28 +136,32 @@ def _rows(joined: Sequence[tuple[PredictionLog, str | None]]) -> tuple[list[int]
     for entry, label in joined:
         outputs = orjson.loads(entry.outputs)
         n = len(outputs)
-        if label is None:
-            labels: list[Any] = [None] * n
-        else:
-            value = json.loads(label)
-            if n == 1 and not (isinstance(value, list) and len(value) == 1):
-                labels = [value]
-            elif isinstance(value, list) and len(value) == n:
-                labels = value
-            else:
-                given = len(value) if isinstance(value, list) else 1
-                raise InvalidInput(
-                    f"The label of request {entry.request_id} has {given} value(s) but the request "
-                    f"predicted {n} rows; log one label per row."
-                )
         times.extend([entry.time_ms] * n)
         predicted.extend(outputs)
-        truth.extend(labels)
+        truth.extend([None] * n if label is None else _labels_of(entry.request_id, label, n))
     return times, predicted, truth
 
 
-def _guess_task(predicted: list[Any], truth: list[Any]) -> Task:
-    sample = [p for p in predicted[:1000] if not isinstance(p, list)] + truth[:1000]
+def _labels_of(request_id: str, label: str, n: int) -> list[Any]:
+    """A request's label JSON as one value per predicted row.
+
+    Raises:
+        InvalidInput: the label has another number of values than the request has predictions.
+    """
+    value = json.loads(label)
+    if n == 1 and not (isinstance(value, list) and len(value) == 1):
+        return [value]
+    if isinstance(value, list) and len(value) == n:
+        return value
+    given = len(value) if isinstance(value, list) else 1
+    raise InvalidInput(
+        f"The label of request {request_id} has {given} value(s) but the request "
+        f"predicted {n} rows; log one label per row."
+    )
+
+
+def _guess_task(predicted: Any, truth: list[Any]) -> Task:
+    sample = [p for p in list(predicted[:1000]) if not isinstance(p, list | np.ndarray)] + truth[:1000]
     numbers = [v for v in sample if isinstance(v, float) and not isinstance(v, bool)]
     if numbers and any(not float(v).is_integer() for v in numbers):
         return "regression"
@@ -133,8 +171,8 @@ def _guess_task(predicted: list[Any], truth: list[Any]) -> Task:
 def _window(
     start_ms: int | None,
     end_ms: int | None,
-    predicted: list[Any],
-    truth: list[Any],
+    predicted: Any,
+    truth: Any,
     labeled: np.ndarray,
     task: Task,
 ) -> PerformanceWindow:
@@ -152,7 +190,8 @@ def _window(
 def _classification(predicted: list[Any], truth: list[Any]) -> dict[str, float | None]:
     from sklearn import metrics
 
-    proba = np.asarray(predicted, dtype=np.float64) if predicted and isinstance(predicted[0], list) else None
+    rows = bool(predicted) and isinstance(predicted[0], list | np.ndarray)
+    proba = np.asarray(predicted, dtype=np.float64) if rows else None
     y_pred = proba.argmax(axis=1) if proba is not None else np.asarray(predicted)
     y_true = np.asarray(truth)
     if y_pred.dtype.kind != y_true.dtype.kind and {y_pred.dtype.kind, y_true.dtype.kind} <= {

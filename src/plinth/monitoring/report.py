@@ -14,9 +14,8 @@ import dataclasses
 import itertools
 import os
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -34,12 +33,9 @@ from plinth.monitoring.drift import (
     reference_from_profile,
 )
 from plinth.monitoring.report_html import render_html
-from plinth.monitoring.windows import prediction_column, predictions_of
+from plinth.monitoring.windows import Logged, OpsColumns
 from plinth.store.base import Store
 from plinth.tracking.context import backend
-
-if TYPE_CHECKING:
-    from plinth.core.entities import PredictionLog
 
 __all__ = ["PredictionDistribution", "Report", "build_report", "choose_every", "render_html", "report"]
 
@@ -188,30 +184,31 @@ def build_report(
     Raises:
         InvalidInput: no prediction log of `model` in `span`.
     """
-    logged = store.prediction_stats(model, since_ms=span.start_ms, until_ms=span.end_ms)
-    stats = [s for s in logged if s[2] != "shadow"]
-    if not stats:
+    logged = Logged.read(store, model, span).unshadowed()  # the one read of the window's logs
+    if not logged.requests:
         raise InvalidInput(
             f"No prediction logs of {model!r} in {span.describe()}; widen the window "
             "(e.g. --since 30d) or check the model name with `plinth models list`."
         )
-    first, last = stats[0][0], stats[-1][0]
+    stats = logged.ops()
+    first, last = int(stats.times[0]), int(stats.times[-1])
     step = span.every_ms or period_ms(choose_every(first, last))
     charts = chart_span(span, first, last, step)
-    whole, parts, note = _drift(store, model, span, charts, target, thresholds)
-    joined = store.labeled_predictions(model, since_ms=span.start_ms, until_ms=span.end_ms)
+    answered = logged.answered()
+    whole, parts, note = _drift(store, model, span, charts, answered, target, thresholds)
+    labels = store.window_labels(model, since_ms=span.start_ms, until_ms=span.end_ms)
     return Report(
         model=model,
         span=span,
         every=format_period(step),
         generated_ms=now_ms(),
-        versions=tuple(sorted({int(s[1]) for s in stats})),
+        versions=tuple(sorted(logged.versions())),
         drift=whole,
         drift_windows=parts,
         drift_note=note,
-        predictions=_predictions(store, [entry for entry, _ in joined], whole),
-        performance=_performance.performance(model, joined, charts),
-        operations=_ops.operations(model, stats, Window(charts.start_ms, charts.end_ms)),
+        predictions=_predictions(store, answered, whole),
+        performance=_performance.performance_of(model, answered, labels, charts),
+        operations=_ops.operations_of(model, stats, Window(charts.start_ms, charts.end_ms)),
         traffic=_all_versions(model, stats, charts),
     )
 
@@ -268,25 +265,27 @@ def _drift(
     model: str,
     span: Window,
     charts: Window,
+    answered: Logged,
     target: str | None,
     thresholds: DriftThresholds | None,
 ) -> tuple[served.ModelDrift | None, tuple[served.ModelDrift, ...], str | None]:
     """Drift over the whole window and per window, or the reason there is none."""
     try:
-        whole = served.model_drift(store, model, span, target=target, thresholds=thresholds)
-        parts = served.drift_over_time(store, model, charts, target=target, thresholds=thresholds)
+        whole = served.drift_of(store, model, span, answered, None, target, thresholds)
+        inside = answered.between(charts.start_ms, charts.end_ms)
+        parts = served.drift_parts(store, model, charts, inside, None, target, thresholds)
     except (NotFound, InvalidInput) as exc:  # no reference, no answered request: the report says so
         return None, (), str(exc)
     return whole, tuple(parts), None
 
 
 def _predictions(
-    store: Store, logs: Sequence[PredictionLog], drift: served.ModelDrift | None
+    store: Store, answered: Logged, drift: served.ModelDrift | None
 ) -> PredictionDistribution | None:
     """The distribution of the window's predictions, against the reference's target when known."""
-    if not logs:
+    if not answered.requests:
         return None
-    predicted = prediction_column(predictions_of(logs))
+    predicted = answered.predictions()
     reference: ColumnReference | None = None
     target = drift.report.prediction.name if drift and drift.report.prediction else None
     if drift is not None and target is not None:
@@ -400,12 +399,10 @@ def _histogram(predicted: np.ndarray, reference: NumericReference | None) -> Pre
     )
 
 
-def _all_versions(
-    model: str, stats: Sequence[tuple[int, int, str, float, int, int]], charts: Window
-) -> tuple[_ops.OpsWindow, ...]:
+def _all_versions(model: str, stats: OpsColumns, charts: Window) -> tuple[_ops.OpsWindow, ...]:
     """Operations per window with all versions together (`operations` splits windows by version)."""
-    merged = [(t, 0, route, latency, status, rows) for t, _, route, latency, status, rows in stats]
-    windows = _ops.operations(model, merged, charts).windows
+    merged = dataclasses.replace(stats, versions=np.zeros_like(stats.versions))
+    windows = _ops.operations_of(model, merged, charts).windows
     return tuple(dataclasses.replace(w, version=None) for w in windows)
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from plinth.core.entities import DatasetVersion, ModelVersion, PredictionLog
+from plinth.core.entities import DatasetVersion, ModelVersion
 from plinth.core.errors import InvalidInput, NotFound
 from plinth.core.refs import DatasetRef, ModelRef
 from plinth.core.windows import Window
 from plinth.monitoring.drift import DriftReport, DriftThresholds, drift, reference_from_profile
-from plinth.monitoring.windows import prediction_column, predictions_of, rows_of
+from plinth.monitoring.windows import Logged
 from plinth.store.base import Store
 
 
@@ -100,13 +100,29 @@ def model_drift(
         InvalidInput: no answered requests in the window, or no input of the model in the reference.
     """
     model, version = named_version(store, model, version)
-    logs = answered(store, model, span, version)
-    if not logs:
+    return drift_of(store, model, span, answered(store, model, span, version), version, target, thresholds)
+
+
+def drift_of(
+    store: Store,
+    model: str,
+    span: Window,
+    logged: Logged,
+    version: int | None = None,
+    target: str | None = None,
+    thresholds: DriftThresholds | None = None,
+) -> ModelDrift:
+    """`model_drift` over requests already read (`answered`).
+
+    Raises:
+        InvalidInput: no requests, or no input of the model in the reference.
+    """
+    if not logged.requests:
         which = f"{model}/{version}" if version is not None else model
         raise InvalidInput(f"No answered predictions of {which} in {span.describe()}; widen the window.")
-    mv = store.get_model_version(model, version if version is not None else max(x.version for x in logs))
+    mv = store.get_model_version(model, version if version is not None else max(logged.versions()))
     dataset, source = reference_dataset(store, model, mv.version)
-    return _compare(mv, dataset, source, span, logs, version, target, thresholds)
+    return _compare(mv, dataset, source, span, logged, version, target, thresholds)
 
 
 def drift_over_time(
@@ -124,19 +140,29 @@ def drift_over_time(
         InvalidInput: `span` has no `every_ms`, or would make more than 10,000 parts.
     """
     model, version = named_version(store, model, version)
-    logs = answered(store, model, span, version)
-    if not logs:
+    return drift_parts(store, model, span, answered(store, model, span, version), version, target, thresholds)
+
+
+def drift_parts(
+    store: Store,
+    model: str,
+    span: Window,
+    logged: Logged,
+    version: int | None = None,
+    target: str | None = None,
+    thresholds: DriftThresholds | None = None,
+) -> list[ModelDrift]:
+    """`drift_over_time` over requests already read (`answered`)."""
+    if not logged.requests:
         return []
-    mv = store.get_model_version(model, version if version is not None else max(x.version for x in logs))
+    mv = store.get_model_version(model, version if version is not None else max(logged.versions()))
     dataset, source = reference_dataset(store, model, mv.version)
+    times = logged.times
     out = []
-    position = 0
-    for part in span.parts(logs[0].time_ms, logs[-1].time_ms):
-        start = position
-        while position < len(logs) and logs[position].time_ms < (part.end_ms or 0):
-            position += 1
-        if position > start:
-            out.append(_compare(mv, dataset, source, part, logs[start:position], version, target, thresholds))
+    for part in span.parts(int(times[0]), int(times[-1])):
+        inside = logged.between(part.start_ms, part.end_ms)
+        if inside.requests:
+            out.append(_compare(mv, dataset, source, part, inside, version, target, thresholds))
     return out
 
 
@@ -163,10 +189,9 @@ def named_version(store: Store, model: str | ModelRef, version: int | None) -> t
     return parsed.name, store.get_model_version(parsed.name, None).version
 
 
-def answered(store: Store, model: str, span: Window, version: int | None = None) -> list[PredictionLog]:
-    """The window's successfully answered, non-shadow requests, oldest first."""
-    logs = store.prediction_logs(model, since_ms=span.start_ms, until_ms=span.end_ms, version=version)
-    return [x for x in logs if x.status == 200 and x.route != "shadow"]
+def answered(store: Store, model: str, span: Window, version: int | None = None) -> Logged:
+    """The window's successfully answered, non-shadow requests, oldest first, read as columns."""
+    return Logged.read(store, model, span, version).answered()
 
 
 def _compare(
@@ -174,7 +199,7 @@ def _compare(
     dataset: DatasetVersion,
     source: str,
     span: Window,
-    logs: list[PredictionLog],
+    logged: Logged,
     version: int | None,
     target: str | None,
     thresholds: DriftThresholds | None,
@@ -182,7 +207,7 @@ def _compare(
     reference = reference_from_profile(dataset.profile)
     inputs = (mv.signature or {}).get("inputs") or {}
     names = [c["name"] for c in inputs.get("columns", [])] if inputs.get("type") == "frame" else None
-    current = rows_of(logs, names)
+    current = logged.features(names)
     features = [str(c) for c in current.columns if str(c) in reference.columns]
     if not features:
         raise InvalidInput(
@@ -192,13 +217,13 @@ def _compare(
     current.columns = [str(c) for c in current.columns]
     prediction = _target(reference.columns, features, target, dataset)
     if prediction is not None:
-        predicted = prediction_column(predictions_of(logs))
+        predicted = logged.predictions()
         if len(predicted) == len(current):
             current[prediction] = predicted
         else:
             prediction = None
     report = drift(reference, current, columns=features, prediction=prediction, thresholds=thresholds)
-    return ModelDrift(mv.name, version, span, dataset.ref, source, len(logs), report)
+    return ModelDrift(mv.name, version, span, dataset.ref, source, logged.requests, report)
 
 
 def _target(columns: Any, features: list[str], target: str | None, dataset: DatasetVersion) -> str | None:

@@ -26,6 +26,7 @@ from plinth.tracking.context import Backend, backend
 
 if TYPE_CHECKING:
     from plinth.registry.package import Package
+    from plinth.registry.source import ModelSource
 
 REF_FORMS = MODEL_FORMS
 
@@ -122,7 +123,7 @@ def parse_ref(ref: str | ModelRef) -> tuple[str, int | None, str | None]:
     return parsed.name, parsed.version, parsed.alias
 
 
-def resolve(ref: str | ModelRef, be: Backend | None = None) -> ModelVersion:
+def resolve(ref: str | ModelRef, be: ModelSource | None = None) -> ModelVersion:
     """The model version a reference (`ModelRef` or its text) names.
 
     Raises:
@@ -149,11 +150,13 @@ def load_model(ref: str | ModelRef) -> Model:
         IntegrityError: the package's bytes, or its manifest, do not match the version's record.
         SignatureError: the version is badly signed, or unsigned where signing is required.
     """
-    be = backend()
-    return load_version(be, resolve(ref, be))
+    from plinth.registry.source import model_source  # sqlite3: loaded with the first model, not with plinth
+
+    with model_source() as source:
+        return load_version(source, resolve(ref, source))
 
 
-def load_version(be: Backend, mv: ModelVersion) -> Model:
+def load_version(be: ModelSource, mv: ModelVersion) -> Model:
     """Check the signature, then materialize, verify and load one model version (no in-process cache)."""
     from plinth.registry.package import materialize
 

@@ -242,7 +242,7 @@ def read_manifest(blobs: BlobStore, mv: ModelVersion) -> dict[str, Any]:
         raise IntegrityError(f"The digest of model {mv.ref} names a blob that is not a model manifest.")
     _check_paths(manifest, mv)
     _check_describes(manifest, mv)
-    return manifest  # type: ignore[no-any-return]
+    return manifest
 
 
 def _is_manifest(doc: Any) -> bool:

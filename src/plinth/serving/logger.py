@@ -6,6 +6,11 @@ when the store refuses some logs (a value it cannot hold), those are found by sp
 batch, counted and dropped, and the rest are written. Every log not written is counted (in
 `/metrics`), named in `trouble` (for `/readyz`), warned about once and logged. `close()` writes
 everything still queued.
+
+The store keeps a large batch as a columnar segment, a small one as rows. Each time a model's
+written logs pass `COMPACT_ROWS` (plinth.store.segments), the thread asks the store to compact them
+(rows gathered into a segment, small segments merged); a compaction that fails is logged and
+counted, and the logs stay readable as they are until the next one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 
 from plinth.core.entities import PredictionLog
 from plinth.core.errors import PlinthWarning, StoreError
+from plinth.store import segments
 from plinth.store.base import Store
 from plinth.store.isolate import write_isolating
 
@@ -53,11 +59,13 @@ class PredictionLogger:
         self.refused = 0
         self.written = 0
         self.failures = 0
+        self.compaction_failures = 0
         self.last_error: str | None = None
         self.unreachable = False
         self._warning: str | None = None
         self._warned = False
         self._queue: collections.deque[PredictionLog] = collections.deque()
+        self._uncompacted: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="plinth-prediction-log", daemon=True)
@@ -124,6 +132,19 @@ class PredictionLogger:
         if self.unreachable:
             self.unreachable = False
             log.warning("the store takes prediction logs again")
+        if not self._stop.is_set():
+            self._compact()
+
+    def _compact(self) -> None:
+        """Ask the store to compact the logs of each model that wrote `COMPACT_ROWS` since the last time."""
+        for model in [m for m, n in self._uncompacted.items() if n >= segments.COMPACT_ROWS]:
+            del self._uncompacted[model]
+            try:
+                self.store.compact_prediction_logs(model)
+            except Exception as exc:  # the logs are written and readable; the next pass tries again
+                self.compaction_failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("compacting the prediction logs of %r failed (tried again later): %s", model, exc)
 
     def _write(self, batch: list[PredictionLog]) -> list[PredictionLog]:
         """Write `batch`, leaving out each log the store refuses on its own; returns the logs to
@@ -134,6 +155,8 @@ class PredictionLogger:
             self._queue.extendleft(reversed(rest))  # interrupted: nothing is lost, close() writes it
             raise error
         self.written += len(batch) - len(rest) - (self.refused - before)
+        if not rest:
+            self._uncompacted.update(entry.model for entry in batch)
         if isinstance(error, StoreError) and not self.unreachable:
             self.unreachable = True  # unreachable or locked: everything waits for the next pass
             log.error("the store is not taking prediction logs (they wait and are retried): %s", error)

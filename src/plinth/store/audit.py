@@ -24,13 +24,18 @@ start. A log emptied of every event and its head looks like a fresh store: only 
 An appender whose key does not verify the head refuses to append (`WrongAuditKey`): everything
 that appends to one store must use the same key, and a second key would make the chain
 unverifiable for everyone.
+
+Appends ride on most writes, so they are kept cheap: a transaction reads the chain's ends once
+and later appends in it continue from what it wrote; a head read back exactly as this appender
+last wrote or verified it is not checked against the key again; PostgreSQL gets the statements
+of an append pipelined.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, select
@@ -88,6 +93,11 @@ class AuditChain:
 
     def __init__(self, key: str | None) -> None:
         self._key = key.encode() if key is not None else None
+        self._verified: _End | None = None
+        """The newest head this chain wrote or verified: read back unchanged, it needs no new MAC."""
+        self._ends: tuple[Any, _End | None, _End | None] | None = None
+        """(transaction, head, newest) after this chain's last append: later appends in the same
+        transaction, which keeps other appenders out, continue from there without reading."""
 
     def append(self, conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
         """Append events (each with time_ms, actor, action, entity_type, entity_id, before, after)
@@ -99,11 +109,20 @@ class AuditChain:
         """
         if not events:
             return
-        with _cursor(conn) as (cursor, p):
-            head, newest = _tip(cursor)
-            if self._key is not None:
-                self._check_key(head, newest)
-            self._insert(cursor, p, events, head, newest)
+        transaction = conn.get_transaction()
+        ends = self._ends
+        known = ends is not None and transaction is not None and ends[0] is transaction
+        with _cursor(conn, lock=not known, pipelined=True) as (cursor, p):
+            if ends is not None and known:
+                head, newest = ends[1], ends[2]
+            else:
+                head, newest = _tip(cursor)
+                if self._key is not None:
+                    self._check_key(head, newest)
+            self._ends = None  # until the rows are in: a failed insert leaves nothing to continue from
+            head, newest = self._insert(cursor, p, events, head, newest)
+        if transaction is not None and not conn.in_nested_transaction():  # a savepoint may be undone
+            self._ends = (transaction, head, newest)
 
     def adopt(self, conn: Connection, event: Mapping[str, Any]) -> AuditAdoption:
         """Key the unkeyed events at the start of the chain as they stand, up to the first damage
@@ -118,6 +137,7 @@ class AuditChain:
         """
         if self._key is None:
             raise ConfigError("The audit log cannot be adopted without the store's audit key.")
+        self._ends = None  # adopting rewrites MACs: later appends read the chain's ends afresh
         with _cursor(conn) as (cursor, p):
             head, newest = _tip(cursor)
             self._check_key(head, newest)
@@ -133,8 +153,8 @@ class AuditChain:
                 "entity_id": f"1-{last.seq}",
                 "after": json.dumps({"events": len(adopted), "hash": last.hash}),
             }
-            seq = self._insert(cursor, p, [record], head, newest)
-        return AuditAdoption(len(adopted), seq, *damage)
+            _head, end = self._insert(cursor, p, [record], head, newest)
+        return AuditAdoption(len(adopted), end.seq, *damage)
 
     def read(self, conn: Connection) -> tuple[list[Row[Any]], Row[Any] | None]:
         """Every event, oldest first, and the head, as one consistent snapshot of `conn`."""
@@ -146,8 +166,9 @@ class AuditChain:
 
     def _insert(
         self, cursor: Any, p: str, events: Sequence[Mapping[str, Any]], head: _End | None, newest: _End | None
-    ) -> int:
-        """Insert `events` after the chain's end and move the head over them; returns the last seq.
+    ) -> tuple[_End | None, _End]:
+        """Insert `events` after the chain's end and move the head over them; returns the head
+        and the newest event as they are now.
 
         The head is written when there is one, when the chain is empty, and when the newest event
         is unkeyed (a chain from before keying gets its head now); keyed events whose head was
@@ -162,25 +183,31 @@ class AuditChain:
             rows.append((*(fields[c] for c in _COLUMNS), prev, digest, mac))
             seq, prev = seq + 1, digest
         cursor.executemany(_INSERT.format(p=p), rows)
+        last = rows[-1]
+        end = _End(int(last[0]), prev, last[-1], int(last[1]))
         if self._key is not None and (head is not None or newest is None or newest.mac is None):
-            self._set_head(cursor, p, rows[-1][0], prev, rows[-1][1])
-        return int(rows[-1][0])
+            head = self._set_head(cursor, p, end.seq, prev, end.time_ms)
+        return head, end
 
     def _set_head(self, cursor: Any, p: str, seq: int, digest: str, time_ms: int) -> _End:
         assert self._key is not None
         head = _End(seq, digest, head_mac(self._key, seq, digest), time_ms)
         cursor.execute(_HEAD_UPSERT.format(p=p), head)
+        self._verified = head
         return head
 
     def _check_key(self, head: _End | None, newest: _End | None) -> None:
         assert self._key is not None
+        if head is not None and (
+            head == self._verified or same_mac(head.mac, head_mac(self._key, head.seq, head.hash))
+        ):
+            self._verified = head
+            return
         newest_ok = (
             newest is not None
             and newest.mac is not None
             and same_mac(newest.mac, event_mac(self._key, newest.hash))
         )
-        if head is not None and same_mac(head.mac, head_mac(self._key, head.seq, head.hash)):
-            return
         if head is None and (newest is None or newest.mac is None or newest_ok):
             return
         if head is not None and newest_ok:
@@ -207,14 +234,22 @@ def _text(value: Any) -> str | None:
 
 
 @contextmanager
-def _cursor(conn: Connection) -> Iterator[tuple[Any, str]]:
+def _cursor(conn: Connection, lock: bool = True, pipelined: bool = False) -> Iterator[tuple[Any, str]]:
     """The driver's cursor on `conn` and its placeholder, once appenders take turns: SQLite's write
-    transaction already makes them; PostgreSQL needs a lock."""
+    transaction already makes them; PostgreSQL needs a lock (`lock=False`: the transaction has it).
+
+    `pipelined` sends PostgreSQL the statements together until one's result is read (psycopg's
+    pipeline, where libpq has it): the lock with the read of the chain's ends, the inserted events
+    with the head. Each statement still runs after the one before, so the read sees the lock held.
+    """
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         if conn.dialect.name == "postgresql":
-            cursor.execute("SELECT pg_advisory_xact_lock(74110002)")
-            yield cursor, "%s"
+            pipeline = pipelined and conn.dialect.loaded_dbapi.Pipeline.is_supported()
+            with cursor.connection.pipeline() if pipeline else nullcontext():
+                if lock:
+                    cursor.execute("SELECT pg_advisory_xact_lock(74110002)")
+                yield cursor, "%s"
         else:
             yield cursor, "?"
     finally:

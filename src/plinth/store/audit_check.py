@@ -50,12 +50,12 @@ def event_hash(prev_hash: str, fields: Mapping[str, object]) -> str:
 
 def event_mac(key: bytes, digest: str) -> str:
     """HMAC-SHA256 of an event's chain hash under the audit key."""
-    return hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, digest.encode(), "sha256").hex()
 
 
 def head_mac(key: bytes, seq: int, digest: str) -> str:
     """HMAC-SHA256 of the head's sequence number and hash (worded apart from event MACs)."""
-    return hmac.new(key, f"head:{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, f"head:{seq}:{digest}".encode(), "sha256").hex()
 
 
 def same_mac(stored: str | None, expected: str) -> bool:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+    import pyarrow as pa
 
     from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
     from plinth.core.entities import (
@@ -74,6 +75,11 @@ class NewRun:
 
 class TrackingStore(ABC):
     """Metadata of experiments, runs, metrics, artifacts, datasets, lineage and audit."""
+
+    def batch_is_atomic(self) -> bool:
+        """True when a `batch()` opened now is a transaction of its own, so that a failure inside
+        it leaves nothing written (not by default, nor inside another `batch()`)."""
+        return False
 
     def batch(self) -> AbstractContextManager[None]:
         """A block whose writes (from this thread) are applied together; by default each on its own."""
@@ -353,8 +359,8 @@ class FlowStore(ABC):
         """One flow run (CRASHED when its driver stopped beating); raise NotFound."""
 
     @abstractmethod
-    def list_flow_runs(self, flow: str | None = None, limit: int = 50) -> list[FlowRun]:
-        """Flow runs, newest first."""
+    def list_flow_runs(self, flow: str | None = None, limit: int | None = 50) -> list[FlowRun]:
+        """Flow runs, newest first; at most `limit` (every one when None)."""
 
     @abstractmethod
     def save_step_runs(self, steps: Sequence[StepRun]) -> None:
@@ -381,12 +387,80 @@ class FlowStore(ABC):
         """(scheduled_ms, status, flow_run_id) of every recorded schedule time, oldest first."""
 
 
+@dataclass(frozen=True)
+class RemovedPredictions:
+    """What `ServingStore.remove_predictions` removed (or would): counts and sha256 digests of
+    the removed rows, as `delete_prediction_logs` and `delete_labels` compute them."""
+
+    logs: int
+    logs_digest: str
+    labels: int
+    labels_digest: str
+
+
 class ServingStore(ABC):
-    """Serving's part of the Store: prediction logs."""
+    """Serving's part of the Store: prediction logs.
+
+    Every log has a row (lookups, counts, labels). Its inputs and outputs go to a columnar
+    segment (plinth.store.segments, a blob in the artifact store): a large batch as a segment of
+    its own, a small one as JSON in its rows until `compact_prediction_logs` gathers them.
+    `prediction_table` reads a window as columns; every method sees rows and segments alike.
+    """
 
     @abstractmethod
     def write_prediction_logs(self, logs: Sequence[PredictionLog]) -> None:
         """Append prediction logs in one transaction."""
+
+    @abstractmethod
+    def write_prediction_columns(self, model: str, tables: Sequence[pa.Table]) -> int:
+        """Append requests given as segment tables (plinth.store.segments.encode_frame), each a
+        segment of its own, all in one transaction; returns how many requests were written."""
+
+    @abstractmethod
+    def prediction_table(
+        self,
+        model: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        version: int | None = None,
+        text: bool = False,
+    ) -> pa.Table:
+        """Logged requests of a model in [since_ms, until_ms) as one segment table, oldest first
+        (the columns of plinth.store.segments; the logged text only when `text`)."""
+
+    @abstractmethod
+    def compact_prediction_logs(self, model: str, *, force: bool = False) -> int:
+        """Gather a model's logs still held as rows into segments once enough wait, and merge its
+        small segments once there are enough (`force`: whatever there is); returns how many logs
+        moved into segments. A store without an artifact store does nothing."""
+
+    @abstractmethod
+    def remove_predictions(
+        self, *, subject_id: str | None = None, before_ms: int | None = None, dry_run: bool = False
+    ) -> RemovedPredictions:
+        """Remove the labels and logs of a subject, or older than a time, in one transaction.
+
+        Segments holding removed logs are rewritten without them first, and their old blobs
+        are deleted as soon as the transaction commits (blobs left over by earlier crashes are
+        deleted first). Labels are found through their logs too, as in `delete_labels`.
+        """
+
+    @abstractmethod
+    def sweep_prediction_blobs(self, *, min_age_s: float = 0.0) -> list[str]:
+        """Delete segment blobs left behind by crashed writers or interrupted rewrites (those
+        being written only once recorded `min_age_s` ago); returns their digests."""
+
+    @abstractmethod
+    def window_labels(
+        self,
+        model: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        version: int | None = None,
+    ) -> dict[str, str]:
+        """The label JSON of each labeled request logged in the window, by request id."""
 
     @abstractmethod
     def prediction_logs(

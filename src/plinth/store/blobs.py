@@ -61,21 +61,17 @@ class BlobStore:
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        import fsspec  # here, not at the top: `import plinth` stays light
-        from fsspec.implementations.local import LocalFileSystem
-
-        try:
-            fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
-        except (ImportError, ValueError) as exc:
-            raise ConfigError(
-                f"Cannot open the artifact store PLINTH_ARTIFACTS={url!r}: {exc}. "
-                "Use a folder or an fsspec URL; for s3:// install plinth[s3]."
-            ) from exc
         self.url = url
         self.endpoint: str | None = (storage_options or {}).get("endpoint_url")
-        self.fs = fs
+        self._options = dict(storage_options or {})
+        self._fs: Any = None
+        folder = None if self._options else local_folder(url)
+        if folder is None:
+            self._fs, root = self._open_fs()
+            self.local = _is_local_fs(self._fs)
+        else:  # fsspec is loaded only when a listing or deletion needs it
+            root, self.local = folder, True
         self.root = root.rstrip("/")
-        self.local = isinstance(fs, LocalFileSystem)
         if self.local:
             try:
                 os.makedirs(os.path.join(self.root, "blobs"), exist_ok=True)
@@ -84,6 +80,24 @@ class BlobStore:
                     f"Cannot create the artifact folder {self.root!r}: {exc.strerror or exc}. Point "
                     "PLINTH_ARTIFACTS (or PLINTH_HOME) at a folder this user can write."
                 ) from exc
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem the blobs live on."""
+        if self._fs is None:
+            self._fs, _ = self._open_fs()
+        return self._fs
+
+    def _open_fs(self) -> tuple[Any, str]:
+        import fsspec  # here, not at the top: `import plinth` and loading a local model stay light
+
+        try:
+            return fsspec.core.url_to_fs(self.url, **self._options)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(
+                f"Cannot open the artifact store PLINTH_ARTIFACTS={self.url!r}: {exc}. "
+                "Use a folder or an fsspec URL; for s3:// install plinth[s3]."
+            ) from exc
 
     def path_of(self, digest: str) -> str:
         """Where the blob with this digest lives inside the filesystem.
@@ -386,6 +400,23 @@ class BlobStore:
             if _is_storage_error(exc):
                 raise StoreError(f"The artifact store {self.url} failed: {exc}") from exc
             raise
+
+
+def local_folder(url: str) -> str | None:
+    """The folder of an artifact store URL that is an absolute POSIX path (or `file://` one).
+
+    None for anything else (a relative path, `~`, another protocol, Windows), which fsspec reads.
+    """
+    path = url.removeprefix("file://")
+    if os.sep != "/" or not path.startswith("/") or "::" in path:
+        return None
+    return path
+
+
+def _is_local_fs(fs: Any) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)
 
 
 def check_readable_file(path: str) -> None:

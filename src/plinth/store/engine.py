@@ -13,12 +13,12 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from plinth.core.errors import ConfigError, InvalidInput, StoreBusy, StoreError
+from plinth.core.errors import ConfigError, InvalidInput
 from plinth.core.validation import unstorable
+from plinth.store.failures import BUSY_BUDGET_S, is_transient, store_failure
 
 T = TypeVar("T")
 
-BUSY_BUDGET_S = 120.0
 FOLD = "plinth_fold"
 """SQLite function lowering text by Unicode rules (str.lower): its own lower() folds ASCII only."""
 
@@ -108,8 +108,14 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # A writer takes the write lock up front so two writers never deadlock upgrading locks.
-        writing = conn.get_execution_options().get("plinth_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+        # Sent through the driver: every transaction pays for it, and SQLAlchemy's statement path
+        # costs several times the statement; a failure is raised as SQLAlchemy's, for `retrying`.
+        begin = "BEGIN IMMEDIATE" if conn.get_execution_options().get("plinth_write", False) else "BEGIN"
+        dbapi = conn.dialect.loaded_dbapi
+        try:
+            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(begin, None, exc, dbapi.Error, dialect=conn.dialect) from exc
 
     return engine
 
@@ -145,32 +151,12 @@ def retrying(action: Callable[[], T], what: str) -> T:
         try:
             return action()
         except OperationalError as exc:
-            if not _is_transient(exc) or time.monotonic() > deadline:
-                raise _store_error(exc, what) from exc
+            if not is_transient(str(exc.orig)) or time.monotonic() > deadline:
+                raise store_failure(str(exc.orig), what) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated and time.monotonic() < deadline:
                 pass
             else:
-                raise _store_error(exc, what) from exc
+                raise store_failure(str(exc.orig), what) from exc
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 0.5)
-
-
-def _is_transient(exc: DBAPIError) -> bool:
-    text = str(exc.orig).lower()
-    return any(
-        s in text for s in ("database is locked", "database is busy", "deadlock", "could not serialize")
-    )
-
-
-def _store_error(exc: DBAPIError, what: str) -> StoreError:
-    if _is_transient(exc):
-        return StoreBusy(
-            f"The metadata store stayed locked for {BUSY_BUDGET_S:.0f}s while trying to {what}; "
-            "another process holds a long write. Retry, or use PostgreSQL for many writers."
-        )
-    detail = str(exc.orig).strip().replace("\n", " ")
-    return StoreError(
-        f"The metadata store failed to {what}: {detail}. "
-        "Check that the database is running and that PLINTH_STORE names it."
-    )

@@ -13,10 +13,16 @@ if TYPE_CHECKING:
 
 
 def open_store(settings: Settings) -> Store:
-    """The metadata store for `settings`: SQLite under PLINTH_HOME unless PLINTH_STORE says."""
+    """The metadata store for `settings`: SQLite under PLINTH_HOME unless PLINTH_STORE says; its
+    prediction segments go to the artifact store, opened when first needed."""
     from plinth.store.sql import SqlStore
 
-    return SqlStore(settings.resolved_store_url, actor=settings.user, audit_key=audit_secret(settings))
+    return SqlStore(
+        settings.resolved_store_url,
+        actor=settings.user,
+        audit_key=audit_secret(settings),
+        blobs=lambda: open_blobs(settings),
+    )
 
 
 def open_blobs(settings: Settings) -> BlobStore:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -57,6 +58,7 @@ runs = Table(
     Column("error", Text),
     Column("env_digest", String(64), ForeignKey("environments.digest")),
     Index("ix_runs_experiment_start", "experiment_id", "start_ms"),
+    Index("ix_runs_start", "start_ms", "key"),
     Index("ix_runs_status", "status"),
 )
 
@@ -294,13 +296,61 @@ prediction_logs = Table(
     Column("time_ms", BigInteger, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("subject_id", String(256)),
-    Column("inputs", Text, nullable=False),
-    Column("outputs", Text, nullable=False),
+    Column("inputs", Text),  # JSON as logged; NULL once the request is in a segment
+    Column("outputs", Text),
     Column("status", Integer, nullable=False, server_default="200"),  # HTTP status of the answer
     Column("n_rows", Integer, nullable=False, server_default="1"),  # rows in the request
+    Column("part_id", BigInteger),  # the part of a prediction segment holding its inputs and outputs
+    Column("part_row", BigInteger),  # its place in that part
     Index("ix_predictions_model_time", "model", "time_ms"),
     Index("ix_predictions_subject", "subject_id"),
     Index("ix_predictions_request", "request_id"),
+    # requests not yet in a segment, which compaction gathers and reads parse
+    Index(
+        "ix_predictions_unsegmented",
+        "model",
+        "time_ms",
+        sqlite_where=text("part_id IS NULL"),
+        postgresql_where=text("part_id IS NULL"),
+    ),
+)
+
+# A model's logged requests as columns: one Arrow IPC blob each (plinth.store.segments).
+prediction_segments = Table(
+    "prediction_segments",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model", String(256), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),  # time of its oldest request
+    Column("end_ms", BigInteger, nullable=False),  # time of its newest request
+    Column("requests", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),  # table rows (one per row a request sent)
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_segments_model_time", "model", "start_ms", "end_ms"),
+)
+
+# The requests written together (one batch of logs, or logs gathered from rows) are a part: a
+# segment holds parts, the request with part_row r of a part being row `base + r` (its `seq`).
+# Merging or rewriting segments moves parts, not each request's row.
+prediction_parts = Table(
+    "prediction_parts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("segment_id", BigInteger, nullable=False),
+    Column("base", BigInteger, nullable=False),
+    Index("ix_parts_segment", "segment_id"),
+)
+
+# Segment blobs no segment refers to: being written ("writing", recorded before the bytes are
+# stored) or replaced and due for deletion ("dropped"); whoever finds one left over deletes it.
+prediction_segment_blobs = Table(
+    "prediction_segment_blobs",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
 )
 
 labels = Table(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.core.entities import DatasetVersion, LineageEdge
 from plinth.core.errors import InvalidInput
@@ -14,6 +14,9 @@ from plinth.store.base import NewDataset
 from plinth.store.blobs import file_digest
 from plinth.tracking.context import Backend
 from plinth.tracking.profiles import profile_frame, schema_of, to_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def log_dataset(
@@ -85,7 +88,7 @@ def find_dataset(be: Backend, name: str | DatasetRef, version: int | None = None
     return be.store.get_dataset_version(parsed.name, parsed.version if version is None else version)
 
 
-def load_dataset(be: Backend, name: str | DatasetRef, version: int | None = None) -> Any:
+def load_dataset(be: Backend, name: str | DatasetRef, version: int | None = None) -> pd.DataFrame:
     """Read a stored dataset version back as a pandas DataFrame (hash verified)."""
     import pandas as pd
 

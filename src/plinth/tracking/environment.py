@@ -1,10 +1,11 @@
 """Capture the software and hardware environment a run executes in.
 
-`capture_environment` is called once per run start. The expensive parts (installed
-packages, git state, GPUs, host facts) are computed once per process and cached, so
-every call after the first only rebuilds small dicts from the cached values.
-Call `clear_cache` after something those parts depend on has changed (a package was
-installed, a commit was made) and a fresh capture is wanted.
+`capture_environment` describes it afresh each call from parts computed once per process
+(installed packages, git state, GPUs, host facts). `run_environment`, which every run start
+records, goes one step further and hands out one shared description per script, working
+directory and command line, so a run start costs a dict lookup. Call `clear_cache` after
+something those parts depend on has changed (a package was installed, a commit was made)
+and a fresh capture is wanted.
 """
 
 from __future__ import annotations
@@ -67,6 +68,26 @@ def capture_environment(cwd: str | None = None) -> dict[str, object]:
     }
 
 
+def run_environment() -> dict[str, object]:
+    """The environment this process's runs record: `capture_environment()`, captured once per
+    script, working directory and command line, and the same object every time after that.
+
+    Treat it as read-only: the store keeps what it recorded of it by its identity.
+    """
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    key = (main_file if isinstance(main_file, str) else None, os.getcwd(), tuple(sys.argv))
+    env = _run_environments.get(key)
+    if env is None:
+        if len(_run_environments) >= _MAX_RUN_ENVIRONMENTS:
+            _run_environments.clear()
+        env = _run_environments[key] = capture_environment()
+    return env
+
+
+_MAX_RUN_ENVIRONMENTS = 32
+_run_environments: dict[tuple[str | None, str, tuple[str, ...]], dict[str, object]] = {}
+
+
 def environment_digest(env: dict[str, object]) -> str:
     """Hash an environment so identical environments can be stored once.
 
@@ -111,6 +132,7 @@ def clear_cache() -> None:
     """Forget the cached packages, git state, GPUs and host facts of this process."""
     for cached in (_static_facts, _packages, _git_info, _gpus):
         cached.cache_clear()
+    _run_environments.clear()
 
 
 @functools.lru_cache(maxsize=1)
@@ -234,7 +256,7 @@ def _strip_credentials(url: str | None) -> str | None:
 def _gpus() -> tuple[GpuInfo, ...]:
     """List (name, memory bytes, uuid, index) of NVIDIA GPUs via NVML; () if unavailable."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except Exception:  # not installed, or a broken install
         return ()
     try:

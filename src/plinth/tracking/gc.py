@@ -29,9 +29,11 @@ def collect_garbage(be: Backend, *, dry_run: bool = False, min_age_s: float = DE
     protects its blob.
     """
     cutoff = time.time() - min_age_s
+    # prediction segment blobs replaced or abandoned by a crash are known to the store: any age
+    removed = [] if dry_run else be.store.sweep_prediction_blobs(min_age_s=min_age_s)
     blobs = list(be.blobs.list_blobs())
     used = be.store.referenced_digests()
-    removed, freed, kept = [], 0, 0
+    freed, kept = 0, 0
     for blob in blobs:
         if blob.digest in used or blob.mtime > cutoff:
             kept += 1

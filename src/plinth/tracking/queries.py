@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Literal, overload
 
 from plinth.core.entities import DatasetVersion, Experiment, Run
 from plinth.core.errors import InvalidInput
@@ -12,6 +12,10 @@ from plinth.core.filters import parse_filter, parse_order_by
 from plinth.core.refs import DatasetRef
 from plinth.tracking.context import backend
 from plinth.tracking.history import MetricHistory
+from plinth.tracking.results import Runs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def get_run(run_id: str) -> Run:
@@ -21,6 +25,33 @@ def get_run(run_id: str) -> Run:
     return be.store.get_run(run_id)
 
 
+@overload
+def search_runs(
+    experiment: str | Sequence[str] | None = None,
+    where: str | None = None,
+    order_by: str | Sequence[str] | None = None,
+    limit: int | None = 1000,
+    *,
+    as_frame: Literal[False] = False,
+) -> Runs: ...
+@overload
+def search_runs(
+    experiment: str | Sequence[str] | None = None,
+    where: str | None = None,
+    order_by: str | Sequence[str] | None = None,
+    limit: int | None = 1000,
+    *,
+    as_frame: Literal[True],
+) -> pd.DataFrame: ...
+@overload
+def search_runs(
+    experiment: str | Sequence[str] | None = None,
+    where: str | None = None,
+    order_by: str | Sequence[str] | None = None,
+    limit: int | None = 1000,
+    *,
+    as_frame: bool,
+) -> Runs | pd.DataFrame: ...
 def search_runs(
     experiment: str | Sequence[str] | None = None,
     where: str | None = None,
@@ -28,7 +59,7 @@ def search_runs(
     limit: int | None = 1000,
     *,
     as_frame: bool = False,
-) -> Any:
+) -> Runs | pd.DataFrame:
     """Runs matching a filter, e.g. `where="metrics.acc > 0.9 and params.lr = 0.1"`.
 
     Args:
@@ -39,7 +70,10 @@ def search_runs(
         order_by: e.g. `["-metrics.acc", "start_time"]`; newest first by default; runs whose
             metric is NaN or missing sort last either way.
         limit: at most this many runs (None: all).
-        as_frame: return a pandas DataFrame instead of a list of Run.
+        as_frame: return `Runs.to_frame()`, a pandas DataFrame, instead of the `Runs`.
+
+    Returns:
+        `Runs`, a read-only sequence of `Run` in the order asked for.
 
     Raises:
         InvalidInput: a bad filter (the message points at the position), order or limit.
@@ -51,39 +85,25 @@ def search_runs(
     names = [experiment] if isinstance(experiment, str) else experiment
     be = backend()
     be.writer.flush()
-    runs = be.store.search_runs(
-        experiments=list(names) if names is not None else None,
-        where=expr,
-        order_by=order,
-        limit=limit,
-        now_ms=time.time_ns() // 1_000_000,
+    runs = Runs(
+        be.store.search_runs(
+            experiments=list(names) if names is not None else None,
+            where=expr,
+            order_by=order,
+            limit=limit,
+            now_ms=time.time_ns() // 1_000_000,
+        )
     )
-    return runs_frame(runs) if as_frame else runs
+    return runs.to_frame() if as_frame else runs
 
 
-def runs_frame(runs: list[Run]) -> Any:
-    """A pandas DataFrame with one row per run and `params.*`, `metrics.*`, `tags.*` columns."""
-    import pandas as pd
-
-    rows = []
-    for run in runs:
-        row: dict[str, Any] = {
-            "run_id": run.id,
-            "experiment": run.experiment_name,
-            "name": run.name,
-            "status": run.status.value,
-            "user": run.user,
-            "start_time": pd.Timestamp(run.start_ms, unit="ms", tz="UTC"),
-            "end_time": pd.Timestamp(run.end_ms, unit="ms", tz="UTC") if run.end_ms else pd.NaT,
-        }
-        row.update({f"params.{k}": v for k, v in run.params.items()})
-        row.update({f"metrics.{k}": v for k, v in run.metrics.items()})
-        row.update({f"tags.{k}": v for k, v in run.tags.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def metric_history(run_id: str, key: str, *, as_frame: bool = False) -> Any:
+@overload
+def metric_history(run_id: str, key: str, *, as_frame: Literal[False] = False) -> MetricHistory: ...
+@overload
+def metric_history(run_id: str, key: str, *, as_frame: Literal[True]) -> pd.DataFrame: ...
+@overload
+def metric_history(run_id: str, key: str, *, as_frame: bool) -> MetricHistory | pd.DataFrame: ...
+def metric_history(run_id: str, key: str, *, as_frame: bool = False) -> MetricHistory | pd.DataFrame:
     """Every point of metric `key` of a run, in step order (a MetricHistory or a DataFrame)."""
     be = backend()
     be.writer.flush()
@@ -115,7 +135,7 @@ def get_dataset(name: str | DatasetRef, version: int | None = None) -> DatasetVe
     return find_dataset(backend(), name, version)
 
 
-def load_dataset(name: str | DatasetRef, version: int | None = None) -> Any:
+def load_dataset(name: str | DatasetRef, version: int | None = None) -> pd.DataFrame:
     """A stored dataset version (`name` and `version`, or a reference) read back as a pandas DataFrame."""
     from plinth.tracking.datasets import load_dataset as load  # `import plinth` stays light
 

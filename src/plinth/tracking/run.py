@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import numbers
 import signal
@@ -31,7 +32,7 @@ from plinth.tracking.context import (
     newest_open_run,
 )
 from plinth.tracking.context import end_open_runs as end_open_runs
-from plinth.tracking.environment import capture_environment
+from plinth.tracking.environment import run_environment
 from plinth.tracking.system import SystemMetrics, carried_totals
 
 if TYPE_CHECKING:
@@ -234,12 +235,19 @@ class ActiveRun:
         forget_open_run(self)
         try:
             self._stop_system_metrics()
-            self._writer.flush()
+        finally:
+            try:  # the points and the end in one commit, where the store can
+                self._writer.flush_then(functools.partial(self._record_end, status, error))
+            finally:  # beating until then: a flush waiting on a locked store is not a crash
+                self._backend.heartbeat.remove(self.id)
+
+    def _record_end(self, status: RunStatus, error: str | None) -> None:
+        """Store the end of the run, with the count of points the store refused, if any."""
+        try:
             dropped = self._writer.dropped_for(self.id)
             if dropped:  # kept with the run, for whoever reads it after this process is gone
                 self._backend.store.set_tags(self.id, {DROPPED_TAG: str(dropped)})
         finally:
-            self._backend.heartbeat.remove(self.id)
             self._backend.store.end_run(self.id, status, error, time.time_ns() // 1_000_000)
 
     def get(self) -> Run:
@@ -325,7 +333,7 @@ def start_run(
         check_name(name, "run")
     clean_params, clean_tags = _params(params or {}), _tags(tags or {})
     be = backend()
-    env = capture_environment() if capture_env else None
+    env = run_environment() if capture_env else None
     run = be.store.create_run(
         experiment=experiment,
         name=name,

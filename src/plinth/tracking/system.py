@@ -91,7 +91,7 @@ def carried_totals(store: Store, run_id: str) -> tuple[Totals | None, int]:
     if WALL not in metrics:
         return None, 0
     steps = store.metric_history(run_id, WALL)["step"]
-    carried = Totals(**{field: metrics.get(name, 0.0) for field, name in TOTALS.items()})
+    carried = Totals(**{field: metrics.get(name, 0.0) for field, name in TOTALS.items()}, samples=0)
     return carried, int(steps.max()) + 1 if len(steps) else 0
 
 

@@ -1,7 +1,8 @@
 """The metric writer: `log_metric` appends to memory, a background thread writes batches.
 
 One writer per store per process. `flush()` writes everything appended before it was called,
-from the caller's thread, and returns once it is durable.
+from the caller's thread, and returns once it is durable; `flush_then(finish)` does the same and
+commits `finish` (a run's end) with the points, one transaction where the store can.
 
 A point the store refuses (bad data, a run that is gone) is dropped alone: a failing batch is
 split in halves until the bad points stand alone, so its good points still land. Dropped points
@@ -16,7 +17,7 @@ import collections
 import logging
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from plinth.core.errors import PlinthWarning
 from plinth.store.base import PointRow, Store
@@ -125,6 +126,47 @@ class MetricWriter:
         """
         self._drain()
         self._report()
+
+    def flush_then(self, finish: Callable[[], None]) -> None:
+        """Write every queued point and call `finish` (store writes) in the same transaction.
+
+        Where the store's `batch()` is a transaction of its own, the points and `finish` land in
+        one commit. Should that fail for any reason it rolls back whole, and the points are written
+        as `flush()` writes them (refused points dropped alone) before `finish` is called on its
+        own, as it is with any other store. `finish` is called even when the flush fails.
+        """
+        if self.store.batch_is_atomic():
+            try:
+                together = self._flush_together(finish)
+            except BaseException:  # interrupted, nothing written: `finish` still runs, as after a flush
+                finish()
+                raise
+            if together:
+                self._report()
+                return
+        try:
+            self.flush()
+        finally:
+            finish()
+
+    def _flush_together(self, finish: Callable[[], None]) -> bool:
+        """True when the queued points and `finish` were committed together."""
+        with self._write_lock:
+            queue = self._queue
+            if len(queue) > MAX_BATCH:
+                return False
+            taken = [queue.popleft() for _ in range(len(queue))]
+            try:
+                with self.store.batch():
+                    if taken:
+                        self.store.write_metrics(taken)
+                    finish()
+            except BaseException as exc:
+                self._queue.extendleft(reversed(taken))  # rolled back: nothing of it was written
+                if not isinstance(exc, Exception):
+                    raise
+                return False
+        return True
 
     @property
     def pending(self) -> int:

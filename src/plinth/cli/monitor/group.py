@@ -7,9 +7,8 @@ import click
 from plinth.cli import render
 from plinth.cli.monitor.report import monitor_report
 from plinth.cli.monitor.watch import watch as monitor_watch
+from plinth.cli.options import every_option, json_option, model_version_option, since_option
 from plinth.cli.render import console, number, say, table, when
-
-WINDOW_HELP = "How far back to look, e.g. 1h, 7d (default: every log)."
 
 
 @click.group("monitor", short_help="Drift, performance and operations of served models.")
@@ -17,11 +16,11 @@ def monitor() -> None:
     """Monitoring of served models from their prediction logs and delayed labels."""
 
 
-@monitor.command("drift")
+@monitor.command("drift", short_help="Per-feature drift of logged inputs against the training data.")
 @click.argument("model")
-@click.option("--since", default=None, help=WINDOW_HELP)
-@click.option("--version", type=int, default=None, help="Only this model version (default: all).")
-@render.json_option()
+@since_option()
+@model_version_option
+@json_option
 def monitor_drift(model: str, since: str | None, version: int | None, as_json: bool) -> None:
     """Per-feature drift (PSI, KS or chi-square, Jensen-Shannon) of MODEL's logged inputs and
     predictions against its training data's profile (or the reference set with plinth.set_reference)."""
@@ -59,12 +58,12 @@ def monitor_drift(model: str, since: str | None, version: int | None, as_json: b
     )
 
 
-@monitor.command("performance")
+@monitor.command("performance", short_help="Accuracy, F1, ... (or MAE, RMSE, ...) from delayed labels.")
 @click.argument("model")
-@click.option("--since", default=None, help=WINDOW_HELP)
-@click.option("--every", default=None, help="Also per window of this length, e.g. 1h.")
-@click.option("--version", type=int, default=None, help="Only this model version (default: all).")
-@render.json_option()
+@since_option()
+@every_option
+@model_version_option
+@json_option
 def monitor_performance(
     model: str, since: str | None, every: str | None, version: int | None, as_json: bool
 ) -> None:
@@ -96,11 +95,11 @@ def monitor_performance(
     )
 
 
-@monitor.command("ops")
+@monitor.command("ops", short_help="Requests, throughput, errors, latency, batch sizes per version.")
 @click.argument("model")
-@click.option("--since", default=None, help=WINDOW_HELP)
-@click.option("--every", default=None, help="Also per window of this length, e.g. 10m.")
-@render.json_option()
+@since_option()
+@every_option
+@json_option
 def monitor_ops(model: str, since: str | None, every: str | None, as_json: bool) -> None:
     """Requests, throughput, error rate, latency percentiles and batch sizes of MODEL per version."""
     from plinth.monitoring.api import operations

@@ -12,7 +12,7 @@ def labels() -> None:
     """Delayed labels: the true outcome of served requests, joined to them by request id."""
 
 
-@labels.command("log")
+@labels.command("log", short_help="Store the labels in a file for a model's served requests.")
 @click.argument("model")
 @click.option(
     "--file",

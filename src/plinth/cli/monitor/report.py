@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
+from plinth.cli.options import since_option
 from plinth.cli.render import console, number, say, table
 
-WINDOW_HELP = "How far back to look, e.g. 1h, 7d (default: every log)."
 
-
-@click.command("report")
+@click.command("report", short_help="Write drift, performance and latency charts as one HTML file.")
 @click.argument("model")
-@click.option("--since", default=None, help=WINDOW_HELP)
+@since_option()
 @click.option("--start", default=None, help="Start of the window (ISO time, e.g. 2026-11-23T10:00).")
 @click.option("--end", default=None, help="End of the window (ISO time; default now).")
 @click.option(

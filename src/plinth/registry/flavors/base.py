@@ -78,7 +78,7 @@ def flavor_class(name: str) -> type[Flavor]:
     if target is None:
         raise InvalidInput(f"Unknown flavor {name!r}; use one of {', '.join(sorted(FLAVORS))}.")
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)
 
 
 def detect_flavor(model: Any) -> Flavor:

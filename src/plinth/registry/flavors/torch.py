@@ -193,7 +193,7 @@ def _init_kwargs(cls: type, init_kwargs: Any) -> dict[str, Any]:
         raise InvalidInput(f"{cls.__name__} cannot be scripted and {target} imports another class; {advice}.")
     kwargs = {} if init_kwargs is None else init_kwargs
     _check_kwargs(cls, kwargs)
-    return kwargs  # type: ignore[no-any-return]
+    return kwargs
 
 
 def _check_kwargs(cls: type, kwargs: Any) -> None:

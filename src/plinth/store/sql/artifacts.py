@@ -100,6 +100,7 @@ class SqlArtifacts(SqlBase):
             used |= {r[0] for r in conn.execute(select(t.datasets.c.digest).distinct())}
             used |= {r[0] for r in conn.execute(select(t.model_versions.c.digest).distinct())}
             used |= {r[0] for r in conn.execute(select(t.model_files.c.digest).distinct())}
+            used |= {r[0] for r in conn.execute(select(t.prediction_segments.c.digest))}
             for column in (
                 t.step_runs.c.result_digest,
                 t.step_runs.c.log_digest,

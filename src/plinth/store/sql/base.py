@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import DBAPIError
 
 from plinth.core import entities as e
 from plinth.core.errors import NotFound, RunNotActive
@@ -31,6 +32,25 @@ def mapping_digest(values: Mapping[str, Any]) -> str:
     """'N keys sha256:…' over the canonical JSON of a mapping: what an audit event records of it."""
     body = json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
     return f"{len(values)} keys sha256:{hashlib.sha256(body.encode()).hexdigest()}"
+
+
+@contextlib.contextmanager
+def driver_cursor(conn: Connection) -> Iterator[Any]:
+    """The driver's own cursor on `conn`, for statements on hot paths that SQLAlchemy's
+    per-statement cost would dominate. Its errors are raised as SQLAlchemy's, so `retrying`
+    tells a locked database from bad data. Nothing checks the text it binds: check it first.
+    """
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        raise DBAPIError.instance(
+            None, None, exc, dbapi.Error, connection_invalidated=lost, dialect=conn.dialect
+        ) from exc
+    finally:
+        cursor.close()
 
 
 class SqlBase:
@@ -54,6 +74,7 @@ class SqlBase:
         self._key_ids: dict[str, int] = {}
         self._experiments: dict[str, e.Experiment] = {}
         self._known_envs: set[str] = set()
+        self._large_experiments: set[str] = set()  # ids of experiments searched through an index
         self._lock = threading.Lock()
         self._batch = threading.local()
         upgrade(self.engine)
@@ -83,6 +104,10 @@ class SqlBase:
                 return fn(conn)
 
         return retrying(attempt, what)
+
+    def batch_is_atomic(self) -> bool:
+        """True unless this thread has a `batch()` open, which a new one would join."""
+        return getattr(self._batch, "conn", None) is None
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

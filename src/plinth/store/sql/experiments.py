@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, select, text
 
 from plinth.core import entities as e
 from plinth.core.errors import NotFound
@@ -16,7 +16,11 @@ from plinth.store.sql.base import SqlBase
 _EXPERIMENT = select(t.experiments).where(
     (t.experiments.c.name == bindparam("name")) | (t.experiments.c.id == bindparam("name"))
 )
-_INSERT_EXPERIMENT = insert(t.experiments)
+# Two writers may create one experiment at once (PostgreSQL lets both try): the second finds the first's.
+_INSERT_EXPERIMENT = text(
+    "INSERT INTO experiments (id, name, created_ms, tags) VALUES (:id, :name, :created_ms, '{}') "
+    "ON CONFLICT (name) DO NOTHING RETURNING id"
+)
 
 
 class SqlExperiments(SqlBase):
@@ -42,14 +46,15 @@ class SqlExperiments(SqlBase):
         row = conn.execute(_EXPERIMENT, {"name": name}).first()
         if row is None and create:
             exp_id, created = new_id(), now_ms()
-            conn.execute(
-                _INSERT_EXPERIMENT, {"id": exp_id, "name": name, "created_ms": created, "tags": "{}"}
-            )
-            self._audit(conn, "experiment.create", "experiment", exp_id, after=name)
-            return e.Experiment(exp_id, name, created, {})
+            made = conn.execute(
+                _INSERT_EXPERIMENT, {"id": exp_id, "name": name, "created_ms": created}
+            ).first()
+            if made is not None:
+                self._audit(conn, "experiment.create", "experiment", exp_id, after=name)
+            row = conn.execute(_EXPERIMENT, {"name": name}).first()  # another writer's, if it won
         if row is None:
             raise NotFound(f"No experiment named {name!r}; list them with `plinth experiments list`.")
         found = e.Experiment(row.id, row.name, row.created_ms, json.loads(row.tags))
         self._experiments[name] = found
-        self._remember(functools.partial(self._experiments.pop, name, None))
+        self._remember(functools.partial(self._experiments.pop, name, None))  # gone if this rolls back
         return found

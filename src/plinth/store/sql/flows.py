@@ -110,13 +110,13 @@ class SqlFlows(SqlBase, FlowStore):
 
         return self._read("read a flow run", fetch)
 
-    def list_flow_runs(self, flow: str | None = None, limit: int = 50) -> list[e.FlowRun]:
+    def list_flow_runs(self, flow: str | None = None, limit: int | None = 50) -> list[e.FlowRun]:
         where = t.flow_runs.c.flow == flow if flow is not None else None
         return self._read("list flow runs", lambda conn: self._flow_runs(conn, where, None, limit))
 
     @staticmethod
     def _flow_runs(
-        conn: Connection, where: ColumnElement[bool] | None, at_ms: int | None, limit: int
+        conn: Connection, where: ColumnElement[bool] | None, at_ms: int | None, limit: int | None
     ) -> list[e.FlowRun]:
         fr = t.flow_runs
         crashed = stale(at_ms if at_ms is not None else _now()).label("crashed")

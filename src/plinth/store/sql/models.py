@@ -12,9 +12,10 @@ from plinth.core import entities as e
 from plinth.core.errors import ConflictError, NotFound
 from plinth.core.ids import new_id
 from plinth.core.ids import now_ms as _now
-from plinth.core.refs import MAX_VERSION, version_text
+from plinth.core.refs import MAX_VERSION
 from plinth.store import schema as t
 from plinth.store.base import ModelRegistryStore, NewModelVersion
+from plinth.store.lookup import missing_alias, missing_model, model_version
 from plinth.store.sql.base import SqlBase
 
 _VERSION = select(t.model_versions).where(
@@ -188,9 +189,7 @@ class SqlModelRegistry(SqlBase, ModelRegistryStore):
                 missing = _missing(conn, name, None)
                 if "No model named" in str(missing):
                     raise missing
-                known = sorted(a for a, _ in conn.execute(_ALIASES, {"name": name}))
-                hint = f"its aliases are {', '.join(known)}" if known else "it has no aliases"
-                raise NotFound(f"Model {name!r} has no alias {alias!r}; {hint}.")
+                raise missing_alias(name, alias, [a for a, _ in conn.execute(_ALIASES, {"name": name})])
             return int(found)
 
         return self._read("resolve a model alias", fetch)
@@ -271,27 +270,8 @@ def _missing(conn: Connection, name: str, version: int | None) -> NotFound:
     exists = conn.execute(
         select(t.registered_models.c.name).where(t.registered_models.c.name == name)
     ).first()
-    if exists is None:
-        return NotFound(f"No model named {name!r}; list models with `plinth models list`.")
-    shown = "s" if version is None else f" {version_text(version)}"
-    return NotFound(f"Model {name!r} has no version{shown}; see `plinth models show {name}`.")
+    return missing_model(name, version, named=exists is not None)
 
 
 def _version(row: RowMapping | Mapping[str, Any], aliases: tuple[str, ...]) -> e.ModelVersion:
-    signature = row["signature"]
-    return e.ModelVersion(
-        id=row["id"],
-        name=row["name"],
-        version=row["version"],
-        flavor=row["flavor"],
-        digest=row["digest"],
-        signature=json.loads(signature) if signature else None,
-        environment=json.loads(row["environment"]),
-        run_id=row["run_id"],
-        description=row["description"],
-        creator=row["creator"],
-        created_ms=row["created_ms"],
-        aliases=aliases,
-        manifest_signature=row["manifest_signature"],
-        signing_key=row["signing_key"],
-    )
+    return model_version(row, aliases)

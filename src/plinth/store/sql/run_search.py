@@ -1,33 +1,75 @@
-"""Reading runs back, one or by search, as a part of `SqlStore`."""
+"""Reading runs back, one or by search, as a part of `SqlStore`.
+
+A search reads the matching rows of `runs` (one statement, or two when ordered by a metric), then
+the params, tags and latest metrics of those runs in one more. Ordered by a metric and limited,
+it walks the metric's (key_id, value) index and stops at the limit instead of sorting every run;
+runs whose metric is NaN or missing come after, from a second statement, only when the first
+found fewer than the limit.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, select
+from sqlalchemy import Connection, select
 
 from plinth.core import entities as e
 from plinth.core.errors import NotFound
 from plinth.core.filters import Expr, OrderKey
 from plinth.core.ids import now_ms
 from plinth.store import schema as t
-from plinth.store.search import compile_order, compile_where
+from plinth.store.search import RUN_COLUMNS, RUN_KEY, SearchCompiler, Sql
 from plinth.store.sql.artifacts import artifacts_of
+from plinth.store.sql.base import driver_cursor
 from plinth.store.sql.experiments import SqlExperiments
+
+_CHUNK = 500  # run keys per statement that reads details: far below every backend's limit on marks
+_NOT_NUMBER = "CAST(NULL AS DOUBLE PRECISION)"
+_DETAILS = (
+    f'SELECT 0, run_key, "key", value, {_NOT_NUMBER} FROM params WHERE run_key IN ({{keys}}) '
+    f'UNION ALL SELECT 1, run_key, "key", value, {_NOT_NUMBER} FROM tags WHERE run_key IN ({{keys}}) '
+    "UNION ALL SELECT 2, m.run_key, k.name, CAST(NULL AS TEXT), m.value FROM latest_metrics m "
+    "JOIN metric_keys k ON k.id = m.key_id WHERE m.run_key IN ({keys})"
+)
+"""Params (0), tags (1) and latest metrics (2) of some runs, one row per value."""
+_SEARCH_PG = (
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
+    "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0"
+)
+"""A search's statements on PostgreSQL: one snapshot for all of them (as SQLite's transaction gives),
+and no JIT or parallel workers, which take longer to start than a search of a few rows runs."""
+_FROM_RUNS = f"SELECT {RUN_COLUMNS} FROM runs"
+_RANKED = f'SELECT {RUN_COLUMNS} FROM latest_metrics o JOIN runs ON runs."key" = o.run_key'
+_UNRANKED = (
+    'NOT EXISTS (SELECT 1 FROM latest_metrics o WHERE o.run_key = runs."key" AND o.key_id = ? '
+    "AND o.value IS NOT NULL)"
+)
+
+RunRow = Sequence[Any]
+"""A row of RUN_COLUMNS."""
+_KEY, _ID, _EXPERIMENT, _ENV = 0, 1, 2, 11  # where a RunRow holds what hydration looks up
+_STATUSES = {status.value: status for status in e.RunStatus}
+Details = tuple[dict[str, str], dict[str, str], dict[str, float]]
+"""A run's params, tags and latest metrics."""
 
 
 class SqlRunSearch(SqlExperiments):
     """Run methods of SqlStore that read: a run by id, and runs by filter and order."""
 
+    few_runs = 1000
+    """Experiments holding fewer runs than this are read whole and sorted, which beats walking a
+    metric's index over every experiment's runs; 0 always walks the index."""
+
     def get_run(self, run_id: str, *, now_ms: int | None = None) -> e.Run:
         def fetch(conn: Connection) -> e.Run:
-            found = self._hydrate(conn, [run_id], now_ms, with_details=True)
+            found = self._select(conn, Sql(f"{_FROM_RUNS} WHERE runs.id = ?", (run_id,)))
             if not found:
                 raise NotFound(f"No run with id {run_id!r}; list runs with `plinth runs list`.")
-            return found[0]
+            return self._runs(conn, found, now_ms, with_details=True)[0]
 
         return self._read("read a run", fetch)
 
@@ -41,102 +83,165 @@ class SqlRunSearch(SqlExperiments):
         now_ms: int,
     ) -> list[e.Run]:
         def fetch(conn: Connection) -> list[e.Run]:
-            query = select(t.runs.c.id)
-            if experiments is not None:
-                ids = [self._experiment(conn, name, False).id for name in experiments]
-                query = query.where(t.runs.c.experiment_id.in_(ids))
-
-            def key_id(name: str) -> int:
-                return self._key_id(conn, name, False)
-
-            if where is not None:
-                query = query.where(compile_where(where, key_id, now_ms))
-            query = query.order_by(*compile_order(order_by, key_id))
-            if limit is not None:
-                query = query.limit(limit)
-            ids = [r[0] for r in conn.execute(query)]
-            return self._hydrate(conn, ids, now_ms, with_details=False)
+            if not self._sqlite:
+                conn.exec_driver_sql(_SEARCH_PG)
+            rows = self._find(conn, experiments, where, order_by, limit, now_ms)
+            return self._runs(conn, rows, now_ms, with_details=False)
 
         return self._read("search runs", fetch)
 
-    def _hydrate(
-        self, conn: Connection, ids: list[str], at_ms: int | None, *, with_details: bool
+    def _find(
+        self,
+        conn: Connection,
+        experiments: Sequence[str] | None,
+        where: Expr | None,
+        order_by: Sequence[OrderKey],
+        limit: int | None,
+        at_ms: int,
+    ) -> list[RunRow]:
+        """The rows of the runs a search finds, in order."""
+        ids = None if experiments is None else [self._experiment(conn, n, False).id for n in experiments]
+        if ids == []:
+            return []
+        by_metric = bool(order_by) and order_by[0].field.kind == "metrics"
+        if limit is not None and by_metric and not self._is_small(conn, ids):
+            return self._by_metric(conn, ids, where, order_by, limit, at_ms)
+        compiler = self._compiler(conn, at_ms)
+        query = Sql(_FROM_RUNS) + _where(_conditions(compiler, ids, where))
+        return self._select(conn, query + " ORDER BY " + compiler.order(order_by), limit)
+
+    def _by_metric(
+        self,
+        conn: Connection,
+        ids: list[str] | None,
+        where: Expr | None,
+        order_by: Sequence[OrderKey],
+        limit: int,
+        at_ms: int,
+    ) -> list[RunRow]:
+        """Runs ordered by a metric first: those with a value walk its index, the others follow."""
+        first, rest = order_by[0], order_by[1:]
+        key_id = self._key_id(conn, first.field.name, False)
+        # On SQLite filters look runs up by the index entry's key, so a run's row is read only once
+        # it passes; PostgreSQL, shown filters on the index alone, misjudges the join to `runs`.
+        ranked = self._compiler(conn, at_ms, run_key="o.run_key" if self._sqlite else RUN_KEY)
+        logged = Sql("o.key_id = ? AND o.value IS NOT NULL", (key_id,))
+        query = Sql(_RANKED) + _where([logged, *_conditions(ranked, ids, where)])
+        direction = "DESC" if first.descending else "ASC"
+        rows = self._select(conn, query + f" ORDER BY o.value {direction}, " + ranked.order(rest), limit)
+        if len(rows) < limit:
+            unranked = self._compiler(conn, at_ms)
+            conditions = [*_conditions(unranked, ids, where), Sql(_UNRANKED, (key_id,))]
+            query = Sql(_FROM_RUNS) + _where(conditions) + " ORDER BY " + unranked.order(rest)
+            rows += self._select(conn, query, limit - len(rows))
+        return rows
+
+    def _compiler(self, conn: Connection, at_ms: int, run_key: str = RUN_KEY) -> SearchCompiler:
+        key_id = functools.partial(self._key_id, conn, create=False)
+        return SearchCompiler(key_id, at_ms, sqlite=self._sqlite, run_key=run_key)
+
+    def _is_small(self, conn: Connection, experiment_ids: list[str] | None) -> bool:
+        """Whether the experiments hold fewer than `few_runs` runs (never so for all experiments).
+
+        An experiment found large is remembered as such: should runs go, only the plan changes,
+        never the answer.
+        """
+        if experiment_ids is None or self.few_runs <= 0 or self._large_experiments.issuperset(experiment_ids):
+            return False
+        query = (
+            Sql("SELECT count(*) FROM (SELECT 1 FROM runs WHERE runs.experiment_id IN (")
+            + Sql.marks(experiment_ids)
+            + Sql(") LIMIT ?) few", (self.few_runs,))
+        )
+        found = conn.exec_driver_sql(query.for_driver(self._sqlite), query.params).scalar_one()
+        if found < self.few_runs:
+            return True
+        if len(experiment_ids) == 1:
+            self._large_experiments.add(experiment_ids[0])
+        return False
+
+    def _select(self, conn: Connection, query: Sql, limit: int | None = None) -> list[RunRow]:
+        if limit is not None:
+            query = query + Sql(" LIMIT ?", (limit,))
+        return list(conn.exec_driver_sql(query.for_driver(self._sqlite), query.params).all())
+
+    def _runs(
+        self, conn: Connection, rows: Sequence[RunRow], at_ms: int | None, *, with_details: bool
     ) -> list[e.Run]:
-        if not ids:
+        """`Run`s from rows of RUN_COLUMNS, with their params, tags and latest metrics."""
+        if not rows:
             return []
         at_ms = at_ms if at_ms is not None else now_ms()
-        rows = conn.execute(
-            select(t.runs, t.experiments.c.name.label("experiment_name"))
-            .join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
-            .where(t.runs.c.id.in_(ids))
-        ).all()
-        keys = [r.key for r in rows]
-        params = self._by_run(
-            conn,
-            select(t.params.c.run_key, t.params.c.key, t.params.c.value).where(t.params.c.run_key.in_(keys)),
-        )
-        tags = self._by_run(
-            conn,
-            select(t.tags.c.run_key, t.tags.c.key, t.tags.c.value).where(t.tags.c.run_key.in_(keys)),
-        )
-        metrics = self._by_run(
-            conn,
-            select(t.latest_metrics.c.run_key, t.metric_keys.c.name, t.latest_metrics.c.value)
-            .join(t.metric_keys, t.metric_keys.c.id == t.latest_metrics.c.key_id)
-            .where(t.latest_metrics.c.run_key.in_(keys)),
-            null=math.nan,  # NULL stands for a NaN metric
-        )
+        details = self._details(conn, [row[_KEY] for row in rows])
+        names = {exp: self._experiment(conn, exp, False).name for exp in {row[_EXPERIMENT] for row in rows}}
         envs: dict[str, Any] = {}
         arts: dict[int, list[e.Artifact]] = {}
         if with_details:
-            digests = [r.env_digest for r in rows if r.env_digest]
+            digests = [row[_ENV] for row in rows if row[_ENV]]
             envs = {
                 d: json.loads(b)
                 for d, b in conn.execute(select(t.environments).where(t.environments.c.digest.in_(digests)))
             }
-            for r in rows:
-                arts[r.key] = artifacts_of(conn, r.key, r.id, "")
-        by_id = {r.id: r for r in rows}
-        return [self._run(by_id[i], at_ms, params, tags, metrics, envs, arts) for i in ids if i in by_id]
+            arts = {row[_KEY]: artifacts_of(conn, row[_KEY], row[_ID], "") for row in rows}
+        return [_run(row, at_ms, names, details[row[_KEY]], envs, arts) for row in rows]
 
-    @staticmethod
-    def _by_run(
-        conn: Connection, query: Select[int, str, Any], null: object = None
-    ) -> dict[int, dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
-        for run_key, key, value in conn.execute(query):
-            out.setdefault(run_key, {})[key] = null if value is None else value
+    def _details(self, conn: Connection, keys: list[int]) -> dict[int, Details]:
+        out: dict[int, Details] = {key: ({}, {}, {}) for key in keys}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            query = Sql(_DETAILS.format(keys=", ".join(["?"] * len(chunk))), tuple(chunk) * 3)
+            with driver_cursor(conn) as cursor:  # binds run keys only: no text to check
+                cursor.execute(query.for_driver(self._sqlite), query.params)
+                found = cursor.fetchall()
+            for kind, run_key, name, text, number in found:
+                if kind == 2:  # NULL stands for a NaN metric
+                    out[run_key][2][name] = math.nan if number is None else number
+                else:
+                    out[run_key][kind][name] = text
         return out
 
-    @staticmethod
-    def _run(
-        row: Row[Any],
-        at_ms: int,
-        params: dict[int, dict[str, Any]],
-        tags: dict[int, dict[str, Any]],
-        metrics: dict[int, dict[str, Any]],
-        envs: dict[str, Any],
-        arts: dict[int, list[e.Artifact]],
-    ) -> e.Run:
-        status = e.RunStatus(row.status)
-        last = row.heartbeat_ms if row.heartbeat_ms is not None else row.start_ms
-        if status is e.RunStatus.RUNNING and last + row.heartbeat_s * 3000 < at_ms:
-            status = e.RunStatus.CRASHED
-        return e.Run(
-            id=row.id,
-            experiment_id=row.experiment_id,
-            experiment_name=row.experiment_name,
-            name=row.name,
-            status=status,
-            user=row.user_name,
-            start_ms=row.start_ms,
-            end_ms=row.end_ms,
-            heartbeat_ms=row.heartbeat_ms,
-            heartbeat_s=row.heartbeat_s,
-            params=params.get(row.key, {}),
-            tags=tags.get(row.key, {}),
-            metrics=metrics.get(row.key, {}),
-            error=row.error,
-            environment=envs.get(row.env_digest),
-            artifacts=arts.get(row.key, []),
-        )
+
+def _conditions(compiler: SearchCompiler, experiment_ids: list[str] | None, where: Expr | None) -> list[Sql]:
+    conditions: list[Sql] = []
+    if experiment_ids is not None:
+        conditions.append(Sql("runs.experiment_id IN (") + Sql.marks(experiment_ids) + ")")
+    if where is not None:
+        conditions.append(compiler.where(where))
+    return conditions
+
+
+def _where(conditions: list[Sql]) -> Sql:
+    return Sql(" WHERE ") + Sql.join(" AND ", conditions) if conditions else Sql("")
+
+
+def _run(
+    row: RunRow,
+    at_ms: int,
+    experiment_names: dict[str, str],
+    details: Details,
+    envs: dict[str, Any],
+    arts: dict[int, list[e.Artifact]],
+) -> e.Run:
+    key, run_id, exp_id, name, status, user, start_ms, end_ms, heartbeat_ms, heartbeat_s, error, env = row
+    last = heartbeat_ms if heartbeat_ms is not None else start_ms
+    if status == "RUNNING" and last + heartbeat_s * 3000 < at_ms:
+        status = "CRASHED"
+    params, tags, metrics = details
+    return e.Run.of(
+        id=run_id,
+        experiment_id=exp_id,
+        experiment_name=experiment_names[exp_id],
+        name=name,
+        status=_STATUSES[status],
+        user=user,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        heartbeat_ms=heartbeat_ms,
+        heartbeat_s=heartbeat_s,
+        params=params,
+        tags=tags,
+        metrics=metrics,
+        error=error,
+        environment=envs.get(env),
+        artifacts=arts.get(key, []),
+    )

@@ -6,27 +6,108 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from plinth.core import entities as e
-from plinth.core.errors import ConflictError, NotFound, RunNotActive
+from plinth.core.errors import ConflictError, InvalidInput, NotFound, RunNotActive
 from plinth.core.ids import new_id, now_ms
-from plinth.core.validation import storable
+from plinth.core.validation import storable, unstorable
 from plinth.store import schema as t
 from plinth.store.base import NewRun
 from plinth.store.search import stale
-from plinth.store.sql.base import mapping_digest
+from plinth.store.sql.base import driver_cursor, mapping_digest
 from plinth.store.sql.experiments import SqlExperiments
 
-_INSERT_RUN = insert(t.runs).returning(t.runs.c.key)
-_END_RUN = (
-    update(t.runs)
-    .where(t.runs.c.id == bindparam("run_id"), t.runs.c.status == "RUNNING")
-    .values(status=bindparam("status"), end_ms=bindparam("end_ms"), error=bindparam("error"))
+# A run's start and end go through the driver's cursor: SQLAlchemy's per-statement cost is
+# several times the statements' own on this path, which every run takes twice.
+_INSERT_RUN = (
+    "INSERT INTO runs (id, experiment_id, name, status, user_name, start_ms, heartbeat_ms, heartbeat_s, "
+    'env_digest) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) RETURNING "key"'
 )
+_INSERT_RUNS = _INSERT_RUN.removesuffix(' RETURNING "key"')
+_RUN_KEYS = 'SELECT id, "key" FROM runs WHERE id IN ({marks})'
+_INSERT_PARAM = 'INSERT INTO params (run_key, "key", value, value_num) VALUES ({p}, {p}, {p}, {p})'
+_INSERT_TAG = 'INSERT INTO tags (run_key, "key", value) VALUES ({p}, {p}, {p})'
+_IDS_PER_SELECT = 500
+"""Run ids per statement that reads back the keys of runs inserted together (bound parameters)."""
+_END_RUN = "UPDATE runs SET status = {p}, end_ms = {p}, error = {p} WHERE id = {p} AND status = 'RUNNING'"
+
+
+def _run_row(spec: NewRun, run_id: str, started: int, env_digest: str | None) -> tuple[Any, ...]:
+    """The `runs` row of a new run, but for its experiment id (looked up in the transaction)."""
+    name = spec.name or _default_name(run_id)
+    return (run_id, name, "RUNNING", spec.user, started, started, spec.heartbeat_s, env_digest)
+
+
+def _texts(specs: Sequence[NewRun], rows: Sequence[tuple[Any, ...]]) -> Iterator[str]:
+    """The text new runs bind: ids, names, users, param and tag keys and values."""
+    for spec, row in zip(specs, rows, strict=True):
+        yield from row[:4]
+        yield from spec.params.keys()
+        yield from spec.params.values()
+        yield from spec.tags.keys()
+        yield from spec.tags.values()
+
+
+def _insert_runs(
+    cursor: Any, p: str, specs: Sequence[NewRun], rows: Sequence[tuple[Any, ...]], experiment_ids: list[str]
+) -> list[int]:
+    """Insert new runs with their params and tags; their keys, in order."""
+    full = [(row[0], exp_id, *row[1:]) for row, exp_id in zip(rows, experiment_ids, strict=True)]
+    if len(full) == 1:
+        cursor.execute(_INSERT_RUN.format(p=p), full[0])
+        keys = [int(cursor.fetchone()[0])]
+    else:
+        cursor.executemany(_INSERT_RUNS.format(p=p), full)
+        found: dict[str, int] = {}
+        for start in range(0, len(full), _IDS_PER_SELECT):
+            ids = [row[0] for row in full[start : start + _IDS_PER_SELECT]]
+            cursor.execute(_RUN_KEYS.format(marks=", ".join([p] * len(ids))), ids)
+            found.update(cursor.fetchall())
+        keys = [found[row[0]] for row in full]
+    params = [
+        (key, k, v, _num(v)) for spec, key in zip(specs, keys, strict=True) for k, v in spec.params.items()
+    ]
+    tags = [(key, k, v) for spec, key in zip(specs, keys, strict=True) for k, v in spec.tags.items()]
+    if params:
+        cursor.executemany(_INSERT_PARAM.format(p=p), params)
+    if tags:
+        cursor.executemany(_INSERT_TAG.format(p=p), tags)
+    return keys
+
+
+def _new_run(spec: NewRun, row: tuple[Any, ...], exp: e.Experiment) -> e.Run:
+    run_id, name, _status, user, started, _beat, heartbeat_s, _digest = row
+    return e.Run(
+        id=run_id,
+        experiment_id=exp.id,
+        experiment_name=exp.name,
+        name=name,
+        status=e.RunStatus.RUNNING,
+        user=user,
+        start_ms=started,
+        end_ms=None,
+        heartbeat_ms=started,
+        heartbeat_s=heartbeat_s,
+        params=dict(spec.params),
+        tags=dict(spec.tags),
+        environment=dict(spec.environment) if spec.environment is not None else None,
+    )
+
+
+def _refuse_unstorable(texts: Iterable[str]) -> None:
+    """Refuse text no database binds (a NUL, a lone surrogate), as the engine does for statements
+    that go through SQLAlchemy."""
+    for text in texts:
+        problem = unstorable(text)
+        if problem is not None:
+            raise InvalidInput(
+                f"{text[:80]!r} holds {problem}; no name, id, key or value plinth stores holds one. "
+                "Remove it."
+            )
 
 
 def _num(value: str) -> float | None:
@@ -51,6 +132,19 @@ def _default_name(run_id: str) -> str:
 class SqlRuns(SqlExperiments):
     """Run methods of SqlStore that write: create, log params and tags, heartbeat, end, reap."""
 
+    _last_environment: tuple[Mapping[str, Any], str | None, str | None] | None = None
+    """The environment most recently recorded, with its body and digest: runs of one process
+    record one environment object (`run_environment`), which is serialized once, not per run."""
+
+    def _environment(self, environment: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+        last = self._last_environment
+        if last is not None and last[0] is environment:
+            return last[1], last[2]
+        body, digest = _environment_body(environment)
+        if environment is not None:
+            self._last_environment = (environment, body, digest)
+        return body, digest
+
     def create_run(
         self,
         *,
@@ -67,83 +161,31 @@ class SqlRuns(SqlExperiments):
 
     def create_runs(self, specs: Sequence[NewRun]) -> list[e.Run]:
         started = now_ms()
-        prepared = [(spec, spec.id or new_id(), *_environment_body(spec.environment)) for spec in specs]
+        prepared = [(spec, spec.id or new_id(), *self._environment(spec.environment)) for spec in specs]
+        rows = [_run_row(spec, run_id, started, digest) for spec, run_id, _body, digest in prepared]
+        _refuse_unstorable(_texts(specs, rows))
+        envs = {digest: body for *_, body, digest in prepared if digest is not None}
 
         def create(conn: Connection) -> list[tuple[e.Experiment, int]]:
-            rows: list[dict[str, Any]] = []
-            exps: list[e.Experiment] = []
-            for spec, run_id, env_body, env_digest in prepared:
-                exp = self._experiment(conn, spec.experiment, True)
-                if env_digest is not None and env_digest not in self._known_envs:
-                    self._insert_ignore(conn, "environments", ("digest", "body"), [(env_digest, env_body)])
-                exps.append(exp)
-                rows.append(
-                    {
-                        "id": run_id,
-                        "experiment_id": exp.id,
-                        "name": spec.name or _default_name(run_id),
-                        "status": "RUNNING",
-                        "user_name": spec.user,
-                        "start_ms": started,
-                        "heartbeat_ms": started,
-                        "heartbeat_s": spec.heartbeat_s,
-                        "env_digest": env_digest,
-                    }
-                )
-            keys = self._insert_runs(conn, rows)
-            params = [
-                {"run_key": keys[r["id"]], "key": k, "value": v, "value_num": _num(v)}
-                for (spec, *_), r in zip(prepared, rows, strict=True)
-                for k, v in spec.params.items()
-            ]
-            tags = [
-                {"run_key": keys[r["id"]], "key": k, "value": v}
-                for (spec, *_), r in zip(prepared, rows, strict=True)
-                for k, v in spec.tags.items()
-            ]
-            if params:
-                conn.execute(insert(t.params), params)
-            if tags:
-                conn.execute(insert(t.tags), tags)
-            events = [self._event("run.create", "run", r["id"], after=r["name"]) for r in rows]
-            self._chain.append(conn, events)
-            return [(exp, keys[r["id"]]) for exp, r in zip(exps, rows, strict=True)]
+            exps = [self._experiment(conn, spec.experiment, True) for spec in specs]
+            fresh = [(digest, body) for digest, body in envs.items() if digest not in self._known_envs]
+            if fresh:
+                self._insert_ignore(conn, "environments", ("digest", "body"), fresh)
+            with driver_cursor(conn) as cursor:
+                keys = _insert_runs(cursor, self._placeholder, specs, rows, [exp.id for exp in exps])
+            self._chain.append(conn, [self._event("run.create", "run", row[0], after=row[1]) for row in rows])
+            return list(zip(exps, keys, strict=True))
 
         made = self._write("create runs", create)
+        for digest in envs:
+            self._known_envs.add(digest)  # inside `batch()`, forgotten if the batch rolls back
+            self._remember(functools.partial(self._known_envs.discard, digest))
         runs = []
-        for (spec, run_id, _body, env_digest), (exp, key) in zip(prepared, made, strict=True):
-            self._run_keys[run_id] = key  # inside `batch()`, forgotten if the batch rolls back
-            self._remember(functools.partial(self._run_keys.pop, run_id, None))
-            if env_digest is not None:
-                self._known_envs.add(env_digest)
-                self._remember(functools.partial(self._known_envs.discard, env_digest))
-            runs.append(
-                e.Run(
-                    id=run_id,
-                    experiment_id=exp.id,
-                    experiment_name=exp.name,
-                    name=spec.name or _default_name(run_id),
-                    status=e.RunStatus.RUNNING,
-                    user=spec.user,
-                    start_ms=started,
-                    end_ms=None,
-                    heartbeat_ms=started,
-                    heartbeat_s=spec.heartbeat_s,
-                    params=dict(spec.params),
-                    tags=dict(spec.tags),
-                    environment=dict(spec.environment) if spec.environment is not None else None,
-                )
-            )
+        for spec, row, (exp, key) in zip(specs, rows, made, strict=True):
+            self._run_keys[row[0]] = key
+            self._remember(functools.partial(self._run_keys.pop, row[0], None))
+            runs.append(_new_run(spec, row, exp))
         return runs
-
-    def _insert_runs(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
-        if len(rows) == 1:
-            return {rows[0]["id"]: conn.execute(_INSERT_RUN, rows[0]).scalar_one()}
-        conn.execute(insert(t.runs), rows)
-        found = conn.execute(
-            select(t.runs.c.id, t.runs.c.key).where(t.runs.c.id.in_([r["id"] for r in rows]))
-        )
-        return dict(found.all())
 
     def _insert_params(
         self, conn: Connection, key: int, params: Mapping[str, str], new_run: bool = False
@@ -222,12 +264,14 @@ class SqlRuns(SqlExperiments):
         self.end_runs([(run_id, status, error, end_ms)])
 
     def end_runs(self, ends: Sequence[tuple[str, e.RunStatus, str | None, int]]) -> None:
+        rows = [(st.value, ms, storable(err), run_id) for run_id, st, err, ms in ends]
+        _refuse_unstorable(run_id for run_id, *_ in ends)
+
         def end(conn: Connection) -> None:
-            params = [
-                {"run_id": r, "status": st.value, "end_ms": ms, "error": storable(err)}
-                for r, st, err, ms in ends
-            ]
-            if conn.execute(_END_RUN, params).rowcount != len(params):
+            with driver_cursor(conn) as cursor:
+                cursor.executemany(_END_RUN.format(p=self._placeholder), rows)
+                ended = cursor.rowcount
+            if ended != len(rows):
                 self._explain_end(conn, [run_id for run_id, *_ in ends])
             self._chain.append(
                 conn,

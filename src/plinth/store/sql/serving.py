@@ -3,59 +3,62 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVarTuple
+from typing import TYPE_CHECKING, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Connection, Select, Table, and_, delete, false, func, or_, select
 
 from plinth.core.entities import AlertState, Label, PredictionLog
-from plinth.core.errors import InvalidInput
+from plinth.core.errors import InvalidInput, NotFound, StoreBusy
 from plinth.core.ids import now_ms
 from plinth.core.validation import unstorable
 from plinth.store import schema as t
-from plinth.store.base import ServingStore
-from plinth.store.sql.base import SqlBase
+from plinth.store import segments as seg
+from plinth.store.base import RemovedPredictions, ServingStore
+from plinth.store.sql.compaction import SqlCompaction, request_values
+from plinth.store.sql.segments import (
+    LOG_COLUMNS,
+    TRIES,
+    BlobsUnavailable,
+    Segment,
+    Superseded,
+    keys_of,
+    raw_rows,
+)
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
     from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
+log = logging.getLogger("plinth.store")
 Ts = TypeVarTuple("Ts")
-
-_COLUMNS = (
-    "request_id",
-    "model",
-    "version",
-    "route",
-    "time_ms",
-    "latency_ms",
-    "subject_id",
-    "inputs",
-    "outputs",
-    "status",
-    "n_rows",
-)
+_COLUMNS = LOG_COLUMNS
 
 
-class SqlServing(SqlBase, ServingStore):
-    """Serving methods of SqlStore: prediction logs, delayed labels, drift references, alert states."""
+class SqlServing(SqlCompaction, ServingStore):
+    """Serving methods of SqlStore: prediction logs (rows, then segments), delayed labels, drift
+    references, alert states."""
 
     def write_prediction_logs(self, logs: Sequence[PredictionLog]) -> None:
         if not logs:
             return
-        rows = [tuple(getattr(log, c) for c in _COLUMNS) for log in logs]
-
-        def write(conn: Connection) -> None:
-            mark = "?" if conn.dialect.name == "sqlite" else "%s"
-            marks = ", ".join([mark] * len(_COLUMNS))
-            sql = f"INSERT INTO prediction_logs ({', '.join(_COLUMNS)}) VALUES ({marks})"
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.executemany(sql, rows)
-            finally:
-                cursor.close()
-
-        self._write("write prediction logs", write)
+        if not self._segment_direct(len(logs)):
+            self._write("write prediction logs", lambda conn: self._insert_rows(conn, logs))
+            return
+        tables, rows = [], []
+        for model, group in _by_model(logs).items():
+            table = _encoded(group) if len(group) >= seg.DIRECT_ROWS else None
+            if table is None:
+                rows += group
+            else:
+                tables.append((model, table, request_values(group)))
+        try:
+            self._write_segments(tables, rows)
+        except BlobsUnavailable as exc:  # logging goes on in rows; compaction gathers them later
+            log.warning("prediction logs written as rows, the artifact store failed: %s", exc)
+            self._write("write prediction logs", lambda conn: self._insert_rows(conn, logs))
 
     def prediction_logs(
         self,
@@ -66,35 +69,103 @@ class SqlServing(SqlBase, ServingStore):
         version: int | None = None,
         limit: int | None = None,
     ) -> list[PredictionLog]:
-        pl = t.prediction_logs
-        query = (
-            select(*(pl.c[c] for c in _COLUMNS)).where(pl.c.model == model).order_by(pl.c.time_ms, pl.c.id)
-        )
-        query = _in_window(query, since_ms, until_ms, version)
-        if limit is not None:
-            query = query.limit(limit)
-        return self._read(
-            "read prediction logs", lambda conn: [PredictionLog(*r) for r in _raw_rows(conn, query)]
-        )
+        parts, unsegmented = self._window(model, since_ms, until_ms, version, text=True)
+        if parts:
+            logs = seg.decode_logs(seg.concat(parts), model) + unsegmented
+            logs.sort(key=lambda x: x.time_ms)  # stable: each part keeps its order
+        else:
+            logs = unsegmented
+        return logs if limit is None else logs[:limit]
+
+    def prediction_table(
+        self,
+        model: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        version: int | None = None,
+        text: bool = False,
+    ) -> pa.Table:
+        parts, unsegmented = self._window(model, since_ms, until_ms, version, text=text)
+        if unsegmented:
+            rows = seg.encode_logs(unsegmented, range(len(unsegmented)))
+            parts.append(rows if text else rows.drop_columns(list(seg.TEXT_COLUMNS)))
+        return seg.concat(parts)
+
+    def remove_predictions(
+        self, *, subject_id: str | None = None, before_ms: int | None = None, dry_run: bool = False
+    ) -> RemovedPredictions:
+        label_where = _label_where(subject_id, before_ms)
+        where = _where(subject_id, before_ms)
+        return self._remove(where, label_where, dry_run)
 
     def delete_prediction_logs(
         self, *, subject_id: str | None = None, before_ms: int | None = None, dry_run: bool = False
     ) -> tuple[int, str]:
-        where = _where(subject_id, before_ms)
-        pl = t.prediction_logs
+        removed = self._remove(_where(subject_id, before_ms), None, dry_run)
+        return removed.logs, removed.logs_digest
 
-        def remove(conn: Connection) -> tuple[int, str]:
-            rows = conn.execute(
-                select(pl.c.request_id, pl.c.model, pl.c.version, pl.c.route, pl.c.time_ms)
-                .where(where)
-                .order_by(pl.c.time_ms, pl.c.request_id, pl.c.route)
-            ).all()
-            digest = hashlib.sha256("\n".join("|".join(map(str, r)) for r in rows).encode()).hexdigest()
-            if rows and not dry_run:
-                conn.execute(delete(pl).where(where))
-            return len(rows), digest
+    def _remove(
+        self, where: ColumnElement[bool], label_where: ColumnElement[bool] | None, dry_run: bool
+    ) -> RemovedPredictions:
+        """Remove matching labels (where given) and logs in one switch, segments rewritten first."""
+        if dry_run:
+            return self._read(
+                "count what would be removed", lambda conn: _removed(conn, where, label_where, False)
+            )
+        if self._in_batch():
+            return self._write("remove prediction logs", lambda conn: _remove_rows(conn, where, label_where))
+        self.sweep_prediction_blobs()  # leftovers of crashed writers may hold what is removed
+        for _ in range(TRIES):
+            try:
+                return self._remove_once(where, label_where)
+            except Superseded as exc:
+                log.info("removing prediction logs: %s; trying again", exc)
+        raise StoreBusy("Prediction segments kept changing while logs were removed; run the removal again.")
 
-        return self._write("remove prediction logs", remove)
+    def _remove_once(
+        self, where: ColumnElement[bool], label_where: ColumnElement[bool] | None
+    ) -> RemovedPredictions:
+        pl, pp = t.prediction_logs, t.prediction_parts
+        held = (
+            select(pp.c.segment_id, pp.c.base + pl.c.part_row, pl.c.model)
+            .select_from(pl.join(pp, pl.c.part_id == pp.c.id))
+            .where(where)
+        )
+        found = self._read("find segments to rewrite", lambda conn: conn.execute(held).all())
+        doomed = keys_of((r[0], r[1]) for r in found)
+        model_of = {int(r[0]): r[2] for r in found}
+        segments, made = self._rewrites(doomed) if doomed else ([], [])
+        new = [m[2] for m in made]
+
+        def switch(conn: Connection) -> RemovedPredictions:
+            if keys_of((r[0], r[1]) for r in conn.execute(held)) != doomed:
+                raise Superseded("requests to remove moved between segments")
+            removed = _removed(conn, where, label_where, True)
+            self._switch_rewrites(conn, model_of, segments, made)
+            return removed
+
+        try:
+            removed = self._write("remove prediction logs", switch)
+        except BaseException:
+            self._discard(new)
+            raise
+        self._discard([s.digest for s in segments])
+        return removed
+
+    def window_labels(
+        self,
+        model: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        version: int | None = None,
+    ) -> dict[str, str]:
+        pl, lb = t.prediction_logs, t.labels
+        logged = select(pl.c.id).where(pl.c.model == lb.c.model, pl.c.request_id == lb.c.request_id)
+        logged = _in_window(logged, since_ms, until_ms, version)
+        query = select(lb.c.request_id, lb.c.label).where(lb.c.model == model, logged.exists())
+        return self._read("read labels", lambda conn: dict(raw_rows(conn, query)))
 
     def count_prediction_logs(self, *, subject_id: str | None = None, before_ms: int | None = None) -> int:
         query = select(func.count()).select_from(t.prediction_logs).where(_where(subject_id, before_ms))
@@ -115,19 +186,39 @@ class SqlServing(SqlBase, ServingStore):
     def find_prediction(self, request_id: str) -> PredictionLog | None:
         if not _storable(request_id):
             return None
-        pl = t.prediction_logs
+        pl, pp = t.prediction_logs, t.prediction_parts
         query = (
-            select(*(pl.c[c] for c in _COLUMNS))
+            select(*(pl.c[c] for c in _COLUMNS), pp.c.segment_id, pp.c.base + pl.c.part_row)
+            .select_from(pl.outerjoin(pp, pl.c.part_id == pp.c.id))
             .where(pl.c.request_id == request_id, pl.c.route != "shadow")
             .order_by(pl.c.id)
             .limit(1)
         )
+        for _ in range(TRIES):
+            row = self._read("find a prediction", lambda conn: conn.execute(query).first())
+            if row is None:
+                return None
+            if row[-2] is None:
+                return PredictionLog(*row[: len(_COLUMNS)])
+            try:
+                return self._from_segment(row.model, int(row[-2]), int(row[-1]))
+            except NotFound:  # its segment was replaced meanwhile: look it up again
+                continue
+        raise StoreBusy(f"The segment of request {request_id!r:.140} kept changing; look it up again.")
 
-        def fetch(conn: Connection) -> PredictionLog | None:
-            row = conn.execute(query).first()
-            return None if row is None else PredictionLog(*row)
+    def _from_segment(self, model: str, segment_id: int, key: int) -> PredictionLog | None:
+        import pyarrow.compute as pc
 
-        return self._read("find a prediction", fetch)
+        ps = t.prediction_segments
+        query = select(ps.c.id, ps.c.digest, ps.c.start_ms, ps.c.end_ms, ps.c.requests).where(
+            ps.c.id == segment_id
+        )
+        found = self._read("find a prediction segment", lambda conn: conn.execute(query).first())
+        if found is None:
+            raise NotFound(f"prediction segment {segment_id} was replaced")
+        table = self._segment_table(Segment(*found))
+        logs = seg.decode_logs(table.filter(pc.equal(table.column("seq"), key)), model)
+        return logs[0] if logs else None
 
     def label_of(self, model: str, request_id: str) -> str | None:
         if not _storable(request_id):
@@ -209,18 +300,9 @@ class SqlServing(SqlBase, ServingStore):
         until_ms: int | None = None,
         version: int | None = None,
     ) -> list[tuple[PredictionLog, str | None]]:
-        pl, lb = t.prediction_logs, t.labels
-        query = (
-            select(*(pl.c[c] for c in _COLUMNS), lb.c.label)
-            .select_from(pl.outerjoin(lb, and_(lb.c.model == pl.c.model, lb.c.request_id == pl.c.request_id)))
-            .where(pl.c.model == model, pl.c.status == 200, pl.c.route != "shadow")
-            .order_by(pl.c.time_ms, pl.c.id)
-        )
-        query = _in_window(query, since_ms, until_ms, version)
-        return self._read(
-            "read labeled predictions",
-            lambda conn: [(PredictionLog(*r[:-1]), r[-1]) for r in _raw_rows(conn, query)],
-        )
+        logs = self.prediction_logs(model, since_ms=since_ms, until_ms=until_ms, version=version)
+        labels = self.window_labels(model, since_ms=since_ms, until_ms=until_ms, version=version)
+        return [(x, labels.get(x.request_id)) for x in logs if x.status == 200 and x.route != "shadow"]
 
     def delete_labels(
         self, *, subject_id: str | None = None, before_ms: int | None = None, dry_run: bool = False
@@ -340,19 +422,44 @@ def _in_window(
     return query
 
 
-def _raw_rows(conn: Connection, query: Select[Any]) -> list[tuple[Any, ...]]:
-    """Run a select through the driver's cursor: plain tuples, without SQLAlchemy's row objects
-    (monitoring reads logs by the million; the columns read need no type conversion)."""
-    compiled = query.compile(dialect=conn.dialect)
-    params: Any = compiled.params
-    if compiled.positional:
-        params = [compiled.params[name] for name in compiled.positiontup or ()]
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(str(compiled), params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
+def _removed(
+    conn: Connection, where: ColumnElement[bool], label_where: ColumnElement[bool] | None, apply: bool
+) -> RemovedPredictions:
+    """Count and digest the matching labels (where given, first: they are found through their
+    logs) and logs, and remove them when `apply`."""
+    labels, labels_digest = 0, _digest([])
+    if label_where is not None:
+        lb = t.labels
+        found = conn.execute(
+            select(lb.c.model, lb.c.request_id, lb.c.time_ms).where(label_where).order_by(lb.c.id)
+        ).all()
+        if found and apply:
+            conn.execute(delete(lb).where(label_where))
+        labels, labels_digest = len(found), _digest(found)
+    pl = t.prediction_logs
+    rows = conn.execute(
+        select(pl.c.request_id, pl.c.model, pl.c.version, pl.c.route, pl.c.time_ms)
+        .where(where)
+        .order_by(pl.c.time_ms, pl.c.request_id, pl.c.route)
+    ).all()
+    if rows and apply:
+        conn.execute(delete(pl).where(where))
+    return RemovedPredictions(len(rows), _digest(rows), labels, labels_digest)
+
+
+def _remove_rows(
+    conn: Connection, where: ColumnElement[bool], label_where: ColumnElement[bool] | None
+) -> RemovedPredictions:
+    """The removal inside an open `batch()`, for logs not in a segment: a segment is rewritten
+    around a transaction of its own, which a batch cannot hold."""
+    pl = t.prediction_logs
+    if conn.execute(select(pl.c.id).where(where, pl.c.part_id.is_not(None)).limit(1)).first():
+        raise InvalidInput(
+            "Some of these prediction logs are held in segments, which are rewritten in "
+            "transactions of their own: remove them outside store.batch(), as "
+            "plinth.erase_subject does (store.remove_predictions)."
+        )
+    return _removed(conn, where, label_where, True)
 
 
 def _dialect_insert(conn: Connection, table: Table) -> PostgresInsert | SqliteInsert:
@@ -367,6 +474,7 @@ def _dialect_insert(conn: Connection, table: Table) -> PostgresInsert | SqliteIn
 
 
 def _digest(rows: Sequence[Sequence[object]]) -> str:
+    """sha256 of the rows written one per line, values joined by "|" (what receipts record)."""
     return hashlib.sha256("\n".join("|".join(map(str, r)) for r in rows).encode()).hexdigest()
 
 
@@ -391,6 +499,22 @@ def _where(subject_id: str | None, before_ms: int | None) -> ColumnElement[bool]
     if before_ms is not None:
         clauses.append(pl.c.time_ms < before_ms)
     return and_(*clauses)
+
+
+def _by_model(logs: Sequence[PredictionLog]) -> dict[str, list[PredictionLog]]:
+    out: dict[str, list[PredictionLog]] = {}
+    for entry in logs:
+        out.setdefault(entry.model, []).append(entry)
+    return out
+
+
+def _encoded(logs: list[PredictionLog]) -> pa.Table | None:
+    """The logs as a segment table, or None where Arrow cannot hold them (rows hold them as logged)."""
+    try:
+        return seg.encode_logs(logs, range(len(logs)))
+    except Exception as exc:
+        log.info("%d prediction logs kept as rows: %s", len(logs), exc)
+        return None
 
 
 def _storable(text: str) -> bool:

@@ -1,0 +1,145 @@
+"""Run search on every backend: ordered by a metric, walking its index answers as sorting every run does."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from plinth.core.entities import RunStatus
+from plinth.core.filters import parse_filter, parse_order_by
+from plinth.store.base import NewRun, PointRow
+from plinth.store.sql import SqlStore
+
+NAN = math.nan
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    s = SqlStore(store_url, actor="tester")
+    yield s
+    s.close()
+
+
+def now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def create(store: SqlStore, experiment: str, names: Sequence[str], **params: str) -> list[str]:
+    """Runs created in one batch: they share a start time, so they tie on it in creation order."""
+    specs = [NewRun(experiment, name, dict(params), {}, None, 60.0, "u") for name in names]
+    return [run.id for run in store.create_runs(specs)]
+
+
+def search(
+    store: SqlStore,
+    where: str | None = None,
+    order: Sequence[str] | None = None,
+    limit: int | None = None,
+    experiments: Sequence[str] | None = ("e",),
+) -> list[str]:
+    found = store.search_runs(
+        experiments=experiments,
+        where=parse_filter(where),
+        order_by=parse_order_by(order),
+        limit=limit,
+        now_ms=now(),
+    )
+    return [run.name for run in found]
+
+
+@pytest.fixture
+def accs(store: SqlStore) -> SqlStore:
+    """x1..x5 with acc 0.5, NaN, 0.5, none, 0.9: a tie, a NaN and a missing value."""
+    ids = create(store, "e", ["x1", "x2", "x3", "x4", "x5"])
+    values = {"x1": 0.5, "x2": NAN, "x3": 0.5, "x5": 0.9}
+    store.write_metrics([(ids[int(n[1]) - 1], "acc", 0, 1, 1, v) for n, v in values.items()])
+    store.few_runs = 0  # walk the metric's index however small the experiment
+    return store
+
+
+def test_ordered_by_a_metric_nan_and_missing_come_last_ties_newest_first(accs: SqlStore) -> None:
+    assert search(accs, order=["-metrics.acc"], limit=10) == ["x5", "x3", "x1", "x4", "x2"]
+    assert search(accs, order=["metrics.acc"], limit=10) == ["x3", "x1", "x5", "x4", "x2"]
+    assert search(accs, order=["-metrics.acc"], limit=2) == ["x5", "x3"]
+    assert search(accs, order=["-metrics.acc"], limit=4) == ["x5", "x3", "x1", "x4"]
+    assert search(accs, order=["metrics.acc", "-name"], limit=10) == ["x3", "x1", "x5", "x4", "x2"]
+    assert search(accs, order=["metrics.acc", "name"], limit=3) == ["x1", "x3", "x5"]
+    assert search(accs, order=["-metrics.unknown"], limit=3) == ["x5", "x4", "x3"]
+    assert search(accs, order=["-metrics.acc"], limit=0) == []
+
+
+def test_a_filter_applies_to_the_runs_without_the_metric_too(accs: SqlStore) -> None:
+    assert search(accs, "name != 'x5'", ["-metrics.acc"], limit=10) == ["x3", "x1", "x4", "x2"]
+    assert search(accs, "metrics.acc is null", ["-metrics.acc"], limit=10) == ["x4"]
+    assert search(accs, "name in ('x2', 'x4')", ["-metrics.acc"], limit=1) == ["x4"]
+
+
+def test_no_experiments_find_no_runs(accs: SqlStore) -> None:
+    assert search(accs, order=["-metrics.acc"], limit=10, experiments=[]) == []
+    assert search(accs, experiments=[]) == []
+
+
+@pytest.fixture
+def corpus(store: SqlStore) -> SqlStore:
+    """Two experiments of runs with tied, NaN, infinite and missing metrics, mixed params, some tags."""
+    rng = random.Random(7)
+    points: list[PointRow] = []
+    for experiment, n in (("a", 30), ("b", 12)):
+        names = [f"{experiment}{i}" for i in range(n)]
+        for run_id in create(store, experiment, names):
+            acc = rng.choice([0.1, 0.5, 0.5, 0.9, NAN, math.inf, -math.inf, None])
+            if acc is not None:
+                points.append((run_id, "acc", 0, 1, 1, acc))
+            points.append((run_id, "loss", 0, 2, 1, rng.choice([rng.random(), NAN])))
+            store.log_params(run_id, {"lr": rng.choice(["0.1", "0.01", "auto", "1e-3"])})
+            if rng.random() < 0.5:
+                store.set_tags(run_id, {"team": rng.choice(["Vision", "vision", "nlp"])})
+            if rng.random() < 0.3:
+                store.end_run(run_id, RunStatus.FAILED, "boom", now())
+    store.write_metrics(points)
+    store.few_runs = 0
+    return store
+
+
+WHERES = [
+    None,
+    "metrics.loss > 0.3",
+    "params.lr = '0.1' or metrics.acc < 0.2",
+    "not (metrics.loss < 0.5)",
+    "metrics.acc is not null and status = 'FAILED'",
+    "name like 'a1%'",
+    "tags.team ilike 'VIS%' or tags.team is null",
+]
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ["-metrics.acc"],
+        ["metrics.acc"],
+        ["-metrics.acc", "params.lr"],
+        ["metrics.loss", "-metrics.acc"],
+        ["metrics.acc", "-end_time"],
+    ],
+)
+def test_walking_a_metric_index_answers_as_sorting_every_run_does(corpus: SqlStore, order: list[str]) -> None:
+    for experiments in (None, ["a"], ["a", "b"]):
+        for where in WHERES:
+            everything = search(corpus, where, order, None, experiments)  # read whole and sorted
+            for limit in (1, 7, 25, 100):
+                got = search(corpus, where, order, limit, experiments)
+                assert got == everything[:limit], (experiments, where, limit)
+
+
+def test_many_runs_come_back_whole(store: SqlStore) -> None:
+    names = [f"r{i}" for i in range(1200)]
+    ids = create(store, "e", names, lr="0.1")
+    store.write_metrics([(run_id, "acc", 0, 1, 1, i / 10) for i, run_id in enumerate(ids)])
+    found = store.search_runs(experiments=["e"], where=None, order_by=(), limit=None, now_ms=now())
+    assert len(found) == 1200
+    assert all(run.params == {"lr": "0.1"} for run in found)
+    assert {run.name: run.metrics["acc"] for run in found} == {n: i / 10 for i, n in enumerate(names)}

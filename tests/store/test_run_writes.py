@@ -1,0 +1,87 @@
+"""Creating and ending runs in the SQL store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from plinth.core.entities import RunStatus
+from plinth.core.errors import InvalidInput, NotFound, RunNotActive
+from plinth.store.base import NewRun
+from plinth.store.sql import SqlStore
+
+KEY = "a-test-audit-key-" + "0" * 16
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    s = SqlStore(store_url, actor="tester", audit_key=KEY)
+    yield s
+    s.close()
+
+
+def spec(name: str | None = None, **params: str) -> NewRun:
+    return NewRun("exp", name, params, {"kind": name or "unnamed"}, {"python": "3.11"}, 10.0, "u")
+
+
+def now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def test_runs_created_together_keep_their_own_params_and_tags(store: SqlStore) -> None:
+    made = store.create_runs([spec(f"r{i}", i=str(i)) for i in range(7)])
+    for i, run in enumerate(made):
+        got = store.get_run(run.id)
+        assert (got.name, got.params, got.tags) == (f"r{i}", {"i": str(i)}, {"kind": f"r{i}"})
+        assert got.status is RunStatus.RUNNING and got.environment == {"python": "3.11"}
+    assert [e.entity_id for e in store.audit_events() if e.action == "run.create"] == [r.id for r in made]
+
+
+def test_a_run_gets_a_default_name(store: SqlStore) -> None:
+    run = store.create_runs([spec()])[0]
+    assert store.get_run(run.id).name == run.name == f"run-{run.id[-8:].lower()}"
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b"])
+def test_text_no_database_holds_is_refused_and_nothing_is_written(store: SqlStore, bad: str) -> None:
+    with pytest.raises(InvalidInput, match=r"holds a (NUL character|lone surrogate)"):
+        store.create_runs([spec("fine", p="1"), spec("broken", p=bad)])
+    assert store.search_runs(experiments=None, where=None, order_by=(), limit=None, now_ms=now()) == []
+    assert not [e for e in store.audit_events() if e.action == "run.create"]
+
+
+def test_ending_runs_together_and_again(store: SqlStore) -> None:
+    first, second = store.create_runs([spec("a"), spec("b")])
+    store.end_runs(
+        [(first.id, RunStatus.FINISHED, None, now()), (second.id, RunStatus.FAILED, "boom", now())]
+    )
+    assert store.get_run(first.id).status is RunStatus.FINISHED
+    assert (store.get_run(second.id).status, store.get_run(second.id).error) == (RunStatus.FAILED, "boom")
+    with pytest.raises(RunNotActive, match="already ended as FINISHED"):
+        store.end_run(first.id, RunStatus.KILLED, None, now())
+    with pytest.raises(NotFound):
+        store.end_run("no-such-run", RunStatus.FINISHED, None, now())
+    assert store.verify_audit().ok
+
+
+def test_writers_creating_one_experiment_at_once_share_it(store: SqlStore) -> None:
+    others = [SqlStore(store.url, actor=f"w{i}", audit_key=KEY) for i in range(4)]
+    start = threading.Barrier(len(others))
+    found: list[str] = []
+
+    def create(s: SqlStore) -> None:
+        start.wait()
+        found.append(s.get_or_create_experiment("shared").id)
+
+    threads = [threading.Thread(target=create, args=(s,)) for s in others]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for s in others:
+        s.close()
+    assert len(found) == 4 and len(set(found)) == 1
+    assert [e.entity_id for e in store.audit_events() if e.action == "experiment.create"] == found[:1]
