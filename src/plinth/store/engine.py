@@ -6,7 +6,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -50,15 +50,21 @@ def make_engine(url: str) -> Engine:
 def _refuse_unstorable(  # type: ignore[no-untyped-def]
     _conn, _cursor, _statement, parameters, _context, _executemany
 ) -> None:
-    """Refuse text no database binds (a NUL, a lone surrogate) before the driver fails on it.
+    """Refuse text no database binds before the driver fails on it (see `refuse_unstorable`)."""
+    refuse_unstorable(_texts(parameters))
+
+
+def refuse_unstorable(values: Iterable[object]) -> None:
+    """Refuse text no database binds (a NUL, a lone surrogate) among `values`.
 
     Every name, id, key and value plinth stores is checked when written, so such text is a
     lookup by something that cannot exist: it is refused the same way on every backend,
-    not blamed on the database (PostgreSQL) or raised raw from the driver.
+    not blamed on the database (PostgreSQL) or raised raw from the driver. Statements through
+    SQLAlchemy are checked by an engine event; the driver-level fast paths call this themselves.
     """
-    for value in _texts(parameters):
-        problem = unstorable(value)
-        if problem is not None:
+    for value in values:
+        problem = unstorable(value) if isinstance(value, str) else None
+        if problem is not None and isinstance(value, str):
             raise InvalidInput(
                 f"{value[:80]!r} holds {problem}; no name, id, key or value plinth stores holds "
                 "one, so nothing can match it. Remove it."

@@ -4,7 +4,7 @@ A search reads the matching rows of `runs` (one statement, or two when ordered b
 the params, tags and latest metrics of those runs in one more. Ordered by a metric and limited,
 it walks the metric's (key_id, value) index and stops at the limit instead of sorting every run;
 runs whose metric is NaN or missing come after, from a second statement, only when the first
-found fewer than the limit.
+found fewer than the limit. Experiments of few runs are read whole and sorted instead.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from plinth.core.errors import NotFound
 from plinth.core.filters import Expr, OrderKey
 from plinth.core.ids import now_ms
 from plinth.store import schema as t
+from plinth.store.engine import refuse_unstorable
 from plinth.store.search import RUN_COLUMNS, RUN_KEY, SearchCompiler, Sql
 from plinth.store.sql.artifacts import artifacts_of
 from plinth.store.sql.base import driver_cursor
@@ -66,6 +67,7 @@ class SqlRunSearch(SqlExperiments):
 
     def get_run(self, run_id: str, *, now_ms: int | None = None) -> e.Run:
         def fetch(conn: Connection) -> e.Run:
+            conn.begin()
             found = self._select(conn, Sql(f"{_FROM_RUNS} WHERE runs.id = ?", (run_id,)))
             if not found:
                 raise NotFound(f"No run with id {run_id!r}; list runs with `plinth runs list`.")
@@ -83,6 +85,7 @@ class SqlRunSearch(SqlExperiments):
         now_ms: int,
     ) -> list[e.Run]:
         def fetch(conn: Connection) -> list[e.Run]:
+            conn.begin()  # one transaction, one snapshot, for every statement of the search
             if not self._sqlite:
                 conn.exec_driver_sql(_SEARCH_PG)
             rows = self._find(conn, experiments, where, order_by, limit, now_ms)
@@ -161,9 +164,14 @@ class SqlRunSearch(SqlExperiments):
         return False
 
     def _select(self, conn: Connection, query: Sql, limit: int | None = None) -> list[RunRow]:
+        """Rows of `query` through the driver's cursor: SQLAlchemy's cost per row would show here."""
         if limit is not None:
             query = query + Sql(" LIMIT ?", (limit,))
-        return list(conn.exec_driver_sql(query.for_driver(self._sqlite), query.params).all())
+        refuse_unstorable(query.params)
+        with driver_cursor(conn) as cursor:
+            cursor.execute(query.for_driver(self._sqlite), query.params)
+            rows: list[RunRow] = cursor.fetchall()
+        return rows
 
     def _runs(
         self, conn: Connection, rows: Sequence[RunRow], at_ms: int | None, *, with_details: bool

@@ -6,17 +6,18 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
 from plinth.core import entities as e
-from plinth.core.errors import ConflictError, InvalidInput, NotFound, RunNotActive
+from plinth.core.errors import ConflictError, NotFound, RunNotActive
 from plinth.core.ids import new_id, now_ms
-from plinth.core.validation import storable, unstorable
+from plinth.core.validation import storable
 from plinth.store import schema as t
 from plinth.store.base import NewRun
+from plinth.store.engine import refuse_unstorable
 from plinth.store.search import stale
 from plinth.store.sql.base import driver_cursor, mapping_digest
 from plinth.store.sql.experiments import SqlExperiments
@@ -98,18 +99,6 @@ def _new_run(spec: NewRun, row: tuple[Any, ...], exp: e.Experiment) -> e.Run:
     )
 
 
-def _refuse_unstorable(texts: Iterable[str]) -> None:
-    """Refuse text no database binds (a NUL, a lone surrogate), as the engine does for statements
-    that go through SQLAlchemy."""
-    for text in texts:
-        problem = unstorable(text)
-        if problem is not None:
-            raise InvalidInput(
-                f"{text[:80]!r} holds {problem}; no name, id, key or value plinth stores holds one. "
-                "Remove it."
-            )
-
-
 def _num(value: str) -> float | None:
     try:
         number = float(value)
@@ -163,7 +152,7 @@ class SqlRuns(SqlExperiments):
         started = now_ms()
         prepared = [(spec, spec.id or new_id(), *self._environment(spec.environment)) for spec in specs]
         rows = [_run_row(spec, run_id, started, digest) for spec, run_id, _body, digest in prepared]
-        _refuse_unstorable(_texts(specs, rows))
+        refuse_unstorable(_texts(specs, rows))
         envs = {digest: body for *_, body, digest in prepared if digest is not None}
 
         def create(conn: Connection) -> list[tuple[e.Experiment, int]]:
@@ -265,7 +254,7 @@ class SqlRuns(SqlExperiments):
 
     def end_runs(self, ends: Sequence[tuple[str, e.RunStatus, str | None, int]]) -> None:
         rows = [(st.value, ms, storable(err), run_id) for run_id, st, err, ms in ends]
-        _refuse_unstorable(run_id for run_id, *_ in ends)
+        refuse_unstorable(run_id for run_id, *_ in ends)
 
         def end(conn: Connection) -> None:
             with driver_cursor(conn) as cursor:
