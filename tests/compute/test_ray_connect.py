@@ -16,14 +16,20 @@ from plinth.core.errors import ConfigError
 FAILED = "Initialization failure from server: RuntimeError: Starting Ray client server failed."
 
 
-def fake_ray(failures: int, error: type[Exception] = ConnectionError) -> Any:
+ZOMBIE = (
+    "Initialization failure from server:\nTraceback (most recent call last):\n"
+    "  ...\npsutil.ZombieProcess: PID still exists but it's a zombie (pid=22770)\n"
+)
+
+
+def fake_ray(failures: int, error: type[Exception] = ConnectionError, message: str = FAILED) -> Any:
     calls: list[str] = []
     state = {"up": False}
 
     def init(address: str | None = None, **options: Any) -> None:
         calls.append(str(address))
         if len(calls) <= failures:
-            raise error(FAILED)
+            raise error(message)
         state["up"] = True
 
     context = types.SimpleNamespace(gcs_address="")
@@ -46,6 +52,15 @@ def test_a_client_server_that_failed_to_start_is_tried_again(monkeypatch: pytest
     monkeypatch.setattr(ray_cluster, "import_ray", lambda: ray)
     assert ray_cluster.connect("ray://127.0.0.1:10001") == "ray://127.0.0.1:10001"
     assert len(ray.calls) == 3
+
+
+def test_a_head_tripping_over_the_previous_clients_server_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ray = fake_ray(failures=1, message=ZOMBIE)
+    monkeypatch.setattr(ray_cluster, "import_ray", lambda: ray)
+    assert ray_cluster.connect("ray://127.0.0.1:10001") == "ray://127.0.0.1:10001"
+    assert len(ray.calls) == 2
 
 
 def test_it_gives_up_after_three_tries_with_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

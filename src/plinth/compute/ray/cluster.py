@@ -107,7 +107,10 @@ def connect(address: str | None = None, init_options: Mapping[str, Any] | None =
 
 CLIENT_ATTEMPTS = 3
 """Tries at a Ray Client connection: the head starts a server process per client, which can fail
-to come up on a loaded head ('Starting Ray client server failed') and work on the next try."""
+to come up on a loaded head ('Starting Ray client server failed', or 'Initialization failure from
+server' when the head trips over the previous client's exiting server) and work on the next try."""
+
+_CLIENT_TRANSIENT = ("client server failed", "initialization failure from server")
 
 
 def _init(ray: ModuleType, address: str | None, options: Mapping[str, Any]) -> None:
@@ -117,7 +120,7 @@ def _init(ray: ModuleType, address: str | None, options: Mapping[str, Any]) -> N
             ray.init(address=address, **options)
             return
         except (ConnectionError, RuntimeError) as exc:
-            if attempt == attempts or "client server failed" not in str(exc).lower():
+            if attempt == attempts or not any(text in str(exc).lower() for text in _CLIENT_TRANSIENT):
                 raise
             log.warning("Ray Client server did not start (try %d of %d); trying again", attempt, attempts)
             time.sleep(2.0 * attempt)
