@@ -120,9 +120,17 @@ def drift_of(
     if not logged.requests:
         which = f"{model}/{version}" if version is not None else model
         raise InvalidInput(f"No answered predictions of {which} in {span.describe()}; widen the window.")
+    mv, dataset, source = _reference_of(store, model, version, logged)
+    return _compare(mv, dataset, source, span, logged, version, target, thresholds)
+
+
+def _reference_of(
+    store: Store, model: str, version: int | None, logged: Logged
+) -> tuple[ModelVersion, DatasetVersion, str]:
+    """The version that answered (`version`, else the newest in `logged`) and its drift reference."""
     mv = store.get_model_version(model, version if version is not None else max(logged.versions()))
     dataset, source = reference_dataset(store, model, mv.version)
-    return _compare(mv, dataset, source, span, logged, version, target, thresholds)
+    return mv, dataset, source
 
 
 def drift_over_time(
@@ -155,8 +163,7 @@ def drift_parts(
     """`drift_over_time` over requests already read (`answered`)."""
     if not logged.requests:
         return []
-    mv = store.get_model_version(model, version if version is not None else max(logged.versions()))
-    dataset, source = reference_dataset(store, model, mv.version)
+    mv, dataset, source = _reference_of(store, model, version, logged)
     times = logged.times
     out = []
     for part in span.parts(int(times[0]), int(times[-1])):

@@ -117,11 +117,8 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         # Sent through the driver: every transaction pays for it, and SQLAlchemy's statement path
         # costs several times the statement; a failure is raised as SQLAlchemy's, for `retrying`.
         begin = "BEGIN IMMEDIATE" if conn.get_execution_options().get("plinth_write", False) else "BEGIN"
-        dbapi = conn.dialect.loaded_dbapi
-        try:
-            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
-        except dbapi.Error as exc:
-            raise DBAPIError.instance(begin, None, exc, dbapi.Error, dialect=conn.dialect) from exc
+        with driver_cursor(conn) as cursor:
+            cursor.execute(begin)
 
     return engine
 
@@ -142,6 +139,25 @@ def writing(engine: Engine) -> Iterator[Connection]:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("SET LOCAL lock_timeout = '60s'")
         yield conn
+
+
+@contextlib.contextmanager
+def driver_cursor(conn: Connection) -> Iterator[Any]:
+    """The driver's own cursor on `conn`, for statements on hot paths that SQLAlchemy's
+    per-statement cost would dominate. Its errors are raised as SQLAlchemy's, so `retrying`
+    tells a locked database from bad data. Nothing checks the text it binds: check it first.
+    """
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        raise DBAPIError.instance(
+            None, None, exc, dbapi.Error, connection_invalidated=lost, dialect=conn.dialect
+        ) from exc
+    finally:
+        cursor.close()
 
 
 def retrying(action: Callable[[], T], what: str) -> T:

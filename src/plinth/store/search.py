@@ -46,10 +46,13 @@ _ATTRIBUTES = {
     "end_time": "runs.end_ms",
 }
 _COMPARISONS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+STALE_BEATS = 3
+"""A RUNNING run whose last heartbeat is older than this many intervals reads as CRASHED."""
 _STALE = (
-    "(runs.status = 'RUNNING' AND coalesce(runs.heartbeat_ms, runs.start_ms) + runs.heartbeat_s * 3000 < ?)"
+    "(runs.status = 'RUNNING' AND coalesce(runs.heartbeat_ms, runs.start_ms) "
+    f"+ runs.heartbeat_s * {STALE_BEATS * 1000} < ?)"
 )
-"""RUNNING runs whose heartbeat is older than three intervals (as `stale`): these read as CRASHED."""
+"""RUNNING runs whose heartbeat is older than STALE_BEATS intervals (as `stale`)."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +84,9 @@ class Sql:
 
 
 def stale(now_ms: int) -> ColumnElement[bool]:
-    """RUNNING rows whose heartbeat is older than three intervals: these read as CRASHED."""
+    """RUNNING rows whose heartbeat is older than STALE_BEATS intervals: these read as CRASHED."""
     last = func.coalesce(runs.c.heartbeat_ms, runs.c.start_ms)
-    return and_(runs.c.status == "RUNNING", last + runs.c.heartbeat_s * 3000 < now_ms)
+    return and_(runs.c.status == "RUNNING", last + runs.c.heartbeat_s * (STALE_BEATS * 1000) < now_ms)
 
 
 class SearchCompiler:

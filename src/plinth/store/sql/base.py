@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import DBAPIError
 
 from plinth.core import entities as e
 from plinth.core.errors import NotFound, RunNotActive
@@ -32,25 +31,6 @@ def mapping_digest(values: Mapping[str, Any]) -> str:
     """'N keys sha256:…' over the canonical JSON of a mapping: what an audit event records of it."""
     body = json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
     return f"{len(values)} keys sha256:{hashlib.sha256(body.encode()).hexdigest()}"
-
-
-@contextlib.contextmanager
-def driver_cursor(conn: Connection) -> Iterator[Any]:
-    """The driver's own cursor on `conn`, for statements on hot paths that SQLAlchemy's
-    per-statement cost would dominate. Its errors are raised as SQLAlchemy's, so `retrying`
-    tells a locked database from bad data. Nothing checks the text it binds: check it first.
-    """
-    dbapi = conn.dialect.loaded_dbapi
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        yield cursor
-    except dbapi.Error as exc:
-        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
-        raise DBAPIError.instance(
-            None, None, exc, dbapi.Error, connection_invalidated=lost, dialect=conn.dialect
-        ) from exc
-    finally:
-        cursor.close()
 
 
 class SqlBase:

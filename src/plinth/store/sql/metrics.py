@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import DataError, DBAPIError, ProgrammingError
+from sqlalchemy.exc import DataError, ProgrammingError
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from plinth.core.errors import InvalidInput, StoreError
 from plinth.core.ids import now_ms
 from plinth.store import schema as t
 from plinth.store.base import PointRow
+from plinth.store.engine import driver_cursor
 from plinth.store.sql.base import SqlBase
 
 HISTORY_DTYPE = np.dtype([("step", "i8"), ("timestamp_ms", "i8"), ("value", "f8")])
@@ -107,9 +108,7 @@ class SqlMetrics(SqlBase):
             seen = latest.get(row[:2])
             if seen is None or (row[2], row[3]) > (seen[2], seen[3]):
                 latest[row[:2]] = row
-        dbapi = conn.dialect.loaded_dbapi
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with driver_cursor(conn) as cursor:  # errors as SQLAlchemy's: `retrying` tells a lock from bad data
             if self._sqlite:  # SQLite stores a NaN it is given as NULL
                 cursor.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
                 cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), list(latest.values()))
@@ -120,13 +119,6 @@ class SqlMetrics(SqlBase):
                         copy.write_row(row if row[5] == row[5] else _nan_as_null(row))
                 upsert = _LATEST_UPSERT.format(p="%s, %s, %s, %s, %s, %s")
                 cursor.executemany(upsert, [r if r[5] == r[5] else _nan_as_null(r) for r in latest.values()])
-        except dbapi.Error as exc:  # as SQLAlchemy's, so `retrying` tells a lock from bad data
-            lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
-            raise DBAPIError.instance(
-                None, None, exc, dbapi.Error, connection_invalidated=lost, dialect=conn.dialect
-            ) from exc
-        finally:
-            cursor.close()
         self._audit_points(conn, points, run_keys, latest)
 
     def metric_history(self, run_id: str, key: str) -> np.ndarray:

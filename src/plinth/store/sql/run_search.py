@@ -22,10 +22,9 @@ from plinth.core.errors import NotFound
 from plinth.core.filters import Expr, OrderKey
 from plinth.core.ids import now_ms
 from plinth.store import schema as t
-from plinth.store.engine import refuse_unstorable
-from plinth.store.search import RUN_COLUMNS, RUN_KEY, SearchCompiler, Sql
+from plinth.store.engine import driver_cursor, refuse_unstorable
+from plinth.store.search import RUN_COLUMNS, RUN_KEY, STALE_BEATS, SearchCompiler, Sql
 from plinth.store.sql.artifacts import artifacts_of
-from plinth.store.sql.base import driver_cursor
 from plinth.store.sql.experiments import SqlExperiments
 
 _CHUNK = 500  # run keys per statement that reads details: far below every backend's limit on marks
@@ -232,7 +231,7 @@ def _run(
 ) -> e.Run:
     key, run_id, exp_id, name, status, user, start_ms, end_ms, heartbeat_ms, heartbeat_s, error, env = row
     last = heartbeat_ms if heartbeat_ms is not None else start_ms
-    if status == "RUNNING" and last + heartbeat_s * 3000 < at_ms:
+    if status == "RUNNING" and last + heartbeat_s * (STALE_BEATS * 1000) < at_ms:
         status = "CRASHED"
     params, tags, metrics = details
     return e.Run.of(

@@ -17,9 +17,9 @@ from plinth.core.ids import new_id, now_ms
 from plinth.core.validation import storable
 from plinth.store import schema as t
 from plinth.store.base import NewRun
-from plinth.store.engine import refuse_unstorable
+from plinth.store.engine import driver_cursor, refuse_unstorable
 from plinth.store.search import stale
-from plinth.store.sql.base import driver_cursor, mapping_digest
+from plinth.store.sql.base import mapping_digest
 from plinth.store.sql.experiments import SqlExperiments
 
 # A run's start and end go through the driver's cursor: SQLAlchemy's per-statement cost is
@@ -176,21 +176,15 @@ class SqlRuns(SqlExperiments):
             runs.append(_new_run(spec, row, exp))
         return runs
 
-    def _insert_params(
-        self, conn: Connection, key: int, params: Mapping[str, str], new_run: bool = False
-    ) -> None:
+    def _insert_params(self, conn: Connection, key: int, params: Mapping[str, str]) -> None:
         if not params:
             return
-        found = (
-            {}
-            if new_run
-            else dict(
-                conn.execute(
-                    select(t.params.c.key, t.params.c.value).where(
-                        t.params.c.run_key == key, t.params.c.key.in_(list(params))
-                    )
-                ).all()
-            )
+        found = dict(
+            conn.execute(
+                select(t.params.c.key, t.params.c.value).where(
+                    t.params.c.run_key == key, t.params.c.key.in_(list(params))
+                )
+            ).all()
         )
         for name, value in found.items():
             if value != params[name]:
