@@ -11,10 +11,15 @@
     │   └── AuditTampered     the audit chain was edited, cut or rewritten
     ├── StoreError            the metadata or artifact store failed or is unreachable
     │   ├── StoreBusy         the database stayed locked past the retry budget
-    │   └── SchemaError       the database schema is newer or older than this plinth
+    │   ├── SchemaError       the database schema is newer or older than this plinth
+    │   └── ServerUnavailable the team server did not answer, or answered 5xx, after retries
     ├── ModelFailed           a model raised, or answered the wrong rows, while predicting
     ├── ResourceError         a step asks for more CPU, memory or GPUs than there are
     ├── StepFailed            a flow step failed after its retries
+    ├── AccessError           refused for who asked (team server, model server with --auth)
+    │   ├── Unauthorized      no token, or an unknown, revoked or expired one (401)
+    │   ├── Forbidden         the role in this workspace does not allow it (403)
+    │   └── TooManyAttempts   repeated failed logins from one client: back off (429)
     └── ConfigError           a setting that cannot be used as given
         ├── StorageNotShared  workers on other hosts cannot reach a SQLite file or local folder
         └── WrongAuditKey     the audit key is not the one the chain was written with
@@ -115,3 +120,32 @@ class StorageNotShared(ConfigError):
 class WrongAuditKey(ConfigError):
     """The audit key in use is not the one the chain was written with (PLINTH_AUDIT_KEY or the key
     file under PLINTH_HOME); nothing was found tampered, the key is wrong."""
+
+
+class AccessError(PlinthError):
+    """A request the team server (or a model server with `--auth`) refuses for who sent it."""
+
+
+class Unauthorized(AccessError):
+    """No token, or one that is unknown, revoked or expired (HTTP 401): log in again with
+    `plinth login` or set PLINTH_TOKEN to a valid token."""
+
+
+class Forbidden(AccessError):
+    """The principal is known but its role in the workspace does not allow this (HTTP 403)."""
+
+
+class TooManyAttempts(AccessError):
+    """Too many failed authentications from one client; wait before trying again (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[type, tuple[str, float]]:
+        return (type(self), (str(self), self.retry_after_s))
+
+
+class ServerUnavailable(StoreError):
+    """The team server could not be reached or answered 5xx after retries (a StoreError)."""
+

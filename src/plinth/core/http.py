@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from plinth.core.errors import (
+    AccessError,
     ConfigError,
     ConflictError,
+    Forbidden,
     IntegrityError,
     InvalidInput,
     ModelFailed,
@@ -25,6 +27,8 @@ from plinth.core.errors import (
     StepFailed,
     StoreBusy,
     StoreError,
+    TooManyAttempts,
+    Unauthorized,
 )
 
 STATUSES: Mapping[type[BaseException], int] = {
@@ -39,6 +43,10 @@ STATUSES: Mapping[type[BaseException], int] = {
     ModelFailed: 500,
     StepFailed: 500,
     ConfigError: 500,
+    AccessError: 403,
+    Unauthorized: 401,
+    Forbidden: 403,
+    TooManyAttempts: 429,
     PlinthError: 500,
 }
 """The status of each error type; subclasses not listed answer as their nearest listed base."""

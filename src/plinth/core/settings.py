@@ -43,6 +43,13 @@ class Settings:
         require_signed: refuse to load or serve a model version that is unsigned or badly signed.
         audit_key: the secret that keys the audit chain (HMAC); when unset, a key file created
             0600 under `home` at first use.
+        token: the API token sent to a team server (`PLINTH_STORE=http(s)://…`); when unset,
+            the credential `plinth login` stored under `config_dir` for that server.
+        workspace: the workspace a client works in; default the token's own, else `default`.
+        ca_bundle: a PEM file of CA certificates a client trusts for the team server's TLS
+            (besides the system's and SSL_CERT_FILE).
+        config_dir: where `plinth login` keeps credentials (0600); default
+            `$XDG_CONFIG_HOME/plinth`, i.e. `~/.config/plinth`.
     """
 
     home: str = ".plinth"
@@ -63,6 +70,10 @@ class Settings:
     verify_keys: tuple[str, ...] = ()
     require_signed: bool = False
     audit_key: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    workspace: str | None = None
+    ca_bundle: str | None = None
+    config_dir: str | None = None
 
     @classmethod
     def from_env(
@@ -107,6 +118,10 @@ class Settings:
             verify_keys=_paths(env, "PLINTH_VERIFY_KEYS"),
             require_signed=_flag(env, "PLINTH_REQUIRE_SIGNED", False),
             audit_key=env.get("PLINTH_AUDIT_KEY") or None,
+            token=env.get("PLINTH_TOKEN") or None,
+            workspace=env.get("PLINTH_WORKSPACE") or None,
+            ca_bundle=env.get("PLINTH_CA_BUNDLE") or None,
+            config_dir=env.get("PLINTH_CONFIG_DIR") or _config_dir(env),
         )
 
     def with_home(self, home: str) -> Settings:
@@ -121,11 +136,22 @@ class Settings:
         return f"sqlite:///{os.path.abspath(os.path.join(self.home, 'plinth.db'))}"
 
     @property
+    def is_remote(self) -> bool:
+        """Whether the store is a team server (`PLINTH_STORE=http(s)://…`)."""
+        scheme = (self.store_url or "").split(":", 1)[0].lower()
+        return scheme in ("http", "https")
+
+    @property
     def resolved_artifacts_url(self) -> str:
         """The artifact store URL, defaulting to the folder `HOME/artifacts`."""
         if self.artifacts_url:
             return self.artifacts_url
         return os.path.abspath(os.path.join(self.home, "artifacts"))
+
+
+def _config_dir(env: Mapping[str, str]) -> str:
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
+    return os.path.join(base, "plinth")
 
 
 def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
