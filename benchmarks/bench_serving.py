@@ -274,8 +274,13 @@ def _on_signal(signum: int, _frame: Any) -> None:
 # --------------------------------------------------------------------------- load
 
 
-def wrk(server: Server, rows: int, seconds: int, data_dir: Path) -> Result | None:
-    """One wrk run against `server` with its `rows`-row body; counts, rates and percentiles."""
+def wrk(
+    server: Server, rows: int, seconds: int, data_dir: Path, headers: tuple[str, ...] = ()
+) -> Result | None:
+    """One wrk run against `server` with its `rows`-row body; counts, rates and percentiles.
+
+    `headers` ("Name: value") go with every request, e.g. a bearer token.
+    """
     body = body_file(data_dir, server.body_side, rows)
     cmd = [
         "wrk",
@@ -283,6 +288,7 @@ def wrk(server: Server, rows: int, seconds: int, data_dir: Path) -> Result | Non
         f"-c{WRK_CONNECTIONS}",
         f"-d{seconds}s",
         "--latency",
+        *(arg for header in headers for arg in ("-H", header)),
         "-s",
         str(LUA),
         server.url(server.predict_path),

@@ -63,7 +63,10 @@ def pg_schema_factory() -> Iterator[Callable[[], str]]:
     yield make
     with psycopg.connect(dsn, autocommit=True) as conn:
         for name in made:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            # with the schemas of the store's other workspaces (`<name>_ws_<workspace>`)
+            found = conn.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (name,))
+            for (schema,) in found.fetchall():
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -5,37 +5,34 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from plinth.core.entities import RunStatus
 from plinth.core.filters import parse_filter, parse_order_by
-from plinth.store.base import NewRun, PointRow
-from plinth.store.sql import SqlStore
+from plinth.store.base import NewRun, PointRow, Store
 
 NAN = math.nan
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[SqlStore]:
-    s = SqlStore(store_url, actor="tester")
-    yield s
-    s.close()
+def store(open_store: Callable[..., Store]) -> Store:
+    return open_store(actor="tester")
 
 
 def now() -> int:
     return time.time_ns() // 1_000_000
 
 
-def create(store: SqlStore, experiment: str, names: Sequence[str], **params: str) -> list[str]:
+def create(store: Store, experiment: str, names: Sequence[str], **params: str) -> list[str]:
     """Runs created in one batch: they share a start time, so they tie on it in creation order."""
     specs = [NewRun(experiment, name, dict(params), {}, None, 60.0, "u") for name in names]
     return [run.id for run in store.create_runs(specs)]
 
 
 def search(
-    store: SqlStore,
+    store: Store,
     where: str | None = None,
     order: Sequence[str] | None = None,
     limit: int | None = None,
@@ -52,7 +49,7 @@ def search(
 
 
 @pytest.fixture
-def accs(store: SqlStore) -> SqlStore:
+def accs(store: Store) -> Store:
     """x1..x5 with acc 0.5, NaN, 0.5, none, 0.9: a tie, a NaN and a missing value."""
     ids = create(store, "e", ["x1", "x2", "x3", "x4", "x5"])
     values = {"x1": 0.5, "x2": NAN, "x3": 0.5, "x5": 0.9}
@@ -61,7 +58,7 @@ def accs(store: SqlStore) -> SqlStore:
     return store
 
 
-def test_ordered_by_a_metric_nan_and_missing_come_last_ties_newest_first(accs: SqlStore) -> None:
+def test_ordered_by_a_metric_nan_and_missing_come_last_ties_newest_first(accs: Store) -> None:
     assert search(accs, order=["-metrics.acc"], limit=10) == ["x5", "x3", "x1", "x4", "x2"]
     assert search(accs, order=["metrics.acc"], limit=10) == ["x3", "x1", "x5", "x4", "x2"]
     assert search(accs, order=["-metrics.acc"], limit=2) == ["x5", "x3"]
@@ -72,19 +69,19 @@ def test_ordered_by_a_metric_nan_and_missing_come_last_ties_newest_first(accs: S
     assert search(accs, order=["-metrics.acc"], limit=0) == []
 
 
-def test_a_filter_applies_to_the_runs_without_the_metric_too(accs: SqlStore) -> None:
+def test_a_filter_applies_to_the_runs_without_the_metric_too(accs: Store) -> None:
     assert search(accs, "name != 'x5'", ["-metrics.acc"], limit=10) == ["x3", "x1", "x4", "x2"]
     assert search(accs, "metrics.acc is null", ["-metrics.acc"], limit=10) == ["x4"]
     assert search(accs, "name in ('x2', 'x4')", ["-metrics.acc"], limit=1) == ["x4"]
 
 
-def test_no_experiments_find_no_runs(accs: SqlStore) -> None:
+def test_no_experiments_find_no_runs(accs: Store) -> None:
     assert search(accs, order=["-metrics.acc"], limit=10, experiments=[]) == []
     assert search(accs, experiments=[]) == []
 
 
 @pytest.fixture
-def corpus(store: SqlStore) -> SqlStore:
+def corpus(store: Store) -> Store:
     """Two experiments of runs with tied, NaN, infinite and missing metrics, mixed params, some tags."""
     rng = random.Random(7)
     points: list[PointRow] = []
@@ -126,7 +123,7 @@ WHERES = [
         ["metrics.acc", "-end_time"],
     ],
 )
-def test_walking_a_metric_index_answers_as_sorting_every_run_does(corpus: SqlStore, order: list[str]) -> None:
+def test_walking_a_metric_index_answers_as_sorting_every_run_does(corpus: Store, order: list[str]) -> None:
     for experiments in (None, ["a"], ["a", "b"]):
         for where in WHERES:
             everything = search(corpus, where, order, None, experiments)  # read whole and sorted
@@ -135,7 +132,7 @@ def test_walking_a_metric_index_answers_as_sorting_every_run_does(corpus: SqlSto
                 assert got == everything[:limit], (experiments, where, limit)
 
 
-def test_many_runs_come_back_whole(store: SqlStore) -> None:
+def test_many_runs_come_back_whole(store: Store) -> None:
     names = [f"r{i}" for i in range(1200)]
     ids = create(store, "e", names, lr="0.1")
     store.write_metrics([(run_id, "acc", 0, 1, 1, i / 10) for i, run_id in enumerate(ids)])

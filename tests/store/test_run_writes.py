@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
 from plinth.core.entities import RunStatus
 from plinth.core.errors import InvalidInput, NotFound, RunNotActive
-from plinth.store.base import NewRun
-from plinth.store.sql import SqlStore
+from plinth.store.base import NewRun, Store
 
 KEY = "a-test-audit-key-" + "0" * 16
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[SqlStore]:
-    s = SqlStore(store_url, actor="tester", audit_key=KEY)
-    yield s
-    s.close()
+def store(open_store: Callable[..., Store]) -> Store:
+    return open_store(actor="tester", audit_key=KEY)
 
 
 def spec(name: str | None = None, **params: str) -> NewRun:
@@ -31,7 +28,7 @@ def now() -> int:
     return time.time_ns() // 1_000_000
 
 
-def test_runs_created_together_keep_their_own_params_and_tags(store: SqlStore) -> None:
+def test_runs_created_together_keep_their_own_params_and_tags(store: Store) -> None:
     made = store.create_runs([spec(f"r{i}", i=str(i)) for i in range(7)])
     for i, run in enumerate(made):
         got = store.get_run(run.id)
@@ -40,20 +37,20 @@ def test_runs_created_together_keep_their_own_params_and_tags(store: SqlStore) -
     assert [e.entity_id for e in store.audit_events() if e.action == "run.create"] == [r.id for r in made]
 
 
-def test_a_run_gets_a_default_name(store: SqlStore) -> None:
+def test_a_run_gets_a_default_name(store: Store) -> None:
     run = store.create_runs([spec()])[0]
     assert store.get_run(run.id).name == run.name == f"run-{run.id[-8:].lower()}"
 
 
 @pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b"])
-def test_text_no_database_holds_is_refused_and_nothing_is_written(store: SqlStore, bad: str) -> None:
+def test_text_no_database_holds_is_refused_and_nothing_is_written(store: Store, bad: str) -> None:
     with pytest.raises(InvalidInput, match=r"holds a (NUL character|lone surrogate)"):
         store.create_runs([spec("fine", p="1"), spec("broken", p=bad)])
     assert store.search_runs(experiments=None, where=None, order_by=(), limit=None, now_ms=now()) == []
     assert not [e for e in store.audit_events() if e.action == "run.create"]
 
 
-def test_ending_runs_together_and_again(store: SqlStore) -> None:
+def test_ending_runs_together_and_again(store: Store) -> None:
     first, second = store.create_runs([spec("a"), spec("b")])
     store.end_runs(
         [(first.id, RunStatus.FINISHED, None, now()), (second.id, RunStatus.FAILED, "boom", now())]
@@ -67,12 +64,14 @@ def test_ending_runs_together_and_again(store: SqlStore) -> None:
     assert store.verify_audit().ok
 
 
-def test_writers_creating_one_experiment_at_once_share_it(store: SqlStore) -> None:
-    others = [SqlStore(store.url, actor=f"w{i}", audit_key=KEY) for i in range(4)]
+def test_writers_creating_one_experiment_at_once_share_it(
+    store: Store, open_store: Callable[..., Store]
+) -> None:
+    others = [open_store(actor=f"w{i}", audit_key=KEY) for i in range(4)]
     start = threading.Barrier(len(others))
     found: list[str] = []
 
-    def create(s: SqlStore) -> None:
+    def create(s: Store) -> None:
         start.wait()
         found.append(s.get_or_create_experiment("shared").id)
 
@@ -81,7 +80,5 @@ def test_writers_creating_one_experiment_at_once_share_it(store: SqlStore) -> No
         thread.start()
     for thread in threads:
         thread.join()
-    for s in others:
-        s.close()
     assert len(found) == 4 and len(set(found)) == 1
     assert [e.entity_id for e in store.audit_events() if e.action == "experiment.create"] == found[:1]

@@ -1,4 +1,5 @@
-"""One contract suite over every Store implementation (SQLite and PostgreSQL)."""
+"""One contract suite over every Store implementation: SQLite and PostgreSQL, each directly and
+through a team server (`RemoteStore`)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,19 @@ from plinth.core.entities import LineageEdge, RunStatus
 from plinth.core.errors import ConflictError, NotFound, RunNotActive
 from plinth.core.filters import parse_filter, parse_order_by
 from plinth.store.audit import GENESIS, event_hash
-from plinth.store.base import ArtifactRecord, NewDataset
-from plinth.store.sql import SqlStore
+from plinth.store.base import ArtifactRecord, NewDataset, Store
 
 
 @pytest.fixture
-def store(store_url: str):  # type: ignore[no-untyped-def]
-    s = SqlStore(store_url, actor="tester")
-    yield s
-    s.close()
+def store(open_store):  # type: ignore[no-untyped-def]
+    return open_store(actor="tester")
 
 
 def now() -> int:
     return time.time_ns() // 1_000_000
 
 
-def make_run(store: SqlStore, experiment: str = "exp", **kw):  # type: ignore[no-untyped-def]
+def make_run(store: Store, experiment: str = "exp", **kw):  # type: ignore[no-untyped-def]
     args = {
         "name": None,
         "params": {},
@@ -38,7 +36,7 @@ def make_run(store: SqlStore, experiment: str = "exp", **kw):  # type: ignore[no
     return store.create_run(experiment=experiment, **args)
 
 
-def test_experiments_are_created_once(store: SqlStore) -> None:
+def test_experiments_are_created_once(store: Store) -> None:
     a = store.get_or_create_experiment("iris")
     b = store.get_or_create_experiment("iris")
     assert a.id == b.id
@@ -47,12 +45,12 @@ def test_experiments_are_created_once(store: SqlStore) -> None:
     assert [e.name for e in store.list_experiments()] == ["iris"]
 
 
-def test_unknown_experiment_is_not_found(store: SqlStore) -> None:
+def test_unknown_experiment_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound, match="plinth experiments list"):
         store.get_experiment("nope")
 
 
-def test_run_roundtrip(store: SqlStore) -> None:
+def test_run_roundtrip(store: Store) -> None:
     run = make_run(store, params={"lr": "0.1"}, tags={"team": "v"}, environment={"python": "3.11"})
     got = store.get_run(run.id)
     assert got.status is RunStatus.RUNNING
@@ -62,7 +60,7 @@ def test_run_roundtrip(store: SqlStore) -> None:
     assert got.experiment_name == "exp"
 
 
-def test_params_are_immutable(store: SqlStore) -> None:
+def test_params_are_immutable(store: Store) -> None:
     run = make_run(store, params={"lr": "0.1"})
     store.log_params(run.id, {"lr": "0.1", "depth": "3"})
     with pytest.raises(ConflictError, match="already logged"):
@@ -70,13 +68,13 @@ def test_params_are_immutable(store: SqlStore) -> None:
     assert store.get_run(run.id).params == {"lr": "0.1", "depth": "3"}  # nothing half-written
 
 
-def test_tags_overwrite(store: SqlStore) -> None:
+def test_tags_overwrite(store: Store) -> None:
     run = make_run(store, tags={"stage": "dev"})
     store.set_tags(run.id, {"stage": "prod", "x": "1"})
     assert store.get_run(run.id).tags == {"stage": "prod", "x": "1"}
 
 
-def test_metrics_history_and_latest(store: SqlStore) -> None:
+def test_metrics_history_and_latest(store: Store) -> None:
     run = make_run(store)
     points = [(run.id, "loss", s, 1000 + s, 5000 + s, 1.0 / (s + 1)) for s in range(500)]
     points.append((run.id, "acc", 0, 2000, 6000, 0.5))
@@ -90,14 +88,14 @@ def test_metrics_history_and_latest(store: SqlStore) -> None:
     assert store.metric_keys(run.id) == ["acc", "loss"]
 
 
-def test_latest_metric_is_highest_step_not_last_written(store: SqlStore) -> None:
+def test_latest_metric_is_highest_step_not_last_written(store: Store) -> None:
     run = make_run(store)
     store.write_metrics([(run.id, "m", 10, 1, 0, 10.0)])
     store.write_metrics([(run.id, "m", 3, 2, 0, 3.0)])
     assert store.get_run(run.id).metrics["m"] == 10.0
 
 
-def test_ended_run_refuses_writes(store: SqlStore) -> None:
+def test_ended_run_refuses_writes(store: Store) -> None:
     run = make_run(store)
     store.end_run(run.id, RunStatus.FINISHED, None, now())
     with pytest.raises(RunNotActive):
@@ -109,7 +107,7 @@ def test_ended_run_refuses_writes(store: SqlStore) -> None:
     assert got.end_ms is not None
 
 
-def test_stale_heartbeat_reads_crashed_and_reap_records_it(store: SqlStore) -> None:
+def test_stale_heartbeat_reads_crashed_and_reap_records_it(store: Store) -> None:
     run = make_run(store, heartbeat_s=0.05)
     fresh = make_run(store, heartbeat_s=60)
     later = now() + 1000
@@ -127,13 +125,13 @@ def test_stale_heartbeat_reads_crashed_and_reap_records_it(store: SqlStore) -> N
     assert store.get_run(fresh.id).status is RunStatus.RUNNING
 
 
-def test_heartbeat_keeps_run_alive(store: SqlStore) -> None:
+def test_heartbeat_keeps_run_alive(store: Store) -> None:
     run = make_run(store, heartbeat_s=1)
     store.heartbeat([run.id], now() + 5000)
     assert store.get_run(run.id, now_ms=now() + 6000).status is RunStatus.RUNNING
 
 
-def _search(store: SqlStore, where: str | None, order: list[str] | None = None, limit: int | None = None):  # type: ignore[no-untyped-def]
+def _search(store: Store, where: str | None, order: list[str] | None = None, limit: int | None = None):  # type: ignore[no-untyped-def]
     found = store.search_runs(
         experiments=["s"],
         where=parse_filter(where),
@@ -145,7 +143,7 @@ def _search(store: SqlStore, where: str | None, order: list[str] | None = None, 
 
 
 @pytest.fixture
-def populated(store: SqlStore) -> SqlStore:
+def populated(store: Store) -> Store:
     for i in range(6):
         run = make_run(
             store,
@@ -177,11 +175,11 @@ def populated(store: SqlStore) -> SqlStore:
         ("tags.team ilike 'VIS%'", {"r0", "r1", "r2"}),
     ],
 )
-def test_search_filters(populated: SqlStore, where: str, expected: set[str]) -> None:
+def test_search_filters(populated: Store, where: str, expected: set[str]) -> None:
     assert set(_search(populated, where)) == expected
 
 
-def test_search_order_and_limit(populated: SqlStore) -> None:
+def test_search_order_and_limit(populated: Store) -> None:
     assert _search(populated, None, ["-metrics.acc"], limit=3) == ["r5", "r4", "r3"]
     assert _search(populated, None, ["metrics.acc"], limit=2) == ["r0", "r1"]
     assert _search(populated, None, ["params.opt", "-metrics.acc"]) == [
@@ -195,12 +193,12 @@ def test_search_order_and_limit(populated: SqlStore) -> None:
     assert _search(populated, None)[:2] == ["r5", "r4"]  # newest first by default
 
 
-def test_search_values_are_parameters_not_sql(populated: SqlStore) -> None:
+def test_search_values_are_parameters_not_sql(populated: Store) -> None:
     assert _search(populated, "tags.team = 'x'' or 1=1 --'") == []
     assert len(populated.list_experiments()) == 2
 
 
-def test_artifacts_records(store: SqlStore) -> None:
+def test_artifacts_records(store: Store) -> None:
     run = make_run(store)
     store.add_artifacts(
         run.id,
@@ -225,7 +223,7 @@ def _dataset(name: str, digest: str) -> NewDataset:
     )
 
 
-def test_dataset_versions_dedupe_by_content(store: SqlStore) -> None:
+def test_dataset_versions_dedupe_by_content(store: Store) -> None:
     v1, created1 = store.add_dataset_version(_dataset("iris", "1" * 64))
     again, created2 = store.add_dataset_version(_dataset("iris", "1" * 64))
     v2, _ = store.add_dataset_version(_dataset("iris", "2" * 64))
@@ -239,7 +237,7 @@ def test_dataset_versions_dedupe_by_content(store: SqlStore) -> None:
         store.get_dataset_version("iris", 9)
 
 
-def test_lineage_edges_are_idempotent(store: SqlStore) -> None:
+def test_lineage_edges_are_idempotent(store: Store) -> None:
     run = make_run(store)
     edge = LineageEdge("dataset_version", "d1", "consumed_by", "run", run.id, now(), {"role": "train"})
     store.add_edge(edge)
@@ -248,7 +246,7 @@ def test_lineage_edges_are_idempotent(store: SqlStore) -> None:
     assert store.edges(src=("dataset_version", "d1"))[0].dst_id == run.id
 
 
-def test_audit_log_is_hash_chained(store: SqlStore) -> None:
+def test_audit_log_is_hash_chained(store: Store) -> None:
     run = make_run(store)
     store.end_run(run.id, RunStatus.FINISHED, None, now())
     events = store.audit_events()
@@ -268,10 +266,10 @@ def test_audit_log_is_hash_chained(store: SqlStore) -> None:
         assert ev.prev_hash == prev
         assert ev.hash == event_hash(prev, fields)
         prev = ev.hash
-    assert events[-1].actor == "tester"
+    assert events[-1].actor.split(" (token ")[0] == "tester"  # through a server: with its token
 
 
-def test_relogging_a_folder_replaces_it_whole(store: SqlStore) -> None:
+def test_relogging_a_folder_replaces_it_whole(store: Store) -> None:
     run = make_run(store)
     store.add_artifacts(
         run.id, [ArtifactRecord("ckpt/a", "a" * 64, 1), ArtifactRecord("ckpt/b", "b" * 64, 1)]

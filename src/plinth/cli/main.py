@@ -23,12 +23,18 @@ from plinth.cli.experiments import experiments
 from plinth.cli.flows import flows
 from plinth.cli.gc import gc
 from plinth.cli.governance import audit, erase, lineage, retention
+from plinth.cli.login import login, logout
+from plinth.cli.members import members
 from plinth.cli.models import models
 from plinth.cli.monitor import labels, monitor
 from plinth.cli.predict import predict
 from plinth.cli.runs import runs
 from plinth.cli.scheduler import scheduler
 from plinth.cli.serve import serve
+from plinth.cli.server import server
+from plinth.cli.tokens import tokens
+from plinth.cli.whoami import whoami
+from plinth.cli.workspaces import workspaces
 from plinth.core.errors import PlinthError, StoreError
 
 EPILOG = """\b
@@ -95,6 +101,13 @@ COMMANDS: tuple[click.Command, ...] = (
     demo,
     costs,
     cluster,
+    server,
+    workspaces,
+    members,
+    tokens,
+    whoami,
+    login,
+    logout,
 )
 """Every top-level command of `plinth`; `--help` lists them by name."""
 

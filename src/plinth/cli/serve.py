@@ -41,6 +41,12 @@ from plinth.cli.render import say
 )
 @click.option("--max-body-mb", default=10.0, show_default=True, help="Largest request body accepted.")
 @click.option("--allow-nan", is_flag=True, help="Accept NaN and infinity in numeric inputs.")
+@click.option(
+    "--auth",
+    is_flag=True,
+    help="Require a token (Authorization: Bearer) with the predict right in the model's workspace "
+    "for predict and labels, and the read right for /metrics.",
+)
 def serve(
     refs: tuple[str, ...],
     host: str,
@@ -55,6 +61,7 @@ def serve(
     batch_rules: tuple[str, ...],
     max_body_mb: float,
     allow_nan: bool,
+    auth: bool,
 ) -> None:
     """Serve REFS (NAME, NAME/VERSION or NAME@ALIAS) at POST /v1/models/NAME/predict.
 
@@ -62,6 +69,14 @@ def serve(
     and swapped in without failing a request. Also: /healthz, /readyz, /metrics (Prometheus),
     /v1/models, /docs and /openapi.json. Every prediction is logged for monitoring. A version
     whose signature is bad, or unsigned where PLINTH_REQUIRE_SIGNED=1, is never served.
+
+    With --auth, callers send `Authorization: Bearer TOKEN` (from `plinth tokens create
+    --role predictor`); the token's role in the model's workspace (PLINTH_WORKSPACE, else
+    `default`) must allow predict. Tokens are checked against the store's identity tables, or
+    asked of the team server when PLINTH_STORE is one; a check is reused for at most 5 s, so
+    a revoked token is refused within 5 s. /healthz, /readyz, /docs and /openapi.json stay
+    open; /v1/models needs the load right (viewer or predictor) and /metrics the read right
+    (a viewer token for the scraper).
     """
     import uvicorn
 
@@ -80,6 +95,7 @@ def serve(
         canary=parse_canary(canary) if canary else None,
         shadow=shadow,
         per_model=dict(parse_batch(rule) for rule in batch_rules),
+        auth=auth,
     )
     served = [*refs, *(options.canary[:1] if options.canary else ()), *([shadow] if shadow else [])]
     for ref in served:  # refuse here, with the reason, rather than in each worker's startup
@@ -90,7 +106,9 @@ def serve(
     fast = (
         importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
     )
-    say(f"Serving {', '.join(refs)} on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})")
+    guarded = ", tokens required" if auth else ""
+    plural = "s" if workers > 1 else ""
+    say(f"Serving {', '.join(refs)} on http://{host}:{port} ({workers} worker{plural}{guarded})")
     uvicorn.run(
         "plinth.serving.main:app",
         factory=True,

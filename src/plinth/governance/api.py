@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from plinth.core.errors import InvalidInput
 from plinth.core.units import parse_duration
 from plinth.governance import audit, erasure
 from plinth.governance import lineage as graphs
+from plinth.store.base import ServerSide
 from plinth.tracking.context import backend
 
 
@@ -16,7 +19,11 @@ def lineage(ref: str, direction: str = "both") -> graphs.LineageGraph:
     """
     if direction not in ("up", "down", "both"):
         raise InvalidInput(f"direction must be 'up', 'down' or 'both', not {direction!r}.")
-    return graphs.lineage(backend().store, ref, direction)
+    store = backend().store
+    if isinstance(store, ServerSide):  # walked where the logs are (see plinth.store.base.ServerSide)
+        found = store.compute("lineage", dict[str, Any], {"ref": ref, "direction": direction})
+        return graphs.LineageGraph.from_dict(found)
+    return graphs.lineage(store, ref, direction)
 
 
 def verify_audit(anchor: str | None = None) -> audit.AuditCheck:

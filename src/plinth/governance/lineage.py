@@ -71,6 +71,18 @@ class LineageGraph:
             ],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LineageGraph:
+        """The graph `to_dict` gave (what a team server answers)."""
+        root = (str(data["root"][0]), str(data["root"][1]))
+        graph = cls(root)
+        graph.labels = {(str(n["type"]), str(n["id"])): str(n["label"]) for n in data["nodes"]}
+        graph.edges = [
+            ((str(e["from"][0]), str(e["from"][1])), str(e["relation"]), (str(e["to"][0]), str(e["to"][1])))
+            for e in data["edges"]
+        ]
+        return graph
+
     def tree(self, direction: str) -> Iterator[str]:
         """Lines of a text tree from the root (up: towards data; down: towards predictions).
 
@@ -98,23 +110,29 @@ class LineageGraph:
         return self.labels.get(node, f"{node[0]} {node[1]}")
 
 
-def lineage(store: Store, ref: str, direction: str = "both", depth: int = 8) -> LineageGraph:
+def lineage(
+    store: Store, ref: str, direction: str = "both", depth: int = 8, *, personal: bool = True
+) -> LineageGraph:
     """The lineage graph around `ref`: a run id, 'model/3', 'model@alias', 'models:/model/3',
-    'dataset/2' (names may hold '/': 'org/churn/3'), a flow run id or a request id."""
+    'dataset/2' (names may hold '/': 'org/churn/3'), a flow run id or a request id.
+
+    `personal=False` leaves subject ids and label values out of the node labels (what a team
+    server answers a role that may not read raw prediction logs).
+    """
     root = _resolve(store, ref)
     graph = LineageGraph(root)
-    graph.labels[root] = _describe(store, root)
+    graph.labels[root] = _describe(store, root, personal)
     directions = ["up", "down"] if direction == "both" else [direction]
     for way in directions:
         frontier = [root]
         for _ in range(depth):
-            frontier = [n for node in frontier for n in _expand(store, graph, node, way)]
+            frontier = [n for node in frontier for n in _expand(store, graph, node, way, personal)]
             if not frontier:
                 break
     return graph
 
 
-def _expand(store: Store, graph: LineageGraph, node: Node, way: str) -> list[Node]:
+def _expand(store: Store, graph: LineageGraph, node: Node, way: str, personal: bool) -> list[Node]:
     found = []
     for source, relation, target in _edges_of(store, node, way):
         edge = (source, relation, target)
@@ -123,7 +141,7 @@ def _expand(store: Store, graph: LineageGraph, node: Node, way: str) -> list[Nod
         graph.edges.append(edge)
         other = source if way == "up" else target
         if other not in graph.labels:
-            graph.labels[other] = _describe(store, other)
+            graph.labels[other] = _describe(store, other, personal)
             found.append(other)
     return found
 
@@ -223,7 +241,7 @@ def _environment(run: Any) -> str:
     return commit + (f", Python {python}, {packages} packages" if python else "")
 
 
-def _describe(store: Store, node: Node) -> str:
+def _describe(store: Store, node: Node, personal: bool = True) -> str:
     kind, ident = node
     try:
         if kind == "run":
@@ -251,8 +269,10 @@ def _describe(store: Store, node: Node) -> str:
         if kind == "prediction":
             found = store.find_prediction(ident)
             if found is not None:
-                subject = f", subject {found.subject_id}" if found.subject_id else ""
+                subject = f", subject {found.subject_id}" if found.subject_id and personal else ""
                 return f"prediction {ident} ({found.model}/{found.version}{subject})"
+        if kind == "label" and not personal:
+            return f"label of {ident}"
         if kind == "label":
             found = store.find_prediction(ident)
             value = store.label_of(found.model, ident) if found is not None else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plinth.core.entities import DatasetVersion
 from plinth.core.refs import ModelRef
@@ -10,8 +10,9 @@ from plinth.core.windows import Moment, Period, Window, as_window
 from plinth.monitoring import labels as _labels
 from plinth.monitoring import ops as _ops
 from plinth.monitoring import performance as _performance
-from plinth.monitoring import served
+from plinth.monitoring import queries, served
 from plinth.monitoring.drift import DriftThresholds
+from plinth.store.base import ServerSide
 from plinth.tracking.context import backend
 
 if TYPE_CHECKING:
@@ -37,7 +38,17 @@ def drift(
     """
     store = backend().store
     span = as_window(window, since=since, start=start, end=end)
-    return served.model_drift(store, model, span, version=version, target=target, thresholds=thresholds)
+    args: dict[str, Any] = {
+        "model": model,
+        "window": span,
+        "version": version,
+        "target": target,
+        "thresholds": thresholds,
+    }
+    if isinstance(store, ServerSide):
+        found: served.ModelDrift = store.compute("drift", served.ModelDrift, args)
+        return found
+    return queries.drift(store, **args)
 
 
 def drift_over_time(
@@ -56,9 +67,17 @@ def drift_over_time(
     requests are left out."""
     store = backend().store
     span = as_window(window, since=since, start=start, end=end, every=every)
-    if span.every_ms is None:
-        span = span.cut("1h")
-    return served.drift_over_time(store, model, span, version=version, target=target, thresholds=thresholds)
+    args: dict[str, Any] = {
+        "model": model,
+        "window": span,
+        "version": version,
+        "target": target,
+        "thresholds": thresholds,
+    }
+    if isinstance(store, ServerSide):
+        parts: list[served.ModelDrift] = store.compute("drift_over_time", list[served.ModelDrift], args)
+        return parts
+    return queries.drift_over_time(store, **args)
 
 
 def set_reference(model: str, dataset: str | DatasetVersion) -> DatasetVersion:
@@ -91,11 +110,14 @@ def performance(
     'churn@champion'). Measured over the whole window, and per part when the window has `every`.
     """
     store = backend().store
-    name, version = served.named_version(store, model, version)
     span = as_window(window, since=since, start=start, end=end, every=every)
-    logged = served.answered(store, name, span, version)
-    labels = store.window_labels(name, since_ms=span.start_ms, until_ms=span.end_ms, version=version)
-    return _performance.performance_of(name, logged, labels, span, task=task)
+    args: dict[str, Any] = {"model": str(model), "window": span, "version": version, "task": task}
+    if isinstance(store, ServerSide):
+        quality: _performance.PerformanceReport = store.compute(
+            "performance", _performance.PerformanceReport, args
+        )
+        return quality
+    return queries.performance(store, **args)
 
 
 def operations(
@@ -110,8 +132,10 @@ def operations(
     """Requests, errors, latency percentiles, throughput and batch sizes, per version and part."""
     store = backend().store
     span = as_window(window, since=since, start=start, end=end, every=every)
-    stats = store.prediction_stats(model, since_ms=span.start_ms, until_ms=span.end_ms)
-    return _ops.operations(model, stats, span)
+    if isinstance(store, ServerSide):
+        ops: _ops.OpsReport = store.compute("operations", _ops.OpsReport, {"model": model, "window": span})
+        return ops
+    return queries.operations(store, model, span)
 
 
 def monitoring_report(

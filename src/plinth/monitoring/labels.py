@@ -30,8 +30,10 @@ def log_labels(store: Store, model: str, labels: LabelInput) -> int:
         NotFound: no registered model of that name.
         InvalidInput: a bad request id or label (every problem is listed; nothing is stored).
     """
-    if model not in {m.name for m in store.list_registered_models()}:
-        raise NotFound(f"No registered model {model!r}; list them with `plinth models list`.")
+    try:  # what loading a model reads, so a model server's predictor token may post labels
+        store.list_model_versions(model)
+    except NotFound:
+        raise NotFound(f"No registered model {model!r}; list them with `plinth models list`.") from None
     rows = list(_triples(labels))
     if not rows:
         raise InvalidInput("No labels given: pass (request_id, label) pairs, a mapping or a DataFrame.")

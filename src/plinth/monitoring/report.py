@@ -34,7 +34,7 @@ from plinth.monitoring.drift import (
 )
 from plinth.monitoring.report_html import render_html
 from plinth.monitoring.windows import Logged, OpsColumns
-from plinth.store.base import Store
+from plinth.store.base import ServerSide, Store
 from plinth.tracking.context import backend
 
 __all__ = ["PredictionDistribution", "Report", "build_report", "choose_every", "render_html", "report"]
@@ -156,7 +156,11 @@ def report(
         >>> plinth.monitoring_report("iris-clf", since="7d", html="report.html")  # doctest: +SKIP
     """
     span = as_window(window, since=since, start=start, end=end, every=every)
-    found = build_report(backend().store, model, span)
+    store = backend().store
+    if isinstance(store, ServerSide):  # computed where the logs are (see plinth.store.base.ServerSide)
+        found: Report = store.compute("report", Report, {"model": model, "span": span})
+    else:
+        found = build_report(store, model, span)
     if html is not None:
         write_html(found, html)
     return found

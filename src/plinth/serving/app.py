@@ -18,12 +18,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from plinth.core.access import Right
 from plinth.core.entities import PredictionLog
-from plinth.core.errors import InvalidInput, ModelFailed, NotFound, PlinthError
+from plinth.core.errors import AccessError, InvalidInput, ModelFailed, NotFound, PlinthError
 from plinth.core.http import RequestError, status_for
+from plinth.core.identity import Principal
 from plinth.core.ids import new_id, now_ms
 from plinth.core.settings import Settings
 from plinth.core.validation import MAX_ID, id_problem
+from plinth.serving.auth import Guard, acting, challenge, guard_for
 from plinth.serving.body import JSON, read_json
 from plinth.serving.deployment import Deployment, ServedVersion
 from plinth.serving.logger import PredictionLogger
@@ -54,6 +57,7 @@ class ServerState:
     canary: dict[str, tuple[Deployment, float]] = field(default_factory=dict)
     shadow: dict[str, Deployment] = field(default_factory=dict)
     logger: PredictionLogger | None = None
+    guard: Guard | None = None  # set when tokens are required (`plinth serve --auth`)
     ready: bool = False
     watch_error: str | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -85,11 +89,16 @@ def create_app(
     """An ASGI app serving `refs` (e.g. ["iris-clf@champion"]) from the store in `settings`.
 
     Models are loaded when the app starts (its lifespan); `/readyz` answers 200 once they are.
+    With `options.auth`, predict and labels need a token with the predict right in the
+    model's workspace, /v1/models the load right and /metrics the read right (see
+    `plinth.serving.auth`).
     """
     settings = settings or Settings.from_env()
     options = options or ServeOptions(alias_poll_s=settings.alias_poll_s)
     be = open_backend(settings)
     state = ServerState(be, options, Metrics())
+    if options.auth:
+        state.guard = guard_for(settings, options.auth_cache_s)
     _plan(state, refs)
 
     @contextlib.asynccontextmanager
@@ -109,6 +118,8 @@ def create_app(
         finally:
             watcher.cancel()
             state.logger.close()
+            if state.guard is not None:
+                state.guard.close()
             be.close()
 
     app = FastAPI(
@@ -200,6 +211,10 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         },
     )
     async def predict(name: str, request: Request) -> Response:
+        try:
+            await _caller(state, request, Right.PREDICT)
+        except Exception as exc:  # a refused caller is answered before its body is read
+            return _refusal(exc, name, state)
         return await _predict(state, name, request)
 
     @app.post(
@@ -217,7 +232,11 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         },
     )
     async def labels(name: str, request: Request) -> Response:
-        return await _labels(state, name, request)
+        try:
+            caller = await _caller(state, request, Right.PREDICT)
+        except Exception as exc:
+            return _refusal(exc, name, state)
+        return await _labels(state, name, request, caller)
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:
@@ -235,12 +254,25 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         return Response(b'{"error":"models are still loading"}', status_code=503, media_type=JSON)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        try:
+            await _caller(state, request, Right.READ)
+        except Exception as exc:
+            return _refusal(exc, "/metrics", state)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/models", summary="What is served, and which versions")
-    async def models() -> list[dict[str, Any]]:
+    @app.get("/v1/models", summary="What is served, and which versions", response_model=None)
+    async def models(request: Request) -> list[dict[str, Any]] | Response:
+        try:
+            await _caller(state, request, Right.LOAD)
+        except Exception as exc:
+            return _refusal(exc, "/v1/models", state)
         return [_describe(d, role) for role, d in _roles(state)]
+
+
+async def _caller(state: ServerState, request: Request, right: Right) -> Principal | None:
+    """Who asks, once their token holds `right` here; None when the server takes no tokens."""
+    return None if state.guard is None else await state.guard.check(request, right)
 
 
 def _roles(state: ServerState) -> list[tuple[str, Deployment]]:
@@ -354,8 +386,9 @@ def _subject(doc: dict[str, Any], header: str | None) -> str | None:
     return str(subject)
 
 
-async def _labels(state: ServerState, name: str, request: Request) -> Response:
-    """Labels for a model served here: validated whole (nothing stored on any bad one), audited."""
+async def _labels(state: ServerState, name: str, request: Request, caller: Principal | None) -> Response:
+    """Labels for a model served here: validated whole (nothing stored on any bad one), audited
+    as the caller when the server takes tokens."""
     from starlette.concurrency import run_in_threadpool
 
     from plinth.monitoring.labels import log_labels
@@ -372,29 +405,31 @@ async def _labels(state: ServerState, name: str, request: Request) -> Response:
             if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
                 raise RequestError(f'labels[{i}] must be an object with "request_id" and "label".', 422)
             rows.append((item["request_id"], item["label"], item.get("subject_id")))
-        stored = await run_in_threadpool(log_labels, state.be.store, name, rows)
+        stored = await run_in_threadpool(log_labels, acting(state.be.store, caller), name, rows)
     except Exception as exc:  # refusals by the table; a fault outside the error tree is a logged 500
         return _refusal(exc, name)
     return Response(orjson.dumps({"model": name, "stored": stored}), media_type=JSON)
 
 
-def _refusal(exc: Exception, name: str) -> Response:
+def _refusal(exc: Exception, name: str, state: ServerState | None = None) -> Response:
     """The error response, its status from the one table (`status_for`); a 5xx is logged.
 
-    After a 413 the connection closes, so the rest of the body is not read.
+    After a 413 the connection closes, so the rest of the body is not read. A refused token
+    is counted (with `state`) and answered with how to authenticate or when to retry.
     """
     status = status_for(exc)
     if status >= 500:
-        log.error(
-            "a request to model %s answered %s: %s", name, status, _reason(exc), exc_info=_unforeseen(exc)
-        )
+        where = name if name.startswith("/") else f"model {name}"  # a route, or a model's name
+        log.error("a request to %s answered %s: %s", where, status, _reason(exc), exc_info=_unforeseen(exc))
+    if state is not None and isinstance(exc, AccessError):
+        state.metrics.auth_refusals.labels(str(status)).inc()
     problems = exc.problems if isinstance(exc, InvalidInput) else []
     doc = {"error": _reason(exc), "problems": problems}
     try:
         body = orjson.dumps(doc)
     except (TypeError, RecursionError):  # text orjson refuses (a lone surrogate) goes out escaped
         body = json.dumps(doc, default=str).encode()
-    headers = {"connection": "close"} if status == 413 else None
+    headers = {"connection": "close"} if status == 413 else challenge(exc)
     return Response(body, status_code=status, media_type=JSON, headers=headers)
 
 

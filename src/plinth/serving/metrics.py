@@ -51,6 +51,12 @@ class Metrics:
             ["writer"],
             registry=self.registry,
         )
+        self.auth_refusals = Counter(
+            "plinth_auth_refusals",
+            "Requests refused for their token: 401 none or bad, 403 no right, 429 backing off",
+            ["code"],
+            registry=self.registry,
+        )
         self.swaps = Counter(
             "plinth_model_swaps", "Alias moves served", ["model", "outcome"], registry=self.registry
         )

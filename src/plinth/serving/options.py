@@ -7,6 +7,9 @@ from typing import Any
 
 from plinth.core.errors import InvalidInput
 
+MAX_AUTH_CACHE_S = 5.0
+"""The longest a token's check is reused: revoking a token takes effect within this time."""
+
 
 @dataclass(frozen=True)
 class ServeOptions:
@@ -25,6 +28,11 @@ class ServeOptions:
         canary: (reference, share 0..1) of a challenger that answers that share of requests.
         shadow: a reference that gets a copy of every request; its answers are only logged.
         per_model: batching overrides by model name, e.g. {"big-model": {"batching": False}}.
+        auth: require a token (`Authorization: Bearer …`) whose role in the model's workspace
+            allows predict (for predict and labels) or read (for /metrics); /healthz and
+            /readyz stay open.
+        auth_cache_s: how long a token's check is reused; a revoked token is refused at most
+            this long after (0 < s <= 5).
     """
 
     max_batch: int = 64
@@ -38,6 +46,8 @@ class ServeOptions:
     canary: tuple[str, float] | None = None
     shadow: str | None = None
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+    auth: bool = False
+    auth_cache_s: float = 5.0
 
     def batch_policy(self, model: str) -> tuple[bool, int, float]:
         """(batching, max_batch, max_wait_ms) for one model: its override, else the server's."""
@@ -55,6 +65,11 @@ class ServeOptions:
             raise InvalidInput("max_wait_ms must be >= 0 and alias_poll_s > 0.")
         if self.canary is not None and not 0 < self.canary[1] < 1:
             raise InvalidInput(f"A canary share must be between 0% and 100%, got {self.canary[1]:.0%}.")
+        if not 0 < self.auth_cache_s <= MAX_AUTH_CACHE_S:
+            raise InvalidInput(
+                f"auth_cache_s must be more than 0 and at most {MAX_AUTH_CACHE_S:g} s (how late a "
+                f"revoked token may still pass), got {self.auth_cache_s:g}."
+            )
 
 
 def parse_canary(text: str) -> tuple[str, float]:

@@ -559,3 +559,16 @@ class ServingStore(ABC):
 
 class Store(TrackingStore, ModelRegistryStore, FlowStore, ServingStore):
     """Everything plinth keeps in its metadata store; `SqlStore` implements it."""
+
+
+class ServerSide(ABC):
+    """A store whose server computes what reads raw prediction logs (the remote store).
+
+    Drift, performance, operations, monitoring reports and lineage read logged inputs and
+    subject ids, which only some roles may see; a client of a team server asks the server for
+    the result instead, so the raw logs never leave it (`plinth.server.compute_routes`).
+    """
+
+    @abstractmethod
+    def compute(self, name: str, result: Any, arguments: Mapping[str, Any]) -> Any:
+        """Have the server compute `name` from `arguments`; decode the answer as `result` (a type)."""

@@ -388,3 +388,52 @@ alert_states = Table(
     Column("value", Float),
     Column("updated_ms", BigInteger, nullable=False),
 )
+
+# identity: used in the default workspace's database only (every workspace's has the tables)
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False),
+)
+
+principals = Table(
+    "principals",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "user" or "service"
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("principal", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("workspace", String(32)),  # the token's home workspace
+    Column("role", String(16)),  # caps the principal's role in `workspace`
+    Column("token_hash", String(64), nullable=False),  # sha256 of the secret; never the secret
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger),
+    Column("last_used_ms", BigInteger),
+    Column("revoked_ms", BigInteger),
+    Column("created_by", String(256), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    UniqueConstraint("token_hash", name="uq_api_tokens_hash"),
+    Index("ix_api_tokens_principal", "principal", "name"),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("workspace", String(32), primary_key=True),
+    Column("principal", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("added_ms", BigInteger, nullable=False),
+    Index("ix_members_principal", "principal"),
+)

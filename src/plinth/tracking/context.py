@@ -58,7 +58,8 @@ _backend: Backend | None = None
 
 def open_backend(settings: Settings) -> Backend:
     """Open a backend for `settings` without making it the default."""
-    settings = with_audit_key(settings)  # flow steps get these settings, so the key goes with them
+    if not settings.is_remote:  # a team server keys the chain itself: its clients hold no key
+        settings = with_audit_key(settings)  # flow steps get these settings, so the key goes with them
     store = open_store(settings)
     return Backend(
         settings=settings,

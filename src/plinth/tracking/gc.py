@@ -6,6 +6,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from plinth.store.workspaces import referenced_everywhere
 from plinth.tracking.context import Backend
 
 DEFAULT_MIN_AGE_S = 3600.0
@@ -26,13 +27,16 @@ def collect_garbage(be: Backend, *, dry_run: bool = False, min_age_s: float = DE
 
     Young blobs are kept: a writer may have stored the bytes and not yet recorded the entity.
     The blobs are listed before the references are read, so an entity recorded meanwhile
-    protects its blob.
+    protects its blob. Blobs are shared by every workspace, so the references of all of them
+    count (a team server counts them itself).
     """
     cutoff = time.time() - min_age_s
     # prediction segment blobs replaced or abandoned by a crash are known to the store: any age
     removed = [] if dry_run else be.store.sweep_prediction_blobs(min_age_s=min_age_s)
     blobs = list(be.blobs.list_blobs())
     used = be.store.referenced_digests()
+    if not be.settings.is_remote:
+        used |= referenced_everywhere(be.settings)
     freed, kept = 0, 0
     for blob in blobs:
         if blob.digest in used or blob.mtime > cutoff:

@@ -60,17 +60,31 @@ def audit_anchor(output: str) -> None:
 
 @audit.command("list")
 @click.option("--entity", default=None, help="Only events about this id (run, model name, ...).")
-@click.option("--actor", default=None, help="Only events by this user.")
+@click.option("--actor", default=None, help="Only events whose actor is exactly this.")
+@click.option(
+    "--user",
+    default=None,
+    metavar="NAME",
+    help="Only events by this user or service account, with any token.",
+)
 @since_option()
 @limit_option(default=50)
-def audit_list(entity: str | None, actor: str | None, since: str | None, limit: int) -> None:
-    """List audit events, oldest first: the newest --limit of them."""
+def audit_list(
+    entity: str | None, actor: str | None, user: str | None, since: str | None, limit: int
+) -> None:
+    """List audit events, oldest first: the newest --limit of them.
+
+    On a team server each event names the authenticated principal and its token, as
+    `alice (token ci)`; --user alice shows them all."""
     from plinth.core.ids import now_ms
     from plinth.core.units import parse_duration
     from plinth.tracking.context import backend
 
     since_ms = now_ms() - int((parse_duration(since) or 0) * 1000) if since else None
-    events = backend().store.audit_events(entity_id=entity, actor=actor, since_ms=since_ms)[-limit:]
+    events = backend().store.audit_events(entity_id=entity, actor=actor, since_ms=since_ms)
+    if user is not None:
+        events = [e for e in events if e.actor == user or e.actor.startswith(f"{user} (token ")]
+    events = events[-limit:]
     rows = [
         (
             e.seq,

@@ -7,12 +7,13 @@ metric key ids, experiments and environments with their undo when a transaction 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import Connection, select
 
@@ -62,6 +63,14 @@ class SqlBase:
     def close(self) -> None:
         """Dispose of pooled connections."""
         self.engine.dispose()
+
+    def acting_as(self, actor: str) -> Self:
+        """This store recording `actor` as who made its mutations (in audit events, as a model
+        version's creator...): a shallow copy sharing the engine, caches and audit chain, cheap
+        enough to make per request. Close the store it was made from, never the copy."""
+        acting = copy.copy(self)
+        acting.actor = actor
+        return acting
 
     # transactions ----------------------------------------------------------------------------
     def _write(self, what: str, fn: Callable[[Connection], T]) -> T:

@@ -43,8 +43,12 @@ def _nan_as_null(row: MetricRow) -> tuple[int, int, int, int, int, None]:
 class SqlMetrics(SqlBase):
     """Metric methods of SqlStore: points appended through the driver, latest values upserted."""
 
-    def write_metrics(self, points: Sequence[PointRow]) -> None:
+    def write_metrics(self, points: Sequence[PointRow], *, skip_written: bool = False) -> None:
         """Append metric points; NaN is stored as NULL, ±inf as is.
+
+        Args:
+            skip_written: leave out points already stored (the same run, key, step and seq)
+                instead of refusing the write: what a retried request may send again.
 
         Raises:
             InvalidInput: the database refused the points themselves (a value it cannot store).
@@ -56,9 +60,15 @@ class SqlMetrics(SqlBase):
         def write(conn: Connection) -> None:
             self._write_points(conn, points)
 
+        def write_new(conn: Connection) -> None:
+            self._write_points(conn, points, skip_written=True)
+
         try:
             self._write("write metrics", write)
         except StoreError as exc:
+            if skip_written and isinstance(exc.__cause__, SqlIntegrityError):  # some were written before
+                self._write("write metrics", write_new)
+                return
             if isinstance(exc.__cause__, _REFUSED_DATA):
                 raise InvalidInput(f"The metadata store refused metric points: {exc.__cause__.orig}") from exc
             raise
@@ -98,8 +108,11 @@ class SqlMetrics(SqlBase):
             )
         self._chain.append(conn, events)
 
-    def _write_points(self, conn: Connection, points: Sequence[PointRow]) -> None:
-        """Append the points, move the latest values, and audit the write (one transaction)."""
+    def _write_points(
+        self, conn: Connection, points: Sequence[PointRow], *, skip_written: bool = False
+    ) -> None:
+        """Append the points, move the latest values, and audit the write (one transaction);
+        `skip_written` inserts each point unless it is stored already (slower than a bulk append)."""
         run_keys = {rid: self._run_key(conn, rid) for rid in {p[0] for p in points}}
         key_ids = {name: self._key_id(conn, name, True) for name in {p[1] for p in points}}
         rows = [(run_keys[r], key_ids[k], s, q, ts, v) for r, k, s, q, ts, v in points]
@@ -109,7 +122,13 @@ class SqlMetrics(SqlBase):
             if seen is None or (row[2], row[3]) > (seen[2], seen[3]):
                 latest[row[:2]] = row
         with driver_cursor(conn) as cursor:  # errors as SQLAlchemy's: `retrying` tells a lock from bad data
-            if self._sqlite:  # SQLite stores a NaN it is given as NULL
+            if skip_written:
+                p = self._placeholder
+                insert = f"INSERT INTO metrics VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT DO NOTHING"
+                cursor.executemany(insert, [r if r[5] == r[5] else _nan_as_null(r) for r in rows])
+                known = [r if r[5] == r[5] else _nan_as_null(r) for r in latest.values()]
+                cursor.executemany(_LATEST_UPSERT.format(p=", ".join([p] * 6)), known)
+            elif self._sqlite:  # SQLite stores a NaN it is given as NULL
                 cursor.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
                 cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), list(latest.values()))
             else:

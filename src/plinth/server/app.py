@@ -1,0 +1,221 @@
+"""The team server: `create_app(config)` gives the ASGI app (FastAPI) that `plinth server` runs.
+
+One app per process holds the identity store, one store per workspace, the authorizer and the
+artifact store (`ServerState`, in `app.state.plinth`). Routes come from one module per area:
+the store API (`store_routes`), the admin API (`admin_routes`), artifacts (`blob_routes`),
+single sign-on (`oidc`, when configured) and the probes (`health`). Every route names the right
+it needs; the route-table test holds every route to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.middleware.cors import CORSMiddleware
+
+from plinth import __version__
+from plinth.core.access import DEFAULT_WORKSPACE, Right
+from plinth.core.errors import PlinthError
+from plinth.server import errors
+from plinth.server.config import ServerConfig
+from plinth.server.context import RIGHT_KEY, WORKSPACE_HEADER, ServerState
+from plinth.server.health import health_router
+from plinth.server.metrics import ServerMetrics
+from plinth.server.middleware import ServerGuard
+
+if TYPE_CHECKING:
+    from plinth.store.blobs import BlobStore
+
+log = logging.getLogger("plinth.server")
+
+API = "/api/v1"
+BLOBS = f"{API}/blobs"
+"""Artifact chunk routes limit their own bodies (a chunk may pass the JSON limit)."""
+
+SECURITY_SCHEME = "bearer"
+
+ROUTERS = (
+    ("plinth.server.store_routes", "store_router"),
+    ("plinth.server.admin_routes", "admin_router"),
+    ("plinth.server.blob_routes", "blob_router"),
+    ("plinth.server.compute_routes", "compute_router"),
+)
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The team server over the stores `config` names.
+
+    Opens the default workspace's store (upgrading its schema) when called; other workspaces
+    open on first use. Closed with the app's lifespan.
+
+    Raises:
+        ConfigError: the store or artifact URL cannot be used.
+        StoreError: the store cannot be reached.
+    """
+    state = open_state(config)
+    metrics = ServerMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            close_state(state)
+
+    app = FastAPI(
+        title="plinth team server",
+        version=__version__,
+        description=(
+            "Experiments, datasets, models, flows and their governance, shared by a team. Send "
+            "`Authorization: Bearer <token>`; `X-Plinth-Workspace` picks the workspace."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.plinth = state
+    app.state.config = config
+    app.state.metrics = metrics
+    errors.install(app)
+    for router in _routers(config):
+        app.include_router(router)
+    app.include_router(health_router(metrics, metrics_open=config.metrics_open))
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["authorization", "content-type", WORKSPACE_HEADER, "range", "content-range"],
+            expose_headers=["retry-after", "content-range", "location"],
+            max_age=600,
+        )
+    app.add_middleware(
+        ServerGuard,
+        metrics=metrics,
+        max_body_bytes=config.max_body_bytes,
+        exempt=(BLOBS,),
+        tls_only=bool(config.public_url and config.public_url.startswith("https://")),
+    )
+    return app
+
+
+def open_state(config: ServerConfig) -> ServerState:
+    """The identity store, the workspaces' stores, the authorizer and the artifact store."""
+    from plinth.access import Authorizer, LocalResolver
+    from plinth.store.sql.identity import SqlIdentity
+    from plinth.store.workspaces import WorkspaceStores
+
+    identity = SqlIdentity.from_settings(config.settings)
+    stores = WorkspaceStores(config.settings, identity)
+    stores.get(DEFAULT_WORKSPACE)  # fail at start, not on the first request, if it is unusable
+    authorizer = Authorizer(LocalResolver(identity), admin_token=config.admin_token)
+    return ServerState(authorizer=authorizer, stores=stores, identity=identity, blobs=_lazy_blobs(config))
+
+
+def close_state(state: ServerState) -> None:
+    """Write the last-used times the authorizer holds, then close the stores."""
+    from plinth.access import LocalResolver
+
+    resolver = state.authorizer.resolver
+    try:
+        if isinstance(resolver, LocalResolver):
+            resolver.flush()
+    except PlinthError as exc:  # bookkeeping only: the stores still close
+        log.warning("could not record when tokens were last used: %s", exc)
+    finally:
+        state.stores.close()
+        state.identity.close()
+
+
+def _lazy_blobs(config: ServerConfig) -> Callable[[], BlobStore]:
+    """The artifact store, opened on first use and kept."""
+    from plinth.store.open import open_blobs
+
+    lock = threading.Lock()
+    opened: list[BlobStore] = []
+
+    def blobs() -> BlobStore:
+        if not opened:
+            with lock:
+                if not opened:
+                    opened.append(open_blobs(config.settings))
+        return opened[0]
+
+    return blobs
+
+
+def _routers(config: ServerConfig) -> Iterator[APIRouter]:
+    for module_name, factory in ROUTERS:
+        module = _optional(module_name)
+        if module is not None:
+            yield getattr(module, factory)()
+    if config.oidc:
+        from plinth.server.oidc import oidc_router
+
+        yield oidc_router(config)
+
+
+def _optional(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:  # INTERIM: while sibling modules land
+        if not (exc.name or "").startswith("plinth."):
+            raise
+        return None
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document, declaring the bearer scheme on every route that needs a token."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes[SECURITY_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API token (`plinth tokens create`) or a `plinth login` session.",
+        }
+        for path, route in api_routes(app):
+            _secure(doc, path, route)
+        app.openapi_schema = doc
+        return doc
+
+    return openapi
+
+
+def api_routes(app: FastAPI) -> Iterator[tuple[str, APIRoute]]:
+    """Every API route of `app` with its full path template, through included routers."""
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute):
+            yield str(context.path_format or route.path_format), route
+
+
+def right_of(route: APIRoute) -> Right | None:
+    """The right `route` declares (`openapi_extra={"x-plinth-right": ...}`), or None."""
+    value = (route.openapi_extra or {}).get(RIGHT_KEY)
+    try:
+        return Right(str(value))
+    except ValueError:
+        return None
+
+
+def _secure(doc: dict[str, Any], path: str, route: APIRoute) -> None:
+    public = right_of(route) is Right.PUBLIC
+    operations = doc.get("paths", {}).get(path, {})
+    for method in route.methods or ():
+        operation = operations.get(method.lower())
+        if operation is not None:
+            operation["security"] = [] if public else [{SECURITY_SCHEME: []}]
+

@@ -1,0 +1,224 @@
+"""The store API: one route per `Store` method, made from the endpoint table (`plinth.store.rpc`).
+
+A route authenticates and authorizes through `require(endpoint.right)`, decodes its arguments
+from the path, the query or the JSON body by the method's type hints (`plinth.store.wire`:
+wrong types, missing and unknown fields answer 422 naming the place), calls the workspace's
+store acting as the principal, and answers with the result as JSON (a NumPy or Arrow body for
+the binary ones).
+
+A few methods need more than a call:
+- `create_run` / `create_runs` record the principal as the run's user, whatever the client sent;
+- `write_metrics` skips points already stored, so a client retrying a batch whose answer was
+  lost never writes a point twice;
+- `create_model_version` records a version the client sealed for a given number, only while
+  that number is next (`plinth.store.remote_registry` explains why);
+- `search_runs` checks a filter built by hand as the parser would have checked its text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from plinth.core.errors import ConflictError
+from plinth.server.context import RequestContext, require, right_extra
+from plinth.store import rpc, wire
+from plinth.store.base import NewModelVersion, NewRun, SealedManifest, Store
+from plinth.store.filter_check import check_filter, check_order
+from plinth.store.wire import refused
+
+Handler = Callable[[RequestContext, dict[str, Any]], Any]
+BODY_TYPES: Mapping[str, type] = {"create_model_version": rpc.VersionRequest}
+"""Methods whose JSON body is one value of its own type, not the method's arguments."""
+BINARY_BODIES: Mapping[str, str] = {"write_prediction_columns": "tables"}
+"""Methods with an argument sent as the binary body (its other arguments go in the query)."""
+
+
+def store_router() -> APIRouter:
+    """The routes of every `Store` method under `/api/v1`."""
+    router = APIRouter(prefix=rpc.API)
+    for endpoint in rpc.ENDPOINTS:
+        router.add_api_route(
+            endpoint.path,
+            _route(endpoint),
+            methods=[endpoint.verb],
+            summary=endpoint.doc,
+            description=inspect.getdoc(getattr(Store, endpoint.method)) or "",
+            tags=[endpoint.tag],
+            operation_id=endpoint.method,
+            response_class=Response,
+            openapi_extra={**right_extra(endpoint.right), **_openapi(endpoint)},
+        )
+    return router
+
+
+def _route(endpoint: rpc.Endpoint) -> Callable[..., Any]:
+    authorized = Depends(require(endpoint.right))
+
+    async def handle(request: Request, ctx: RequestContext = authorized) -> Response:
+        arguments = await _arguments(endpoint, request)
+        return await run_in_threadpool(_answer, endpoint, ctx, arguments)
+
+    handle.__name__ = endpoint.method
+    return handle
+
+
+async def _arguments(endpoint: rpc.Endpoint, request: Request) -> dict[str, Any]:
+    """The call's arguments from the path, the query and the body, decoded by type."""
+    hints = endpoint.hints
+    params = endpoint.signature.parameters
+    found: dict[str, Any] = {}
+    for name in endpoint.path_params:
+        found[name] = rpc.from_query(request.path_params[name], hints.get(name, str), f"path.{name}")
+    binary = BINARY_BODIES.get(endpoint.method)
+    if endpoint.verb == "GET" or binary:
+        for name, text in request.query_params.multi_items():
+            if name not in params or name in found or name == binary:
+                raise refused(f"query.{name}", f"only the parameters {_names(endpoint)}", "an unknown one")
+            found[name] = rpc.from_query(text, hints[name], f"query.{name}")
+        if binary:
+            found[binary] = rpc.unpack_tables(await request.body())
+    elif endpoint.method in BODY_TYPES:
+        found["body"] = wire.decode(_object(await request.body()), BODY_TYPES[endpoint.method])
+        return found
+    else:
+        for name, value in _object(await request.body()).items():
+            if name not in params or name in endpoint.path_params:
+                raise refused(f"body.{name}", f"only the fields {_names(endpoint)}", "an unknown field")
+            found[name] = wire.decode(value, hints[name], f"body.{name}")
+    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in found]
+    if missing:
+        raise refused(f"body.{missing[0]}", "a value (it is required)", "nothing")
+    return found
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    data = wire.loads(body or b"{}")
+    if not isinstance(data, dict):
+        raise refused("body", "a JSON object of the arguments", data)
+    return data
+
+
+def _names(endpoint: rpc.Endpoint) -> str:
+    return ", ".join(n for n in endpoint.signature.parameters if n not in endpoint.path_params) or "(none)"
+
+
+def _answer(endpoint: rpc.Endpoint, ctx: RequestContext, arguments: dict[str, Any]) -> Response:
+    """Call the store and answer with its result."""
+    special = SPECIAL.get(endpoint.method)
+    if special is not None:
+        result = special(ctx, arguments)
+    else:
+        result = getattr(ctx.store, endpoint.method)(**arguments)
+    media = rpc.BINARY_RESULTS.get(endpoint.method)
+    if media == rpc.NPY:
+        return Response(rpc.npy_bytes(result), media_type=media)
+    if media == rpc.ARROW:
+        return Response(rpc.arrow_bytes(result), media_type=media)
+    return Response(wire.dumps(result), media_type=rpc.JSON)
+
+
+# methods that need more than a call --------------------------------------------------------------
+def _create_run(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
+    return ctx.store.create_run(**{**arguments, "user": ctx.principal.name})
+
+
+def _create_runs(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
+    specs: list[NewRun] = arguments["specs"]
+    return ctx.store.create_runs([dataclasses.replace(s, user=ctx.principal.name) for s in specs])
+
+
+def _write_metrics(ctx: RequestContext, arguments: dict[str, Any]) -> None:
+    ctx.store.write_metrics(arguments["points"], skip_written=True)
+
+
+def _search_runs(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
+    check_filter(arguments.get("where"))
+    check_order(arguments.get("order_by", ()))
+    return ctx.store.search_runs(**arguments)
+
+
+def _create_model_version(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
+    name: str = arguments["name"]
+    body: rpc.VersionRequest = arguments["body"]
+
+    def seal(version: int) -> SealedManifest:
+        if version != body.version:
+            raise ConflictError(
+                f"Version {body.version} of model {name!r} is no longer next ({version} is); "
+                "seal the manifest for that number and send it again."
+            )
+        return body.sealed
+
+    new = NewModelVersion(
+        name=name,
+        flavor=body.flavor,
+        seal=seal,
+        files=body.files,
+        signature=body.signature,
+        environment=body.environment,
+        run_id=body.run_id,
+        description=body.description,
+    )
+    return ctx.store.create_model_version(new)
+
+
+SPECIAL: Mapping[str, Handler] = {
+    "create_run": _create_run,
+    "create_runs": _create_runs,
+    "write_metrics": _write_metrics,
+    "search_runs": _search_runs,
+    "create_model_version": _create_model_version,
+}
+
+
+# the OpenAPI document ----------------------------------------------------------------------------
+def _openapi(endpoint: rpc.Endpoint) -> dict[str, Any]:
+    """Parameters, request body and answer of a route, for `/openapi.json`."""
+    hints = endpoint.hints
+    sig = endpoint.signature.parameters
+    doc: dict[str, Any] = {}
+    parameters = [
+        {"name": n, "in": "path", "required": True, "schema": wire.schema(hints.get(n, str))}
+        for n in endpoint.path_params
+    ]
+    binary = BINARY_BODIES.get(endpoint.method)
+    rest = [n for n in sig if n not in endpoint.path_params and n != binary]
+    if endpoint.verb == "GET" or binary:
+        parameters += [
+            {
+                "name": n,
+                "in": "query",
+                "required": sig[n].default is inspect.Parameter.empty,
+                "schema": wire.schema(hints[n]),
+            }
+            for n in rest
+        ]
+    if binary:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    elif endpoint.verb != "GET":
+        schema = (
+            wire.schema(BODY_TYPES[endpoint.method])
+            if endpoint.method in BODY_TYPES
+            else wire.object_schema(
+                {n: hints[n] for n in rest}, [n for n in rest if sig[n].default is inspect.Parameter.empty]
+            )
+        )
+        doc["requestBody"] = {"required": True, "content": {rpc.JSON: {"schema": schema}}}
+    if parameters:
+        doc["parameters"] = parameters
+    media = rpc.BINARY_RESULTS.get(endpoint.method, rpc.JSON)
+    answer = {"type": "string", "format": "binary"} if media != rpc.JSON else wire.schema(hints["return"])
+    doc["responses"] = {
+        "200": {"description": "The method's result.", "content": {media: {"schema": answer}}}
+    }
+    return doc

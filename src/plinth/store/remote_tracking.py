@@ -1,0 +1,183 @@
+"""Experiments, runs, metrics, artifacts, datasets, lineage and audit, as a part of `RemoteStore`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from plinth.store import rpc, wire
+from plinth.store.base import ArtifactRecord, NewDataset, NewRun, PointRow
+from plinth.store.remote_base import RemoteBase
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
+    from plinth.core.entities import (
+        Artifact,
+        AuditEvent,
+        DatasetVersion,
+        Experiment,
+        LineageEdge,
+        Run,
+        RunStatus,
+    )
+    from plinth.core.filters import Expr, OrderKey
+
+
+class RemoteTracking(RemoteBase):
+    """Tracking methods of RemoteStore: each one call to the server."""
+
+    # experiments and runs --------------------------------------------------------------------
+    def get_or_create_experiment(self, name: str) -> Experiment:
+        return self.call("get_or_create_experiment", name)
+
+    def get_experiment(self, name_or_id: str) -> Experiment:
+        return self.call("get_experiment", name_or_id)
+
+    def list_experiments(self) -> list[Experiment]:
+        return self.call("list_experiments")
+
+    def create_run(
+        self,
+        *,
+        experiment: str,
+        name: str | None,
+        params: Mapping[str, str],
+        tags: Mapping[str, str],
+        environment: Mapping[str, Any] | None,
+        heartbeat_s: float,
+        user: str,
+    ) -> Run:
+        """Create a run; the server records the caller's principal as its user, not `user`."""
+        return self.call(
+            "create_run",
+            experiment=experiment,
+            name=name,
+            params=params,
+            tags=tags,
+            environment=environment,
+            heartbeat_s=heartbeat_s,
+            user=user,
+        )
+
+    def create_runs(self, specs: Sequence[NewRun]) -> list[Run]:
+        return self.call("create_runs", specs)
+
+    def end_runs(self, ends: Sequence[tuple[str, RunStatus, str | None, int]]) -> None:
+        self.call("end_runs", ends)
+
+    def get_run(self, run_id: str, *, now_ms: int | None = None) -> Run:
+        return self.call("get_run", run_id, now_ms=now_ms)
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        self.call("log_params", run_id, params)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.call("set_tags", run_id, tags)
+
+    def heartbeat(self, run_ids: Sequence[str], now_ms: int) -> None:
+        self.call("heartbeat", run_ids, now_ms)
+
+    def end_run(self, run_id: str, status: RunStatus, error: str | None, end_ms: int) -> None:
+        self.call("end_run", run_id, status, error, end_ms)
+
+    def search_runs(
+        self,
+        *,
+        experiments: Sequence[str] | None,
+        where: Expr | None,
+        order_by: Sequence[OrderKey],
+        limit: int | None,
+        now_ms: int,
+    ) -> list[Run]:
+        return self.call(
+            "search_runs", experiments=experiments, where=where, order_by=order_by, limit=limit, now_ms=now_ms
+        )
+
+    def reap_crashed(self, now_ms: int) -> list[str]:
+        return self.call("reap_crashed", now_ms)
+
+    # metrics ---------------------------------------------------------------------------------
+    def write_metrics(self, points: Sequence[PointRow]) -> None:
+        """Send metric points in one request; retried until the server answers (it skips points a
+        lost answer's earlier try already wrote, so none is written twice)."""
+        if not points:
+            return
+        rows = [
+            (run, key, step, seq, ts, value if math.isfinite(value) else wire.encode(value))
+            for run, key, step, seq, ts, value in points
+        ]
+        endpoint = rpc.BY_METHOD["write_metrics"]
+        self.client.request(
+            endpoint.verb,
+            endpoint.path,
+            content=wire.dumps({"points": rows}),
+            headers={"content-type": rpc.JSON},
+            idempotent=True,
+        )
+
+    def metric_history(self, run_id: str, key: str) -> np.ndarray:
+        return self.call("metric_history", run_id, key)
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        return self.call("metric_keys", run_id)
+
+    # artifacts and datasets ------------------------------------------------------------------
+    def add_artifacts(
+        self, run_id: str, items: Sequence[ArtifactRecord], replace: str | None = None
+    ) -> list[Artifact]:
+        return self.call("add_artifacts", run_id, items, replace)
+
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]:
+        return self.call("list_artifacts", run_id, prefix)
+
+    def referenced_digests(self) -> set[str]:
+        return self.call("referenced_digests")
+
+    def add_dataset_version(self, new: NewDataset) -> tuple[DatasetVersion, bool]:
+        return self.call("add_dataset_version", new)
+
+    def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersion:
+        return self.call("get_dataset_version", name, version)
+
+    def list_dataset_versions(self, name: str | None = None) -> list[DatasetVersion]:
+        return self.call("list_dataset_versions", name)
+
+    # lineage and audit -----------------------------------------------------------------------
+    def add_edge(self, edge: LineageEdge) -> None:
+        self.call("add_edge", edge)
+
+    def add_edges(self, edges: Sequence[LineageEdge]) -> None:
+        self.call("add_edges", edges)
+
+    def edges(
+        self, *, src: tuple[str, str] | None = None, dst: tuple[str, str] | None = None
+    ) -> list[LineageEdge]:
+        return self.call("edges", src=src, dst=dst)
+
+    def record_audit(
+        self, action: str, entity_type: str, entity_id: str, before: str | None, after: str | None
+    ) -> None:
+        self.call("record_audit", action, entity_type, entity_id, before, after)
+
+    def audit_events(
+        self,
+        *,
+        entity_id: str | None = None,
+        actor: str | None = None,
+        since_ms: int | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        return self.call("audit_events", entity_id=entity_id, actor=actor, since_ms=since_ms, limit=limit)
+
+    def verify_audit(self, anchor: AuditHead | None = None) -> AuditCheck:
+        """Check the audit chain in the server, with the server's audit key."""
+        return self.call("verify_audit", anchor)
+
+    def adopt_audit(self) -> AuditAdoption:
+        return self.call("adopt_audit")
+
+    def scrub(self) -> str:
+        return self.call("scrub")

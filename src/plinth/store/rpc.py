@@ -1,0 +1,378 @@
+"""The store over HTTP: one table of endpoints, read by the server's routes and the remote store.
+
+Each abstract method of `Store` is one `Endpoint`: an HTTP verb and a path under `/api/v1`, and
+the right a caller needs in the workspace. Arguments named in the path travel there; a GET
+sends the others as query parameters, every other verb as a JSON object of them (`wire`). A
+result is JSON, except where it is binary: a metric history is a NumPy `.npy` body and a
+prediction table an Arrow IPC stream; `write_prediction_columns` sends its tables as Arrow IPC
+streams, each preceded by its length (`pack_tables`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import io
+import math
+import re
+import struct
+import types
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from plinth.core import entities
+from plinth.core.access import Right
+from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
+from plinth.core.filters import Expr, OrderKey
+from plinth.store import base
+from plinth.store.wire import WireError, refused
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+API = "/api/v1"
+NPY = "application/x-npy"
+ARROW = "application/vnd.apache.arrow.stream"
+JSON = "application/json"
+BINARY_RESULTS = {"metric_history": NPY, "prediction_table": ARROW}
+"""Methods whose result travels as a binary body, and its media type."""
+UNSERVED = frozenset({"close", "batch", "batch_is_atomic"})
+"""Store methods that are about the connection, not the data: no endpoint."""
+
+_PATH_PARAM = re.compile(r"{(\w+)(?::path)?}")
+_PARTS = (
+    (base.TrackingStore, "tracking"),
+    (base.ModelRegistryStore, "registry"),
+    (base.FlowStore, "flows"),
+    (base.ServingStore, "serving"),
+)
+_INT = re.compile(r"-?[0-9]{1,19}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One store method as an HTTP route.
+
+    Args:
+        method: the `Store` method's name.
+        verb: GET, POST, PUT or DELETE.
+        path: under `/api/v1`; `{name}` marks an argument sent in the path (`{name:path}` may
+            hold '/'; the client percent-encodes it).
+        right: what the caller's role in the workspace must grant.
+        idempotent: whether sending it twice leaves the same state, so a client may retry it
+            after the request went out (False: retried only when it could not be sent).
+        summary: one line for the OpenAPI document (default: the method's docstring's first line).
+    """
+
+    method: str
+    verb: str
+    path: str
+    right: Right
+    idempotent: bool = True
+    summary: str = ""
+
+    @property
+    def tag(self) -> str:
+        """The OpenAPI tag: the part of the store the method belongs to."""
+        return next((tag for part, tag in _PARTS if self.method in vars(part)), "store")
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        """Arguments sent in the path, in order."""
+        return tuple(_PATH_PARAM.findall(self.path))
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """The `Store` method's signature (without `self`)."""
+        return signature_of(self.method)
+
+    @property
+    def hints(self) -> Mapping[str, Any]:
+        """The `Store` method's parameter and return types, resolved."""
+        return hints_of(self.method)
+
+    @property
+    def doc(self) -> str:
+        """The first line of the method's docstring."""
+        text = inspect.getdoc(getattr(base.Store, self.method)) or self.method
+        return self.summary or text.splitlines()[0]
+
+
+def _e(method: str, verb: str, path: str, right: Right, idempotent: bool = True) -> Endpoint:
+    return Endpoint(method, verb, path, right, idempotent)
+
+
+R, L, W, P, M, X, A, ADM = (
+    Right.READ,
+    Right.LOAD,
+    Right.WRITE,
+    Right.PREDICT,
+    Right.MAINTAIN,
+    Right.RAW,
+    Right.AUDIT,
+    Right.ADMIN,
+)
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    # tracking: experiments and runs
+    _e("get_or_create_experiment", "POST", "/experiments", W),
+    _e("list_experiments", "GET", "/experiments", R),
+    _e("get_experiment", "GET", "/experiments/{name_or_id:path}", R),
+    _e("create_run", "POST", "/runs", W, idempotent=False),
+    _e("create_runs", "POST", "/runs/batch", W, idempotent=False),
+    _e("end_runs", "POST", "/runs/end", W),
+    _e("heartbeat", "POST", "/runs/heartbeat", W),
+    _e("reap_crashed", "POST", "/runs/reap", W),
+    _e("search_runs", "POST", "/runs/search", R),
+    _e("get_run", "GET", "/runs/{run_id}", R),
+    _e("log_params", "POST", "/runs/{run_id}/params", W),
+    _e("set_tags", "POST", "/runs/{run_id}/tags", W),
+    _e("end_run", "POST", "/runs/{run_id}/end", W),
+    _e("write_metrics", "POST", "/metrics", W),
+    _e("metric_keys", "GET", "/runs/{run_id}/metrics", R),
+    _e("metric_history", "GET", "/runs/{run_id}/metrics/history", R),
+    _e("add_artifacts", "POST", "/runs/{run_id}/artifacts", W),
+    _e("list_artifacts", "GET", "/runs/{run_id}/artifacts", R),
+    _e("referenced_digests", "GET", "/blobs/referenced", ADM),
+    # datasets, lineage, audit
+    _e("add_dataset_version", "POST", "/datasets", W),
+    _e("list_dataset_versions", "GET", "/datasets", R),
+    _e("get_dataset_version", "GET", "/datasets/{name:path}/version", R),
+    _e("add_edge", "POST", "/lineage/edge", W),
+    _e("add_edges", "POST", "/lineage/edges", W),
+    _e("edges", "POST", "/lineage/search", R),
+    _e("record_audit", "POST", "/audit/events", A, idempotent=False),  # erasure and gc: auditors, admins
+    _e("audit_events", "GET", "/audit/events", A),
+    _e("verify_audit", "POST", "/audit/verify", A),
+    _e("adopt_audit", "POST", "/audit/adopt", A),
+    _e("scrub", "POST", "/scrub", A),
+    # registry
+    _e("list_registered_models", "GET", "/models", R),
+    _e("create_model_version", "POST", "/models/{name:path}/versions", W),
+    _e("list_model_versions", "GET", "/models/{name:path}/versions", L),
+    _e("get_model_version", "GET", "/models/{name:path}/version", L),
+    _e("sign_model_version", "POST", "/models/{name:path}/versions/{version}/signature", W),
+    _e("set_model_description", "POST", "/models/{name:path}/description", W),
+    _e("resolve_alias", "GET", "/models/{name:path}/aliases/{alias}", L),
+    _e("set_alias", "PUT", "/models/{name:path}/aliases/{alias}", M),
+    _e("delete_alias", "DELETE", "/models/{name:path}/aliases/{alias}", M),
+    _e("model_files", "GET", "/model-versions/{version_id}/files", L),
+    _e("set_reference", "PUT", "/models/{model:path}/reference", W),
+    _e("get_reference", "GET", "/models/{model:path}/reference", R),
+    # flows
+    _e("create_flow_run", "POST", "/flow-runs", W, idempotent=False),
+    _e("list_flow_runs", "GET", "/flow-runs", R),
+    _e("get_flow_run", "GET", "/flow-runs/{run_id}", R),
+    _e("finish_flow_run", "POST", "/flow-runs/{run_id}/finish", W),
+    _e("crash_flow_run", "POST", "/flow-runs/{run_id}/crash", W),
+    _e("step_runs", "GET", "/flow-runs/{flow_run_id}/steps", R),
+    _e("save_step_runs", "POST", "/step-runs", W),
+    _e("cached_step", "GET", "/step-runs/cached", R),
+    _e("claim_trigger", "POST", "/triggers/claim", W, idempotent=False),
+    _e("set_trigger_run", "POST", "/triggers/run", W),
+    _e("triggers", "GET", "/triggers", R),
+    # serving: prediction logs, labels, references, alerts
+    _e("write_prediction_logs", "POST", "/predictions", P),
+    _e("write_prediction_columns", "POST", "/predictions/columns", P),
+    _e("compact_prediction_logs", "POST", "/predictions/compact", P),
+    _e("prediction_logs", "GET", "/predictions", X),
+    _e("prediction_table", "GET", "/predictions/table", X),
+    _e("find_prediction", "GET", "/predictions/find", X),
+    _e("prediction_stats", "GET", "/predictions/stats", R),
+    _e("prediction_counts", "GET", "/predictions/counts", R),
+    _e("count_prediction_logs", "GET", "/predictions/count", A),
+    _e("delete_prediction_logs", "POST", "/predictions/delete", A),
+    _e("remove_predictions", "POST", "/predictions/remove", A),
+    _e("sweep_prediction_blobs", "POST", "/predictions/sweep", ADM),
+    _e("write_labels", "POST", "/labels", P),
+    _e("label_of", "GET", "/labels/one", X),
+    _e("window_labels", "GET", "/labels/window", X),
+    _e("labeled_predictions", "GET", "/labels/predictions", X),
+    _e("count_labels", "GET", "/labels/count", A),
+    _e("delete_labels", "POST", "/labels/delete", A),
+    _e("alert_states", "GET", "/alerts", R),
+    _e("save_alert_state", "POST", "/alerts", W),
+)
+"""Every data method of `Store`, as a route (a test holds this to the abstract methods)."""
+
+BY_METHOD: Mapping[str, Endpoint] = {e.method: e for e in ENDPOINTS}
+
+
+@dataclass(frozen=True)
+class VersionRequest:
+    """The body of `POST /models/{name}/versions`: a version whose manifest the client sealed for
+    number `version`; the server records it only while `version` is the model's next number."""
+
+    version: int
+    flavor: str
+    sealed: base.SealedManifest
+    files: list[entities.ModelFile]
+    signature: dict[str, Any] | None
+    environment: dict[str, Any]
+    run_id: str | None
+    description: str
+
+
+@functools.cache
+def signature_of(method: str) -> inspect.Signature:
+    """The signature of `Store.<method>` without `self`."""
+    sig = inspect.signature(getattr(base.Store, method))
+    return sig.replace(parameters=list(sig.parameters.values())[1:])
+
+
+@functools.cache
+def hints_of(method: str) -> Mapping[str, Any]:
+    """The resolved type hints of `Store.<method>` (the names base.py imports for type checking)."""
+    import numpy as np
+
+    try:
+        import pyarrow as pa
+    except ImportError:  # a client without the `data` extra never asks for a table
+        pa = types.SimpleNamespace(Table=bytes)
+    names = {
+        **vars(entities),
+        "np": np,
+        "pa": pa,
+        "AuditAdoption": AuditAdoption,
+        "AuditCheck": AuditCheck,
+        "AuditHead": AuditHead,
+        "Expr": Expr,
+        "OrderKey": OrderKey,
+    }
+    return typing.get_type_hints(getattr(base.Store, method), globalns=vars(base), localns=names)
+
+
+def query_hint(hint: Any) -> type | None:
+    """The scalar type a query parameter of type `hint` has (`int | None` -> int); None if it is
+    not a scalar and so cannot travel in a query or a path."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_args(hint) else [hint]
+    if len(args) == 1 and args[0] in (str, int, float, bool):
+        return typing.cast(type, args[0])
+    return None
+
+
+def to_query(value: str | int | float | bool | None) -> str:
+    """A scalar argument as query or path text; None is the empty text (see `from_query`)."""
+    if value is None:
+        return ""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return str(value)
+
+
+def from_query(text: str, hint: Any, where: str) -> Any:
+    """The argument of type `hint` that `to_query` wrote as `text`; empty text is None where
+    `hint` allows None and is not text.
+
+    Raises:
+        WireError: `text` is not a value of that type.
+    """
+    kind = query_hint(hint)
+    optional = type(None) in typing.get_args(hint)
+    if kind is str:
+        return text
+    if text == "" and optional:
+        return None
+    if kind is int and _INT.fullmatch(text):
+        return int(text)
+    if kind is float:
+        try:
+            return float({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}.get(text, text))
+        except ValueError:
+            pass
+    if kind is bool and text in ("true", "false"):
+        return text == "true"
+    expected = {int: "an integer", float: "a number", bool: "true or false"}.get(kind or str, "a value")
+    raise refused(where, expected + (" or empty (none)" if optional else ""), text)
+
+
+def segment(value: str) -> str:
+    """`value` as one path segment: every '/' and '.' percent-encoded, so no proxy or client
+    reads it as a separator or a dot segment."""
+    return quote(value, safe="").replace(".", "%2E")
+
+
+# binary bodies ---------------------------------------------------------------------------------
+def npy_bytes(array: np.ndarray) -> bytes:
+    """A NumPy array as a `.npy` file's bytes (no pickles)."""
+    import numpy as np
+
+    out = io.BytesIO()
+    np.save(out, array, allow_pickle=False)
+    return out.getvalue()
+
+
+def npy_array(body: bytes) -> np.ndarray:
+    """The array of `.npy` bytes.
+
+    Raises:
+        WireError: the bytes are not a `.npy` file of plain values.
+    """
+    import numpy as np
+
+    try:
+        array: np.ndarray = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise WireError(f"The body is not a NumPy .npy array: {exc}.") from None
+    return array
+
+
+def arrow_bytes(table: pa.Table) -> bytes:
+    """A table as an Arrow IPC stream."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def arrow_table(body: bytes | memoryview) -> pa.Table:
+    """The table of an Arrow IPC stream.
+
+    Raises:
+        WireError: the bytes are not an Arrow IPC stream.
+    """
+    import pyarrow as pa
+
+    try:
+        with pa.ipc.open_stream(pa.py_buffer(body)) as reader:
+            return reader.read_all()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise WireError(f"The body is not an Arrow IPC stream: {exc}.") from None
+
+
+def pack_tables(tables: Sequence[pa.Table]) -> bytes:
+    """Tables as one body: each an Arrow IPC stream preceded by its length (8 bytes, big-endian)."""
+    parts = []
+    for table in tables:
+        data = arrow_bytes(table)
+        parts += [struct.pack(">Q", len(data)), data]
+    return b"".join(parts)
+
+
+def unpack_tables(body: bytes) -> list[pa.Table]:
+    """The tables of a `pack_tables` body.
+
+    Raises:
+        WireError: the body is cut short or holds something else.
+    """
+    return list(_tables(memoryview(body)))
+
+
+def _tables(view: memoryview) -> Iterator[pa.Table]:
+    at = 0
+    while at < len(view):
+        if at + 8 > len(view):
+            raise WireError("The body ends inside a table's length; send what `pack_tables` makes.")
+        (size,) = struct.unpack(">Q", view[at : at + 8])
+        if at + 8 + size > len(view):
+            raise WireError(f"The body ends inside a table of {size} bytes; send what `pack_tables` makes.")
+        yield arrow_table(view[at + 8 : at + 8 + size])
+        at += 8 + size

@@ -1,0 +1,451 @@
+"""The wire format of the team server: typed values as plain JSON, and back by type hint.
+
+One serde for the server, its clients and the UI. `encode` turns entities (frozen dataclasses),
+named tuples, enums, mappings, sequences and scalars into JSON values; `decode` rebuilds them
+from the type hint the receiving side expects, refusing what does not fit with an `InvalidInput`
+that names the place, the expected type and what came:
+
+    >>> decode(encode(RunStatus.FINISHED), RunStatus)
+    <RunStatus.FINISHED: 'FINISHED'>
+
+What plain JSON cannot say is tagged: a float that is NaN or infinite is `{"$float": "NaN"}`
+(or "Infinity", "-Infinity"), bytes are `{"$bytes": "<base64>"}`, and the nodes of a parsed
+filter carry `"$type"` (`And` and `Or` have the same fields). NumPy arrays and Arrow tables are
+not JSON: they travel as binary bodies (`plinth.store.rpc`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import enum
+import functools
+import json
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Union
+
+from plinth.core.errors import InvalidInput
+from plinth.core.filters import And, Compare, Not, Or
+
+Decoder = Callable[[Any, str], Any]
+"""Decodes one JSON value; the second argument names its place for messages."""
+
+TAGGED: frozenset[type] = frozenset({Compare, And, Or, Not})
+"""Dataclasses encoded with `"$type"`: members of a union whose fields alone cannot tell them apart."""
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_SEQUENCES = (list, tuple, set, frozenset, Sequence, typing.Sequence)
+_MAPPINGS = (dict, Mapping, typing.Mapping)
+
+
+class WireError(InvalidInput):
+    """A value that does not have the shape its place asks for (answered 422)."""
+
+
+def encode(value: Any) -> Any:
+    """`value` as a JSON value (dicts, lists, str, int, finite float, bool, None).
+
+    Raises:
+        WireError: `value` holds something the wire cannot carry (a function, an open file).
+    """
+    if value is None or value is True or value is False or type(value) in (str, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$float": _float_name(value)}
+    if isinstance(value, enum.Enum):
+        return encode(value.value)
+    if isinstance(value, str | int):
+        return encode(str(value) if isinstance(value, str) else int(value))
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
+        return {name: encode(item) for name, item in zip(value._fields, value, strict=True)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        body = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if type(value) in TAGGED:
+            body["$type"] = type(value).__name__
+        return body
+    if isinstance(value, Mapping):
+        return {_key(k): encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [encode(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return [encode(item) for item in sorted(value, key=repr)]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode()}
+    if hasattr(value, "item") and callable(value.item):  # a NumPy scalar
+        return encode(value.item())
+    raise WireError(f"A {type(value).__name__} cannot be sent to the server: {value!r:.80}.")
+
+
+def decode(data: Any, hint: Any, where: str = "body") -> Any:
+    """Rebuild the value of type `hint` from the JSON value `data`.
+
+    Args:
+        data: what `json.loads` gave.
+        hint: the type expected there (a class, `list[Run]`, `str | None`, `Any`...).
+        where: how messages name the place of `data` (e.g. "body.specs").
+
+    Raises:
+        WireError: `data` does not fit `hint`; the message and `problems` name the place.
+    """
+    return decoder(hint)(data, where)
+
+
+def dumps(value: Any) -> bytes:
+    """The JSON text of `encode(value)`, as UTF-8 (non-ASCII escaped, so any text survives)."""
+    return json.dumps(encode(value), ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def loads(body: bytes | str, what: str = "The request body") -> Any:
+    """Parse JSON text.
+
+    Raises:
+        WireError: the text is not JSON; the message says where it broke.
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WireError(f"{what} is not valid JSON: {exc}.") from None
+
+
+@functools.cache
+def decoder(hint: Any) -> Decoder:
+    """The decoder of values of type `hint` (built once per hint)."""
+    if hint is Any or hint is object:
+        return _untag
+    if hint is None or hint is type(None):
+        return _none
+    if hint in _SCALARS:
+        return _SCALARS[hint]
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return _literal(typing.get_args(hint))
+    if origin in (Union, types.UnionType):
+        return _union(typing.get_args(hint))
+    if origin in _SEQUENCES or hint in _SEQUENCES:
+        return _sequence(hint, origin or hint)
+    if origin in _MAPPINGS or hint in _MAPPINGS:
+        args = typing.get_args(hint)
+        return _mapping(decoder(args[1]) if args else _untag)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return _enum(hint)
+    if isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields"):
+        return _record(hint, named_tuple=True)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _record(hint, named_tuple=False)
+    raise TypeError(f"The wire has no JSON form for {hint!r}")
+
+
+def refused(where: str, expected: str, got: Any) -> WireError:
+    """The error for a value that is not what its place expects."""
+    shown = _shown(got)
+    return WireError(
+        f"{where}: expected {expected}, got {shown}.", [{"field": where, "expected": expected, "got": shown}]
+    )
+
+
+# scalars -------------------------------------------------------------------------------------
+def _none(data: Any, where: str) -> None:
+    if data is not None:
+        raise refused(where, "null", data)
+
+
+def _bool(data: Any, where: str) -> bool:
+    if data is True or data is False:
+        return data
+    raise refused(where, "true or false", data)
+
+
+def _int(data: Any, where: str) -> int:
+    if type(data) is int:
+        return data
+    raise refused(where, "an integer", data)
+
+
+def _float(data: Any, where: str) -> float:
+    kind = type(data)
+    if kind is float or kind is int:
+        return float(data)
+    if kind is dict and data.keys() == {"$float"} and data["$float"] in _NON_FINITE:
+        return _NON_FINITE[data["$float"]]
+    raise refused(where, "a number", data)
+
+
+def _str(data: Any, where: str) -> str:
+    if type(data) is str:
+        return data
+    raise refused(where, "a string", data)
+
+
+def _bytes(data: Any, where: str) -> bytes:
+    text = data.get("$bytes") if type(data) is dict and len(data) == 1 else data
+    if type(text) is str:
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    raise refused(where, "base64 text", data)
+
+
+_SCALARS: dict[Any, Decoder] = {bool: _bool, int: _int, float: _float, str: _str, bytes: _bytes}
+
+
+def _untag(data: Any, where: str) -> Any:
+    """Any JSON value as is, with tagged floats and bytes turned back into their values."""
+    kind = type(data)
+    if kind is dict:
+        if len(data) == 1:
+            if "$float" in data:
+                return _float(data, where)
+            if "$bytes" in data:
+                return _bytes(data, where)
+        return {k: _untag(v, where) for k, v in data.items()}
+    if kind is list:
+        return [_untag(v, where) for v in data]
+    return data
+
+
+# composites ----------------------------------------------------------------------------------
+def _literal(values: tuple[Any, ...]) -> Decoder:
+    expected = " or ".join(repr(v) for v in values)
+
+    def literal(data: Any, where: str) -> Any:
+        if type(data) in (str, int, bool) and data in values:
+            return data
+        raise refused(where, expected, data)
+
+    return literal
+
+
+def _union(members: tuple[Any, ...]) -> Decoder:
+    optional = type(None) in members
+    rest = tuple(m for m in members if m is not type(None))
+    named = {m.__name__: m for m in rest if isinstance(m, type) and m in TAGGED}
+    expected = " or ".join(_name(m) for m in members)
+
+    def union(data: Any, where: str) -> Any:
+        if data is None:
+            if optional:
+                return None
+            raise refused(where, expected, data)
+        if named and type(data) is dict and "$type" in data:
+            chosen = named.get(data["$type"])
+            if chosen is None:
+                raise refused(f"{where}.$type", " or ".join(map(repr, named)), data["$type"])
+            return decoder(chosen)(data, where)
+        for member in rest:
+            try:
+                return decoder(member)(data, where)
+            except WireError:
+                continue
+        raise refused(where, expected, data)
+
+    return union
+
+
+def _sequence(hint: Any, origin: Any) -> Decoder:
+    args = typing.get_args(hint)
+    if origin is tuple and args and (len(args) != 2 or args[1] is not Ellipsis):
+        return _fixed_tuple(tuple(decoder(a) for a in args))
+    item = decoder(args[0]) if args else _untag
+    build: Callable[[list[Any]], Any] = {tuple: tuple, set: set, frozenset: frozenset}.get(origin, list)
+
+    def sequence(data: Any, where: str) -> Any:
+        if type(data) is not list:
+            raise refused(where, "a list", data)
+        return build([item(v, f"{where}[{i}]") for i, v in enumerate(data)])
+
+    return sequence
+
+
+def _fixed_tuple(items: tuple[Decoder, ...]) -> Decoder:
+    size = len(items)
+
+    def fixed(data: Any, where: str) -> tuple[Any, ...]:
+        if type(data) is not list or len(data) != size:
+            raise refused(where, f"a list of {size} items", data)
+        return tuple(d(v, where) for d, v in zip(items, data, strict=True))
+
+    return fixed
+
+
+def _mapping(value: Decoder) -> Decoder:
+    def mapping(data: Any, where: str) -> dict[str, Any]:
+        if type(data) is not dict:
+            raise refused(where, "an object", data)
+        return {k: value(v, f"{where}.{k}") for k, v in data.items()}
+
+    return mapping
+
+
+def _enum(cls: type[enum.Enum]) -> Decoder:
+    values = {member.value: member for member in cls}
+    expected = "one of " + ", ".join(repr(v) for v in values)
+
+    def member(data: Any, where: str) -> enum.Enum:
+        try:
+            return values[data]
+        except (KeyError, TypeError):
+            raise refused(where, expected, data) from None
+
+    return member
+
+
+def _record(cls: type, *, named_tuple: bool) -> Decoder:
+    """A dataclass or named tuple from an object of its fields (field decoders built on first use)."""
+
+    def record(data: Any, where: str) -> Any:
+        if type(data) is not dict:
+            raise refused(where, f"an object ({cls.__name__})", data)
+        fields, required = _fields(cls, named_tuple)
+        values = {}
+        for key, item in data.items():
+            if key == "$type":
+                continue
+            field = fields.get(key)
+            if field is None:
+                raise refused(f"{where}.{key}", f"only the fields of {cls.__name__}", "an unknown field")
+            values[key] = field(item, f"{where}.{key}")
+        missing = required - values.keys()
+        if missing:
+            raise refused(f"{where}.{min(missing)}", "a value (the field is required)", "nothing")
+        return cls(**values)
+
+    return record
+
+
+@functools.cache
+def _fields(cls: type, named_tuple: bool) -> tuple[dict[str, Decoder], frozenset[str]]:
+    hints = typing.get_type_hints(cls)
+    if named_tuple:
+        names = list(cls._fields)  # type: ignore[attr-defined]
+        defaults = getattr(cls, "_field_defaults", {})
+        required = frozenset(n for n in names if n not in defaults)
+    else:
+        specs = [f for f in dataclasses.fields(cls) if f.init]
+        names = [f.name for f in specs]
+        required = frozenset(
+            f.name
+            for f in specs
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+    return {n: decoder(hints[n]) for n in names}, required
+
+
+# messages ------------------------------------------------------------------------------------
+def _float_name(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return str(key)
+    raise WireError(f"Only text keys can be sent to the server, not {key!r:.40} ({type(key).__name__}).")
+
+
+def _name(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _shown(data: Any) -> str:
+    if data is None:
+        return "null"
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "object"}
+    text = json.dumps(data, default=str)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{text} ({kind.get(type(data), type(data).__name__)})"
+
+
+# JSON Schema -----------------------------------------------------------------------------------
+_FLOAT_SCHEMA = {
+    "anyOf": [
+        {"type": "number"},
+        {
+            "type": "object",
+            "properties": {"$float": {"enum": list(_NON_FINITE)}},
+            "required": ["$float"],
+            "additionalProperties": False,
+        },
+    ]
+}
+_SCALAR_SCHEMAS: dict[Any, dict[str, Any]] = {
+    bool: {"type": "boolean"},
+    int: {"type": "integer"},
+    float: _FLOAT_SCHEMA,
+    str: {"type": "string"},
+    bytes: {"type": "string", "contentEncoding": "base64"},
+    type(None): {"type": "null"},
+}
+
+
+def schema(hint: Any, _seen: frozenset[type] = frozenset()) -> dict[str, Any]:
+    """The JSON Schema of what `encode` makes of values of type `hint` (for the OpenAPI document).
+
+    A dataclass inside itself (a filter's `And` of `Or`s) is described as any object there.
+    """
+    if hint is Any or hint is object:
+        return {}
+    if hint is None or hint in _SCALAR_SCHEMAS:
+        return dict(_SCALAR_SCHEMAS[type(None) if hint is None else hint])
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (Union, types.UnionType):
+        return {"anyOf": [schema(a, _seen) for a in args]}
+    if origin is tuple and args and (len(args) != 2 or args[1] is not Ellipsis):
+        items = [schema(a, _seen) for a in args]
+        return {"type": "array", "prefixItems": items, "minItems": len(items), "maxItems": len(items)}
+    if origin in _SEQUENCES or hint in _SEQUENCES:
+        return {"type": "array", "items": schema(args[0], _seen) if args else {}}
+    if origin in _MAPPINGS or hint in _MAPPINGS:
+        return {"type": "object", "additionalProperties": schema(args[1], _seen) if args else {}}
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return {"enum": [m.value for m in hint]}
+    if isinstance(hint, type) and (dataclasses.is_dataclass(hint) or hasattr(hint, "_fields")):
+        if hint in _seen:
+            return {"type": "object"}
+        return _record_schema(hint, _seen | {hint})
+    return {}
+
+
+def object_schema(
+    fields: Mapping[str, Any], required: Sequence[str], _seen: frozenset[type] = frozenset()
+) -> dict[str, Any]:
+    """The JSON Schema of an object with these typed fields."""
+    doc: dict[str, Any] = {
+        "type": "object",
+        "properties": {name: schema(hint, _seen) for name, hint in fields.items()},
+        "additionalProperties": False,
+    }
+    if required:
+        doc["required"] = sorted(required)
+    return doc
+
+
+def _record_schema(cls: type, seen: frozenset[type]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    if dataclasses.is_dataclass(cls):
+        specs = [f for f in dataclasses.fields(cls) if f.init]
+        names = [f.name for f in specs]
+        required = [
+            f.name
+            for f in specs
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+    else:
+        names = list(cls._fields)  # type: ignore[attr-defined]
+        required = [n for n in names if n not in getattr(cls, "_field_defaults", {})]
+    doc = object_schema({n: hints[n] for n in names}, required, seen)
+    if cls in TAGGED:
+        doc["properties"]["$type"] = {"const": cls.__name__}
+        doc["required"] = sorted([*required, "$type"])
+    doc["title"] = cls.__name__
+    return doc
