@@ -548,6 +548,14 @@ def test_db_upgrade_sqlite(run_cli) -> None:  # type: ignore[no-untyped-def]
     assert "already at revision" in again.out
 
 
+def test_db_upgrade_migrates_every_workspace(run_cli) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli("workspaces", "create", "vision").code == 0
+    result = run_cli("db", "upgrade")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert len(lines) == 2 and "plinth.ws-vision.db" in lines[1], result.out
+
+
 def test_db_upgrade_hides_the_password(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     from plinth.cli.render import safe_url
 

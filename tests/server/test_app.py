@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,45 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, named: str) -> None
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"No server config at .*--config"):
         ServerConfig.load(tmp_path / "nope.toml", Settings(home=str(tmp_path)), environ={})
+
+
+# the command ---------------------------------------------------------------------------------
+
+
+def test_the_command_refuses_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    from plinth.cli.main import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["server", "--port", str(port)]) == 2
+    assert f"Port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+def test_the_command_refuses_a_bad_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from plinth.cli.main import main
+
+    assert main(["server", "--config", str(write(tmp_path, "metrics_open = 'maybe'"))]) == 2
+    assert "metrics_open" in capsys.readouterr().err
+    assert main(["server", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "No server config at" in capsys.readouterr().err
+
+
+def test_the_command_wants_both_tls_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from plinth.cli.main import main
+
+    (tmp_path / "cert.pem").write_text("")
+    assert main(["server", "--ssl-certfile", str(tmp_path / "cert.pem")]) == 2
+    assert "--ssl-keyfile" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_init_admin_prints_a_working_superuser_token_once(server_process: Factory, sqlite_url: str) -> None:
+    server = server_process(sqlite_url, args=["--init-admin"])
+    printed = re.findall(r"^plt_\S+$", server.log(), flags=re.MULTILINE)
+    assert len(printed) == 1
+    with server.client(token=printed[0]) as admin:
+        me = admin.get("/api/v1/whoami").json()
+    assert me["name"] == "admin" and me["superuser"] is True
+    assert me["token_name"].startswith("init-")

@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from plinth.core.errors import ConfigError, ConflictError, IntegrityError, NotFound
+from plinth.core.errors import ConfigError, ConflictError, Forbidden, IntegrityError, NotFound
 from plinth.core.settings import Settings
 from plinth.server.uploads import STALE_S
 from plinth.store.base import ArtifactRecord
@@ -348,6 +348,44 @@ def test_a_blob_a_workspace_refers_to_is_not_deleted(
     with pytest.raises(ConflictError, match="still referred to"):
         blobs.delete(digest)
     assert blobs.exists(digest)
+
+
+def _token_for(server: Any, name: str, role: str) -> str:
+    with server.client() as admin:
+        admin.put(f"/api/v1/workspaces/default/members/{name}", json={"role": role}).raise_for_status()
+        issued = admin.post(
+            "/api/v1/tokens", json={"name": "t", "principal": name, "workspace": "default", "role": role}
+        )
+    return str(issued.json()["secret"])
+
+
+@pytest.mark.parametrize(
+    ("role", "reads", "writes", "deletes"),
+    [
+        ("viewer", True, False, False),
+        ("predictor", True, False, False),
+        ("editor", True, True, False),
+        ("admin", True, True, False),
+    ],
+)
+def test_what_each_role_may_do_with_blobs(
+    server: Any, blobs: RemoteBlobStore, role: str, reads: bool, writes: bool, deletes: bool
+) -> None:
+    digest, _ = blobs.put_bytes(b"shared weights")
+    theirs = RemoteBlobStore(ServerClient(server.url, token=_token_for(server, "someone", role)))
+
+    assert (theirs.read_bytes(digest) == b"shared weights") is reads
+    assert _allowed(lambda: theirs.put_bytes(role.encode())) is writes
+    assert _allowed(lambda: list(theirs.list_blobs())) is deletes
+    assert _allowed(lambda: theirs.delete(digest)) is deletes
+
+
+def _allowed(action: Callable[[], object]) -> bool:
+    try:
+        action()
+    except Forbidden:
+        return False
+    return True
 
 
 def test_open_blobs_names_the_server_for_a_remote_store(server: Any) -> None:

@@ -156,8 +156,8 @@ def test_erasure_and_audit_through_the_server(use: Use, iris: tuple[pd.DataFrame
     assert not any("mallory" in a for a in actors)
 
 
-def test_flows_run_through_the_server(use: Use) -> None:
-    use("editor")
+def test_flows_run_through_the_server(use: Use, team_server: Any) -> None:
+    settings = use("editor")
     result = ex.pipeline.run(lr=0.2)
     assert result.status is plinth.RunStatus.FINISHED
     assert result.result == {"lr": 0.2, "score": pytest.approx(0.6)}
@@ -165,3 +165,12 @@ def test_flows_run_through_the_server(use: Use) -> None:
     assert plinth.get_run(steps["train#3"].id).metrics["loss"] == 0.4
     assert plinth.get_run(result.id).user == "editor-bot"
     assert context.backend().blobs.read_bytes(steps["pick_best#0"].result_digest or "")
+    # the steps wrote with a step token of their own, revoked once the flow ended
+    with team_server.client() as admin:
+        events = admin.get("/api/v1/audit/events", params={"entity_id": steps["train#3"].id}).json()
+        tokens = admin.get("/api/v1/tokens", params={"principal": "editor-bot"}).json()
+    assert {e["actor"] for e in events} >= {f"editor-bot (token step-{result.id})"}
+    step_token = next(t for t in tokens if t["name"] == f"step-{result.id}")
+    assert step_token["purpose"] == "step" and step_token["revoked_ms"] is not None
+    assert settings.token not in str(plinth.get_run(steps["train#3"].id).tags)
+

@@ -29,7 +29,7 @@ def test_no_server_errors(server_factory: Callable[..., Any], tmp_path: Path) ->
     statuses: collections.Counter[int] = collections.Counter()
 
     @given(data=st.data())
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def probe(data: st.DataObject) -> None:
         mode = data.draw(st.sampled_from([GenerationMode.POSITIVE, GenerationMode.NEGATIVE]))
         operation = data.draw(st.sampled_from(with_input if mode is GenerationMode.NEGATIVE else operations))
@@ -37,9 +37,9 @@ def test_no_server_errors(server_factory: Callable[..., Any], tmp_path: Path) ->
         response = case.call(base_url=server.url, headers=auth)
         statuses[response.status_code] += 1
         assert response.status_code < 500, (case.method, case.formatted_path, case.body, response.text)
-        if response.status_code >= 400:
-            assert set(response.json()["error"]) == {"type", "message", "problems"}
+        if response.status_code >= 400 and case.method != "HEAD":  # HEAD answers carry no body
+            assert set(response.json()["error"]) == {"type", "message", "problems"}, response.text
 
     probe()
-    assert sum(statuses.values()) >= 300
+    assert sum(statuses.values()) >= 250
     assert any(400 <= status < 500 for status in statuses)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,6 +50,12 @@ def issue(identity: SqlIdentity, name: str, role: str, workspace: str = "default
         by="tester",
     )
     return secret
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -187,3 +197,35 @@ def test_without_auth_nothing_changes(
 def test_the_cache_window_is_at_most_five_seconds(cache_s: float) -> None:
     with pytest.raises(InvalidInput, match="auth_cache_s"):
         ServeOptions(auth=True, auth_cache_s=cache_s)
+
+
+@sqlite_only
+def test_plinth_serve_auth_from_the_command_line(
+    cancer: tuple[Any, Any, LogisticRegression], settings: Settings, identity: SqlIdentity
+) -> None:
+    x, _y, clf = cancer
+    mv = plinth.register_model("bc", clf, input_example=x[:3])
+    plinth.set_alias("bc", "champion", mv.version)
+    predictor = issue(identity, "scorer", "predictor")
+    port = free_port()
+    env = {**os.environ, "PLINTH_HOME": settings.home, "PLINTH_STORE": settings.resolved_store_url}
+    command = [sys.executable, "-m", "plinth.cli.main", "serve", "bc@champion", "--port", str(port), "--auth"]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+
+            def ready() -> bool:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                try:
+                    return client.get("/readyz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(ready, "`plinth serve --auth` to be ready")
+            assert client.post("/v1/models/bc/predict", json=body(cancer)).status_code == 401
+            answer = client.post("/v1/models/bc/predict", json=body(cancer), headers=bearer(predictor))
+            assert answer.status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert predictor not in (server.stderr.read().decode() if server.stderr else "")

@@ -6,6 +6,7 @@ import errno
 import importlib.util
 import os
 import socket
+import sys
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -110,6 +111,7 @@ def _init_admin(config: ServerConfig) -> None:
     info, secret = init_admin(config)
     say(f"Superuser token {info.name!r} for {info.principal} (shown this once; keep it secret):")
     click.echo(secret)
+    sys.stdout.flush()  # before the server's own output, even into a pipe
 
 
 def _check_tls(certfile: str | None, keyfile: str | None) -> None:

@@ -11,7 +11,7 @@ import collections
 import contextlib
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from plinth.core.errors import InvalidInput, StepFailed
 from plinth.core.ids import new_id, now_ms
 from plinth.core.validation import param_text
 from plinth.flows import hashing
+from plinth.flows.credentials import payload_settings
 from plinth.flows.runtime import StepPayload, StepReport, run_step
 from plinth.flows.values import Ref, ValueCache
 from plinth.store.base import ArtifactRecord, NewRun
@@ -76,8 +77,11 @@ class FlowDriver:
         flow_run_id: str,
         flow_name: str,
         previous: dict[str, StepRun] | None = None,
+        step_env: Mapping[str, str] | None = None,
     ) -> None:
         self.be = be
+        self.step_env = dict(step_env or {})  # a team server's step token (plinth.flows.credentials)
+        self.step_settings = payload_settings(be.settings)
         self.store = be.store
         self.executor = executor
         self.flow_run_id = flow_run_id
@@ -283,7 +287,7 @@ class FlowDriver:
         future.state = "running"
         fn_digest, fn_bytes = self._function(future.step)
         payload = StepPayload(
-            settings=self.be.settings,
+            settings=self.step_settings,
             run_id=future.row.id,
             experiment_id=future.experiment_id,
             call=future.call,
@@ -302,6 +306,7 @@ class FlowDriver:
             resources=options.resources,
             timeout_s=options.timeout_s,
             label=future.call,
+            env=self.step_env,
         )
         future.task_id = task.id
         self._by_task[task.id] = future

@@ -16,6 +16,7 @@ from plinth.core.entities import FlowRun, RunStatus, StepRun
 from plinth.core.errors import ConflictError, InvalidInput, PlinthError, StepFailed
 from plinth.core.ids import now_ms
 from plinth.core.validation import check_name
+from plinth.flows.credentials import step_credentials
 from plinth.flows.driver import FlowDriver
 from plinth.flows.liveness import DriverCheck, check_driver, this_driver
 from plinth.flows.source import load_object, source_of
@@ -130,9 +131,10 @@ class Flow(Generic[P, R]):
             driver_ns=here.ns,
         )
         be.store.create_flow_run(record)
-        driver = FlowDriver(be, executor, active.id, self.name, resume[1] if resume else None)
-        driver.observer = observer
-        status, error, digest, raised = self._drive(driver, bound)
+        with step_credentials(be.settings, active.id) as step_env:
+            driver = FlowDriver(be, executor, active.id, self.name, resume[1] if resume else None, step_env)
+            driver.observer = observer
+            status, error, digest, raised = self._drive(driver, bound)
         be.store.finish_flow_run(active.id, status, now_ms(), digest, error)
         active.end(status, error)
         if raised is not None:  # the flow body itself raised, or was interrupted: the run is recorded

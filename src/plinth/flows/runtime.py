@@ -8,7 +8,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cloudpickle
@@ -99,6 +99,9 @@ def _call(be: context.Backend, fn: Any, payload: StepPayload) -> Any:
 
 
 def _backend(settings: Settings) -> context.Backend:
+    if settings.is_remote and settings.token is None and os.environ.get("PLINTH_TOKEN"):
+        # the step token travels in the step's environment, never in its payload
+        settings = replace(settings, token=os.environ["PLINTH_TOKEN"])
     current = context.current()
     if current is not None and current.settings == settings:
         return current

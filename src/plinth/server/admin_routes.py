@@ -33,8 +33,8 @@ from plinth.core.errors import ConflictError, Forbidden, NotFound
 from plinth.core.identity import Principal, PrincipalKind, TokenInfo
 from plinth.server.context import (
     RequestContext,
-    bearer,
     client_of,
+    credential,
     require,
     right_extra,
     server_state,
@@ -91,7 +91,7 @@ def require_in_path(right: Right) -> Callable[[Request], RequestContext]:
 
     def dependency(request: Request) -> RequestContext:
         state = server_state(request)
-        principal = state.authorizer.authenticate(bearer(request), client_of(request))
+        principal = state.authorizer.authenticate(credential(request), client_of(request))
         workspace = check_workspace_name(request.path_params["workspace"])
         state.authorizer.authorize(principal, workspace, right)
         return RequestContext(principal=principal, workspace=workspace, state=state)
@@ -258,7 +258,9 @@ def _token_routes(router: APIRouter) -> None:
         check_token_name(name)
         _check_filters(principal, None)
         target = _token_to_revoke(ctx.principal, identity.list_tokens(principal=principal), name, principal)
-        return encode(identity.revoke_token(name, principal=target.principal, by=ctx.principal.actor))
+        revoked = identity.revoke_token(name, principal=target.principal, by=ctx.principal.actor)
+        ctx.state.authorizer.forget()  # at once on this worker; the others within their cache window
+        return encode(revoked)
 
 
 def describe(principal: Principal) -> dict[str, Any]:

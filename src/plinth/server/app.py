@@ -3,14 +3,14 @@
 One app per process holds the identity store, one store per workspace, the authorizer and the
 artifact store (`ServerState`, in `app.state.plinth`). Routes come from one module per area:
 the store API (`store_routes`), the admin API (`admin_routes`), artifacts (`blob_routes`),
-single sign-on (`oidc`, when configured) and the probes (`health`). Every route names the right
+monitoring and lineage computed where the logs are (`compute_routes`), single sign-on
+(`oidc`, when configured), and the probes and metrics (`health`). Every route names the right
 it needs; the route-table test holds every route to it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,11 +25,15 @@ from plinth import __version__
 from plinth.core.access import DEFAULT_WORKSPACE, Right
 from plinth.core.errors import PlinthError
 from plinth.server import errors
+from plinth.server.admin_routes import admin_router
+from plinth.server.blob_routes import blob_router
+from plinth.server.compute_routes import compute_router
 from plinth.server.config import ServerConfig
 from plinth.server.context import RIGHT_KEY, WORKSPACE_HEADER, ServerState
 from plinth.server.health import health_router
 from plinth.server.metrics import ServerMetrics
 from plinth.server.middleware import ServerGuard
+from plinth.server.store_routes import store_router
 
 if TYPE_CHECKING:
     from plinth.store.blobs import BlobStore
@@ -41,13 +45,6 @@ BLOBS = f"{API}/blobs"
 """Artifact chunk routes limit their own bodies (a chunk may pass the JSON limit)."""
 
 SECURITY_SCHEME = "bearer"
-
-ROUTERS = (
-    ("plinth.server.store_routes", "store_router"),
-    ("plinth.server.admin_routes", "admin_router"),
-    ("plinth.server.blob_routes", "blob_router"),
-    ("plinth.server.compute_routes", "compute_router"),
-)
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -152,23 +149,14 @@ def _lazy_blobs(config: ServerConfig) -> Callable[[], BlobStore]:
 
 
 def _routers(config: ServerConfig) -> Iterator[APIRouter]:
-    for module_name, factory in ROUTERS:
-        module = _optional(module_name)
-        if module is not None:
-            yield getattr(module, factory)()
-    if config.oidc:
+    yield store_router()
+    yield admin_router()
+    yield blob_router()
+    yield compute_router()
+    if config.oidc:  # authlib and the sealing keys load only when sign-on is configured
         from plinth.server.oidc import oidc_router
 
         yield oidc_router(config)
-
-
-def _optional(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:  # INTERIM: while sibling modules land
-        if not (exc.name or "").startswith("plinth."):
-            raise
-        return None
 
 
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -218,4 +206,3 @@ def _secure(doc: dict[str, Any], path: str, route: APIRoute) -> None:
         operation = operations.get(method.lower())
         if operation is not None:
             operation["security"] = [] if public else [{SECURITY_SCHEME: []}]
-

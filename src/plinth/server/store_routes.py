@@ -27,6 +27,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from plinth.core.errors import ConflictError
+from plinth.core.http import RequestError
 from plinth.server.context import RequestContext, require, right_extra
 from plinth.store import rpc, wire
 from plinth.store.base import NewModelVersion, NewRun, SealedManifest, Store
@@ -99,7 +100,10 @@ async def _arguments(endpoint: rpc.Endpoint, request: Request) -> dict[str, Any]
 
 
 def _object(body: bytes) -> dict[str, Any]:
-    data = wire.loads(body or b"{}")
+    try:
+        data = wire.loads(body or b"{}")
+    except wire.WireError as exc:
+        raise RequestError(str(exc), 400) from None
     if not isinstance(data, dict):
         raise refused("body", "a JSON object of the arguments", data)
     return data

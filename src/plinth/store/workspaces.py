@@ -180,11 +180,11 @@ def _open(settings: Settings, workspace: str, blobs: Callable[[], BlobStore]) ->
 
     url = workspace_url(settings.resolved_store_url, workspace)
     if workspace != DEFAULT_WORKSPACE and url.startswith("postgresql"):
-        _create_schema(url)
+        ensure_schema(url)
     return SqlStore(url, actor=settings.user, audit_key=audit_secret(settings), blobs=blobs)
 
 
-def _create_schema(url: str) -> None:
+def ensure_schema(url: str) -> None:
     """Create the schema a workspace's PostgreSQL URL names, unless it exists."""
     from plinth.store.engine import make_engine, writing
 

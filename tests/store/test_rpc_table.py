@@ -1,0 +1,130 @@
+"""The endpoint table: every Store method has one route, and every route's arguments can travel."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from plinth.core.access import Right
+from plinth.store import rpc, wire
+from plinth.store.base import Store
+from plinth.store.remote import RemoteStore
+
+
+def test_every_abstract_store_method_has_an_endpoint_and_no_endpoint_is_extra() -> None:
+    served = set(Store.__abstractmethods__) - rpc.UNSERVED
+    assert set(rpc.BY_METHOD) == served
+    assert len(rpc.ENDPOINTS) == len(served)  # one each
+
+
+def test_routes_are_unique_and_under_the_api() -> None:
+    routes = [(e.verb, e.path) for e in rpc.ENDPOINTS]
+    assert len(set(routes)) == len(routes)
+    assert all(e.path.startswith("/") and e.verb in ("GET", "POST", "PUT", "DELETE") for e in rpc.ENDPOINTS)
+
+
+def test_the_remote_store_implements_every_method_with_the_store_signature() -> None:
+    for endpoint in rpc.ENDPOINTS:
+        mine = inspect.signature(getattr(RemoteStore, endpoint.method))
+        theirs = inspect.signature(getattr(Store, endpoint.method))
+        assert list(mine.parameters) == list(theirs.parameters), endpoint.method
+        assert getattr(RemoteStore, endpoint.method) is not getattr(Store, endpoint.method)
+
+
+@pytest.mark.parametrize("endpoint", rpc.ENDPOINTS, ids=lambda e: e.method)
+def test_each_endpoints_arguments_and_result_have_a_wire_form(endpoint: rpc.Endpoint) -> None:
+    hints = endpoint.hints
+    for name in endpoint.signature.parameters:
+        if name in endpoint.path_params or endpoint.verb == "GET":
+            assert rpc.query_hint(hints[name]) is not None, f"{endpoint.method}({name}) cannot go in a URL"
+        elif endpoint.method not in ("create_model_version", "write_prediction_columns"):
+            wire.decoder(hints[name])  # raises for a type with no JSON form
+    for name in endpoint.path_params:
+        assert name in endpoint.signature.parameters or endpoint.method == "create_model_version"
+    if endpoint.method not in rpc.BINARY_RESULTS:
+        wire.decoder(hints["return"])
+
+
+@pytest.mark.parametrize(
+    ("method", "right"),
+    [
+        ("get_run", Right.READ),
+        ("write_metrics", Right.WRITE),
+        ("model_files", Right.LOAD),
+        ("resolve_alias", Right.LOAD),
+        ("set_alias", Right.MAINTAIN),
+        ("delete_alias", Right.MAINTAIN),
+        ("write_prediction_logs", Right.PREDICT),
+        ("write_labels", Right.PREDICT),
+        ("prediction_logs", Right.RAW),
+        ("prediction_table", Right.RAW),
+        ("find_prediction", Right.RAW),
+        ("labeled_predictions", Right.RAW),
+        ("window_labels", Right.RAW),
+        ("label_of", Right.RAW),
+        ("prediction_stats", Right.READ),
+        ("audit_events", Right.AUDIT),
+        ("verify_audit", Right.AUDIT),
+        ("remove_predictions", Right.AUDIT),
+        ("delete_labels", Right.AUDIT),
+        ("count_prediction_logs", Right.AUDIT),
+        ("scrub", Right.AUDIT),
+        ("referenced_digests", Right.ADMIN),
+    ],
+)
+def test_rights_follow_the_roles_rules(method: str, right: Right) -> None:
+    assert rpc.BY_METHOD[method].right is right
+
+
+def test_raw_logs_are_never_readable_with_read_alone() -> None:
+    raw_results = ("PredictionLog", "pa.Table", "dict[str, str]")
+    for endpoint in rpc.ENDPOINTS:
+        returns = str(inspect.signature(getattr(Store, endpoint.method)).return_annotation)
+        if endpoint.tag == "serving" and any(kind in returns for kind in raw_results):
+            assert endpoint.right in (Right.RAW, Right.AUDIT), endpoint.method
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        ("x/y", str),
+        ("", str),
+        (5, int),
+        (None, int | None),
+        (True, bool),
+        (float("inf"), float),
+        (-0.5, float),
+    ],
+)
+def test_query_text_goes_back_to_the_value(value: object, hint: object) -> None:
+    assert rpc.from_query(rpc.to_query(value), hint, "query.x") == value  # type: ignore[arg-type]
+
+
+def test_bad_query_text_is_refused_naming_the_parameter() -> None:
+    with pytest.raises(wire.WireError, match=r"query.version: expected an integer"):
+        rpc.from_query("three", int | None, "query.version")
+
+
+def test_path_segments_cannot_climb_or_split() -> None:
+    assert rpc.segment("org/churn") == "org%2Fchurn"
+    assert rpc.segment("..") == "%2E%2E"
+
+
+def test_binary_bodies_go_and_come_back() -> None:
+    history = np.array(
+        [(0, 5, 0.5), (1, 6, np.nan)], dtype=[("step", "i8"), ("timestamp_ms", "i8"), ("value", "f8")]
+    )
+    back = rpc.npy_array(rpc.npy_bytes(history))
+    assert back.dtype == history.dtype and back["step"].tolist() == [0, 1]
+    tables = [pa.table({"a": [1, 2]}), pa.table({"b": ["x"]})]
+    assert [t.to_pydict() for t in rpc.unpack_tables(rpc.pack_tables(tables))] == [
+        {"a": [1, 2]},
+        {"b": ["x"]},
+    ]
+    with pytest.raises(wire.WireError, match="ends inside"):
+        rpc.unpack_tables(rpc.pack_tables(tables)[:-3])
+    with pytest.raises(wire.WireError, match="npy"):
+        rpc.npy_array(b"not an array")
