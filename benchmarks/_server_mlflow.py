@@ -268,7 +268,12 @@ def worker(args: argparse.Namespace) -> None:
         t.start()
     for t in threads:
         t.join()
-    out = {**totals, "elapsed_s": time.perf_counter() - t0, "latencies": latencies, "error_text": error_text[:5]}
+    out = {
+        **totals,
+        "elapsed_s": time.perf_counter() - t0,
+        "latencies": latencies,
+        "error_text": error_text[:5],
+    }
     print(json.dumps(out), flush=True)
 
 

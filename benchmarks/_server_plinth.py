@@ -166,10 +166,16 @@ def measure_points(plinth: Any, url: str, n: int) -> dict[str, object]:
         run.flush()
         dt = time.perf_counter() - t0
         busy = server_seconds(before, server_metrics(url))
-    return {"points_n": n, "points_per_s": n / dt, "points_s": dt, "points_server_s": busy, "points_chunk": CHUNK}
+    return {
+        "points_n": n,
+        "points_per_s": n / dt,
+        "points_s": dt,
+        "points_server_s": busy,
+        "points_chunk": CHUNK,
+    }
 
 
-def measure_search(plinth: Any, n: int, reps: int) -> dict[str, object]:
+def measure_search(plinth: Any, url: str, n: int, reps: int) -> dict[str, object]:
     """Row 3: a filtered, ordered search with limit 10 over `n` runs (filled first, not timed)."""
     from plinth.core.entities import RunStatus
     from plinth.store.base import NewRun
@@ -211,7 +217,9 @@ def measure_search(plinth: Any, n: int, reps: int) -> dict[str, object]:
     matches = len(search(None))
     first = search(10)  # warm-up, not timed
     _progress(f"3. search {n:,} runs: filter + order, limit 10, {reps} times")
+    before = server_metrics(url)
     ms = _median_ms(lambda: search(10), reps)
+    busy = server_seconds(before, server_metrics(url))
     return {
         "search_n_runs": n,
         "search_setup_s": setup_s,
@@ -219,6 +227,7 @@ def measure_search(plinth: Any, n: int, reps: int) -> dict[str, object]:
         "search_returned": len(first),
         "search_top_m2": [_rounded(r.metrics.get("m2")) for r in first],
         "search_median_ms": ms,
+        "search_server_ms": None if busy is None else busy / reps * 1e3,
         "search_reps": reps,
     }
 
@@ -227,7 +236,7 @@ def _rounded(value: Any) -> float | None:
     return None if value is None else round(float(value), 6)
 
 
-def measure_history(plinth: Any, n: int, reps: int) -> dict[str, object]:
+def measure_history(plinth: Any, url: str, n: int, reps: int) -> dict[str, object]:
     """Row 4: reading one metric's whole history (logged first through the batch path, not timed)."""
     _progress(f"4. metric history: logging {n:,} points (setup, not timed)")
     with plinth.start_run(experiment="bench-history") as run:
@@ -235,11 +244,14 @@ def measure_history(plinth: Any, n: int, reps: int) -> dict[str, object]:
         _log_series(plinth, run, "loss", n)
         run.flush()
     hist = plinth.metric_history(run_id, "loss")  # warm-up, not timed
+    before = server_metrics(url)
     ms = _median_ms(lambda: plinth.metric_history(run_id, "loss"), reps)
+    busy = server_seconds(before, server_metrics(url))
     return {
         "history_points": n,
         "history_returned": len(hist),
         "history_median_ms": ms,
+        "history_server_ms": None if busy is None else busy / reps * 1e3,
         "history_reps": reps,
     }
 
@@ -559,7 +571,9 @@ def main() -> None:
     ap.add_argument("--workdir")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--server-log", help="the server's log, where 5xx answers are counted if /metrics cannot be read")
+    ap.add_argument(
+        "--server-log", help="the server's log, where 5xx answers are counted if /metrics cannot be read"
+    )
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--exp")
     ap.add_argument("--proc", type=int, default=0)
@@ -579,7 +593,9 @@ def main() -> None:
     import plinth
 
     version = getattr(plinth, "__version__", None) or _dist_version("plinth")
-    _progress(f"plinth {version} from {os.path.dirname(plinth.__file__)}, store {os.environ.get('PLINTH_STORE')}")
+    _progress(
+        f"plinth {version} from {os.path.dirname(plinth.__file__)}, store {os.environ.get('PLINTH_STORE')}"
+    )
     sizes = QUICK if args.quick else FULL
     out: dict[str, object] = {
         "side": "plinth",
@@ -589,8 +605,8 @@ def main() -> None:
     }
     out.update(measure_runs(plinth, args.url, sizes["runs_n"]))
     out.update(measure_points(plinth, args.url, sizes["points_n"]))
-    out.update(measure_search(plinth, sizes["search_runs"], sizes["search_reps"]))
-    out.update(measure_history(plinth, sizes["history_points"], sizes["history_reps"]))
+    out.update(measure_search(plinth, args.url, sizes["search_runs"], sizes["search_reps"]))
+    out.update(measure_history(plinth, args.url, sizes["history_points"], sizes["history_reps"]))
     out.update(measure_concurrent(plinth, args.url, sizes, args.clients, args.server_log))
     out.update(measure_auth(workdir, sizes["auth_calls"]))
     out.update(measure_auth_http(args.url, os.environ.get("PLINTH_TOKEN"), sizes["get_reps"]))

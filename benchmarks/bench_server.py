@@ -31,14 +31,10 @@ import atexit
 import configparser
 import contextlib
 import json
-import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +161,12 @@ def plinth_command() -> list[str]:
 
 def editor_token(url: str, admin: str, work: Path) -> tuple[str, str]:
     """An editor token on `default` made through the server; (secret, how it was made)."""
-    env = {**harness.clean_env(), "PLINTH_STORE": url, "PLINTH_TOKEN": admin, "PLINTH_HOME": str(work / "cli")}
+    env = {
+        **harness.clean_env(),
+        "PLINTH_STORE": url,
+        "PLINTH_TOKEN": admin,
+        "PLINTH_HOME": str(work / "cli"),
+    }
     cmd = [*plinth_command(), "tokens", "create", "--name", "bench", "--workspace", "default"]
     cmd += ["--role", "editor", "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=120)
@@ -182,9 +183,10 @@ def editor_token(url: str, admin: str, work: Path) -> tuple[str, str]:
 
 def run_plinth(backend: str, args: argparse.Namespace) -> Result | None:
     """plinth's server on a fresh store of `backend`, and its client script against it."""
-    with harness.work_folder(f"server-plinth-{backend}", args.keep) as work, fresh_store(
-        backend, "plinth", work
-    ) as store:
+    with (
+        harness.work_folder(f"server-plinth-{backend}", args.keep) as work,
+        fresh_store(backend, "plinth", work) as store,
+    ):
         port = _free_port()
         admin = "plt_" + secrets.token_urlsafe(32)
         env = {
@@ -238,15 +240,23 @@ def ensure_mlflow(backend: str) -> str:
 def run_mlflow(backend: str, args: argparse.Namespace) -> Result | None:
     """MLflow's server on a fresh store of `backend` (plain, then basic-auth), and its client script."""
     python = ensure_mlflow(backend)
-    with harness.work_folder(f"server-mlflow-{backend}", args.keep) as work, fresh_store(
-        backend, "mlflow", work
-    ) as store:
+    with (
+        harness.work_folder(f"server-mlflow-{backend}", args.keep) as work,
+        fresh_store(backend, "mlflow", work) as store,
+    ):
         base = [python, "-m", "mlflow", "server", "--backend-store-uri", store.url, "--host", "127.0.0.1"]
         base += ["--artifacts-destination", str(work / "artifacts")]
         if args.workers:
             base += ["--workers", str(args.workers)]
         env = {**harness.clean_env(), **QUIET_MLFLOW}
-        side = [python, str(SIDES["mlflow"]), "--workdir", str(work / "client"), "--clients", str(args.clients)]
+        side = [
+            python,
+            str(SIDES["mlflow"]),
+            "--workdir",
+            str(work / "client"),
+            "--clients",
+            str(args.clients),
+        ]
         if args.quick:
             side.append("--quick")
         client_env = {**harness.clean_env(), **QUIET_MLFLOW}
@@ -375,7 +385,13 @@ def _rows(quick: bool, clients: int) -> list[Row]:
         Row(f"5. {c}: points written (points/s)", "conc_points_per_s", "rate", "-", None),
         Row(f"5. {c}: acknowledged writes lost", "conc_lost", "count", "0", lambda p, r: p == 0),
         Row(f"5. {c}: 5xx answers", "conc_5xx", "count", "0", lambda p, r: p == 0),
-        Row(f"5. {c}: p99 latency (server's; MLflow: client's)", "conc_p99_ms", "ms", "< 100 ms", lambda p, r: p < 100),
+        Row(
+            f"5. {c}: p99 latency (server's; MLflow: client's)",
+            "conc_p99_ms",
+            "ms",
+            "< 100 ms",
+            lambda p, r: p < 100,
+        ),
         Row(
             "6. token check per request (MLflow: basic-auth)",
             "auth_check_ms",
@@ -474,11 +490,17 @@ def notes(results: dict[tuple[str, str], Result | None], backends: list[str]) ->
                     f"plain server and {mlflow['auth_get_run_median_ms']:.2f} ms behind basic-auth "
                     "(credential cache off, its default): row 6 is the difference"
                 )
-                if mlflow.get("auth_cached_check_ms") is not None:
+                if mlflow.get("auth_cached_get_run_median_ms") is not None:
+                    extra = mlflow["auth_cached_check_ms"]
                     line += (
                         f"; with auth_cache_ttl_seconds = 60 it takes "
-                        f"{mlflow['auth_cached_get_run_median_ms']:.2f} ms "
-                        f"({mlflow['auth_cached_check_ms']:.2f} ms over the plain server)"
+                        f"{mlflow['auth_cached_get_run_median_ms']:.2f} ms ("
+                        + (
+                            f"{extra:.2f} ms over the plain server"
+                            if extra > 0
+                            else "no cost measurable over the plain server"
+                        )
+                        + ")"
                     )
                 out.append(line + ".")
         out.extend(_answer_checks(name, plinth, mlflow))
@@ -486,17 +508,21 @@ def notes(results: dict[tuple[str, str], Result | None], backends: list[str]) ->
 
 
 def _server_share_note(name: str, res: Result) -> str:
-    """How much of rows 1 and 2's time the server spent answering (from its latency histogram)."""
+    """How much of rows 1-4's time the server spent answering (from its latency histogram)."""
     parts = []
     for label, busy, total in (
         ("row 1", res.get("runs_server_s"), res.get("runs_s")),
         ("row 2", res.get("points_server_s"), res.get("points_s")),
     ):
         if busy is not None and total:
-            parts.append(f"{label} {busy:.2f} s of {total:.2f} s ({busy / total:.0%})")
+            parts.append(f"{label} {busy:.2f} s of {total:.2f} s")
+    for label, key in (("row 3", "search"), ("row 4", "history")):
+        busy = res.get(f"{key}_server_ms")
+        if busy is not None:
+            parts.append(f"{label} {_fmt(busy, 'ms')} a call (mean; the table gives the client's median)")
     if not parts:
         return f"{name}, plinth: the server's own time per row could not be read from /metrics."
-    return f"{name}, plinth: time the server spent answering: " + ", ".join(parts) + "; the rest is the client and the wire."
+    return f"{name}, plinth: time the server spent answering: " + "; ".join(parts) + "."
 
 
 def _concurrency_note(name: str, side: str, res: Result) -> str:
@@ -512,7 +538,8 @@ def _concurrency_note(name: str, side: str, res: Result) -> str:
         f"p99 {_fmt(res.get('conc_client_p99_ms'), 'ms')}"
     )
     if res.get("conc_p99_source") == "server":
-        text += f"; server-side p99 {_fmt(res.get('conc_p99_ms'), 'ms')} over {res['conc_server_requests']:,} requests"
+        p99 = _fmt(res.get("conc_p99_ms"), "ms")
+        text += f"; server-side p99 {p99} over {res['conc_server_requests']:,} requests"
     if res.get("conc_extra"):
         text += f"; WARNING: {res['conc_extra']} more rows than acknowledged (written twice?)"
     if res.get("conc_error_text"):
@@ -525,7 +552,10 @@ def _answer_checks(name: str, plinth: Result | None, mlflow: Result | None) -> l
     for side in (s for s in (plinth, mlflow) if s):
         expected = min(10, side["search_matches"])
         if side["search_returned"] != expected:
-            out.append(f"WARNING: {name}, {side['side']} search returned {side['search_returned']}, expected {expected}.")
+            out.append(
+                f"WARNING: {name}, {side['side']} search returned {side['search_returned']} runs, "
+                f"expected {expected}."
+            )
         if side["history_returned"] != side["history_points"]:
             out.append(
                 f"WARNING: {name}, {side['side']} metric history returned {side['history_returned']} "
@@ -535,7 +565,11 @@ def _answer_checks(name: str, plinth: Result | None, mlflow: Result | None) -> l
         same = plinth["search_top_m2"] == mlflow["search_top_m2"]
         out.append(
             f"{name}: search top-10 (by m2) identical on both sides: "
-            + ("yes." if same else f"NO (plinth {plinth['search_top_m2']}, MLflow {mlflow['search_top_m2']}).")
+            + (
+                "yes."
+                if same
+                else f"NO (plinth {plinth['search_top_m2']}, MLflow {mlflow['search_top_m2']})."
+            )
         )
     return out
 
@@ -572,6 +606,7 @@ def main() -> int:
         raise SystemExit(f"PostgreSQL is not reachable ({PG_DSN}); use --backend sqlite")
     sides = [s for s in ("plinth", "mlflow") if not args.only or args.only == s]
     info = harness.machine()
+    load_at_start = harness.load_text()
     _quiet_enough()
     results: dict[tuple[str, str], Result | None] = {}
     failed = []
@@ -593,16 +628,19 @@ def main() -> int:
     harness.report(info, note_lines, met_n, checked)
     pg = _pg_version() if "postgresql" in backends else None
     versions = (
-        f"Python {info['python']} (plinth side), {any_mlflow['python'] if any_mlflow else '-'} (MLflow side); "
+        f"Python {info['python']} (plinth side), "
+        f"{any_mlflow['python'] if any_mlflow else '-'} (MLflow side); "
         f"MLflow {v_mlflow}; plinth {v_plinth}; backends "
         + ", ".join(BACKEND_NAMES[b] + (f" {pg}" if b == "postgresql" and pg else "") for b in backends)
-        + f"; load average at the start {harness.load_text()}"
+        + f"; load average at the start {load_at_start}"
     )
     partial = args.quick or args.only or args.backend != "both"
     write = args.write if args.write is not None else not partial and not failed
     return harness.finish(
         write,
-        lambda: harness.section(SECTION, "bench_server.py", args.quick, info, versions, HEADER, body, note_lines),
+        lambda: harness.section(
+            SECTION, "bench_server.py", args.quick, info, versions, HEADER, body, note_lines
+        ),
         SECTION,
         failed,
     )

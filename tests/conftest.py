@@ -77,16 +77,32 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("pg_schema_factory")()
 
 
+REMOTE = os.environ.get("PLINTH_TEST_REMOTE", "") == "1"
+"""PLINTH_TEST_REMOTE=1 runs every test that takes `settings` (or `tracking`) through a team
+server over the parametrized store, as a client with the bootstrap admin's token."""
+
+
 @pytest.fixture
-def settings(store_url: str, tmp_path: Path) -> Settings:
-    """Settings for a fresh home on the parametrized store, with fast heartbeats."""
-    return Settings(
+def settings(store_url: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a fresh home on the parametrized store, with fast heartbeats (through a team
+    server started for the test when PLINTH_TEST_REMOTE=1)."""
+    url, token, server = store_url, None, None
+    if REMOTE:
+        from team_servers import start_thread_server
+
+        server = start_thread_server(store_url, tmp_path)
+        url, token = server.url, server.admin_token
+    yield Settings(
         home=str(tmp_path / "home"),
-        store_url=store_url,
+        store_url=url,
+        token=token,
         heartbeat_s=0.2,
         flush_s=0.1,
         user="tester",
     )
+    if server is not None:
+        context.reset()
+        server.stop()
 
 
 @pytest.fixture

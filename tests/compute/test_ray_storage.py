@@ -62,6 +62,11 @@ def test_workers_get_settings_and_credentials() -> None:
     assert forwarded_env(environ) == {"PLINTH_STORE": "x", "AWS_SECRET_ACCESS_KEY": "k"}
 
 
+def test_workers_never_get_a_persons_or_the_servers_token() -> None:
+    environ = {"PLINTH_STORE": "https://team", "PLINTH_TOKEN": "plt_mine", "PLINTH_ADMIN_TOKEN": "plt_root"}
+    assert forwarded_env(environ) == {"PLINTH_STORE": "https://team"}
+
+
 def test_workers_get_the_drivers_dotenv_settings_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("PLINTH_STORE=from-file\nPLINTH_ARTIFACTS=s3://file/p\nOTHER=1\n")

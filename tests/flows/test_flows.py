@@ -144,6 +144,7 @@ def test_resume_after_driver_kill_9(settings: Settings, tmp_path: Path) -> None:
         **os.environ,
         "PLINTH_HOME": settings.home,
         "PLINTH_STORE": settings.resolved_store_url,
+        "PLINTH_TOKEN": settings.token or "",
         "PLINTH_HEARTBEAT_S": "0.2",
     }
     driver = subprocess.Popen(

@@ -229,7 +229,12 @@ def test_environment_mismatch_warns_once(
 
 @pytest.mark.slow
 def test_concurrent_registration_gets_distinct_versions(settings: Settings) -> None:
-    env = {**os.environ, "PLINTH_HOME": settings.home, "PLINTH_STORE": settings.resolved_store_url}
+    env = {
+        **os.environ,
+        "PLINTH_HOME": settings.home,
+        "PLINTH_STORE": settings.resolved_store_url,
+        "PLINTH_TOKEN": settings.token or "",
+    }
     procs = [
         subprocess.Popen(
             [sys.executable, str(RESOURCES / "register_many.py"), "5"],

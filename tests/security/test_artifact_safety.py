@@ -318,6 +318,7 @@ def _configure(monkeypatch: pytest.MonkeyPatch, settings: Settings, url: str, en
     """plinth configured from the environment, as a team deployment sets it."""
     for name, value in {
         "PLINTH_STORE": settings.resolved_store_url,
+        "PLINTH_TOKEN": settings.token or "",
         "PLINTH_ARTIFACTS": url,
         "PLINTH_S3_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "test",

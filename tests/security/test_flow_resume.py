@@ -39,6 +39,7 @@ class Driver:
             **os.environ,
             "PLINTH_HOME": be.settings.home,
             "PLINTH_STORE": be.settings.resolved_store_url,
+            "PLINTH_TOKEN": be.settings.token or "",
             "PLINTH_HEARTBEAT_S": "60",  # missed beats cannot decide anything during a test
         }
         script = [sys.executable, str(RESOURCES / "run_flow.py"), str(RESOURCES), str(self.marker)]

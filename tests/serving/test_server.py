@@ -329,7 +329,12 @@ def test_prediction_logs_are_complete_after_sigterm(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "PLINTH_HOME": settings.home, "PLINTH_STORE": settings.resolved_store_url}
+    env = {
+        **os.environ,
+        "PLINTH_HOME": settings.home,
+        "PLINTH_STORE": settings.resolved_store_url,
+        "PLINTH_TOKEN": settings.token or "",
+    }
     plinth_cli = [
         sys.executable,
         "-m",

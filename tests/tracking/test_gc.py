@@ -93,6 +93,7 @@ def test_gc_in_another_process(be: Backend, tmp_path: Path) -> None:
         **os.environ,
         "PLINTH_HOME": s.home,
         "PLINTH_STORE": s.resolved_store_url,
+        "PLINTH_TOKEN": s.token or "",
         "PLINTH_ARTIFACTS": s.resolved_artifacts_url,
         "PLINTH_S3_ENDPOINT_URL": s.storage_options.get("endpoint_url", ""),
     }

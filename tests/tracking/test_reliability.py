@@ -22,6 +22,7 @@ def _env(settings: Settings) -> dict[str, str]:
         **os.environ,
         "PLINTH_HOME": settings.home,
         "PLINTH_STORE": settings.resolved_store_url,
+        "PLINTH_TOKEN": settings.token or "",
         "PLINTH_HEARTBEAT_S": "0.2",
         "PLINTH_FLUSH_S": "0.2",
     }

@@ -118,10 +118,6 @@ class ServerConfig:
             values["artifacts"] = settings.artifacts_url
         return _build(values, settings)
 
-    def with_admin_token(self, token: str | None) -> ServerConfig:
-        """A copy with another bootstrap admin token."""
-        return replace(self, admin_token=token)
-
 
 def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:

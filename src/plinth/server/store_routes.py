@@ -12,21 +12,26 @@ A few methods need more than a call:
   lost never writes a point twice;
 - `create_model_version` records a version the client sealed for a given number, only while
   that number is next (`plinth.store.remote_registry` explains why);
-- `search_runs` checks a filter built by hand as the parser would have checked its text.
+- `search_runs` checks a filter built by hand as the parser would have checked its text, and
+  `verify_audit` an anchor as reading its file would have.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from sqlalchemy.exc import DataError as SqlDataError
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from plinth.core.errors import ConflictError
+from plinth.core.audit import AuditHead
+from plinth.core.errors import ConflictError, InvalidInput, PlinthError, StoreError
 from plinth.core.http import RequestError
 from plinth.server.context import RequestContext, require, right_extra
 from plinth.store import rpc, wire
@@ -116,16 +121,32 @@ def _names(endpoint: rpc.Endpoint) -> str:
 def _answer(endpoint: rpc.Endpoint, ctx: RequestContext, arguments: dict[str, Any]) -> Response:
     """Call the store and answer with its result."""
     special = SPECIAL.get(endpoint.method)
-    if special is not None:
-        result = special(ctx, arguments)
-    else:
-        result = getattr(ctx.store, endpoint.method)(**arguments)
+    try:
+        if special is not None:
+            result = special(ctx, arguments)
+        else:
+            result = getattr(ctx.store, endpoint.method)(**arguments)
+    except StoreError as exc:
+        raise _refused_data(exc) or exc from exc.__cause__
     media = rpc.BINARY_RESULTS.get(endpoint.method)
     if media == rpc.NPY:
         return Response(rpc.npy_bytes(result), media_type=media)
     if media == rpc.ARROW:
         return Response(rpc.arrow_bytes(result), media_type=media)
     return Response(wire.dumps(result), media_type=rpc.JSON)
+
+
+def _refused_data(exc: StoreError) -> PlinthError | None:
+    """The 4xx a store failure stands for when the database refused the data itself (a taken id,
+    a value its column cannot hold): sending it again cannot help, so it is not a 503."""
+    cause = exc.__cause__
+    if isinstance(cause, SqlIntegrityError):
+        return ConflictError(
+            f"The store refused this write: it conflicts with what is stored ({cause.orig})."
+        )
+    if isinstance(cause, SqlDataError):
+        return InvalidInput(f"The store refused a value of this request: {cause.orig}.")
+    return None
 
 
 # methods that need more than a call --------------------------------------------------------------
@@ -146,6 +167,13 @@ def _search_runs(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
     check_filter(arguments.get("where"))
     check_order(arguments.get("order_by", ()))
     return ctx.store.search_runs(**arguments)
+
+
+def _verify_audit(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
+    anchor: AuditHead | None = arguments.get("anchor")
+    if anchor is not None:  # held to what `plinth audit anchor` writes, as a file would be
+        AuditHead.from_json(json.dumps(dataclasses.asdict(anchor)), "The anchor sent")
+    return ctx.store.verify_audit(anchor)
 
 
 def _create_model_version(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
@@ -179,6 +207,7 @@ SPECIAL: Mapping[str, Handler] = {
     "write_metrics": _write_metrics,
     "search_runs": _search_runs,
     "create_model_version": _create_model_version,
+    "verify_audit": _verify_audit,
 }
 
 

@@ -37,6 +37,8 @@ Decoder = Callable[[Any, str], Any]
 TAGGED: frozenset[type] = frozenset({Compare, And, Or, Not})
 """Dataclasses encoded with `"$type"`: members of a union whose fields alone cannot tell them apart."""
 
+_INT64 = 2**63
+"""Typed integers are stored in 64-bit columns: what does not fit is refused here, not by a database."""
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _SEQUENCES = (list, tuple, set, frozenset, Sequence, typing.Sequence)
 _MAPPINGS = (dict, Mapping, typing.Mapping)
@@ -160,9 +162,9 @@ def _bool(data: Any, where: str) -> bool:
 
 
 def _int(data: Any, where: str) -> int:
-    if type(data) is int:
+    if type(data) is int and -_INT64 <= data < _INT64:
         return data
-    raise refused(where, "an integer", data)
+    raise refused(where, "an integer (64 bits)", data)
 
 
 def _float(data: Any, where: str) -> float:

@@ -6,6 +6,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from plinth.core.errors import ConflictError
 from plinth.store.workspaces import referenced_everywhere
 from plinth.tracking.context import Backend
 
@@ -43,7 +44,11 @@ def collect_garbage(be: Backend, *, dry_run: bool = False, min_age_s: float = DE
             kept += 1
             continue
         if not dry_run:
-            be.blobs.delete(blob.digest)
+            try:
+                be.blobs.delete(blob.digest)
+            except ConflictError:  # a team server refuses one some workspace came to refer to meanwhile
+                kept += 1
+                continue
             be.store.record_audit("blob.delete", "blob", blob.digest, blob.digest, None)
         removed.append(blob.digest)
         freed += blob.size

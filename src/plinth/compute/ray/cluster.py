@@ -30,6 +30,9 @@ log = logging.getLogger("plinth.compute")
 
 FORWARDED_PREFIXES = ("PLINTH_", "AWS_", "AZURE_STORAGE_", "GOOGLE_APPLICATION_CREDENTIALS")
 """Environment variables the driver passes on to every Ray worker (settings and store credentials)."""
+NOT_FORWARDED = ("PLINTH_TOKEN", "PLINTH_ADMIN_TOKEN")
+"""A person's or the server's token never goes to workers: a flow's steps get a step token of
+their own in the task's environment (plinth.flows.credentials)."""
 PROBE_TIMEOUT_S = 60.0
 _checked: set[tuple[Any, ...]] = set()
 _lock = threading.Lock()
@@ -70,7 +73,7 @@ def forwarded_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     them: workers on other nodes do not see the driver's `.env`.
     """
     env = {**read_env_file(".env"), **os.environ} if environ is None else environ
-    return {k: v for k, v in env.items() if k.startswith(FORWARDED_PREFIXES)}
+    return {k: v for k, v in env.items() if k.startswith(FORWARDED_PREFIXES) and k not in NOT_FORWARDED}
 
 
 def connect(address: str | None = None, init_options: Mapping[str, Any] | None = None) -> str:
