@@ -94,6 +94,24 @@ def search_rows(n: int) -> list[tuple[dict[str, str], dict[str, float]]]:
     return rows
 
 
+def analyze() -> bool:
+    """`ANALYZE` the PostgreSQL database behind the server (BENCH_PG_DSN), as autovacuum would
+    within a minute of a bulk load; False where there is none (SQLite)."""
+    dsn = os.environ.get("BENCH_PG_DSN")
+    if not dsn:
+        return False
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE")
+    finally:
+        conn.close()
+    return True
+
+
 def _median_ms(fn: Any, reps: int) -> float:
     times = []
     for _ in range(reps):
@@ -162,6 +180,7 @@ def measure_search(client: Any, n: int, reps: int) -> dict[str, object]:
     with ThreadPoolExecutor(FILL_THREADS) as pool:
         list(pool.map(fill, search_rows(n)))
     setup_s = time.perf_counter() - t0
+    analyzed = analyze()
 
     def search(limit: int) -> list[Any]:
         return list(client.search_runs([exp], filter_string=FILTER, order_by=ORDER_BY, max_results=limit))
@@ -173,6 +192,7 @@ def measure_search(client: Any, n: int, reps: int) -> dict[str, object]:
     return {
         "search_n_runs": n,
         "search_setup_s": setup_s,
+        "search_analyzed": analyzed,
         "search_matches": matches,
         "search_returned": len(first),
         "search_top_m2": [round(r.data.metrics["m2"], 6) for r in first],
@@ -187,6 +207,7 @@ def measure_history(client: Any, n: int, reps: int) -> dict[str, object]:
     run_id = client.create_run(exp).info.run_id
     _progress(f"4. metric history: logging {n:,} points (setup, not timed)")
     _log_series(client, run_id, "loss", n)
+    analyze()
     hist = client.get_metric_history(run_id, "loss")  # warm-up, not timed
     ms = _median_ms(lambda: client.get_metric_history(run_id, "loss"), reps)
     return {

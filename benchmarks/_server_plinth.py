@@ -100,6 +100,19 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def analyze() -> bool:
+    """`ANALYZE` the PostgreSQL database behind the server (BENCH_PG_DSN), as autovacuum would
+    within a minute of a bulk load; False where there is none (SQLite)."""
+    dsn = os.environ.get("BENCH_PG_DSN")
+    if not dsn:
+        return False
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+    return True
+
+
 # --------------------------------------------------------------------------- rows 1-4
 
 
@@ -210,6 +223,7 @@ def measure_search(plinth: Any, url: str, n: int, reps: int) -> dict[str, object
         store.write_metrics(points)
         store.end_runs([(run.id, RunStatus.FINISHED, None, ts) for run in runs])
     setup_s = time.perf_counter() - t0
+    analyzed = analyze()
 
     def search(limit: int | None) -> Any:
         return plinth.search_runs(experiment="bench-search", where=WHERE, order_by=ORDER_BY, limit=limit)
@@ -223,6 +237,7 @@ def measure_search(plinth: Any, url: str, n: int, reps: int) -> dict[str, object
     return {
         "search_n_runs": n,
         "search_setup_s": setup_s,
+        "search_analyzed": analyzed,
         "search_matches": matches,
         "search_returned": len(first),
         "search_top_m2": [_rounded(r.metrics.get("m2")) for r in first],
@@ -243,6 +258,7 @@ def measure_history(plinth: Any, url: str, n: int, reps: int) -> dict[str, objec
         run_id = run.id
         _log_series(plinth, run, "loss", n)
         run.flush()
+    analyze()
     hist = plinth.metric_history(run_id, "loss")  # warm-up, not timed
     before = server_metrics(url)
     ms = _median_ms(lambda: plinth.metric_history(run_id, "loss"), reps)
@@ -473,11 +489,17 @@ def measure_concurrent(
     }
     if before is not None and after is not None:
         total: dict[float, float] = defaultdict(float)
+        per_route = {}
         for route, cumulative in after.buckets.items():
             if route == "/metrics":
                 continue
-            for bound, count in cumulative.items():
-                total[bound] += count - before.buckets.get(route, {}).get(bound, 0.0)
+            diff = {b: c - before.buckets.get(route, {}).get(b, 0.0) for b, c in cumulative.items()}
+            for bound, count in diff.items():
+                total[bound] += count
+            if diff.get(float("inf"), 0.0) > 0:
+                route_p99 = _quantile(diff, 0.99)
+                per_route[route] = [None if route_p99 is None else route_p99 * 1e3, int(diff[float("inf")])]
+        out["conc_route_p99"] = per_route
         p99 = _quantile(dict(total), 0.99)
         out["conc_p99_ms"] = None if p99 is None else p99 * 1e3
         out["conc_p99_source"] = "server"

@@ -71,6 +71,7 @@ class Backing:
 
     backend: str
     url: str
+    dsn: str | None = None  # libpq DSN of a PostgreSQL database (the sides ANALYZE it after bulk loads)
 
 
 @contextlib.contextmanager
@@ -87,7 +88,7 @@ def fresh_store(backend: str, side: str, work: Path) -> Iterator[Backing]:
         conn.execute(f'CREATE DATABASE "{db}"')
     driver = "postgresql+psycopg" if side == "plinth" else "postgresql+psycopg2"
     try:
-        yield Backing(backend, f"{driver}://{PG_HOST}/{db}")
+        yield Backing(backend, f"{driver}://{PG_HOST}/{db}", PG_DSN.replace("dbname=test", f"dbname={db}"))
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
@@ -210,6 +211,7 @@ def run_plinth(backend: str, args: argparse.Namespace) -> Result | None:
                     "PLINTH_TOKEN": token,
                     "PLINTH_SYSTEM_METRICS": "false",
                     "BENCH_ADMIN_TOKEN": admin,
+                    **({"BENCH_PG_DSN": store.dsn} if store.dsn else {}),
                 }
                 side = [sys.executable, str(SIDES["plinth"]), "--url", url, "--workdir", str(work / "client")]
                 side += ["--clients", str(args.clients), "--server-log", str(server.log_path)]
@@ -260,6 +262,8 @@ def run_mlflow(backend: str, args: argparse.Namespace) -> Result | None:
         if args.quick:
             side.append("--quick")
         client_env = {**harness.clean_env(), **QUIET_MLFLOW}
+        if store.dsn:
+            client_env["BENCH_PG_DSN"] = store.dsn
         try:
             port = _free_port()
             url = f"http://127.0.0.1:{port}"
@@ -386,7 +390,14 @@ def _rows(quick: bool, clients: int) -> list[Row]:
         Row(f"5. {c}: acknowledged writes lost", "conc_lost", "count", "0", lambda p, r: p == 0),
         Row(f"5. {c}: 5xx answers", "conc_5xx", "count", "0", lambda p, r: p == 0),
         Row(
-            f"5. {c}: p99 latency (server's; MLflow: client's)",
+            f"5. {c}: calls that failed (after retries)",
+            "conc_client_errors",
+            "count",
+            "0",
+            lambda p, r: p == 0,
+        ),
+        Row(
+            f"5. {c}: p99 latency (MLflow: client-side)",
             "conc_p99_ms",
             "ms",
             "< 100 ms",
@@ -462,7 +473,8 @@ def notes(results: dict[tuple[str, str], Result | None], backends: list[str]) ->
         plinth, mlflow = results.get(("plinth", backend)), results.get(("mlflow", backend))
         if plinth:
             out.append(
-                f"{name}, plinth: {plinth['workers']} worker(s), clients with an {plinth['token_kind']}; "
+                f"{name}, plinth: {plinth['workers']} server process(es), "
+                f"clients with an {plinth['token_kind']}; "
                 f"{plinth['runs_n']:,} runs (row 1), {plinth['points_n']:,} points in "
                 f"{plinth['points_chunk']:,}-point log_metric_points calls (row 2); search corpus filled in "
                 f"{plinth['search_setup_s']:,.1f} s."
@@ -478,7 +490,7 @@ def notes(results: dict[tuple[str, str], Result | None], backends: list[str]) ->
                 )
         if mlflow:
             out.append(
-                f"{name}, MLflow: {mlflow['workers']} uvicorn workers (its default), job runner off; "
+                f"{name}, MLflow: {mlflow['workers']} uvicorn workers, job runner off; "
                 f"{mlflow['runs_n']:,} runs (row 1; MlflowClient.create_run + set_terminated, so rows 1 "
                 f"and 1b are the same figure), {mlflow['points_n']:,} points (row 2); search corpus "
                 f"filled in {mlflow['search_setup_s']:,.1f} s."
@@ -540,6 +552,13 @@ def _concurrency_note(name: str, side: str, res: Result) -> str:
     if res.get("conc_p99_source") == "server":
         p99 = _fmt(res.get("conc_p99_ms"), "ms")
         text += f"; server-side p99 {p99} over {res['conc_server_requests']:,} requests"
+    routes = res.get("conc_route_p99") or {}
+    if routes:
+        shown = ", ".join(
+            f"{route} {_fmt(p99, 'ms')} ({count:,})"
+            for route, (p99, count) in sorted(routes.items(), key=lambda kv: -(kv[1][0] or 0.0))
+        )
+        text += f" (per route, p99 and requests: {shown})"
     if res.get("conc_extra"):
         text += f"; WARNING: {res['conc_extra']} more rows than acknowledged (written twice?)"
     if res.get("conc_error_text"):

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from ray_cluster import pytest_collection_modifyitems as pytest_collection_modifyitems
 from team_servers import ProcessServer, ThreadServer, new_admin_token, start_thread_server
 
 

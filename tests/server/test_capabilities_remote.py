@@ -174,3 +174,22 @@ def test_flows_run_through_the_server(use: Use, team_server: Any) -> None:
     assert step_token["purpose"] == "step" and step_token["revoked_ms"] is not None
     assert settings.token not in str(plinth.get_run(steps["train#3"].id).tags)
 
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_flows_run_on_ray_through_the_server(use: Use, team_server: Any) -> None:
+    """Steps on a Ray cluster reach the server with their step token (none in their payload)."""
+    import ray_flows
+
+    from ray_cluster import shared_cluster
+
+    shared_cluster()
+    settings = use("editor")
+    result = ray_flows.fan_out.run(n=6)
+    assert result.status is plinth.RunStatus.FINISHED and result.result == sum(i * i for i in range(6))
+    steps = {s.call: s for s in result.steps}
+    assert plinth.get_run(steps["square#5"].id).metrics["square"] == 25
+    with team_server.client() as admin:
+        events = admin.get("/api/v1/audit/events", params={"entity_id": steps["square#5"].id}).json()
+    assert f"editor-bot (token step-{result.id})" in {e["actor"] for e in events}
+    assert settings.token not in str(plinth.get_run(steps["square#5"].id).tags)

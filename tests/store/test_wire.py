@@ -201,6 +201,8 @@ def test_parsed_filters_and_orders_go_through(text: str) -> None:
         ([["r1", "acc", 0, 1, 2]], list[PointRow], "body[0]: expected a list of 6 items"),
         ([["r1", "acc", 0, 1, True, 0.5]], list[PointRow], "expected an integer"),
         ({"$float": "nope"}, float, "expected a number"),
+        ({"$float": []}, dict[str, float], "expected a number"),
+        ({"a": {"$float": {}}}, dict[str, Any], "expected a number"),
         ({"$type": "Xor", "items": []}, Expr, "body.$type"),
         ("x", bytes, "base64"),
         (5, str | None, "expected str or null"),

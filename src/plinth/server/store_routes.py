@@ -44,6 +44,8 @@ BODY_TYPES: Mapping[str, type] = {"create_model_version": rpc.VersionRequest}
 """Methods whose JSON body is one value of its own type, not the method's arguments."""
 BINARY_BODIES: Mapping[str, str] = {"write_prediction_columns": "tables"}
 """Methods with an argument sent as the binary body (its other arguments go in the query)."""
+MAX_AGE_S = 100 * 365 * 86400.0
+"""The oldest age a sweep may be asked to keep blobs for (a century)."""
 
 
 def store_router() -> APIRouter:
@@ -126,7 +128,7 @@ def _answer(endpoint: rpc.Endpoint, ctx: RequestContext, arguments: dict[str, An
             result = special(ctx, arguments)
         else:
             result = getattr(ctx.store, endpoint.method)(**arguments)
-    except StoreError as exc:
+    except (StoreError, SqlIntegrityError, SqlDataError) as exc:
         raise _refused_data(exc) or exc from exc.__cause__
     media = rpc.BINARY_RESULTS.get(endpoint.method)
     if media == rpc.NPY:
@@ -136,10 +138,11 @@ def _answer(endpoint: rpc.Endpoint, ctx: RequestContext, arguments: dict[str, An
     return Response(wire.dumps(result), media_type=rpc.JSON)
 
 
-def _refused_data(exc: StoreError) -> PlinthError | None:
+def _refused_data(exc: Exception) -> PlinthError | None:
     """The 4xx a store failure stands for when the database refused the data itself (a taken id,
-    a value its column cannot hold): sending it again cannot help, so it is not a 503."""
-    cause = exc.__cause__
+    a value its column cannot hold): sending it again cannot help, so it is not a 503 (nor,
+    where the store let the database's own error through, a 500)."""
+    cause = exc if isinstance(exc, SqlIntegrityError | SqlDataError) else exc.__cause__
     if isinstance(cause, SqlIntegrityError):
         return ConflictError(
             f"The store refused this write: it conflicts with what is stored ({cause.orig})."
@@ -167,6 +170,13 @@ def _search_runs(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
     check_filter(arguments.get("where"))
     check_order(arguments.get("order_by", ()))
     return ctx.store.search_runs(**arguments)
+
+
+def _sweep_prediction_blobs(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
+    min_age_s = arguments.get("min_age_s", 0.0)
+    if not 0 <= min_age_s <= MAX_AGE_S:
+        raise InvalidInput(f"min_age_s must be between 0 and {MAX_AGE_S:.0f} seconds, not {min_age_s}.")
+    return ctx.store.sweep_prediction_blobs(min_age_s=min_age_s)
 
 
 def _verify_audit(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
@@ -208,6 +218,7 @@ SPECIAL: Mapping[str, Handler] = {
     "search_runs": _search_runs,
     "create_model_version": _create_model_version,
     "verify_audit": _verify_audit,
+    "sweep_prediction_blobs": _sweep_prediction_blobs,
 }
 
 

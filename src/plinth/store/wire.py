@@ -171,7 +171,12 @@ def _float(data: Any, where: str) -> float:
     kind = type(data)
     if kind is float or kind is int:
         return float(data)
-    if kind is dict and data.keys() == {"$float"} and data["$float"] in _NON_FINITE:
+    if (
+        kind is dict
+        and data.keys() == {"$float"}
+        and type(data["$float"]) is str
+        and data["$float"] in _NON_FINITE
+    ):
         return _NON_FINITE[data["$float"]]
     raise refused(where, "a number", data)
 

@@ -118,9 +118,10 @@ class SqlBase:
         The caches of run keys, metric key ids, experiments and environments hold rows this
         transaction may have created; kept after a rollback, they would name rows that do not exist.
         """
-        outer = getattr(self._batch, "undo", None)
+        outer = getattr(self._batch, "undo", None), getattr(self._batch, "publish", None)
         undo: list[Callable[[], object]] = []
-        self._batch.undo = undo
+        publish: list[Callable[[], object]] = []
+        self._batch.undo, self._batch.publish = undo, publish
         try:
             with writing(self.engine) as conn:
                 yield conn
@@ -128,8 +129,21 @@ class SqlBase:
             for forget in undo:
                 forget()
             raise
+        else:  # committed: other threads may now use what it made
+            for apply in publish:
+                apply()
         finally:
-            self._batch.undo = outer
+            self._batch.undo, self._batch.publish = outer
+
+    def _publish(self, apply: Callable[[], object]) -> None:
+        """Add a cache entry naming rows this thread's open write transaction may have made once
+        it commits (at once outside one): another thread (a server's other requests) must not
+        use a row it cannot see yet."""
+        pending: list[Callable[[], object]] | None = getattr(self._batch, "publish", None)
+        if pending is None:
+            apply()
+        else:
+            pending.append(apply)
 
     def _remember(self, forget: Callable[[], object]) -> None:
         """Note how to drop a cache entry, should this thread's open write transaction roll back."""
@@ -196,8 +210,7 @@ class SqlBase:
             kid = conn.execute(select(t.metric_keys.c.id).where(t.metric_keys.c.name == name)).scalar()
         if kid is None:
             return -1
-        self._key_ids[name] = kid
-        self._remember(functools.partial(self._key_ids.pop, name, None))
+        self._publish(functools.partial(self._key_ids.__setitem__, name, kid))
         return kid
 
     def _require_running(self, conn: Connection, run_id: str) -> int:

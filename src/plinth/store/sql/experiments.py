@@ -55,6 +55,5 @@ class SqlExperiments(SqlBase):
         if row is None:
             raise NotFound(f"No experiment named {name!r}; list them with `plinth experiments list`.")
         found = e.Experiment(row.id, row.name, row.created_ms, json.loads(row.tags))
-        self._experiments[name] = found
-        self._remember(functools.partial(self._experiments.pop, name, None))  # gone if this rolls back
+        self._publish(functools.partial(self._experiments.__setitem__, name, found))
         return found

@@ -156,7 +156,8 @@ class SqlRuns(SqlExperiments):
         envs = {digest: body for *_, body, digest in prepared if digest is not None}
 
         def create(conn: Connection) -> list[tuple[e.Experiment, int]]:
-            exps = [self._experiment(conn, spec.experiment, True) for spec in specs]
+            named = {n: self._experiment(conn, n, True) for n in dict.fromkeys(s.experiment for s in specs)}
+            exps = [named[spec.experiment] for spec in specs]
             fresh = [(digest, body) for digest, body in envs.items() if digest not in self._known_envs]
             if fresh:
                 self._insert_ignore(conn, "environments", ("digest", "body"), fresh)
@@ -166,9 +167,8 @@ class SqlRuns(SqlExperiments):
             return list(zip(exps, keys, strict=True))
 
         made = self._write("create runs", create)
-        for digest in envs:
-            self._known_envs.add(digest)  # inside `batch()`, forgotten if the batch rolls back
-            self._remember(functools.partial(self._known_envs.discard, digest))
+        for digest in envs:  # inside `batch()`, once it commits
+            self._publish(functools.partial(self._known_envs.add, digest))
         runs = []
         for spec, row, (exp, key) in zip(specs, rows, made, strict=True):
             self._run_keys[row[0]] = key
