@@ -9,9 +9,10 @@ is started without and with `--auth`, alternately (off, on, off, on, …: drift 
 machine hits both), and loaded with `wrk -t2 -c32 --latency` and the 1-row body, the token in
 `Authorization: Bearer …` in both modes (the server without --auth ignores it, so both read the
 same bytes). Each round warms up, then measures; the table shows each mode's median round and
-the median CPU time the server spent per request. Target: --auth keeps ≥ 90% of the throughput
-without it, judged on capacity (CPU per request without ÷ with --auth), which other work on a
-shared machine disturbs far less than requests per second.
+the median CPU time the server spent per request. The app is also called in this process
+through ASGI, without and with --auth in alternating blocks, for the time of one request.
+Target: --auth keeps ≥ 90% of the capacity without it, judged on the in-process time per
+request, which other work on a shared machine disturbs far less than requests per second.
 
 Also measured in this process: the time one check takes on a cache hit
 (`Authorizer.authenticate` + `authorize`, the server's own per-request work).
@@ -28,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import harness
 from bench_serving import (
@@ -44,8 +46,8 @@ from bench_serving import (
 from harness import HERE, Result, log
 
 SECTION = "serve --auth"
-FULL = {"duration_s": 15, "warmup_s": 3, "rounds": 3, "max_wait_quiet_s": 60}
-QUICK = {"duration_s": 5, "warmup_s": 2, "rounds": 1, "max_wait_quiet_s": 10}
+FULL = {"duration_s": 15, "warmup_s": 3, "rounds": 3, "max_wait_quiet_s": 60, "blocks": 30}
+QUICK = {"duration_s": 5, "warmup_s": 2, "rounds": 1, "max_wait_quiet_s": 10, "blocks": 5}
 TARGET = 0.90
 CHECKS = 200_000
 
@@ -65,23 +67,103 @@ def issue_token(home: Path) -> str:
 
 
 def check_cost(home: Path, secret: str) -> float:
-    """Microseconds per cached check (authenticate + authorize) of `secret`, in this process."""
-    from plinth.access import Authorizer, LocalResolver
+    """Microseconds per cached check of `secret` as the server makes it (`Guard.check`: read the
+    bearer header, authenticate, authorize predict), in this process."""
+    import asyncio
+
+    from starlette.requests import Request
+
     from plinth.core.access import Right
     from plinth.core.settings import Settings
-    from plinth.store.sql.identity import SqlIdentity
+    from plinth.serving.auth import guard_for
 
-    identity = SqlIdentity.from_settings(Settings(home=str(home)))
-    authorizer = Authorizer(LocalResolver(identity))
-    try:
-        authorizer.authorize(authorizer.authenticate(secret, "127.0.0.1"), "default", Right.PREDICT)
+    guard = guard_for(Settings(home=str(home)), 5.0)
+    headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {secret}".encode())]
+    scope = {"type": "http", "headers": headers, "client": ("127.0.0.1", 50000)}
+
+    async def measure() -> float:
+        await guard.check(Request(scope), Right.PREDICT)
         began = time.perf_counter()
         for _ in range(CHECKS):
-            principal = authorizer.authenticate(secret, "127.0.0.1")
-            authorizer.authorize(principal, "default", Right.PREDICT)
+            await guard.check(Request(scope), Right.PREDICT)
         return (time.perf_counter() - began) / CHECKS * 1e6
+
+    try:
+        return asyncio.run(measure())
     finally:
-        identity.close()
+        guard.close()
+
+
+def in_process(home: Path, data: Path, secret: str, blocks: int, size: int) -> dict[str, list[float]]:
+    """Microseconds per request of the app without and with --auth, called in this process as
+    ASGI (no network, no HTTP parsing, no wrk): `blocks` blocks of `size` sequential requests
+    per mode, alternating."""
+    import asyncio
+
+    from plinth.core.settings import Settings
+    from plinth.serving.app import create_app
+    from plinth.serving.options import ServeOptions
+
+    body = Path(body_file(data, "plinth", 1)).read_bytes()
+    path = f"/v1/models/{MODEL_NAME}/predict"
+    headers = [
+        (b"host", b"bench"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"authorization", f"Bearer {secret}".encode()),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    ref, settings = f"{MODEL_NAME}@{ALIAS}", Settings(home=str(home))
+    apps = {mode: create_app([ref], settings, ServeOptions(auth=mode == "on")) for mode in ("off", "on")}
+
+    async def call(app: Any) -> int:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        status: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(3600)  # the client never disconnects
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(dict(scope), receive, send)
+        return status[0]
+
+    async def measure() -> dict[str, list[float]]:
+        found: dict[str, list[float]] = {"off": [], "on": []}
+        async with (
+            apps["off"].router.lifespan_context(apps["off"]),
+            apps["on"].router.lifespan_context(apps["on"]),
+        ):
+            for app in apps.values():  # warm-up: the token's first check, caches, allocations
+                for _ in range(size):
+                    assert await call(app) == 200
+            for _ in range(blocks):
+                for mode, app in apps.items():
+                    began = time.perf_counter()
+                    for _ in range(size):
+                        await call(app)
+                    found[mode].append((time.perf_counter() - began) / size * 1e6)
+        return found
+
+    return asyncio.run(measure())
 
 
 def answers(server: Server, data: Path, secret: str, expected: list[int]) -> bool:
@@ -165,29 +247,24 @@ def median_cpu(rounds: list[Result]) -> float | None:
     return statistics.median(found) if found else None
 
 
-def table(rounds: dict[str, list[Result]]) -> tuple[list[str], list[list[str]], float | None]:
-    """A row per mode and the capacity --auth keeps (CPU per request without it ÷ with it)."""
-    header = [
-        "server",
-        "req/s",
-        "p50",
-        "p99",
-        "non-2xx",
-        "server CPU/req",
-        "capacity",
-        f"target ≥ {TARGET:.0%}",
-    ]
+def table(
+    rounds: dict[str, list[Result]], asgi: dict[str, list[float]]
+) -> tuple[list[str], list[list[str]], float | None]:
+    """A row per mode, and the share of its capacity the server keeps with --auth: time per
+    request in-process without it ÷ with it."""
+    header = ["server", "req/s", "p50", "p99", "non-2xx", "server CPU/req", "in-process/req", "capacity"]
+    header.append(f"target ≥ {TARGET:.0%}")
     off, on = median_round(rounds["off"]), median_round(rounds["on"])
     cpu = {mode: median_cpu(found) for mode, found in rounds.items()}
-    kept = cpu["off"] / cpu["on"] if cpu["off"] and cpu["on"] else None
+    own = {mode: statistics.median(found) for mode, found in asgi.items()}
+    kept = own["off"] / own["on"]
     body = []
     for mode, name, res in (("off", "plinth serve", off), ("on", "plinth serve --auth", on)):
         if res is None:
-            body.append([name, "failed", "", "", "", "", "", "NO"])
+            body.append([name, "failed", "", "", "", "", "", "", "NO"])
             continue
         per = cpu[mode]
-        share = "100%" if mode == "off" else ("?" if kept is None else f"{kept:.1%}")
-        met = "" if mode == "off" else ("yes" if kept is not None and kept >= TARGET else "NO")
+        met = "" if mode == "off" else ("yes" if kept >= TARGET else "NO")
         body.append(
             [
                 name,
@@ -196,7 +273,8 @@ def table(rounds: dict[str, list[Result]]) -> tuple[list[str], list[list[str]], 
                 f"{res['p99_us'] / 1e3:.2f} ms",
                 str(res["non2xx"]),
                 "?" if per is None else f"{per:,.0f} µs",
-                share,
+                f"{own[mode]:,.0f} µs",
+                "100%" if mode == "off" else f"{kept:.1%}",
                 met,
             ]
         )
@@ -224,28 +302,39 @@ def main() -> int:
         secret = issue_token(home)
         cost_us = check_cost(home, secret)
         log(f"one cached check: {cost_us:.2f} µs")
+        asgi = in_process(home, data, secret, sizes["blocks"], 300)
+        log(
+            "in-process, µs per request: "
+            + ", ".join(f"{m} {statistics.median(v):.0f}" for m, v in asgi.items())
+        )
         rounds: dict[str, list[Result]] = {"off": [], "on": []}
         for number in range(sizes["rounds"]):
             for mode in ("off", "on"):
                 log(f"round {number + 1}/{sizes['rounds']}: --auth {mode}")
                 rounds[mode].append(one_round(mode, base, home, secret, sizes))
-    header, body, kept = table(rounds)
+    header, body, kept = table(rounds, asgi)
     met = kept is not None and kept >= TARGET
     off, on = median_round(rounds["off"]), median_round(rounds["on"])
     throughput = on["req_s"] / off["req_s"] if off and on else None
+    cpu_off, cpu_on = median_cpu(rounds["off"]), median_cpu(rounds["on"])
     checked = all(r.get("check_ok") for rs in rounds.values() for r in rs)
     notes = [
         f"Each row: the median of {sizes['rounds']} round(s) of {sizes['duration_s']} s "
         f"(after {sizes['warmup_s']} s of warm-up), rounds alternating off and on; "
         f"wrk -t2 -c32, 1-row body, `plinth serve --workers 2` on SQLite.",
-        f"One cached token check (authenticate + authorize) costs {cost_us:.2f} µs in-process.",
+        f"One cached token check as the server makes it (read the header, authenticate, authorize) "
+        f"costs {cost_us:.2f} µs in-process.",
         "Every round: "
         + ("answers checked, and 401 without a token under --auth." if checked else "CHECK FAILED."),
         "Server CPU/req: the CPU time of the server's processes (both workers and their threads) per "
-        "answered request, from /proc, median over the rounds. Capacity: CPU/req without --auth ÷ with "
-        "it, the share of its throughput --auth keeps when the server has the cores to itself; the "
-        "target is judged on it, since req/s on a shared machine moves with whatever else runs.",
-        "Measured req/s with --auth: "
+        "answered request under wrk, from /proc, median over the rounds"
+        + (f" (with --auth: {cpu_off / cpu_on:.1%} of the capacity without)." if cpu_off and cpu_on else "."),
+        f"In-process/req: the median time of one request to the app, called as ASGI in this process "
+        f"(no network, no HTTP parsing, no wrk; {sizes['blocks']} blocks of 300 sequential requests "
+        "per mode, alternating): the server's own work per request. Capacity: in-process/req "
+        "without --auth ÷ with it; the target is judged on it, since req/s and CPU/req on a "
+        "shared 2-core machine move with whatever else runs (see the rounds below).",
+        "Measured req/s with --auth under wrk: "
         + ("?" if throughput is None else f"{throughput:.1%}")
         + " of without (median rounds).",
         "Other work on the machine (share of all cores) per round: "
@@ -253,6 +342,8 @@ def main() -> int:
             f"{mode} " + ", ".join(f"{r.get('cpu', {}).get('other', 0):.0%}" for r in rs)
             for mode, rs in rounds.items()
         ),
+        "In-process blocks (µs/req): "
+        + "; ".join(f"{mode} " + ", ".join(f"{v:.0f}" for v in found) for mode, found in asgi.items()),
         "Rounds (server CPU/req): "
         + "; ".join(
             f"{mode} " + ", ".join(f"{r.get('cpu_us') or 0:,.0f} µs" for r in rs)

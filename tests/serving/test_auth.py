@@ -17,10 +17,11 @@ from sklearn.linear_model import LogisticRegression
 import plinth
 from plinth.core.access import Role
 from plinth.core.errors import InvalidInput
-from plinth.core.identity import PrincipalKind
 from plinth.core.settings import Settings
 from plinth.serving.options import ServeOptions
-from plinth.store.sql.identity import SqlIdentity
+from plinth.store.identity import IdentityStore
+from plinth.store.identity_open import identity_from_settings
+from plinth.store.token_issue import issue_token
 from plinth.tracking.context import backend
 from waiting import wait_until
 
@@ -28,28 +29,18 @@ sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def identity(settings: Settings) -> Iterator[SqlIdentity]:
-    """The identity tables of the store the model server reads."""
+def identity(settings: Settings) -> Iterator[IdentityStore]:
+    """Where the model server's tokens are kept: the store's identity tables, or the team
+    server's (PLINTH_TEST_REMOTE=1), where the test acts as the bootstrap admin."""
     plinth.configure(settings)
-    store = SqlIdentity.from_settings(settings)
+    store = identity_from_settings(settings)
     yield store
     store.close()
 
 
-def issue(identity: SqlIdentity, name: str, role: str, workspace: str = "default") -> str:
-    """A new token for service account `name` with `role` in `workspace`; its secret."""
-    identity.ensure_principal(name, PrincipalKind.SERVICE)
-    identity.set_member(workspace, name, PrincipalKind.SERVICE, Role(role), by="tester")
-    _info, secret = identity.create_token(
-        name=f"{name}-token",
-        principal=name,
-        kind=PrincipalKind.SERVICE,
-        workspace=workspace,
-        role=Role(role),
-        expires_ms=None,
-        by="tester",
-    )
-    return secret
+def issue(identity: IdentityStore, name: str, role: str, workspace: str = "default") -> str:
+    """A new token named `name` for service account `name` with `role` in `workspace`; its secret."""
+    return issue_token(identity, name=name, workspace=workspace, role=Role(role), by="tester").secret
 
 
 def free_port() -> int:
@@ -83,7 +74,7 @@ def body(cancer: tuple[Any, Any, LogisticRegression], subject: str | None = None
 
 
 def test_predict_and_labels_need_the_predict_right(
-    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], identity: SqlIdentity
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], identity: IdentityStore
 ) -> None:
     server = served(cancer, serve, auth=True)
     predictor, viewer = issue(identity, "scorer", "predictor"), issue(identity, "dashboard", "viewer")
@@ -107,7 +98,7 @@ def test_predict_and_labels_need_the_predict_right(
 
 
 def test_health_stays_open_and_metrics_need_the_read_right(
-    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], identity: SqlIdentity
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], identity: IdentityStore
 ) -> None:
     server = served(cancer, serve, auth=True)
     predictor, viewer = issue(identity, "scorer", "predictor"), issue(identity, "scraper", "viewer")
@@ -125,7 +116,7 @@ def test_health_stays_open_and_metrics_need_the_read_right(
 
 @sqlite_only
 def test_a_role_in_another_workspace_does_not_count(
-    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], identity: SqlIdentity
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], identity: IdentityStore
 ) -> None:
     identity.create_workspace("vision", by="tester")
     elsewhere = issue(identity, "vision-scorer", "predictor", workspace="vision")
@@ -136,7 +127,7 @@ def test_a_role_in_another_workspace_does_not_count(
 
 @sqlite_only
 def test_a_revoked_token_is_refused_within_the_cache_window(
-    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], identity: SqlIdentity
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], identity: IdentityStore
 ) -> None:
     server = served(cancer, serve, auth=True, auth_cache_s=1.0)
     predictor = issue(identity, "scorer", "predictor")
@@ -145,13 +136,13 @@ def test_a_revoked_token_is_refused_within_the_cache_window(
         return int(predict(server, predictor, body(cancer)).status_code)
 
     assert status() == 200 and status() == 200  # the second is answered from the cache
-    identity.revoke_token("scorer-token", principal="scorer", by="tester")
+    identity.revoke_token("scorer", principal="scorer", by="tester")
     wait_until(lambda: status() == 401, "the revoked token to be refused", timeout_s=5)
 
 
 @sqlite_only
 def test_repeated_bad_tokens_back_off(
-    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], identity: SqlIdentity
+    serve: Callable[..., Any], cancer: tuple[Any, Any, LogisticRegression], identity: IdentityStore
 ) -> None:
     server = served(cancer, serve, auth=True)
     refused = [predict(server, "plt_not-a-token", body(cancer)) for _ in range(6)]
@@ -163,7 +154,8 @@ def test_repeated_bad_tokens_back_off(
 def test_tokens_stay_out_of_logs_and_audit_names_the_caller(
     serve: Callable[..., Any],
     cancer: tuple[Any, Any, LogisticRegression],
-    identity: SqlIdentity,
+    identity: IdentityStore,
+    settings: Settings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -179,7 +171,9 @@ def test_tokens_stay_out_of_logs_and_audit_names_the_caller(
     assert predictor not in repr(logged)
     events = backend().store.audit_events()
     assert predictor not in repr(events)
-    assert [e.actor for e in events if e.action == "labels.log"] == ["scorer (token scorer-token)"]
+    # a SQL store records the caller; a team server records who called it: this server's own token
+    caller = "admin" if settings.is_remote else "scorer (token scorer)"
+    assert [e.actor for e in events if e.action == "labels.log"] == [caller]
     assert predictor not in caplog.text
 
 
@@ -201,7 +195,7 @@ def test_the_cache_window_is_at_most_five_seconds(cache_s: float) -> None:
 
 @sqlite_only
 def test_plinth_serve_auth_from_the_command_line(
-    cancer: tuple[Any, Any, LogisticRegression], settings: Settings, identity: SqlIdentity
+    cancer: tuple[Any, Any, LogisticRegression], settings: Settings, identity: IdentityStore
 ) -> None:
     x, _y, clf = cancer
     mv = plinth.register_model("bc", clf, input_example=x[:3])
@@ -209,6 +203,8 @@ def test_plinth_serve_auth_from_the_command_line(
     predictor = issue(identity, "scorer", "predictor")
     port = free_port()
     env = {**os.environ, "PLINTH_HOME": settings.home, "PLINTH_STORE": settings.resolved_store_url}
+    if settings.token is not None:
+        env["PLINTH_TOKEN"] = settings.token
     command = [sys.executable, "-m", "plinth.cli.main", "serve", "bc@champion", "--port", str(port), "--auth"]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

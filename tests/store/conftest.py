@@ -12,15 +12,11 @@ making its user and token (in the default workspace's chain) stay out of its aud
 from __future__ import annotations
 
 import itertools
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 
 from plinth.core.access import Role
 from plinth.core.identity import PrincipalKind
@@ -29,7 +25,7 @@ from plinth.store.base import Store
 from plinth.store.http import ServerClient
 from plinth.store.remote import RemoteStore
 from plinth.store.sql import SqlStore
-from waiting import wait_until
+from team_servers import ThreadServer
 
 TOKEN_NAME = "tests"
 AUDIT_KEY = "a-test-audit-key-" + "0" * 16
@@ -38,13 +34,11 @@ _WORKSPACES = itertools.count(1)
 
 
 class StoreServer:
-    """The team server app over `store_url`, on uvicorn in a thread of the test process."""
+    """A team server over `store_url` (uvicorn in a thread), with users made for the suite."""
 
     def __init__(self, store_url: str, home: Path, audit_key: str) -> None:
-        from plinth.server.app import create_app
         from plinth.server.config import ServerConfig
 
-        self.store_url = store_url
         settings = Settings(
             home=str(home),
             store_url=store_url,
@@ -52,30 +46,15 @@ class StoreServer:
             user="server",
             audit_key=audit_key,
         )
-        self.config = ServerConfig.load(None, settings, environ={})
-        self.app = create_app(self.config)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_until(self._ready, f"the team server at {self.url} to answer /healthz")
+        self.store_url = store_url
+        self.server = ThreadServer(ServerConfig.load(None, settings, environ={}))
+        self.url = self.server.url
         self._tokens: dict[tuple[str, str], str] = {}
         self.workspaces: list[str] = []
 
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
     def token_for(self, user: str, workspace: str, role: Role = Role.ADMIN) -> str:
         """A token of user `user`, a member of `workspace` (made if new) with `role`."""
-        identity = self.app.state.plinth.identity
+        identity = self.server.app.state.plinth.identity
         if workspace not in self.workspaces:
             identity.create_workspace(workspace, by="tests")
             self.workspaces.append(workspace)
@@ -94,8 +73,7 @@ class StoreServer:
         return self._tokens[user, workspace]
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        self.server.stop()
 
 
 @pytest.fixture(scope="session")

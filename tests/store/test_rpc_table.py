@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from plinth.core.access import Right
-from plinth.store import rpc, wire
+from plinth.store import bodies, rpc, wire
 from plinth.store.base import Store
 from plinth.store.remote import RemoteStore
 
@@ -117,14 +117,14 @@ def test_binary_bodies_go_and_come_back() -> None:
     history = np.array(
         [(0, 5, 0.5), (1, 6, np.nan)], dtype=[("step", "i8"), ("timestamp_ms", "i8"), ("value", "f8")]
     )
-    back = rpc.npy_array(rpc.npy_bytes(history))
+    back = bodies.npy_array(bodies.npy_bytes(history))
     assert back.dtype == history.dtype and back["step"].tolist() == [0, 1]
     tables = [pa.table({"a": [1, 2]}), pa.table({"b": ["x"]})]
-    assert [t.to_pydict() for t in rpc.unpack_tables(rpc.pack_tables(tables))] == [
+    assert [t.to_pydict() for t in bodies.unpack_tables(bodies.pack_tables(tables))] == [
         {"a": [1, 2]},
         {"b": ["x"]},
     ]
     with pytest.raises(wire.WireError, match="ends inside"):
-        rpc.unpack_tables(rpc.pack_tables(tables)[:-3])
+        bodies.unpack_tables(bodies.pack_tables(tables)[:-3])
     with pytest.raises(wire.WireError, match="npy"):
-        rpc.npy_array(b"not an array")
+        bodies.npy_array(b"not an array")

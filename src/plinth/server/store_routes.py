@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,7 +35,7 @@ from plinth.core.audit import AuditHead
 from plinth.core.errors import ConflictError, InvalidInput, PlinthError, StoreError
 from plinth.core.http import RequestError
 from plinth.server.context import RequestContext, require, right_extra
-from plinth.store import rpc, wire
+from plinth.store import bodies, rpc, wire
 from plinth.store.base import NewModelVersion, NewRun, SealedManifest, Store
 from plinth.store.filter_check import check_filter, check_order
 from plinth.store.wire import refused
@@ -44,6 +45,8 @@ BODY_TYPES: Mapping[str, type] = {"create_model_version": rpc.VersionRequest}
 """Methods whose JSON body is one value of its own type, not the method's arguments."""
 BINARY_BODIES: Mapping[str, str] = {"write_prediction_columns": "tables"}
 """Methods with an argument sent as the binary body (its other arguments go in the query)."""
+FIELD_DECODERS: Mapping[tuple[str, str], wire.Decoder] = {("write_metrics", "points"): bodies.decode_points}
+"""Arguments decoded by a decoder of their own (the metric hot path)."""
 MAX_AGE_S = 100 * 365 * 86400.0
 """The oldest age a sweep may be asked to keep blobs for (a century)."""
 
@@ -91,7 +94,7 @@ async def _arguments(endpoint: rpc.Endpoint, request: Request) -> dict[str, Any]
                 raise refused(f"query.{name}", f"only the parameters {_names(endpoint)}", "an unknown one")
             found[name] = rpc.from_query(text, hints[name], f"query.{name}")
         if binary:
-            found[binary] = rpc.unpack_tables(await request.body())
+            found[binary] = bodies.unpack_tables(await request.body())
     elif endpoint.method in BODY_TYPES:
         found["body"] = wire.decode(_object(await request.body()), BODY_TYPES[endpoint.method])
         return found
@@ -99,7 +102,8 @@ async def _arguments(endpoint: rpc.Endpoint, request: Request) -> dict[str, Any]
         for name, value in _object(await request.body()).items():
             if name not in params or name in endpoint.path_params:
                 raise refused(f"body.{name}", f"only the fields {_names(endpoint)}", "an unknown field")
-            found[name] = wire.decode(value, hints[name], f"body.{name}")
+            decode = FIELD_DECODERS.get((endpoint.method, name)) or wire.decoder(hints[name])
+            found[name] = decode(value, f"body.{name}")
     missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in found]
     if missing:
         raise refused(f"body.{missing[0]}", "a value (it is required)", "nothing")
@@ -128,27 +132,46 @@ def _answer(endpoint: rpc.Endpoint, ctx: RequestContext, arguments: dict[str, An
             result = special(ctx, arguments)
         else:
             result = getattr(ctx.store, endpoint.method)(**arguments)
-    except (StoreError, SqlIntegrityError, SqlDataError) as exc:
+    except CAUGHT as exc:
         raise _refused_data(exc) or exc from exc.__cause__
     media = rpc.BINARY_RESULTS.get(endpoint.method)
     if media == rpc.NPY:
-        return Response(rpc.npy_bytes(result), media_type=media)
+        return Response(bodies.npy_bytes(result), media_type=media)
     if media == rpc.ARROW:
-        return Response(rpc.arrow_bytes(result), media_type=media)
+        return Response(bodies.arrow_bytes(result), media_type=media)
     return Response(wire.dumps(result), media_type=rpc.JSON)
+
+
+def _refusals() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """The errors by which SQLAlchemy and the drivers say the database refused the data itself:
+    (conflicts with stored rows, values a column cannot hold)."""
+    conflicts: list[type[Exception]] = [SqlIntegrityError, sqlite3.IntegrityError]
+    values: list[type[Exception]] = [SqlDataError, sqlite3.DataError]
+    try:
+        import psycopg
+    except ImportError:
+        pass
+    else:
+        conflicts.append(psycopg.IntegrityError)
+        values.append(psycopg.DataError)
+    return tuple(conflicts), tuple(values)
+
+
+CONFLICTS, BAD_VALUES = _refusals()
+REFUSALS = CONFLICTS + BAD_VALUES
+CAUGHT: tuple[type[Exception], ...] = (StoreError, *REFUSALS)
 
 
 def _refused_data(exc: Exception) -> PlinthError | None:
     """The 4xx a store failure stands for when the database refused the data itself (a taken id,
     a value its column cannot hold): sending it again cannot help, so it is not a 503 (nor,
     where the store let the database's own error through, a 500)."""
-    cause = exc if isinstance(exc, SqlIntegrityError | SqlDataError) else exc.__cause__
-    if isinstance(cause, SqlIntegrityError):
-        return ConflictError(
-            f"The store refused this write: it conflicts with what is stored ({cause.orig})."
-        )
-    if isinstance(cause, SqlDataError):
-        return InvalidInput(f"The store refused a value of this request: {cause.orig}.")
+    cause = exc if isinstance(exc, REFUSALS) else exc.__cause__
+    reason = getattr(cause, "orig", None) or cause
+    if isinstance(cause, CONFLICTS):
+        return ConflictError(f"The store refused this write: it conflicts with what it holds ({reason}).")
+    if isinstance(cause, BAD_VALUES):
+        return InvalidInput(f"The store refused a value of this request: {reason}.")
     return None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from plinth.core.errors import NotFound
-from plinth.store import rpc, wire
+from plinth.store import bodies, rpc, wire
 from plinth.store.http import ServerClient
 
 _JSON_HEADERS = {"content-type": rpc.JSON}
@@ -88,9 +88,9 @@ class RemoteBase:
         """The call's result from the server's answer."""
         media = rpc.BINARY_RESULTS.get(endpoint.method)
         if media == rpc.NPY:
-            return rpc.npy_array(response.content)
+            return bodies.npy_array(response.content)
         if media == rpc.ARROW:
-            return rpc.arrow_table(response.content)
+            return bodies.arrow_table(response.content)
         data = wire.loads(response.content, "The server's answer")
         return wire.decode(data, endpoint.hints["return"], "answer")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from plinth.store import rpc
+from plinth.store import bodies, rpc
 from plinth.store.base import RemovedPredictions
 from plinth.store.remote_base import RemoteBase
 
@@ -28,7 +28,7 @@ class RemoteServing(RemoteBase):
     def write_prediction_columns(self, model: str, tables: Sequence[pa.Table]) -> int:
         """Send segment tables as Arrow IPC streams in one request."""
         endpoint = rpc.BY_METHOD["write_prediction_columns"]
-        response = self.send(endpoint, {"model": model}, content=rpc.pack_tables(tables))
+        response = self.send(endpoint, {"model": model}, content=bodies.pack_tables(tables))
         return self.result(endpoint, response)
 
     def prediction_table(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from plinth.store import rpc, wire
+from plinth.store import bodies, rpc
 from plinth.store.base import ArtifactRecord, NewDataset, NewRun, PointRow
 from plinth.store.remote_base import RemoteBase
 
@@ -105,15 +104,11 @@ class RemoteTracking(RemoteBase):
         lost answer's earlier try already wrote, so none is written twice)."""
         if not points:
             return
-        rows = [
-            (run, key, step, seq, ts, value if math.isfinite(value) else wire.encode(value))
-            for run, key, step, seq, ts, value in points
-        ]
         endpoint = rpc.BY_METHOD["write_metrics"]
         self.client.request(
             endpoint.verb,
             endpoint.path,
-            content=wire.dumps({"points": rows}),
+            content=bodies.points_json(points),
             headers={"content-type": rpc.JSON},
             idempotent=True,
         )

@@ -3,24 +3,20 @@
 Each abstract method of `Store` is one `Endpoint`: an HTTP verb and a path under `/api/v1`, and
 the right a caller needs in the workspace. Arguments named in the path travel there; a GET
 sends the others as query parameters, every other verb as a JSON object of them (`wire`). A
-result is JSON, except where it is binary: a metric history is a NumPy `.npy` body and a
-prediction table an Arrow IPC stream; `write_prediction_columns` sends its tables as Arrow IPC
-streams, each preceded by its length (`pack_tables`).
+result is JSON, except where it is binary (`BINARY_RESULTS`; the bodies are in `bodies`).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import io
 import math
 import re
-import struct
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from plinth.core import entities
@@ -28,11 +24,7 @@ from plinth.core.access import Right
 from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
 from plinth.core.filters import Expr, OrderKey
 from plinth.store import base
-from plinth.store.wire import WireError, refused
-
-if TYPE_CHECKING:
-    import numpy as np
-    import pyarrow as pa
+from plinth.store.wire import refused
 
 API = "/api/v1"
 NPY = "application/x-npy"
@@ -296,83 +288,3 @@ def segment(value: str) -> str:
     """`value` as one path segment: every '/' and '.' percent-encoded, so no proxy or client
     reads it as a separator or a dot segment."""
     return quote(value, safe="").replace(".", "%2E")
-
-
-# binary bodies ---------------------------------------------------------------------------------
-def npy_bytes(array: np.ndarray) -> bytes:
-    """A NumPy array as a `.npy` file's bytes (no pickles)."""
-    import numpy as np
-
-    out = io.BytesIO()
-    np.save(out, array, allow_pickle=False)
-    return out.getvalue()
-
-
-def npy_array(body: bytes) -> np.ndarray:
-    """The array of `.npy` bytes.
-
-    Raises:
-        WireError: the bytes are not a `.npy` file of plain values.
-    """
-    import numpy as np
-
-    try:
-        array: np.ndarray = np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise WireError(f"The body is not a NumPy .npy array: {exc}.") from None
-    return array
-
-
-def arrow_bytes(table: pa.Table) -> bytes:
-    """A table as an Arrow IPC stream."""
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
-
-
-def arrow_table(body: bytes | memoryview) -> pa.Table:
-    """The table of an Arrow IPC stream.
-
-    Raises:
-        WireError: the bytes are not an Arrow IPC stream.
-    """
-    import pyarrow as pa
-
-    try:
-        with pa.ipc.open_stream(pa.py_buffer(body)) as reader:
-            return reader.read_all()
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise WireError(f"The body is not an Arrow IPC stream: {exc}.") from None
-
-
-def pack_tables(tables: Sequence[pa.Table]) -> bytes:
-    """Tables as one body: each an Arrow IPC stream preceded by its length (8 bytes, big-endian)."""
-    parts = []
-    for table in tables:
-        data = arrow_bytes(table)
-        parts += [struct.pack(">Q", len(data)), data]
-    return b"".join(parts)
-
-
-def unpack_tables(body: bytes) -> list[pa.Table]:
-    """The tables of a `pack_tables` body.
-
-    Raises:
-        WireError: the body is cut short or holds something else.
-    """
-    return list(_tables(memoryview(body)))
-
-
-def _tables(view: memoryview) -> Iterator[pa.Table]:
-    at = 0
-    while at < len(view):
-        if at + 8 > len(view):
-            raise WireError("The body ends inside a table's length; send what `pack_tables` makes.")
-        (size,) = struct.unpack(">Q", view[at : at + 8])
-        if at + 8 + size > len(view):
-            raise WireError(f"The body ends inside a table of {size} bytes; send what `pack_tables` makes.")
-        yield arrow_table(view[at + 8 : at + 8 + size])
-        at += 8 + size
