@@ -97,18 +97,30 @@ class Authorizer:
         if self._admin is not None and same_secret(secret, self._admin):
             self.backoff.succeeded(client)
             return self._admin_principal
+        outcome = self._outcome(secret)
+        if isinstance(outcome, Principal):
+            self.backoff.succeeded(client)
+            return outcome
+        self.backoff.failed(client)
+        raise Unauthorized(outcome)
+
+    def lookup(self, secret: str) -> Principal | None:
+        """The principal `secret` stands for, or None; through the same cache as `authenticate`
+        but counted against no client (a model server asking about its callers' tokens)."""
+        if self._admin is not None and same_secret(secret, self._admin):
+            return self._admin_principal
+        outcome = self._outcome(secret)
+        return outcome if isinstance(outcome, Principal) else None
+
+    def _outcome(self, secret: str) -> Principal | str:
+        """The cached decision on `secret`: its principal, or why it is refused."""
         key = hashlib.sha256(secret.encode()).digest()
         now = self._clock()
         cached = self._cache.get(key)
         if cached is None or cached[0] <= now:
             cached = (now + self.cache_s, self._resolve(secret))
             self._keep(key, cached, now)
-        outcome = cached[1]
-        if isinstance(outcome, Principal):
-            self.backoff.succeeded(client)
-            return outcome
-        self.backoff.failed(client)
-        raise Unauthorized(outcome)
+        return cached[1]
 
     def authorize(self, principal: Principal, workspace: str, right: Right) -> None:
         """Pass when `principal` holds `right` in `workspace`.

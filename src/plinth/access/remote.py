@@ -1,10 +1,11 @@
 """Who a token is, asked of the team server: the resolver of a model server over a remote store.
 
 A model server started with `--auth` while its store is a team server (`PLINTH_STORE=http…`)
-has no identity tables to read. It sends the caller's token to the server's
-`GET /api/v1/whoami` and builds the `Principal` from the answer; the `Authorizer` above caches
-that decision (at most 5 s), so the server is asked once per token per window, not per request.
-The model server's own token (PLINTH_TOKEN) is never sent in place of the caller's.
+has no identity tables to read. It asks the server's `POST /api/v1/tokens/resolve` with its own
+token (a `predictor` one) who the caller's token belongs to, and builds the `Principal` from the
+answer; the `Authorizer` above caches that decision (at most 5 s), so the server is asked once
+per token per window, not per request. Unknown tokens are not counted against the model server
+by the team server (it backs off its own callers), so callers cannot lock it out.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from plinth.core.access import Role
-from plinth.core.errors import PlinthError, ServerUnavailable, Unauthorized
+from plinth.core.errors import PlinthError, ServerUnavailable
 from plinth.core.identity import Principal, PrincipalKind
 
-WHOAMI_PATH = "/whoami"
+RESOLVE_PATH = "/tokens/resolve"
 """Relative to the client's base URL, which ends in `/api/v1`."""
 
 WORKSPACE_HEADER = "X-Plinth-Workspace"
@@ -33,7 +34,7 @@ class WhoamiClient(Protocol):
     """The part of `plinth.store.http.ServerClient` the resolver uses."""
 
     def request(
-        self, verb: str, path: str, *, headers: Mapping[str, str] | None = None
+        self, verb: str, path: str, *, json: Any = None, headers: Mapping[str, str] | None = None
     ) -> WhoamiResponse: ...
 
     def close(self) -> None: ...
@@ -43,12 +44,12 @@ class WhoamiResolver:
     """A `TokenResolver` asking the team server who a token is.
 
     Args:
-        client_factory: makes the client to the team server (once, on first use); its own
-            token, if any, is replaced on each call by the caller's.
+        client_factory: makes the client to the team server (once, on first use), with the
+            model server's own token, which needs the `predict` right there.
         workspace: sent as `X-Plinth-Workspace` (the model's workspace); the answer lists the
             principal's roles in every workspace anyway.
 
-    `resolve` answers None for a token the server refuses (401) and raises what the client
+    `resolve` answers None for a token the server does not know and raises what the client
     raises otherwise (ServerUnavailable when the server cannot be reached), so an outage is
     a 503 for the caller rather than a refusal of a valid token.
 
@@ -65,14 +66,11 @@ class WhoamiResolver:
 
     def resolve(self, secret: str) -> Principal | None:
         """The principal `secret` belongs to, or None if the team server does not know it."""
-        headers = {"Authorization": f"Bearer {secret}"}
-        if self._workspace is not None:
-            headers[WORKSPACE_HEADER] = self._workspace
-        try:
-            answer = self._connection().request("GET", WHOAMI_PATH, headers=headers)
-        except Unauthorized:
-            return None
-        return principal_from(answer.json())
+        headers = {WORKSPACE_HEADER: self._workspace} if self._workspace is not None else None
+        answer = self._connection().request("POST", RESOLVE_PATH, json={"token": secret}, headers=headers)
+        doc = answer.json()
+        found = doc.get("principal") if isinstance(doc, dict) else doc
+        return None if found is None else principal_from(found)
 
     def close(self) -> None:
         """Close the connection to the team server, if one was opened."""
@@ -107,7 +105,7 @@ def principal_from(doc: Any) -> Principal:
         )
     except (AttributeError, KeyError, TypeError, ValueError, PlinthError) as exc:
         raise ServerUnavailable(
-            f"The team server's answer to GET /api/v1/whoami is not a principal ({exc!s:.200}); "
+            f"The team server's answer to POST /api/v1/tokens/resolve is not a principal ({exc!s:.200}); "
             "check that PLINTH_STORE points at a plinth server of the same version."
         ) from exc
 

@@ -148,4 +148,3 @@ class TooManyAttempts(AccessError):
 
 class ServerUnavailable(StoreError):
     """The team server could not be reached or answered 5xx after retries (a StoreError)."""
-

@@ -45,6 +45,13 @@ from plinth.store.wire import encode
 NAME = Field(min_length=1, max_length=128)
 
 
+class TokenToResolve(BaseModel):
+    """A token a model server was shown by one of its callers."""
+
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=512)
+
+
 class NewWorkspace(BaseModel):
     """Body of `POST /workspaces`."""
 
@@ -101,6 +108,7 @@ def require_in_path(right: Right) -> Callable[[Request], RequestContext]:
 
 
 AUTHENTICATED = Depends(require(Right.AUTHENTICATED))
+PREDICT = Depends(require(Right.PREDICT))
 SUPERUSER = Depends(require(Right.SUPERUSER))
 WORKSPACE_ADMIN = Depends(require_in_path(Right.ADMIN))
 
@@ -120,6 +128,15 @@ def _workspace_routes(router: APIRouter) -> None:
     def whoami(ctx: RequestContext = AUTHENTICATED) -> dict[str, Any]:
         """Who the token belongs to, its roles per workspace and its home workspace."""
         return describe(ctx.principal)
+
+    @router.post("/tokens/resolve", openapi_extra=right_extra(Right.PREDICT))
+    def resolve_token(body: TokenToResolve, ctx: RequestContext = PREDICT) -> dict[str, Any]:
+        """Who another token belongs to, as whoami would answer its holder: what a model server
+        started with `--auth` asks about its callers, with its own token. A token the server
+        does not know answers `{"principal": null}` and is not counted against the asker (the
+        model server backs off its own callers), so callers cannot lock a model server out."""
+        found = ctx.state.authorizer.lookup(body.token)
+        return {"principal": None if found is None else describe(found)}
 
     @router.get("/workspaces", openapi_extra=right_extra(Right.AUTHENTICATED))
     def list_workspaces(ctx: RequestContext = AUTHENTICATED) -> list[Any]:
