@@ -60,34 +60,12 @@ def login(url: str | None, no_browser: bool, token: str | None) -> None:
     else:
         secret, name = sign_in(client(server, settings, None), no_browser=no_browser)
     me = client(server, settings, secret).request("GET", "/whoami").json()
-    path = save_token(_config_dir(settings), server, secret, name=name or me.get("token_name"))
+    path = save_token(config_dir(settings), server, secret, name=name or me.get("token_name"))
     roles = ", ".join(f"{ws}: {role}" for ws, role in sorted(me.get("roles", {}).items()))
     if me.get("superuser"):
         roles = "superuser"
     say(f"Logged in to {server} as {me['name']} ({roles or 'no role yet'}).")
     say(f"Token kept in {path}.")
-
-
-@click.command("logout", short_help="Revoke and forget the token kept for a team server.")
-@click.argument("url", required=False)
-def logout(url: str | None) -> None:
-    """Forget the token kept for the team server at URL (default: PLINTH_STORE); a sign-on
-    session token is revoked on the server too."""
-    from plinth.core.errors import PlinthError
-    from plinth.store.credentials import load_token, remove_token
-
-    settings = Settings.from_env()
-    server = server_url(url, settings)
-    secret = load_token(_config_dir(settings), server)
-    if secret is None:
-        say(f"No token kept for {server}.")
-        return
-    try:
-        client(server, settings, secret).request("POST", "/auth/logout", idempotent=False)
-    except PlinthError as exc:  # an expired session, or sign-on off: forgetting it is enough
-        say(f"The server did not revoke it ({exc}); forgetting it here.")
-    remove_token(_config_dir(settings), server)
-    say(f"Logged out of {server}.")
 
 
 def server_url(url: str | None, settings: Settings) -> str:
@@ -197,7 +175,8 @@ class CallbackListener:
         return Handler
 
 
-def _config_dir(settings: Settings) -> str:
+def config_dir(settings: Settings) -> str:
+    """Where credentials are kept (PLINTH_CONFIG_DIR); InvalidInput when there is none."""
     if not settings.config_dir:
         raise InvalidInput("No folder to keep credentials in; set PLINTH_CONFIG_DIR.")
     return settings.config_dir

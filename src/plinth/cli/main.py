@@ -23,7 +23,8 @@ from plinth.cli.experiments import experiments
 from plinth.cli.flows import flows
 from plinth.cli.gc import gc
 from plinth.cli.governance import audit, erase, lineage, retention
-from plinth.cli.login import login, logout
+from plinth.cli.login import login
+from plinth.cli.logout import logout
 from plinth.cli.members import members
 from plinth.cli.models import models
 from plinth.cli.monitor import labels, monitor

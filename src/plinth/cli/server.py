@@ -40,7 +40,13 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 )
 @click.option("--ssl-certfile", default=None, type=click.Path(dir_okay=False), help="TLS certificate (PEM).")
 @click.option("--ssl-keyfile", default=None, type=click.Path(dir_okay=False), help="TLS private key (PEM).")
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(LOG_LEVELS))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(LOG_LEVELS),
+    help="How much the server logs (never the requests' headers: no level logs a token).",
+)
 @click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
 def server(
     host: str,

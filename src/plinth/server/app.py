@@ -33,6 +33,7 @@ from plinth.server.context import RIGHT_KEY, WORKSPACE_HEADER, ServerState
 from plinth.server.health import health_router
 from plinth.server.metrics import ServerMetrics
 from plinth.server.middleware import ServerGuard
+from plinth.server.store_dispatch import StoreDispatch
 from plinth.server.store_routes import store_router
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.include_router(router)
     app.include_router(health_router(metrics, metrics_open=config.metrics_open))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(StoreDispatch)  # innermost of ours: inside CORS, the guard and its metrics
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,

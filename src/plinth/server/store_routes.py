@@ -22,7 +22,7 @@ import dataclasses
 import inspect
 import json
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -73,33 +73,46 @@ def _route(endpoint: rpc.Endpoint) -> Callable[..., Any]:
     authorized = Depends(require(endpoint.right))
 
     async def handle(request: Request, ctx: RequestContext = authorized) -> Response:
-        arguments = await _arguments(endpoint, request)
-        return await run_in_threadpool(_answer, endpoint, ctx, arguments)
+        body = (
+            b"" if endpoint.verb == "GET" and endpoint.method not in BINARY_BODIES else await request.body()
+        )
+        arguments = parse_arguments(endpoint, request.path_params, request.query_params.multi_items(), body)
+        return await run_in_threadpool(answer, endpoint, ctx, arguments)
 
     handle.__name__ = endpoint.method
     return handle
 
 
-async def _arguments(endpoint: rpc.Endpoint, request: Request) -> dict[str, Any]:
-    """The call's arguments from the path, the query and the body, decoded by type."""
+def parse_arguments(
+    endpoint: rpc.Endpoint,
+    path_params: Mapping[str, str],
+    query: Sequence[tuple[str, str]],
+    body: bytes,
+) -> dict[str, Any]:
+    """The call's arguments from the path, the query and the body, decoded by type.
+
+    Raises:
+        WireError: an unknown, missing or mistyped argument (422, naming its place).
+        RequestError: a body that is not JSON (400).
+    """
     hints = endpoint.hints
     params = endpoint.signature.parameters
     found: dict[str, Any] = {}
     for name in endpoint.path_params:
-        found[name] = rpc.from_query(request.path_params[name], hints.get(name, str), f"path.{name}")
+        found[name] = rpc.from_query(path_params[name], hints.get(name, str), f"path.{name}")
     binary = BINARY_BODIES.get(endpoint.method)
     if endpoint.verb == "GET" or binary:
-        for name, text in request.query_params.multi_items():
+        for name, text in query:
             if name not in params or name in found or name == binary:
                 raise refused(f"query.{name}", f"only the parameters {_names(endpoint)}", "an unknown one")
             found[name] = rpc.from_query(text, hints[name], f"query.{name}")
         if binary:
-            found[binary] = bodies.unpack_tables(await request.body())
+            found[binary] = bodies.unpack_tables(body)
     elif endpoint.method in BODY_TYPES:
-        found["body"] = wire.decode(_object(await request.body()), BODY_TYPES[endpoint.method])
+        found["body"] = wire.decode(_object(body), BODY_TYPES[endpoint.method])
         return found
     else:
-        for name, value in _object(await request.body()).items():
+        for name, value in _object(body).items():
             if name not in params or name in endpoint.path_params:
                 raise refused(f"body.{name}", f"only the fields {_names(endpoint)}", "an unknown field")
             decode = FIELD_DECODERS.get((endpoint.method, name)) or wire.decoder(hints[name])
@@ -124,8 +137,8 @@ def _names(endpoint: rpc.Endpoint) -> str:
     return ", ".join(n for n in endpoint.signature.parameters if n not in endpoint.path_params) or "(none)"
 
 
-def _answer(endpoint: rpc.Endpoint, ctx: RequestContext, arguments: dict[str, Any]) -> Response:
-    """Call the store and answer with its result."""
+def answer(endpoint: rpc.Endpoint, ctx: RequestContext, arguments: dict[str, Any]) -> Response:
+    """Call the store and answer with its result (a blocking call: run it off the event loop)."""
     special = SPECIAL.get(endpoint.method)
     try:
         if special is not None:

@@ -1,0 +1,129 @@
+"""The store API's hot path: its routes answered without FastAPI's routing and dependency layers.
+
+Every store call is a small request (a run started, a batch of points, a search) and the server
+answers thousands a second, so the per-request cost of routing through the whole route table,
+solving dependencies and FastAPI's exception layers would be most of its work. `StoreDispatch`
+sits in the middleware stack, matches a request against the store endpoints' own table
+(`plinth.store.rpc.ENDPOINTS`, with Starlette's path rules) and answers it with the same
+functions the FastAPI routes use (`require`, `parse_arguments`, `answer`) and the same error
+answers (`plinth.server.errors`). Anything else (other routes, HEAD, an unknown path, a method
+a path does not have) goes on to FastAPI, which answers it as before; the FastAPI routes stay
+declared for the OpenAPI document and the route-table test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio.to_thread
+from starlette._utils import get_route_path
+from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from plinth.core.access import Right
+from plinth.core.errors import PlinthError
+from plinth.server.context import RequestContext, require
+from plinth.server.errors import http_error, plinth_error
+from plinth.server.store_routes import BINARY_BODIES, answer, parse_arguments
+from plinth.store import rpc
+
+STORE_THREADS = 4
+"""Store calls one server process runs at once. Each holds Python's interpreter lock for most of
+its work, so many at once mostly wait on each other and on the database's write lock: a few
+threads keep a database's round trips overlapping, and a queue in front of them keeps
+every caller's wait to the calls ahead of it."""
+
+
+@dataclass(frozen=True)
+class StoreRoute:
+    """One store endpoint as the dispatcher matches it; `path` is its full template, which the
+    latency metrics and error logs name (as `scope["route"].path`)."""
+
+    endpoint: rpc.Endpoint
+    path: str
+    pattern: re.Pattern[str]
+    reads_body: bool
+
+
+class StoreDispatch:
+    """ASGI middleware answering the store API's requests itself (see the module's docstring).
+
+    Args:
+        app: the rest of the app (FastAPI), for every request that is not a store call.
+        threads: how many store calls run at once; the others wait their turn, first come
+            first served.
+    """
+
+    def __init__(self, app: ASGIApp, *, threads: int = STORE_THREADS) -> None:
+        self.app = app
+        self._limiter = anyio.CapacityLimiter(threads)
+        self.prefix = rpc.API + "/"
+        self._routes = _routes()
+        self._require: Mapping[Right, Callable[[Request], RequestContext]] = {
+            right: require(right) for right in Right
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hit = self._match(scope) if scope["type"] == "http" else None
+        if hit is None:
+            await self.app(scope, receive, send)
+            return
+        route, path_params = hit
+        scope["route"] = route
+        scope["path_params"] = path_params
+        request = Request(scope, receive)
+        try:
+            response = await self._answer(route, request, path_params)
+        except PlinthError as exc:
+            response = plinth_error(request, exc)
+        except HTTPException as exc:  # the body limit, while reading the body
+            response = http_error(request, exc)
+        await response(scope, receive, send)
+
+    def _match(self, scope: Scope) -> tuple[StoreRoute, dict[str, str]] | None:
+        """The first store route whose method and path both match, as Starlette would pick it."""
+        path = get_route_path(scope)
+        candidates = self._routes.get(scope["method"]) if path.startswith(self.prefix) else None
+        for route in candidates or ():
+            found = route.pattern.match(path)
+            if found is not None:
+                return route, found.groupdict()
+        return None
+
+    async def _answer(self, route: StoreRoute, request: Request, path_params: dict[str, str]) -> Response:
+        endpoint = route.endpoint
+        ctx = self._require[endpoint.right](request)
+        body = await request.body() if route.reads_body else b""
+        query_string = request.scope.get("query_string", b"")
+        query = QueryParams(query_string).multi_items() if query_string else []
+        return await anyio.to_thread.run_sync(
+            _call, endpoint, ctx, path_params, query, body, limiter=self._limiter
+        )
+
+
+def _call(
+    endpoint: rpc.Endpoint,
+    ctx: RequestContext,
+    path_params: Mapping[str, str],
+    query: Sequence[tuple[str, str]],
+    body: bytes,
+) -> Response:
+    """Decode the arguments (a large body takes a while) and call the store: in a store thread."""
+    return answer(endpoint, ctx, parse_arguments(endpoint, path_params, query, body))
+
+
+def _routes() -> dict[str, list[StoreRoute]]:
+    """The store routes by HTTP method, in the order FastAPI declares them."""
+    routes: dict[str, list[StoreRoute]] = {}
+    for endpoint in rpc.ENDPOINTS:
+        path = rpc.API + endpoint.path
+        pattern, _format, _convertors = compile_path(path)
+        reads_body = endpoint.verb != "GET" or endpoint.method in BINARY_BODIES
+        routes.setdefault(endpoint.verb, []).append(StoreRoute(endpoint, path, pattern, reads_body))
+    return routes
