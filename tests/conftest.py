@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -79,7 +81,29 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 REMOTE = os.environ.get("PLINTH_TEST_REMOTE", "") == "1"
 """PLINTH_TEST_REMOTE=1 runs every test that takes `settings` (or `tracking`) through a team
-server over the parametrized store, as a client with the bootstrap admin's token."""
+server over the parametrized store, as the bootstrap admin (runs record the principal `admin`,
+never the client's PLINTH_USER)."""
+
+WHITE_BOX = re.compile(r"\.engine\b|SqlStore\(|\.path_of\(|exec_driver_sql|sqlite3\.connect|audit_key_path")
+"""What a test that edits the store's database or blob files directly uses: such a test checks
+the store itself (tampering, corruption, crash recovery), which a client of a server cannot
+reach; with PLINTH_TEST_REMOTE=1 it is skipped, and it runs in the ordinary suite."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not REMOTE:
+        return
+    skip = pytest.mark.skip(
+        reason="edits the store's database or files directly; runs without PLINTH_TEST_REMOTE"
+    )
+    for item in items:
+        function = getattr(item, "function", None)
+        try:
+            source = inspect.getsource(function) if function is not None else ""
+        except (OSError, TypeError):
+            source = ""
+        if WHITE_BOX.search(source):
+            item.add_marker(skip)
 
 
 @pytest.fixture

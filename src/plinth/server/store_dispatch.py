@@ -30,7 +30,7 @@ from plinth.core.access import Right
 from plinth.core.errors import PlinthError
 from plinth.server.context import RequestContext, require
 from plinth.server.errors import http_error, plinth_error
-from plinth.server.store_routes import BINARY_BODIES, answer, parse_arguments
+from plinth.server.store_routes import answer, parse_arguments, reads_body
 from plinth.store import rpc
 
 STORE_THREADS = 4
@@ -102,8 +102,9 @@ class StoreDispatch:
         body = await request.body() if route.reads_body else b""
         query_string = request.scope.get("query_string", b"")
         query = QueryParams(query_string).multi_items() if query_string else []
+        media = request.headers.get("content-type") if body else None
         return await anyio.to_thread.run_sync(
-            _call, endpoint, ctx, path_params, query, body, limiter=self._limiter
+            _call, endpoint, ctx, path_params, query, body, media, limiter=self._limiter
         )
 
 
@@ -113,9 +114,10 @@ def _call(
     path_params: Mapping[str, str],
     query: Sequence[tuple[str, str]],
     body: bytes,
+    media_type: str | None,
 ) -> Response:
     """Decode the arguments (a large body takes a while) and call the store: in a store thread."""
-    return answer(endpoint, ctx, parse_arguments(endpoint, path_params, query, body))
+    return answer(endpoint, ctx, parse_arguments(endpoint, path_params, query, body, media_type))
 
 
 def _routes() -> dict[str, list[StoreRoute]]:
@@ -124,6 +126,5 @@ def _routes() -> dict[str, list[StoreRoute]]:
     for endpoint in rpc.ENDPOINTS:
         path = rpc.API + endpoint.path
         pattern, _format, _convertors = compile_path(path)
-        reads_body = endpoint.verb != "GET" or endpoint.method in BINARY_BODIES
-        routes.setdefault(endpoint.verb, []).append(StoreRoute(endpoint, path, pattern, reads_body))
+        routes.setdefault(endpoint.verb, []).append(StoreRoute(endpoint, path, pattern, reads_body(endpoint)))
     return routes

@@ -9,11 +9,16 @@ the binary ones).
 A few methods need more than a call:
 - `create_run` / `create_runs` record the principal as the run's user, whatever the client sent;
 - `write_metrics` skips points already stored, so a client retrying a batch whose answer was
-  lost never writes a point twice;
+  lost never writes a point twice; its points come as JSON rows or, from the remote store, as
+  columns (`plinth.store.points`, `MEDIA_BODIES`);
 - `create_model_version` records a version the client sealed for a given number, only while
   that number is next (`plinth.store.remote_registry` explains why);
 - `search_runs` checks a filter built by hand as the parser would have checked its text, and
   `verify_audit` an anchor as reading its file would have.
+
+The routes are declared here for the OpenAPI document and the route-table test; the requests
+themselves are answered by `plinth.server.store_dispatch` with the same functions
+(`parse_arguments`, `answer`), ahead of FastAPI's routing.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from plinth.server.context import RequestContext, require, right_extra
 from plinth.store import bodies, rpc, wire
 from plinth.store.base import NewModelVersion, NewRun, SealedManifest, Store
 from plinth.store.filter_check import check_filter, check_order
+from plinth.store.points import POINTS, PointColumns
 from plinth.store.wire import refused
 
 Handler = Callable[[RequestContext, dict[str, Any]], Any]
@@ -47,6 +53,11 @@ BINARY_BODIES: Mapping[str, str] = {"write_prediction_columns": "tables"}
 """Methods with an argument sent as the binary body (its other arguments go in the query)."""
 FIELD_DECODERS: Mapping[tuple[str, str], wire.Decoder] = {("write_metrics", "points"): bodies.decode_points}
 """Arguments decoded by a decoder of their own (the metric hot path)."""
+MEDIA_BODIES: Mapping[tuple[str, str], tuple[str, Callable[[bytes], Any]]] = {
+    ("write_metrics", POINTS): ("points", PointColumns.from_bytes),
+}
+"""Bodies of another media type than JSON a method also takes: (method, media type) -> the
+argument the whole body is, and its decoder (the metric hot path sends points as columns)."""
 MAX_AGE_S = 100 * 365 * 86400.0
 """The oldest age a sweep may be asked to keep blobs for (a century)."""
 
@@ -73,14 +84,20 @@ def _route(endpoint: rpc.Endpoint) -> Callable[..., Any]:
     authorized = Depends(require(endpoint.right))
 
     async def handle(request: Request, ctx: RequestContext = authorized) -> Response:
-        body = (
-            b"" if endpoint.verb == "GET" and endpoint.method not in BINARY_BODIES else await request.body()
+        body = await request.body() if reads_body(endpoint) else b""
+        query = request.query_params.multi_items()
+        media = request.headers.get("content-type")
+        return await run_in_threadpool(
+            lambda: answer(endpoint, ctx, parse_arguments(endpoint, request.path_params, query, body, media))
         )
-        arguments = parse_arguments(endpoint, request.path_params, request.query_params.multi_items(), body)
-        return await run_in_threadpool(answer, endpoint, ctx, arguments)
 
     handle.__name__ = endpoint.method
     return handle
+
+
+def reads_body(endpoint: rpc.Endpoint) -> bool:
+    """Whether the route's arguments come in its body (a GET's come in the query)."""
+    return endpoint.verb != "GET" or endpoint.method in BINARY_BODIES
 
 
 def parse_arguments(
@@ -88,8 +105,10 @@ def parse_arguments(
     path_params: Mapping[str, str],
     query: Sequence[tuple[str, str]],
     body: bytes,
+    media_type: str | None = None,
 ) -> dict[str, Any]:
-    """The call's arguments from the path, the query and the body, decoded by type.
+    """The call's arguments from the path, the query and the body, decoded by type; a body of a
+    media type in `MEDIA_BODIES` is one argument in that format.
 
     Raises:
         WireError: an unknown, missing or mistyped argument (422, naming its place).
@@ -100,6 +119,11 @@ def parse_arguments(
     found: dict[str, Any] = {}
     for name in endpoint.path_params:
         found[name] = rpc.from_query(path_params[name], hints.get(name, str), f"path.{name}")
+    media = MEDIA_BODIES.get((endpoint.method, _media(media_type)))
+    if media is not None:
+        name, decode_body = media
+        found[name] = decode_body(body)
+        return found
     binary = BINARY_BODIES.get(endpoint.method)
     if endpoint.verb == "GET" or binary:
         for name, text in query:
@@ -121,6 +145,10 @@ def parse_arguments(
     if missing:
         raise refused(f"body.{missing[0]}", "a value (it is required)", "nothing")
     return found
+
+
+def _media(content_type: str | None) -> str:
+    return (content_type or "").partition(";")[0].strip().lower()
 
 
 def _object(body: bytes) -> dict[str, Any]:
@@ -293,7 +321,11 @@ def _openapi(endpoint: rpc.Endpoint) -> dict[str, Any]:
                 {n: hints[n] for n in rest}, [n for n in rest if sig[n].default is inspect.Parameter.empty]
             )
         )
-        doc["requestBody"] = {"required": True, "content": {rpc.JSON: {"schema": schema}}}
+        content: dict[str, Any] = {rpc.JSON: {"schema": schema}}
+        for method, media in MEDIA_BODIES:
+            if method == endpoint.method:
+                content[media] = {"schema": {"type": "string", "format": "binary"}}
+        doc["requestBody"] = {"required": True, "content": content}
     if parameters:
         doc["parameters"] = parameters
     media = rpc.BINARY_RESULTS.get(endpoint.method, rpc.JSON)

@@ -3,7 +3,8 @@ binary ones.
 
 - `POST /metrics` carries `{"points": [[run_id, key, step, seq, timestamp_ms, value], ...]}`;
   a batch holds up to hundreds of thousands of points, so it is written and checked inline
-  (`points_json`, `decode_points`), to the same rules as `wire`.
+  (`points_json`, `decode_points`), to the same rules as `wire`. The remote store sends plain
+  points as columns instead (`plinth.store.points`), and these rows only for points it cannot.
 - A metric history answers as a NumPy `.npy` body, a prediction table as an Arrow IPC stream,
   and `write_prediction_columns` sends its tables as Arrow IPC streams, each preceded by its
   length (`pack_tables`).

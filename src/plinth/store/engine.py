@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 
 from plinth.core.errors import ConfigError, InvalidInput
 from plinth.core.validation import unstorable
@@ -40,7 +40,7 @@ def make_engine(url: str) -> Engine:
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = create_engine(parsed, pool_pre_ping=True, pool_size=4, max_overflow=8)
+        engine = _postgresql_engine(parsed)
     else:
         raise ConfigError(
             f"Unsupported metadata store {backend!r} in {url!r}; plinth speaks sqlite and postgresql."
@@ -84,6 +84,54 @@ def _texts(parameters: Any) -> Iterator[str]:
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
+
+
+IDLE_PING_S = 5.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before use (see below)."""
+LOCK_TIMEOUT = "60s"
+"""How long a PostgreSQL statement waits for a lock before it fails (and is retried)."""
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    """A PostgreSQL engine whose connections cost no round trip of their own per transaction.
+
+    Every connection sets its lock timeout once, when it opens. A pooled connection is pinged
+    before use only when it has been idle for `IDLE_PING_S` (a server restart, an idle timeout
+    of a proxy): one in steady use is not, as a ping is a round trip, as long as a small
+    write's statements. Should a connection be found dead in use anyway, SQLAlchemy
+    invalidates the pool and the error is the store's to answer (its callers retry).
+    """
+    engine = create_engine(url, pool_size=4, max_overflow=8)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            dbapi_connection.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        finally:
+            dbapi_connection.autocommit = autocommit
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+            return  # a new connection, or one in steady use
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:  # the pool drops it and checks out another
+            raise DisconnectionError("a pooled connection to PostgreSQL was closed")
+
+    return engine
+
+
+_IDLE_SINCE = "plinth_idle_since"
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
@@ -148,8 +196,6 @@ def writing(engine: Engine) -> Iterator[Connection]:
     lock = _sqlite_write_locks.get(engine)
     with _turn(lock) if lock is not None else contextlib.nullcontext():
         with engine.connect().execution_options(plinth_write=True) as conn, conn.begin():
-            if engine.dialect.name == "postgresql":
-                conn.exec_driver_sql("SET LOCAL lock_timeout = '60s'")
             yield conn
 
 

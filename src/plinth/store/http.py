@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import ssl
 import time
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ import httpx
 from plinth.core import errors
 from plinth.core.errors import InvalidInput, PlinthError, ServerUnavailable
 from plinth.core.http import RequestError
+from plinth.store.keepalive import KeepAlive, proxied
 
 if TYPE_CHECKING:
     from plinth.core.settings import Settings
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 API = "/api/v1"
 WORKSPACE_HEADER = "X-Plinth-Workspace"
 RETRIED_STATUSES = frozenset({502, 503, 504})
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")
+"""Paths sent as they are (the remote store percent-encodes what it puts in one); httpx encodes others."""
 _NOT_TRANSIENT = frozenset({"SchemaError", "ConfigError"})
 """503-class errors that retrying cannot cure."""
 
@@ -92,6 +96,9 @@ class ServerClient:
             headers[WORKSPACE_HEADER] = workspace
         verify: ssl.SSLContext | bool = trust(ca_bundle) if self.url.startswith("https:") else True
         self.http = httpx.Client(base_url=self.url + API, headers=headers, verify=verify, timeout=timeout)
+        context = verify if isinstance(verify, ssl.SSLContext) else None
+        plain = self.url.startswith(("http://", "https://")) and not proxied()
+        self._keepalive = KeepAlive(self.url + API, context=context, timeout=timeout) if plain else None
 
     def __repr__(self) -> str:
         return f"ServerClient({self.url!r}, workspace={self.workspace!r})"
@@ -147,9 +154,7 @@ class ServerClient:
     ) -> httpx.Response | Exception:
         """One attempt: the answer, or what went wrong (marked as retryable or not)."""
         try:
-            response = self.http.request(
-                verb, path, params=params, json=body, content=content, headers=headers
-            )
+            response = self._send(verb, path, params, body, content, headers)
         except UnicodeEncodeError as exc:
             raise InvalidInput(
                 f"The request {verb} {path} cannot be sent: {exc.reason} "
@@ -181,8 +186,39 @@ class ServerClient:
         )
         return _Retry(str(error)) if retry else error
 
+    def _send(
+        self,
+        verb: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: Any,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        """Send one request: on a keep-alive connection of the standard library when nothing needs
+        httpx (a JSON body to encode, a proxy, hooks watching the client's requests), else by httpx."""
+        keepalive = self._keepalive
+        hooks = self.http.event_hooks
+        if (
+            keepalive is None
+            or body is not None
+            or hooks["request"]
+            or hooks["response"]
+            or not _PLAIN_PATH.fullmatch(path)
+        ):
+            return self.http.request(verb, path, params=params, json=body, content=content, headers=headers)
+        merged = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.http.headers.raw}
+        merged.pop("accept-encoding", None)  # answers come uncompressed: nothing here inflates them
+        merged.pop("connection", None)
+        for name, value in (headers or {}).items():
+            merged[name.lower()] = value
+        query = str(httpx.QueryParams(params)) if params else ""
+        return keepalive.request(verb, path, query, merged, content)
+
     def close(self) -> None:
         """Close the connections."""
+        if self._keepalive is not None:
+            self._keepalive.close()
         self.http.close()
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from plinth.store import bodies, rpc
 from plinth.store.base import ArtifactRecord, NewDataset, NewRun, PointRow
+from plinth.store.points import POINTS, PointColumns
 from plinth.store.remote_base import RemoteBase
 
 if TYPE_CHECKING:
@@ -105,12 +106,13 @@ class RemoteTracking(RemoteBase):
         if not points:
             return
         endpoint = rpc.BY_METHOD["write_metrics"]
+        columns = PointColumns.from_rows(points)
+        if columns is not None:  # as columns: a fraction of the bytes and of the work on both ends
+            content, media = columns.to_bytes(), POINTS
+        else:  # a point that is not plain: the server checks it and says what is wrong with it
+            content, media = bodies.points_json(points), rpc.JSON
         self.client.request(
-            endpoint.verb,
-            endpoint.path,
-            content=bodies.points_json(points),
-            headers={"content-type": rpc.JSON},
-            idempotent=True,
+            endpoint.verb, endpoint.path, content=content, headers={"content-type": media}, idempotent=True
         )
 
     def metric_history(self, run_id: str, key: str) -> np.ndarray:

@@ -54,32 +54,84 @@ def encode(value: Any) -> Any:
     Raises:
         WireError: `value` holds something the wire cannot carry (a function, an open file).
     """
-    if value is None or value is True or value is False or type(value) in (str, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else {"$float": _float_name(value)}
-    if isinstance(value, enum.Enum):
-        return encode(value.value)
-    if isinstance(value, str | int):
-        return encode(str(value) if isinstance(value, str) else int(value))
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
-        return {name: encode(item) for name, item in zip(value._fields, value, strict=True)}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        body = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if type(value) in TAGGED:
-            body["$type"] = type(value).__name__
+    kind = type(value)
+    encoder = _ENCODERS.get(kind)
+    if encoder is None:
+        encoder = _ENCODERS[kind] = _encoder(kind)
+    return encoder(value)
+
+
+def _encoder(kind: type) -> Callable[[Any], Any]:
+    """How values of exactly type `kind` are encoded (found once per type: the checks are by type)."""
+    if issubclass(kind, float):
+        return _encode_float
+    if issubclass(kind, enum.Enum):
+        return lambda value: encode(value.value)
+    if issubclass(kind, str):
+        return lambda value: str(value)
+    if issubclass(kind, int):
+        return lambda value: int(value)
+    if issubclass(kind, tuple) and hasattr(kind, "_fields"):  # a NamedTuple
+        names = tuple(kind._fields)
+        return lambda value: {name: encode(item) for name, item in zip(names, value, strict=True)}
+    if dataclasses.is_dataclass(kind):
+        return _dataclass_encoder(kind)
+    if issubclass(kind, Mapping):
+        return _encode_mapping
+    if issubclass(kind, list | tuple):
+        return _encode_list
+    if issubclass(kind, set | frozenset):
+        return lambda value: [encode(item) for item in sorted(value, key=repr)]
+    if issubclass(kind, bytes | bytearray | memoryview):
+        return lambda value: {"$bytes": base64.b64encode(bytes(value)).decode()}
+    if callable(getattr(kind, "item", None)):  # a NumPy scalar
+        return lambda value: encode(value.item())
+    return _unsendable
+
+
+def _plain(value: Any) -> Any:
+    return value
+
+
+def _encode_float(value: float) -> Any:
+    return float(value) if math.isfinite(value) else {"$float": _float_name(value)}
+
+
+def _encode_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    return {k if type(k) is str else _key(k): encode(v) for k, v in value.items()}
+
+
+def _encode_list(value: Sequence[Any]) -> list[Any]:
+    return [encode(item) for item in value]
+
+
+def _dataclass_encoder(kind: type) -> Callable[[Any], Any]:
+    names = tuple(f.name for f in dataclasses.fields(kind))
+    tag = kind.__name__ if kind in TAGGED else None
+
+    def encode_fields(value: Any) -> dict[str, Any]:
+        body = {name: encode(getattr(value, name)) for name in names}
+        if tag is not None:
+            body["$type"] = tag
         return body
-    if isinstance(value, Mapping):
-        return {_key(k): encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [encode(item) for item in value]
-    if isinstance(value, set | frozenset):
-        return [encode(item) for item in sorted(value, key=repr)]
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"$bytes": base64.b64encode(bytes(value)).decode()}
-    if hasattr(value, "item") and callable(value.item):  # a NumPy scalar
-        return encode(value.item())
+
+    return encode_fields
+
+
+def _unsendable(value: Any) -> Any:
     raise WireError(f"A {type(value).__name__} cannot be sent to the server: {value!r:.80}.")
+
+
+_ENCODERS: dict[type, Callable[[Any], Any]] = {
+    type(None): _plain,
+    bool: _plain,
+    str: _plain,
+    int: _plain,
+    float: _encode_float,
+    dict: _encode_mapping,
+    list: _encode_list,
+}
+"""The encoder of each type met so far (see `_encoder`)."""
 
 
 def decode(data: Any, hint: Any, where: str = "body") -> Any:
@@ -97,8 +149,15 @@ def decode(data: Any, hint: Any, where: str = "body") -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """The JSON text of `encode(value)`, as UTF-8 (non-ASCII escaped, so any text survives)."""
-    return json.dumps(encode(value), ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
+    """The JSON text of `encode(value)`, as UTF-8 (with orjson where it is installed; text it
+    cannot write, such as a lone surrogate, is written with non-ASCII escaped, so any text survives)."""
+    data = encode(value)
+    if _fast_dumps is not None:
+        try:
+            return _fast_dumps(data)
+        except TypeError:  # orjson's JSONEncodeError: a lone surrogate, an integer past 64 bits
+            pass
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 def loads(body: bytes | str, what: str = "The request body") -> Any:
@@ -118,15 +177,15 @@ def loads(body: bytes | str, what: str = "The request body") -> Any:
         raise WireError(f"{what} is not valid JSON: {exc}.") from None
 
 
-def _orjson() -> Callable[[bytes | str], Any] | None:
+def _orjson() -> tuple[Callable[[bytes | str], Any] | None, Callable[[Any], bytes] | None]:
     try:
         import orjson
     except ImportError:
-        return None
-    return orjson.loads
+        return None, None
+    return orjson.loads, orjson.dumps
 
 
-_fast_loads = _orjson()
+_fast_loads, _fast_dumps = _orjson()
 
 
 @functools.cache

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import hashlib
-from collections.abc import Mapping, Sequence
+import itertools
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import Connection, select
@@ -16,6 +18,7 @@ from plinth.core.ids import now_ms
 from plinth.store import schema as t
 from plinth.store.base import PointRow
 from plinth.store.engine import driver_cursor
+from plinth.store.points import PointColumns
 from plinth.store.sql.base import SqlBase
 
 HISTORY_DTYPE = np.dtype([("step", "i8"), ("timestamp_ms", "i8"), ("value", "f8")])
@@ -31,6 +34,9 @@ _REFUSED_DATA = (SqlIntegrityError, DataError, ProgrammingError)
 """Database errors about the values written, not about the database: retrying cannot help."""
 
 
+_ROWS_PER_INSERT = 500
+"""Rows of `metrics` per INSERT statement on SQLite (fewer where its variable limit is lower)."""
+
 MetricRow = tuple[int, int, int, int, int, float]
 """run_key, key_id, step, seq, ts_ms, value: a row of `metrics` and of `latest_metrics`."""
 
@@ -38,6 +44,22 @@ MetricRow = tuple[int, int, int, int, int, float]
 def _nan_as_null(row: MetricRow) -> tuple[int, int, int, int, int, None]:
     """The row with its last item, a NaN metric value, as NULL: NULL stands for NaN in every store."""
     return (*row[:-1], None)
+
+
+def _insert_many(cursor: sqlite3.Cursor, flat: list[object]) -> None:
+    """Insert rows of `metrics` given as one flat list of values, many rows per statement: SQLite
+    spends less per row on a statement of many rows than on as many one-row statements."""
+    limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per = max(1, min(_ROWS_PER_INSERT, limit // 6)) * 6
+    full = len(flat) - len(flat) % per
+    if full:
+        cursor.executemany(_values(per // 6), (flat[i : i + per] for i in range(0, full, per)))
+    if full < len(flat):
+        cursor.execute(_values((len(flat) - full) // 6), flat[full:])
+
+
+def _values(rows: int) -> str:
+    return "INSERT INTO metrics VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
 
 
 class SqlMetrics(SqlBase):
@@ -76,20 +98,15 @@ class SqlMetrics(SqlBase):
     def _audit_points(
         self,
         conn: Connection,
-        points: Sequence[PointRow],
+        counts: Mapping[str, int],
         run_keys: Mapping[str, int],
-        latest: Mapping[tuple[int, int], MetricRow],
+        latest: Iterable[MetricRow],
     ) -> None:
         """One audit event per run per write: how many points, and a digest of the latest value
         per key they leave (the state a write changes; the points themselves are never updated)."""
-        counts = (
-            {next(iter(run_keys)): len(points)}
-            if len(run_keys) == 1
-            else collections.Counter(p[0] for p in points)
-        )
         by_run: dict[int, list[tuple[int, int, int, int, float]]] = {}
-        for (run, _key), row in latest.items():
-            by_run.setdefault(run, []).append(row[1:])
+        for row in latest:
+            by_run.setdefault(row[0], []).append(row[1:])
         stamp = now_ms()
         events = []
         for run_id in sorted(counts):
@@ -113,6 +130,11 @@ class SqlMetrics(SqlBase):
     ) -> None:
         """Append the points, move the latest values, and audit the write (one transaction);
         `skip_written` inserts each point unless it is stored already (slower than a bulk append)."""
+        if isinstance(points, PointColumns):
+            if not skip_written:
+                self._write_columns(conn, points)
+                return
+            points = points.rows()
         run_keys = {rid: self._run_key(conn, rid) for rid in {p[0] for p in points}}
         key_ids = {name: self._key_id(conn, name, True) for name in {p[1] for p in points}}
         rows = [(run_keys[r], key_ids[k], s, q, ts, v) for r, k, s, q, ts, v in points]
@@ -138,7 +160,70 @@ class SqlMetrics(SqlBase):
                         copy.write_row(row if row[5] == row[5] else _nan_as_null(row))
                 upsert = _LATEST_UPSERT.format(p="%s, %s, %s, %s, %s, %s")
                 cursor.executemany(upsert, [r if r[5] == r[5] else _nan_as_null(r) for r in latest.values()])
-        self._audit_points(conn, points, run_keys, latest)
+        counts = (
+            {next(iter(run_keys)): len(points)}
+            if len(run_keys) == 1
+            else collections.Counter(p[0] for p in points)
+        )
+        self._audit_points(conn, counts, run_keys, latest.values())
+
+    def _write_columns(self, conn: Connection, points: PointColumns) -> None:
+        """`_write_points` for points as columns: the same rows, latest values and audit events,
+        without a Python object per point beyond what the driver is handed."""
+        used_runs = np.unique(points.run_index).tolist()
+        used_keys = np.unique(points.key_index).tolist()
+        run_keys = {points.runs[i]: self._run_key(conn, points.runs[i]) for i in used_runs}
+        key_ids = {points.keys[i]: self._key_id(conn, points.keys[i], True) for i in used_keys}
+        run_key = np.zeros(len(points.runs), dtype=np.int64)
+        run_key[used_runs] = [run_keys[points.runs[i]] for i in used_runs]
+        key_id = np.zeros(len(points.keys), dtype=np.int64)
+        key_id[used_keys] = [key_ids[points.keys[i]] for i in used_keys]
+        run_col, key_col = run_key[points.run_index], key_id[points.key_index]
+        step, seq, stamp, value = points.step, points.seq, points.timestamp_ms, points.value
+        # the latest point per (run, key): the largest (step, seq), the first of equals, as `_write_points`
+        order = np.lexsort((-np.arange(len(points)), seq, step, key_col, run_col))
+        run_sorted, key_sorted = run_col[order], key_col[order]
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = (run_sorted[1:] != run_sorted[:-1]) | (key_sorted[1:] != key_sorted[:-1])
+        chosen = order[last]
+        latest: list[MetricRow] = list(
+            zip(
+                run_col[chosen].tolist(),
+                key_col[chosen].tolist(),
+                step[chosen].tolist(),
+                seq[chosen].tolist(),
+                stamp[chosen].tolist(),
+                value[chosen].tolist(),
+                strict=True,
+            )
+        )
+        values: list[float | None] = value.tolist()
+        nan = np.flatnonzero(np.isnan(value))
+        if len(nan) and not self._sqlite:  # SQLite stores a NaN it is given as NULL
+            for i in nan.tolist():
+                values[i] = None
+        rows = zip(
+            run_col.tolist(),
+            key_col.tolist(),
+            step.tolist(),
+            seq.tolist(),
+            stamp.tolist(),
+            values,
+            strict=True,
+        )
+        with driver_cursor(conn) as cursor:
+            if self._sqlite:
+                _insert_many(cursor, list(itertools.chain.from_iterable(rows)))
+                cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), latest)
+            else:
+                copy_sql = "COPY metrics (run_key, key_id, step, seq, ts_ms, value) FROM STDIN"
+                with cursor.copy(copy_sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                upsert = _LATEST_UPSERT.format(p="%s, %s, %s, %s, %s, %s")
+                cursor.executemany(upsert, [r if r[5] == r[5] else _nan_as_null(r) for r in latest])
+        counts = np.bincount(points.run_index, minlength=len(points.runs)).tolist()
+        self._audit_points(conn, {points.runs[i]: counts[i] for i in used_runs}, run_keys, latest)
 
     def metric_history(self, run_id: str, key: str) -> np.ndarray:
         def fetch(conn: Connection) -> np.ndarray:
