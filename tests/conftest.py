@@ -87,15 +87,12 @@ never the client's PLINTH_USER)."""
 WHITE_BOX = re.compile(r"\.engine\b|SqlStore\(|\.path_of\(|exec_driver_sql|sqlite3\.connect|audit_key_path")
 """What a test that edits the store's database or blob files directly uses: such a test checks
 the store itself (tampering, corruption, crash recovery), which a client of a server cannot
-reach; with PLINTH_TEST_REMOTE=1 it is skipped, and it runs in the ordinary suite."""
+reach; with PLINTH_TEST_REMOTE=1 it is marked `store_itself` and runs on the store directly."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not REMOTE:
         return
-    skip = pytest.mark.skip(
-        reason="edits the store's database or files directly; runs without PLINTH_TEST_REMOTE"
-    )
     for item in items:
         function = getattr(item, "function", None)
         try:
@@ -103,15 +100,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         except (OSError, TypeError):
             source = ""
         if WHITE_BOX.search(source):
-            item.add_marker(skip)
+            item.add_marker(pytest.mark.store_itself)
 
 
 @pytest.fixture
-def settings(store_url: str, tmp_path: Path) -> Iterator[Settings]:
+def settings(store_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """Settings for a fresh home on the parametrized store, with fast heartbeats (through a team
-    server started for the test when PLINTH_TEST_REMOTE=1)."""
+    server started for the test when PLINTH_TEST_REMOTE=1, unless the test checks the store itself)."""
     url, token, server = store_url, None, None
-    if REMOTE:
+    if REMOTE and request.node.get_closest_marker("store_itself") is None:
         from team_servers import start_thread_server
 
         server = start_thread_server(store_url, tmp_path)
