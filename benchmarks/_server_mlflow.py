@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import platform
-import random
 import re
 import statistics
 import subprocess
@@ -32,6 +31,8 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from _mlflow_side import search_rows  # the tracking benchmark's seeded corpus, so the sides match
 
 # Keep MLflow quiet and offline before it is imported.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -72,26 +73,6 @@ ORDER_BY = ["metrics.m2 DESC"]
 
 def _progress(msg: str) -> None:
     print(f"[mlflow] {msg}", file=sys.stderr, flush=True)
-
-
-def search_rows(n: int) -> list[tuple[dict[str, str], dict[str, float]]]:
-    """Params/metrics of the search corpus; identical to the plinth side (seeded).
-
-    p1 takes 5 values and m0 is uniform in [0, 1), so `m0 > 0.5 and p1 = '3'` matches ~10%.
-    """
-    rng = random.Random(1234)
-    rows = []
-    for i in range(n):
-        params = {
-            "p0": str(i),
-            "p1": str(i % 5),
-            "p2": rng.choice(["adam", "sgd", "rmsprop"]),
-            "p3": str(rng.randint(1, 512)),
-            "p4": f"{rng.random():.4f}",
-        }
-        metrics = {f"m{k}": rng.random() for k in range(5)}
-        rows.append((params, metrics))
-    return rows
 
 
 def analyze() -> bool:

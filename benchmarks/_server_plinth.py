@@ -17,7 +17,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import random
 import re
 import secrets
 import statistics
@@ -28,6 +27,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+
+from _plinth_side import search_rows  # the tracking benchmark's seeded corpus, so the sides match
 
 CHUNK = 1000  # points per log_metric_points call: the same chunking MLflow's log_batch forces
 FILL_BATCH = 500  # runs per create_runs call while filling the search corpus (setup, not timed)
@@ -65,26 +66,6 @@ ORDER_BY = ["-metrics.m2"]
 
 def _progress(msg: str) -> None:
     print(f"[plinth] {msg}", file=sys.stderr, flush=True)
-
-
-def search_rows(n: int) -> list[tuple[dict[str, str], dict[str, float]]]:
-    """Params/metrics of the search corpus; identical to the MLflow side (seeded).
-
-    p1 takes 5 values and m0 is uniform in [0, 1), so `m0 > 0.5 and p1 = '3'` matches ~10%.
-    """
-    rng = random.Random(1234)
-    rows = []
-    for i in range(n):
-        params = {
-            "p0": str(i),
-            "p1": str(i % 5),
-            "p2": rng.choice(["adam", "sgd", "rmsprop"]),
-            "p3": str(rng.randint(1, 512)),
-            "p4": f"{rng.random():.4f}",
-        }
-        metrics = {f"m{k}": rng.random() for k in range(5)}
-        rows.append((params, metrics))
-    return rows
 
 
 def _median_ms(fn: Any, reps: int) -> float:
