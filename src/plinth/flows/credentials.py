@@ -34,20 +34,14 @@ def step_credentials(settings: Settings, flow_run_id: str) -> Iterator[dict[str,
     if not settings.is_remote:
         yield {}
         return
-    from plinth.store.credentials import load_token
-    from plinth.store.identity_open import identity_from_settings
+    from plinth.store.http import client_from_settings, resolved_token
     from plinth.store.remote_identity import RemoteIdentity
 
-    identity = identity_from_settings(settings)
-    assert isinstance(identity, RemoteIdentity)
+    identity = RemoteIdentity(client_from_settings(settings))
     try:
         me = identity.whoami()
         if me.superuser:
-            yield {
-                "PLINTH_TOKEN": settings.token
-                or load_token(settings.config_dir, settings.store_url or "")
-                or ""
-            }
+            yield {"PLINTH_TOKEN": resolved_token(settings) or ""}
             return
         workspace = settings.workspace or me.home_workspace or DEFAULT_WORKSPACE
         info, secret = identity.create_token(

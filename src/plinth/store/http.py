@@ -328,10 +328,19 @@ def client_from_settings(settings: Settings, *, timeout: float = 30.0) -> Server
     """The client of the team server `settings.store_url` names, with the token of PLINTH_TOKEN,
     else the one `plinth login` kept for that server, and the workspace of PLINTH_WORKSPACE."""
     url = settings.store_url or ""
-    token = settings.token or _saved_token(settings.config_dir, url)
     return ServerClient(
-        url, token=token, workspace=settings.workspace, ca_bundle=settings.ca_bundle, timeout=timeout
+        url,
+        token=resolved_token(settings),
+        workspace=settings.workspace,
+        ca_bundle=settings.ca_bundle,
+        timeout=timeout,
     )
+
+
+def resolved_token(settings: Settings) -> str | None:
+    """The token a client of `settings.store_url` sends: PLINTH_TOKEN, else the one `plinth
+    login` kept for that server, else None."""
+    return settings.token or _saved_token(settings.config_dir, settings.store_url or "")
 
 
 def _saved_token(config_dir: str | None, url: str) -> str | None:
