@@ -23,6 +23,7 @@ from plinth.core.errors import Forbidden
 from plinth.core.settings import Settings
 from plinth.governance import api as governance
 from plinth.tracking import context
+from plinth.tracking.gc import collect_garbage
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "resources"))
 import flows_example as ex
@@ -193,3 +194,23 @@ def test_flows_run_on_ray_through_the_server(use: Use, team_server: Any) -> None
         events = admin.get("/api/v1/audit/events", params={"entity_id": steps["square#5"].id}).json()
     assert f"editor-bot (token step-{result.id})" in {e["actor"] for e in events}
     assert settings.token not in str(plinth.get_run(steps["square#5"].id).tags)
+
+
+def test_garbage_collection_through_the_server_keeps_other_workspaces_blobs(
+    team_server: Any, tmp_path: Path
+) -> None:
+    token = team_server.issue("vision-bot", "editor", workspace="vision")
+    plinth.configure(Settings(home=str(tmp_path / "vision"), store_url=team_server.url, token=token))
+    (tmp_path / "weights.bin").write_bytes(b"only vision refers to this")
+    with plinth.start_run(experiment="v") as run:
+        run.log_artifact(str(tmp_path / "weights.bin"))
+    [artifact] = plinth.get_run(run.id).artifacts
+    with team_server.client() as admin:  # the superuser, in `default`
+        referenced = admin.get("/api/v1/blobs/referenced").json()
+    assert artifact.digest in referenced
+    admin_settings = Settings(
+        home=str(tmp_path / "admin"), store_url=team_server.url, token=team_server.admin_token
+    )
+    report = collect_garbage(plinth.configure(admin_settings), min_age_s=0)
+    assert artifact.digest not in report.removed
+    assert context.backend().blobs.exists(artifact.digest)

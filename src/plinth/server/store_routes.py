@@ -275,6 +275,12 @@ def _create_model_version(ctx: RequestContext, arguments: dict[str, Any]) -> Any
     return ctx.store.create_model_version(new)
 
 
+def _referenced_digests(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
+    if ctx.principal.superuser:  # blobs are shared: collecting garbage needs every workspace's references
+        return ctx.state.stores.referenced_digests()
+    return ctx.store.referenced_digests()
+
+
 SPECIAL: Mapping[str, Handler] = {
     "create_run": _create_run,
     "create_runs": _create_runs,
@@ -283,6 +289,7 @@ SPECIAL: Mapping[str, Handler] = {
     "create_model_version": _create_model_version,
     "verify_audit": _verify_audit,
     "sweep_prediction_blobs": _sweep_prediction_blobs,
+    "referenced_digests": _referenced_digests,
 }
 
 

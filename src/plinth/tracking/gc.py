@@ -35,9 +35,8 @@ def collect_garbage(be: Backend, *, dry_run: bool = False, min_age_s: float = DE
     # prediction segment blobs replaced or abandoned by a crash are known to the store: any age
     removed = [] if dry_run else be.store.sweep_prediction_blobs(min_age_s=min_age_s)
     blobs = list(be.blobs.list_blobs())
-    used = be.store.referenced_digests()
-    if not be.settings.is_remote:
-        used |= referenced_everywhere(be.settings)
+    # a team server answers for every workspace; a SQL store is asked for each of its workspaces
+    used = be.store.referenced_digests() if be.settings.is_remote else referenced_everywhere(be.settings)
     freed, kept = 0, 0
     for blob in blobs:
         if blob.digest in used or blob.mtime > cutoff:
