@@ -131,13 +131,16 @@ def test_heartbeat_keeps_run_alive(store: Store) -> None:
     assert store.get_run(run.id, now_ms=now() + 6000).status is RunStatus.RUNNING
 
 
-def _search(store: Store, where: str | None, order: list[str] | None = None, limit: int | None = None):  # type: ignore[no-untyped-def]
+def _search(  # type: ignore[no-untyped-def]
+    store: Store, where: str | None, order: list[str] | None = None, limit: int | None = None, offset: int = 0
+):
     found = store.search_runs(
         experiments=["s"],
         where=parse_filter(where),
         order_by=parse_order_by(order),
         limit=limit,
         now_ms=now(),
+        offset=offset,
     )
     return [r.name for r in found]
 
@@ -191,6 +194,23 @@ def test_search_order_and_limit(populated: Store) -> None:
         "r0",
     ]
     assert _search(populated, None)[:2] == ["r5", "r4"]  # newest first by default
+
+
+def test_search_pages_with_an_offset(populated: Store) -> None:
+    everything = _search(populated, None, ["-metrics.acc"])
+    pages = [_search(populated, None, ["-metrics.acc"], limit=2, offset=o) for o in (0, 2, 4, 6)]
+    assert [name for page in pages for name in page] == everything
+    assert _search(populated, None, ["name"], limit=3, offset=5) == sorted(everything)[5:]
+    assert _search(populated, "tags.team = 'nlp'", ["-metrics.acc"], limit=10, offset=1) == ["r4", "r3"]
+
+
+def test_count_runs_counts_what_a_search_finds(populated: Store) -> None:
+    s = populated.get_experiment("s").id
+    assert populated.count_runs(experiments=[s], where=None, now_ms=now()) == 6
+    assert populated.count_runs(experiments=None, where=None, now_ms=now()) == 7
+    where = parse_filter("metrics.acc > 0.25 and status != 'FAILED'")
+    assert populated.count_runs(experiments=[s], where=where, now_ms=now()) == 2
+    assert populated.count_runs(experiments=[], where=None, now_ms=now()) == 0
 
 
 def test_search_values_are_parameters_not_sql(populated: Store) -> None:

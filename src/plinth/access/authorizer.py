@@ -59,6 +59,8 @@ class Authorizer:
         cache_s: how long a secret's outcome is kept; a revocation takes effect within it.
         clock: seconds on a monotonic clock (tests pass their own).
         backoff: counts failed authentications per client (default: 5 in 60 s, then 1 s doubling).
+        anonymous: who a request without a secret is (`plinth ui`: the local user, on loopback
+            only); None: such a request is refused.
     """
 
     def __init__(
@@ -69,8 +71,10 @@ class Authorizer:
         cache_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
+        anonymous: Principal | None = None,
     ) -> None:
         self.resolver = resolver
+        self.anonymous = anonymous
         self.cache_s = cache_s
         self.backoff = backoff if backoff is not None else Backoff(clock=clock)
         self._admin = admin_token or None
@@ -91,6 +95,8 @@ class Authorizer:
                 which and what to do).
             TooManyAttempts: `client` failed too often lately.
         """
+        if not secret and self.anonymous is not None:
+            return self.anonymous
         self.backoff.check(client)
         if not secret:
             raise Unauthorized(NO_TOKEN)

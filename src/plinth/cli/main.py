@@ -34,6 +34,7 @@ from plinth.cli.scheduler import scheduler
 from plinth.cli.serve import serve
 from plinth.cli.server import server
 from plinth.cli.tokens import tokens
+from plinth.cli.ui import ui
 from plinth.cli.whoami import whoami
 from plinth.cli.workspaces import workspaces
 from plinth.core.errors import PlinthError, StoreError
@@ -103,6 +104,7 @@ COMMANDS: tuple[click.Command, ...] = (
     costs,
     cluster,
     server,
+    ui,
     workspaces,
     members,
     tokens,

@@ -75,7 +75,7 @@ def server(
     config = ServerConfig.load(config_path, Settings.from_env())
     processes = workers or config.workers
     _check_tls(ssl_certfile, ssl_keyfile)
-    _check_port(host, port)
+    check_port(host, port)
     if init_admin:
         _init_admin(config)
     scheme = "https" if ssl_certfile else "http"
@@ -130,7 +130,7 @@ def _check_tls(certfile: str | None, keyfile: str | None) -> None:
             raise ConfigError(f"{option} {path!r}: no such file.")
 
 
-def _check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int) -> None:
     """ConfigError when `host:port` cannot be listened on (in use, or not an address of this host)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)

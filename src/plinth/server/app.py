@@ -24,6 +24,7 @@ from starlette.middleware.cors import CORSMiddleware
 from plinth import __version__
 from plinth.core.access import DEFAULT_WORKSPACE, Right
 from plinth.core.errors import PlinthError
+from plinth.core.identity import Principal, PrincipalKind
 from plinth.server import errors
 from plinth.server.admin_routes import admin_router
 from plinth.server.blob_routes import blob_router
@@ -35,6 +36,8 @@ from plinth.server.metrics import ServerMetrics
 from plinth.server.middleware import ServerGuard
 from plinth.server.store_dispatch import StoreDispatch
 from plinth.server.store_routes import store_router
+from plinth.server.ui_routes import ui_router
+from plinth.server.views import views_router
 
 if TYPE_CHECKING:
     from plinth.store.blobs import BlobStore
@@ -84,6 +87,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     for router in _routers(config):
         app.include_router(router)
     app.include_router(health_router(metrics, metrics_open=config.metrics_open))
+    app.include_router(ui_router())  # last: its catch-all answers the UI's own addresses
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(StoreDispatch)  # innermost of ours: inside CORS, the guard and its metrics
     if config.cors_origins:
@@ -114,8 +118,15 @@ def open_state(config: ServerConfig) -> ServerState:
     identity = SqlIdentity.from_settings(config.settings)
     stores = WorkspaceStores(config.settings, identity)
     stores.get(DEFAULT_WORKSPACE)  # fail at start, not on the first request, if it is unusable
-    authorizer = Authorizer(LocalResolver(identity), admin_token=config.admin_token)
+    authorizer = Authorizer(LocalResolver(identity), admin_token=config.admin_token, anonymous=_local(config))
     return ServerState(authorizer=authorizer, stores=stores, identity=identity, blobs=_lazy_blobs(config))
+
+
+def _local(config: ServerConfig) -> Principal | None:
+    """`plinth ui`'s user, who needs no token (the server listens on loopback only)."""
+    if config.local_user is None:
+        return None
+    return Principal(name=config.local_user, kind=PrincipalKind.USER, superuser=True)
 
 
 def close_state(state: ServerState) -> None:
@@ -155,6 +166,7 @@ def _routers(config: ServerConfig) -> Iterator[APIRouter]:
     yield admin_router()
     yield blob_router()
     yield compute_router()
+    yield views_router(config)
     if config.oidc:  # authlib and the sealing keys load only when sign-on is configured
         from plinth.server.oidc import oidc_router
 

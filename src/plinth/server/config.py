@@ -27,6 +27,7 @@ ENV = {
     "admin_token": "PLINTH_ADMIN_TOKEN",
     "workers": "PLINTH_SERVER_WORKERS",
     "presign": "PLINTH_PRESIGN",
+    "allow_resume": "PLINTH_ALLOW_RESUME",
 }
 """The variable that overrides each key of the file."""
 
@@ -52,6 +53,8 @@ class ServerConfig:
         admin_token = "..."                               # PLINTH_ADMIN_TOKEN: prefer the variable
         presign = true                                    # PLINTH_PRESIGN: artifacts on S3 move
                                                           # through presigned URLs, not the server
+        allow_resume = false                              # PLINTH_ALLOW_RESUME: the web UI may resume
+                                                          # a failed flow run in the server
 
         [oidc]                                            # single sign-on (see docs/sso.md)
         issuer = "https://login.example.com"
@@ -72,6 +75,10 @@ class ServerConfig:
         oidc: the raw `[oidc]` table; empty when single sign-on is off.
         workers: server processes.
         presign: hand clients presigned S3 URLs for artifact bytes (artifacts on S3 only).
+        local_user: `plinth ui`: every request without a token is this user, with every right
+            (the server then listens on loopback only); None on a team server.
+        allow_resume: the web UI may resume a failed flow run in the server's process (else the
+            page shows the command to run).
         settings: the rest of plinth's settings (audit key, S3 options, home), with `store_url`
             and `artifacts_url` above applied.
     """
@@ -87,6 +94,8 @@ class ServerConfig:
     oidc: Mapping[str, Any] = field(default_factory=dict)
     workers: int = 1
     presign: bool = False
+    local_user: str | None = None
+    allow_resume: bool = False
 
     @classmethod
     def load(
@@ -152,6 +161,7 @@ def _build(values: Mapping[str, Any], settings: Settings) -> ServerConfig:
         oidc=_table(values, "oidc"),
         workers=_int(values, "workers", 1),
         presign=_bool(values, "presign"),
+        allow_resume=_bool(values, "allow_resume"),
     )
 
 

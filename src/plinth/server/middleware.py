@@ -4,7 +4,7 @@ For every HTTP request it
 - refuses a body past the limit with 413: at once by its Content-Length, or as soon as the
   streamed bytes pass it (routes under an exempt prefix, the artifact chunks, set their own);
 - adds the security headers (nosniff, no framing, no referrer, a deny-all Content-Security-Policy
-  on API answers, Strict-Transport-Security over TLS);
+  on API answers, Strict-Transport-Security over TLS) that the route did not set itself;
 - times the request and counts it per route template (`plinth.server.metrics`);
 - answers an exception that escaped every handler with a 500 in the one error shape, logged
   with the route and an incident id (never a request header).
@@ -76,7 +76,9 @@ class ServerGuard:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [*message.get("headers", ()), *extra]
+                headers = list(message.get("headers", ()))
+                own = {name.lower() for name, _ in headers}  # a route's own policy wins (the UI's pages)
+                message["headers"] = [*headers, *(h for h in extra if h[0] not in own)]
             await send(message)
 
         try:

@@ -162,8 +162,13 @@ class TrackingStore(ABC):
         order_by: Sequence[OrderKey],
         limit: int | None,
         now_ms: int,
+        offset: int = 0,
     ) -> list[Run]:
-        """Runs matching a parsed filter, ordered, at most `limit`."""
+        """Runs matching a parsed filter, ordered, at most `limit`, after skipping `offset`."""
+
+    @abstractmethod
+    def count_runs(self, *, experiments: Sequence[str] | None, where: Expr | None, now_ms: int) -> int:
+        """How many runs match a parsed filter (what `search_runs` pages through)."""
 
     @abstractmethod
     def reap_crashed(self, now_ms: int) -> list[str]:

@@ -91,10 +91,20 @@ class RemoteTracking(RemoteBase):
         order_by: Sequence[OrderKey],
         limit: int | None,
         now_ms: int,
+        offset: int = 0,
     ) -> list[Run]:
         return self.call(
-            "search_runs", experiments=experiments, where=where, order_by=order_by, limit=limit, now_ms=now_ms
+            "search_runs",
+            experiments=experiments,
+            where=where,
+            order_by=order_by,
+            limit=limit,
+            now_ms=now_ms,
+            offset=offset,
         )
+
+    def count_runs(self, *, experiments: Sequence[str] | None, where: Expr | None, now_ms: int) -> int:
+        return self.call("count_runs", experiments=experiments, where=where, now_ms=now_ms)
 
     def reap_crashed(self, now_ms: int) -> list[str]:
         return self.call("reap_crashed", now_ms)

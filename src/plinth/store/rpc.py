@@ -120,6 +120,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("heartbeat", "POST", "/runs/heartbeat", W),
     _e("reap_crashed", "POST", "/runs/reap", W),
     _e("search_runs", "POST", "/runs/search", R),
+    _e("count_runs", "POST", "/runs/count", R),
     _e("get_run", "GET", "/runs/{run_id}", R),
     _e("log_params", "POST", "/runs/{run_id}/params", W),
     _e("set_tags", "POST", "/runs/{run_id}/tags", W),

@@ -82,15 +82,32 @@ class SqlRunSearch(SqlExperiments):
         order_by: Sequence[OrderKey],
         limit: int | None,
         now_ms: int,
+        offset: int = 0,
     ) -> list[e.Run]:
         def fetch(conn: Connection) -> list[e.Run]:
             conn.begin()  # one transaction, one snapshot, for every statement of the search
             if not self._sqlite:
                 conn.exec_driver_sql(_SEARCH_PG)
-            rows = self._find(conn, experiments, where, order_by, limit, now_ms)
+            reach = None if limit is None else limit + offset
+            rows = self._find(conn, experiments, where, order_by, reach, now_ms)[offset:]
             return self._runs(conn, rows, now_ms, with_details=False)
 
         return self._read("search runs", fetch)
+
+    def count_runs(self, *, experiments: Sequence[str] | None, where: Expr | None, now_ms: int) -> int:
+        def fetch(conn: Connection) -> int:
+            conn.begin()
+            ids = None if experiments is None else [self._experiment(conn, n, False).id for n in experiments]
+            if ids == []:
+                return 0
+            query = Sql("SELECT count(*) FROM runs") + _where(
+                _conditions(self._compiler(conn, now_ms), ids, where)
+            )
+            refuse_unstorable(query.params)
+            found: int = conn.exec_driver_sql(query.for_driver(self._sqlite), query.params).scalar_one()
+            return found
+
+        return self._read("count runs", fetch)
 
     def _find(
         self,

@@ -1,0 +1,69 @@
+"""What every view module shares: the prefix, the rights as dependencies, and series downsampling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends
+
+from plinth.core.access import Right
+from plinth.server.context import require, right_extra
+
+PREFIX = "/api/v1/ui"
+READ = Depends(require(Right.READ))
+LOAD = Depends(require(Right.LOAD))
+RAW = Depends(require(Right.RAW))
+AUDIT = Depends(require(Right.AUDIT))
+MAINTAIN = Depends(require(Right.MAINTAIN))
+WRITE = Depends(require(Right.WRITE))
+AUTHENTICATED = Depends(require(Right.AUTHENTICATED))
+MAX_POINTS = 2000
+"""Points per series a chart gets by default: more than a chart's width in pixels."""
+
+
+def view_router() -> APIRouter:
+    """A router for views: under PREFIX, tagged `ui` in the OpenAPI document."""
+    return APIRouter(prefix=PREFIX, tags=["ui"])
+
+
+def needs(right: Right) -> dict[str, Any]:
+    """`openapi_extra` naming a view's right (the route-table test reads it)."""
+    return right_extra(right)
+
+
+def downsample(x: np.ndarray, y: np.ndarray, points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most about `points` of a series, keeping each bucket's minimum and maximum in order.
+
+    A line drawn from the result shows every spike the full series has: each of `points // 2`
+    equal buckets of consecutive points keeps its lowest and highest point (NaN never wins), and
+    the first and last points always stay.
+
+    Args:
+        x: the series' x values (steps or times), ascending.
+        y: its values, the same length.
+        points: the most points to return (at least 4).
+    """
+    n = len(y)
+    if n <= points:
+        return x, y
+    buckets = max(points // 2 - 1, 1)
+    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    finite = np.where(np.isnan(y), np.inf, y)
+    lows = np.minimum.reduceat(finite, edges[:-1])
+    highs = np.maximum.reduceat(np.where(np.isnan(y), -np.inf, y), edges[:-1])
+    keep = [0, n - 1]
+    for start, stop, low, high in zip(edges[:-1], edges[1:], lows, highs, strict=True):
+        chunk = finite[start:stop]
+        if np.isfinite(low):
+            keep.append(start + int(np.argmin(chunk)))
+        if np.isfinite(high):
+            keep.append(start + int(np.argmax(np.where(np.isnan(y[start:stop]), -np.inf, y[start:stop]))))
+    index = np.unique(np.asarray(keep, dtype=np.int64))
+    return x[index], y[index]
+
+
+def finite_or_none(values: np.ndarray) -> list[float | None]:
+    """A float array as JSON numbers, NaN and infinities as null (JSON has no NaN)."""
+    out: list[float | None] = np.where(np.isfinite(values), values, np.nan).tolist()
+    return [None if v != v else v for v in out]
