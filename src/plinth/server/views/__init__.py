@@ -16,6 +16,7 @@ from plinth.server.views import (
     compare,
     flows,
     governance,
+    lineage,
     monitoring,
     registry,
     run_page,
@@ -28,6 +29,6 @@ def views_router(config: ServerConfig) -> APIRouter:
     """Every view of the UI, each naming the right it needs."""
     router = APIRouter()
     router.include_router(session.router(config))
-    for module in (tracking, run_page, artifacts, compare, registry, flows, monitoring, governance):
+    for module in (tracking, run_page, artifacts, compare, registry, flows, monitoring, lineage, governance):
         router.include_router(module.router(config))
     return router
