@@ -25,10 +25,12 @@ An appender whose key does not verify the head refuses to append (`WrongAuditKey
 that appends to one store must use the same key, and a second key would make the chain
 unverifiable for everyone.
 
-Appends ride on most writes, so they are kept cheap: a transaction reads the chain's ends once
-and later appends in it continue from what it wrote; a head read back exactly as this appender
-last wrote or verified it is not checked against the key again; PostgreSQL gets the statements
-of an append pipelined.
+Appends ride on most writes, so they are kept cheap, and the lock that serializes appenders is
+held briefly: a write transaction of `SqlStore` appends its events last, as it commits, and on
+PostgreSQL the lock with the read of the chain's ends go in one round trip, the events, the head
+and the COMMIT in one more; a transaction that appends more than once reads the chain's ends once;
+a head read back exactly as this appender last wrote or verified it is not checked against the
+key again.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from plinth.store.audit_check import (
     head_mac,
     same_mac,
 )
+from plinth.store.engine import driver_cursor
 from plinth.store.schema import audit_events, audit_head
 
 # Appends go through the driver's cursor: they ride on most writes, and SQLAlchemy's per-statement
@@ -99,9 +102,14 @@ class AuditChain:
         """(transaction, head, newest) after this chain's last append: later appends in the same
         transaction, which keeps other appenders out, continue from there without reading."""
 
-    def append(self, conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
+    def append(self, conn: Connection, events: Sequence[Mapping[str, Any]], *, commit: bool = False) -> None:
         """Append events (each with time_ms, actor, action, entity_type, entity_id, before, after)
         inside the caller's write transaction, which serializes appenders.
+
+        Args:
+            commit: the events end the transaction: on PostgreSQL they are sent with its COMMIT,
+                so the chain's lock is held for two round trips (its ends read, then the events
+                and the commit) and no more. SQLite's transaction is still its caller's to commit.
 
         Raises:
             WrongAuditKey: the head does not verify under this chain's key.
@@ -121,6 +129,10 @@ class AuditChain:
                     self._check_key(head, newest)
             self._ends = None  # until the rows are in: a failed insert leaves nothing to continue from
             head, newest = self._insert(cursor, p, events, head, newest)
+            if commit and conn.dialect.name == "postgresql":  # behind the events: one round trip
+                cursor.execute("COMMIT", prepare=False)
+        if commit:
+            return
         if transaction is not None and not conn.in_nested_transaction():  # a savepoint may be undone
             self._ends = (transaction, head, newest)
 
@@ -182,7 +194,10 @@ class AuditChain:
             mac = None if self._key is None else event_mac(self._key, digest)
             rows.append((*(fields[c] for c in _COLUMNS), prev, digest, mac))
             seq, prev = seq + 1, digest
-        cursor.executemany(_INSERT.format(p=p), rows)
+        if len(rows) == 1:  # executemany costs a pipeline of its own on PostgreSQL
+            cursor.execute(_INSERT.format(p=p), rows[0])
+        else:
+            cursor.executemany(_INSERT.format(p=p), rows)
         last = rows[-1]
         end = _End(int(last[0]), prev, last[-1], int(last[1]))
         if self._key is not None and (head is not None or newest is None or newest.mac is None):
@@ -242,8 +257,7 @@ def _cursor(conn: Connection, lock: bool = True, pipelined: bool = False) -> Ite
     pipeline, where libpq has it): the lock with the read of the chain's ends, the inserted events
     with the head. Each statement still runs after the one before, so the read sees the lock held.
     """
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cursor:  # errors as SQLAlchemy's: `retrying` tells a lock from bad data
         if conn.dialect.name == "postgresql":
             pipeline = pipelined and conn.dialect.loaded_dbapi.Pipeline.is_supported()
             with cursor.connection.pipeline() if pipeline else nullcontext():
@@ -252,8 +266,6 @@ def _cursor(conn: Connection, lock: bool = True, pipelined: bool = False) -> Ite
                 yield cursor, "%s"
         else:
             yield cursor, "?"
-    finally:
-        cursor.close()
 
 
 def _tip(cursor: Any) -> tuple[_End | None, _End | None]:

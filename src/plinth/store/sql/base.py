@@ -115,16 +115,25 @@ class SqlBase:
     def _transaction(self) -> Iterator[Connection]:
         """A write transaction; the cache entries added while it is open go if it rolls back.
 
+        Its audit events (`_append`) join the chain last, with its commit, so the chain's lock is
+        held for the commit alone, not for the writes before it.
+
         The caches of run keys, metric key ids, experiments and environments hold rows this
         transaction may have created; kept after a rollback, they would name rows that do not exist.
         """
-        outer = getattr(self._batch, "undo", None), getattr(self._batch, "publish", None)
+        outer = (
+            getattr(self._batch, "undo", None),
+            getattr(self._batch, "publish", None),
+            getattr(self._batch, "events", None),
+        )
         undo: list[Callable[[], object]] = []
         publish: list[Callable[[], object]] = []
-        self._batch.undo, self._batch.publish = undo, publish
+        events: list[dict[str, object]] = []
+        self._batch.undo, self._batch.publish, self._batch.events = undo, publish, events
         try:
             with writing(self.engine) as conn:
                 yield conn
+                self._chain.append(conn, events, commit=True)
         except BaseException:
             for forget in undo:
                 forget()
@@ -133,7 +142,7 @@ class SqlBase:
             for apply in publish:
                 apply()
         finally:
-            self._batch.undo, self._batch.publish = outer
+            self._batch.undo, self._batch.publish, self._batch.events = outer
 
     def _publish(self, apply: Callable[[], object]) -> None:
         """Add a cache entry naming rows this thread's open write transaction may have made once
@@ -162,7 +171,16 @@ class SqlBase:
         before: str | None = None,
         after: str | None = None,
     ) -> None:
-        self._chain.append(conn, [self._event(action, kind, entity_id, before=before, after=after)])
+        self._append(conn, [self._event(action, kind, entity_id, before=before, after=after)])
+
+    def _append(self, conn: Connection, events: Sequence[dict[str, object]]) -> None:
+        """Add audit events to this thread's open write transaction, which appends them to the
+        chain as it commits (at once outside one, on `conn`)."""
+        pending: list[dict[str, object]] | None = getattr(self._batch, "events", None)
+        if pending is None:
+            self._chain.append(conn, events)
+        else:
+            pending.extend(events)
 
     def _event(
         self, action: str, kind: str, entity_id: str, *, before: str | None = None, after: str | None = None

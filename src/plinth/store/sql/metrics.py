@@ -123,7 +123,7 @@ class SqlMetrics(SqlBase):
                     "after": f"{counts[run_id]} points, latest sha256:{digest}",
                 }
             )
-        self._chain.append(conn, events)
+        self._append(conn, events)
 
     def _write_points(
         self, conn: Connection, points: Sequence[PointRow], *, skip_written: bool = False

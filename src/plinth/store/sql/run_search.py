@@ -42,6 +42,12 @@ _SEARCH_PG = (
 )
 """A search's statements on PostgreSQL: one snapshot for all of them (as SQLite's transaction gives),
 and no JIT or parallel workers, which take longer to start than a search of a few rows runs."""
+_WALK_PG = "SET LOCAL enable_sort = off"
+"""Before a search ordered by a metric walks its index (the rest of the search's read-only
+transaction sorts nothing a walk could not): PostgreSQL cannot estimate filters on subqueries
+and guesses a few matches, for which a full sort of every run's value costs about as much as
+the walk, so its choice turns on small changes in statistics (5,000 runs, a 10% filter: 1 ms
+walked, 17 ms sorted)."""
 _FROM_RUNS = f"SELECT {RUN_COLUMNS} FROM runs"
 _RANKED = f'SELECT {RUN_COLUMNS} FROM latest_metrics o JOIN runs ON runs."key" = o.run_key'
 _UNRANKED = (
@@ -146,6 +152,8 @@ class SqlRunSearch(SqlExperiments):
         ranked = self._compiler(conn, at_ms, run_key="o.run_key" if self._sqlite else RUN_KEY)
         logged = Sql("o.key_id = ? AND o.value IS NOT NULL", (key_id,))
         query = Sql(_RANKED) + _where([logged, *_conditions(ranked, ids, where)])
+        if not self._sqlite:
+            conn.exec_driver_sql(_WALK_PG)
         direction = "DESC" if first.descending else "ASC"
         rows = self._select(conn, query + f" ORDER BY o.value {direction}, " + ranked.order(rest), limit)
         if len(rows) < limit:

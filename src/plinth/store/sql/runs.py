@@ -163,7 +163,7 @@ class SqlRuns(SqlExperiments):
                 self._insert_ignore(conn, "environments", ("digest", "body"), fresh)
             with driver_cursor(conn) as cursor:
                 keys = _insert_runs(cursor, self._placeholder, specs, rows, [exp.id for exp in exps])
-            self._chain.append(conn, [self._event("run.create", "run", row[0], after=row[1]) for row in rows])
+            self._append(conn, [self._event("run.create", "run", row[0], after=row[1]) for row in rows])
             return list(zip(exps, keys, strict=True))
 
         made = self._write("create runs", create)
@@ -252,11 +252,14 @@ class SqlRuns(SqlExperiments):
 
         def end(conn: Connection) -> None:
             with driver_cursor(conn) as cursor:
-                cursor.executemany(_END_RUN.format(p=self._placeholder), rows)
+                if len(rows) == 1:  # executemany costs a pipeline of its own on PostgreSQL
+                    cursor.execute(_END_RUN.format(p=self._placeholder), rows[0])
+                else:
+                    cursor.executemany(_END_RUN.format(p=self._placeholder), rows)
                 ended = cursor.rowcount
             if ended != len(rows):
                 self._explain_end(conn, [run_id for run_id, *_ in ends])
-            self._chain.append(
+            self._append(
                 conn,
                 [
                     self._event("run.end", "run", run_id, before="RUNNING", after=status.value)
