@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,10 @@ def test_costs_by_experiment_multiply_resource_hours_by_prices(settings: Setting
     assert evaluation.cost == pytest.approx(3 * 0.5 + 6 * 0.01)
 
 
-def test_costs_by_user(settings: Settings) -> None:
-    plinth.configure(replace(settings, user="alice"))
+def test_costs_by_user(acting_as: Callable[[str], Settings]) -> None:
+    plinth.configure(acting_as("alice"))
     logged_run("a", cpu=2, gpu=0, hours=1.0)
-    plinth.configure(replace(settings, user="bob"))
+    plinth.configure(acting_as("bob"))
     logged_run("a", cpu=1, gpu=1, hours=1.0)
     logged_run("b", cpu=1, gpu=0, hours=1.0)
     rows = by_group(plinth.costs(by="user", prices=Prices(cpu_hour=1.0, gpu_hour=10.0)))

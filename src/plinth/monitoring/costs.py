@@ -19,10 +19,11 @@ from typing import Literal
 from plinth.compute.sampling import GIB, Totals
 from plinth.core.entities import Run, RunStatus
 from plinth.core.errors import InvalidInput, NotFound
+from plinth.core.filters import parse_filter
 from plinth.core.settings import Settings
 from plinth.core.units import parse_duration
+from plinth.store.base import Store
 from plinth.tracking.context import backend
-from plinth.tracking.queries import search_runs
 from plinth.tracking.system import TOTALS, WALL
 
 GroupBy = Literal["experiment", "flow", "user"]
@@ -91,15 +92,26 @@ def costs(
         for row in plinth.costs(by="user", since="7d"):
             print(row.group, row.gpu_hours, row.cost)
     """
+    be = backend()
+    be.writer.flush()
+    return store_costs(
+        be.store, by, since, prices if prices is not None else Prices.from_settings(be.settings)
+    )
+
+
+def store_costs(store: Store, by: GroupBy, since: str | float | None, prices: Prices) -> list[CostRow]:
+    """`costs` of the runs in one store (what a team server answers for one of its workspaces).
+
+    Raises:
+        InvalidInput: an unknown `by` or a `since` that is not a duration.
+    """
     if by not in GROUPS:
         raise InvalidInput(f"Cannot group costs by {by!r}; use one of {', '.join(GROUPS)}.")
     seconds = parse_duration(since)
-    be = backend()
-    prices = prices if prices is not None else Prices.from_settings(be.settings)
     now = time.time_ns() // 1_000_000
-    where = f"start_time >= {now - int(seconds * 1000)}" if seconds is not None else None
-    runs = search_runs(where=where, limit=None)
-    flows = _FlowNames()
+    where = parse_filter(f"start_time >= {now - int(seconds * 1000)}") if seconds is not None else None
+    runs = store.search_runs(experiments=None, where=where, order_by=(), limit=None, now_ms=now)
+    flows = _FlowNames(store)
     groups: dict[str, _Group] = {}
     for run in runs:
         if run.tags.get("plinth.kind") == "flow":
@@ -161,7 +173,8 @@ class _Group:
 class _FlowNames:
     """Flow name of a step's run, looking each flow run up once."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store) -> None:
+        self._store = store
         self._names: dict[str, str] = {}
 
     def of(self, run: Run) -> str | None:
@@ -170,7 +183,7 @@ class _FlowNames:
             return None
         if flow_run not in self._names:
             try:
-                self._names[flow_run] = backend().store.get_flow_run(flow_run).flow
+                self._names[flow_run] = self._store.get_flow_run(flow_run).flow
             except NotFound:
                 self._names[flow_run] = run.experiment_name  # steps run in the flow's experiment
         return self._names[flow_run]

@@ -28,7 +28,9 @@ export function smooth(values, weight) {
 }
 
 // `series`: [{label, x: [...], y: [...]}] (x ascending); drawn on one set of axes.
-export function LineChart({ series, xLabel = "step", yLabel = "", logY = false, smoothing = 0, height = 260, time = false, title = "" }) {
+// `spanGaps`: draw a line across missing values (false shows gaps, e.g. windows without traffic).
+// A series of few points shows its points, so a single value is not invisible.
+export function LineChart({ series, xLabel = "step", yLabel = "", logY = false, smoothing = 0, height = 260, time = false, title = "", spanGaps = true }) {
   const box = useRef(null);
   useEffect(() => {
     const el = box.current;
@@ -42,7 +44,7 @@ export function LineChart({ series, xLabel = "step", yLabel = "", logY = false, 
       title,
       scales: { x: { time }, y: { distr: logY ? 3 : 1 } },
       axes: [{ label: xLabel }, { label: yLabel, size: 60 }],
-      series: [{ label: xLabel }, ...series.map((s, i) => ({ label: s.label, stroke: color(i), width: 1.5, spanGaps: true, points: { show: false } }))],
+      series: [{ label: xLabel }, ...series.map((s, i) => ({ label: s.label, stroke: color(i), width: 1.5, spanGaps, points: { show: s.x.length <= 60, size: 5, fill: color(i) } }))],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
     };
@@ -54,7 +56,7 @@ export function LineChart({ series, xLabel = "step", yLabel = "", logY = false, 
     const resize = new ResizeObserver(() => plot.setSize({ width: Math.max(el.clientWidth, 200), height }));
     resize.observe(el);
     return () => { resize.disconnect(); plot.destroy(); };
-  }, [series, logY, smoothing, height, xLabel, time]);
+  }, [series, logY, smoothing, height, xLabel, time, spanGaps]);
   return html`<div class="chart" ref=${box} data-testid="chart" data-series=${series.length} data-ready="false">
     <div class="chart-canvas"></div>
   </div>`;
