@@ -234,6 +234,7 @@ class FlowDriver:
             reused_from=earlier.reused_from or earlier.id,
         )
         self._rows[future.row.id] = future.row
+        self._link_inputs(future)
         self._finish(future)
 
     def _start(self, fresh: list[tuple[StepFuture, str]]) -> None:
@@ -278,6 +279,7 @@ class FlowDriver:
             )
             future.experiment_id = run.experiment_id
             self._rows[run.id] = future.row
+            self._link_inputs(future)
             self.be.heartbeat.add(run.id)
             self._submit_attempt(future)
 
@@ -371,7 +373,9 @@ class FlowDriver:
                 dependent.state = "ready"
                 self._ready.append(dependent)
 
-    def _link(self, future: StepFuture) -> None:
+    def _link_inputs(self, future: StepFuture) -> None:
+        """Edges from the calls that feed `future`, recorded at launch: a call that fails or
+        still runs has its place in the flow's graph too."""
         assert future.row is not None
         at = now_ms()
         me = future.row.reused_from or future.row.id
@@ -381,8 +385,14 @@ class FlowDriver:
                 self._edges.append(
                     LineageEdge("run", source, "feeds", "run", me, at, {"flow_run": self.flow_run_id})
                 )
+
+    def _link(self, future: StepFuture) -> None:
+        assert future.row is not None
+        me = future.row.reused_from or future.row.id
         if future.row.status is StepStatus.FINISHED and future.row.result_digest:
-            self._edges.append(LineageEdge("run", me, "produced", "blob", future.row.result_digest, at, {}))
+            self._edges.append(
+                LineageEdge("run", me, "produced", "blob", future.row.result_digest, now_ms(), {})
+            )
 
     def _attempt_failed(self, future: StepFuture, error: str) -> None:
         assert future.row is not None
