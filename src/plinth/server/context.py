@@ -3,7 +3,8 @@
 Every route of the team server depends on `require(right)`: it authenticates the bearer token,
 or a browser's single sign-on cookie (`credential`; `plinth.access.Authorizer`, decisions cached
 at most 5 s), picks the workspace from the
-`X-Plinth-Workspace` header (else the token's home workspace, else `default`), checks the
+`X-Plinth-Workspace` header (a GET may say `?workspace=` instead, as a browser's image or download
+link must; else the token's home workspace, else `default`), checks the
 principal's role there grants `right`, and hands the route a store that writes audit events
 as that principal. The route's right is also recorded in its OpenAPI operation as
 `x-plinth-right`, which the route-table test reads.
@@ -121,13 +122,23 @@ def require(right: Right) -> Callable[[Request], RequestContext]:
     def dependency(request: Request) -> RequestContext:
         state = server_state(request)
         principal = state.authorizer.authenticate(credential(request), client_of(request))
-        workspace = request.headers.get(WORKSPACE_HEADER) or principal.home_workspace or DEFAULT_WORKSPACE
+        workspace = (
+            request.headers.get(WORKSPACE_HEADER)
+            or _query_workspace(request)
+            or principal.home_workspace
+            or DEFAULT_WORKSPACE
+        )
         check_workspace_name(workspace)
         state.authorizer.authorize(principal, workspace, right)
         return RequestContext(principal=principal, workspace=workspace, state=state)
 
     dependency.__name__ = f"require_{right.value}"
     return dependency
+
+
+def _query_workspace(request: Request) -> str | None:
+    """`?workspace=` of a GET: what a browser's image, download or frame can send (no headers)."""
+    return request.query_params.get("workspace") if request.method in SAFE_METHODS else None
 
 
 def right_extra(right: Right) -> dict[str, Any]:

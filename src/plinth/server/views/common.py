@@ -49,17 +49,16 @@ def downsample(x: np.ndarray, y: np.ndarray, points: int = MAX_POINTS) -> tuple[
         return x, y
     buckets = max(points // 2 - 1, 1)
     edges = np.linspace(0, n, buckets + 1).astype(np.int64)
-    finite = np.where(np.isnan(y), np.inf, y)
-    lows = np.minimum.reduceat(finite, edges[:-1])
-    highs = np.maximum.reduceat(np.where(np.isnan(y), -np.inf, y), edges[:-1])
-    keep = [0, n - 1]
-    for start, stop, low, high in zip(edges[:-1], edges[1:], lows, highs, strict=True):
-        chunk = finite[start:stop]
-        if np.isfinite(low):
-            keep.append(start + int(np.argmin(chunk)))
-        if np.isfinite(high):
-            keep.append(start + int(np.argmax(np.where(np.isnan(y[start:stop]), -np.inf, y[start:stop]))))
-    index = np.unique(np.asarray(keep, dtype=np.int64))
+    bucket_of = np.repeat(np.arange(buckets), np.diff(edges))
+    missing = np.isnan(y)
+    low_y, high_y = np.where(missing, np.inf, y), np.where(missing, -np.inf, y)
+    keep = [np.array([0, n - 1])]
+    for values, extremes in ((low_y, np.minimum.reduceat(low_y, edges[:-1])),
+                             (high_y, np.maximum.reduceat(high_y, edges[:-1]))):  # fmt: skip
+        hits = np.flatnonzero((values == extremes[bucket_of]) & np.isfinite(values))
+        _, first = np.unique(bucket_of[hits], return_index=True)  # each bucket's first extreme
+        keep.append(hits[first])
+    index = np.unique(np.concatenate(keep))
     return x[index], y[index]
 
 

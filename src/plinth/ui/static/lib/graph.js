@@ -17,8 +17,9 @@ const COL_GAP = 64;
 const PAD = 12;
 // px per character of the label (12 px, bold) and of the line under it (11 px): near enough to
 // size boxes without measuring text, which would need the nodes drawn first
-const LABEL_CHAR_W = 7.6;
+const LABEL_CHAR_W = 8.2;
 const NOTE_CHAR_W = 6.5;
+const EDGE_CHAR_W = 6.2;
 const MIN_W = 120;
 const MAX_W = 320;
 const SWEEPS = 4;
@@ -181,7 +182,12 @@ function place(byId, edges, columns) {
   const fullHeight = tallest * NODE_H + (tallest - 1) * ROW_GAP;
   let x = PAD;
   const placed = [];
-  for (const col of columns) {
+  const column = new Map(columns.flatMap((col, i) => col.map((id) => [id, i])));
+  // the gap after a column fits the longest label of the edges leaving it
+  const gaps = columns.map((_, i) => Math.max(COL_GAP, ...edges
+    .filter((e) => column.get(e.from) === i && e.label)
+    .map((e) => e.label.length * EDGE_CHAR_W + 28)));
+  for (const [i, col] of columns.entries()) {
     const width = Math.max(...col.map((id) => nodeWidth(byId.get(id))));
     const height = col.length * NODE_H + (col.length - 1) * ROW_GAP;
     let y = PAD + (fullHeight - height) / 2;
@@ -191,12 +197,12 @@ function place(byId, edges, columns) {
       placed.push(node);
       y += NODE_H + ROW_GAP;
     }
-    x += width + COL_GAP;
+    x += width + gaps[i];
   }
   const lines = edges.map((e) => {
     const a = byId.get(e.from);
     const b = byId.get(e.to);
     return { ...e, x1: a.x + a.w, y1: a.y + NODE_H / 2, x2: b.x, y2: b.y + NODE_H / 2 };
   });
-  return { nodes: placed, edges: lines, width: x - COL_GAP + PAD, height: fullHeight + 2 * PAD };
+  return { nodes: placed, edges: lines, width: x - gaps[gaps.length - 1] + PAD, height: fullHeight + 2 * PAD };
 }
