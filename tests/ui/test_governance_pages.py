@@ -60,7 +60,9 @@ def test_audit_page_shows_the_chain_intact_newest_first_and_filters(
     page.get_by_role("button", name="Apply").click()
     page.wait_for_url("**entity=*")
     ready(page)
-    page.wait_for_function("document.querySelectorAll('[data-testid=audit-table] tbody tr').length === 1")
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=audit-table] tbody tr').length === 1"
+    )
     cells = audit_rows(page).first.locator("td").all_inner_texts()
     assert cells[3] == "run.create" and ids[1] in cells[4]
     assert page.locator("[data-testid=event-count]").inner_text().startswith("1\u20131 of 1 events")

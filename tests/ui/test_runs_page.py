@@ -56,7 +56,7 @@ def test_filter_applies_on_enter_and_a_bad_one_names_its_position(
     box.fill("metrics.acc >= 0.7")
     box.press("Enter")
     page.wait_for_url("**filter=metrics.acc*")
-    page.wait_for_function("document.querySelectorAll('tr[data-run-id]').length === 10")
+    page.wait_for_function("() => document.querySelectorAll('tr[data-run-id]').length === 10")
     assert page.locator("[data-testid=run-count]").inner_text() == f"1{DASH}10 of 10 runs"
 
     console.allow("status of 4(00|22)")
@@ -109,7 +109,7 @@ def test_columns_are_chosen_from_params_metrics_and_tags(page: Any, ui_server: T
     cell.wait_for()
     assert page.locator("[data-testid=runs-table] tbody").inner_text().count("vision") == 3
     page.locator("input[name=column][value='params.lr']").uncheck()
-    page.wait_for_function("!document.querySelector(\"th[data-column='params.lr']\")")
+    page.wait_for_function("() => !document.querySelector(\"th[data-column='params.lr']\")")
 
 
 def test_selected_runs_go_to_compare(page: Any, ui_server: ThreadServer) -> None:

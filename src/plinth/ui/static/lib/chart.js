@@ -27,7 +27,7 @@ export function smooth(values, weight) {
   return out;
 }
 
-// `series`: [{label, x: [...], y: [...]}] (x ascending); drawn on one set of axes.
+// `series`: [{label, x: [...], y: [...], color?}] (x ascending); drawn on one set of axes.
 // `spanGaps`: draw a line across missing values (false shows gaps, e.g. windows without traffic).
 // A series of few points shows its points, so a single value is not invisible.
 export function LineChart({ series, xLabel = "step", yLabel = "", logY = false, smoothing = 0, height = 260, time = false, title = "", spanGaps = true }) {
@@ -44,7 +44,7 @@ export function LineChart({ series, xLabel = "step", yLabel = "", logY = false, 
       title,
       scales: { x: { time }, y: { distr: logY ? 3 : 1 } },
       axes: [{ label: xLabel }, { label: yLabel, size: 60 }],
-      series: [{ label: xLabel }, ...series.map((s, i) => ({ label: s.label, stroke: color(i), width: 1.5, spanGaps, points: { show: s.x.length <= 60, size: 5, fill: color(i) } }))],
+      series: [{ label: xLabel }, ...series.map((s, i) => ({ label: s.label, stroke: s.color || color(i), width: 1.5, spanGaps, points: { show: s.x.length <= 60, size: 5, fill: s.color || color(i) } }))],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
     };
