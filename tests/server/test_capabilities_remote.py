@@ -150,6 +150,13 @@ def test_erasure_and_audit_through_the_server(use: Use, iris: tuple[pd.DataFrame
     use("auditor")
     receipt = governance.erase_subject("user-3")
     assert receipt.prediction_logs == len([i for i in range(150) if i % 7 == 3])
+    node = ("receipt", receipt.id)  # linked into lineage in the same request as its audit event
+    assert "(subject user-3)" in plinth.lineage("iris-clf/1", "down").labels[node]
+    use("viewer")
+    seen = plinth.lineage("iris-clf/1", "down")
+    assert (("predictions", "iris-clf/1"), "erased by", node) in seen.edges
+    assert "removed" in seen.labels[node] and "user-3" not in seen.labels[node]
+    use("auditor")
     assert governance.verify_audit().ok
     actors = {e.actor for e in context.backend().store.audit_events()}
     assert "ml-admin (token ml-admin)" in actors

@@ -264,6 +264,27 @@ def test_a_dry_run_changes_nothing(store: SqlStore, blobs: BlobStore) -> None:
     assert store.remove_predictions(subject_id="alice").logs_digest == preview.logs_digest
 
 
+def test_a_removal_names_the_versions_it_removed_from(store: SqlStore) -> None:
+    store.write_prediction_logs(
+        [log(i, subject_id="alice", version=1 + i % 2) for i in range(5)]  # v1: r0 r2 r4, v2: r1 r3
+        + [log(5, subject_id="alice", version=3, route="shadow"), log(6, subject_id="bob", version=3)]
+        + [log(7, subject_id="alice", model="other", version=4)]
+    )
+    store.compact_prediction_logs("m", force=True)  # some in segments, "other" still a row
+    store.write_prediction_logs([log(8, subject_id="carol", version=3)])
+    store.write_labels("m", [Label("m", "r3", "1", 5, None), Label("m", "r6", "0", 5, "alice")])
+    expected = (("m", 1, 3, 0), ("m", 2, 2, 1), ("m", 3, 1, 1), ("other", 4, 1, 0))
+    preview = store.remove_predictions(subject_id="alice", dry_run=True)
+    assert preview.versions == expected and store.count_prediction_logs(subject_id="alice") == 7
+    removed = store.remove_predictions(subject_id="alice")
+    # the shadow log counts for its version; bob's request r6 (v3) lost alice's label on it
+    assert (removed.logs, removed.labels, removed.versions) == (7, 2, expected)
+    assert removed.labels_digest == preview.labels_digest
+    assert store.remove_predictions(subject_id="alice").versions == ()
+    with store.batch():  # the removal of rows inside a batch names them too
+        assert store.remove_predictions(subject_id="carol").versions == (("m", 3, 1, 0),)
+
+
 def test_an_old_blob_left_by_a_crash_after_the_switch_is_deleted_by_the_next_erasure(
     store: SqlStore, blobs: BlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -110,6 +110,7 @@ ENTITIES: list[tuple[Any, Any]] = [
     ),
     (NewRun("exp", None, {"a": "1"}, {}, None, 10.0, "u", "id-1"), NewRun),
     (RemovedPredictions(1, "a", 2, "b"), RemovedPredictions),
+    (RemovedPredictions(3, "a", 1, "b", (("m", 1, 2, 0), ("org/m", 2, 1, 1))), RemovedPredictions),
     (AuditHead(3, "0" * 64, 9, "1" * 64), AuditHead),
     (AuditCheck(3, False, 2, "edited", "edited", True, AuditHead(3, "0" * 64, 9, "1" * 64), 1), AuditCheck),
     (AuditAdoption(3, 4), AuditAdoption),

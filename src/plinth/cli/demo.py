@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from plinth.cli.render import say
 from plinth.demo import EXPERIMENT, run_demo
 
 
@@ -19,3 +20,7 @@ def demo(experiment: str) -> None:
     Needs scikit-learn (pip install 'plinth[demo]').
     """
     run_demo(experiment)
+    say(
+        "See the runs, the model, the flow, the deployment's monitoring and the lineage in a browser: "
+        "plinth ui (then open http://127.0.0.1:5050/)."
+    )

@@ -2,7 +2,8 @@
 
 Nodes are (type, id): dataset_version, run, model_version, flow_run, blob, dataset_input,
 deployment (a model's alias, what servers follow), predictions (the logs of one model version),
-prediction (one request), labels (the delayed labels of a version's predictions) and label.
+prediction (one request), labels (the delayed labels of a version's predictions), label and
+receipt (an erasure's or retention pass's, which removed some of a version's predictions).
 Edges come from the lineage table and from the links the entities carry (a model version's run
 and aliases, a step run's flow run, a version's served predictions and their labels).
 
@@ -13,18 +14,24 @@ by it ("run consumed dataset"); `RELATIONS` holds both phrases of every relation
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from plinth.core.entities import LineageEdge
 from plinth.core.errors import NotFound
 from plinth.core.refs import MLFLOW_PREFIX, ModelRef, check_ref, split_version
+from plinth.governance.erasure import ERASED
 from plinth.store.base import Store
 
 Node = tuple[str, str]
 
 _REVERSED = {"used_model": "scored by"}
 """Edges stored as 'run used model' that read downstream as 'model scored by run'."""
+RECEIPT_SCAN = 1000
+"""Audit events read, from a second before a receipt was linked, to find the receipt's own."""
 
 RELATIONS: dict[str, tuple[str, str]] = {
     "consumed_by": ("consumed by", "consumed"),
@@ -36,6 +43,7 @@ RELATIONS: dict[str, tuple[str, str]] = {
     "served": ("served", "served by"),
     "labeled by": ("labeled by", "labels"),
     "includes": ("includes", "included in"),
+    "erased by": ("erased by", "erased"),
 }
 """Each relation as read from its source to its target, and from its target back to its source."""
 
@@ -153,7 +161,7 @@ def _edges_of(store: Store, node: Node, way: str) -> list[tuple[Node, str, Node]
     out += [
         ((e.src_type, e.src_id), e.relation, (e.dst_type, e.dst_id))
         for e in stored
-        if e.relation not in _REVERSED
+        if e.relation not in _REVERSED and e.relation != ERASED
     ]
     opposite = store.edges(src=node) if way == "up" else store.edges(dst=node)
     out += [
@@ -168,12 +176,18 @@ def _edges_of(store: Store, node: Node, way: str) -> list[tuple[Node, str, Node]
         if mv is not None and way == "down":
             out += [(node, "deployed as", ("deployment", f"{mv.name}@{a}")) for a in mv.aliases]
             logged, _labeled = store.prediction_counts(mv.name, mv.version)
-            if logged:
+            if logged or _receipt_links(store.edges(src=node)):  # erased to the last: still a node
                 out.append((node, "served", ("predictions", f"{mv.name}/{mv.version}")))
     if kind == "predictions" and way == "down":
         name, version = _name_version(ident)
         if store.prediction_counts(name, version)[1]:
             out.append((node, "labeled by", ("labels", ident)))
+        out += _erased_by(store, node)
+    if kind == "receipt" and way == "up":
+        out += [
+            (("predictions", str(e.attributes["predictions"])), "erased by", node)
+            for e in _receipt_links(store.edges(dst=node))
+        ]
     if kind == "predictions" and way == "up":
         name, version = _name_version(ident)
         out.append((("model_version", store.get_model_version(name, version).id), "served", node))
@@ -211,10 +225,29 @@ def _resolve(store: Store, ref: str) -> Node:
             continue
     if store.find_prediction(ref) is not None:
         return ("prediction", ref)
+    if _receipt_links(store.edges(dst=("receipt", ref))):
+        return ("receipt", ref)
     raise NotFound(
         f"{ref!r} is not a run, a flow run, a model version (NAME/N or NAME@ALIAS), "
-        "a dataset version (NAME/N) or a prediction's request id."
+        "a dataset version (NAME/N), a prediction's request id or an erasure receipt's id."
     )
+
+
+def _receipt_links(edges: list[LineageEdge]) -> list[LineageEdge]:
+    """The edges among `edges` that link a model version to a receipt that removed its logs."""
+    return [e for e in edges if e.relation == ERASED and e.dst_type == "receipt"]
+
+
+def _erased_by(store: Store, node: Node) -> list[tuple[Node, str, Node]]:
+    """Edges from a version's predictions to the receipts that removed some of them (stored
+    from the version, whose id fits the lineage table where 'NAME/VERSION' may not)."""
+    name, version = _name_version(node[1])
+    try:
+        version_id = store.get_model_version(name, version).id
+    except NotFound:
+        return []
+    links = _receipt_links(store.edges(src=("model_version", version_id)))
+    return [(node, "erased by", ("receipt", e.dst_id)) for e in links]
 
 
 def _name_version(ident: str) -> tuple[str, int]:
@@ -271,6 +304,8 @@ def _describe(store: Store, node: Node, personal: bool = True) -> str:
             if found is not None:
                 subject = f", subject {found.subject_id}" if found.subject_id and personal else ""
                 return f"prediction {ident} ({found.model}/{found.version}{subject})"
+        if kind == "receipt":
+            return _describe_receipt(store, ident, personal)
         if kind == "label" and not personal:
             return f"label of {ident}"
         if kind == "label":
@@ -280,3 +315,45 @@ def _describe(store: Store, node: Node, personal: bool = True) -> str:
     except NotFound:
         pass
     return f"{kind} {ident}"
+
+
+def _describe_receipt(store: Store, ident: str, personal: bool) -> str:
+    """'erasure receipt 2026-12-05 20:31 UTC: 3 prediction logs and 2 labels removed (subject
+    s-42)', the subject only where `personal`; a retention pass says from before when."""
+    links = _receipt_links(store.edges(dst=("receipt", ident)))
+    if not links:
+        return f"receipt {ident}"
+    facts = links[0].attributes
+    removed = f"{facts['prediction_logs']} prediction logs and {facts['labels']} labels"
+    when = _utc(int(facts["time_ms"]))
+    if facts.get("action") == "retention":
+        return f"retention pass {when}: {removed} older than {_utc(int(facts['before_ms']))} removed"
+    subject = _erased_subject(store, ident) if personal else None
+    return f"erasure receipt {when}: {removed} removed" + (f" (subject {subject})" if subject else "")
+
+
+def _erased_subject(store: Store, receipt_id: str) -> str | None:
+    """The subject an erasure receipt names, from its audit event: the lineage edges leave it
+    out, since everyone who may read lineage reads them. The event was recorded with the edges,
+    in one transaction, just before the event that audits them."""
+    linked = [e for e in store.audit_events(entity_id=receipt_id) if e.action == "lineage.add"]
+    if not linked:
+        return None
+    for event in store.audit_events(since_ms=linked[0].time_ms - 1000, limit=RECEIPT_SCAN):
+        if event.action == "governance.erasure" and event.entity_type == "subject":
+            if _receipt_id(event.after) == receipt_id:
+                return event.entity_id
+    return None
+
+
+def _receipt_id(after: str | None) -> str | None:
+    try:
+        found = json.loads(after or "{}")
+    except json.JSONDecodeError:  # an edited event (the chain check names it): no receipt here
+        return None
+    return str(found.get("id")) if isinstance(found, dict) else None
+
+
+def _utc(time_ms: int) -> str:
+    """'2026-12-05 20:31 UTC'."""
+    return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")

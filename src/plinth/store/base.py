@@ -225,9 +225,22 @@ class TrackingStore(ABC):
 
     @abstractmethod
     def record_audit(
-        self, action: str, entity_type: str, entity_id: str, before: str | None, after: str | None
+        self,
+        action: str,
+        entity_type: str,
+        entity_id: str,
+        before: str | None,
+        after: str | None,
+        edges: Sequence[LineageEdge] = (),
     ) -> None:
-        """Append an audit event for a mutation made outside the store's own methods."""
+        """Append an audit event for a mutation made outside the store's own methods.
+
+        `edges` link what it records into lineage, in the same transaction: each must lead
+        into a ("receipt", id) node (an erasure's or retention pass's receipt).
+
+        Raises:
+            InvalidInput: an edge that does not lead into a receipt.
+        """
 
     @abstractmethod
     def audit_events(
@@ -401,6 +414,9 @@ class RemovedPredictions:
     logs_digest: str
     labels: int
     labels_digest: str
+    versions: tuple[tuple[str, int, int, int], ...] = ()
+    """(model, version, logs, labels) of every model version that had logs or labels removed,
+    sorted; a label counts for the version whose (non-shadow) log it labels."""
 
 
 class ServingStore(ABC):

@@ -165,9 +165,15 @@ class RemoteTracking(RemoteBase):
         return self.call("edges", src=src, dst=dst)
 
     def record_audit(
-        self, action: str, entity_type: str, entity_id: str, before: str | None, after: str | None
+        self,
+        action: str,
+        entity_type: str,
+        entity_id: str,
+        before: str | None,
+        after: str | None,
+        edges: Sequence[LineageEdge] = (),
     ) -> None:
-        self.call("record_audit", action, entity_type, entity_id, before, after)
+        self.call("record_audit", action, entity_type, entity_id, before, after, edges=edges)
 
     def audit_events(
         self,

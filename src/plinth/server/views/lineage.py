@@ -42,6 +42,7 @@ KINDS = {
     "label": "label",
     "blob": "artifact",
     "dataset_input": "dataset input",
+    "receipt": "erasure receipt",
 }
 """How each node type reads on the page."""
 DIRECTIONS = ("both", "up", "down")
@@ -159,6 +160,8 @@ class _Names:
             return f"/deployments/{quote(name, safe='/')}"
         if kind in ("prediction", "label"):
             return "/lineage?" + urlencode({"kind": "request", "id": ident})
+        if kind == "receipt":
+            return "/erasures"
         return None
 
     def versions(self) -> dict[str, tuple[str, int]]:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, PoolProxiedConnection, Row, select
 
 from plinth.core import entities as e
 from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
+from plinth.core.errors import InvalidInput
 from plinth.store import schema as t
 from plinth.store.engine import retrying
 from plinth.store.sql.base import SqlBase
+from plinth.store.sql.lineage import write_edges
 
 CHECKPOINT_TRIES = 10
 """Tries at truncating SQLite's write-ahead log, each waiting up to `CHECKPOINT_WAIT_MS` for readers."""
@@ -33,12 +36,26 @@ class SqlGovernance(SqlBase):
     """Governance methods of SqlStore: audit events and their chain, and scrubbing."""
 
     def record_audit(
-        self, action: str, entity_type: str, entity_id: str, before: str | None, after: str | None
+        self,
+        action: str,
+        entity_type: str,
+        entity_id: str,
+        before: str | None,
+        after: str | None,
+        edges: Sequence[e.LineageEdge] = (),
     ) -> None:
-        self._write(
-            "record an audit event",
-            lambda conn: self._audit(conn, action, entity_type, entity_id, before=before, after=after),
-        )
+        stray = next((g for g in edges if g.dst_type != "receipt"), None)
+        if stray is not None:  # the right to audit is not the right to write lineage at large
+            raise InvalidInput(
+                f"An audit event links only receipts into lineage; the edge into "
+                f"({stray.dst_type}, {stray.dst_id}) is not one: record it with add_edges."
+            )
+
+        def write(conn: Connection) -> None:
+            self._audit(conn, action, entity_type, entity_id, before=before, after=after)
+            write_edges(self, conn, edges)
+
+        self._write("record an audit event", write)
 
     def audit_events(
         self,

@@ -20,35 +20,8 @@ class SqlLineage(SqlBase):
         self.add_edges([edge])
 
     def add_edges(self, edges: Sequence[e.LineageEdge]) -> None:
-        cols = ("src_type", "src_id", "relation", "dst_type", "dst_id", "created_ms", "attributes")
-        rows = [
-            (
-                g.src_type,
-                g.src_id,
-                g.relation,
-                g.dst_type,
-                g.dst_id,
-                g.created_ms,
-                json.dumps(g.attributes, sort_keys=True),
-            )
-            for g in edges
-        ]
-        if not rows:
-            return
-        digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
-        first = edges[0]
-
-        def write(conn: Connection) -> None:
-            self._insert_ignore(conn, "lineage_edges", cols, rows)
-            self._audit(
-                conn,
-                "lineage.add",
-                first.dst_type,
-                first.dst_id,
-                after=f"{len(rows)} edges sha256:{digest}",
-            )
-
-        self._write("record lineage edges", write)
+        if edges:
+            self._write("record lineage edges", lambda conn: write_edges(self, conn, edges))
 
     def edges(
         self, *, src: tuple[str, str] | None = None, dst: tuple[str, str] | None = None
@@ -74,3 +47,28 @@ class SqlLineage(SqlBase):
             ]
 
         return self._read("read lineage", fetch)
+
+
+def write_edges(store: SqlBase, conn: Connection, edges: Sequence[e.LineageEdge]) -> None:
+    """Insert `edges` (those already there are kept) and audit them, on `conn`."""
+    cols = ("src_type", "src_id", "relation", "dst_type", "dst_id", "created_ms", "attributes")
+    rows = [
+        (
+            g.src_type,
+            g.src_id,
+            g.relation,
+            g.dst_type,
+            g.dst_id,
+            g.created_ms,
+            json.dumps(g.attributes, sort_keys=True),
+        )
+        for g in edges
+    ]
+    if not rows:
+        return
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+    first = edges[0]
+    store._insert_ignore(conn, "lineage_edges", cols, rows)
+    store._audit(
+        conn, "lineage.add", first.dst_type, first.dst_id, after=f"{len(rows)} edges sha256:{digest}"
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Connection, Select, Table, and_, delete, false, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, Table, and_, delete, false, func, or_, select
 
 from plinth.core.entities import AlertState, Label, PredictionLog
 from plinth.core.errors import InvalidInput, NotFound, StoreBusy
@@ -427,16 +427,20 @@ def _removed(
 ) -> RemovedPredictions:
     """Count and digest the matching labels (where given, first: they are found through their
     logs) and logs, and remove them when `apply`."""
-    labels, labels_digest = 0, _digest([])
+    pl = t.prediction_logs
+    found: Sequence[Row[str, str, int, int | None]] = []
     if label_where is not None:
         lb = t.labels
+        labeled = (  # the version a label belongs to: that of the request it labels
+            select(func.min(pl.c.version))
+            .where(pl.c.model == lb.c.model, pl.c.request_id == lb.c.request_id, pl.c.route != "shadow")
+            .scalar_subquery()
+        )
         found = conn.execute(
-            select(lb.c.model, lb.c.request_id, lb.c.time_ms).where(label_where).order_by(lb.c.id)
+            select(lb.c.model, lb.c.request_id, lb.c.time_ms, labeled).where(label_where).order_by(lb.c.id)
         ).all()
         if found and apply:
             conn.execute(delete(lb).where(label_where))
-        labels, labels_digest = len(found), _digest(found)
-    pl = t.prediction_logs
     rows = conn.execute(
         select(pl.c.request_id, pl.c.model, pl.c.version, pl.c.route, pl.c.time_ms)
         .where(where)
@@ -444,7 +448,22 @@ def _removed(
     ).all()
     if rows and apply:
         conn.execute(delete(pl).where(where))
-    return RemovedPredictions(len(rows), _digest(rows), labels, labels_digest)
+    labels = [r[:3] for r in found]  # the digest covers the label rows as before, not their version
+    versions = _versions(((r[1], r[2]) for r in rows), ((r[0], r[3]) for r in found))
+    return RemovedPredictions(len(rows), _digest(rows), len(labels), _digest(labels), versions)
+
+
+def _versions(
+    logs: Iterable[tuple[str, int]], labels: Iterable[tuple[str, int | None]]
+) -> tuple[tuple[str, int, int, int], ...]:
+    """(model, version, logs, labels) per model version from the (model, version) of each removed
+    log and label; labels of no log (version None) name no version."""
+    counts: dict[tuple[str, int], list[int]] = {}
+    for column, pairs in enumerate((logs, labels)):
+        for model, version in pairs:
+            if version is not None:
+                counts.setdefault((model, version), [0, 0])[column] += 1
+    return tuple((model, version, n[0], n[1]) for (model, version), n in sorted(counts.items()))
 
 
 def _remove_rows(
