@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 import plinth
 from plinth.cli.main import main
@@ -43,7 +44,7 @@ def test_experiments_list_links_to_runs(page: Any, ui_server: ThreadServer) -> N
     page.wait_for_url("**/experiments/iris")
     rows(page).first.wait_for()
     assert rows(page).count() == 3
-    assert page.locator("[data-testid=run-count]").inner_text() == f"1{DASH}3 of 3 runs"
+    expect(page.locator("[data-testid=run-count]")).to_have_text(f"1{DASH}3 of 3 runs")
 
 
 def test_filter_applies_on_enter_and_a_bad_one_names_its_position(
@@ -57,7 +58,7 @@ def test_filter_applies_on_enter_and_a_bad_one_names_its_position(
     box.press("Enter")
     page.wait_for_url("**filter=metrics.acc*")
     page.wait_for_function("() => document.querySelectorAll('tr[data-run-id]').length === 10")
-    assert page.locator("[data-testid=run-count]").inner_text() == f"1{DASH}10 of 10 runs"
+    expect(page.locator("[data-testid=run-count]")).to_have_text(f"1{DASH}10 of 10 runs")
 
     console.allow("status of 4(00|22)")
     box.fill("metrics.acc >= and")
@@ -136,7 +137,7 @@ def test_pages_through_many_runs(page: Any, ui_server: ThreadServer) -> None:
     assert len(second) == 25 and not first_page & second
     page.goto(ui_server.url + "/experiments/iris?page_size=25&page=3")
     ready(page)
-    assert page.locator("[data-testid=run-count]").inner_text() == f"51{DASH}60 of 60 runs"
+    expect(page.locator("[data-testid=run-count]")).to_have_text(f"51{DASH}60 of 60 runs")
 
 
 def test_an_unknown_page_says_so(page: Any, ui_server: ThreadServer) -> None:

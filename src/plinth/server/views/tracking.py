@@ -51,9 +51,14 @@ def router(config: ServerConfig) -> APIRouter:
         order: str = DEFAULT_ORDER,
         page: int = Query(1, ge=1, le=1_000_000),
         page_size: int = Query(100),
+        count: bool = True,
         ctx: RequestContext = READ,
     ) -> dict[str, Any]:
         """One page of an experiment's runs, filtered (the filter language) and ordered.
+
+        `count=false` leaves out `total` (null): counting every match of a filter over a large
+        experiment costs more than finding a page of them, so the UI asks for it separately
+        (`.../runs/count`) and shows the rows first.
 
         Raises (answered by the app's error table): NotFound for an unknown experiment;
         InvalidInput for a bad filter or order, with the offending position in `problems`.
@@ -65,7 +70,7 @@ def router(config: ServerConfig) -> APIRouter:
         where, order_by = _parse(filter, order or DEFAULT_ORDER)
         store, now = ctx.store, _now()
         experiment = store.get_experiment(name)
-        total = store.count_runs(experiments=[experiment.id], where=where, now_ms=now)
+        total = store.count_runs(experiments=[experiment.id], where=where, now_ms=now) if count else None
         found = store.search_runs(
             experiments=[experiment.id],
             where=where,
@@ -84,6 +89,17 @@ def router(config: ServerConfig) -> APIRouter:
             "keys": _keys(found),
             "runs": [row(run) for run in found],
         }
+
+    @router.get("/experiments/{name:path}/runs/count", openapi_extra=needs(Right.READ))
+    def runs_count(name: str, filter: str = "", ctx: RequestContext = READ) -> dict[str, Any]:
+        """How many runs of an experiment match a filter.
+
+        Raises (answered by the app's error table): NotFound, InvalidInput as for the runs.
+        """
+        where, _ = _parse(filter, DEFAULT_ORDER)
+        store = ctx.store
+        experiment = store.get_experiment(name)
+        return {"total": store.count_runs(experiments=[experiment.id], where=where, now_ms=_now())}
 
     return router
 

@@ -54,10 +54,13 @@ export function RunsPage({ params, search }) {
   const pageSize = PAGE_SIZES.includes(parseInt(q.page_size, 10)) ? parseInt(q.page_size, 10) : 100;
   const [draft, setDraft] = useState(filter);
   const [selected, setSelected] = useState(new Set());
+  const base = `/ui/experiments/${encodeURIComponent(name)}/runs`;
   const { data, error, loading } = useApi(
-    () => api.get(`/ui/experiments/${encodeURIComponent(name)}/runs`, { filter, order, page, page_size: pageSize }),
+    () => api.get(base, { filter, order, page, page_size: pageSize, count: false }),
     [name, filter, order, page, pageSize],
   );
+  // counting every match costs more than finding a page of them: the rows show first
+  const counted = useApi(() => api.get(`${base}/count`, { filter }), [name, filter]);
   useEffect(() => setDraft(filter), [filter]);
 
   const go = (changes) => navigate(urlWith(`/experiments/${encodeURIComponent(name)}`, { ...q, ...changes }), { replace: false });
@@ -83,10 +86,11 @@ export function RunsPage({ params, search }) {
   for (const c of columns.slice(FIXED.length)) c.render = (run) => fmtNum(valueOf(run, c.key));
 
   const badFilter = error && error.status && error.status < 500 && (error.problems || []).some((p) => p.field === "filter" || p.field === "order_by");
-  const total = data ? data.total : null;
+  const total = counted.data && !counted.loading ? counted.data.total : null;
   const first = data && data.runs.length ? (page - 1) * pageSize + 1 : 0;
   const last = data ? (page - 1) * pageSize + data.runs.length : 0;
-  const pages = total !== null ? Math.max(Math.ceil(total / pageSize), 1) : 1;
+  const pages = total !== null ? Math.max(Math.ceil(total / pageSize), 1) : null;
+  const more = pages !== null ? page < pages : Boolean(data && data.runs.length === pageSize);
   const compare = () => navigate(`/compare?runs=${[...selected].join(",")}`);
 
   return html`<${Page} name="runs" title=${html`<a href="/experiments">Experiments</a> / ${name}`} ready=${!loading}
@@ -99,12 +103,12 @@ export function RunsPage({ params, search }) {
     </form>
     ${badFilter ? html`<div class="error" role="alert" data-testid="filter-error"><pre>${error.message}</pre></div>` : html`<${ErrorBox} error=${error}/>`}
     <div class="table-tools">
-      <span data-testid="run-count">${total === null ? "…" : `${fmtNum(first)}–${fmtNum(last)} of ${fmtNum(total)} runs`}</span>
+      <span data-testid="run-count">${!data ? "…" : total === null ? `${fmtNum(first)}–${fmtNum(last)} of …` : `${fmtNum(first)}–${fmtNum(last)} of ${fmtNum(total)} runs`}</span>
       <${ColumnPicker} keys=${keys} chosen=${chosen} onChange=${setColumns}/>
       <span class="pager">
         <button data-testid="prev-page" disabled=${page <= 1} onClick=${() => go({ page: page - 1 })}>‹ Prev</button>
-        <span>page ${page} of ${fmtNum(pages)}</span>
-        <button data-testid="next-page" disabled=${page >= pages} onClick=${() => go({ page: page + 1 })}>Next ›</button>
+        <span>page ${page} of ${pages === null ? "…" : fmtNum(pages)}</span>
+        <button data-testid="next-page" disabled=${!more} onClick=${() => go({ page: page + 1 })}>Next ›</button>
         <select name="page-size" aria-label="runs per page" value=${pageSize} onChange=${(e) => go({ page_size: e.target.value, page: 1 })}>
           ${PAGE_SIZES.map((n) => html`<option value=${n}>${n} / page</option>`)}
         </select>
