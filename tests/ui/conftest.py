@@ -74,11 +74,17 @@ def page(browser: Any, console: Console) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(15_000)
     opened = context.new_page()
-    opened.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    opened.on("console", lambda m: console.errors.append(_said(m)) if m.type == "error" else None)
     opened.on("pageerror", lambda exc: console.errors.append(f"uncaught: {exc}"))
     yield opened
     context.close()
     assert console.unexpected() == [], "the browser console had errors"
+
+
+def _said(message: Any) -> str:
+    """A console error with the address of the page or file that logged it."""
+    where = (message.location or {}).get("url") or ""
+    return f"{message.text} (at {where})" if where else message.text
 
 
 @pytest.fixture
