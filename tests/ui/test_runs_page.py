@@ -186,3 +186,15 @@ def test_plinth_ui_refuses_a_non_loopback_host(host: str, capsys: pytest.Capture
     assert main(["ui", "--host", host, "--port", "5999"]) == 2
     said = capsys.readouterr().err
     assert "not a loopback address" in said and "plinth server" in said
+
+
+def test_plinth_ui_refuses_a_team_server_store_and_a_busy_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ui_server: ThreadServer
+) -> None:
+    monkeypatch.setenv("PLINTH_STORE", ui_server.url)
+    assert main(["ui", "--port", "5999"]) == 2
+    assert "open its address in a browser" in capsys.readouterr().err
+    monkeypatch.delenv("PLINTH_STORE")
+    busy = int(ui_server.url.rsplit(":", 1)[1])
+    assert main(["ui", "--port", str(busy)]) == 2
+    assert f"Port {busy} on 127.0.0.1 is in use" in capsys.readouterr().err
