@@ -198,3 +198,19 @@ def test_plinth_ui_refuses_a_team_server_store_and_a_busy_port(
     busy = int(ui_server.url.rsplit(":", 1)[1])
     assert main(["ui", "--port", str(busy)]) == 2
     assert f"Port {busy} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+def test_hostile_names_show_as_text_and_their_addresses_open(page: Any, ui_server: ThreadServer) -> None:
+    params = {"p<b>": "<script>alert(1)</script>"}
+    with plinth.start_run(
+        experiment="team/a b%25?x", name="<img src=x onerror=alert(1)>", params=params
+    ) as run:
+        run.log_metrics({"m": 1.0})
+    page.goto(ui_server.url + "/")
+    page.get_by_role("link", name="team/a b%25?x").click()
+    rows(page).first.wait_for()
+    assert "<img src=x onerror=alert(1)>" in rows(page).first.inner_text()
+    page.goto(page.url)
+    rows(page).first.locator("a").click()
+    page.locator("main[data-page=run][data-ready=true]").wait_for()
+    assert "<script>alert(1)</script>" in page.locator("main").inner_text()
