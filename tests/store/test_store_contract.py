@@ -176,10 +176,16 @@ def populated(store: Store) -> Store:
         ("metrics.missing > 0", set()),
         ("tags.team is null", set()),
         ("tags.team ilike 'VIS%'", {"r0", "r1", "r2"}),
+        ("params.opt != 'adam' or metrics.acc >= 0.5", {"r0", "r2", "r4", "r5"}),
+        ("params.missing != 'x'", set()),
+        ("tags.team in ('nlp') and not (metrics.loss < 0.55)", {"r3", "r4"}),
+        ("not (params.missing = 'x') and params.lr < 0.05", set()),  # a missing value passes no test
     ],
 )
 def test_search_filters(populated: Store, where: str, expected: set[str]) -> None:
     assert set(_search(populated, where)) == expected
+    counted = populated.count_runs(experiments=["s"], where=parse_filter(where), now_ms=now())
+    assert counted == len(expected)
 
 
 def test_search_order_and_limit(populated: Store) -> None:

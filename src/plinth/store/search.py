@@ -98,13 +98,21 @@ class SearchCompiler:
         sqlite: compile for SQLite, whose ilike folds case through the FOLD function.
         run_key: the column holding the run's key that metrics, params and tags are looked up by;
             a column of a table joined before `runs` lets them be checked before its row is read.
+        semi_joins: compile a comparison of a metric, param or tag (outside a `not`) as membership
+            in the runs whose value passes it, read from the value index once, instead of a
+            lookup per run: what counting every match wants; a search that stops at a page of
+            runs is faster with lookups.
     """
 
-    def __init__(self, key_id: KeyIds, now_ms: int, *, sqlite: bool, run_key: str = RUN_KEY) -> None:
+    def __init__(
+        self, key_id: KeyIds, now_ms: int, *, sqlite: bool, run_key: str = RUN_KEY, semi_joins: bool = False
+    ) -> None:
         self._key_id = key_id
         self._now_ms = now_ms
         self._sqlite = sqlite
         self._run_key = run_key
+        self._semi_joins = semi_joins
+        self._negated = 0
         self._aliases = 0
 
     def where(self, expr: Expr) -> Sql:
@@ -114,7 +122,11 @@ class SearchCompiler:
         if isinstance(expr, Or):
             return Sql("(") + Sql.join(" OR ", (self.where(e) for e in expr.items)) + ")"
         if isinstance(expr, Not):
-            return Sql("NOT (") + self.where(expr.item) + ")"
+            self._negated += 1  # NOT of a missing value stays unknown: no semi-join under it
+            try:
+                return Sql("NOT (") + self.where(expr.item) + ")"
+            finally:
+                self._negated -= 1
         if isinstance(expr, Compare):
             return self._compare(expr)
         raise InvalidInput(f"Unsupported filter node {expr!r}")
@@ -157,8 +169,35 @@ class SearchCompiler:
                 (self._key_id(field.name),),
             )
             return Sql("NOT ") + logged if cmp.op == "is null" else logged
+        if self._semi_joins and not self._negated and _needs_a_value(cmp):
+            return self._member(cmp)
         column = self._column(field, _is_numeric(cmp.value))
         return self._apply(column, cmp.op, cmp.value)
+
+    def _member(self, cmp: Compare) -> Sql:
+        """`run IN (runs whose metric, param or tag passes cmp)`: true exactly where the lookup
+        form is (a run without the value fails both), read from the (key, value) index."""
+        field = cmp.field
+        if field.kind == "metrics":
+            alias = self._alias("m")
+            table, key, value = (
+                "latest_metrics",
+                Sql(f"{alias}.key_id = ?", (self._key_id(field.name),)),
+                "value",
+            )
+        else:
+            table = "params" if field.kind == "params" else "tags"
+            alias = self._alias(table[0])
+            key = Sql(f'{alias}."key" = ?', (field.name,))
+            value = "value_num" if (field.kind == "params" and _is_numeric(cmp.value)) else "value"
+        passes = self._apply(Sql(f"{alias}.{value}"), cmp.op, cmp.value)
+        return (
+            Sql(f"{self._run_key} IN (SELECT {alias}.run_key FROM {table} {alias} WHERE ")
+            + key
+            + " AND "
+            + passes
+            + ")"
+        )
 
     def _column(self, field: Field, numeric: bool) -> Sql:
         if field.kind == "attributes":
@@ -228,6 +267,13 @@ class SearchCompiler:
         if status is RunStatus.RUNNING:
             return Sql("(runs.status = 'RUNNING' AND NOT ") + stale_ + ")"
         return Sql("runs.status = ?", (status.value,))
+
+
+def _needs_a_value(cmp: Compare) -> bool:
+    """Whether `cmp` can hold only for a run that has the metric, param or tag it names."""
+    if cmp.field.kind == "attributes" or cmp.op in ("is null", "is not null"):
+        return False
+    return not (isinstance(cmp.value, tuple) and not cmp.value)  # `not in ()` holds for every run
 
 
 def _is_numeric(value: Any) -> bool:

@@ -106,9 +106,8 @@ class SqlRunSearch(SqlExperiments):
             ids = None if experiments is None else [self._experiment(conn, n, False).id for n in experiments]
             if ids == []:
                 return 0
-            query = Sql("SELECT count(*) FROM runs") + _where(
-                _conditions(self._compiler(conn, now_ms), ids, where)
-            )
+            compiler = self._compiler(conn, now_ms, semi_joins=True)  # every match is visited
+            query = Sql("SELECT count(*) FROM runs") + _where(_conditions(compiler, ids, where))
             refuse_unstorable(query.params)
             found: int = conn.exec_driver_sql(query.for_driver(self._sqlite), query.params).scalar_one()
             return found
@@ -163,9 +162,11 @@ class SqlRunSearch(SqlExperiments):
             rows += self._select(conn, query, limit - len(rows))
         return rows
 
-    def _compiler(self, conn: Connection, at_ms: int, run_key: str = RUN_KEY) -> SearchCompiler:
+    def _compiler(
+        self, conn: Connection, at_ms: int, run_key: str = RUN_KEY, *, semi_joins: bool = False
+    ) -> SearchCompiler:
         key_id = functools.partial(self._key_id, conn, create=False)
-        return SearchCompiler(key_id, at_ms, sqlite=self._sqlite, run_key=run_key)
+        return SearchCompiler(key_id, at_ms, sqlite=self._sqlite, run_key=run_key, semi_joins=semi_joins)
 
     def _is_small(self, conn: Connection, experiment_ids: list[str] | None) -> bool:
         """Whether the experiments hold fewer than `few_runs` runs (never so for all experiments).
