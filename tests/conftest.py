@@ -84,22 +84,77 @@ REMOTE = os.environ.get("PLINTH_TEST_REMOTE", "") == "1"
 server over the parametrized store, as the bootstrap admin (runs record the principal `admin`,
 never the client's PLINTH_USER)."""
 
-WHITE_BOX = re.compile(r"\.engine\b|SqlStore\(|\.path_of\(|exec_driver_sql|sqlite3\.connect|audit_key_path")
+WHITE_BOX = re.compile(
+    "|".join(
+        [
+            r"\.engine\b",
+            r"exec_driver_sql",
+            r"sqlite3\.connect",
+            r"SqlStore\(",
+            r"isinstance\([^)]*SqlStore\)",
+            r"SqlIdentity\.",
+            r"WorkspaceStores\(",
+            r"open_workspace_store\(",
+            r"audit_key_path",
+            r"\.path_of\(",
+            r"\.blobs\.delete\(",
+            r"\bput_object\(",
+            r"[\"']blobs[\"']",
+        ]
+    )
+)
 """What a test that edits the store's database or blob files directly uses: such a test checks
-the store itself (tampering, corruption, crash recovery), which a client of a server cannot
-reach; with PLINTH_TEST_REMOTE=1 it is marked `store_itself` and runs on the store directly."""
+the store itself (tampering, corruption, crash recovery, a lost blob), which a client of a server
+cannot reach; with PLINTH_TEST_REMOTE=1 it is marked `store_itself` and runs on the store directly.
+The test's own source is searched, with the fixtures it asks for and the helpers of tests/ it calls."""
+
+TESTS_ROOT = Path(__file__).resolve().parent
+CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+
+
+def _test_helper(value: object) -> bool:
+    """Whether `value` is a function written in tests/ (a helper or fixture a test may hide SQL in)."""
+    if not inspect.isfunction(value):
+        return False
+    try:
+        source_file = inspect.getsourcefile(value)
+    except TypeError:
+        return False
+    return source_file is not None and Path(source_file).resolve().is_relative_to(TESTS_ROOT)
+
+
+def _reaches_the_store(item: pytest.Item) -> bool:
+    """Whether the test, a fixture it asks for or a tests/ helper they call matches WHITE_BOX."""
+    function = getattr(item, "function", None)
+    if function is None:
+        return False
+    todo: list[Callable[..., object]] = [function]
+    fixture_info = getattr(item, "_fixtureinfo", None)
+    for name in getattr(item, "fixturenames", ()):
+        definitions = fixture_info.name2fixturedefs.get(name, ()) if fixture_info else ()
+        todo.extend(d.func for d in definitions if _test_helper(d.func))
+    seen: set[object] = set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            source = inspect.getsource(current)
+        except (OSError, TypeError):
+            continue
+        if WHITE_BOX.search(source):
+            return True
+        names = getattr(current, "__globals__", {})
+        todo.extend(names[n] for n in CALLED.findall(source) if _test_helper(names.get(n)))
+    return False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not REMOTE:
         return
     for item in items:
-        function = getattr(item, "function", None)
-        try:
-            source = inspect.getsource(function) if function is not None else ""
-        except (OSError, TypeError):
-            source = ""
-        if WHITE_BOX.search(source):
+        if _reaches_the_store(item):
             item.add_marker(pytest.mark.store_itself)
 
 
@@ -124,6 +179,53 @@ def settings(store_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     if server is not None:
         context.reset()
         server.stop()
+
+
+@pytest.fixture
+def actor(settings: Settings) -> str:
+    """Who the store records as the author of what this test does: PLINTH_USER on the store
+    itself, the token's principal through a team server (asked of the server, never assumed)."""
+    if not settings.is_remote:
+        return settings.user
+    from plinth.store.http import client_from_settings
+    from plinth.store.remote_identity import RemoteIdentity
+
+    client = client_from_settings(settings)
+    try:
+        return RemoteIdentity(client).whoami().name
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def acting_as(settings: Settings) -> Callable[[str], Settings]:
+    """`acting_as(name)`: settings under which user `name` does what follows. On the store itself
+    that is PLINTH_USER; through a team server the server names the token's principal, so it is
+    a token of user `name` (an editor of the default workspace), issued by the admin."""
+    from dataclasses import replace
+
+    issued: dict[str, Settings] = {}
+
+    def settings_of(name: str) -> Settings:
+        if not settings.is_remote:
+            return replace(settings, user=name)
+        if name not in issued:
+            from plinth.core.access import DEFAULT_WORKSPACE, Role
+            from plinth.store.identity_open import identity_from_settings
+            from plinth.store.token_issue import issue_token
+
+            token = issue_token(
+                identity_from_settings(settings),
+                name=f"as-{name}",
+                workspace=DEFAULT_WORKSPACE,
+                role=Role.EDITOR,
+                user=name,
+                by=settings.user,
+            )
+            issued[name] = replace(settings, user=name, token=token.secret)
+        return issued[name]
+
+    return settings_of
 
 
 @pytest.fixture

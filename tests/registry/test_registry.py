@@ -33,14 +33,16 @@ class Doubler:
         return np.asarray(data).sum(axis=1) * 2
 
 
-def test_issue_example(tracking: Backend, iris: tuple[pd.DataFrame, pd.Series, LogisticRegression]) -> None:
+def test_issue_example(
+    tracking: Backend, iris: tuple[pd.DataFrame, pd.Series, LogisticRegression], actor: str
+) -> None:
     x, _y, clf = iris
     with plinth.start_run(experiment="iris") as run:
         ds = run.log_dataset(x, name="iris-train")
         mv = run.log_model(clf, name="iris-clf", input_example=x[:5])
     assert (mv.name, mv.version, mv.flavor, mv.run_id) == ("iris-clf", 1, "sklearn", run.id)
     assert [c["name"] for c in mv.signature["inputs"]["columns"]] == list(x.columns)
-    assert "scikit-learn" in mv.environment["libraries"] and mv.creator == "tester"
+    assert "scikit-learn" in mv.environment["libraries"] and mv.creator == actor
     mv2 = plinth.register_model("iris-clf", clf, input_example=x[:5], description="outside a run")
     assert mv2.version == 2 and mv2.run_id is None
     plinth.set_alias("iris-clf", "champion", version=mv.version)
@@ -174,7 +176,7 @@ def test_tampered_cache_is_refused_and_refetched(
 
 
 def test_alias_rules_and_audit(
-    tracking: Backend, iris: tuple[pd.DataFrame, pd.Series, LogisticRegression]
+    tracking: Backend, iris: tuple[pd.DataFrame, pd.Series, LogisticRegression], actor: str
 ) -> None:
     x, _y, clf = iris
     for _ in range(2):
@@ -192,7 +194,7 @@ def test_alias_rules_and_audit(
     assert ("model.alias.set", None, "champion=1") in actions
     assert ("model.alias.set", "champion=1", "champion=2") in actions
     assert ("model.description.set", "", "iris classifier") in actions
-    assert all(e.actor == "tester" for e in tracking.store.audit_events(entity_id="a"))
+    assert all(e.actor == actor for e in tracking.store.audit_events(entity_id="a"))
 
 
 @pytest.mark.parametrize("ref", ["", "a//b", "a/b/", "a/0", "a/./b", "a@", "a@1bad", "a b@x/"])

@@ -132,6 +132,7 @@ def test_a_wrong_key_is_reported_as_a_wrong_key(tracking: Backend) -> None:
     stranger.close()
 
 
+@pytest.mark.store_itself  # the key is the store's: a client of a team server never holds it
 def test_the_cli_names_a_wrong_key(tracking: Backend, capsys: pytest.CaptureFixture[str]) -> None:
     events(tracking)
     plinth.configure(replace(tracking.settings, audit_key="another-key-" + "2" * 20))

@@ -331,6 +331,7 @@ def test_an_experiment_created_in_a_rolled_back_transaction_is_created_again(tra
     assert sorted(e.name for e in plinth.list_experiments()) == ["fresh", "old"]
 
 
+@pytest.mark.store_itself  # a batch is a transaction of the SQL store; a server's is not atomic
 def test_environments_and_metric_keys_of_a_rolled_back_batch_are_written_again(tracking: Backend) -> None:
     store = tracking.store
     environment = {"python": {"version": "3"}, "host": "h"}

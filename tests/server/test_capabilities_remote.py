@@ -152,11 +152,11 @@ def test_erasure_and_audit_through_the_server(use: Use, iris: tuple[pd.DataFrame
     assert receipt.prediction_logs == len([i for i in range(150) if i % 7 == 3])
     node = ("receipt", receipt.id)  # linked into lineage in the same request as its audit event
     assert "(subject user-3)" in plinth.lineage("iris-clf/1", "down").labels[node]
-    use("viewer")
+    use("viewer", name="viewer-bot-2")
     seen = plinth.lineage("iris-clf/1", "down")
     assert (("predictions", "iris-clf/1"), "erased by", node) in seen.edges
     assert "removed" in seen.labels[node] and "user-3" not in seen.labels[node]
-    use("auditor")
+    use("auditor", name="auditor-bot-2")
     assert governance.verify_audit().ok
     actors = {e.actor for e in context.backend().store.audit_events()}
     assert "ml-admin (token ml-admin)" in actors
@@ -175,7 +175,7 @@ def test_flows_run_through_the_server(use: Use, team_server: Any) -> None:
     assert context.backend().blobs.read_bytes(steps["pick_best#0"].result_digest or "")
     # the steps wrote with a step token of their own, revoked once the flow ended
     with team_server.client() as admin:
-        events = admin.get("/api/v1/audit/events", params={"entity_id": steps["train#3"].id}).json()
+        events = admin.post("/api/v1/audit/events/search", json={"entity_id": steps["train#3"].id}).json()
         tokens = admin.get("/api/v1/tokens", params={"principal": "editor-bot"}).json()
     assert {e["actor"] for e in events} >= {f"editor-bot (token step-{result.id})"}
     step_token = next(t for t in tokens if t["name"] == f"step-{result.id}")
@@ -198,7 +198,7 @@ def test_flows_run_on_ray_through_the_server(use: Use, team_server: Any) -> None
     steps = {s.call: s for s in result.steps}
     assert plinth.get_run(steps["square#5"].id).metrics["square"] == 25
     with team_server.client() as admin:
-        events = admin.get("/api/v1/audit/events", params={"entity_id": steps["square#5"].id}).json()
+        events = admin.post("/api/v1/audit/events/search", json={"entity_id": steps["square#5"].id}).json()
     assert f"editor-bot (token step-{result.id})" in {e["actor"] for e in events}
     assert settings.token not in str(plinth.get_run(steps["square#5"].id).tags)
 

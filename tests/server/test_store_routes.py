@@ -252,7 +252,14 @@ def test_the_openapi_document_describes_every_store_route(server: Any) -> None:
         assert operation["x-plinth-right"] == endpoint.right.value
         assert operation["summary"] and operation["tags"] == [endpoint.tag]
     search = doc["paths"][f"{API}/runs/search"]["post"]["requestBody"]["content"]["application/json"]
-    assert set(search["schema"]["properties"]) == {"experiments", "where", "order_by", "limit", "now_ms", "offset"}
+    assert set(search["schema"]["properties"]) == {
+        "experiments",
+        "where",
+        "order_by",
+        "limit",
+        "now_ms",
+        "offset",
+    }
     json.dumps(doc)
 
 

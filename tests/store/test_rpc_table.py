@@ -128,3 +128,30 @@ def test_binary_bodies_go_and_come_back() -> None:
         bodies.unpack_tables(bodies.pack_tables(tables)[:-3])
     with pytest.raises(wire.WireError, match="npy"):
         bodies.npy_array(b"not an array")
+
+
+def test_lone_surrogates_travel_in_paths_and_queries_and_come_back() -> None:
+    from plinth.store.http import query_text
+
+    odd = "caf\udce9.x/y é"  # a lone surrogate: what an argument that is not UTF-8 decodes to
+    assert rpc.path_text(f"/api/v1/runs/{rpc.segment(odd)}".encode()) == f"/api/v1/runs/{odd}"
+    assert rpc.query_items(query_text({"subject_id": odd, "n": "1"}).encode()) == [
+        ("subject_id", odd),
+        ("n", "1"),
+    ]
+    assert rpc.path_text(b"/api/v1/runs/%FF") is None and rpc.query_items(b"a=%FF") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        (10**22, str(2**63 - 1)),
+        (10**5000, str(2**63 - 1)),
+        (-(10**30), str(-(2**63))),
+        (2**63 - 1, str(2**63 - 1)),
+    ],
+    ids=["22-digits", "5000-digits", "minus-31-digits", "the-bound"],
+)
+def test_integers_past_64_bits_travel_as_the_bound_on_their_side(value: int, sent: str) -> None:
+    assert rpc.to_query(value) == sent and rpc.within_64_bits(value) == int(sent)
+    assert rpc.from_query(sent, int, "query.version") == int(sent)

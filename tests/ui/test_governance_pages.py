@@ -99,6 +99,22 @@ def test_erasures_page_lists_the_receipt(page: Any, ui_server: ThreadServer) -> 
     assert cells[6].startswith(receipt.digest[:16])
 
 
+def test_erasures_page_says_when_older_receipts_are_left_to_the_audit_log(
+    page: Any, ui_server: ThreadServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plinth.server.views import governance
+
+    monkeypatch.setattr(governance, "RECEIPTS_SHOWN", 2)
+    for subject in ["alice", "bob", "carol"]:
+        plinth.erase_subject(subject)
+    page.goto(ui_server.url + "/erasures")
+    note = page.locator("[data-testid=more-receipts]")
+    note.wait_for()
+    subjects = page.locator("[data-testid=receipt-subject]").all_inner_texts()
+    assert subjects == ["carol", "bob"]  # the newest two
+    assert note.inner_text().startswith("The newest 2 of 3 receipts; the 1 older ones are in the audit log")
+
+
 @pytest.mark.parametrize("where", ["/audit", "/erasures"])
 def test_a_viewer_is_told_the_audit_pages_are_not_allowed(
     page: Any, ui_server_factory: Any, where: str

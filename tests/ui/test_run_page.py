@@ -309,7 +309,7 @@ def test_html_and_svg_artifacts_render_only_in_a_sandbox(
     page.wait_for_url("**path=reports%2Fdiagram.svg*")
     svg = page.locator("iframe[data-testid=preview-frame]")
     page.wait_for_function(
-        "() => document.querySelector('iframe[data-testid=preview-frame]').src.includes('diagram.svg')"
+        "() => document.querySelector('iframe[data-testid=preview-frame]')?.src.includes('diagram.svg')"
     )
     assert svg.get_attribute("sandbox") == ""
     page.frame_locator("iframe[data-testid=preview-frame]").locator("rect").wait_for(state="attached")
@@ -350,7 +350,7 @@ def test_tables_json_text_and_images_are_previewed(
     tree.locator("button[data-path='plots/curve.png']").click()
     image = page.locator("img[data-testid=preview-image]")
     image.wait_for()
-    page.wait_for_function("() => document.querySelector('img[data-testid=preview-image]').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('img[data-testid=preview-image]')?.naturalWidth > 0")
     assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [8, 6]
 
 

@@ -88,7 +88,7 @@ class StoreDispatch:
 
     def _match(self, scope: Scope) -> tuple[StoreRoute, dict[str, str]] | None:
         """The first store route whose method and path both match, as Starlette would pick it."""
-        path = get_route_path(scope)
+        path = _route_path(scope)
         candidates = self._routes.get(scope["method"]) if path.startswith(self.prefix) else None
         for route in candidates or ():
             found = route.pattern.match(path)
@@ -101,7 +101,7 @@ class StoreDispatch:
         ctx = self._require[endpoint.right](request)
         body = await request.body() if route.reads_body else b""
         query_string = request.scope.get("query_string", b"")
-        query = QueryParams(query_string).multi_items() if query_string else []
+        query = _query(query_string) if query_string else []
         media = request.headers.get("content-type") if body else None
         return await anyio.to_thread.run_sync(
             _call, endpoint, ctx, path_params, query, body, media, limiter=self._limiter
@@ -118,6 +118,23 @@ def _call(
 ) -> Response:
     """Decode the arguments (a large body takes a while) and call the store: in a store thread."""
     return answer(endpoint, ctx, parse_arguments(endpoint, path_params, query, body, media_type))
+
+
+def _route_path(scope: Scope) -> str:
+    """The request's path below the root path, its lone surrogates kept: the server decodes an
+    undecodable byte as U+FFFD, which would turn a lookup by text no store holds into one by
+    text that may be stored (see `plinth.store.rpc.segment`)."""
+    path = get_route_path(scope)
+    raw = scope.get("raw_path")
+    if "\ufffd" not in path or not raw or scope.get("root_path"):
+        return path
+    return rpc.path_text(raw) or path
+
+
+def _query(query_string: bytes) -> list[tuple[str, str]]:
+    """The query's (name, value) pairs, lone surrogates kept as in `_route_path`."""
+    found = rpc.query_items(query_string)
+    return QueryParams(query_string).multi_items() if found is None else found
 
 
 def _routes() -> dict[str, list[StoreRoute]]:

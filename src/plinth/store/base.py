@@ -250,8 +250,42 @@ class TrackingStore(ABC):
         actor: str | None = None,
         since_ms: int | None = None,
         limit: int | None = None,
+        user: str | None = None,
+        actions: Sequence[str] | None = None,
+        until_ms: int | None = None,
+        newest_first: bool = False,
+        offset: int = 0,
     ) -> list[AuditEvent]:
-        """Audit events, oldest first, optionally of one entity or actor, or since a time."""
+        """Audit events, oldest first (newest first with `newest_first`), each filter narrowing them.
+
+        Args:
+            entity_id: only events about this entity.
+            actor: only events whose actor is exactly this.
+            since_ms: only events at or after this time.
+            limit: at most this many (after `offset`).
+            user: only events by this principal, with any of its tokens (`alice (token ci)`).
+            actions: only events of these actions (none at all for an empty sequence).
+            until_ms: only events at or before this time.
+            newest_first: order by sequence number descending.
+            offset: skip this many of the matching events first, in the order asked for.
+        """
+
+    @abstractmethod
+    def count_audit_events(
+        self,
+        *,
+        entity_id: str | None = None,
+        actor: str | None = None,
+        user: str | None = None,
+        actions: Sequence[str] | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> int:
+        """How many audit events the same filters as `audit_events` keep."""
+
+    @abstractmethod
+    def audit_actions(self) -> list[str]:
+        """The distinct actions of the audit log, sorted."""
 
     @abstractmethod
     def verify_audit(self, anchor: AuditHead | None = None) -> AuditCheck:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -206,13 +207,15 @@ class ServerClient:
             or hooks["response"]
             or not _PLAIN_PATH.fullmatch(path)
         ):
-            return self.http.request(verb, path, params=params, json=body, content=content, headers=headers)
+            # the query goes as `query_text` writes it: httpx would refuse a lone surrogate
+            url = f"{path}?{query_text(params)}" if params else path
+            return self.http.request(verb, url, json=body, content=content, headers=headers)
         merged = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.http.headers.raw}
         merged.pop("accept-encoding", None)  # answers come uncompressed: nothing here inflates them
         merged.pop("connection", None)
         for name, value in (headers or {}).items():
             merged[name.lower()] = value
-        query = str(httpx.QueryParams(params)) if params else ""
+        query = query_text(params) if params else ""
         return keepalive.request(verb, path, query, merged, content)
 
     def close(self) -> None:
@@ -220,6 +223,13 @@ class ServerClient:
         if self._keepalive is not None:
             self._keepalive.close()
         self.http.close()
+
+
+def query_text(params: Mapping[str, str]) -> str:
+    """`params` as a query string; a lone surrogate (what an argument that is not UTF-8 decodes
+    to) goes as the three bytes UTF-8 would give it, which the server reads back
+    (`plinth.store.rpc.query_items`), so its store answers a lookup by it as a local one does."""
+    return urlencode(params, encoding="utf-8", errors="surrogatepass")
 
 
 def _untrusted(exc: BaseException) -> ssl.SSLCertVerificationError | None:

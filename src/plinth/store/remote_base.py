@@ -76,6 +76,10 @@ class RemoteBase:
                 headers=headers,
                 idempotent=endpoint.idempotent,
             )
+        hints = endpoint.hints
+        for name, value in rest.items():
+            if type(value) is int and rpc.query_hint(hints.get(name)) is int:
+                rest[name] = rpc.within_64_bits(value)
         return self.client.request(
             endpoint.verb,
             path,

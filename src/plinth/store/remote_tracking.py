@@ -182,8 +182,47 @@ class RemoteTracking(RemoteBase):
         actor: str | None = None,
         since_ms: int | None = None,
         limit: int | None = None,
+        user: str | None = None,
+        actions: Sequence[str] | None = None,
+        until_ms: int | None = None,
+        newest_first: bool = False,
+        offset: int = 0,
     ) -> list[AuditEvent]:
-        return self.call("audit_events", entity_id=entity_id, actor=actor, since_ms=since_ms, limit=limit)
+        return self.call(
+            "audit_events",
+            entity_id=entity_id,
+            actor=actor,
+            since_ms=since_ms,
+            limit=limit,
+            user=user,
+            actions=actions,
+            until_ms=until_ms,
+            newest_first=newest_first,
+            offset=offset,
+        )
+
+    def count_audit_events(
+        self,
+        *,
+        entity_id: str | None = None,
+        actor: str | None = None,
+        user: str | None = None,
+        actions: Sequence[str] | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> int:
+        return self.call(
+            "count_audit_events",
+            entity_id=entity_id,
+            actor=actor,
+            user=user,
+            actions=actions,
+            since_ms=since_ms,
+            until_ms=until_ms,
+        )
+
+    def audit_actions(self) -> list[str]:
+        return self.call("audit_actions")
 
     def verify_audit(self, anchor: AuditHead | None = None) -> AuditCheck:
         """Check the audit chain in the server, with the server's audit key."""

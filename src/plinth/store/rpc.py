@@ -17,7 +17,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 from plinth.core import entities
 from plinth.core.access import Right
@@ -42,6 +42,8 @@ _PARTS = (
     (base.FlowStore, "flows"),
     (base.ServingStore, "serving"),
 )
+SURROGATES = "surrogatepass"
+"""How URL text carries lone surrogates: as the bytes UTF-8 would give them if it allowed them."""
 _INT = re.compile(r"-?[0-9]{1,19}")
 
 
@@ -139,7 +141,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("add_edges", "POST", "/lineage/edges", W),
     _e("edges", "POST", "/lineage/search", R),
     _e("record_audit", "POST", "/audit/events", A, idempotent=False),  # erasure and gc: auditors, admins
-    _e("audit_events", "GET", "/audit/events", A),
+    _e("audit_events", "POST", "/audit/events/search", A),  # a list of actions: no query form
+    _e("count_audit_events", "POST", "/audit/events/count", A),
+    _e("audit_actions", "GET", "/audit/actions", A),
     _e("verify_audit", "POST", "/audit/verify", A),
     _e("adopt_audit", "POST", "/audit/adopt", A),
     _e("scrub", "POST", "/scrub", A),
@@ -249,14 +253,27 @@ def query_hint(hint: Any) -> type | None:
 
 
 def to_query(value: str | int | float | bool | None) -> str:
-    """A scalar argument as query or path text; None is the empty text (see `from_query`)."""
+    """A scalar argument as query or path text; None is the empty text (see `from_query`); an
+    integer past 64 bits is sent as the bound on its side (see `within_64_bits`)."""
     if value is None:
         return ""
     if value is True or value is False:
         return "true" if value else "false"
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, int):
+        return str(within_64_bits(value))
     return str(value)
+
+
+def within_64_bits(value: int) -> int:
+    """`value`, or the 64-bit bound on its side when it is past 64 bits (what the server reads).
+
+    No store holds a larger integer, so the bound compares with every stored value as `value`
+    does: a version 10**30 is not found through a server, as on a local store, instead of
+    being refused as an argument no column takes.
+    """
+    return value if -(2**63) <= value < 2**63 else (2**63 - 1 if value > 0 else -(2**63))
 
 
 def from_query(text: str, hint: Any, where: str) -> Any:
@@ -287,5 +304,26 @@ def from_query(text: str, hint: Any, where: str) -> Any:
 
 def segment(value: str) -> str:
     """`value` as one path segment: every '/' and '.' percent-encoded, so no proxy or client
-    reads it as a separator or a dot segment."""
-    return quote(value, safe="").replace(".", "%2E")
+    reads it as a separator or a dot segment. A lone surrogate (what an argument that is not
+    UTF-8 decodes to) goes as its three UTF-8-style bytes, which `path_text` reads back:
+    the server's store then answers a lookup by it as a local store does."""
+    return quote(value.encode("utf-8", SURROGATES), safe="").replace(".", "%2E")
+
+
+def path_text(raw_path: bytes) -> str | None:
+    """A request's percent-encoded path decoded with the lone surrogates `segment` wrote; None
+    where its bytes are not UTF-8 even so (the server's own decoding then stands)."""
+    try:
+        return unquote_to_bytes(raw_path).decode("utf-8", SURROGATES)
+    except UnicodeDecodeError:
+        return None
+
+
+def query_items(query_string: bytes) -> list[tuple[str, str]] | None:
+    """A request's query string as (name, value) pairs, with the lone surrogates `query_text`
+    wrote (see `plinth.store.http.query_text`); None where its bytes are not UTF-8 even so."""
+    try:
+        text = query_string.decode("ascii")
+        return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors=SURROGATES)
+    except UnicodeDecodeError:
+        return None

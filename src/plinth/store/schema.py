@@ -173,6 +173,9 @@ audit_events = Table(
     Column("hash", String(64), nullable=False),
     Column("mac", String(64)),  # HMAC-SHA256 of `hash` under the store's audit key
     Index("ix_audit_entity", "entity_type", "entity_id"),
+    Index("ix_audit_entity_id", "entity_id", "seq"),
+    Index("ix_audit_action", "action", "seq"),
+    Index("ix_audit_actor", "actor", "seq", postgresql_ops={"actor": "varchar_pattern_ops"}),
 )
 
 audit_head = Table(  # the chain's newest event, keyed: a cut tail no longer matches it

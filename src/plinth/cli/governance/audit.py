@@ -81,10 +81,10 @@ def audit_list(
     from plinth.tracking.context import backend
 
     since_ms = now_ms() - int((parse_duration(since) or 0) * 1000) if since else None
-    events = backend().store.audit_events(entity_id=entity, actor=actor, since_ms=since_ms)
-    if user is not None:
-        events = [e for e in events if e.actor == user or e.actor.startswith(f"{user} (token ")]
-    events = events[-limit:]
+    newest = backend().store.audit_events(
+        entity_id=entity, actor=actor, user=user, since_ms=since_ms, newest_first=True, limit=limit or None
+    )
+    events = newest[::-1]
     rows = [
         (
             e.seq,

@@ -1,8 +1,9 @@
 """Views of governance: the audit log and its chain's check, erasure receipts, and costs.
 
 The audit log is read newest first, a page at a time, filtered by user (with any of their
-tokens, as `plinth audit list --user` does), action, entity and time. Checking the chain reads
-every event, so it is a view of its own: the log's page shows at once, its verdict when ready.
+tokens, as `plinth audit list --user` does), action, entity and time, all in the store: a page
+costs an index walk, never the whole log. Checking the chain reads every event, so it is a view
+of its own: the log's page shows at once, its verdict when ready.
 Erasure and retention receipts are the `after` of their audit events, which the chain vouches for.
 """
 
@@ -24,6 +25,8 @@ from plinth.server.views.common import AUDIT, READ, needs, view_router
 
 AUDIT_PAGE_SIZES = (25, 50, 100, 200)
 RECEIPT_ACTIONS = ("governance.erasure", "governance.retention")
+RECEIPTS_SHOWN = 500
+"""The most receipts the erasures page lists; the audit log, filtered by action, pages through all."""
 SINCE_CHOICES = ("24h", "7d", "30d", "90d", "365d", "all")
 
 
@@ -43,7 +46,8 @@ def router(config: ServerConfig) -> APIRouter:
         page_size: int = Query(50),
         ctx: RequestContext = AUDIT,
     ) -> dict[str, Any]:
-        """One page of the audit log, newest first, and the actions its filtered events hold.
+        """One page of the audit log, newest first, how many events match, and every action the log
+        holds (to filter by); paged and filtered in the store.
 
         Raises (answered by the app's error table): InvalidInput for a page size not offered
         or a time range that ends before it starts.
@@ -53,18 +57,22 @@ def router(config: ServerConfig) -> APIRouter:
             raise InvalidInput(f"page_size must be one of {sizes}, got {page_size}.")
         if since_ms is not None and until_ms is not None and until_ms < since_ms:
             raise InvalidInput("The time range ends before it starts: pick an 'until' after 'since'.")
-        events = ctx.store.audit_events(entity_id=entity.strip() or None, since_ms=since_ms)
-        events = [e for e in events if _by(e, user.strip()) and (until_ms is None or e.time_ms <= until_ms)]
-        actions = sorted({e.action for e in events})
-        if action:
-            events = [e for e in events if e.action == action]
-        newest = events[::-1][(page - 1) * page_size : page * page_size]
+        filters: dict[str, Any] = {
+            "entity_id": entity.strip() or None,
+            "user": user.strip() or None,
+            "actions": [action] if action else None,
+            "since_ms": since_ms,
+            "until_ms": until_ms,
+        }
+        events = ctx.store.audit_events(
+            **filters, newest_first=True, offset=(page - 1) * page_size, limit=page_size
+        )
         return {
-            "total": len(events),
+            "total": ctx.store.count_audit_events(**filters),
             "page": page,
             "page_size": page_size,
-            "actions": actions,
-            "events": [event_row(e) for e in newest],
+            "actions": ctx.store.audit_actions(),
+            "events": [event_row(e) for e in events],
         }
 
     @router.get("/audit/verify", openapi_extra=needs(Right.AUDIT))
@@ -84,10 +92,14 @@ def router(config: ServerConfig) -> APIRouter:
         }
 
     @router.get("/erasures", openapi_extra=needs(Right.AUDIT))
-    def erasures(ctx: RequestContext = AUDIT) -> list[dict[str, Any]]:
-        """Every erasure and retention receipt, newest first, with who asked and when."""
-        events = [e for e in ctx.store.audit_events() if e.action in RECEIPT_ACTIONS]
-        return [receipt_row(e) for e in reversed(events)]
+    def erasures(ctx: RequestContext = AUDIT) -> dict[str, Any]:
+        """The newest `RECEIPTS_SHOWN` erasure and retention receipts, newest first, with who asked
+        and when, and how many there are in all."""
+        receipts = ctx.store.audit_events(actions=RECEIPT_ACTIONS, newest_first=True, limit=RECEIPTS_SHOWN)
+        total = len(receipts)
+        if total == RECEIPTS_SHOWN:  # only then may there be more
+            total = ctx.store.count_audit_events(actions=RECEIPT_ACTIONS)
+        return {"receipts": [receipt_row(e) for e in receipts], "total": total, "shown": RECEIPTS_SHOWN}
 
     @router.get("/costs", openapi_extra=needs(Right.READ))
     def costs(
@@ -176,8 +188,3 @@ def chain_text(check: AuditCheck) -> str:
         f"Chain broken at event {check.first_bad_seq} ({check.problem}): {check.reason}. "
         "Compare with a backup or an anchor (`plinth audit verify --anchor PATH_OR_URL`)."
     )
-
-
-def _by(event: AuditEvent, user: str) -> bool:
-    """Whether `user` made `event`, with any of their tokens (`alice (token ci)`)."""
-    return not user or event.actor == user or event.actor.startswith(f"{user} (token ")

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, PoolProxiedConnection, Row, select
+from sqlalchemy import ColumnElement, Connection, PoolProxiedConnection, Row, and_, func, or_, select, text
 
 from plinth.core import entities as e
 from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
@@ -17,6 +17,8 @@ from plinth.store.engine import retrying
 from plinth.store.sql.base import SqlBase
 from plinth.store.sql.lineage import write_edges
 
+TOKEN_INFIX = " (token "
+"""What follows the principal in the actor of an event made with one of its tokens: `alice (token ci)`."""
 CHECKPOINT_TRIES = 10
 """Tries at truncating SQLite's write-ahead log, each waiting up to `CHECKPOINT_WAIT_MS` for readers."""
 CHECKPOINT_WAIT_MS = 200
@@ -64,18 +66,25 @@ class SqlGovernance(SqlBase):
         actor: str | None = None,
         since_ms: int | None = None,
         limit: int | None = None,
+        user: str | None = None,
+        actions: Sequence[str] | None = None,
+        until_ms: int | None = None,
+        newest_first: bool = False,
+        offset: int = 0,
     ) -> list[e.AuditEvent]:
+        if offset < 0 or (limit is not None and limit < 0):
+            raise InvalidInput(f"offset and limit must be 0 or more, got offset {offset} and limit {limit}.")
+        ae = t.audit_events
+        filters = self._audit_filters(entity_id, actor, user, actions, since_ms, until_ms)
+        order = ae.c.seq.desc() if newest_first else ae.c.seq
+        query = select(ae).where(*filters).order_by(order)
+        if limit is not None or offset:
+            # the page's numbers first, from the filter's index alone (an actor and its tokens are
+            # two ranges of it, merged and sorted as numbers), then only those events are read
+            page = select(ae.c.seq).where(*filters).order_by(order).limit(limit).offset(offset or None)
+            query = select(ae).where(ae.c.seq.in_(page.scalar_subquery())).order_by(order)
+
         def fetch(conn: Connection) -> list[e.AuditEvent]:
-            ae = t.audit_events
-            query = select(ae).order_by(ae.c.seq)
-            if entity_id is not None:
-                query = query.where(ae.c.entity_id == entity_id)
-            if actor is not None:
-                query = query.where(ae.c.actor == actor)
-            if since_ms is not None:
-                query = query.where(ae.c.time_ms >= since_ms)
-            if limit is not None:
-                query = query.limit(limit)
             return [
                 e.AuditEvent(
                     r.seq,
@@ -93,6 +102,71 @@ class SqlGovernance(SqlBase):
             ]
 
         return self._read("read the audit log", fetch)
+
+    def count_audit_events(
+        self,
+        *,
+        entity_id: str | None = None,
+        actor: str | None = None,
+        user: str | None = None,
+        actions: Sequence[str] | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> int:
+        filters = self._audit_filters(entity_id, actor, user, actions, since_ms, until_ms)
+        query = select(func.count()).select_from(t.audit_events).where(*filters)
+        return self._read("count audit events", lambda conn: int(conn.execute(query).scalar() or 0))
+
+    def audit_actions(self) -> list[str]:
+        # one seek of ix_audit_action per action, not a scan of the log (a DISTINCT reads it all)
+        query = text(
+            "WITH RECURSIVE found(action) AS ("
+            " SELECT MIN(action) FROM audit_events"
+            " UNION ALL"
+            " SELECT (SELECT MIN(action) FROM audit_events WHERE action > found.action)"
+            " FROM found WHERE found.action IS NOT NULL"
+            ") SELECT action FROM found WHERE action IS NOT NULL"
+        )
+        return self._read("list the audit log's actions", lambda conn: sorted(conn.scalars(query)))
+
+    def _audit_filters(
+        self,
+        entity_id: str | None,
+        actor: str | None,
+        user: str | None,
+        actions: Sequence[str] | None,
+        since_ms: int | None,
+        until_ms: int | None,
+    ) -> list[ColumnElement[bool]]:
+        """The WHERE terms of an audit query, one per filter given."""
+        ae = t.audit_events
+        filters: list[ColumnElement[bool]] = []
+        if entity_id is not None:
+            filters.append(ae.c.entity_id == entity_id)
+        if actor is not None:
+            filters.append(ae.c.actor == actor)
+        if user is not None:
+            filters.append(or_(ae.c.actor == user, self._token_actor(user)))
+        if actions is not None:
+            filters.append(ae.c.action.in_(list(actions)))
+        if since_ms is not None:
+            filters.append(ae.c.time_ms >= since_ms)
+        if until_ms is not None:
+            filters.append(ae.c.time_ms <= until_ms)
+        return filters
+
+    def _token_actor(self, user: str) -> ColumnElement[bool]:
+        """Whether the actor is `user` with one of its tokens (`alice (token ci)`), case-sensitive.
+
+        SQLite's LIKE ignores case, so there it is the range of texts that start with the prefix,
+        exact under SQLite's binary collation and a range of `ix_audit_actor`; PostgreSQL's LIKE
+        keeps case, and the index's pattern operator class serves it whatever the collation."""
+        prefix = f"{user}{TOKEN_INFIX}"
+        actor = t.audit_events.c.actor
+        if self._sqlite:  # the prefix ends in a space: the next text after all that start with it
+            return and_(actor >= prefix, actor < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return actor.like(pattern + "%", escape="\\")
 
     def verify_audit(self, anchor: AuditHead | None = None) -> AuditCheck:
         rows, head = self._read_chain()

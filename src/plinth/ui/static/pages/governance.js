@@ -118,7 +118,9 @@ export function AuditPage({ session }) {
 }
 
 function Receipts() {
-  const { data, error, loading } = useApi(() => api.get("/ui/erasures"), []);
+  const { data: found, error, loading } = useApi(() => api.get("/ui/erasures"), []);
+  const data = found ? found.receipts : null;
+  const more = found ? found.total - data.length : 0;
   const columns = [
     { key: "time_ms", label: "Time", render: (r) => fmtTime(r.time_ms) },
     { key: "actor", label: "Who" },
@@ -139,6 +141,8 @@ function Receipts() {
     ${data && !data.length ? html`<${Empty}>No erasures yet: <code>plinth erase --subject ID</code> removes a subject's prediction logs and labels and leaves a receipt here.</${Empty}>` : null}
     ${data && data.length ? html`<${Table} testid="erasures-table" columns=${columns} rows=${data} rowKey=${(r) => r.seq}
       rowAttrs=${(r) => ({ "data-seq": r.seq })}/>` : null}
+    ${more > 0 ? html`<p class="muted" data-testid="more-receipts">The newest ${fmtNum(data.length)} of ${fmtNum(found.total)} receipts;
+      the ${fmtNum(more)} older ones are in the <a href=${urlWith("/audit", { action: "governance.erasure" })}>audit log</a> (filter it by action).</p>` : null}
   </${Page}>`;
 }
 
