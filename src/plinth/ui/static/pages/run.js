@@ -192,7 +192,11 @@ function MetricGrid({ run, names, view, setView, cache, empty, onReady }) {
   const { data, error, loading } = useSeries(run, names, cache);
   useEffect(() => { if (!loading) onReady(); }, [loading]);
   if (!names.length) return html`<${Empty}>${empty}</${Empty}>`;
-  const shown = names.map((name, i) => [name, data && data[i]]).filter(([n]) => !filter || n.toLowerCase().includes(filter.toLowerCase()));
+  // curves first: a metric logged once is a number more than a chart
+  const once = (found) => (found && found.status === "fulfilled" && found.value.count <= 1 ? 1 : 0);
+  const shown = names.map((name, i) => [name, data && data[i]])
+    .filter(([n]) => !filter || n.toLowerCase().includes(filter.toLowerCase()))
+    .sort(([, a], [, b]) => once(a) - once(b));
   return html`<div>
     <div class="toolbar">
       <${ChartControls} view=${view} setView=${setView}/>
