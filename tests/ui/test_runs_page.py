@@ -214,3 +214,24 @@ def test_hostile_names_show_as_text_and_their_addresses_open(page: Any, ui_serve
     rows(page).first.locator("a").click()
     page.locator("main[data-page=run][data-ready=true]").wait_for()
     assert "<script>alert(1)</script>" in page.locator("main").inner_text()
+
+
+def test_the_workspace_picker_switches_what_every_page_reads(page: Any, ui_server_factory: Any) -> None:
+    fill(2)
+    server = ui_server_factory(local=False)
+    with server.client() as admin:
+        admin.post("/api/v1/workspaces", json={"name": "vision"}).raise_for_status()
+        made = admin.post(
+            "/api/v1/experiments", json={"name": "detector"}, headers={"x-plinth-workspace": "vision"}
+        )
+        made.raise_for_status()
+    sign_in(page, server, server.admin_token)
+    page.goto(server.url + "/experiments")
+    table = page.locator("[data-testid=experiments-table]")
+    table.get_by_role("link", name="iris").wait_for()
+    page.locator("select[data-testid=workspace]").select_option("vision")
+    table.get_by_role("link", name="detector").wait_for()
+    assert table.get_by_role("link", name="iris").count() == 0
+    page.goto(server.url + "/experiments/detector")  # the choice holds for addresses opened directly
+    page.locator("main[data-page=runs][data-ready=true]").wait_for()
+    expect(page.locator("[data-testid=run-count]")).to_have_text("0 runs")

@@ -103,7 +103,7 @@ export function RunsPage({ params, search }) {
     </form>
     ${badFilter ? html`<div class="error" role="alert" data-testid="filter-error"><pre>${error.message}</pre></div>` : html`<${ErrorBox} error=${error}/>`}
     <div class="table-tools">
-      <span data-testid="run-count">${!data ? "…" : total === null ? `${fmtNum(first)}–${fmtNum(last)} of …` : `${fmtNum(first)}–${fmtNum(last)} of ${fmtNum(total)} runs`}</span>
+      <span data-testid="run-count">${!data ? "…" : total === 0 ? "0 runs" : total === null ? `${fmtNum(first)}–${fmtNum(last)} of …` : `${fmtNum(first)}–${fmtNum(last)} of ${fmtNum(total)} runs`}</span>
       <${ColumnPicker} keys=${keys} chosen=${chosen} onChange=${setColumns}/>
       <span class="pager">
         <button data-testid="prev-page" disabled=${page <= 1} onClick=${() => go({ page: page - 1 })}>‹ Prev</button>
