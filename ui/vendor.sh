@@ -11,3 +11,4 @@ cp node_modules/uplot/dist/uPlot.esm.js "$out/uPlot.esm.js"
 cp node_modules/uplot/dist/uPlot.min.css "$out/uPlot.min.css"
 cp node_modules/htm/LICENSE "$out/LICENSE.htm-preact" 2>/dev/null || cp node_modules/htm/package.json "$out/htm.package.json"
 cp node_modules/uplot/LICENSE "$out/LICENSE.uplot"
+# $out/README.md names each file, its version and license: update it with the versions above
