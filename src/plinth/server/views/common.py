@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends
 
 from plinth.core.access import Right
+from plinth.core.filters import Compare, Field
+from plinth.core.ids import now_ms
 from plinth.server.context import require, right_extra
+
+if TYPE_CHECKING:
+    from plinth.core.entities import Run
+    from plinth.store.base import TrackingStore
 
 PREFIX = "/api/v1/ui"
 READ = Depends(require(Right.READ))
@@ -30,6 +37,15 @@ def view_router() -> APIRouter:
 def needs(right: Right) -> dict[str, Any]:
     """`openapi_extra` naming a view's right (the route-table test reads it)."""
     return right_extra(right)
+
+
+def runs_by_id(store: TrackingStore, ids: Sequence[str]) -> dict[str, Run]:
+    """The runs of `ids` that exist in the workspace, by id, read with one search."""
+    if not ids:
+        return {}
+    where = Compare(Field("attributes", "id"), "in", tuple(ids))
+    found = store.search_runs(experiments=None, where=where, order_by=[], limit=len(ids), now_ms=now_ms())
+    return {run.id: run for run in found}
 
 
 def downsample(x: np.ndarray, y: np.ndarray, points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +78,8 @@ def downsample(x: np.ndarray, y: np.ndarray, points: int = MAX_POINTS) -> tuple[
     return x[index], y[index]
 
 
-def finite_or_none(values: np.ndarray) -> list[float | None]:
-    """A float array as JSON numbers, NaN and infinities as null (JSON has no NaN)."""
-    out: list[float | None] = np.where(np.isfinite(values), values, np.nan).tolist()
-    return [None if v != v else v for v in out]
+def thin(history: np.ndarray, points: int = MAX_POINTS) -> np.ndarray:
+    """The rows of a metric history (`metric_history`) a chart draws: at most about `points`,
+    each bucket's lowest and highest value kept (`downsample`)."""
+    index, _ = downsample(np.arange(len(history), dtype=np.int64), history["value"], points)
+    return history[index]

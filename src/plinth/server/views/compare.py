@@ -8,7 +8,6 @@ bucket, keeping extremes), kept as numpy arrays and written by orjson in one pas
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,10 +17,9 @@ from fastapi import APIRouter, Query, Response
 from plinth.core import entities as e
 from plinth.core.access import Right
 from plinth.core.errors import InvalidInput, NotFound
-from plinth.core.filters import Compare, Field
 from plinth.server.config import ServerConfig
 from plinth.server.context import RequestContext
-from plinth.server.views.common import MAX_POINTS, READ, downsample, needs, view_router
+from plinth.server.views.common import MAX_POINTS, READ, needs, runs_by_id, thin, view_router
 from plinth.server.views.tracking import row
 
 if TYPE_CHECKING:
@@ -106,11 +104,7 @@ def find_runs(store: TrackingStore, ids: list[str]) -> list[e.Run]:
     Raises:
         NotFound: some ids are not runs of this workspace (the message names them).
     """
-    where = Compare(Field("attributes", "id"), "in", tuple(ids))
-    found = store.search_runs(
-        experiments=None, where=where, order_by=[], limit=len(ids), now_ms=time.time_ns() // 1_000_000
-    )
-    by_id = {run.id: run for run in found}
+    by_id = runs_by_id(store, ids)
     missing = [run_id for run_id in ids if run_id not in by_id]
     if missing:
         raise NotFound(
@@ -132,9 +126,7 @@ def run_series(
     for key in keys:
         if key not in run.metrics:
             continue
-        history = store.metric_history(run.id, key)
-        index, _ = downsample(np.arange(len(history)), history["value"], points)
-        picked = history[index]
+        picked = thin(store.metric_history(run.id, key), points)
         out[key] = {
             "step": np.ascontiguousarray(picked["step"]),
             "time": np.round((picked["timestamp_ms"] - run.start_ms) / 1000.0, 3),

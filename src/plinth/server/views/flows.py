@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -19,10 +18,10 @@ from fastapi import APIRouter, Query
 from plinth.core.access import Right
 from plinth.core.entities import FlowRun, RunStatus, StepRun, StepStatus
 from plinth.core.errors import ConflictError, Forbidden, InvalidInput, NotFound
-from plinth.core.filters import parse_filter
+from plinth.core.ids import now_ms
 from plinth.server.config import ServerConfig
 from plinth.server.context import RequestContext
-from plinth.server.views.common import READ, WRITE, needs, view_router
+from plinth.server.views.common import READ, WRITE, needs, runs_by_id, view_router
 from plinth.server.views.flow_resume import Resumer
 from plinth.store.base import Store
 
@@ -81,7 +80,7 @@ def router(config: ServerConfig) -> APIRouter:
         Raises (answered by the app's error table): NotFound for an unknown flow run.
         """
         store = ctx.store
-        run = store.get_flow_run(run_id, now_ms=_now())
+        run = store.get_flow_run(run_id, now_ms=now_ms())
         steps = store.step_runs(run_id)
         users = _users(store, [run.id])
         later = [] if run.status is RunStatus.RUNNING else _resumed_as(store, run)
@@ -131,7 +130,7 @@ def router(config: ServerConfig) -> APIRouter:
         flow runs (`allow_resume`); ConflictError for a run that did not fail, or while this
         server resumes another; NotFound for an unknown run.
         """
-        run = ctx.store.get_flow_run(run_id, now_ms=_now())
+        run = ctx.store.get_flow_run(run_id, now_ms=now_ms())
         if not config.allow_resume:
             raise Forbidden(
                 "This server does not resume flow runs (allow_resume is off in its server.toml, "
@@ -266,17 +265,9 @@ def _resumed_as(store: Store, run: FlowRun) -> list[str]:
 
 def _users(store: Store, run_ids: list[str]) -> dict[str, str]:
     """Who started each flow run (its tracked run's user), in one search."""
-    if not run_ids:
-        return {}
-    where = parse_filter(f"id in ({', '.join(repr(i) for i in run_ids)})")
-    found = store.search_runs(experiments=None, where=where, order_by=[], limit=len(run_ids), now_ms=_now())
-    return {r.id: r.user for r in found}
+    return {run_id: run.user for run_id, run in runs_by_id(store, run_ids).items()}
 
 
 def _scheduled(store: Store, flows: set[str]) -> set[str]:
     """Ids of the flow runs a schedule started."""
     return {run_id for name in flows for _, _, run_id in store.triggers(name) if run_id}
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000

@@ -27,7 +27,7 @@ from plinth.core.errors import NotFound
 from plinth.monitoring.costs import Prices, run_totals
 from plinth.server.config import ServerConfig
 from plinth.server.context import RequestContext
-from plinth.server.views.common import MAX_POINTS, READ, downsample, needs, view_router
+from plinth.server.views.common import MAX_POINTS, READ, needs, thin, view_router
 from plinth.store.base import Store
 from plinth.tracking.system import WALL
 
@@ -120,14 +120,14 @@ def series(store: Store, run_id: str, key: str, points: int) -> dict[str, Any]:
     steps or against time from the same answer.
     """
     history = store.metric_history(run_id, key)
-    index, values = downsample(np.arange(len(history), dtype=np.int64), history["value"], points)
-    return {
+    picked = thin(history, points)
+    return {  # a field of a structured array is strided: each is copied out contiguous
         "key": key,
         "count": len(history),
-        "points": len(index),
-        "step": np.ascontiguousarray(history["step"][index]),
-        "time_ms": np.ascontiguousarray(history["timestamp_ms"][index]),
-        "value": np.ascontiguousarray(values),  # a field of a structured array is strided
+        "points": len(picked),
+        "step": np.ascontiguousarray(picked["step"]),
+        "time_ms": np.ascontiguousarray(picked["timestamp_ms"]),
+        "value": np.ascontiguousarray(picked["value"]),
     }
 
 

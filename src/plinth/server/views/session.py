@@ -52,10 +52,11 @@ def router(config: ServerConfig) -> APIRouter:
         Raises (answered by the app's error table): Unauthorized for an unknown, revoked or
         expired token; TooManyAttempts after repeated failures from this address.
         """
-        principal = server_state(request).authorizer.authenticate(body.token.strip(), client_of(request))
+        token = body.token.strip()
+        principal = server_state(request).authorizer.authenticate(token, client_of(request))
         response.set_cookie(
             SESSION_COOKIE,
-            body.token.strip(),
+            token,
             httponly=True,
             samesite="strict",
             secure=secure or request.url.scheme == "https",

@@ -7,7 +7,6 @@ and the order run in the database, only the page's rows travel.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -16,6 +15,7 @@ from plinth.core import entities as e
 from plinth.core.access import Right
 from plinth.core.errors import InvalidInput
 from plinth.core.filters import FilterSyntaxError, parse_filter, parse_order_by
+from plinth.core.ids import now_ms
 from plinth.server.config import ServerConfig
 from plinth.server.context import RequestContext
 from plinth.server.views.common import READ, needs, view_router
@@ -31,7 +31,7 @@ def router(config: ServerConfig) -> APIRouter:
     @router.get("/experiments", openapi_extra=needs(Right.READ))
     def experiments(ctx: RequestContext = READ) -> list[dict[str, Any]]:
         """Every experiment, newest first, with how many runs each holds."""
-        store, now = ctx.store, _now()
+        store, now = ctx.store, now_ms()
         found = sorted(store.list_experiments(), key=lambda x: x.created_ms, reverse=True)
         return [
             {
@@ -68,7 +68,7 @@ def router(config: ServerConfig) -> APIRouter:
                 f"page_size must be one of {', '.join(map(str, PAGE_SIZES))}, got {page_size}."
             )
         where, order_by = _parse(filter, order or DEFAULT_ORDER)
-        store, now = ctx.store, _now()
+        store, now = ctx.store, now_ms()
         experiment = store.get_experiment(name)
         total = store.count_runs(experiments=[experiment.id], where=where, now_ms=now) if count else None
         found = store.search_runs(
@@ -99,7 +99,7 @@ def router(config: ServerConfig) -> APIRouter:
         where, _ = _parse(filter, DEFAULT_ORDER)
         store = ctx.store
         experiment = store.get_experiment(name)
-        return {"total": store.count_runs(experiments=[experiment.id], where=where, now_ms=_now())}
+        return {"total": store.count_runs(experiments=[experiment.id], where=where, now_ms=now_ms())}
 
     return router
 
@@ -143,7 +143,3 @@ def _keys(runs: list[e.Run]) -> dict[str, list[str]]:
         metrics.update(run.metrics)
         tags.update(run.tags)
     return {"params": sorted(params), "metrics": sorted(metrics), "tags": sorted(tags)}
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000
