@@ -255,6 +255,11 @@ def test_axis_smoothing_and_log_scale_redraw_the_charts(
     logged = canvas(page, "loss", unlike=smoothed)
     page.locator("input[name=log-scale]").uncheck()
     page.locator("input[name=smoothing]").fill("0")
+    # two redraws follow (log scale off, then smoothing off): wait for the last one, not the first
+    where = "[data-metric='loss'] [data-testid=chart][data-ready=true] canvas"
+    page.wait_for_function(
+        "([where, plain]) => document.querySelector(where)?.toDataURL() === plain", arg=[where, plain]
+    )
     assert canvas(page, "loss", unlike=logged) == plain, "back to the same settings, the same drawing"
 
     for axis, label in (("relative", "time since start (s)"), ("wall", "wall clock time"), ("step", "step")):

@@ -236,6 +236,11 @@ def _search_runs(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
     return ctx.store.search_runs(**arguments)
 
 
+def _count_runs(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
+    check_filter(arguments.get("where"))
+    return ctx.store.count_runs(**arguments)
+
+
 def _sweep_prediction_blobs(ctx: RequestContext, arguments: dict[str, Any]) -> Any:
     min_age_s = arguments.get("min_age_s", 0.0)
     if not 0 <= min_age_s <= MAX_AGE_S:
@@ -286,6 +291,7 @@ SPECIAL: Mapping[str, Handler] = {
     "create_runs": _create_runs,
     "write_metrics": _write_metrics,
     "search_runs": _search_runs,
+    "count_runs": _count_runs,
     "create_model_version": _create_model_version,
     "verify_audit": _verify_audit,
     "sweep_prediction_blobs": _sweep_prediction_blobs,
