@@ -34,6 +34,7 @@ from plinth.server.context import RIGHT_KEY, WORKSPACE_HEADER, ServerState
 from plinth.server.health import health_router
 from plinth.server.metrics import ServerMetrics
 from plinth.server.middleware import ServerGuard
+from plinth.server.mlflow import ARTIFACTS_PREFIX, mlflow_router
 from plinth.server.store_dispatch import StoreDispatch
 from plinth.server.store_routes import store_router
 from plinth.server.ui_routes import ui_router
@@ -103,7 +104,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         ServerGuard,
         metrics=metrics,
         max_body_bytes=config.max_body_bytes,
-        exempt=(BLOBS,),
+        exempt=(BLOBS, ARTIFACTS_PREFIX),
         tls_only=bool(config.public_url and config.public_url.startswith("https://")),
     )
     return app
@@ -167,6 +168,7 @@ def _routers(config: ServerConfig) -> Iterator[APIRouter]:
     yield blob_router()
     yield compute_router()
     yield views_router(config)
+    yield mlflow_router()
     if config.oidc:  # authlib and the sealing keys load only when sign-on is configured
         from plinth.server.oidc import oidc_router
 

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from plinth.core.errors import InvalidInput, PlinthError, TooManyAttempts
 from plinth.core.http import status_for
 from plinth.core.ids import new_id
+from plinth.server.mlflow.errors import is_mlflow_path, mlflow_error_response, not_found_route
 
 log = logging.getLogger("plinth.server")
 
@@ -51,12 +52,18 @@ def error_response(
 
 
 def plinth_error(request: Request, exc: Exception) -> Response:
-    """A `PlinthError` as its status and body; a 5xx is logged with the route."""
+    """A `PlinthError` as its status and body; a 5xx is logged with the route.
+
+    Under MLflow's paths the body is MLflow's (`plinth.server.mlflow.errors`), so its client
+    raises the exception its users expect.
+    """
     status = status_for(exc)
     if status >= 500:
         log.error(
             "%s %s answered %s: %s: %s", request.method, route_of(request), status, type(exc).__name__, exc
         )
+    if is_mlflow_path(request.url.path):
+        return mlflow_error_response(exc)
     problems = exc.problems if isinstance(exc, InvalidInput) else []
     headers = {}
     if isinstance(exc, TooManyAttempts):
@@ -69,6 +76,9 @@ def plinth_error(request: Request, exc: Exception) -> Response:
 def validation_error(request: Request, exc: Exception) -> Response:
     """A request that does not match the route's schema: 422, each problem named by its place."""
     assert isinstance(exc, RequestValidationError)
+    if is_mlflow_path(request.url.path):
+        detail = "; ".join(f"{p['field']}: {p['expected']}" for p in map(_problem, exc.errors()))
+        return mlflow_error_response(InvalidInput(f"Invalid request: {detail}."))
     problems = [_problem(item) for item in exc.errors()]
     first = problems[0] if problems else {"field": "body", "expected": "a valid request"}
     message = f"{first['field']}: {first['expected']}"
@@ -82,6 +92,8 @@ def validation_error(request: Request, exc: Exception) -> Response:
 def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no such route, method not allowed) in the same shape."""
     assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405) and is_mlflow_path(request.url.path):
+        return not_found_route(request)
     if exc.status_code == 404:
         message = f"No route {request.method} {request.url.path}; see /openapi.json for the API."
         return error_response(404, "NotFound", message)
