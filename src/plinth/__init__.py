@@ -51,6 +51,7 @@ from plinth.core.settings import Settings as Settings
 from plinth.core.windows import Window as Window
 from plinth.registry.loaded import Model as Model
 from plinth.registry.models import delete_alias as delete_alias
+from plinth.registry.models import delete_model_version_tag as delete_model_version_tag
 from plinth.registry.models import get_model_version as get_model_version
 from plinth.registry.models import list_model_versions as list_model_versions
 from plinth.registry.models import list_models as list_models
@@ -59,6 +60,8 @@ from plinth.registry.models import log_model as _log_model
 from plinth.registry.models import register_model as register_model
 from plinth.registry.models import set_alias as set_alias
 from plinth.registry.models import set_model_description as set_model_description
+from plinth.registry.models import set_model_version_tags as set_model_version_tags
+from plinth.registry.models import set_registered_model_tags as set_registered_model_tags
 from plinth.tracking.context import configure as configure
 from plinth.tracking.history import MetricHistory as MetricHistory
 from plinth.tracking.queries import (
@@ -193,6 +196,7 @@ __all__ = [
     "configure",
     "costs",
     "delete_alias",
+    "delete_model_version_tag",
     "drift",
     "drift_over_time",
     "erase_subject",
@@ -220,7 +224,9 @@ __all__ = [
     "search_runs",
     "set_alias",
     "set_model_description",
+    "set_model_version_tags",
     "set_reference",
+    "set_registered_model_tags",
     "start_run",
     "step",
     "verify_audit",

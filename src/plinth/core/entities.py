@@ -193,6 +193,8 @@ class ModelVersion:
     aliases: tuple[str, ...] = ()
     manifest_signature: str | None = None
     signing_key: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    source: str | None = None  # where its files came from, e.g. an MLflow model's artifact URI
 
     @property
     def ref(self) -> str:
@@ -202,13 +204,40 @@ class ModelVersion:
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    """A model name with its versions' count, latest version and aliases."""
+    """A model name with its latest version (0 while it has none), aliases and tags."""
 
     name: str
     description: str
     created_ms: int
     latest_version: int
     aliases: dict[str, int] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """A model logged by a run in MLflow 3's sense (`m-<32 hex>` ids), before any registration.
+
+    Its files are artifacts of run `run_id` under `models/{id}/`; `source_run_id` is the run
+    the client named as its origin (None when it named none). `status` is PENDING, READY or
+    FAILED; `model_type` is free text (e.g. "sklearn").
+    """
+
+    id: str
+    experiment_id: str
+    name: str
+    run_id: str
+    status: str
+    model_type: str
+    source_run_id: str | None
+    created_ms: int
+    updated_ms: int
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+LOGGED_MODEL_STATUSES = ("PENDING", "READY", "FAILED")
+"""What `LoggedModel.status` may be."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from plinth.core.entities import LineageEdge, ModelFile, ModelVersion, Registere
 from plinth.core.errors import ConfigError, InvalidInput, SignatureError
 from plinth.core.ids import now_ms
 from plinth.core.refs import MODEL_FORMS, ModelRef, check_alias, check_ref_name
-from plinth.core.validation import check_text
+from plinth.core.validation import check_key, check_text, param_text
 from plinth.registry import environment, signing
 from plinth.registry.flavors.base import detect_flavor, flavor_class
 from plinth.registry.loaded import EXAMPLE_FILE, Model, save_example
@@ -307,6 +307,43 @@ def set_model_description(name: str, description: str, version: int | None = Non
     check_text(description, "description")
     version = None if version is None else _check_version(version)
     backend().store.set_model_description(check_model_name(name), version, description)
+
+
+def set_model_version_tags(name: str, version: int, tags: Mapping[str, Any]) -> None:
+    """Set (or overwrite) tags of one model version; values are stored as text, as a run's are.
+
+    Example:
+        >>> plinth.set_model_version_tags("churn", 3, {"validated": "yes"})
+
+    Raises:
+        InvalidInput: a bad name, version, tag key or value.
+        NotFound: no such model or version.
+    """
+    checked = _check_tags(tags)
+    backend().store.set_model_version_tags(check_model_name(name), _check_version(version), checked)
+
+
+def delete_model_version_tag(name: str, version: int, key: str) -> None:
+    """Remove one tag of a model version.
+
+    Raises:
+        NotFound: no such model, version or tag.
+    """
+    backend().store.delete_model_version_tag(check_model_name(name), _check_version(version), key)
+
+
+def set_registered_model_tags(name: str, tags: Mapping[str, Any]) -> None:
+    """Set (or overwrite) tags of a model (of its name, not of one version).
+
+    Raises:
+        InvalidInput: a bad name, tag key or value.
+        NotFound: no such model.
+    """
+    backend().store.set_registered_model_tags(check_model_name(name), _check_tags(tags))
+
+
+def _check_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    return {check_key(k, "tag"): param_text(k, v, "tag") for k, v in tags.items()}
 
 
 def _check_version(version: object) -> int:

@@ -276,6 +276,7 @@ def _create_model_version(ctx: RequestContext, arguments: dict[str, Any]) -> Any
         environment=body.environment,
         run_id=body.run_id,
         description=body.description,
+        source=body.source,
     )
     return ctx.store.create_model_version(new)
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         FlowRun,
         Label,
         LineageEdge,
+        LoggedModel,
         ModelFile,
         ModelVersion,
         PredictionLog,
@@ -61,7 +62,8 @@ class NewDataset:
 
 @dataclass(frozen=True)
 class NewRun:
-    """A run to create (see `Store.create_runs`); `id` may be chosen by the caller."""
+    """A run to create (see `Store.create_runs`); `id` may be chosen by the caller, and
+    `start_ms` too (None: now), for runs imported or started elsewhere."""
 
     experiment: str
     name: str | None
@@ -71,6 +73,7 @@ class NewRun:
     heartbeat_s: float
     user: str
     id: str | None = None
+    start_ms: int | None = None
 
 
 class TrackingStore(ABC):
@@ -97,6 +100,10 @@ class TrackingStore(ABC):
     @abstractmethod
     def list_experiments(self) -> list[Experiment]:
         """All experiments, oldest first."""
+
+    @abstractmethod
+    def set_experiment_tags(self, experiment: str, tags: Mapping[str, str]) -> None:
+        """Set (or overwrite) tags of an experiment, by name or id; raise NotFound."""
 
     # runs --------------------------------------------------------------------------------
     @abstractmethod
@@ -132,6 +139,10 @@ class TrackingStore(ABC):
     @abstractmethod
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set (or overwrite) tags of a run."""
+
+    @abstractmethod
+    def delete_run_tag(self, run_id: str, key: str) -> None:
+        """Remove one tag of a run (running or ended); raise NotFound if the run or tag is absent."""
 
     @abstractmethod
     def write_metrics(self, points: Sequence[PointRow]) -> None:
@@ -191,6 +202,48 @@ class TrackingStore(ABC):
     @abstractmethod
     def referenced_digests(self) -> set[str]:
         """Every blob digest some entity refers to (for garbage collection)."""
+
+    # logged models (MLflow 3) ------------------------------------------------------------
+    @abstractmethod
+    def create_logged_model(self, model: LoggedModel) -> LoggedModel:
+        """Record a logged model with the id it was given; its run and experiment must exist.
+
+        Raises:
+            ConflictError: a logged model with that id exists.
+            NotFound: no such experiment or run.
+            InvalidInput: a bad id, status, name, tag or param.
+        """
+
+    @abstractmethod
+    def get_logged_model(self, model_id: str) -> LoggedModel:
+        """One logged model; raise NotFound."""
+
+    @abstractmethod
+    def update_logged_model(
+        self,
+        model_id: str,
+        *,
+        status: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> LoggedModel:
+        """Change a logged model's status and set (or overwrite) tags and params; returns it."""
+
+    @abstractmethod
+    def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        """Remove one tag of a logged model; raise NotFound if the model or tag is absent."""
+
+    @abstractmethod
+    def search_logged_models(
+        self,
+        *,
+        experiment_ids: Sequence[str] | None,
+        run_id: str | None = None,
+        name: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[LoggedModel]:
+        """Logged models of these experiments (all when None), of a run, of a name: newest first."""
 
     # datasets ----------------------------------------------------------------------------
     @abstractmethod
@@ -341,6 +394,7 @@ class NewModelVersion:
     environment: dict[str, Any]
     run_id: str | None
     description: str
+    source: str | None = None  # where its files came from (kept on the version)
 
 
 class ModelRegistryStore(ABC):
@@ -356,11 +410,36 @@ class ModelRegistryStore(ABC):
 
     @abstractmethod
     def list_model_versions(self, name: str) -> list[ModelVersion]:
-        """Every version of a model, oldest first; raise NotFound for an unknown name."""
+        """Every version of a model, oldest first (none for a name created without versions yet);
+        raise NotFound for an unknown name."""
 
     @abstractmethod
     def list_registered_models(self) -> list[RegisteredModel]:
-        """Every model name with its latest version and aliases."""
+        """Every model name with its latest version (0 while it has none), aliases and tags."""
+
+    @abstractmethod
+    def create_registered_model(self, name: str, description: str) -> RegisteredModel:
+        """Record a model name with no versions yet; raise ConflictError if it exists."""
+
+    @abstractmethod
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        """One model name with its latest version (0 while it has none), aliases and tags; raise NotFound."""
+
+    @abstractmethod
+    def set_registered_model_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        """Set (or overwrite) tags of a model name; raise NotFound."""
+
+    @abstractmethod
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        """Remove one tag of a model name; raise NotFound if the model or tag is absent."""
+
+    @abstractmethod
+    def set_model_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Set (or overwrite) tags of one model version; raise NotFound."""
+
+    @abstractmethod
+    def delete_model_version_tag(self, name: str, version: int, key: str) -> None:
+        """Remove one tag of a model version; raise NotFound if the version or tag is absent."""
 
     @abstractmethod
     def model_files(self, version_id: str) -> list[ModelFile]:

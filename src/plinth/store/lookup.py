@@ -35,13 +35,14 @@ _PLAIN_SQLITE = re.compile(r"sqlite:///([^?#%]+)")
 
 _COLUMNS = (
     "id, name, version, flavor, digest, signature, environment, run_id, description, creator, "
-    "created_ms, manifest_signature, signing_key"
+    "created_ms, manifest_signature, signing_key, source"
 )
 _LATEST = f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? ORDER BY version DESC LIMIT 1"
 _VERSION = f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? AND version = ?"
 _ALIASES = "SELECT alias, version FROM model_aliases WHERE name = ?"
 _ALIAS = "SELECT version FROM model_aliases WHERE name = ? AND alias = ?"
 _MODEL = "SELECT name FROM registered_models WHERE name = ?"
+_TAGS = 'SELECT "key", value FROM model_version_tags WHERE model_version_id = ?'
 
 
 @functools.cache
@@ -57,8 +58,8 @@ class Row(Protocol):
     def __getitem__(self, key: str, /) -> Any: ...
 
 
-def model_version(row: Row, aliases: tuple[str, ...]) -> ModelVersion:
-    """The `ModelVersion` of a `model_versions` row and the aliases pointing at it."""
+def model_version(row: Row, aliases: tuple[str, ...], tags: dict[str, str] | None = None) -> ModelVersion:
+    """The `ModelVersion` of a `model_versions` row, the aliases pointing at it and its tags."""
     signature = row["signature"]
     return ModelVersion(
         id=row["id"],
@@ -75,6 +76,8 @@ def model_version(row: Row, aliases: tuple[str, ...]) -> ModelVersion:
         aliases=aliases,
         manifest_signature=row["manifest_signature"],
         signing_key=row["signing_key"],
+        tags=tags or {},
+        source=row["source"],
     )
 
 
@@ -82,8 +85,11 @@ def missing_model(name: str, version: int | None, *, named: bool) -> NotFound:
     """NotFound for `name/version` (`version` None: any version), `named` when the name exists."""
     if not named:
         return NotFound(f"No model named {name!r}; list models with `plinth models list`.")
-    shown = "s" if version is None else f" {version_text(version)}"
-    return NotFound(f"Model {name!r} has no version{shown}; see `plinth models show {name}`.")
+    if version is None:  # a name created before its first version (MLflow creates names first)
+        return NotFound(f"Model {name!r} has no versions yet; register one before loading it.")
+    return NotFound(
+        f"Model {name!r} has no version {version_text(version)}; see `plinth models show {name}`."
+    )
 
 
 def missing_alias(name: str, alias: str, known: list[str]) -> NotFound:
@@ -158,7 +164,7 @@ class SqliteModelLookup:
             if row is None:
                 raise missing_model(name, version, named=_named(conn, name))
             aliases = tuple(sorted(a for a, v in conn.execute(_ALIASES, (name,)) if v == row["version"]))
-            return model_version(row, aliases)
+            return model_version(row, aliases, dict(conn.execute(_TAGS, (row["id"],)).fetchall()))
 
     def resolve_alias(self, name: str, alias: str) -> int:
         """The version `name@alias` points at, as `SqlStore.resolve_alias`.

@@ -9,7 +9,7 @@ request whose first try was recorded is recognised by its manifest digest.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from plinth.core.errors import ConflictError, NotFound
@@ -52,6 +52,7 @@ class RemoteRegistry(RemoteBase):
                 new.environment,
                 new.run_id,
                 new.description,
+                new.source,
             )
             try:
                 mv: ModelVersion = self._register(new.name, body)
@@ -93,6 +94,24 @@ class RemoteRegistry(RemoteBase):
 
     def list_registered_models(self) -> list[RegisteredModel]:
         return self.call("list_registered_models")
+
+    def create_registered_model(self, name: str, description: str) -> RegisteredModel:
+        return self.call("create_registered_model", name, description)
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        return self.call("get_registered_model", name)
+
+    def set_registered_model_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        self.call("set_registered_model_tags", name, tags)
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        self.call("delete_registered_model_tag", name, key)
+
+    def set_model_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        self.call("set_model_version_tags", name, version, tags)
+
+    def delete_model_version_tag(self, name: str, version: int, key: str) -> None:
+        self.call("delete_model_version_tag", name, version, key)
 
     def model_files(self, version_id: str) -> list[ModelFile]:
         return self.call("model_files", version_id)

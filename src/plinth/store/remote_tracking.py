@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         DatasetVersion,
         Experiment,
         LineageEdge,
+        LoggedModel,
         Run,
         RunStatus,
     )
@@ -38,6 +39,9 @@ class RemoteTracking(RemoteBase):
 
     def list_experiments(self) -> list[Experiment]:
         return self.call("list_experiments")
+
+    def set_experiment_tags(self, experiment: str, tags: Mapping[str, str]) -> None:
+        self.call("set_experiment_tags", experiment, tags)
 
     def create_run(
         self,
@@ -77,6 +81,9 @@ class RemoteTracking(RemoteBase):
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.call("set_tags", run_id, tags)
 
+    def delete_run_tag(self, run_id: str, key: str) -> None:
+        self.call("delete_run_tag", run_id, key)
+
     def heartbeat(self, run_ids: Sequence[str], now_ms: int) -> None:
         self.call("heartbeat", run_ids, now_ms)
 
@@ -108,6 +115,44 @@ class RemoteTracking(RemoteBase):
 
     def reap_crashed(self, now_ms: int) -> list[str]:
         return self.call("reap_crashed", now_ms)
+
+    # logged models ---------------------------------------------------------------------------
+    def create_logged_model(self, model: LoggedModel) -> LoggedModel:
+        return self.call("create_logged_model", model)
+
+    def get_logged_model(self, model_id: str) -> LoggedModel:
+        return self.call("get_logged_model", model_id)
+
+    def update_logged_model(
+        self,
+        model_id: str,
+        *,
+        status: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> LoggedModel:
+        return self.call("update_logged_model", model_id, status=status, tags=tags, params=params)
+
+    def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        self.call("delete_logged_model_tag", model_id, key)
+
+    def search_logged_models(
+        self,
+        *,
+        experiment_ids: Sequence[str] | None,
+        run_id: str | None = None,
+        name: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[LoggedModel]:
+        return self.call(
+            "search_logged_models",
+            experiment_ids=experiment_ids,
+            run_id=run_id,
+            name=name,
+            limit=limit,
+            offset=offset,
+        )
 
     # metrics ---------------------------------------------------------------------------------
     def write_metrics(self, points: Sequence[PointRow]) -> None:

@@ -116,6 +116,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("get_or_create_experiment", "POST", "/experiments", W),
     _e("list_experiments", "GET", "/experiments", R),
     _e("get_experiment", "GET", "/experiments/{name_or_id:path}", R),
+    _e("set_experiment_tags", "POST", "/experiments/tags", W),
     _e("create_run", "POST", "/runs", W, idempotent=False),
     _e("create_runs", "POST", "/runs/batch", W, idempotent=False),
     _e("end_runs", "POST", "/runs/end", W),
@@ -126,6 +127,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("get_run", "GET", "/runs/{run_id}", R),
     _e("log_params", "POST", "/runs/{run_id}/params", W),
     _e("set_tags", "POST", "/runs/{run_id}/tags", W),
+    _e("delete_run_tag", "POST", "/runs/{run_id}/tags/delete", W),
     _e("end_run", "POST", "/runs/{run_id}/end", W),
     _e("write_metrics", "POST", "/metrics", W),
     _e("metric_keys", "GET", "/runs/{run_id}/metrics", R),
@@ -133,6 +135,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("add_artifacts", "POST", "/runs/{run_id}/artifacts", W),
     _e("list_artifacts", "GET", "/runs/{run_id}/artifacts", R),
     _e("referenced_digests", "GET", "/blobs/referenced", ADM),
+    # logged models (MLflow 3)
+    _e("create_logged_model", "POST", "/logged-models", W, idempotent=False),
+    _e("search_logged_models", "POST", "/logged-models/search", R),
+    _e("get_logged_model", "GET", "/logged-models/{model_id}", R),
+    _e("update_logged_model", "POST", "/logged-models/{model_id}/update", W),
+    _e("delete_logged_model_tag", "POST", "/logged-models/{model_id}/tags/delete", W),
     # datasets, lineage, audit
     _e("add_dataset_version", "POST", "/datasets", W),
     _e("list_dataset_versions", "GET", "/datasets", R),
@@ -149,6 +157,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("scrub", "POST", "/scrub", A),
     # registry
     _e("list_registered_models", "GET", "/models", R),
+    _e("create_registered_model", "POST", "/models", W, idempotent=False),
     _e("create_model_version", "POST", "/models/{name:path}/versions", W),
     _e("list_model_versions", "GET", "/models/{name:path}/versions", L),
     _e("get_model_version", "GET", "/models/{name:path}/version", L),
@@ -158,6 +167,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("set_alias", "PUT", "/models/{name:path}/aliases/{alias}", M),
     _e("delete_alias", "DELETE", "/models/{name:path}/aliases/{alias}", M),
     _e("model_files", "GET", "/model-versions/{version_id}/files", L),
+    # a name may hold '/': a version's routes come before the model's that would match them too
+    _e("set_model_version_tags", "POST", "/models/{name:path}/versions/{version}/tags", W),
+    _e("delete_model_version_tag", "POST", "/models/{name:path}/versions/{version}/tags/delete", M),
+    _e("get_registered_model", "GET", "/models/{name:path}/registered", R),
+    _e("set_registered_model_tags", "POST", "/models/{name:path}/tags", W),
+    _e("delete_registered_model_tag", "POST", "/models/{name:path}/tags/delete", M),
     _e("set_reference", "PUT", "/models/{model:path}/reference", W),
     _e("get_reference", "GET", "/models/{model:path}/reference", R),
     # flows
@@ -212,6 +227,7 @@ class VersionRequest:
     environment: dict[str, Any]
     run_id: str | None
     description: str
+    source: str | None = None
 
 
 @functools.cache

@@ -213,8 +213,25 @@ model_versions = Table(
     Column("description", Text, nullable=False, default=""),
     Column("creator", String(256), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+    Column("source", Text),  # where its files came from, e.g. an MLflow model's artifact URI
     UniqueConstraint("name", "version", name="uq_model_name_version"),
     Index("ix_model_versions_run", "run_id"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("model_version_id", String(32), ForeignKey("model_versions.id"), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+registered_model_tags = Table(
+    "registered_model_tags",
+    metadata,
+    Column("name", String(256), ForeignKey("registered_models.name"), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 model_files = Table(
@@ -234,6 +251,33 @@ model_aliases = Table(
     Column("alias", String(256), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+)
+
+# MLflow 3's logged models: their files are artifacts of `run_id` under models/{id}/
+logged_models = Table(
+    "logged_models",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("experiment_id", String(32), ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("run_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("model_type", String(256), nullable=False),
+    Column("source_run_id", String(32)),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("params", Text, nullable=False),  # JSON object of text values
+    Index("ix_logged_models_experiment", "experiment_id", "created_ms"),
+    Index("ix_logged_models_run", "run_id", "created_ms"),
+    Index("ix_logged_models_name", "name", "created_ms"),
+)
+
+logged_model_tags = Table(
+    "logged_model_tags",
+    metadata,
+    Column("model_id", String(64), ForeignKey("logged_models.id"), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 flow_runs = Table(

@@ -45,16 +45,19 @@ def router(config: ServerConfig) -> APIRouter:
         store = ctx.store
         found = []
         for model in store.list_registered_models():
-            latest = store.get_model_version(model.name, model.latest_version)
+            # a name created before its first version (MLflow's way) has latest_version 0
+            latest = (
+                store.get_model_version(model.name, model.latest_version) if model.latest_version else None
+            )
             found.append(
                 {
                     "name": model.name,
                     "description": model.description,
                     "created_ms": model.created_ms,
-                    "updated_ms": latest.created_ms,
+                    "updated_ms": latest.created_ms if latest else model.created_ms,
                     "latest_version": model.latest_version,
-                    "latest_flavor": latest.flavor,
-                    "latest_description": latest.description,
+                    "latest_flavor": latest.flavor if latest else "",
+                    "latest_description": latest.description if latest else "",
                     "aliases": model.aliases,
                 }
             )

@@ -1,8 +1,8 @@
 """`SqlStore`: the Store over SQLAlchemy — SQLite by default, PostgreSQL by URL.
 
 One mixin per concept, each over the typed `SqlBase` (engine, transactions, caches, audit):
-experiments, runs and their search, metrics, artifacts, datasets, lineage, governance, the model
-registry, flows and serving.
+experiments, runs and their search, metrics, artifacts, logged models, datasets, lineage,
+governance, the model registry, flows and serving.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from plinth.store.sql.datasets import SqlDatasets
 from plinth.store.sql.flows import SqlFlows
 from plinth.store.sql.governance import SqlGovernance
 from plinth.store.sql.lineage import SqlLineage
+from plinth.store.sql.logged_models import SqlLoggedModels
 from plinth.store.sql.metrics import HISTORY_DTYPE, SqlMetrics
 from plinth.store.sql.models import SqlModelRegistry
 from plinth.store.sql.run_search import SqlRunSearch
@@ -28,6 +29,7 @@ class SqlStore(
     SqlRunSearch,
     SqlMetrics,
     SqlArtifacts,
+    SqlLoggedModels,
     SqlDatasets,
     SqlLineage,
     SqlGovernance,

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 from plinth.core import entities as e
 from plinth.core.errors import NotFound, RunNotActive
 from plinth.core.ids import now_ms
+from plinth.core.validation import check_key, param_text
 from plinth.store import schema as t
 from plinth.store.audit import AuditChain
 from plinth.store.engine import is_sqlite, make_engine, retrying, writing
@@ -32,6 +33,16 @@ def mapping_digest(values: Mapping[str, Any]) -> str:
     """'N keys sha256:…' over the canonical JSON of a mapping: what an audit event records of it."""
     body = json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
     return f"{len(values)} keys sha256:{hashlib.sha256(body.encode()).hexdigest()}"
+
+
+def checked_tags(tags: Mapping[str, str], what: str = "tag") -> dict[str, str]:
+    """Tags (or params, with `what`) held to the rules of a run's: keys as `check_key`, values as
+    `param_text` (at most MAX_PARAM_VALUE characters of storable text).
+
+    Raises:
+        InvalidInput: a key or value breaks them; the message names it.
+    """
+    return {check_key(k, what): param_text(k, v, what) for k, v in tags.items()}
 
 
 class SqlBase:

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from plinth.core import entities as e
-from plinth.core.errors import ConflictError, NotFound, RunNotActive
+from plinth.core.errors import ConflictError, InvalidInput, NotFound, RunNotActive
 from plinth.core.ids import new_id, now_ms
-from plinth.core.validation import storable
+from plinth.core.validation import MAX_INT64, storable
 from plinth.store import schema as t
 from plinth.store.base import NewRun
 from plinth.store.engine import driver_cursor, refuse_unstorable
@@ -37,10 +37,23 @@ _IDS_PER_SELECT = 500
 _END_RUN = "UPDATE runs SET status = {p}, end_ms = {p}, error = {p} WHERE id = {p} AND status = 'RUNNING'"
 
 
-def _run_row(spec: NewRun, run_id: str, started: int, env_digest: str | None) -> tuple[Any, ...]:
-    """The `runs` row of a new run, but for its experiment id (looked up in the transaction)."""
+def _run_row(spec: NewRun, run_id: str, now: int, env_digest: str | None) -> tuple[Any, ...]:
+    """The `runs` row of a new run, but for its experiment id (looked up in the transaction).
+
+    It starts at `spec.start_ms` when given (an imported run), else now; its heartbeat is now
+    either way, so a run started long ago is not reaped as crashed the moment it is recorded.
+    """
     name = spec.name or _default_name(run_id)
-    return (run_id, name, "RUNNING", spec.user, started, started, spec.heartbeat_s, env_digest)
+    started = now if spec.start_ms is None else _check_start(spec.start_ms)
+    return (run_id, name, "RUNNING", spec.user, started, now, spec.heartbeat_s, env_digest)
+
+
+def _check_start(start_ms: object) -> int:
+    if isinstance(start_ms, bool) or not isinstance(start_ms, int) or not 0 <= start_ms <= MAX_INT64:
+        raise InvalidInput(
+            f"A run's start time is milliseconds since 1970 (0 to 2**63-1), not {start_ms!r:.60}."
+        )
+    return start_ms
 
 
 def _texts(specs: Sequence[NewRun], rows: Sequence[tuple[Any, ...]]) -> Iterator[str]:
@@ -81,7 +94,7 @@ def _insert_runs(
 
 
 def _new_run(spec: NewRun, row: tuple[Any, ...], exp: e.Experiment) -> e.Run:
-    run_id, name, _status, user, started, _beat, heartbeat_s, _digest = row
+    run_id, name, _status, user, started, beat, heartbeat_s, _digest = row
     return e.Run(
         id=run_id,
         experiment_id=exp.id,
@@ -91,7 +104,7 @@ def _new_run(spec: NewRun, row: tuple[Any, ...], exp: e.Experiment) -> e.Run:
         user=user,
         start_ms=started,
         end_ms=None,
-        heartbeat_ms=started,
+        heartbeat_ms=beat,
         heartbeat_s=heartbeat_s,
         params=dict(spec.params),
         tags=dict(spec.tags),
@@ -232,6 +245,18 @@ class SqlRuns(SqlExperiments):
             self._audit(conn, "run.tags.set", "run", run_id, before=before, after=mapping_digest(tags))
 
         self._write("set tags", log)
+
+    def delete_run_tag(self, run_id: str, key: str) -> None:
+        def remove(conn: Connection) -> None:
+            run_key = self._run_key(conn, run_id)
+            gone = conn.execute(
+                delete(t.tags).where(t.tags.c.run_key == run_key, t.tags.c.key == key)
+            ).rowcount
+            if not gone:
+                raise NotFound(f"Run {run_id} has no tag {key!r}; see `plinth runs show {run_id}`.")
+            self._audit(conn, "run.tag.delete", "run", run_id, before=key, after=None)
+
+        self._write("delete a run tag", remove)
 
     def heartbeat(self, run_ids: Sequence[str], now_ms: int) -> None:
         if not run_ids:

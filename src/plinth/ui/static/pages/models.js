@@ -119,7 +119,8 @@ export function ModelsPage() {
   const { data, error, loading } = useApi(() => api.get("/ui/models"), []);
   const columns = [
     { key: "name", label: "Model", render: (m) => html`<a href=${modelUrl(m.name)}>${m.name}</a>` },
-    { key: "latest_version", label: "Latest", render: (m) => html`<a href=${versionUrl(m.name, m.latest_version)}>v${m.latest_version}</a> <span class="muted">${m.latest_flavor}</span>` },
+    { key: "latest_version", label: "Latest", render: (m) => m.latest_version === 0 ? html`<span class="muted">no versions yet</span>`
+      : html`<a href=${versionUrl(m.name, m.latest_version)}>v${m.latest_version}</a> <span class="muted">${m.latest_flavor}</span>` },
     { key: "aliases", label: "Aliases", render: (m) => html`<${AliasList} name=${m.name} aliases=${m.aliases}/>` },
     { key: "description", label: "Description", render: (m) => m.description || (m.latest_description
       ? html`<span class="muted">v${m.latest_version}:</span> ${m.latest_description}` : html`<span class="muted">—</span>`) },
