@@ -107,6 +107,20 @@ def test_ended_run_refuses_writes(store: Store) -> None:
     assert got.end_ms is not None
 
 
+def test_ended_run_still_takes_tags_and_artifacts(store: Store) -> None:
+    # tags and files annotate a run after it ends (a review, a report); params and metrics do not change
+    run = make_run(store)
+    store.end_run(run.id, RunStatus.FINISHED, None, now())
+    store.set_tags(run.id, {"reviewed": "yes"})
+    store.add_artifacts(run.id, [ArtifactRecord("report.html", "f" * 64, 7)])
+    got = store.get_run(run.id)
+    assert got.tags["reviewed"] == "yes"
+    assert [(a.path, a.size) for a in got.artifacts] == [("report.html", 7)]
+    assert got.status is RunStatus.FINISHED
+    with pytest.raises(NotFound):
+        store.set_tags("no-such-run", {"a": "1"})
+
+
 def test_stale_heartbeat_reads_crashed_and_reap_records_it(store: Store) -> None:
     run = make_run(store, heartbeat_s=0.05)
     fresh = make_run(store, heartbeat_s=60)

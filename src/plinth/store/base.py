@@ -138,7 +138,7 @@ class TrackingStore(ABC):
 
     @abstractmethod
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        """Set (or overwrite) tags of a run."""
+        """Set (or overwrite) tags of a run, running or ended (tags annotate a run after it ends)."""
 
     @abstractmethod
     def delete_run_tag(self, run_id: str, key: str) -> None:
@@ -190,7 +190,7 @@ class TrackingStore(ABC):
     def add_artifacts(
         self, run_id: str, items: Sequence[ArtifactRecord], replace: str | None = None
     ) -> list[Artifact]:
-        """Record files logged by a run (the blobs must already be stored).
+        """Record files logged by a run, running or ended (the blobs must already be stored).
 
         `replace`: a path whose earlier file, or folder of files, these items supersede.
         """

@@ -19,6 +19,7 @@ FLAVORS: dict[str, str] = {
     "pytorch": "plinth.registry.flavors.torch:TorchFlavor",
     "sklearn": "plinth.registry.flavors.sklearn:SklearnFlavor",
     "python": "plinth.registry.flavors.pyfunc:PythonFlavor",
+    "mlflow": "plinth.registry.flavors.mlflow:MlflowFlavor",  # MLflow's files; never detected
 }
 
 # Detection order: the most specific first; "python" accepts anything with predict or a callable.

@@ -19,6 +19,7 @@ from plinth.core.errors import (
     InvalidInput,
     NotFound,
     PlinthError,
+    RunNotActive,
     StoreError,
     TooManyAttempts,
     Unauthorized,
@@ -38,6 +39,7 @@ PERMISSION_DENIED = "PERMISSION_DENIED"
 REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
 TEMPORARILY_UNAVAILABLE = "TEMPORARILY_UNAVAILABLE"
 INTERNAL_ERROR = "INTERNAL_ERROR"
+NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
 
 STATUS = {
     INVALID_PARAMETER_VALUE: 400,
@@ -51,6 +53,7 @@ STATUS = {
     REQUEST_LIMIT_EXCEEDED: 429,
     TEMPORARILY_UNAVAILABLE: 503,
     INTERNAL_ERROR: 500,
+    NOT_IMPLEMENTED: 501,
 }
 """MLflow's HTTP status for each error code (its `ERROR_CODE_TO_HTTP_STATUS`)."""
 
@@ -78,6 +81,8 @@ def code_of(exc: Exception) -> str:
         return REQUEST_LIMIT_EXCEEDED
     if isinstance(exc, Forbidden | AccessError):
         return PERMISSION_DENIED
+    if isinstance(exc, RunNotActive):
+        return INVALID_STATE
     if isinstance(exc, NotFound):
         return RESOURCE_DOES_NOT_EXIST
     if isinstance(exc, ConflictError):
@@ -94,6 +99,7 @@ def code_of(exc: Exception) -> str:
 def mlflow_error_response(exc: Exception, headers: dict[str, str] | None = None) -> Response:
     """`exc` as MLflow's server would answer it."""
     code = code_of(exc)
+    code = code if code in STATUS else INTERNAL_ERROR
     body = json.dumps({"error_code": code, "message": str(exc)}, ensure_ascii=True).encode()
     return Response(body, status_code=STATUS[code], media_type="application/json", headers=headers)
 

@@ -230,7 +230,7 @@ class SqlRuns(SqlExperiments):
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         def log(conn: Connection) -> None:
-            key = self._require_running(conn, run_id)
+            key = self._require_run(conn, run_id)
             if not tags:
                 return
             old = dict(
