@@ -131,17 +131,16 @@ def test_a_model_without_a_running_source_gets_a_run_that_ends_with_it(
     assert [a.path for a in holder.artifacts] == [f"models/{info['model_id']}/MLmodel"]
 
 
-def test_an_ended_source_run_is_named_but_a_new_run_holds_the_files(server: ThreadServer) -> None:
+def test_an_ended_source_run_holds_the_files_it_logged_late(server: ThreadServer) -> None:
     exp, run = new_run(server)
     store_of(server).end_run(run, RunStatus.FINISHED, None, 1)
     with server.client() as http:
         info = create(http, experiment_id=exp, name="late", source_run_id=run)
         upload(http, info, {"MLmodel": b"m"})
-    held_by = store_of(server).get_logged_model(info["model_id"]).run_id
-    assert info["source_run_id"] == run and held_by != run
-    assert [a.path for a in store_of(server).list_artifacts(held_by)] == [
-        f"models/{info['model_id']}/MLmodel"
-    ]
+    assert info["source_run_id"] == run
+    assert store_of(server).get_logged_model(info["model_id"]).run_id == run
+    assert [a.path for a in store_of(server).list_artifacts(run)] == [f"models/{info['model_id']}/MLmodel"]
+    assert store_of(server).get_run(run).status is RunStatus.FINISHED
 
 
 def test_search_filters_orders_and_pages(server: ThreadServer) -> None:

@@ -36,12 +36,11 @@ from fastapi.responses import Response, StreamingResponse
 
 from plinth.core.access import Right
 from plinth.core.entities import Artifact
-from plinth.core.errors import IntegrityError, InvalidInput, NotFound, RunNotActive
+from plinth.core.errors import IntegrityError, InvalidInput, NotFound
 from plinth.core.validation import check_artifact_path
 from plinth.server.blob_routes import upload_folder
 from plinth.server.context import RequestContext, require
 from plinth.server.mlflow.common import ARTIFACTS_PREFIX, logged_model_prefix, needs
-from plinth.server.mlflow.errors import INVALID_STATE, MlflowError
 from plinth.server.uploads import Uploads
 from plinth.store.base import ArtifactRecord, TrackingStore
 from plinth.store.blobs import CHUNK, BlobStore
@@ -262,17 +261,10 @@ def record_file(ctx: RequestContext, target: ArtifactTarget, staged: str, digest
     """Move a received file into the blob store, then record it as the run's artifact.
 
     Raises:
-        MlflowError: INVALID_STATE, the run has ended (plinth records artifacts of running runs).
         NotFound: no such run.
     """
     ctx.blobs.adopt_file(staged, digest)
-    try:
-        ctx.store.add_artifacts(target.run_id, [ArtifactRecord(target.path, digest, size)])
-    except RunNotActive as exc:
-        raise MlflowError(
-            INVALID_STATE,
-            f"{exc} plinth records a run's artifacts while it runs: log files before ending the run.",
-        ) from exc
+    ctx.store.add_artifacts(target.run_id, [ArtifactRecord(target.path, digest, size)])
 
 
 def artifacts_router() -> APIRouter:

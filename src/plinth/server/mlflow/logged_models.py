@@ -138,9 +138,10 @@ def _files_run(
     model_id: str,
     source: str | None,
 ) -> str:
-    """The run whose artifacts will hold the model's files: the source run while it runs, else a
-    new one named after the model (plinth records artifacts of running runs only)."""
-    if source is not None and store.get_run(source).status is RunStatus.RUNNING:
+    """The run whose artifacts will hold the model's files: the source run (running or ended),
+    else a new one named after the model, which ends when the model is finalized."""
+    if source is not None:
+        store.get_run(source)  # NotFound for an unknown run
         return source
     run = store.create_run(
         experiment=experiment.name,
