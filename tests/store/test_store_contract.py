@@ -121,6 +121,17 @@ def test_ended_run_still_takes_tags_and_artifacts(store: Store) -> None:
         store.set_tags("no-such-run", {"a": "1"})
 
 
+def test_a_run_is_renamed_running_or_ended(store: Store) -> None:
+    run = make_run(store)
+    store.rename_run(run.id, "first")
+    store.end_run(run.id, RunStatus.FINISHED, None, now())
+    store.rename_run(run.id, "second")
+    assert store.get_run(run.id).name == "second"
+    assert [e.after for e in store.audit_events(actions=["run.rename"])] == ["first", "second"]
+    with pytest.raises(NotFound):
+        store.rename_run("no-such-run", "x")
+
+
 def test_stale_heartbeat_reads_crashed_and_reap_records_it(store: Store) -> None:
     run = make_run(store, heartbeat_s=0.05)
     fresh = make_run(store, heartbeat_s=60)

@@ -141,6 +141,10 @@ class TrackingStore(ABC):
         """Set (or overwrite) tags of a run, running or ended (tags annotate a run after it ends)."""
 
     @abstractmethod
+    def rename_run(self, run_id: str, name: str) -> None:
+        """Give a run (running or ended) another name; NotFound for an unknown run."""
+
+    @abstractmethod
     def delete_run_tag(self, run_id: str, key: str) -> None:
         """Remove one tag of a run (running or ended); raise NotFound if the run or tag is absent."""
 

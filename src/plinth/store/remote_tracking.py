@@ -81,6 +81,9 @@ class RemoteTracking(RemoteBase):
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.call("set_tags", run_id, tags)
 
+    def rename_run(self, run_id: str, name: str) -> None:
+        self.call("rename_run", run_id, name)
+
     def delete_run_tag(self, run_id: str, key: str) -> None:
         self.call("delete_run_tag", run_id, key)
 

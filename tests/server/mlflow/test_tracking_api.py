@@ -225,15 +225,19 @@ def test_every_value_of_a_run_round_trips_exactly(team_server: ThreadServer) -> 
         )
 
 
-def test_runs_end_once_and_keep_their_names(server: ThreadServer) -> None:
+def test_runs_end_once_and_rename_by_name_or_tag(server: ThreadServer) -> None:
     with server.client() as http:
         api = Mlflow(http)
         rid = api.run(api.experiment("ends"), run_name="one")["info"]["run_id"]
         assert api.ok("runs/update", {"run_id": rid, "status": "RUNNING"})["run_info"]["status"] == "RUNNING"
-        status, code, message = api.refused("runs/update", {"run_id": rid, "run_name": "two"})
-        assert (status, code) == (400, "INVALID_PARAMETER_VALUE") and "does not rename" in message
-        assert api.refused("runs/set-tag", {"run_id": rid, "key": "mlflow.runName", "value": "two"})[0] == 400
-        api.ok("runs/set-tag", {"run_id": rid, "key": "mlflow.runName", "value": "one"})
+        assert api.ok("runs/update", {"run_id": rid, "run_name": "two"})["run_info"]["run_name"] == "two"
+        assert store_of(server).get_run(rid).tags["mlflow.runName"] == "two"
+        api.ok("runs/set-tag", {"run_id": rid, "key": "mlflow.runName", "value": "three"})
+        assert store_of(server).get_run(rid).name == "three"
+        api.ok("runs/log-batch", {"run_id": rid, "tags": [{"key": "mlflow.runName", "value": "one"}]})
+        assert store_of(server).get_run(rid).name == "one"
+        status, code, _ = api.refused("runs/update", {"run_id": rid, "run_name": "bad\x00name"})
+        assert (status, code) == (400, "INVALID_PARAMETER_VALUE")
         info = api.ok("runs/update", {"run_id": rid, "status": "FINISHED", "end_time": T0})["run_info"]
         assert (info["status"], info["end_time"]) == ("FINISHED", T0)
         assert (

@@ -9,7 +9,7 @@
     POST /api/2.0/mlflow/experiments/delete|restore       maintain  refused: plinth keeps experiments
     POST /api/2.0/mlflow/runs/create                      write     mlflow.parentRunId: a lineage edge
     GET  /api/2.0/mlflow/runs/get                         read      with dataset and model inputs, outputs
-    POST /api/2.0/mlflow/runs/update                      write     end a run (once)
+    POST /api/2.0/mlflow/runs/update                      write     end a run (once), rename it
     POST /api/2.0/mlflow/runs/delete|restore              maintain  refused: plinth keeps runs
     POST /api/2.0/mlflow/runs/search                      read
     POST /api/2.0/mlflow/runs/log-metric|log-parameter|set-tag|delete-tag|log-batch   write
@@ -319,18 +319,17 @@ def get_run(ctx: RequestContext, body: Body) -> Body:
 
 
 def update_run(ctx: RequestContext, body: Body) -> Body:
-    """End a run (status and end_time); a run ends once, and keeps its name."""
+    """End a run (status and end_time; a run ends once) or rename it (run_name, also its tag)."""
     run_id = run_id_of(body)
     status = None if body.get("status") is None else run_status(body["status"])
     end_ms = optional_int64(body, "end_time")
     store = ctx.store
-    run = store.get_run(run_id)
     new_name = string(body, "run_name")
-    if new_name and new_name != run.name:
-        raise refuse(
-            f"plinth does not rename runs: run {run_id} stays '{run.name}'. "
-            "Give the name when the run starts (mlflow.start_run(run_name=...))."
-        )
+    if new_name:
+        with store.batch():
+            store.rename_run(run_id, new_name)
+            store.set_tags(run_id, {RUN_NAME_TAG: new_name})
+    run = store.get_run(run_id)
     if status is None or status in ("RUNNING", "SCHEDULED"):
         if status is None or run.status in (RunStatus.RUNNING, RunStatus.CRASHED):
             return {"run_info": run_info_json(run)}
@@ -435,23 +434,14 @@ def set_tag(ctx: RequestContext, body: Body) -> Body:
 
 
 def _write_tags(store: SqlStore, run_id: str, tags: dict[str, str]) -> None:
-    """Set tags in one transaction: `mlflow.runName` must keep the run's name, and
+    """Set tags in one transaction: `mlflow.runName` also renames the run, and
     `mlflow.parentRunId` also records the parent's lineage edge."""
-    if RUN_NAME_TAG in tags:
-        _check_name_tag(store, run_id, tags[RUN_NAME_TAG])
     with store.batch():
+        if tags.get(RUN_NAME_TAG):
+            store.rename_run(run_id, tags[RUN_NAME_TAG])
         store.set_tags(run_id, tags)
         if PARENT_RUN_TAG in tags:
             store.add_edges([_parent_edge(tags[PARENT_RUN_TAG], run_id)])
-
-
-def _check_name_tag(store: SqlStore, run_id: str, name: str) -> None:
-    run = store.get_run(run_id)
-    if name != run.name:
-        raise refuse(
-            f"plinth does not rename runs: run {run_id} stays '{run.name}', so its tag "
-            f"'{RUN_NAME_TAG}' cannot become '{name}'. Give the name when the run starts."
-        )
 
 
 def delete_tag(ctx: RequestContext, body: Body) -> Body:
@@ -471,10 +461,10 @@ def log_batch(ctx: RequestContext, body: Body) -> Body:
     )
     values = batch_params(params)
     tag_values = tag_pairs(tags, "tags")
-    if RUN_NAME_TAG in tag_values:
-        _check_name_tag(ctx.store, run_id, tag_values[RUN_NAME_TAG])
     store = ctx.store
     with store.batch():
+        if tag_values.get(RUN_NAME_TAG):
+            store.rename_run(run_id, tag_values[RUN_NAME_TAG])
         if values:
             store.log_params(run_id, values)
         if points:

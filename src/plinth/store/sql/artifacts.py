@@ -59,7 +59,7 @@ class SqlArtifacts(SqlBase):
         _check_artifact_records(items, replace)
 
         def add(conn: Connection) -> list[e.Artifact]:
-            key = self._require_run(conn, run_id)
+            key = self._run_key(conn, run_id)
             paths = [i.path for i in items]
             art = t.artifacts
             if replace:

@@ -242,13 +242,6 @@ class SqlBase:
         self._publish(functools.partial(self._key_ids.__setitem__, name, kid))
         return kid
 
-    def _require_run(self, conn: Connection, run_id: str) -> int:
-        """The run's key, ended or not: tags and artifacts annotate a run after it ends too."""
-        key = conn.execute(select(t.runs.c.key).where(t.runs.c.id == run_id)).scalar()
-        if key is None:
-            raise NotFound(f"No run with id {run_id!r}; list runs with `plinth runs list`.")
-        return int(key)
-
     def _require_running(self, conn: Connection, run_id: str) -> int:
         row = conn.execute(select(t.runs.c.key, t.runs.c.status).where(t.runs.c.id == run_id)).first()
         if row is None:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from plinth.core import entities as e
 from plinth.core.errors import ConflictError, InvalidInput, NotFound, RunNotActive
 from plinth.core.ids import new_id, now_ms
-from plinth.core.validation import MAX_INT64, storable
+from plinth.core.validation import MAX_INT64, check_name, storable
 from plinth.store import schema as t
 from plinth.store.base import NewRun
 from plinth.store.engine import driver_cursor, refuse_unstorable
@@ -230,7 +230,7 @@ class SqlRuns(SqlExperiments):
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         def log(conn: Connection) -> None:
-            key = self._require_run(conn, run_id)
+            key = self._run_key(conn, run_id)
             if not tags:
                 return
             old = dict(
@@ -245,6 +245,19 @@ class SqlRuns(SqlExperiments):
             self._audit(conn, "run.tags.set", "run", run_id, before=before, after=mapping_digest(tags))
 
         self._write("set tags", log)
+
+    def rename_run(self, run_id: str, name: str) -> None:
+        check_name(name, "run")
+
+        def rename(conn: Connection) -> None:
+            run_key = self._run_key(conn, run_id)
+            old = conn.execute(select(t.runs.c.name).where(t.runs.c.key == run_key)).scalar()
+            if old == name:
+                return
+            conn.execute(update(t.runs).where(t.runs.c.key == run_key).values(name=name))
+            self._audit(conn, "run.rename", "run", run_id, before=old, after=name)
+
+        self._write("rename a run", rename)
 
     def delete_run_tag(self, run_id: str, key: str) -> None:
         def remove(conn: Connection) -> None:
