@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install and start what the test suite talks to, when it is missing or down:
 #   PostgreSQL on 127.0.0.1:5432 (trust auth, a `test` database), Debian's Chromium for the
-#   browser tests of the web UI (/usr/bin/chromium, driven by Playwright: no browser download).
+#   browser tests of the web UI (/usr/bin/chromium, driven by Playwright: no browser download),
+#   and MLflow 3.17.2 in its own virtualenv (.venv-mlflow, beside .venv) for the tests that drive
+#   the real MLflow client against `plinth server` (tests/mlflow_compat/).
 # Safe to run again: each step does nothing when its service is already there.
 set -euo pipefail
 
@@ -17,4 +19,28 @@ if [ ! -x /usr/bin/chromium ]; then
     as_root apt-get install -y -q chromium >/dev/null 2>&1 || {
         as_root apt-get update -q >/dev/null && as_root apt-get install -y -q chromium >/dev/null
     }
+fi
+
+# MLflow's client and server, with the model libraries its flavors need; torch is the CPU wheel
+# that lies on this machine's disk (pip's find-links), never a CUDA download.
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+MLFLOW_VENV="$REPO/.venv-mlflow"
+MLFLOW_VERSION=3.17.2
+TORCH_VERSION=2.13.0
+has_dist() { compgen -G "$MLFLOW_VENV/lib/python3*/site-packages/$1.dist-info" >/dev/null; }
+mlflow_venv_ready() {
+    [ -x "$MLFLOW_VENV/bin/python" ] && has_dist "mlflow-$MLFLOW_VERSION" && has_dist "torch-$TORCH_VERSION*" \
+        && has_dist "scikit_learn-*" && has_dist "xgboost-*" && has_dist "lightgbm-*"
+}
+if ! mlflow_venv_ready; then
+    [ -x "$MLFLOW_VENV/bin/python" ] || python3 -m venv "$MLFLOW_VENV"
+    pip_log="$(mktemp)"
+    if ! "$MLFLOW_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        "mlflow==$MLFLOW_VERSION" scikit-learn xgboost lightgbm "torch==$TORCH_VERSION" >"$pip_log" 2>&1 \
+        || ! mlflow_venv_ready; then
+        cat "$pip_log" >&2
+        echo "could not install MLflow $MLFLOW_VERSION and torch $TORCH_VERSION into $MLFLOW_VENV" >&2
+        exit 1
+    fi
+    rm -f "$pip_log"
 fi

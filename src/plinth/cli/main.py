@@ -23,6 +23,7 @@ from plinth.cli.experiments import experiments
 from plinth.cli.flows import flows
 from plinth.cli.gc import gc
 from plinth.cli.governance import audit, erase, lineage, retention
+from plinth.cli.import_cmd import import_group
 from plinth.cli.login import login
 from plinth.cli.logout import logout
 from plinth.cli.members import members
@@ -99,6 +100,7 @@ COMMANDS: tuple[click.Command, ...] = (
     labels,
     monitor,
     gc,
+    import_group,
     db,
     demo,
     costs,
