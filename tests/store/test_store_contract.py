@@ -132,6 +132,21 @@ def test_a_run_is_renamed_running_or_ended(store: Store) -> None:
         store.rename_run("no-such-run", "x")
 
 
+def test_an_ended_run_reopens_and_ends_again(store: Store) -> None:
+    run = make_run(store)
+    store.end_run(run.id, RunStatus.FAILED, "boom", now())
+    store.reopen_run(run.id, now())
+    got = store.get_run(run.id)
+    assert (got.status, got.end_ms, got.error) == (RunStatus.RUNNING, None, None)
+    store.log_params(run.id, {"late": "1"})
+    store.reopen_run(run.id, now())  # running already: nothing changes
+    store.end_run(run.id, RunStatus.FINISHED, None, now())
+    assert store.get_run(run.id).status is RunStatus.FINISHED
+    assert [e.action for e in store.audit_events(entity_id=run.id)].count("run.reopen") == 1
+    with pytest.raises(NotFound):
+        store.reopen_run("no-such-run", now())
+
+
 def test_stale_heartbeat_reads_crashed_and_reap_records_it(store: Store) -> None:
     run = make_run(store, heartbeat_s=0.05)
     fresh = make_run(store, heartbeat_s=60)

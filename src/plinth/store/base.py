@@ -141,6 +141,11 @@ class TrackingStore(ABC):
         """Set (or overwrite) tags of a run, running or ended (tags annotate a run after it ends)."""
 
     @abstractmethod
+    def reopen_run(self, run_id: str, now_ms: int) -> None:
+        """Set an ended run RUNNING again (its end and error cleared, its heartbeat now), as MLflow's
+        `start_run(run_id=...)` does; nothing for a running run; NotFound for an unknown one."""
+
+    @abstractmethod
     def rename_run(self, run_id: str, name: str) -> None:
         """Give a run (running or ended) another name; NotFound for an unknown run."""
 

@@ -81,6 +81,9 @@ class RemoteTracking(RemoteBase):
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.call("set_tags", run_id, tags)
 
+    def reopen_run(self, run_id: str, now_ms: int) -> None:
+        self.call("reopen_run", run_id, now_ms)
+
     def rename_run(self, run_id: str, name: str) -> None:
         self.call("rename_run", run_id, name)
 

@@ -129,6 +129,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("set_tags", "POST", "/runs/{run_id}/tags", W),
     _e("delete_run_tag", "POST", "/runs/{run_id}/tags/delete", W),
     _e("rename_run", "POST", "/runs/{run_id}/name", W),
+    _e("reopen_run", "POST", "/runs/{run_id}/reopen", W),
     _e("end_run", "POST", "/runs/{run_id}/end", W),
     _e("write_metrics", "POST", "/metrics", W),
     _e("metric_keys", "GET", "/runs/{run_id}/metrics", R),

@@ -225,7 +225,7 @@ def test_every_value_of_a_run_round_trips_exactly(team_server: ThreadServer) -> 
         )
 
 
-def test_runs_end_once_and_rename_by_name_or_tag(server: ThreadServer) -> None:
+def test_runs_end_resume_and_rename_by_name_or_tag(server: ThreadServer) -> None:
     with server.client() as http:
         api = Mlflow(http)
         rid = api.run(api.experiment("ends"), run_name="one")["info"]["run_id"]
@@ -244,13 +244,22 @@ def test_runs_end_once_and_rename_by_name_or_tag(server: ThreadServer) -> None:
             api.ok("runs/update", {"run_id": rid, "status": 3, "end_time": T0 + 1})["run_info"]["end_time"]
             == T0
         )
-        assert api.refused("runs/update", {"run_id": rid, "status": "KILLED"})[1] == "INVALID_PARAMETER_VALUE"
-        status, code, message = api.refused("runs/update", {"run_id": rid, "status": "RUNNING"})
-        assert code == "INVALID_PARAMETER_VALUE" and "cannot run again" in message
         status, code, message = api.refused(
             "runs/log-parameter", {"run_id": rid, "key": "late", "value": "1"}
         )
         assert (status, code) == (400, "INVALID_PARAMETER_VALUE") and "has ended" in message
+        stored = store_of(server).get_run(rid)
+        assert (stored.status, stored.end_ms) == (RunStatus.FINISHED, T0)
+        # start_run(run_id=...) resumes an ended run; it then logs and ends again
+        assert api.ok("runs/update", {"run_id": rid, "status": "RUNNING"})["run_info"]["status"] == "RUNNING"
+        assert "end_time" not in api.ok("runs/get", {"run_id": rid}, "GET")["run"]["info"]
+        api.ok("runs/log-parameter", {"run_id": rid, "key": "late", "value": "1"})
+        api.ok("runs/update", {"run_id": rid, "status": "FINISHED", "end_time": T0 + 5})
+        # another status for an ended run moves it, as on MLflow's server
+        info = api.ok("runs/update", {"run_id": rid, "status": "KILLED", "end_time": T0 + 6})["run_info"]
+        assert (info["status"], info["end_time"]) == ("KILLED", T0 + 6)
+        actions = [e.action for e in store_of(server).audit_events(entity_id=rid)]
+        assert actions.count("run.reopen") == 2 and actions.count("run.end") == 3
         for path in ("runs/delete", "runs/restore"):
             assert api.refused(path, {"run_id": rid})[:2] == (400, "INVALID_PARAMETER_VALUE")
         assert api.refused("runs/get", {"run_id": "nope"}, "GET")[:2] == (404, "RESOURCE_DOES_NOT_EXIST")
@@ -259,7 +268,7 @@ def test_runs_end_once_and_rename_by_name_or_tag(server: ThreadServer) -> None:
             == 404
         )
         stored = store_of(server).get_run(rid)
-        assert (stored.status, stored.end_ms) == (RunStatus.FINISHED, T0)
+        assert (stored.status, stored.end_ms, stored.params["late"]) == (RunStatus.KILLED, T0 + 6, "1")
 
 
 def test_refusals_follow_mlflows_rules(server: ThreadServer) -> None:

@@ -319,7 +319,8 @@ def get_run(ctx: RequestContext, body: Body) -> Body:
 
 
 def update_run(ctx: RequestContext, body: Body) -> Body:
-    """End a run (status and end_time; a run ends once) or rename it (run_name, also its tag)."""
+    """End a run (status and end_time), resume an ended one (status RUNNING), or rename it
+    (run_name, also its tag)."""
     run_id = run_id_of(body)
     status = None if body.get("status") is None else run_status(body["status"])
     end_ms = optional_int64(body, "end_time")
@@ -330,24 +331,23 @@ def update_run(ctx: RequestContext, body: Body) -> Body:
             store.rename_run(run_id, new_name)
             store.set_tags(run_id, {RUN_NAME_TAG: new_name})
     run = store.get_run(run_id)
-    if status is None or status in ("RUNNING", "SCHEDULED"):
-        if status is None or run.status in (RunStatus.RUNNING, RunStatus.CRASHED):
-            return {"run_info": run_info_json(run)}
-        raise refuse(
-            f"Run {run_id} has ended ({mlflow_status(run.status)}) and plinth records a run's end once: "
-            "it cannot run again. Start a new run to log more."
-        )
+    if status is None:
+        return {"run_info": run_info_json(run)}
+    if status in ("RUNNING", "SCHEDULED"):  # start_run(run_id=...) resumes an ended run
+        if run.status is not RunStatus.RUNNING:
+            store.reopen_run(run_id, now_ms())
+            run = store.get_run(run_id)
+        return {"run_info": run_info_json(run)}
     ended = RunStatus(status)
     stamp = end_ms if end_ms is not None else now_ms()
-    try:
+    if run.status is not RunStatus.RUNNING:
+        if mlflow_status(run.status) == status:  # ended twice the same way: as it is
+            return {"run_info": run_info_json(run)}
+        with store.batch():  # another end: MLflow moves it; plinth's audit log keeps both
+            store.reopen_run(run_id, stamp)
+            store.end_runs([(run_id, ended, None, stamp)])
+    else:
         store.end_runs([(run_id, ended, None, stamp)])
-    except RunNotActive:
-        current = store.get_run(run_id)
-        if mlflow_status(current.status) == status:
-            return {"run_info": run_info_json(current)}
-        raise refuse(
-            f"Run {run_id} already ended as {mlflow_status(current.status)}; plinth records a run's end once."
-        ) from None
     return {"run_info": run_info_json(dataclasses.replace(run, status=ended, end_ms=stamp))}
 
 

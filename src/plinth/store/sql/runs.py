@@ -284,6 +284,21 @@ class SqlRuns(SqlExperiments):
     def end_run(self, run_id: str, status: e.RunStatus, error: str | None, end_ms: int) -> None:
         self.end_runs([(run_id, status, error, end_ms)])
 
+    def reopen_run(self, run_id: str, now_ms: int) -> None:
+        def reopen(conn: Connection) -> None:
+            run_key = self._run_key(conn, run_id)
+            old = conn.execute(select(t.runs.c.status).where(t.runs.c.key == run_key)).scalar()
+            if old == "RUNNING":
+                return
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.key == run_key)
+                .values(status="RUNNING", end_ms=None, error=None, heartbeat_ms=now_ms)
+            )
+            self._audit(conn, "run.reopen", "run", run_id, before=old, after="RUNNING")
+
+        self._write("reopen a run", reopen)
+
     def end_runs(self, ends: Sequence[tuple[str, e.RunStatus, str | None, int]]) -> None:
         rows = [(st.value, ms, storable(err), run_id) for run_id, st, err, ms in ends]
         refuse_unstorable(run_id for run_id, *_ in ends)
