@@ -30,13 +30,14 @@ TORCH_VERSION=2.13.0
 has_dist() { compgen -G "$MLFLOW_VENV/lib/python3*/site-packages/$1.dist-info" >/dev/null; }
 mlflow_venv_ready() {
     [ -x "$MLFLOW_VENV/bin/python" ] && has_dist "mlflow-$MLFLOW_VERSION" && has_dist "torch-$TORCH_VERSION*" \
-        && has_dist "scikit_learn-*" && has_dist "xgboost-*" && has_dist "lightgbm-*"
+        && has_dist "scikit_learn-*" && has_dist "xgboost-*" && has_dist "lightgbm-*" \
+        && has_dist "skops-*" && has_dist "psycopg2_binary-*"
 }
 if ! mlflow_venv_ready; then
     [ -x "$MLFLOW_VENV/bin/python" ] || python3 -m venv "$MLFLOW_VENV"
     pip_log="$(mktemp)"
     if ! "$MLFLOW_VENV/bin/python" -m pip install -q --disable-pip-version-check \
-        "mlflow==$MLFLOW_VERSION" scikit-learn xgboost lightgbm "torch==$TORCH_VERSION" >"$pip_log" 2>&1 \
+        "mlflow==$MLFLOW_VERSION" scikit-learn xgboost lightgbm skops psycopg2-binary "torch==$TORCH_VERSION" >"$pip_log" 2>&1 \
         || ! mlflow_venv_ready; then
         cat "$pip_log" >&2
         echo "could not install MLflow $MLFLOW_VERSION and torch $TORCH_VERSION into $MLFLOW_VENV" >&2

@@ -20,6 +20,7 @@ import pytest
 
 from plinth.core.access import DEFAULT_WORKSPACE
 from plinth.core.entities import RunStatus
+from plinth.server.mlflow.artifacts import WHOLE_BYTES
 from plinth.store.sql import SqlStore
 from team_servers import ThreadServer
 
@@ -182,20 +183,28 @@ def test_rights_viewers_read_editors_write_predictors_read_no_run_files(server: 
         assert http.get(url).status_code == 401
 
 
-def test_a_corrupted_blob_is_never_served_whole(server: ThreadServer) -> None:
-    exp, run = new_run(server)
-    data = os.urandom(2 << 20)
-    with server.client() as http:
-        http.put(f"{FILES}/{exp}/{run}/artifacts/w.bin", content=data).raise_for_status()
+def corrupt(server: ThreadServer, data: bytes) -> None:
     blobs = server.app.state.plinth.blobs()
-    digest = hashlib.sha256(data).hexdigest()
-    path = blobs.path_of(digest)
+    path = blobs.path_of(hashlib.sha256(data).hexdigest())
     os.chmod(path, 0o644)
     with open(path, "r+b") as fh:
         fh.seek(len(data) - 1)
         fh.write(b"\x00" if data[-1:] != b"\x00" else b"\x01")
-    with server.client() as http, pytest.raises(httpx.RemoteProtocolError):
-        http.get(f"{FILES}/{exp}/{run}/artifacts/w.bin").read()
+
+
+def test_a_corrupted_blob_is_never_served_whole(server: ThreadServer) -> None:
+    exp, run = new_run(server)
+    large, small = os.urandom(WHOLE_BYTES + (1 << 20)), os.urandom(1000)
+    with server.client() as http:
+        http.put(f"{FILES}/{exp}/{run}/artifacts/w.bin", content=large).raise_for_status()
+        http.put(f"{FILES}/{exp}/{run}/artifacts/s.bin", content=small).raise_for_status()
+    corrupt(server, large)
+    corrupt(server, small)
+    with server.client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):  # streamed: cut short before its last chunk
+            http.get(f"{FILES}/{exp}/{run}/artifacts/w.bin").read()
+        answer = http.get(f"{FILES}/{exp}/{run}/artifacts/s.bin")  # whole: refused before any byte
+    assert answer.status_code == 500 and answer.content != small and "corrupt" in answer.text.lower()
 
 
 # the real MLflow client -----------------------------------------------------------------------

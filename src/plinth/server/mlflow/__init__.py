@@ -20,11 +20,18 @@ __all__ = ["ARTIFACTS_PREFIX", "PREFIX", "mlflow_router"]
 def mlflow_router() -> APIRouter:
     """Every MLflow route (each area's router, under MLflow's prefixes)."""
     from plinth.server.mlflow.artifacts import artifacts_router
+    from plinth.server.mlflow.info import info_router
     from plinth.server.mlflow.logged_models import logged_models_router
     from plinth.server.mlflow.registry import registry_router
     from plinth.server.mlflow.tracking import tracking_router
 
     router = APIRouter(tags=["mlflow"])
-    for area in (tracking_router(), logged_models_router(), registry_router(), artifacts_router()):
+    for area in (
+        tracking_router(),
+        logged_models_router(),
+        registry_router(),
+        artifacts_router(),
+        info_router(),
+    ):
         router.include_router(area)
     return router

@@ -47,6 +47,8 @@ from plinth.store.blobs import CHUNK, BlobStore
 
 FILES = f"{ARTIFACTS_PREFIX}/artifacts"
 OCTETS = "application/octet-stream"
+WHOLE_BYTES = 4 * 1024 * 1024
+"""Files up to this size are read, checked and sent in one piece; larger ones stream."""
 MULTIPART_REFUSAL = "Multipart upload is not supported for the current artifact repository"
 """How MLflow's client recognises a server without multipart uploads (it then sends one PUT)."""
 
@@ -153,23 +155,29 @@ def folder_entries(store: TrackingStore, target: ArtifactTarget) -> list[FolderE
     return sorted(entries, key=lambda entry: (entry.name, entry.is_dir))
 
 
-def file_response(ctx: RequestContext, target: ArtifactTarget, shown: str) -> StreamingResponse:
+def file_response(ctx: RequestContext, target: ArtifactTarget, shown: str) -> Response:
     """The bytes of artifact `target` as a download (`shown`: its path as the caller named it).
 
-    The hash is checked as the bytes go: a blob that no longer matches its digest is cut short
-    before its last chunk, so the client sees a failed download, never wrong bytes.
+    A small file is read and checked whole, then sent in one piece (a model's files are mostly
+    small, and a client fetches them in parallel). A larger one streams, its hash checked as the
+    bytes go: a blob that no longer matches its digest is cut short before its last chunk, so
+    the client sees a failed download, never wrong bytes.
 
     Raises:
         NotFound: no file at that path (a folder, or nothing).
+        IntegrityError: a small file's blob no longer matches its digest.
     """
     item = _artifact(ctx.store, target, shown)
-    stream = ctx.blobs.open_blob(item.digest)
     headers = {
-        "content-length": str(item.size),
         "content-disposition": "attachment",  # never rendered in the UI's origin
         "x-content-type-options": "nosniff",
         "etag": f'"{item.digest}"',
     }
+    if item.size <= WHOLE_BYTES:
+        data = ctx.blobs.read_bytes(item.digest, name=f"artifact {item.path!r} of run {item.run_id}")
+        return Response(data, media_type=OCTETS, headers=headers)
+    stream = ctx.blobs.open_blob(item.digest)
+    headers["content-length"] = str(item.size)
     return StreamingResponse(_verified(stream, item), media_type=OCTETS, headers=headers)
 
 
@@ -291,7 +299,7 @@ def artifacts_router() -> APIRouter:
         return {}
 
     @router.get(f"{FILES}/{{artifact_path:path}}", openapi_extra=needs(Right.LOAD))
-    def download_artifact(artifact_path: str, ctx: Loader) -> StreamingResponse:
+    def download_artifact(artifact_path: str, ctx: Loader) -> Response:
         address = parse_artifact_path(artifact_path)
         require_read_unless_model(ctx, address)
         return file_response(ctx, resolve(ctx.store, address), artifact_path)

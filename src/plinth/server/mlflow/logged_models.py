@@ -25,7 +25,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from plinth.core.access import Right
 from plinth.core.entities import Experiment, LoggedModel, RunStatus
@@ -313,7 +313,7 @@ def logged_models_router() -> APIRouter:
     @router.get(f"{MODELS}/{{model_id}}/artifacts/files", openapi_extra=needs(Right.LOAD))
     def get_file(
         model_id: str, ctx: Loader, artifact_file_path: Annotated[str, Query(min_length=1)]
-    ) -> StreamingResponse:
+    ) -> Response:
         model = ctx.store.get_logged_model(model_id)
         target = ArtifactTarget(
             model.run_id, model_files_path(model.id, _model_rel(model, artifact_file_path))
