@@ -35,6 +35,7 @@ from plinth.server.health import health_router
 from plinth.server.metrics import ServerMetrics
 from plinth.server.middleware import ServerGuard
 from plinth.server.mlflow import ARTIFACTS_PREFIX, mlflow_router
+from plinth.server.mlflow.dispatch import MlflowDispatch
 from plinth.server.store_dispatch import StoreDispatch
 from plinth.server.store_routes import store_router
 from plinth.server.ui_routes import ui_router
@@ -90,7 +91,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(health_router(metrics, metrics_open=config.metrics_open))
     app.include_router(ui_router())  # last: its catch-all answers the UI's own addresses
     app.openapi = _openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(StoreDispatch)  # innermost of ours: inside CORS, the guard and its metrics
+    app.add_middleware(MlflowDispatch)  # innermost of ours: inside CORS, the guard and its metrics
+    app.add_middleware(StoreDispatch)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
