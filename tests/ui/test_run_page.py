@@ -423,3 +423,16 @@ def test_a_viewer_reads_the_run_and_downloads_its_files(
         ).status
         == 403
     )
+
+
+def test_links_mlflow_prints_open_plinth_pages(page: Any, ui_server: ThreadServer, tmp_path: Path) -> None:
+    # MLflow's client ends a run with "View run at: http://server/#/experiments/ID/runs/RUN"
+    run_id = fill(tmp_path)
+    experiment_id = plinth.get_run(run_id).experiment_id
+    page.goto(f"{ui_server.url}/#/experiments/{experiment_id}/runs/{run_id}")
+    ready(page)
+    assert page.evaluate("location.pathname") == f"/runs/{run_id}"
+    assert run_id in page.locator("[data-testid=run-info]").inner_text()
+    page.goto(f"{ui_server.url}/#/experiments/{experiment_id}")
+    page.wait_for_selector("main[data-page=runs][data-ready=true]")
+    assert page.evaluate("location.pathname") == f"/experiments/{experiment_id}"

@@ -114,4 +114,21 @@ export function App() {
     <${Shown} key=${location.pathname} params=${params} search=${location.search} session=${session}/>`;
 }
 
+// MLflow's client prints links into MLflow's UI (`/#/experiments/ID/runs/RUN`, `/#/models/NAME/versions/N`):
+// against plinth's server they open plinth's page for the same run, experiment or model.
+export function fromMlflowLink(hash) {
+  const parts = hash.replace(/^#\/?/, "").split("?")[0].split("/").filter(Boolean);
+  const [kind, name, sub, id] = parts.map((part) => { try { return decodeURIComponent(part); } catch { return part; } });
+  const at = (...segments) => "/" + segments.map(encodeURIComponent).join("/");
+  if (kind === "experiments" && name) {
+    if (sub === "runs" && id) return at("runs", id);
+    return at("experiments", name === "0" ? "Default" : name);  // MLflow's id of the default experiment
+  }
+  if (kind === "models" && name) return sub === "versions" && id ? at("models", name, "versions", id) : at("models", name);
+  return null;
+}
+
+const mlflowTarget = location.pathname === "/" && location.hash.startsWith("#/") ? fromMlflowLink(location.hash) : null;
+if (mlflowTarget) history.replaceState(null, "", mlflowTarget);
+
 render(html`<${App}/>`, document.getElementById("app"));
