@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -174,7 +175,16 @@ def serve(
         result = handler(ctx, body)
     except RunNotActive as exc:
         raise refuse(f"{exc} MLflow's client can log to a run only while plinth has it running.") from exc
-    return Response(json.dumps(result, allow_nan=False).encode(), media_type="application/json")
+    return Response(encode(result), media_type="application/json")
+
+
+def encode(result: Body) -> bytes:
+    """`result` as JSON: orjson (a page of 100 runs in a tenth of the time), or the standard
+    library for text orjson refuses (a lone surrogate, which the standard library escapes)."""
+    try:
+        return orjson.dumps(result)
+    except orjson.JSONEncodeError:
+        return json.dumps(result, allow_nan=False).encode()
 
 
 # experiments ------------------------------------------------------------------------------------
