@@ -29,6 +29,7 @@ from plinth.core.errors import InvalidInput
 from plinth.core.ids import now_ms
 from plinth.core.refs import check_ref_name
 from plinth.core.validation import check_text
+from plinth.registry.flavors.mlflow import MLMODEL, shallowest_mlmodels
 from plinth.store.base import NewModelVersion, SealedManifest
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from plinth.store.base import Store
     from plinth.store.blobs import BlobStore
 
-MLMODEL = "MLmodel"
 """The file that makes a folder an MLflow model."""
 REQUIREMENTS = "requirements.txt"
 PYTHON_ENV = "python_env.yaml"
@@ -213,14 +213,12 @@ def mlmodel_path(files: Sequence[ModelFile]) -> str:
     Raises:
         InvalidInput: none, or several at the shallowest depth (register each model's folder).
     """
-    found = [f.path for f in files if posixpath.basename(f.path) == MLMODEL]
-    if not found:
+    shallowest = shallowest_mlmodels(f.path for f in files)
+    if not shallowest:
         raise InvalidInput(
             f"These files hold no {MLMODEL}, so they are not an MLflow model; register the folder "
             f"MLflow saved the model in (e.g. runs:/<run_id>/model or models:/<model_id>)."
         )
-    depth = min(p.count("/") for p in found)
-    shallowest = sorted(p for p in found if p.count("/") == depth)
     if len(shallowest) > 1:
         raise InvalidInput(
             f"These files hold several MLflow models ({', '.join(shallowest[:5])}); register each "

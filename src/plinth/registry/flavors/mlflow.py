@@ -21,6 +21,7 @@ import pickle
 import posixpath
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -187,6 +188,16 @@ def find_model(package: Package) -> MlflowModel:
     return MlflowModel(package, posixpath.dirname(path), {str(k): v for k, v in flavors.items()})
 
 
+def shallowest_mlmodels(paths: Iterable[str]) -> list[str]:
+    """The `MLmodel` files among `paths` nearest the package's root, sorted (none: not an MLflow
+    model; several: several models side by side)."""
+    found = [path for path in paths if posixpath.basename(path) == MLMODEL]
+    if not found:
+        return []
+    depth = min(path.count("/") for path in found)
+    return sorted(path for path in found if path.count("/") == depth)
+
+
 def mlmodel_path(package: Package) -> str:
     """The `MLmodel` the manifest's meta names, else the package's shallowest one.
 
@@ -196,14 +207,12 @@ def mlmodel_path(package: Package) -> str:
     named = package.meta.get("mlmodel")
     if isinstance(named, str) and posixpath.basename(named) == MLMODEL and package.has(named):
         return named
-    found = [f["path"] for f in package.manifest["files"] if posixpath.basename(f["path"]) == MLMODEL]
-    if not found:
+    shallowest = shallowest_mlmodels(f["path"] for f in package.manifest["files"])
+    if not shallowest:
         raise ModelFailed(
             f"Model {package.ref} is registered as an MLflow model but holds no {MLMODEL} file; "
             f"register the folder MLflow saved (the one holding {MLMODEL})."
         )
-    depth = min(path.count("/") for path in found)
-    shallowest = sorted(path for path in found if path.count("/") == depth)
     if len(shallowest) > 1:
         raise ModelFailed(
             f"Model {package.ref} holds several MLflow models ({', '.join(shallowest[:5])}); "

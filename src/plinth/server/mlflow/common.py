@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import operator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, Request
@@ -29,6 +31,15 @@ DEFAULT_EXPERIMENT_ID = "0"
 """The experiment MLflow's client logs into when none is set."""
 DEFAULT_EXPERIMENT_NAME = "Default"
 ARTIFACTS_SCHEME = "mlflow-artifacts:"
+COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+"""The comparisons of MLflow's registry and logged-model filters, applied in Python."""
 
 
 def needs(right: Right) -> dict[str, Any]:

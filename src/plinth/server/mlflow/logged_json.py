@@ -18,7 +18,7 @@ from typing import Any
 
 from plinth.core.entities import LoggedModel
 from plinth.core.errors import InvalidInput
-from plinth.server.mlflow.common import DEFAULT_EXPERIMENT_ID, logged_model_uri
+from plinth.server.mlflow.common import COMPARISONS, DEFAULT_EXPERIMENT_ID, logged_model_uri
 
 STATUS_TO_WIRE = {
     "PENDING": "LOGGED_MODEL_PENDING",
@@ -120,14 +120,6 @@ _KINDS = {
     "metric": "metric",
     "metrics": "metric",
 }
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: bool(a == b),
-    "!=": lambda a, b: bool(a != b),
-    "<": lambda a, b: bool(a < b),
-    "<=": lambda a, b: bool(a <= b),
-    ">": lambda a, b: bool(a > b),
-    ">=": lambda a, b: bool(a >= b),
-}
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
@@ -192,7 +184,7 @@ def _clause(text: str | None, ident: str, op: str, raw: str) -> Clause:
         raise _bad_filter(
             text, "plinth keeps no metrics per logged model; filter on attributes, tags or params"
         )
-    if op not in _COMPARE and op not in ("LIKE", "ILIKE"):
+    if op not in COMPARISONS and op not in ("LIKE", "ILIKE"):
         raise _bad_filter(text, f"{op!r} is not a comparison (=, !=, <, <=, >, >=, LIKE, ILIKE)")
     value = _literal(text, raw)
     if kind == "attribute":
@@ -245,8 +237,8 @@ def _holds(model: LoggedModel, clause: Clause) -> bool:
         return _like(str(found), str(clause.value), clause.op == "ILIKE")
     if clause.key == "status" and clause.kind == "attribute":
         found, value = str(found), _WIRE_NAMES.get(str(clause.value).upper(), str(clause.value).upper())
-        return _COMPARE[clause.op](found, value)
-    return _COMPARE[clause.op](found, clause.value)
+        return COMPARISONS[clause.op](found, value)
+    return COMPARISONS[clause.op](found, clause.value)
 
 
 def _like(text: str, pattern: str, fold: bool) -> bool:

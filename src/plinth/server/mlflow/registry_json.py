@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from plinth.core.entities import ModelVersion, RegisteredModel
 from plinth.core.errors import InvalidInput
 from plinth.core.validation import check_key, param_text
+from plinth.server.mlflow.common import COMPARISONS
 
 T = TypeVar("T")
 
@@ -326,18 +327,8 @@ def _compare(op: str, left: Any, right: Any) -> bool:
         return bool(left in right)
     if op == "NOT IN":
         return bool(left not in right)
-    compare: Callable[[Any, Any], bool] = _OPERATORS[op]
+    compare: Callable[[Any, Any], bool] = COMPARISONS[op]
     return compare(left, right)
-
-
-_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: bool(a == b),
-    "!=": lambda a, b: bool(a != b),
-    "<": lambda a, b: bool(a < b),
-    "<=": lambda a, b: bool(a <= b),
-    ">": lambda a, b: bool(a > b),
-    ">=": lambda a, b: bool(a >= b),
-}
 
 
 def _like(pattern: str, flags: int = 0) -> re.Pattern[str]:
