@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install and start what the test suite talks to, when it is missing or down:
-#   PostgreSQL on 127.0.0.1:5432 (trust auth, a `test` database), Debian's Chromium for the
+#   PostgreSQL on 127.0.0.1:5432 (trust auth, a `test` database, 300 connections), Debian's Chromium for the
 #   browser tests of the web UI (/usr/bin/chromium, driven by Playwright: no browser download),
 #   and MLflow 3.17.2 in its own virtualenv (.venv-mlflow, beside .venv) for the tests that drive
 #   the real MLflow client against `plinth server` (tests/mlflow_compat/).
@@ -9,9 +9,19 @@ set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+PG_CLUSTER="$(ls /etc/postgresql | head -n 1)"
+pg_wait() { for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
-    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    as_root pg_ctlcluster --skip-systemctl-redirect "$PG_CLUSTER" main start
+    pg_wait
+fi
+# Two test workers each run team servers with their own connection pools, beside tests that
+# open a pool per workspace: PostgreSQL's default of 100 connections is too few at times.
+PG_CONNECTIONS=300
+if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -Atc 'show max_connections')" -lt "$PG_CONNECTIONS" ]; then
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "ALTER SYSTEM SET max_connections = $PG_CONNECTIONS"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$PG_CLUSTER" main restart
+    pg_wait
 fi
 
 if [ ! -x /usr/bin/chromium ]; then
