@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from plinth.core.entities import LineageEdge, ModelFile, ModelVersion, RegisteredModel
+from plinth.core.entities import LineageEdge, ModelVersion, RegisteredModel
 from plinth.core.errors import ConfigError, InvalidInput, SignatureError
 from plinth.core.ids import now_ms
 from plinth.core.refs import MODEL_FORMS, ModelRef, check_alias, check_ref_name
@@ -21,8 +21,8 @@ from plinth.core.validation import check_key, check_text, param_text
 from plinth.registry import environment, signing
 from plinth.registry.flavors.base import detect_flavor, flavor_class
 from plinth.registry.loaded import EXAMPLE_FILE, Model, save_example
-from plinth.store.base import NewModelVersion, SealedManifest
-from plinth.tracking.context import Backend, backend
+from plinth.store.base import NewModelVersion
+from plinth.tracking.context import backend
 
 if TYPE_CHECKING:
     from plinth.registry.package import Package
@@ -59,7 +59,8 @@ def register_model(
         run_id: the run that produced the model (a lineage edge is written).
         options: passed to the flavor's save (e.g. `init_kwargs` for PyTorch).
     """
-    from plinth.registry.package import store_files  # fsspec, NumPy: loaded when first used
+    from plinth.registry.adopt import manifest_sealer  # YAML, fsspec, NumPy: loaded when first used
+    from plinth.registry.package import store_files
     from plinth.registry.signature import infer_signature
 
     check_model_name(name)
@@ -81,7 +82,7 @@ def register_model(
         NewModelVersion(
             name=name,
             flavor=chosen.name,
-            seal=_sealer(be, signer, manifest, files),
+            seal=manifest_sealer(be.blobs, signer, manifest, files),
             files=files,
             signature=signature,
             environment=env,
@@ -94,22 +95,6 @@ def register_model(
             LineageEdge("run", run_id, "produced", "model_version", mv.id, now_ms(), {"name": name})
         )
     return mv
-
-
-def _sealer(
-    be: Backend, signer: signing.Signer | None, manifest: dict[str, Any], files: list[ModelFile]
-) -> Callable[[int], SealedManifest]:
-    """What stores the manifest for the version number the store assigns, signed when a key is set."""
-    from plinth.registry.package import store_manifest
-
-    def seal(version: int) -> SealedManifest:
-        digest = store_manifest(be.blobs, {**manifest, "version": version}, files)
-        if signer is None:
-            return SealedManifest(digest)
-        signature = signer.sign(manifest["name"], version, manifest["flavor"], digest)
-        return SealedManifest(digest, signature, signer.fingerprint)
-
-    return seal
 
 
 def log_model(run: Any, model: Any, name: str, **kwargs: Any) -> ModelVersion:
