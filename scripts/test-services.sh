@@ -3,7 +3,10 @@
 #   PostgreSQL on 127.0.0.1:5432 (trust auth, a `test` database, 300 connections), Debian's Chromium for the
 #   browser tests of the web UI (/usr/bin/chromium, driven by Playwright: no browser download),
 #   and MLflow 3.17.2 in its own virtualenv (.venv-mlflow, beside .venv) for the tests that drive
-#   the real MLflow client against `plinth server` (tests/mlflow_compat/).
+#   the real MLflow client against `plinth server` (tests/mlflow_compat/); Debian's Docker engine
+#   (docker.io, dockerd started as root), its registry (docker-registry, started by the tests on
+#   free ports) and a base image built from Debian's packages with debootstrap (no image pulls
+#   here), imported as plinth-test-base:bookworm, for the image build tests (tests/deploy/).
 # Safe to run again: each step does nothing when its service is already there.
 set -euo pipefail
 
@@ -54,4 +57,37 @@ if ! mlflow_venv_ready; then
         exit 1
     fi
     rm -f "$pip_log"
+fi
+
+# A container engine, a registry and a Python base image made from Debian's packages. The base's
+# root filesystem is cached (a tarball under the user's cache folder) and re-imported when the
+# engine lost its images.
+BASE_IMAGE=plinth-test-base:bookworm
+BASE_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/plinth-tests"
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if [ "${#missing[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+        as_root apt-get update -q >/dev/null && as_root apt-get install -y -q "${missing[@]}" >/dev/null
+    }
+fi
+if ! docker info >/dev/null 2>&1; then
+    as_root sh -c 'nohup dockerd >/var/log/plinth-dockerd.log 2>&1 &'
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { tail -n 20 /var/log/plinth-dockerd.log >&2; echo "dockerd did not start" >&2; exit 1; }
+fi
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    mkdir -p "$BASE_CACHE"
+    if [ ! -s "$BASE_CACHE/bookworm-python3.tar" ]; then
+        rootfs="$(mktemp -d)"
+        as_root debootstrap --variant=minbase --include=python3,python3-venv bookworm "$rootfs" >/dev/null
+        as_root rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+        as_root tar -C "$rootfs" -cf "$BASE_CACHE/bookworm-python3.tar.tmp" .
+        mv "$BASE_CACHE/bookworm-python3.tar.tmp" "$BASE_CACHE/bookworm-python3.tar"
+        as_root rm -rf "$rootfs"
+    fi
+    docker import "$BASE_CACHE/bookworm-python3.tar" "$BASE_IMAGE" >/dev/null
 fi

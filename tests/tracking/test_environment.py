@@ -84,6 +84,9 @@ def test_capture_has_every_field_and_is_json() -> None:
         "command",
         "git",
         "gpus",
+        "os",
+        "cuda",
+        "sources",
     }
     assert env["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
     assert env["python"]["executable"] == sys.executable

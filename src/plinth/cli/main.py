@@ -13,11 +13,14 @@ import click
 from plinth import __version__
 from plinth.cli import render
 from plinth.cli.artifacts import artifacts
+from plinth.cli.build import build
 from plinth.cli.cluster import cluster
 from plinth.cli.costs import costs
 from plinth.cli.datasets import datasets
 from plinth.cli.db import db
 from plinth.cli.demo import demo
+from plinth.cli.deploy import deploy
+from plinth.cli.env import env
 from plinth.cli.errors import exit_code_for
 from plinth.cli.experiments import experiments
 from plinth.cli.flows import flows
@@ -99,6 +102,9 @@ COMMANDS: tuple[click.Command, ...] = (
     retention,
     labels,
     monitor,
+    env,
+    build,
+    deploy,
     gc,
     import_group,
     db,

@@ -5,14 +5,26 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+from typing import TYPE_CHECKING
 
 import click
 
 from plinth.cli.render import say
 
+if TYPE_CHECKING:
+    from plinth.core.settings import Settings
+    from plinth.serving.options import ServeOptions
+
 
 @click.command("serve", short_help="Serve registered models over HTTP (REST, OpenAPI, metrics).")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1)
+@click.option(
+    "--bundle",
+    default=None,
+    metavar="DIR",
+    help="Serve the model version baked into DIR (as container images do), with no store; "
+    "REFS default to its model.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, help="TCP port.")
 @click.option("--workers", default=1, show_default=True, help="Server processes (each loads the models).")
@@ -62,6 +74,7 @@ def serve(
     max_body_mb: float,
     allow_nan: bool,
     auth: bool,
+    bundle: str | None,
 ) -> None:
     """Serve REFS (NAME, NAME/VERSION or NAME@ALIAS) at POST /v1/models/NAME/predict.
 
@@ -77,29 +90,36 @@ def serve(
     a revoked token is refused within 5 s. /healthz, /readyz, /docs and /openapi.json stay
     open; /v1/models needs the load right (viewer or predictor) and /metrics the read right
     (a viewer token for the scraper).
+
+    With --bundle DIR, the model is read from a folder a version was baked into (a container
+    image holds one at /opt/plinth/model), verified and signature-checked as from a store. REFS
+    may then be left out (the baked model by name) and must name the baked version: NAME,
+    NAME/VERSION or NAME@ALIAS with an alias it had when baked. No store is opened unless
+    PLINTH_STORE names one; then prediction logs, labels and audit go there. Without it nothing
+    is logged, labels are refused (503), and --auth is refused (tokens live in a store). A
+    bundle never moves, so no alias is watched, and it takes no --canary or --shadow.
     """
     import uvicorn
 
     from plinth.core.settings import Settings
-    from plinth.registry.models import check_signed
     from plinth.serving.main import CONFIG_ENV, config_json
     from plinth.serving.options import ServeOptions, parse_batch, parse_canary
 
+    settings = Settings.from_env()
     options = ServeOptions(
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         batching=not no_batching,
-        alias_poll_s=alias_poll if alias_poll is not None else Settings.from_env().alias_poll_s,
+        alias_poll_s=alias_poll if alias_poll is not None else settings.alias_poll_s,
         max_body_bytes=int(max_body_mb * 2**20),
         allow_nan=allow_nan,
         canary=parse_canary(canary) if canary else None,
         shadow=shadow,
         per_model=dict(parse_batch(rule) for rule in batch_rules),
         auth=auth,
+        bundle=os.path.abspath(bundle) if bundle is not None else None,
     )
-    served = [*refs, *(options.canary[:1] if options.canary else ()), *([shadow] if shadow else [])]
-    for ref in served:  # refuse here, with the reason, rather than in each worker's startup
-        check_signed(ref)
+    refs = tuple(_checked_refs(refs, options, settings))
     os.environ[CONFIG_ENV] = config_json(list(refs), options)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="plinth-metrics-")
@@ -108,7 +128,8 @@ def serve(
     )
     guarded = ", tokens required" if auth else ""
     plural = "s" if workers > 1 else ""
-    say(f"Serving {', '.join(refs)} on http://{host}:{port} ({workers} worker{plural}{guarded})")
+    baked = f" from the bundle {options.bundle}" if options.bundle else ""
+    say(f"Serving {', '.join(refs)}{baked} on http://{host}:{port} ({workers} worker{plural}{guarded})")
     uvicorn.run(
         "plinth.serving.main:app",
         factory=True,
@@ -120,3 +141,25 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=30,
     )
+
+
+def _checked_refs(refs: tuple[str, ...], options: ServeOptions, settings: Settings) -> list[str]:
+    """The references to serve, refused here with the reason rather than in each worker's startup."""
+    from plinth.core.errors import ConfigError
+    from plinth.registry.bundle import check_bundle
+    from plinth.registry.models import check_signed
+
+    if options.bundle is not None:
+        if options.auth and settings.store_url is None:
+            raise ConfigError(
+                "--auth with --bundle needs PLINTH_STORE: tokens are checked against a store's "
+                "identity tables, and a bundle has none. Set PLINTH_STORE to that store or team "
+                "server, or serve without --auth."
+            )
+        return check_bundle(options.bundle, refs, settings)
+    if not refs:
+        raise click.UsageError("Name a model to serve (NAME, NAME/VERSION or NAME@ALIAS), or a --bundle DIR.")
+    canary = [options.canary[0]] if options.canary else []
+    for ref in [*refs, *canary, *([options.shadow] if options.shadow else [])]:
+        check_signed(ref)
+    return list(refs)

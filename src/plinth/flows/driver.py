@@ -249,6 +249,7 @@ class FlowDriver:
                     "plinth.flow_run": self.flow_run_id,
                     "plinth.step": future.step.name,
                     **_resource_tags(future.step.options.resources),
+                    **({"plinth.image": future.step.options.image} if future.step.options.image else {}),
                 },
                 environment=None,
                 heartbeat_s=settings.heartbeat_s,

@@ -34,6 +34,7 @@ class StepOptions:
     backoff: float = 2.0
     timeout_s: float | None = None
     cache: bool = False
+    image: str | None = None  # the container image its environment comes from (`plinth build --flow`)
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt number `attempt` (2 is the first retry)."""
@@ -100,6 +101,7 @@ def step(
     backoff: float = 2.0,
     timeout: str | float | None = None,
     cache: bool = False,
+    image: str | None = None,
 ) -> Step[P, R]: ...
 @overload
 def step(
@@ -114,6 +116,7 @@ def step(
     backoff: float = 2.0,
     timeout: str | float | None = None,
     cache: bool = False,
+    image: str | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 def step(
     fn: Callable[P, R] | None = None,
@@ -127,6 +130,7 @@ def step(
     backoff: float = 2.0,
     timeout: str | float | None = None,
     cache: bool = False,
+    image: str | None = None,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Declare a flow step: `@step` or `@step(cpu=..., ...)` over a function.
 
@@ -135,6 +139,8 @@ def step(
         retries: extra attempts after a failure; retry_delay and backoff space them out.
         timeout: the attempt's process is stopped after this long ("10m").
         cache: reuse the result of an earlier call with the same code, inputs and arguments.
+        image: the container image that holds the step's environment (from `plinth build
+            --flow`); recorded on each of its runs as the tag `plinth.image`.
 
     Example:
         @step(cpu=1, retries=2, timeout="10m", cache=True)
@@ -144,7 +150,7 @@ def step(
     def wrap(func: Callable[P, R]) -> Step[P, R]:
         if not callable(func):
             raise InvalidInput(f"@step decorates a function, not {type(func).__name__}.")
-        options = _options(cpu, memory, gpu, retries, retry_delay, backoff, timeout, cache)
+        options = _options(cpu, memory, gpu, retries, retry_delay, backoff, timeout, cache, image)
         return Step(func, check_key(name or func.__name__, "step"), options)
 
     return wrap(fn) if fn is not None else wrap
@@ -159,6 +165,7 @@ def _options(
     backoff: float,
     timeout: Any,
     cache: bool,
+    image: str | None = None,
 ) -> StepOptions:
     if not isinstance(cpu, (int, float)) or isinstance(cpu, bool) or cpu <= 0:
         raise InvalidInput(f"cpu must be a positive number of CPU slots, got {cpu!r}.")
@@ -168,6 +175,10 @@ def _options(
         raise InvalidInput(f"retries must be 0 or more, got {retries!r}.")
     if not isinstance(backoff, (int, float)) or backoff < 1:
         raise InvalidInput(f"backoff must be a number >= 1, got {backoff!r}.")
+    if image is not None and (not isinstance(image, str) or not image.strip() or len(image) > 500):
+        raise InvalidInput(
+            f"image must name a container image (REPO[:TAG] or REPO@sha256:...), got {image!r}."
+        )
     return StepOptions(
         resources=Resources(cpu=float(cpu), memory=parse_memory(memory), gpu=gpu),
         retries=retries,
@@ -175,4 +186,5 @@ def _options(
         backoff=float(backoff),
         timeout_s=parse_duration(timeout),
         cache=bool(cache),
+        image=image,
     )

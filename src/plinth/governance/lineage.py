@@ -3,7 +3,8 @@
 Nodes are (type, id): dataset_version, run, model_version, flow_run, blob, dataset_input,
 deployment (a model's alias, what servers follow), predictions (the logs of one model version),
 prediction (one request), labels (the delayed labels of a version's predictions), label and
-receipt (an erasure's or retention pass's, which removed some of a version's predictions).
+receipt (an erasure's or retention pass's, which removed some of a version's predictions),
+image (a container image built for a version) and k8s_deployment (manifests generated for it).
 Edges come from the lineage table and from the links the entities carry (a model version's run
 and aliases, a step run's flow run, a version's served predictions and their labels).
 
@@ -40,6 +41,7 @@ RELATIONS: dict[str, tuple[str, str]] = {
     "scored by": ("scored by", "scored with"),
     "ran": ("ran", "ran in"),
     "deployed as": ("deployed as", "deployment of"),
+    "packaged as": ("packaged as", "image of"),
     "served": ("served", "served by"),
     "labeled by": ("labeled by", "labels"),
     "includes": ("includes", "included in"),
@@ -299,6 +301,8 @@ def _describe(store: Store, node: Node, personal: bool = True) -> str:
             return f"labels of {ident} ({store.prediction_counts(name, version)[1]} requests)"
         if kind == "deployment":
             return f"deployment {ident} (served by `plinth serve {ident}`)"
+        if kind in ("image", "k8s_deployment"):
+            return _describe_deploy_node(store, kind, ident)
         if kind == "prediction":
             found = store.find_prediction(ident)
             if found is not None:
@@ -315,6 +319,17 @@ def _describe(store: Store, node: Node, personal: bool = True) -> str:
     except NotFound:
         pass
     return f"{kind} {ident}"
+
+
+def _describe_deploy_node(store: Store, kind: str, ident: str) -> str:
+    """An image (its tags, size) or a generated Kubernetes Deployment (its namespace and image)."""
+    attributes = next((e.attributes for e in store.edges(dst=(kind, ident))), {})
+    if kind == "image":
+        tags = ", ".join([*attributes.get("repo_digests", []), *attributes.get("tags", [])][:3])
+        size = attributes.get("size_bytes")
+        shown = f" ({tags}{', ' if tags and size else ''}{f'{size / 1e6:.0f} MB' if size else ''})"
+        return f"image sha256:{ident[:12]}{shown if tags or size else ''}"
+    return f"Kubernetes Deployment {ident} (image {attributes.get('image', 'unknown')})"
 
 
 def _describe_receipt(store: Store, ident: str, personal: bool) -> str:

@@ -8,12 +8,19 @@ import warnings
 from typing import Any
 
 from plinth.core.errors import PlinthWarning
+from plinth.tracking.environment import run_environment
 
 _warned: set[tuple[str, str]] = set()
 
 
 def record(libraries: tuple[str, ...]) -> dict[str, Any]:
-    """Python version and the installed versions of `libraries` (those installed)."""
+    """What a model version records of the environment it was saved in.
+
+    Returns:
+        `python` (the version) and `libraries` (installed versions of the flavor's
+        `libraries` and NumPy), which loading compares, and `lock`: this process's
+        python, implementation, os, cuda, packages and sources, as its runs record them.
+    """
     import importlib.metadata  # deferred, as in installed_version
 
     found = {}
@@ -22,7 +29,22 @@ def record(libraries: tuple[str, ...]) -> dict[str, Any]:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return {"python": platform.python_version(), "libraries": found}
+    return {"python": platform.python_version(), "libraries": found, "lock": _lock()}
+
+
+def _lock() -> dict[str, Any]:
+    """The lock part of this process's run environment (captured once per process)."""
+    env = run_environment()
+    found = env.get("python")
+    python: dict[str, Any] = found if isinstance(found, dict) else {}
+    return {
+        "python": python.get("version", platform.python_version()),
+        "implementation": python.get("implementation", platform.python_implementation()),
+        "os": env.get("os"),
+        "cuda": env.get("cuda"),
+        "packages": env.get("packages"),
+        "sources": env.get("sources"),
+    }
 
 
 def check(environment: dict[str, Any], ref: str, key: str | None = None) -> list[str]:

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -20,15 +20,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from plinth.core.access import Right
 from plinth.core.entities import PredictionLog
-from plinth.core.errors import AccessError, InvalidInput, ModelFailed, NotFound, PlinthError
+from plinth.core.errors import AccessError, InvalidInput, ModelFailed, NotFound, PlinthError, StoreError
 from plinth.core.http import RequestError, status_for
 from plinth.core.identity import Principal
 from plinth.core.ids import new_id, now_ms
 from plinth.core.settings import Settings
 from plinth.core.validation import MAX_ID, id_problem
+from plinth.registry.bundle import BundleSource
 from plinth.serving.auth import Guard, acting, challenge, guard_for
 from plinth.serving.body import JSON, read_json
-from plinth.serving.deployment import Deployment, ServedVersion
+from plinth.serving.deployment import Deployment, ServedVersion, open_sources
 from plinth.serving.logger import PredictionLogger
 from plinth.serving.metrics import Metrics
 from plinth.serving.options import ServeOptions
@@ -41,16 +42,21 @@ from plinth.serving.schemas import (
     PredictResponse,
     ReadyBody,
 )
-from plinth.tracking.context import Backend, open_backend
+from plinth.tracking.context import Backend
+
+if TYPE_CHECKING:
+    from plinth.registry.source import ModelSource
 
 log = logging.getLogger("plinth.serving")
 
 
 @dataclass
 class ServerState:
-    """Everything the routes share."""
+    """Everything the routes share: `source` gives the models, `be` (when a store is open) takes
+    prediction logs, labels and audit events."""
 
-    be: Backend
+    source: ModelSource
+    be: Backend | None
     options: ServeOptions
     metrics: Metrics
     primary: dict[str, Deployment] = field(default_factory=dict)
@@ -92,11 +98,21 @@ def create_app(
     With `options.auth`, predict and labels need a token with the predict right in the
     model's workspace, /v1/models the load right and /metrics the read right (see
     `plinth.serving.auth`).
+
+    With `options.bundle`, models are read from that folder and `refs` may be empty (the baked
+    model by name). A store is opened only when `settings.store_url` names one: then prediction
+    logs, labels and audit go there; without one nothing is logged and labels are refused.
+
+    Raises:
+        ConfigError: a bundle with `options.auth` and no store named (tokens live in a store).
+        NotFound, IntegrityError: no bundle at `options.bundle`, or a corrupted one.
     """
     settings = settings or Settings.from_env()
     options = options or ServeOptions(alias_poll_s=settings.alias_poll_s)
-    be = open_backend(settings)
-    state = ServerState(be, options, Metrics())
+    source, be = open_sources(settings, options)
+    if isinstance(source, BundleSource):
+        refs = list(refs) or [source.version.name]
+    state = ServerState(source, be, options, Metrics())
     if options.auth:
         state.guard = guard_for(settings, options.auth_cache_s)
     _plan(state, refs)
@@ -105,22 +121,27 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(_load_all, state)
         _quiet_gc()
-        state.logger = PredictionLogger(
-            be.store,
-            options.log_queue,
-            on_drop=state.metrics.dropped_logs.inc,
-            on_failure=state.metrics.write_failures.labels("prediction_logs").inc,
-        )
+        if be is not None:
+            state.logger = PredictionLogger(
+                be.store,
+                options.log_queue,
+                on_drop=state.metrics.dropped_logs.inc,
+                on_failure=state.metrics.write_failures.labels("prediction_logs").inc,
+            )
         state.ready = True
-        watcher = asyncio.create_task(_watch(state))
+        # a bundle never moves: nothing to watch
+        watcher = asyncio.create_task(_watch(state)) if options.bundle is None else None
         try:
             yield
         finally:
-            watcher.cancel()
-            state.logger.close()
+            if watcher is not None:
+                watcher.cancel()
+            if state.logger is not None:
+                state.logger.close()
             if state.guard is not None:
                 state.guard.close()
-            be.close()
+            if be is not None:
+                be.close()
 
     app = FastAPI(
         title="plinth model server",
@@ -136,9 +157,17 @@ def create_app(
 def _plan(state: ServerState, refs: Sequence[str]) -> None:
     observe = _observer(state)
     failures = state.metrics.write_failures
+    audit = state.be.store if state.be is not None else None
 
     def deploy(ref: str) -> Deployment:
-        return Deployment(ref, state.be, state.options, observe, lambda writer: failures.labels(writer).inc())
+        return Deployment(
+            ref,
+            state.source,
+            state.options,
+            observe,
+            audit=audit,
+            on_write_failure=lambda writer: failures.labels(writer).inc(),
+        )
 
     for ref in refs:
         deployment = deploy(ref)
@@ -396,6 +425,11 @@ async def _labels(state: ServerState, name: str, request: Request, caller: Princ
     try:
         if name not in state.primary:
             raise _not_served(state, name)
+        if state.be is None:
+            raise StoreError(
+                "This server serves a model bundle with no store, and labels are kept in a store: "
+                "restart it with PLINTH_STORE set to the store its predictions should be logged in."
+            )
         doc = await read_json(request, state.options.max_body_bytes)
         items = doc.get("labels")
         if not isinstance(items, list) or not items:

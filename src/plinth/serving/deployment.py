@@ -5,8 +5,9 @@ moves, the new version is loaded off the event loop, checked by predicting its i
 and swapped in with one assignment; requests that already hold the old version finish on it.
 A version that fails to load or to predict is not swapped in; the refusal is logged and audited
 once per version record, and named in `refusal` (which `/readyz` reports) while it stands.
-Swaps and failed swaps are audited; an audit event the store cannot take leaves the swap
-standing, and is counted and named in `audit_error` (which `/readyz` reports).
+Swaps and failed swaps are audited where there is a store to audit to; an audit event the
+store cannot take leaves the swap standing, and is counted and named in `audit_error` (which
+`/readyz` reports). Versions are read from a `ModelSource`: a store, or a bundle folder.
 """
 
 from __future__ import annotations
@@ -16,18 +17,24 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from plinth.core.errors import StoreError
+from plinth.core.errors import ConfigError, StoreError
 from plinth.core.refs import ModelRef
+from plinth.core.settings import Settings
+from plinth.registry.bundle import BundleSource
 from plinth.registry.loaded import Model
 from plinth.registry.models import load_version, resolve
 from plinth.serving.batcher import Batcher
 from plinth.serving.inputs import RequestParser
 from plinth.serving.options import ServeOptions
-from plinth.tracking.context import Backend
+from plinth.tracking.context import Backend, open_backend
+
+if TYPE_CHECKING:
+    from plinth.registry.source import ModelSource
+    from plinth.store.base import Store
 
 log = logging.getLogger("plinth.serving")
 
@@ -77,6 +84,28 @@ def serve_version(
     return served
 
 
+def open_sources(settings: Settings, options: ServeOptions) -> tuple[ModelSource, Backend | None]:
+    """Where models are read from, and the backend that takes logs, labels and audit events.
+
+    Without a bundle both are the store in `settings`. With one, models come from the bundle
+    and a backend is opened only when `settings.store_url` names a store (None otherwise).
+
+    Raises:
+        ConfigError: a bundle with `options.auth` and no store named (tokens live in a store).
+        NotFound, IntegrityError: no bundle at `options.bundle`, or a corrupted one.
+    """
+    if options.bundle is None:
+        be = open_backend(settings)
+        return be, be
+    if options.auth and settings.store_url is None:
+        raise ConfigError(
+            "Tokens are checked against a store's identity tables, and a bundle has none: set "
+            "PLINTH_STORE to the store (or team server) that holds them, or serve without --auth."
+        )
+    source = BundleSource(options.bundle, settings)
+    return source, open_backend(settings) if settings.store_url is not None else None
+
+
 def check_version(model: Model) -> None:
     """Predict the model's input example; raise if it cannot (the version is not served then)."""
     example = model.input_example
@@ -85,20 +114,28 @@ def check_version(model: Model) -> None:
 
 
 class Deployment:
-    """A served reference (NAME, NAME/VERSION or NAME@ALIAS) and the version answering it."""
+    """A served reference (NAME, NAME/VERSION or NAME@ALIAS) and the version answering it.
+
+    Args:
+        source: where versions are resolved and read from.
+        audit: the store swaps are audited in; None audits nothing.
+    """
 
     def __init__(
         self,
         ref: str,
-        be: Backend,
+        source: ModelSource,
         options: ServeOptions,
         observe: Callable[[str, int, int], None],
+        *,
+        audit: Store | None = None,
         on_write_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.ref = ref
         self.model_ref = ModelRef.parse(ref)
         self.name, self.alias = self.model_ref.name, self.model_ref.alias
-        self.be = be
+        self.source = source
+        self.audit = audit
         self.options = options
         self.observe = observe
         self.on_write_failure = on_write_failure
@@ -116,8 +153,8 @@ class Deployment:
 
     def load(self) -> ServedVersion:
         """Resolve, load, check and serve the version the reference names now (blocking)."""
-        mv = resolve(self.ref, self.be)
-        model = load_version(self.be, mv)
+        mv = resolve(self.ref, self.source)
+        model = load_version(self.source, mv)
         check_version(model)
         served = serve_version(model, self.options, functools.partial(self.observe, self.name, mv.version))
         self.current = served
@@ -130,7 +167,7 @@ class Deployment:
         `refusal` while the old version keeps serving. It is tried again when its record changes
         (signed, say) and not before. A store that cannot be read raises: that is no refusal.
         """
-        mv = await asyncio.to_thread(resolve, self.ref, self.be)
+        mv = await asyncio.to_thread(resolve, self.ref, self.source)
         if self.current is not None and mv.version == self.current.version:
             self._refused, self.refusal = None, None
             return None
@@ -139,7 +176,7 @@ class Deployment:
             return None
         old = self.current.version if self.current else None
         try:
-            model = await asyncio.to_thread(load_version, self.be, mv)
+            model = await asyncio.to_thread(load_version, self.source, mv)
             await asyncio.to_thread(check_version, model)
         except StoreError:
             raise
@@ -166,9 +203,11 @@ class Deployment:
 
     async def _audit(self, action: str, old: int | None, after: str) -> None:
         """Audit a swap; when the store cannot take the event the swap stands, and it is reported."""
+        if self.audit is None:
+            return
         before = None if old is None else str(old)
         try:
-            await asyncio.to_thread(self.be.store.record_audit, action, "model", self.name, before, after)
+            await asyncio.to_thread(self.audit.record_audit, action, "model", self.name, before, after)
         except Exception as exc:  # the version served is decided; only its record is missing
             self.audit_failures += 1
             self.audit_error = (

@@ -33,6 +33,10 @@ class ServeOptions:
             /readyz stay open.
         auth_cache_s: how long a token's check is reused; a revoked token is refused at most
             this long after (0 < s <= 5).
+        bundle: a folder a model version was baked into (`plinth.registry.bundle`): models are
+            read from it, not from a store; a store is opened only when PLINTH_STORE names
+            one, for prediction logs, labels, audit and tokens. The bundle never moves, so no
+            alias is watched, and it holds one version, so it takes no canary or shadow.
     """
 
     max_batch: int = 64
@@ -48,6 +52,7 @@ class ServeOptions:
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
     auth: bool = False
     auth_cache_s: float = 5.0
+    bundle: str | None = None
 
     def batch_policy(self, model: str) -> tuple[bool, int, float]:
         """(batching, max_batch, max_wait_ms) for one model: its override, else the server's."""
@@ -69,6 +74,11 @@ class ServeOptions:
             raise InvalidInput(
                 f"auth_cache_s must be more than 0 and at most {MAX_AUTH_CACHE_S:g} s (how late a "
                 f"revoked token may still pass), got {self.auth_cache_s:g}."
+            )
+        if self.bundle is not None and (self.canary is not None or self.shadow is not None):
+            raise InvalidInput(
+                "A bundle holds one model version, so it has no challenger for a canary or shadow; "
+                "serve those from a store (without a bundle)."
             )
 
 

@@ -6,6 +6,11 @@ records, goes one step further and hands out one shared description per script, 
 directory and command line, so a run start costs a dict lookup. Call `clear_cache` after
 something those parts depend on has changed (a package was installed, a commit was made)
 and a fresh capture is wanted.
+
+Besides what identifies a run (command, git state, host), a capture holds what a lock of the
+environment needs: the interpreter, the OS release, CUDA and driver versions, every installed
+distribution with its version, and where each one not taken from an index came from (PEP 610
+`direct_url.json`: an editable or local directory, a VCS checkout, an archive URL).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ _NAME_SEPARATORS = re.compile(r"[-_.]+")
 
 GitInfo = tuple[str | None, str | None, bool, str | None]
 GpuInfo = tuple[str, int, str, int]
+SourceInfo = tuple[tuple[str, str | None], ...]
+"""A package's PEP 610 origin as sorted (key, value) pairs: kind, url, vcs, commit, ..."""
 
 
 def capture_environment(cwd: str | None = None) -> dict[str, object]:
@@ -45,26 +52,33 @@ def capture_environment(cwd: str | None = None) -> dict[str, object]:
             working directory.
 
     Returns:
-        A JSON-serializable dict with the keys python, platform, host, user,
-        cpu_count, memory_bytes, packages, command, git (None outside a git
-        repository or without git) and gpus ([] when none are visible).
+        A JSON-serializable dict with the keys python, platform, os (system, release,
+        machine and the os-release id, version_id and pretty_name; None where unknown),
+        host, user, cpu_count, memory_bytes, packages (normalized name -> version),
+        sources (normalized name -> origin, only for packages not installed from an
+        index), command, git (None outside a git repository or without git), gpus ([]
+        when none are visible) and cuda (None without an NVIDIA driver or CUDA-built
+        torch, else the driver, CUDA driver and torch CUDA versions).
     """
     static = _static_facts()
     git = _git_info(_repo_dir(cwd))
     return {
         "python": dict(cast("dict[str, str]", static["python"])),
         "platform": static["platform"],
+        "os": dict(cast("dict[str, str | None]", static["os"])),
         "host": static["host"],
         "user": static["user"],
         "cpu_count": static["cpu_count"],
         "memory_bytes": static["memory_bytes"],
         "packages": dict(_packages()),
+        "sources": {name: dict(source) for name, source in _installed()[1]},
         "command": shlex.join(sys.argv),
         "git": _git_dict(git),
         "gpus": [
             {"index": index, "name": name, "memory_bytes": memory, "uuid": uuid}
             for name, memory, uuid, index in _gpus()
         ],
+        "cuda": _cuda_dict(),
     }
 
 
@@ -130,7 +144,7 @@ def describe_gpus(env: dict[str, object]) -> str:
 
 def clear_cache() -> None:
     """Forget the cached packages, git state, GPUs and host facts of this process."""
-    for cached in (_static_facts, _packages, _git_info, _gpus):
+    for cached in (_static_facts, _installed, _packages, _git_info, _nvml, _gpus):
         cached.cache_clear()
     _run_environments.clear()
 
@@ -149,6 +163,7 @@ def _static_facts() -> dict[str, object]:
             "executable": sys.executable,
         },
         "platform": platform.platform(),
+        "os": _os_facts(),
         "host": socket.gethostname(),
         "user": user,
         "cpu_count": os.cpu_count(),
@@ -158,13 +173,21 @@ def _static_facts() -> dict[str, object]:
 
 @functools.lru_cache(maxsize=1)
 def _packages() -> tuple[tuple[str, str], ...]:
-    """List installed distributions as sorted (normalized name, version) pairs.
+    """List installed distributions as sorted (normalized name, version) pairs."""
+    return _installed()[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, SourceInfo], ...]]:
+    """Installed distributions as sorted (name, version) pairs, and the origins of those that
+    carry a PEP 610 `direct_url.json` (not installed from an index) as sorted (name, origin).
 
     Names and versions are read from the `NAME-VERSION.dist-info` folder names on sys.path
     (what installers write), which avoids parsing hundreds of METADATA files; folders whose
     name does not carry a version fall back to reading their metadata.
     """
     found: dict[str, str] = {}
+    sources: dict[str, SourceInfo] = {}
     for entry in sys.path:
         try:
             names = sorted(os.listdir(entry or "."))
@@ -172,9 +195,90 @@ def _packages() -> tuple[tuple[str, str], ...]:
             continue
         for folder in names:
             pair = _from_folder(entry, folder)
-            if pair is not None:
-                found.setdefault(*pair)  # first on sys.path wins, as for import
-    return tuple(sorted(found.items()))
+            if pair is None or pair[0] in found:
+                continue  # first on sys.path wins, as for import
+            found[pair[0]] = pair[1]
+            source = _direct_url(os.path.join(entry or ".", folder))
+            if source is not None:
+                sources[pair[0]] = source
+    return tuple(sorted(found.items())), tuple(sorted(sources.items()))
+
+
+def _direct_url(folder: str) -> SourceInfo | None:
+    """The origin a PEP 610 `direct_url.json` in a dist-info folder records; None without one."""
+    if not folder.endswith(".dist-info"):
+        return None
+    try:
+        with open(os.path.join(folder, "direct_url.json"), encoding="utf-8") as file:
+            data = json.load(file)
+    except (OSError, ValueError):
+        return None  # installed from an index (no file), or a file no installer wrote
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        return None
+    return _source_of(data)
+
+
+def _source_of(data: dict[str, Any]) -> SourceInfo | None:
+    """Turn a parsed `direct_url.json` into an origin: kind, url, vcs, commit, requested
+    revision, subdirectory and archive hash (None where not recorded)."""
+    vcs, archive, directory = (_table(data, key) for key in ("vcs_info", "archive_info", "dir_info"))
+    if vcs is not None:
+        kind = "vcs"
+    elif archive is not None:
+        kind = "archive"
+    elif directory is not None:
+        kind = "editable" if directory.get("editable") else "directory"
+    else:
+        return None
+    info = vcs or {}
+    source = {
+        "kind": kind,
+        "url": _strip_credentials(data["url"]),
+        "vcs": _optional_text(info.get("vcs")),
+        "commit": _optional_text(info.get("commit_id")),
+        "requested_revision": _optional_text(info.get("requested_revision")),
+        "subdirectory": _optional_text(data.get("subdirectory")),
+        "archive_hash": _archive_hash(archive or {}),
+    }
+    return tuple(sorted(source.items()))
+
+
+def _archive_hash(archive: dict[str, Any]) -> str | None:
+    """An archive's hash as `ALGORITHM=HEX`, sha256 preferred; None when none was recorded."""
+    hashes = archive.get("hashes")
+    if isinstance(hashes, dict) and hashes:
+        algorithm = "sha256" if "sha256" in hashes else sorted(hashes)[0]
+        return f"{algorithm}={hashes[algorithm]}"
+    return _optional_text(archive.get("hash"))
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = data.get(key)
+    return value if isinstance(value, dict) else None
+
+
+def _optional_text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _os_facts() -> dict[str, str | None]:
+    """The kernel (system, release, machine) and the distribution named by os-release."""
+    release: dict[str, str] = {}
+    read = getattr(platform, "freedesktop_os_release", None)
+    if read is not None:
+        try:
+            release = read()
+        except OSError:  # no /etc/os-release (macOS, Windows, minimal containers)
+            release = {}
+    uname = platform.uname()
+    return {
+        "system": uname.system or None,
+        "release": uname.release or None,
+        "machine": uname.machine or None,
+        "id": release.get("ID"),
+        "version_id": release.get("VERSION_ID"),
+        "pretty_name": release.get("PRETTY_NAME"),
+    }
 
 
 def _from_folder(entry: str, folder: str) -> tuple[str, str] | None:
@@ -255,23 +359,56 @@ def _strip_credentials(url: str | None) -> str | None:
 @functools.lru_cache(maxsize=1)
 def _gpus() -> tuple[GpuInfo, ...]:
     """List (name, memory bytes, uuid, index) of NVIDIA GPUs via NVML; () if unavailable."""
+    return _nvml()[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _nvml() -> tuple[tuple[GpuInfo, ...], str | None, str | None]:
+    """GPUs, driver version and CUDA driver version ("12.4") from NVML; ((), None, None) without."""
     try:
         import pynvml
     except Exception:  # not installed, or a broken install
-        return ()
+        return (), None, None
     try:
         pynvml.nvmlInit()
     except Exception:  # no driver, no GPU
-        return ()
+        return (), None, None
     try:
-        return tuple(_nvml_device(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount()))
-    except Exception:
-        return ()
+        try:
+            gpus = tuple(_nvml_device(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount()))
+        except Exception:
+            gpus = ()
+        return gpus, *_nvml_versions(pynvml)
     finally:
         try:
             pynvml.nvmlShutdown()
         except Exception:
             pass
+
+
+def _nvml_versions(pynvml: Any) -> tuple[str | None, str | None]:
+    """The driver version and the CUDA version it supports; None for what NVML cannot tell."""
+    try:
+        driver: str | None = _text(pynvml.nvmlSystemGetDriverVersion())
+    except Exception:  # an old binding or driver without the call
+        driver = None
+    try:
+        number = int(pynvml.nvmlSystemGetCudaDriverVersion())
+        cuda: str | None = f"{number // 1000}.{number % 1000 // 10}"
+    except Exception:
+        cuda = None
+    return driver, cuda
+
+
+def _cuda_dict() -> dict[str, str | None] | None:
+    """Driver and CUDA versions, with torch's CUDA build when torch is already imported."""
+    _, driver, cuda = _nvml()
+    torch = sys.modules.get("torch")  # never imported here: it costs seconds
+    torch_cuda = getattr(getattr(torch, "version", None), "cuda", None)
+    torch_cuda = torch_cuda if isinstance(torch_cuda, str) else None
+    if driver is None and cuda is None and torch_cuda is None:
+        return None
+    return {"driver": driver, "cuda": cuda, "torch_cuda": torch_cuda}
 
 
 def _nvml_device(pynvml: Any, index: int) -> GpuInfo:
