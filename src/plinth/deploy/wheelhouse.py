@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from plinth.core.errors import InvalidInput, PlinthError
-from plinth.deploy.lock import Lock, Source
+from plinth.deploy.lock import Lock, Source, closure
 
 REQUIREMENTS = "requirements.txt"
 _UNRESOLVED = re.compile(
@@ -92,7 +92,10 @@ def build_wheelhouse(lock: Lock, roots: Iterable[str], *, python_minor: str | No
     root_names = sorted(set(roots))
     local = _local_wheels(lock, root_names)
     lines = _root_lines(lock, root_names, local)
-    constraints = _constraint_lines(lock, root_names)
+    named = {_split_extras(root)[0] for root in root_names}
+    constraints = _constraint_lines(lock, root_names) + [
+        f"{name}=={_wheel_version(path)}" for name, path in sorted(local.items()) if name not in named
+    ]
     key = _key(lines, constraints, minor, local)
     folder = os.path.join(cache_root(), "wheelhouses", key)
     local_pins = tuple(f"{name}=={_wheel_version(path)}" for name, path in sorted(local.items()))
@@ -146,14 +149,14 @@ def _constraint_lines(lock: Lock, roots: list[str]) -> list[str]:
 
 
 def _local_wheels(lock: Lock, roots: list[str]) -> dict[str, str]:
-    """Wheels built here for the roots installed from a local path, VCS or archive: name -> path."""
-    built = {}
-    for root in roots:
-        name, _extras = _split_extras(root)
-        source = lock.sources.get(name)
-        if source is not None:
-            built[name] = _wheel_of(name, source)
-    return built
+    """Wheels built here for the roots, and the dependencies of theirs this interpreter knows of,
+    that were installed from a local path, VCS or archive: name -> path."""
+    names = {_split_extras(root)[0] for root in roots}
+    try:
+        names.update(closure(lock, roots))
+    except PlinthError:  # a dependency this interpreter cannot describe: pip resolves it
+        pass
+    return {name: _wheel_of(name, lock.sources[name]) for name in sorted(names) if name in lock.sources}
 
 
 def _wheel_of(name: str, source: Source) -> str:
