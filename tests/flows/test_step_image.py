@@ -12,7 +12,7 @@ from plinth.core.errors import InvalidInput
 from plinth.flows.source import load_module
 from plinth.tracking.context import Backend
 
-FLOW = '''
+FLOW = """
 from plinth import flow, step
 
 
@@ -29,7 +29,7 @@ def total(values: list[int]) -> int:
 @flow(name="imaged")
 def pipeline(n: int = 4) -> int:
     return total(prepare(n))
-'''
+"""
 
 
 def test_the_image_of_a_step_is_a_tag_of_each_of_its_runs(tracking: Backend, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from plinth.deploy.dockerfile import (
 )
 from plinth.deploy.engine import Built, Engine, Progress, split_reference
 from plinth.deploy.lock import Lock, current_lock, lock_of_version
-from plinth.deploy.records import BuiltImage, record_image
+from plinth.deploy.records import IMAGE_TAG, BuiltImage, record_image
 from plinth.deploy.wheelhouse import Wheelhouse, build_wheelhouse
 
 LABEL_PREFIX = "dev.plinth."
@@ -91,6 +91,7 @@ def build_model_image(
     from plinth.tracking.context import backend
 
     _check_port(port)
+    _check_references(tag, push)
     started = time.perf_counter()
     say = phase or (lambda _text: None)
     be = backend()
@@ -115,7 +116,7 @@ def build_model_image(
     command = ("plinth", "serve", "--bundle", MODEL_DIR, "--host", "0.0.0.0", "--port", str(port))
     with tempfile.TemporaryDirectory(prefix="plinth-build-") as tmp:
         payload = os.path.join(tmp, "model")
-        write_bundle(be, mv, payload)
+        write_bundle(be, _without_image_tags(mv), payload)
         spec = ImageSpec(base, deps_image, payload, MODEL_DIR, command, port, "/healthz", labels)
         say(f"Building {image_tag}")
         final = _build(engine, dockerfile(spec), payload, image_tag, progress)
@@ -139,6 +140,7 @@ def build_flow_image(
     dependencies, at the versions installed here; the file lands in /opt/plinth/flow and the
     image's command runs it. Give the image to steps with `@step(image=...)`.
     """
+    _check_references(tag, push)
     started = time.perf_counter()
     say = phase or (lambda _text: None)
     source = _read_flow(path)
@@ -227,6 +229,19 @@ def _finish(
         repo_digest = f"{repository}@{engine.push(repository, pushed_tag)}"
     tags = tuple(dict.fromkeys([tag, *info.tags]))
     return BuiltImage(built.image_id, tags, info.size_bytes, repo_digest, info.labels)
+
+
+def _without_image_tags(mv: ModelVersion) -> ModelVersion:
+    """`mv` as baked: without the tags a build records, which would change the next bake."""
+    kept = {k: v for k, v in mv.tags.items() if k != IMAGE_TAG and not k.startswith(IMAGE_TAG + ".")}
+    return dataclasses.replace(mv, tags=kept)
+
+
+def _check_references(tag: str | None, push: str | None) -> None:
+    if tag is not None:
+        _check_reference(tag, "--tag")
+    if push is not None:
+        _check_reference(push, "--push")
 
 
 def _flavor_roots(mv: ModelVersion) -> list[str]:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from plinth.core.errors import InvalidInput, PlinthError
@@ -182,22 +182,54 @@ def _wheel_of(name: str, source: Source) -> str:
             f"install {name} from an index or from a local folder and build again."
         )
     folder = os.path.join(cache_root(), "wheels", f"{name}-{key[:24]}")
-    found = [f for f in os.listdir(folder) if f.endswith(".whl")] if os.path.isdir(folder) else []
-    if found:
-        return os.path.join(folder, found[0])
     os.makedirs(os.path.dirname(folder), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".wheel-", dir=os.path.dirname(folder))
-    try:
-        _pip(["wheel", "--no-deps", "--quiet", "-w", staging, target], f"building a wheel of {name}")
-        wheels = [f for f in os.listdir(staging) if f.endswith(".whl")]
-        if len(wheels) != 1:
-            raise ResolutionError(f"Building {name} from {source.url} gave {len(wheels)} wheels, not one.")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.rename(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with _exclusive(os.path.join(os.path.dirname(folder), f".{name}.lock")):  # one build at a time
+        found = _wheels_in(folder)
+        if found:
+            return os.path.join(folder, found[0])
+        staging = tempfile.mkdtemp(prefix=".wheel-", dir=os.path.dirname(folder))
+        try:
+            with tempfile.TemporaryDirectory(prefix="plinth-source-") as copy:
+                if source.kind in ("editable", "directory"):  # built from a copy: the checkout stays as it is
+                    target = _copy_tree(target, os.path.join(copy, name))
+                _pip(["wheel", "--no-deps", "--quiet", "-w", staging, target], f"building a wheel of {name}")
+            wheels = _wheels_in(staging)
+            if len(wheels) != 1:
+                raise ResolutionError(f"Building {name} from {source.url} gave {len(wheels)} wheels.")
+            os.rename(staging, folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return os.path.join(folder, wheels[0])
+
+
+def _wheels_in(folder: str) -> list[str]:
+    return sorted(f for f in os.listdir(folder) if f.endswith(".whl")) if os.path.isdir(folder) else []
+
+
+@contextlib.contextmanager
+def _exclusive(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created when missing) while the block runs."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _copy_tree(path: str, dest: str) -> str:
+    """Copy a source folder's files (git's tracked and untracked ones where it is a repository)."""
+    for rel in _source_files(path):
+        src = os.path.join(path, rel)
+        if not os.path.isfile(src):
+            continue
+        target = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(src, target)
+    return dest
 
 
 def _tree_key(path: str) -> str:
