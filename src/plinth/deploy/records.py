@@ -87,7 +87,9 @@ def record_k8s_deployment(mv: ModelVersion, *, image: str, namespace: str, name:
 
 def _recorded_image(mv: ModelVersion, image: str) -> str | None:
     """The lineage id of the image of `mv` that `image` names (a tag, digest or id), if any."""
-    for edge in backend().store.edges(src=("model_version", mv.id)):
+    edges = list(enumerate(backend().store.edges(src=("model_version", mv.id))))
+    edges.sort(key=lambda item: (item[1].created_ms, item[0]), reverse=True)  # a tag names the latest build
+    for _, edge in edges:
         if edge.relation != "packaged as" or edge.dst_type != "image":
             continue
         names = {edge.dst_id, f"sha256:{edge.dst_id}", *edge.attributes.get("tags", ())}
