@@ -142,7 +142,7 @@ MinJobAge=300
 KillWait=5
 InactiveLimit=0
 JobAcctGatherType=jobacct_gather/none
-SchedulerParameters=sched_interval=2,defer
+SchedulerParameters=sched_interval=2
 NodeName=$HOST CPUs=$SLURM_CPUS RealMemory=$MEM_MB Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONFEOF

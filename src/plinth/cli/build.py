@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from plinth.cli.options import json_option
 from plinth.cli.render import console, emit_json, say, size
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 @click.option(
     "--flow", "flow_file", default=None, metavar="FILE.py", help="Build an image for a flow's steps."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def build(
     ref: str | None,
     tag: str | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -18,10 +19,13 @@ from plinth.core.ids import now_ms
 if TYPE_CHECKING:
     from plinth.flows.flow import Flow, FlowResult
 
+JOB_LOG_TAIL = 256 * 1024
+"""Most bytes of a SLURM job's log that `plinth flows logs` prints (its end)."""
+
 
 @click.group("flows", short_help="Run, list, inspect, resume flows; read step logs.")
 def flows() -> None:
-    """Flows: Python workflows of @step functions, run on local worker processes or Ray, and tracked."""
+    """Flows: Python workflows of @step functions, run in local processes, on Ray or SLURM, and tracked."""
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -79,7 +83,7 @@ def flows_run(target: str, params: tuple[str, ...], executor: str | None, ray_ad
 
 @flows.command("resume", short_help="Run a flow run again, reusing every step call that finished.")
 @click.argument("run_id")
-@executor_option(default=None, shown="the flow's own")
+@executor_option(default=None, shown="the one the run used")
 @ray_address_option
 @click.option(
     "--force",
@@ -205,6 +209,9 @@ def _driver_state(be: Any, run: FlowRun) -> str:
 def flows_logs(run_id: str, step: str, raw: bool) -> None:
     """Print what STEP (a call like train#3, or a step name called once) wrote to stdout/stderr.
 
+    For a step that ran on SLURM, the output of its job follows (what the scheduler and plinth's
+    worker wrote: a time limit reached, a node lost).
+
     Control codes (colours, carriage returns) are shown escaped, e.g. \\x1b, unless --raw.
     """
     from plinth.tracking.context import backend
@@ -220,9 +227,37 @@ def flows_logs(run_id: str, step: str, raw: bool) -> None:
             f"Step {step!r} was called {len(chosen)} times; name one call, e.g. {chosen[0].call}."
         )
     [found] = chosen
-    if found.log_digest is None:
+    job = _slurm_job(be, found)
+    if found.log_digest is None and job is None:
         say(f"{found.call} wrote nothing to stdout or stderr.")
         return
-    data = be.blobs.read_bytes(found.log_digest, name=f"output of step {found.call}")
-    text = data.decode(errors="replace")
+    if found.log_digest is not None:
+        data = be.blobs.read_bytes(found.log_digest, name=f"output of step {found.call}")
+        text = data.decode(errors="replace")
+        console.file.write(text if raw else render.escape(text))
+    if job is not None:
+        _print_job_log(*job, raw=raw)
+
+
+def _slurm_job(be: Any, step: StepRun) -> tuple[str, str | None] | None:
+    """(job id, its log file) of the SLURM job that ran the step's latest attempt, if it ran on SLURM."""
+    from plinth.flows.driver import JOB_LOG_TAG, JOB_TAG
+
+    tags = be.store.get_run(step.id).tags
+    job = tags.get(JOB_TAG)
+    return (job, tags.get(JOB_LOG_TAG)) if job else None
+
+
+def _print_job_log(job: str, path: str | None, *, raw: bool) -> None:
+    """The tail of a SLURM job's own output (the scheduler's and plinth's worker messages)."""
+    if path is None or not os.path.isfile(path):
+        where = f"its log file {path} is gone" if path else "its log file is not recorded"
+        say(f"SLURM job {job}: {where}.")
+        return
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - JOB_LOG_TAIL))
+        text = fh.read().decode(errors="replace")
+    cut = f" (its last {JOB_LOG_TAIL // 1024} KiB)" if size > JOB_LOG_TAIL else ""
+    say(f"── SLURM job {job}, {path}{cut}:")
     console.file.write(text if raw else render.escape(text))

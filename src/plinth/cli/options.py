@@ -100,7 +100,7 @@ order_by_option = click.option(
 
 # Where work runs, and with which model --------------------------------------------------------
 def executor_option(default: str | None, shown: str | None = None) -> Callable[[F], F]:
-    """`--executor local|ray`, passed as `executor`.
+    """`--executor local|ray|slurm`, passed as `executor`.
 
     Args:
         default: The executor when none is given (None: the caller decides).
@@ -108,10 +108,13 @@ def executor_option(default: str | None, shown: str | None = None) -> Callable[[
     """
     return click.option(
         "--executor",
-        type=click.Choice(["local", "ray"]),
+        type=click.Choice(["local", "ray", "slurm"]),
         default=default,
         show_default=shown or default is not None,
-        help="Where the work runs: local worker processes, or tasks on a Ray cluster.",
+        help=(
+            "Where the work runs: local worker processes, tasks on a Ray cluster, or sbatch jobs "
+            "on a SLURM cluster (partition, account, ... from PLINTH_SLURM_*)."
+        ),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,8 @@ class Task:
         timeout_s: the attempt is killed after this many seconds.
         env: environment variables set for the duration of the call.
         label: for messages, e.g. 'train[3]'.
+        scheduler: per-executor options of the step, e.g. {"slurm": {"partition": "gpu"}};
+            each executor reads its own key and ignores the others.
     """
 
     id: str
@@ -48,6 +50,7 @@ class Task:
     timeout_s: float | None = None
     env: dict[str, str] = field(default_factory=dict)
     label: str = ""
+    scheduler: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Outcome(enum.StrEnum):

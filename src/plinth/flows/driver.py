@@ -3,25 +3,28 @@
 The flow body runs in the driver's thread; each step call returns a `StepFuture` at once.
 The driver launches a call when its inputs are done, reusing an earlier result where resume
 or the cache allows, and writes runs, step rows, ends and lineage in batches.
+
+On an executor that runs attempts as scheduler jobs (one with `job_of`, such as SLURM's), each
+attempt's job id is recorded on the step's run as the tag `plinth.slurm_job` (its log file as
+`plinth.slurm_log`, for `plinth flows logs`). On resume, a call that the dead driver left
+running in a job the executor can still `adopt` is waited for, not run again.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import inspect
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from plinth.compute.base import Executor, Outcome, Task, TaskResult
 from plinth.core.entities import LineageEdge, RunStatus, StepRun, StepStatus
-from plinth.core.errors import InvalidInput, StepFailed
+from plinth.core.errors import StepFailed
 from plinth.core.ids import new_id, now_ms
-from plinth.core.validation import param_text
 from plinth.flows import hashing
 from plinth.flows.credentials import payload_settings
+from plinth.flows.future import StepFuture, call_params, futures_in, resource_tags, with_refs
 from plinth.flows.runtime import StepPayload, StepReport, run_step
 from plinth.flows.values import Ref, ValueCache
 from plinth.store.base import ArtifactRecord, NewRun
@@ -30,41 +33,16 @@ if TYPE_CHECKING:
     from plinth.flows.step import Step
     from plinth.tracking.context import Backend
 
-_SCALARS = (str, int, float, bool)
 # Step records are written at most this often while steps run (and always at the end): a crash
 # loses at most this much bookkeeping, which resume redoes; results are already stored blobs.
 PERSIST_EVERY_S = 0.2
-
-
-@dataclass(eq=False)
-class StepFuture:
-    """A scheduled step call. Pass it to other steps, or call `result()` to wait for its value."""
-
-    driver: FlowDriver
-    call: str
-    step: Step[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    deps: list[StepFuture]
-    dependents: list[StepFuture] = field(default_factory=list)
-    state: str = "waiting"  # waiting, ready, running, done, failed, cancelled
-    row: StepRun | None = None
-    attempts: int = 0
-    task_id: str | None = None
-    experiment_id: str = ""
-    pending: int = 0  # deps not done yet
-
-    def __repr__(self) -> str:
-        return f"<StepFuture {self.call} {self.state}>"
-
-    @property
-    def done(self) -> bool:
-        """True once the result is stored."""
-        return self.state == "done"
-
-    def result(self) -> Any:
-        """Wait for this call (running the flow meanwhile) and return its value."""
-        return self.driver.value_of(self)
+JOB_TAG = "plinth.slurm_job"
+"""Tag of a step's run: the scheduler job that runs (or ran) its latest attempt."""
+JOB_LOG_TAG = "plinth.slurm_log"
+"""Tag of a step's run: the file that job writes its own stdout and stderr to."""
+ADOPTED_TAG = "plinth.adopted_from"
+"""Tag of a step's run on resume: the earlier run whose attempt, still running in a job, it waited for."""
+_ADOPTABLE = (StepStatus.RUNNING, StepStatus.CRASHED)
 
 
 class FlowDriver:
@@ -99,6 +77,9 @@ class FlowDriver:
         self._edges: list[LineageEdge] = []
         self._points: list[tuple[str, str, int, int, int, float]] = []
         self._logs: list[tuple[str, ArtifactRecord]] = []
+        self._tags: dict[str, dict[str, str]] = {}
+        self._job_of: Callable[[str], str | None] | None = getattr(executor, "job_of", None)
+        self._unnoted: dict[str, str] = {}  # task id -> run id, for attempts whose job is not tagged yet
         self.failure: StepFailed | None = None
         self._persisted_at = 0.0
         self.observer: Callable[[FlowDriver], None] | None = None
@@ -110,7 +91,7 @@ class FlowDriver:
             raise self.failure
         call = f"{step.name}#{self._counts[step.name]}"
         self._counts[step.name] += 1
-        deps = list(dict.fromkeys(_futures_in((args, kwargs))))
+        deps = list(dict.fromkeys(futures_in((args, kwargs))))
         future = StepFuture(self, call, step, args, kwargs, deps)
         self.futures.append(future)
         waiting = [d for d in deps if not d.done]
@@ -153,7 +134,9 @@ class FlowDriver:
                 self._launch_due_retries()
                 if not self._by_task and not self._retry_at and not self._ready:
                     return
-                for result in self.executor.wait(timeout=self._wait_timeout()):
+                results = self.executor.wait(timeout=self._wait_timeout())
+                self._note_jobs()  # before the results: an attempt that already ended had a job too
+                for result in results:
                     self._handle(result)
                 if time.monotonic() - self._persisted_at >= PERSIST_EVERY_S:
                     self._persist()
@@ -192,7 +175,7 @@ class FlowDriver:
         batch, self._ready = list(ready), []
         fresh = []
         for future in batch:
-            args, kwargs = _with_refs(future.args), _with_refs(future.kwargs)
+            args, kwargs = with_refs(future.args), with_refs(future.kwargs)
             inputs = hashing.input_digest(args, kwargs)
             future.args, future.kwargs = args, kwargs
             reused = self._reusable(future, inputs)
@@ -243,12 +226,12 @@ class FlowDriver:
             NewRun(
                 experiment=self.flow_name,
                 name=future.call,
-                params=_params(future),
+                params=call_params(future),
                 tags={
                     "plinth.kind": "step",
                     "plinth.flow_run": self.flow_run_id,
                     "plinth.step": future.step.name,
-                    **_resource_tags(future.step.options.resources),
+                    **resource_tags(future.step.options.resources),
                     **({"plinth.image": future.step.options.image} if future.step.options.image else {}),
                 },
                 environment=None,
@@ -282,40 +265,86 @@ class FlowDriver:
             self._rows[run.id] = future.row
             self._link_inputs(future)
             self.be.heartbeat.add(run.id)
-            self._submit_attempt(future)
+            if not self._adopt(future):
+                self._submit_attempt(future)
 
     def _submit_attempt(self, future: StepFuture) -> None:
         assert future.row is not None
         future.attempts += 1
-        future.state = "running"
+        task = self._task(future, future.row.id, future.attempts)
+        self._track(future, task)
+        self.executor.submit(task)
+
+    def _adopt(self, future: StepFuture) -> bool:
+        """On resume: track the attempt of this call that the earlier driver left running in a
+        job, when the executor can still deliver its result; False when it must run again."""
+        adopt = getattr(self.executor, "adopt", None)
+        earlier = self.previous.get(future.call)
+        assert future.row is not None
+        if adopt is None or earlier is None or earlier.status not in _ADOPTABLE or earlier.attempts < 1:
+            return False
+        if earlier.input_digest != future.row.input_digest:
+            return False
+        task = self._task(future, earlier.id, earlier.attempts)
+        if not adopt(task):
+            return False
+        future.attempts = earlier.attempts
+        self._track(future, task)
+        self._tags.setdefault(future.row.id, {})[ADOPTED_TAG] = earlier.id
+        return True
+
+    def _task(self, future: StepFuture, run_id: str, attempt: int) -> Task:
+        """The task of one attempt at a call, run in (and logging to) the tracked run `run_id`."""
         fn_digest, fn_bytes = self._function(future.step)
+        options = future.step.options
         payload = StepPayload(
             settings=self.step_settings,
-            run_id=future.row.id,
+            run_id=run_id,
             experiment_id=future.experiment_id,
             call=future.call,
             fn_digest=fn_digest,
             fn_bytes=fn_bytes,
             args=future.args,
             kwargs=future.kwargs,
-            resources=future.step.options.resources,
-            attempt=future.attempts,
+            resources=options.resources,
+            attempt=attempt,
         )
-        options = future.step.options
-        task = Task(
-            id=f"{future.row.id}:{future.attempts}",
+        return Task(
+            id=f"{run_id}:{attempt}",
             fn=run_step,
             args=(payload,),
             resources=options.resources,
             timeout_s=options.timeout_s,
-            label=future.call,
             env=self.step_env,
+            label=future.call,
+            scheduler=options.scheduler,
         )
+
+    def _track(self, future: StepFuture, task: Task) -> None:
+        """`future` is running as `task` (its latest attempt)."""
+        assert future.row is not None
+        future.state = "running"
         future.task_id = task.id
         self._by_task[task.id] = future
         future.row = replace(future.row, attempts=future.attempts)
         self._rows[future.row.id] = future.row
-        self.executor.submit(task)
+        if self._job_of is not None:
+            self._unnoted[task.id] = future.row.id
+
+    def _note_jobs(self) -> None:
+        """Tag each attempt's run with its scheduler job once the executor has submitted it."""
+        if self._job_of is None or not self._unnoted:
+            return
+        for task_id, run_id in list(self._unnoted.items()):
+            job = self._job_of(task_id)
+            if job is not None:
+                tags = self._tags.setdefault(run_id, {})
+                tags[JOB_TAG] = job
+                log = getattr(self.executor, "log_path", lambda _: None)(task_id)
+                if log:
+                    tags[JOB_LOG_TAG] = log
+            if job is not None or task_id not in self._by_task:
+                del self._unnoted[task_id]
 
     def _function(self, step: Step[..., Any]) -> tuple[str, bytes]:
         found = self._fn_bytes.get(step.name)
@@ -452,64 +481,19 @@ class FlowDriver:
         edges, self._edges = self._edges, []
         points, self._points = self._points, []
         logs, self._logs = self._logs, []
+        tags, self._tags = self._tags, {}
         if points:
             self.be.writer.extend(points)
-        if not (rows or logs or ends or edges):
+        if not (rows or logs or ends or edges or tags):
             return
         with self.store.batch():
             if rows:
                 self.store.save_step_runs(rows)
+            for run_id, values in tags.items():
+                self.store.set_tags(run_id, values)
             for run_id, record in logs:
                 self.store.add_artifacts(run_id, [record])
             if ends:
                 self.store.end_runs(ends)
             if edges:
                 self.store.add_edges(edges)
-
-
-def _futures_in(value: Any) -> list[StepFuture]:
-    if isinstance(value, StepFuture):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [f for v in value for f in _futures_in(v)]
-    if isinstance(value, dict):
-        return [f for v in value.values() for f in _futures_in(v)]
-    return []
-
-
-def _with_refs(value: Any) -> Any:
-    if isinstance(value, StepFuture):
-        assert value.row is not None and value.row.result_digest is not None
-        return Ref(value.row.result_digest, value.call)
-    if isinstance(value, list):
-        return [_with_refs(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_with_refs(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _with_refs(v) for k, v in value.items()}
-    return value
-
-
-def _resource_tags(resources: Any) -> dict[str, str]:
-    tags = {"plinth.cpu": f"{resources.cpu:g}", "plinth.gpu": str(resources.gpu)}
-    if resources.memory is not None:
-        tags["plinth.memory"] = str(resources.memory)
-    return tags
-
-
-def _params(future: StepFuture) -> dict[str, str]:
-    """Scalar arguments of a call, by parameter name, as the step run's params.
-
-    Text no param may hold (a lone surrogate, a control character) is left out: these params
-    describe the call, and the call itself still runs with its arguments.
-    """
-    try:
-        bound = inspect.signature(future.step.fn).bind_partial(*future.args, **future.kwargs)
-    except TypeError:
-        return {}
-    params = {}
-    for name, value in bound.arguments.items():
-        if isinstance(value, _SCALARS) and len(str(value)) < 500:
-            with contextlib.suppress(InvalidInput):
-                params[name] = param_text(name, value)
-    return params

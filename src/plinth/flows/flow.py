@@ -28,7 +28,9 @@ from plinth.tracking.run import Terminated, start_run
 P = ParamSpec("P")
 R = TypeVar("R")
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
+EXECUTOR_TAG = "plinth.executor"
+"""Tag of a flow's run: the executor it ran on by name; `resume_flow` uses it again by default."""
 _executor_lock = threading.Lock()
 _executors: dict[str | None, Executor] = {}
 
@@ -97,8 +99,9 @@ class Flow(Generic[P, R]):
     ) -> FlowResult[R]:
         """Run the flow with `params` (the function's arguments) and wait for it.
 
-        `executor` is an Executor, or a name ("local", "ray"; default: the flow's own), and
-        `ray_address` the Ray cluster for "ray" ("auto", "HOST:PORT", "ray://HOST:10001").
+        `executor` is an Executor, or a name ("local", "ray", "slurm"; default: the flow's own),
+        and `ray_address` the Ray cluster for "ray" ("auto", "HOST:PORT", "ray://HOST:10001").
+        "slurm" submits sbatch jobs as the PLINTH_SLURM_* settings say (partition, account, ...).
 
         Raises:
             StepFailed: a step failed after its retries (unless raise_on_failure=False).
@@ -106,13 +109,15 @@ class Flow(Generic[P, R]):
         """
         bound = self._bind(params)
         be = backend()
+        tags = {"plinth.kind": "flow"}
         if not isinstance(executor, Executor):
-            executor = default_executor(be, executor or self.executor, ray_address)
+            tags[EXECUTOR_TAG] = executor or self.executor
+            executor = default_executor(be, tags[EXECUTOR_TAG], ray_address)
         active = start_run(
             experiment=self.name,
             name=f"flow {self.name}",
             params={k: _text(v) for k, v in bound.items()},
-            tags={"plinth.kind": "flow"},
+            tags=tags,
             capture_env=True,
             system_metrics=False,  # the driver only schedules; its steps' runs measure the work
         )
@@ -246,9 +251,11 @@ def resume_flow(
     """Run a flow run again with the same params, reusing every step call that finished in it.
 
     A run still recorded as RUNNING whose driver ran on this host, in this boot and PID namespace,
-    and is gone is marked CRASHED (with its running step calls) and resumed at once.
+    and is gone is marked CRASHED (with its running step calls) and resumed at once. On SLURM, a
+    call whose job still runs (or has left its result) is adopted: waited for, not run again.
 
     Args:
+        executor: an Executor or a name; default the one the run used (else the flow's own).
         force: Mark a run CRASHED and resume it even though its driver may be alive: one on
             another host, boot or PID namespace (container), whose heartbeat has not decided yet,
             or one alive here (both then run).
@@ -262,11 +269,14 @@ def resume_flow(
     target = load_object(earlier.source)
     if not isinstance(target, Flow):
         raise InvalidInput(f"{earlier.source} is no longer a @flow; cannot resume {run_id}.")
-    reusable = {s.call: s for s in be.store.step_runs(run_id) if s.status.has_result}
+    # the driver reuses the calls with a result, and adopts those still running in a job
+    earlier_calls = {s.call: s for s in be.store.step_runs(run_id)}
+    if executor is None:
+        executor = be.store.get_run(run_id).tags.get(EXECUTOR_TAG)
     return target.run(
         executor=executor,
         raise_on_failure=raise_on_failure,
-        resume=(run_id, reusable),
+        resume=(run_id, earlier_calls),
         observer=observer,
         ray_address=ray_address,
         **earlier.params,
@@ -305,16 +315,23 @@ def _undecided(run: FlowRun, check: DriverCheck) -> str:
 
 
 def default_executor(be: Backend, name: str = "local", ray_address: str | None = None) -> Executor:
-    """The process's executor called `name` ("local" or "ray") for these settings, started on first use.
+    """The process's executor called `name` ("local", "ray" or "slurm") for these settings,
+    started on first use. "slurm" takes its options from the PLINTH_SLURM_* variables.
 
     Raises:
         InvalidInput: an unknown name.
-        StorageNotShared: "ray" on a cluster with nodes on other hosts while the stores are local.
+        StorageNotShared: "ray" or "slurm" on a cluster with nodes on other hosts while the
+            stores are local.
     """
     if name == "ray":
         from plinth.compute.ray import shared_executor
 
         return shared_executor(ray_address, be.settings)
+    if name == "slurm":
+        from plinth.compute.slurm import SlurmOptions
+        from plinth.compute.slurm import shared_executor as slurm_executor
+
+        return slurm_executor(be.settings, SlurmOptions.from_env())
     if name != "local":
         raise InvalidInput(f"Unknown executor {name!r}; use one of {', '.join(EXECUTORS)}.")
     from plinth.compute.gpus import discover_gpus

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from plinth.compute.base import Resources
@@ -35,6 +35,7 @@ class StepOptions:
     timeout_s: float | None = None
     cache: bool = False
     image: str | None = None  # the container image its environment comes from (`plinth build --flow`)
+    scheduler: Mapping[str, Any] = field(default_factory=dict)  # per executor, e.g. {"slurm": {...}}
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt number `attempt` (2 is the first retry)."""
@@ -102,6 +103,7 @@ def step(
     timeout: str | float | None = None,
     cache: bool = False,
     image: str | None = None,
+    slurm: Mapping[str, Any] | None = None,
 ) -> Step[P, R]: ...
 @overload
 def step(
@@ -117,6 +119,7 @@ def step(
     timeout: str | float | None = None,
     cache: bool = False,
     image: str | None = None,
+    slurm: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 def step(
     fn: Callable[P, R] | None = None,
@@ -131,6 +134,7 @@ def step(
     timeout: str | float | None = None,
     cache: bool = False,
     image: str | None = None,
+    slurm: Mapping[str, Any] | None = None,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Declare a flow step: `@step` or `@step(cpu=..., ...)` over a function.
 
@@ -141,16 +145,24 @@ def step(
         cache: reuse the result of an earlier call with the same code, inputs and arguments.
         image: the container image that holds the step's environment (from `plinth build
             --flow`); recorded on each of its runs as the tag `plinth.image`.
+        slurm: what its jobs ask SLURM for, over the PLINTH_SLURM_* settings, when the flow
+            runs with executor="slurm": partition, account, qos, constraint, sbatch_args
+            (a list of more sbatch flags). Other executors ignore it.
 
     Example:
         @step(cpu=1, retries=2, timeout="10m", cache=True)
         def load(seed: int): ...
+
+        @step(gpu=1, slurm={"partition": "gpu", "sbatch_args": ["--exclusive"]})
+        def train(data): ...
     """
 
     def wrap(func: Callable[P, R]) -> Step[P, R]:
         if not callable(func):
             raise InvalidInput(f"@step decorates a function, not {type(func).__name__}.")
         options = _options(cpu, memory, gpu, retries, retry_delay, backoff, timeout, cache, image)
+        if slurm is not None:
+            options = replace(options, scheduler={"slurm": _slurm_options(slurm)})
         return Step(func, check_key(name or func.__name__, "step"), options)
 
     return wrap(fn) if fn is not None else wrap
@@ -188,3 +200,18 @@ def _options(
         cache=bool(cache),
         image=image,
     )
+
+
+def _slurm_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """`slurm=` of a step, checked now as the SLURM executor will read it (keys, value types)."""
+    if not isinstance(given, Mapping):
+        raise InvalidInput(f"slurm= takes a dict such as {{'partition': 'gpu'}}, got {type(given).__name__}.")
+    from plinth.compute.slurm import SlurmOptions
+
+    SlurmOptions().merged(given)  # raises InvalidInput naming the keys it takes
+    for key, value in given.items():
+        flags = key == "sbatch_args" and isinstance(value, (list, tuple))
+        if not (isinstance(value, str) or (flags and all(isinstance(v, str) for v in value))):
+            wanted = "a list of sbatch flags" if key == "sbatch_args" else "text"
+            raise InvalidInput(f"slurm={{{key!r}: {value!r}}}: {key} takes {wanted}.")
+    return dict(given)

@@ -11,8 +11,9 @@ the same bytes as an uninterrupted one. Each call is a tracked run in experiment
 "batch-predict" with lineage from the input's sha256 through the model version to the output.
 
 With `workers` > 1, chunks are scored in spawned processes; with `executor="ray"`, by Ray tasks
-across a cluster (Ray is imported only then). Reading, the part files and the output stay in
-this process, so resuming and lineage are the same whichever executor scored a chunk.
+across a cluster (Ray is imported only then); with `executor="slurm"`, in SLURM jobs. Reading,
+the part files and the output stay in this process, so resuming and lineage are the same
+whichever executor scored a chunk.
 
 The package, one module per concept, each importing only those listed before it:
 
@@ -22,7 +23,7 @@ The package, one module per concept, each importing only those listed before it:
 - `staging`: part files in a locked folder, named for the job, that make a call resumable
 - `combine`: part files appended in chunk order to the output, in a thread
 - `prefetch`: reading a few chunks ahead in a thread
-- `pool`, `ray`: scoring in worker processes, or in Ray tasks
+- `pool`, `ray`, `slurm`: scoring in worker processes, in Ray tasks, or in SLURM jobs
 - `pipeline`: read, score and combine overlapping; the progress bar
 - `hashing`, `lineage`: the input's sha256, the run's metrics, artifact and lineage edges
 - `predict`: `batch_predict` itself

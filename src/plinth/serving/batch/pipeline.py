@@ -1,7 +1,7 @@
 """The scoring pipeline: read, score and write overlap in three stages.
 
-A thread reads the next chunks (and converts them to pandas), this thread, worker processes or
-Ray tasks score them, and the combiner's thread writes parts and the output. On a machine with
+A thread reads the next chunks (and converts them to pandas), this thread, worker processes,
+Ray tasks or SLURM jobs score them, and the combiner's thread writes parts and the output. On a machine with
 spare cores the wall time is about that of the model's own predict calls. Chunks whose part is
 already staged are counted and combined, never scored again.
 """
@@ -20,6 +20,7 @@ from plinth.serving.batch.prefetch import Prefetch
 from plinth.serving.batch.ray import score_on_ray
 from plinth.serving.batch.reading import chunks
 from plinth.serving.batch.scorer import Chunk, Job, Scorer, Workers, features
+from plinth.serving.batch.slurm import score_on_slurm
 from plinth.serving.batch.staging import Staging
 from plinth.tracking.progress import progress
 
@@ -47,7 +48,7 @@ def score_all(
 ) -> Counts:
     """Score every chunk not yet in `stage` and build `output` from all the parts.
 
-    `spec` None scores in this process; else in `spec.count` worker processes or on Ray.
+    `spec` None scores in this process; else in `spec.count` worker processes, on Ray or on SLURM.
     `total` (rows, None when unknown) sizes the progress bar, drawn when `show` is true.
     """
     counts = Counts()
@@ -66,8 +67,10 @@ def score_all(
                 for index, table, frame in todo:
                     combiner.add(index, scorer.score(index, table, frame))
                     scored(table.num_rows)
-            elif spec.ray:
+            elif spec.executor == "ray":
                 score_on_ray(job, spec, todo, scored, combiner)
+            elif spec.executor == "slurm":
+                score_on_slurm(job, spec, todo, scored, combiner)
             else:
                 score_in_pool(job, spec, stage, todo, scored, combiner)
         if counts.chunks == 0:

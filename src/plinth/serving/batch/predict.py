@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_SIZE = 100_000
 EXPERIMENT = "batch-predict"
+EXECUTORS = ("local", "ray", "slurm")
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,10 @@ def batch_predict(
         proba: write class probabilities (`prediction_0..k`) instead of predictions.
         store_output: also store the output as the run's artifact `predictions.parquet`.
         progress: show a progress bar with rows/s (only when stderr is a terminal).
-        executor: "local" (this process, or `workers` processes) or "ray" (Ray tasks across the
-            cluster at `ray_address`: "auto", "HOST:PORT", "ray://HOST:10001"; default RAY_ADDRESS).
+        executor: "local" (this process, or `workers` processes), "ray" (Ray tasks across the
+            cluster at `ray_address`: "auto", "HOST:PORT", "ray://HOST:10001"; default RAY_ADDRESS)
+            or "slurm" (SLURM jobs, as the PLINTH_SLURM_* settings say; the model and the chunks
+            travel through PLINTH_SLURM_WORKDIR, which the nodes must share).
 
     Returns:
         A BatchResult. Calling again with the same arguments after a crash resumes.
@@ -89,8 +92,8 @@ def batch_predict(
     """
     started = time.perf_counter()
     batch_size, workers = _positive("batch_size", batch_size), _positive("workers", workers)
-    if executor not in ("local", "ray"):
-        raise InvalidInput(f"executor={executor!r}: use 'local' or 'ray'.")
+    if executor not in EXECUTORS:
+        raise InvalidInput(f"executor={executor!r}: use one of {', '.join(map(repr, EXECUTORS))}.")
     ids = _id_columns(id_columns)
     source = open_input(input)
     out = check_output(output, source)

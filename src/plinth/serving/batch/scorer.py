@@ -2,7 +2,7 @@
 
 A `Scorer` turns a chunk (an Arrow table) into its output rows: the id columns, the predictions
 (`prediction`, or `prediction_0..k` for 2-D outputs) and `model_version`. The same scorer runs in
-this process, in worker processes and in Ray tasks, so every executor fails the same way: a
+this process, in worker processes, in Ray tasks and in SLURM jobs, so every executor fails the same way: a
 model error names the rows it failed on.
 """
 
@@ -104,15 +104,24 @@ class Workers:
     count: int
     version: ModelVersion
     package: Package  # checked by the workers as they read it
-    ray: bool = False
+    executor: str = "local"  # "local" (worker processes), "ray" or "slurm"
     ray_address: str | None = None
 
 
 def worker_spec(
     be: Backend, mv: ModelVersion, workers: int, executor: str = "local", ray_address: str | None = None
 ) -> Workers | None:
-    """None for scoring in this process; else the model's local package for the workers."""
+    """None for scoring in this process; else the model's local package for the workers.
+
+    For "slurm" the package goes to the SLURM work folder (PLINTH_SLURM_WORKDIR), which the
+    nodes share; otherwise to this machine's model cache.
+    """
     if workers == 1 and executor == "local":
         return None
-    package = materialize(be.blobs, mv, os.path.join(be.settings.home, "cache", "models"))
-    return Workers(workers, mv, package, executor == "ray", ray_address)
+    folder = os.path.join(be.settings.home, "cache", "models")
+    if executor == "slurm":
+        from plinth.compute.slurm import SlurmOptions
+
+        folder = os.path.join(SlurmOptions.from_env().resolved_work_dir(), "models")
+    package = materialize(be.blobs, mv, folder)
+    return Workers(workers, mv, package, executor, ray_address)
