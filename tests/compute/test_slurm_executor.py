@@ -238,3 +238,21 @@ def test_a_second_executor_adopts_the_jobs_of_the_first(
     finally:
         second.shutdown()
         first.shutdown()
+
+
+def read_env(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_a_step_token_reaches_the_job_but_no_file_of_the_shared_folder(
+    ex: SlurmExecutor, options: SlurmOptions
+) -> None:
+    secret = f"plt_secret_{uuid.uuid4().hex}"
+    for i in range(3):
+        ex.submit(Task(f"tok{i}", read_env, ("PLINTH_TOKEN",), env={"PLINTH_TOKEN": secret, "X": "1"}))
+    results = drain(ex)
+    assert {r.value for r in results.values()} == {secret}
+    assert options.work_dir is not None
+    for top, _dirs, names in os.walk(options.work_dir):
+        for name in names:
+            assert secret.encode() not in Path(top, name).read_bytes(), name

@@ -65,6 +65,11 @@ _shared: dict[SlurmOptions, SlurmExecutor] = {}
 _Item = tuple[Task, bytes]  # a task and its encoded request
 
 
+SECRET_ENV = frozenset({"PLINTH_TOKEN"})
+"""Task variables never written to the shared folder: a flow's step token reaches its jobs in
+sbatch's environment (held by the controller), not in request files or job scripts."""
+
+
 @dataclass(eq=False)
 class _Element:
     """One job or array element and the tasks it runs (several when packed)."""
@@ -261,22 +266,27 @@ class SlurmExecutor(Executor):
         payload = task_payload(task)
         if isinstance(payload, TaskResult):
             return payload
-        return pickle.dumps((list(sys.path), dict(task.env), payload), protocol=pickle.HIGHEST_PROTOCOL)
+        env = {k: v for k, v in task.env.items() if k not in SECRET_ENV}  # secrets ride sbatch's environment
+        return pickle.dumps((list(sys.path), env, payload), protocol=pickle.HIGHEST_PROTOCOL)
 
     def _flush(self) -> None:
         """Hand every queued task to SLURM: one sbatch call per distinct ask."""
         if not self._pending:
             return
-        groups: dict[tuple[Resources, float | None, SlurmOptions], list[_Item]] = {}
+        groups: dict[
+            tuple[Resources, float | None, SlurmOptions, tuple[tuple[str, str], ...]], list[_Item]
+        ] = {}
         for item in self._pending.values():
             task = item[0]
-            groups.setdefault((task.resources, task.timeout_s, self._options_of(task)), []).append(item)
+            secrets = tuple(sorted((k, v) for k, v in task.env.items() if k in SECRET_ENV))
+            key = (task.resources, task.timeout_s, self._options_of(task), secrets)
+            groups.setdefault(key, []).append(item)
         env = self._sbatch_env()
-        for (res, timeout_s, options), items in groups.items():
+        for (res, timeout_s, options, secrets), items in groups.items():
             packs = self._packs(res, options, items)
             for start in range(0, len(packs), MAX_ARRAY):
                 chunk = packs[start : start + MAX_ARRAY]
-                self._send(res, timeout_s, options, chunk, env)
+                self._send(res, timeout_s, options, chunk, {**env, **dict(secrets)})
                 for pack in chunk:
                     for task, _ in pack:
                         del self._pending[task.id]
