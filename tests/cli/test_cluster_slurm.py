@@ -17,6 +17,8 @@ import pytest
 import plinth
 from plinth.cli.main import main
 
+pytestmark = pytest.mark.xdist_group("slurm")  # one cluster: its tests take turns
+
 
 @pytest.fixture(scope="module")
 def _slurm_up() -> None:

@@ -136,10 +136,10 @@ class Janitor:
                 container.remove(force=True)
         for reference in reversed(self.references):  # a tag: the image goes with its last one
             with contextlib.suppress(docker.errors.ImageNotFound):
-                self.client.images.remove(reference)
+                self.client.images.remove(reference, noprune=True)
         for image_id in self.image_ids:  # an image a rebuild left untagged
             with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.APIError):
-                self.client.images.remove(image_id)
+                self.client.images.remove(image_id, noprune=True)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from k8s_checks import run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker")]  # one engine: builds take turns
 
 FLOW = '''
 """A flow whose step needs numpy, run by the image built from this file."""

@@ -21,7 +21,7 @@ from plinth.registry.package import store_files
 from plinth.tracking.context import backend
 from waiting import wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker")]  # one engine: builds take turns
 
 
 def build(capsys: Any, janitor: Any, ref: str, base: str, tag: str, *args: str) -> dict[str, Any]:
@@ -131,8 +131,8 @@ def test_push_to_a_registry_and_pull_back_by_digest(
     assert repo_digest.startswith(f"{repository}@sha256:")
     assert plinth.get_model_version("iris@champion").tags[IMAGE_DIGEST_TAG] == repo_digest
 
-    docker_client.images.remove(tag)
-    docker_client.images.remove(f"{repository}:{iris.version}")
+    docker_client.images.remove(tag, noprune=True)
+    docker_client.images.remove(f"{repository}:{iris.version}", noprune=True)
     assert not any(image.id == built["image_id"] for image in docker_client.images.list())
     janitor.references.append(repo_digest)
     pulled = docker_client.images.pull(repo_digest)

@@ -22,7 +22,7 @@ from plinth.core.settings import Settings
 from plinth.tracking.context import Backend
 from waiting import wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one cluster: its tests take turns
 on_sqlite = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 COMMENT = "plinth-flows-test"
 

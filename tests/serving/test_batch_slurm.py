@@ -21,7 +21,11 @@ from plinth.serving.batch import batch_predict
 from plinth.tracking.context import Backend
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # jobs cannot import this module
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("slurm"),
+    pytest.mark.parametrize("store_url", ["sqlite"], indirect=True),
+]
 
 
 @pytest.fixture
