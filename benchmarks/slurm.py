@@ -218,6 +218,7 @@ def _check_cluster() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default=None, help="rows to run: fan, chain (default: both)")
+    parser.add_argument("--fan", type=int, default=None, help="only this fan-out width (one round)")
     harness.add_common_options(
         parser,
         "a 20-way fan-out and a 3-call chain, one round; writes nothing",
@@ -227,6 +228,8 @@ def main() -> int:
     args = parser.parse_args()
     only = harness.parse_list(args.only, ["fan", "chain"], "rows")
     sizes = QUICK if args.quick else FULL
+    if args.fan is not None:
+        sizes = Sizes(fans={args.fan: 1}, chain=sizes.chain, chain_rounds=sizes.chain_rounds)
     _check_cluster()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
