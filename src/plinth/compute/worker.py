@@ -295,3 +295,14 @@ def stop_all(workers: list[WorkerHandle], grace_s: float = 2.0) -> None:
             proc.kill()
         except psutil.Error:
             pass
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident memory of `process` and all its descendants, bytes (what a memory limit counts)."""
+    total = 0
+    with contextlib.suppress(psutil.Error):
+        total = process.memory_info().rss
+        for child in process.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_info().rss
+    return total

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from plinth.compute.worker import run_request
+from plinth.compute.worker import run_request, tree_rss
 
 SAMPLE_S = 0.1
 NAMESPACE = "plinth"
@@ -138,7 +138,7 @@ class _Watchdog:
 
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_S):
-            rss = _tree_rss()
+            rss = tree_rss(_process())
             self.max_rss = max(self.max_rss, rss)
             if self.memory is not None and rss > self.memory:
                 self._end("memory", f"{rss} {self.memory}")
@@ -153,18 +153,6 @@ class _Watchdog:
             kv._internal_kv_put(note_key(self.task_id), f"{outcome} {detail}".encode(), namespace=NAMESPACE)
         _kill_children()
         os._exit(70)
-
-
-def _tree_rss() -> int:
-    """Resident memory of this process and all its descendants, bytes."""
-    me = _process()
-    total = 0
-    with contextlib.suppress(psutil.Error):
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                total += child.memory_info().rss
-    return total
 
 
 def _kill_children() -> None:

@@ -31,7 +31,7 @@ import psutil
 
 from plinth.compute.base import Outcome, TaskResult
 from plinth.compute.slurm import outcomes
-from plinth.compute.worker import run_request
+from plinth.compute.worker import run_request, tree_rss
 
 SAMPLE_S = 0.1
 _HOST = socket.gethostname()
@@ -150,17 +150,6 @@ def _kill_tree(child: psutil.Process) -> None:
         child.kill()
     with contextlib.suppress(ChildProcessError):
         os.waitpid(child.pid, 0)
-
-
-def tree_rss(process: psutil.Process) -> int:
-    """Resident memory of `process` and all its descendants, bytes."""
-    total = 0
-    with contextlib.suppress(psutil.Error):
-        total = process.memory_info().rss
-        for child in process.children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                total += child.memory_info().rss
-    return total
 
 
 def write(target: str, result: TaskResult) -> None:
