@@ -94,6 +94,7 @@ from plinth.tracking.run import active_run as active_run
 from plinth.tracking.run import start_run as start_run
 
 if _TYPE_CHECKING:  # what `__getattr__` loads from `_LAZY`, for type checkers
+    from plinth.flows.checkpoints import step_checkpoint as step_checkpoint
     from plinth.flows.flow import FlowResult as FlowResult
     from plinth.flows.flow import flow as flow
     from plinth.flows.flow import resume_flow as resume_flow
@@ -114,6 +115,10 @@ if _TYPE_CHECKING:  # what `__getattr__` loads from `_LAZY`, for type checkers
     from plinth.monitoring.costs import costs as costs
     from plinth.monitoring.external import log_predictions as log_predictions
     from plinth.serving.batch import batch_predict as batch_predict
+    from plinth.tracking.checkpoints import Checkpoint as Checkpoint
+    from plinth.tracking.checkpoints import latest_checkpoint as latest_checkpoint
+    from plinth.tracking.checkpoints import list_checkpoints as list_checkpoints
+    from plinth.tracking.checkpoints import load_checkpoint as load_checkpoint
 
     __version__: str
 
@@ -122,6 +127,7 @@ _hooks.provide("log_model", _log_model)
 # Loaded on first use: they pull in pyarrow, cloudpickle, psutil (and more) that `import plinth`
 # should not.
 _LAZY = {
+    "Checkpoint": "plinth.tracking.checkpoints",
     "FlowResult": "plinth.flows.flow",
     "apply_retention": "plinth.governance.api",
     "batch_predict": "plinth.serving.batch",
@@ -131,7 +137,10 @@ _LAZY = {
     "drift_over_time": "plinth.monitoring.api",
     "erase_subject": "plinth.governance.api",
     "flow": "plinth.flows.flow",
+    "latest_checkpoint": "plinth.tracking.checkpoints",
     "lineage": "plinth.governance.api",
+    "list_checkpoints": "plinth.tracking.checkpoints",
+    "load_checkpoint": "plinth.tracking.checkpoints",
     "log_labels": "plinth.monitoring.api",
     "log_predictions": "plinth.monitoring.external",
     "monitoring_report": "plinth.monitoring.api",
@@ -141,6 +150,7 @@ _LAZY = {
     "resume_flow": "plinth.flows.flow",
     "set_reference": "plinth.monitoring.api",
     "step": "plinth.flows.step",
+    "step_checkpoint": "plinth.flows.checkpoints",
     "verify_audit": "plinth.governance.api",
 }
 
@@ -169,6 +179,7 @@ def _version() -> str:
 __all__ = [
     "ActiveRun",
     "Artifact",
+    "Checkpoint",
     "DatasetRef",
     "DatasetVersion",
     "Experiment",
@@ -204,11 +215,14 @@ __all__ = [
     "get_dataset",
     "get_model_version",
     "get_run",
+    "latest_checkpoint",
     "lineage",
+    "list_checkpoints",
     "list_datasets",
     "list_experiments",
     "list_model_versions",
     "list_models",
+    "load_checkpoint",
     "load_dataset",
     "load_model",
     "log_labels",
@@ -229,5 +243,6 @@ __all__ = [
     "set_registered_model_tags",
     "start_run",
     "step",
+    "step_checkpoint",
     "verify_audit",
 ]

@@ -216,3 +216,16 @@ def test_a_driver_elsewhere_runs_a_flow_through_ray_client(settings: Settings, t
     assert flow_run.status is plinth.RunStatus.FINISHED
     steps = store.step_runs(flow_run.id)
     assert steps and all(s.status.value == "FINISHED" and " node " in s.usage["worker"] for s in steps)
+
+
+def test_a_ddp_step_spans_the_clusters_nodes(tracking: Backend) -> None:
+    import ddp_flows
+    import numpy as np
+
+    result = ddp_flows.ddp.run(executor="ray", workers=2, steps=8, cpu=1)  # 1 CPU per node: one rank on each
+    out = result.result
+    weights = np.array(out["weights"])
+    assert np.array_equal(weights[0], weights[1])
+    np.testing.assert_allclose(weights[0], ddp_flows.train_alone(8), rtol=1e-5, atol=1e-6)
+    ranks = next(s for s in result.steps if s.step == "train").usage["ranks"]
+    assert [r["outcome"] for r in ranks] == ["ok", "ok"]

@@ -236,3 +236,23 @@ def test_sigterm_cancels_the_flow_s_jobs(settings: Settings, tmp_path: Path) -> 
     wait_until(lambda: not queued(job), "the step's job to be cancelled", timeout_s=60)
     assert be.store.get_flow_run(flow_run.id).status is plinth.RunStatus.KILLED
     assert not (folder / "release").exists()
+
+
+@on_sqlite
+def test_a_ddp_step_runs_as_one_job_of_two_tasks(tracking: Backend, tmp_path: Path) -> None:
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "resources"))
+    import ddp_flows
+
+    marker = tmp_path / "killed"
+    result = ddp_flows.ddp.run(
+        executor="slurm", workers=2, steps=12, ckpt_every=4, kill_at=6, marker=str(marker), cpu=1
+    )
+    out = result.result
+    row = next(s for s in result.steps if s.step == "train")
+    assert marker.exists() and row.attempts == 2 and out["start"] == 4  # rank 1 died; the group went on
+    weights = np.array(out["weights"])
+    assert np.array_equal(weights[0], weights[1])
+    np.testing.assert_allclose(weights[0], ddp_flows.train_alone(12), rtol=1e-5, atol=1e-6)
+    assert plinth.get_run(row.id).tags["plinth.slurm_job"]

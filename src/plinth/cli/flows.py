@@ -11,7 +11,7 @@ import click
 from plinth.cli import render
 from plinth.cli.options import executor_option, limit_option, ray_address_option
 from plinth.cli.progress import flow_progress
-from plinth.cli.render import console, duration, say, table, when
+from plinth.cli.render import console, duration, say, size, table, when
 from plinth.core.entities import FlowRun, RunStatus, StepRun
 from plinth.core.errors import InvalidInput, NotFound
 from plinth.core.ids import now_ms
@@ -185,7 +185,32 @@ def flows_show(run_id: str) -> None:
         say(f"resumed from {run.resumed_from}")
     if run.error:
         say(f"error: {run.error}")
-    _steps_table(be.store.step_runs(run_id), "Steps")
+    steps = be.store.step_runs(run_id)
+    _steps_table(steps, "Steps")
+    for step in steps:
+        if step.usage.get("ranks"):
+            _ranks_table(step)
+
+
+def _ranks_table(step: StepRun) -> None:
+    """The ranks of a distributed step's latest attempt: where each ran and how it ended."""
+    ranks = step.usage["ranks"]
+    rows = [
+        (
+            r.get("rank", ""),
+            r.get("worker", ""),
+            r.get("outcome", ""),
+            duration(r.get("wall_s")),
+            duration(r.get("cpu_s")),
+            size(r.get("max_rss") or 0),
+            ",".join(str(g) for g in r.get("gpus") or []) or "",
+            (r.get("error") or "")[:80],
+        )
+        for r in ranks
+    ]
+    title = f"Group {step.call}: {len(ranks)} workers, attempt {step.attempts}"
+    columns = ["rank", "worker", "state", "time", "cpu time", "peak memory", "gpus", "error"]
+    console.print(table(title, columns, rows))
 
 
 def _driver_state(be: Any, run: FlowRun) -> str:

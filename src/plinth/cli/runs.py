@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -30,6 +30,9 @@ from plinth.cli.render import (
     when,
 )
 from plinth.core.entities import Run, RunStatus
+
+if TYPE_CHECKING:
+    from plinth.tracking.checkpoints import Checkpoint
 
 STATUS_STYLE = {
     RunStatus.RUNNING: "bold blue",
@@ -173,14 +176,18 @@ def _matches(column: tuple[str, str], pattern: str) -> bool:
 @click.argument("run_id")
 @json_option
 def runs_show(run_id: str, as_json: bool) -> None:
-    """Show run RUN_ID: status, times, params, latest metrics, tags, environment and artifacts."""
+    """Show run RUN_ID: status, times, params, latest metrics, tags, environment, artifacts and
+    checkpoints."""
     import plinth
 
     run = plinth.get_run(run_id)
+    checkpoints = plinth.list_checkpoints(run) if any(_is_checkpoint(a.path) for a in run.artifacts) else []
     if as_json:
-        render.emit_json(_run_dict(run, full=True))
+        data = _run_dict(run, full=True)
+        data["checkpoints"] = [_checkpoint_dict(c) for c in checkpoints]
+        render.emit_json(data)
     else:
-        show_run(run)
+        show_run(run, checkpoints)
 
 
 @runs.command("reap", short_help="Mark runs whose heartbeats stopped as CRASHED.")
@@ -208,8 +215,20 @@ def _run_dict(run: Run, full: bool = False) -> dict[str, Any]:
     return loaded
 
 
-def show_run(run: Run) -> None:
-    """Print a run's summary, params, metrics, tags, environment and artifacts."""
+def _is_checkpoint(path: str) -> bool:
+    """Whether an artifact path is a checkpoint's file (`checkpoints/<step>-<uid>/...`)."""
+    return path.startswith("checkpoints/") and path.count("/") >= 2
+
+
+def _checkpoint_dict(ckpt: Checkpoint) -> dict[str, Any]:
+    keep = ("id", "step", "metrics", "created_ms", "kind", "size", "path")
+    return {name: getattr(ckpt, name) for name in keep}
+
+
+def show_run(run: Run, checkpoints: Sequence[Checkpoint] = ()) -> None:
+    """Print a run's summary, params, metrics, tags, environment, artifacts and checkpoints.
+
+    The files of the checkpoints listed show in their own table, not among the artifacts."""
     console.print(line(("Run ", "bold"), (run.id, "bold"), "  ", run.name))
     console.print(fields(_summary_rows(run)))
     if run.error:
@@ -227,10 +246,21 @@ def show_run(run: Run) -> None:
             console.print(table(title, ["key", "value"], rows))
     if run.environment:
         console.print(table("Environment", ["what", "value"], _environment_rows(run.environment)))
-    if run.artifacts:
-        files = [(a.path, size(a.size), a.digest[:12]) for a in run.artifacts]
-        console.print(table(f"Artifacts ({len(run.artifacts)})", ["path", "size", "sha256"], files))
-        console.print(plain(f"Fetch one with: plinth artifacts get {run.id} {run.artifacts[0].path} ."))
+    folders = tuple(c.path + "/" for c in checkpoints)
+    artifacts = [a for a in run.artifacts if not (folders and a.path.startswith(folders))]
+    if artifacts:
+        files = [(a.path, size(a.size), a.digest[:12]) for a in artifacts]
+        console.print(table(f"Artifacts ({len(artifacts)})", ["path", "size", "sha256"], files))
+        console.print(plain(f"Fetch one with: plinth artifacts get {run.id} {artifacts[0].path} ."))
+    if checkpoints:
+        marks = [(str(c.step), _metrics_text(c), when(c.created_ms), size(c.size), c.id) for c in checkpoints]
+        columns = ["step", "metrics", "created", "size", "id"]
+        console.print(table(f"Checkpoints ({len(checkpoints)})", columns, marks))
+        console.print(plain(f'Load one with: plinth.load_checkpoint("{checkpoints[-1].id}")'))
+
+
+def _metrics_text(ckpt: Checkpoint) -> str:
+    return "  ".join(f"{k} {number(ckpt.metrics[k])}" for k in user_first(ckpt.metrics))
 
 
 def _summary_rows(run: Run) -> list[tuple[str, Text]]:

@@ -41,6 +41,11 @@ class Task:
         label: for messages, e.g. 'train[3]'.
         scheduler: per-executor options of the step, e.g. {"slurm": {"partition": "gpu"}};
             each executor reads its own key and ignores the others.
+        workers: more than 1 makes the task a group (gang): `fn(*args)` runs in that many
+            processes at once, each holding `resources`, each with the environment of its rank
+            (`plinth.compute.groups.rank_env`: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, ...).
+            The group starts when every rank's slots are free, ends when every rank has returned,
+            and is stopped as a whole when one rank fails; see `plinth.compute.groups`.
     """
 
     id: str
@@ -51,6 +56,7 @@ class Task:
     env: dict[str, str] = field(default_factory=dict)
     label: str = ""
     scheduler: Mapping[str, Any] = field(default_factory=dict)
+    workers: int = 1
 
 
 class Outcome(enum.StrEnum):
@@ -62,6 +68,25 @@ class Outcome(enum.StrEnum):
     MEMORY = "memory"  # killed for going over its memory limit
     CRASHED = "crashed"  # its worker process died (e.g. kill -9, segfault, OOM killer)
     CANCELLED = "cancelled"  # cancelled by the caller
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """How one rank of a group ended. Ranks stopped because another failed end CANCELLED."""
+
+    rank: int
+    outcome: Outcome
+    worker: str = ""  # host:pid
+    error: str | None = None
+    max_rss: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    gpus: tuple[int, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when this rank's fn returned."""
+        return self.outcome is Outcome.OK
 
 
 @dataclass(frozen=True)
@@ -77,7 +102,8 @@ class TaskResult:
     max_rss: int = 0  # peak resident memory of the worker during the attempt, bytes
     cpu_s: float = 0.0
     wall_s: float = 0.0
-    worker: str = ""  # where it ran (host:pid)
+    worker: str = ""  # where it ran (host:pid); rank 0's for a group
+    ranks: tuple[RankResult, ...] = ()  # a group's ranks in rank order; empty for one process
 
     @property
     def ok(self) -> bool:
@@ -148,5 +174,9 @@ def check_new_task(task: Task, *, closed: bool, known: bool) -> None:
     if known:
         raise InvalidInput(f"Task id {task.id!r} is already queued or running; give each attempt an id.")
     res = task.resources
+    if not isinstance(task.workers, int) or task.workers < 1:
+        raise InvalidInput(
+            f"Task {task.label or task.id!r} asks for {task.workers!r} workers; give 1 or more."
+        )
     if res.cpu < 0 or res.gpu < 0 or (res.memory is not None and res.memory < 0):
         raise InvalidInput(f"Task {task.label or task.id!r} asks for negative resources ({res.describe()}).")

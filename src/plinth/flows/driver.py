@@ -24,7 +24,15 @@ from plinth.core.errors import StepFailed
 from plinth.core.ids import new_id, now_ms
 from plinth.flows import hashing
 from plinth.flows.credentials import payload_settings
-from plinth.flows.future import StepFuture, call_params, futures_in, resource_tags, with_refs
+from plinth.flows.future import (
+    StepFuture,
+    call_params,
+    futures_in,
+    group_tags,
+    rank_usage,
+    resource_tags,
+    with_refs,
+)
 from plinth.flows.runtime import StepPayload, StepReport, run_step
 from plinth.flows.values import Ref, ValueCache
 from plinth.store.base import ArtifactRecord, NewRun
@@ -232,7 +240,7 @@ class FlowDriver:
                     "plinth.flow_run": self.flow_run_id,
                     "plinth.step": future.step.name,
                     **resource_tags(future.step.options.resources),
-                    **({"plinth.image": future.step.options.image} if future.step.options.image else {}),
+                    **group_tags(future.step.options),
                 },
                 environment=None,
                 heartbeat_s=settings.heartbeat_s,
@@ -308,6 +316,9 @@ class FlowDriver:
             kwargs=future.kwargs,
             resources=options.resources,
             attempt=attempt,
+            workers=options.workers,
+            distributed=options.distributed,
+            checkpoint_runs=self._earlier_runs(future.call, run_id),
         )
         return Task(
             id=f"{run_id}:{attempt}",
@@ -318,7 +329,16 @@ class FlowDriver:
             env=self.step_env,
             label=future.call,
             scheduler=options.scheduler,
+            workers=options.workers,
         )
+
+    def _earlier_runs(self, call: str, run_id: str) -> tuple[str, ...]:
+        """On resume: the run of the same call in the flow run resumed, when it left no result
+        (its checkpoints are where this call's attempts continue from)."""
+        earlier = self.previous.get(call)
+        if earlier is None or earlier.status.has_result or earlier.id == run_id:
+            return ()
+        return (earlier.id,)
 
     def _track(self, future: StepFuture, task: Task) -> None:
         """`future` is running as `task` (its latest attempt)."""
@@ -366,6 +386,8 @@ class FlowDriver:
             "gpus": list(result.gpus),
             "worker": result.worker,
         }
+        if result.ranks:
+            usage["ranks"] = rank_usage(result.ranks)
         report = result.value if result.ok else None
         assert future.row is not None
         self._record_usage(future.row.id, usage, future.attempts)

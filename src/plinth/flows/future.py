@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from plinth.compute.base import Resources
+from plinth.compute.base import RankResult, Resources
 from plinth.core.entities import StepRun
 from plinth.core.errors import InvalidInput
 from plinth.core.validation import param_text
@@ -16,7 +17,7 @@ from plinth.flows.values import Ref
 
 if TYPE_CHECKING:
     from plinth.flows.driver import FlowDriver
-    from plinth.flows.step import Step
+    from plinth.flows.step import Step, StepOptions
 
 _SCALARS = (str, int, float, bool)
 
@@ -83,6 +84,38 @@ def resource_tags(resources: Resources) -> dict[str, str]:
     if resources.memory is not None:
         tags["plinth.memory"] = str(resources.memory)
     return tags
+
+
+def group_tags(options: StepOptions) -> dict[str, str]:
+    """The tags of a step's run that say how it runs: plinth.workers, plinth.distributed,
+    plinth.checkpointed, plinth.image (only those that are set)."""
+    tags: dict[str, str] = {}
+    if options.workers > 1:
+        tags["plinth.workers"] = str(options.workers)
+    if options.distributed:
+        tags["plinth.distributed"] = options.distributed
+    if options.checkpoint:
+        tags["plinth.checkpointed"] = "true"
+    if options.image:
+        tags["plinth.image"] = options.image
+    return tags
+
+
+def rank_usage(ranks: Sequence[RankResult]) -> list[dict[str, Any]]:
+    """What each rank of a group used and how it ended, as kept in the step's usage record."""
+    return [
+        {
+            "rank": r.rank,
+            "worker": r.worker,
+            "outcome": r.outcome.value,
+            "error": r.error,
+            "cpu_s": r.cpu_s,
+            "max_rss": r.max_rss,
+            "wall_s": r.wall_s,
+            "gpus": list(r.gpus),
+        }
+        for r in ranks
+    ]
 
 
 def call_params(future: StepFuture) -> dict[str, str]:

@@ -16,10 +16,15 @@ import cloudpickle
 from plinth.compute.base import Resources
 from plinth.compute.sampling import Allocation
 from plinth.core.entities import Run, RunStatus
+from plinth.core.errors import PlinthError
 from plinth.core.settings import Settings
+from plinth.flows.checkpoints import checkpoint_sources
+from plinth.flows.distributed import current_rank, process_group
 from plinth.flows.values import ValueCache, resolve, store_value
+from plinth.store.base import ArtifactRecord
 from plinth.tracking import context
-from plinth.tracking.run import attach_run, detach_run
+from plinth.tracking.ranks import attach_rank_run
+from plinth.tracking.run import detach_run
 
 LOG_LIMIT = 64 * 2**20
 _values = ValueCache()
@@ -40,6 +45,9 @@ class StepPayload:
     kwargs: dict[str, Any]
     resources: Resources = field(default_factory=Resources)
     attempt: int = 1
+    workers: int = 1  # processes running the call together (a distributed step); per-rank resources
+    distributed: str | None = None  # "torch": set up torch.distributed around the call
+    checkpoint_runs: tuple[str, ...] = ()  # earlier runs of this call whose checkpoints it continues
 
 
 @dataclass(frozen=True)
@@ -55,25 +63,35 @@ class StepReport:
 
 
 def run_step(payload: StepPayload) -> StepReport:
-    """Load inputs, run the step function with its run active, store its result and output."""
+    """Load inputs, run the step function with its run active, store its result and output.
+
+    In a group, every rank runs this; rank 0's result and output are the step's, and the other
+    ranks store only their output, as the run's `logs/rank-N.txt`.
+    """
     be = _backend(payload.settings)
     fn = _function(payload.fn_digest, payload.fn_bytes)
+    rank = current_rank(payload.workers)
     with tempfile.TemporaryFile() as log:
         error = None
+        digest, size = None, 0
         try:
             with _captured(log):
-                value = _call(be, fn, payload)
-            digest, size = store_value(be.blobs, value)
+                value = _call(be, fn, payload, rank)
+            if rank == 0:
+                digest, size = store_value(be.blobs, value)
         except Exception as exc:  # reported to the driver, which retries or fails the flow
-            digest, size = None, 0
             error = (f"{type(exc).__name__}: {exc}"[:4000], traceback.format_exc()[-20000:])
         log_digest, log_size = _store_log(be, log)
+    if rank > 0 and log_digest is not None:
+        record = ArtifactRecord(f"logs/rank-{rank}.txt", log_digest, log_size)
+        with contextlib.suppress(PlinthError):  # its output is a courtesy; the outcome is what counts
+            be.store.add_artifacts(payload.run_id, [record])
     if error is not None:
         return StepReport(None, 0, log_digest, log_size, error[0], error[1])
     return StepReport(digest, size, log_digest, log_size)
 
 
-def _call(be: context.Backend, fn: Any, payload: StepPayload) -> Any:
+def _call(be: context.Backend, fn: Any, payload: StepPayload, rank: int) -> Any:
     load = lambda ref: _values.load(be.blobs, ref)  # noqa: E731
     args = resolve(payload.args, load)
     kwargs = resolve(payload.kwargs, load)
@@ -91,9 +109,11 @@ def _call(be: context.Backend, fn: Any, payload: StepPayload) -> Any:
     )
     res = payload.resources
     allocation = Allocation.for_task(res.cpu, res.gpu, res.memory)
-    active = attach_run(run, be, allocation=allocation, attempt=payload.attempt)
+    active = attach_rank_run(run, be, rank, allocation=allocation, attempt=payload.attempt)
     try:
-        return fn(*args, **kwargs)
+        with checkpoint_sources((payload.run_id, *payload.checkpoint_runs)):
+            with process_group(payload.distributed, payload.workers, res.gpu):
+                return fn(*args, **kwargs)
     finally:
         detach_run(active)
 

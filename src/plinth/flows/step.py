@@ -36,6 +36,9 @@ class StepOptions:
     cache: bool = False
     image: str | None = None  # the container image its environment comes from (`plinth build --flow`)
     scheduler: Mapping[str, Any] = field(default_factory=dict)  # per executor, e.g. {"slurm": {...}}
+    workers: int = 1  # processes that run the step together, each holding `resources`
+    distributed: str | None = None  # "torch": torch.distributed is initialised in each of them
+    checkpoint: bool = False  # its attempts resume from the last checkpoint (plinth.step_checkpoint)
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt number `attempt` (2 is the first retry)."""
@@ -104,6 +107,10 @@ def step(
     cache: bool = False,
     image: str | None = None,
     slurm: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    distributed: str | None = None,
+    checkpoint: bool = False,
+    ray: Mapping[str, Any] | None = None,
 ) -> Step[P, R]: ...
 @overload
 def step(
@@ -120,6 +127,10 @@ def step(
     cache: bool = False,
     image: str | None = None,
     slurm: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    distributed: str | None = None,
+    checkpoint: bool = False,
+    ray: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 def step(
     fn: Callable[P, R] | None = None,
@@ -135,6 +146,10 @@ def step(
     cache: bool = False,
     image: str | None = None,
     slurm: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    distributed: str | None = None,
+    checkpoint: bool = False,
+    ray: Mapping[str, Any] | None = None,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Declare a flow step: `@step` or `@step(cpu=..., ...)` over a function.
 
@@ -148,6 +163,22 @@ def step(
         slurm: what its jobs ask SLURM for, over the PLINTH_SLURM_* settings, when the flow
             runs with executor="slurm": partition, account, qos, constraint, sbatch_args
             (a list of more sbatch flags). Other executors ignore it.
+        ray: how the Ray executor places a group's ranks: {"strategy": "PACK" (default),
+            "SPREAD", "STRICT_PACK" or "STRICT_SPREAD"}. Other executors ignore it.
+        workers: run the step in this many processes at once (a distributed step), each holding
+            cpu, memory and gpu; the executor places them (local processes, a Ray placement
+            group, one SLURM job with --ntasks) and sets RANK, WORLD_SIZE, LOCAL_RANK,
+            MASTER_ADDR and MASTER_PORT in each. Rank 0's return value is the step's result and
+            only rank 0 logs to the step's run; every rank's system metrics are recorded under
+            `system/rank{N}/...` (rank 0's under `system/...`). If one rank fails, the whole
+            group is stopped and, with retries left, run again.
+        distributed: "torch" initialises torch.distributed in every rank before the function
+            runs (NCCL when the step has GPUs, Gloo otherwise) and tears it down after.
+        checkpoint: the step keeps checkpoints (`run.log_checkpoint`); an attempt that follows
+            a failed, killed or preempted one, or the same call in a resumed flow, finds the
+            last of them with `plinth.step_checkpoint()`. Steps that call log_checkpoint
+            without it get the same behaviour; the flag records the intent (tag
+            `plinth.checkpointed`) and makes the step retried at least once.
 
     Example:
         @step(cpu=1, retries=2, timeout="10m", cache=True)
@@ -155,14 +186,23 @@ def step(
 
         @step(gpu=1, slurm={"partition": "gpu", "sbatch_args": ["--exclusive"]})
         def train(data): ...
+
+        @step(workers=4, cpu=2, gpu=1, memory="16GB", distributed="torch", checkpoint=True, retries=3)
+        def fit(config): ...
     """
 
     def wrap(func: Callable[P, R]) -> Step[P, R]:
         if not callable(func):
             raise InvalidInput(f"@step decorates a function, not {type(func).__name__}.")
         options = _options(cpu, memory, gpu, retries, retry_delay, backoff, timeout, cache, image)
+        options = replace(options, **_group_options(workers, distributed, checkpoint, options.retries))
+        scheduler: dict[str, Any] = {}
         if slurm is not None:
-            options = replace(options, scheduler={"slurm": _slurm_options(slurm)})
+            scheduler["slurm"] = _slurm_options(slurm)
+        if ray is not None:
+            scheduler["ray"] = _ray_options(ray)
+        if scheduler:
+            options = replace(options, scheduler=scheduler)
         return Step(func, check_key(name or func.__name__, "step"), options)
 
     return wrap(fn) if fn is not None else wrap
@@ -200,6 +240,38 @@ def _options(
         cache=bool(cache),
         image=image,
     )
+
+
+DISTRIBUTED = ("torch",)
+
+
+def _group_options(workers: Any, distributed: Any, checkpoint: Any, retries: int) -> dict[str, Any]:
+    """`workers=`, `distributed=` and `checkpoint=` of a step, checked."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise InvalidInput(f"workers must be a whole number of processes (1 or more), got {workers!r}.")
+    if distributed is not None and distributed not in DISTRIBUTED:
+        raise InvalidInput(
+            f"distributed={distributed!r} is not a backend plinth sets up; use one of "
+            f"{', '.join(map(repr, DISTRIBUTED))}, or None to set up communication yourself."
+        )
+    if not isinstance(checkpoint, bool):
+        raise InvalidInput(f"checkpoint takes True or False, got {checkpoint!r}.")
+    retried = max(retries, 1) if checkpoint else retries
+    return {"workers": workers, "distributed": distributed, "checkpoint": checkpoint, "retries": retried}
+
+
+def _ray_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """`ray=` of a step: how the Ray executor places a group's ranks."""
+    if not isinstance(given, Mapping):
+        raise InvalidInput(f"ray= takes a dict such as {{'strategy': 'SPREAD'}}, got {type(given).__name__}.")
+    from plinth.compute.ray.placement import STRATEGIES
+
+    unknown = sorted(set(given) - {"strategy"})
+    if unknown:
+        raise InvalidInput(f"ray= takes the key 'strategy', not {', '.join(map(repr, unknown))}.")
+    if given.get("strategy", "PACK") not in STRATEGIES:
+        raise InvalidInput(f"ray={{'strategy': {given['strategy']!r}}}: use one of {', '.join(STRATEGIES)}.")
+    return dict(given)
 
 
 def _slurm_options(given: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from plinth.compute.sampling import GIB, Totals
@@ -127,13 +127,33 @@ def run_totals(run: Run, now_ms: int | None = None) -> Totals:
     """A run's resource-hours: its logged totals, or its wall time x its allocation tags."""
     metrics = run.metrics
     if WALL in metrics:
-        return Totals(**{name: metrics.get(key, 0.0) for name, key in TOTALS.items()}, samples=1)
+        totals = Totals(**{name: metrics.get(key, 0.0) for name, key in TOTALS.items()}, samples=1)
+        wall_hours = totals.wall_hours
+        for prefix in _rank_prefixes(metrics):  # the other ranks of a distributed step count too
+            ranked = {
+                name: metrics.get(prefix + key.removeprefix("system/"), 0.0) for name, key in TOTALS.items()
+            }
+            totals = totals + Totals(**ranked, samples=0)
+        return replace(totals, wall_hours=wall_hours)  # the group ran side by side: wall time once
     wall = max(0, _end_ms(run, now_ms) - run.start_ms) / 3_600_000
     if "plinth.wall_s" in metrics:  # a flow step: time in its worker, not in the queue
         wall = metrics["plinth.wall_s"] / 3600
     cpu, gpu, memory = (_number(run.tags.get(f"plinth.{name}")) for name in ("cpu", "gpu", "memory"))
+    workers = _number(run.tags.get("plinth.workers")) or 1.0  # resources are per worker
     return Totals(
-        wall_hours=wall, cpu_hours=cpu * wall, gpu_hours=gpu * wall, memory_gib_hours=memory / GIB * wall
+        wall_hours=wall,
+        cpu_hours=workers * cpu * wall,
+        gpu_hours=workers * gpu * wall,
+        memory_gib_hours=workers * memory / GIB * wall,
+    )
+
+
+def _rank_prefixes(metrics: Iterable[str]) -> list[str]:
+    """`system/rank{N}/` for each rank other than 0 whose totals the run holds."""
+    return sorted(
+        k.removesuffix("wall_hours")
+        for k in metrics
+        if k.startswith("system/rank") and k.endswith("/wall_hours")
     )
 
 

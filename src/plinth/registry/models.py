@@ -27,6 +27,10 @@ from plinth.tracking.context import backend
 if TYPE_CHECKING:
     from plinth.registry.package import Package
     from plinth.registry.source import ModelSource
+    from plinth.tracking.checkpoints import Checkpoint
+
+CHECKPOINT_TAG = "plinth.checkpoint"
+"""The tag of a model version registered from a checkpoint: the checkpoint's id."""
 
 REF_FORMS = MODEL_FORMS
 
@@ -38,13 +42,14 @@ def check_model_name(name: object) -> str:
 
 def register_model(
     name: str,
-    model: Any,
+    model: Any = None,
     *,
     input_example: Any = None,
     output_example: Any = None,
     flavor: str | None = None,
     description: str = "",
     run_id: str | None = None,
+    from_checkpoint: Checkpoint | str | None = None,
     **options: Any,
 ) -> ModelVersion:
     """Save `model` in its flavor's format and register it as the next version of `name`.
@@ -52,12 +57,24 @@ def register_model(
     Args:
         name: the model's registered name.
         model: the model object (scikit-learn, XGBoost, LightGBM, PyTorch, ONNX, or any
-            object with predict / any callable).
+            object with predict / any callable). With `from_checkpoint` of a PyTorch state
+            dict: the module (of the right architecture) the state dict is loaded into.
         input_example: a few rows of input; defines the signature enforced on predict.
         output_example: optional, recorded in the signature.
         flavor: override the detected flavor.
-        run_id: the run that produced the model (a lineage edge is written).
+        run_id: the run that produced the model (a lineage edge is written); defaults to the
+            checkpoint's run with `from_checkpoint`.
+        from_checkpoint: a `Checkpoint` (or its id) whose content, loaded and verified by hash,
+            becomes the version's model: a pickled model as it is, a state dict (or a dict
+            holding one under "model") loaded into `model`. The version is tagged
+            `plinth.checkpoint=<checkpoint id>`.
         options: passed to the flavor's save (e.g. `init_kwargs` for PyTorch).
+
+    Raises:
+        InvalidInput: a state-dict checkpoint without `model=`, or one that does not fit it; a
+            picklable checkpoint with `model=` as well; a folder checkpoint.
+        NotFound: no such checkpoint (or it was pruned).
+        IntegrityError: the checkpoint's bytes do not match their digest.
     """
     from plinth.registry.adopt import manifest_sealer  # YAML, fsspec, NumPy: loaded when first used
     from plinth.registry.package import store_files
@@ -65,6 +82,11 @@ def register_model(
 
     check_model_name(name)
     check_text(description, "description")
+    checkpoint_id = None
+    if from_checkpoint is not None:
+        model, run_id, checkpoint_id = _from_checkpoint(from_checkpoint, model, run_id)
+    elif model is None:
+        raise InvalidInput(f"register_model({name!r}) needs a model: pass model=, or from_checkpoint=.")
     chosen = flavor_class(flavor)() if flavor else detect_flavor(model)
     signature = infer_signature(input_example, output_example)
     be = backend()
@@ -94,7 +116,57 @@ def register_model(
         be.store.add_edge(
             LineageEdge("run", run_id, "produced", "model_version", mv.id, now_ms(), {"name": name})
         )
+    if checkpoint_id is not None:
+        be.store.set_model_version_tags(name, mv.version, {CHECKPOINT_TAG: checkpoint_id})
+        mv = be.store.get_model_version(name, mv.version)
     return mv
+
+
+def _from_checkpoint(
+    checkpoint: Checkpoint | str, model: Any, run_id: str | None
+) -> tuple[Any, str | None, str]:
+    """(the model, the run that produced it, the checkpoint's id) for `from_checkpoint`."""
+    from plinth.tracking.checkpoints import Checkpoint, get_checkpoint, load_stored
+
+    be = backend()
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else get_checkpoint(checkpoint, be)
+    where = f"Checkpoint {ckpt.id[:12]}… (step {ckpt.step} of run {ckpt.run_id})"
+    if ckpt.kind == "folder":
+        raise InvalidInput(
+            f"{where} is a folder, not a model object: build the model from "
+            "plinth.load_checkpoint(id) (a local folder) and register that."
+        )
+    if ckpt.kind == "pickle":
+        if model is not None:
+            raise InvalidInput(
+                f"{where} holds a pickled object, which is the model itself: pass from_checkpoint= "
+                "without model=, or model= without from_checkpoint=."
+            )
+        return load_stored(be, ckpt), run_id or ckpt.run_id, ckpt.id
+    return _with_state(where, model, load_stored(be, ckpt)), run_id or ckpt.run_id, ckpt.id
+
+
+def _with_state(where: str, module: Any, state: Any) -> Any:
+    """`module` with the checkpoint's state dict loaded into it."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise InvalidInput(
+            f"{where} holds a PyTorch state dict, which is not a model by itself: pass model=, a "
+            "torch.nn.Module of the architecture it was saved from, and plinth loads the weights "
+            "into it."
+        )
+    mine = set(module.state_dict())
+    if not mine & set(state) and isinstance(state.get("model"), Mapping):
+        state = state["model"]  # {"model": sd, "optim": ..., "epoch": ...}
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError) as exc:
+        raise InvalidInput(
+            f"{where} does not fit the {type(module).__name__} given as model=: {exc}".rstrip()
+            + " Pass a module of the architecture the checkpoint was saved from."
+        ) from exc
+    return module
 
 
 def log_model(run: Any, model: Any, name: str, **kwargs: Any) -> ModelVersion:

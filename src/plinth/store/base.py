@@ -209,6 +209,14 @@ class TrackingStore(ABC):
         """Artifacts of a run whose path is `prefix` or lies under it."""
 
     @abstractmethod
+    def delete_artifacts(self, run_id: str, paths: Sequence[str]) -> int:
+        """Remove the records of a run's artifacts at exactly these paths, in one transaction;
+        returns how many were removed (paths not recorded are skipped).
+
+        The blobs stay until `plinth gc` finds them referenced by nothing.
+        """
+
+    @abstractmethod
     def referenced_digests(self) -> set[str]:
         """Every blob digest some entity refers to (for garbage collection)."""
 

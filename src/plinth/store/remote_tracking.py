@@ -191,6 +191,9 @@ class RemoteTracking(RemoteBase):
     def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]:
         return self.call("list_artifacts", run_id, prefix)
 
+    def delete_artifacts(self, run_id: str, paths: Sequence[str]) -> int:
+        return self.call("delete_artifacts", run_id, paths)
+
     def referenced_digests(self) -> set[str]:
         return self.call("referenced_digests")
 

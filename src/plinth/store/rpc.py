@@ -136,6 +136,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("metric_history", "GET", "/runs/{run_id}/metrics/history", R),
     _e("add_artifacts", "POST", "/runs/{run_id}/artifacts", W),
     _e("list_artifacts", "GET", "/runs/{run_id}/artifacts", R),
+    _e("delete_artifacts", "POST", "/runs/{run_id}/artifacts/delete", W),
     _e("referenced_digests", "GET", "/blobs/referenced", ADM),
     # logged models (MLflow 3)
     _e("create_logged_model", "POST", "/logged-models", W, idempotent=False),

@@ -24,6 +24,8 @@ from plinth.core.validation import (
     metric_array_problem,
     param_text,
 )
+from plinth.tracking.checkpoint_buffers import buffer_pool
+from plinth.tracking.checkpoint_writer import current_writer
 from plinth.tracking.context import (
     Backend,
     add_open_run,
@@ -37,6 +39,9 @@ from plinth.tracking.system import SystemMetrics, carried_totals
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from plinth.tracking.checkpoint_writer import PendingCheckpoint
+    from plinth.tracking.checkpoints import Checkpoint
 
 # Unique, increasing point ids: start at process start in ns so processes rarely overlap.
 _seq = itertools.count(time.time_ns())
@@ -219,12 +224,82 @@ class ActiveRun:
         self._check_open()
         return hooks.call("log_model", self, model, name, **kwargs)
 
+    # checkpoints -----------------------------------------------------------------------------
+    def log_checkpoint(
+        self,
+        obj: Any,
+        *,
+        step: int,
+        metrics: Mapping[str, float] | None = None,
+        keep_last: int | None = None,
+        keep_best: str | tuple[str, str] | None = None,
+    ) -> PendingCheckpoint[Checkpoint] | None:
+        """Store a checkpoint of `obj` as it is now; the writing happens in the background.
+
+        The call copies the state before it returns (tensors to CPU memory, an object pickled,
+        a folder to a staging folder), so the loop may go on changing it; serialising and
+        storing happen on a background thread. While two checkpoints are being written, a third
+        call waits for the first (memory stays bounded). The run's end waits for them all.
+
+        Args:
+            obj: a PyTorch state dict, a `torch.nn.Module` (its state dict), a dict holding
+                tensors (`{"model": sd, "optim": opt.state_dict(), "epoch": 3}`), any picklable
+                object, or the path of a folder (e.g. a `save_pretrained` output).
+            step: the training step it was taken at.
+            metrics: numbers to keep with it (what `keep_best` ranks by).
+            keep_last: keep only the N newest checkpoints by step (None: all).
+            keep_best: also keep the best by this metric: a name (lowest is best) or
+                (name, "min" | "max"). A checkpoint either rule keeps stays; the others' records
+                are deleted once this one is stored, and `plinth gc` frees their bytes.
+
+        Returns:
+            A handle whose `wait()` returns the stored `Checkpoint` (or raises why it was not
+            stored); None where this process stores no checkpoints (a non-zero rank of a
+            distributed step).
+
+        Raises:
+            InvalidInput: a bad step, metrics or keep rule (a keep_best metric missing from
+                `metrics`), a path that is not a folder, an object that cannot be pickled.
+
+        Example:
+            run.log_checkpoint(model.state_dict(), step=epoch, metrics={"val_loss": v},
+                               keep_last=3, keep_best="val_loss")
+        """
+        from plinth.tracking.checkpoints import log_checkpoint  # torch, cloudpickle: when used
+
+        self._check_open()
+        return log_checkpoint(
+            self._backend,
+            self.id,
+            obj,
+            step=step,
+            metrics=metrics,
+            keep_last=keep_last,
+            keep_best=keep_best,
+        )
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """This run's newest complete checkpoint (its pending writes are waited for), or None."""
+        from plinth.tracking.checkpoints import latest_checkpoint
+
+        return latest_checkpoint(self.id)
+
+    def _wait_checkpoints(self) -> None:
+        """Wait until this process has stored (or failed) every checkpoint of this run; then,
+        unless another run is checkpointing, drop the memory kept for the next copy."""
+        writer = current_writer()
+        if writer is not None:
+            writer.wait_for(self.id)
+            if writer.idle():
+                buffer_pool().clear()
+
     # lifecycle -------------------------------------------------------------------------------
     def end(self, status: RunStatus | str = RunStatus.FINISHED, error: str | None = None) -> None:
-        """Flush metrics and end the run with `status` (FINISHED by default).
+        """Wait for the run's checkpoints, flush metrics and end the run with `status` (FINISHED
+        by default).
 
-        Metric points the store refused are reported by a PlinthWarning and counted in the
-        run's `plinth.metrics_dropped` tag.
+        Metric points the store refused, and checkpoints that could not be stored, are reported
+        by a PlinthWarning; the dropped points are counted in the run's `plinth.metrics_dropped` tag.
         """
         if self._ended:
             return
@@ -233,6 +308,13 @@ class ActiveRun:
             raise InvalidInput("A run cannot be ended as RUNNING; use FINISHED, FAILED or KILLED.")
         self._ended = True
         forget_open_run(self)
+        try:
+            self._wait_checkpoints()  # a finished run has its checkpoints stored
+        finally:
+            self._close(status, error)
+
+    def _close(self, status: RunStatus, error: str | None) -> None:
+        """Stop sampling, then write the last points and the end of the run."""
         try:
             self._stop_system_metrics()
         finally:
@@ -459,8 +541,12 @@ def attach_run(run: Run, be: Backend, *, allocation: Allocation | None = None, a
 
 
 def detach_run(active: ActiveRun) -> None:
-    """Flush what `active` logged and stop treating it as this process's active run."""
+    """Wait for `active`'s checkpoints, flush what it logged and stop treating it as this
+    process's active run."""
     forget_open_run(active)
     active._ended = True
-    active._stop_system_metrics()
-    active._writer.flush()
+    try:
+        active._wait_checkpoints()
+    finally:
+        active._stop_system_metrics()
+        active._writer.flush()

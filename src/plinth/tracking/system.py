@@ -85,13 +85,18 @@ def totals_metrics(totals: Totals) -> dict[str, float]:
     return {name: float(getattr(totals, field)) for field, name in TOTALS.items()}
 
 
-def carried_totals(store: Store, run_id: str) -> tuple[Totals | None, int]:
-    """Totals an earlier attempt of `run_id` logged, and the step to continue from (retries)."""
+def carried_totals(store: Store, run_id: str, *, prefix: str = "system/") -> tuple[Totals | None, int]:
+    """Totals an earlier attempt of `run_id` logged, and the step to continue from (retries).
+
+    `prefix` names where the totals were logged: `system/rank{N}/` for a rank of a group.
+    """
     metrics = store.get_run(run_id).metrics
-    if WALL not in metrics:
+    wall = prefix + WALL.removeprefix("system/")
+    if wall not in metrics:
         return None, 0
-    steps = store.metric_history(run_id, WALL)["step"]
-    carried = Totals(**{field: metrics.get(name, 0.0) for field, name in TOTALS.items()}, samples=0)
+    steps = store.metric_history(run_id, wall)["step"]
+    names = {field: prefix + name.removeprefix("system/") for field, name in TOTALS.items()}
+    carried = Totals(**{field: metrics.get(name, 0.0) for field, name in names.items()}, samples=0)
     return carried, int(steps.max()) + 1 if len(steps) else 0
 
 

@@ -15,6 +15,8 @@ CPU stays busy. Should such a Ray task die, its tasks run again one per Ray task
 crashes its worker takes no other task's attempt with it.
 
 Submitted tasks reach Ray when `wait` is next called (or when `FLUSH_AT` are waiting).
+A group task (`Task.workers` > 1) is never packed: it gets a placement group at once and its
+ranks run as fresh Ray worker processes (`ray/groups.py`, `ray/placement.py`).
 Outcomes are mapped in `ray/outcomes.py`; limits are enforced in the Ray worker (`ray/worker.py`).
 `ray` is imported only when an executor is made.
 """
@@ -30,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, check_new_task, task_payload
-from plinth.compute.ray import cluster
+from plinth.compute.ray import cluster, placement
+from plinth.compute.ray.groups import RayGroups
 from plinth.compute.ray.outcomes import from_error, from_reply, name, size
 from plinth.compute.ray.worker import execute, execute_many
 from plinth.core.errors import ResourceError
@@ -100,6 +103,7 @@ class RayExecutor(Executor):
         self._nodes: list[cluster.NodeInfo] = []
         self._nodes_at = float("-inf")
         self._env: dict[str, str] | None = None  # forwarded variables, read once per round of submits
+        self._groups = RayGroups(self._ray, self._cwd, self._node_addresses)
         self._closed = False
 
     # ------------------------------------------------------------------------------ interface
@@ -114,9 +118,13 @@ class RayExecutor(Executor):
         )
 
     def submit(self, task: Task) -> None:
-        """Queue `task` for Ray; ResourceError if no node of the cluster could ever run it."""
-        check_new_task(task, closed=self._closed, known=task.id in self._by_id or task.id in self._pending)
-        self._check_fits(task)
+        """Queue `task` for Ray; ResourceError if the cluster could never run it (all its ranks at once)."""
+        known = task.id in self._by_id or task.id in self._pending or task.id in self._groups
+        check_new_task(task, closed=self._closed, known=known)
+        if task.workers > 1:
+            self._check_group_fits(task)
+        else:
+            self._check_fits(task)
         payload = task_payload(task)
         if isinstance(payload, TaskResult):
             self._done.append(payload)
@@ -124,6 +132,9 @@ class RayExecutor(Executor):
         if self._env is None:  # with the audit key, which a key file on this host cannot give other nodes
             self._env = {**cluster.forwarded_env(), **audit_key_env(os.environ)}
         env = {**self._env, **task.env} if task.env else self._env
+        if task.workers > 1:
+            self._groups.start(task, env, payload)
+            return
         self._pending[task.id] = (task, pickle.dumps((None, env, payload), protocol=pickle.HIGHEST_PROTOCOL))
         if len(self._pending) >= FLUSH_AT:
             self._flush()
@@ -132,18 +143,31 @@ class RayExecutor(Executor):
         """Block until at least one task ends (or `timeout` seconds pass); return the ended ones."""
         self._env = None
         self._flush()
-        if not self._done and self._flights:
-            refs = list(self._flights)
-            ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done and (self._flights or self._groups):
+            refs = [*self._flights, *self._groups.refs()]
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _ = self._ray.wait(refs, num_returns=1, timeout=left)
             if ready and len(refs) > 1:
                 ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
             for ref in ready:
-                self._collect(self._flights.pop(ref))
+                if ref in self._flights:
+                    self._collect(self._flights.pop(ref))
+            self._done.extend(self._groups.collect(ref for ref in ready if self._groups.owns(ref)))
+            if deadline is not None and time.monotonic() >= deadline:
+                break
         done, self._done = self._done, []
         return done
 
     def cancel(self, task_id: str) -> None:
-        """Drop a queued task or force-cancel a running one (its worker is ended); it ends CANCELLED."""
+        """Drop a queued task or force-cancel a running one (its worker is ended); it ends CANCELLED.
+
+        A group's ranks are all force-cancelled and its placement group removed.
+        """
+        stopped = self._groups.cancel(task_id)
+        if stopped is not None:
+            self._done.append(stopped)
+            return
         item = self._pending.pop(task_id, None)
         flight = self._by_id.pop(task_id, None)
         if flight is not None:
@@ -161,14 +185,14 @@ class RayExecutor(Executor):
 
     def running(self) -> int:
         """Tasks queued or running."""
-        return len(self._pending) + len(self._by_id)
+        return len(self._pending) + len(self._by_id) + len(self._groups)
 
     def shutdown(self) -> None:
         """Cancel every task; disconnect from Ray when this executor connected."""
         if self._closed:
             return
         self._closed = True
-        for task_id in [*self._pending, *self._by_id]:
+        for task_id in [*self._pending, *self._by_id, *self._groups.ids()]:
             self.cancel(task_id)
         self._done.clear()
         if self._owns_connection and self._ray.is_initialized():
@@ -258,6 +282,18 @@ class RayExecutor(Executor):
             self._nodes = cluster.nodes()
             self._nodes_at = now
         return self._nodes
+
+    def _node_addresses(self) -> dict[str, str]:
+        return {n.id: n.address for n in self._current_nodes(refresh=True)}
+
+    def _check_group_fits(self, task: Task) -> None:
+        chosen = placement.strategy(task)
+        if self._wait_for_resources:
+            return
+        try:
+            placement.check_fits(task, chosen, self._current_nodes())
+        except ResourceError:
+            placement.check_fits(task, chosen, self._current_nodes(refresh=True))
 
     def _check_fits(self, task: Task) -> None:
         res = task.resources

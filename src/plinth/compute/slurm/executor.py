@@ -14,34 +14,33 @@ asks squeue (then scontrol for ended jobs) every `STATE_POLL_S` about jobs with 
 missing results; a job that ended without them was stopped by SLURM or from outside, and
 `outcomes.py` maps its state. A packed element whose worker died runs its remaining tasks
 again, one per job, so a task that crashes its worker takes no other task's attempt with it.
+A group (`Task.workers` > 1) is a job of its own, one SLURM task per rank; its ranks report
+into `results/<task>.ranks/` and `groups.py` folds the reports into the task's result.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
-import pickle
 import shutil
-import sys
-import threading
 import time
 import weakref
 from dataclasses import dataclass, field, replace
 
-from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, check_new_task, task_payload
-from plinth.compute.slurm import batches, cluster, outcomes
+from plinth.compute.base import Executor, Outcome, Resources, Task, TaskResult, check_new_task
+from plinth.compute.slurm import batches, cluster, groups, outcomes
 from plinth.compute.slurm import jobs as slurm
-from plinth.compute.slurm.asks import sbatch_flags
+from plinth.compute.slurm.asks import group_flags, sbatch_flags
+from plinth.compute.slurm.environment import encode_request, sbatch_env, secrets_of
 from plinth.compute.slurm.journal import Entry, Journal
 from plinth.compute.slurm.options import SlurmOptions
 from plinth.compute.slurm.partitions import Partitions
 from plinth.core.errors import ConfigError
-from plinth.core.settings import Settings, read_env_file
-from plinth.store.audit_key import audit_key_env
 
-__all__ = ["PACK", "SlurmExecutor", "SlurmOptions", "shared_executor"]
+__all__ = ["PACK", "SlurmExecutor", "SlurmOptions"]
 
 log = logging.getLogger("plinth.compute")
 
@@ -53,21 +52,9 @@ MAX_ARRAY = 1000
 """Most elements per job array (SLURM's default MaxArraySize is 1001)."""
 RESULT_POLL_S = 0.2
 STATE_POLL_S = 2.0
-FORWARDED_PREFIXES = ("PLINTH_", "AWS_", "AZURE_STORAGE_", "GOOGLE_APPLICATION_CREDENTIALS")
-"""Variables of the working folder's `.env` that jobs get (the environment itself goes whole)."""
-NOT_FORWARDED = ("PLINTH_TOKEN", "PLINTH_ADMIN_TOKEN")
-"""A person's or the server's token never goes to jobs: a flow's steps get a step token of
-their own in the task's environment."""
 _ENDED_UNSURE = ("COMPLETED", "FAILED")  # results may trail the state on a shared filesystem
-_lock = threading.Lock()
-_shared: dict[SlurmOptions, SlurmExecutor] = {}
 
 _Item = tuple[Task, bytes]  # a task and its encoded request
-
-
-SECRET_ENV = frozenset({"PLINTH_TOKEN"})
-"""Task variables never written to the shared folder: a flow's step token reaches its jobs in
-sbatch's environment (held by the controller), not in request files or job scripts."""
 
 
 @dataclass(eq=False)
@@ -80,6 +67,8 @@ class _Element:
     batch: str | None  # its batch folder; None when adopted from an earlier executor
     live: set[str] = field(default_factory=set)  # ids of its tasks still waiting for a result
     ended_polls: int = 0
+    ranks: str | None = None  # a group's folder of rank reports; None for other jobs
+    reports: groups.Reports | None = None  # a group's reports read so far
 
     @property
     def base(self) -> str:
@@ -155,7 +144,7 @@ class SlurmExecutor(Executor):
         check_new_task(task, closed=self._closed, known=task.id in self._by_id or task.id in self._pending)
         options = self._options_of(task)
         self._partitions.check_fits(task, options.partition)
-        request = self._request(task)
+        request = encode_request(task)
         if isinstance(request, TaskResult):
             self._done.append(request)
             return
@@ -200,6 +189,11 @@ class SlurmExecutor(Executor):
             message = f"Task {outcomes.name(item[0])!r} was cancelled."
             self._done.append(TaskResult(task_id, Outcome.CANCELLED, error=message))
 
+    @property
+    def closed(self) -> bool:
+        """True once `shutdown` ran: the executor takes no more tasks."""
+        return self._closed
+
     def running(self) -> int:
         """Tasks queued or running."""
         return len(self._pending) + len(self._by_id)
@@ -210,11 +204,14 @@ class SlurmExecutor(Executor):
             return
         self._closed = True
         jobs = {e.base if e.batch is not None else e.job_id for e in self._elements.values()}
+        ranks = [e.ranks for e in self._elements.values() if e.ranks is not None]
         self._pending.clear()
         self._by_id.clear()
         self._elements.clear()
         self._done.clear()
         self._scancel(jobs)
+        for folder in ranks:
+            shutil.rmtree(folder, ignore_errors=True)
         for batch in self._batches:
             shutil.rmtree(batch, ignore_errors=True)
         self._batches.clear()
@@ -242,15 +239,19 @@ class SlurmExecutor(Executor):
         entry = self._journal.find(task.id)
         if entry is None:
             return False
-        has_result = os.path.exists(os.path.join(self._results, outcomes.result_name(task.id)))
+        ranks = groups.ranks_dir(self._results, task.id) if task.workers > 1 else None
+        if ranks is not None:
+            has_result = groups.complete(groups.read(ranks), task.workers)
+        else:
+            has_result = os.path.exists(os.path.join(self._results, outcomes.result_name(task.id)))
         if not has_result:
             state = self._queued(entry.job_id.split("_", 1)[0]).get(entry.job_id)
             if state is None or not state.live:
                 return False
-        request = self._request(task)
+        request = encode_request(task)
         element = self._elements.get(entry.job_id)
         if element is None:
-            element = self._elements[entry.job_id] = _Element(entry.job_id, [], entry.log, None)
+            element = self._elements[entry.job_id] = _Element(entry.job_id, [], entry.log, None, ranks=ranks)
         element.items.append((task, request if isinstance(request, bytes) else b""))
         element.live.add(task.id)
         self._by_id[task.id] = element
@@ -262,27 +263,24 @@ class SlurmExecutor(Executor):
         step = task.scheduler.get("slurm") if task.scheduler else None
         return self.options.merged(step) if step else self.options
 
-    def _request(self, task: Task) -> bytes | TaskResult:
-        payload = task_payload(task)
-        if isinstance(payload, TaskResult):
-            return payload
-        env = {k: v for k, v in task.env.items() if k not in SECRET_ENV}  # secrets ride sbatch's environment
-        return pickle.dumps((list(sys.path), env, payload), protocol=pickle.HIGHEST_PROTOCOL)
-
     def _flush(self) -> None:
         """Hand every queued task to SLURM: one sbatch call per distinct ask."""
         if not self._pending:
             return
-        groups: dict[
+        asks: dict[
             tuple[Resources, float | None, SlurmOptions, tuple[tuple[str, str], ...]], list[_Item]
         ] = {}
-        for item in self._pending.values():
+        env = sbatch_env()
+        for item in list(self._pending.values()):
             task = item[0]
-            secrets = tuple(sorted((k, v) for k, v in task.env.items() if k in SECRET_ENV))
+            secrets = secrets_of(task)
+            if task.workers > 1:  # a group is a job of its own
+                self._send_group(item, self._options_of(task), {**env, **dict(secrets)})
+                del self._pending[task.id]
+                continue
             key = (task.resources, task.timeout_s, self._options_of(task), secrets)
-            groups.setdefault(key, []).append(item)
-        env = self._sbatch_env()
-        for (res, timeout_s, options, secrets), items in groups.items():
+            asks.setdefault(key, []).append(item)
+        for (res, timeout_s, options, secrets), items in asks.items():
             packs = self._packs(res, options, items)
             for start in range(0, len(packs), MAX_ARRAY):
                 chunk = packs[start : start + MAX_ARRAY]
@@ -303,14 +301,9 @@ class SlurmExecutor(Executor):
                 alone.append([item])
         if not packable:
             return alone
-        size = self._pack_size(res, options.partition, len(packable))
+        nodes = self._partitions.nodes(options.partition)
+        size = batches.pack_size(res, nodes, self._pack, len(packable))
         return [packable[k : k + size] for k in range(0, len(packable), size)] + alone
-
-    def _pack_size(self, res: Resources, partition: str | None, count: int) -> int:
-        """Tasks per element: at most `pack`, and at least two elements for each slot of `res`."""
-        cpu = max(1.0, res.cpu)
-        slots = sum(int(n.cpus // cpu) for n in self._partitions.nodes(partition) if n.usable)
-        return max(1, min(self._pack, count // (2 * max(1, slots))))
 
     def _send(
         self,
@@ -321,37 +314,51 @@ class SlurmExecutor(Executor):
         env: dict[str, str],
     ) -> None:
         """One sbatch call: a job for one pack, a job array for several."""
-        files = [self._pack_file(pack, timeout_s, res) for pack in packs]
+        files = [batches.pack(pack, self._cwd, self._results, timeout_s, res.memory) for pack in packs]
         batch, script = batches.create(self._batch_root, files, self._cwd)
         array = len(packs) > 1
-        pattern = f"{self.job_name}-%A_%a.out" if array else f"{self.job_name}-%j.out"
         flags = sbatch_flags(res, timeout_s, options, self._partitions.memory_per_cpu(res, options.partition))
-        flags += [
+        if array:
+            flags.append(f"--array=0-{len(packs) - 1}")
+        job = self._sbatch(batch, script, flags, env, array)
+        self._track(job, batch, packs, array)
+
+    def _send_group(self, item: _Item, options: SlurmOptions, env: dict[str, str]) -> None:
+        """One sbatch call for a group: a job of one task per rank (see `groups.py`)."""
+        task, res = item[0], item[0].resources
+        ranks = groups.ranks_dir(self._results, task.id)
+        os.makedirs(ranks, mode=0o700, exist_ok=True)
+        pack = batches.pack([item], self._cwd, self._results, task.timeout_s, res.memory)
+        pack["tasks"][0].update(gpu=res.gpu, ranks=ranks)
+        script = functools.partial(groups.script_text, cwd=self._cwd, task=task, ranks=ranks)
+        batch, path = batches.create(self._batch_root, [pack], self._cwd, script)
+        per_cpu = self._partitions.memory_per_cpu(res, options.partition)
+        try:
+            job = self._sbatch(
+                batch, path, group_flags(res, task.workers, task.timeout_s, options, per_cpu), env
+            )
+        except BaseException:
+            shutil.rmtree(ranks, ignore_errors=True)
+            raise
+        self._track(job, batch, [[item]], False)
+        self._elements[job].ranks = ranks
+
+    def _sbatch(
+        self, batch: str, script: str, flags: list[str], env: dict[str, str], array: bool = False
+    ) -> str:
+        """Submit a batch folder's script with `flags` and the job name and log; the job id."""
+        pattern = f"{self.job_name}-%A_%a.out" if array else f"{self.job_name}-%j.out"
+        flags = [
+            *flags,
             f"--job-name={self.job_name}",
             "--export=ALL",
             f"--output={os.path.join(self._logs, pattern)}",
         ]
-        if array:
-            flags.append(f"--array=0-{len(packs) - 1}")
         try:
-            job = slurm.submit(script, flags, env)
+            return slurm.submit(script, flags, env)
         except BaseException:
             shutil.rmtree(batch, ignore_errors=True)
             raise
-        self._track(job, batch, packs, array)
-
-    def _pack_file(self, pack: list[_Item], timeout_s: float | None, res: Resources) -> dict[str, object]:
-        tasks = [
-            {
-                "id": t.id,
-                "label": outcomes.name(t),
-                "timeout_s": timeout_s,
-                "memory": res.memory,
-                "request": r,
-            }
-            for t, r in pack
-        ]
-        return {"cwd": self._cwd, "results": self._results, "tasks": tasks}
 
     def _track(self, job: str, batch: str, packs: list[list[_Item]], array: bool) -> None:
         entries = []
@@ -366,18 +373,6 @@ class SlurmExecutor(Executor):
                 self._by_id[task.id] = element
                 entries.append(Entry(task.id, job_id, element.log))
         self._journal.append(entries)
-
-    def _sbatch_env(self) -> dict[str, str]:
-        """sbatch's environment, which jobs get (--export=ALL): this one with the `.env` settings,
-        the audit key (a key file on this host may not be seen by nodes), without people's
-        tokens and without the SLURM_* variables of an allocation this driver may run in."""
-        dotenv = {k: v for k, v in read_env_file(".env").items() if k.startswith(FORWARDED_PREFIXES)}
-        env = {**dotenv, **os.environ, **audit_key_env({**dotenv, **os.environ})}
-        return {
-            k: v
-            for k, v in env.items()
-            if k not in NOT_FORWARDED and not (k.startswith("SLURM_") and k != "SLURM_CONF")
-        }
 
     # ------------------------------------------------------------------------------ results
 
@@ -407,6 +402,21 @@ class SlurmExecutor(Executor):
             except OSError:
                 continue
             self._settle(element, outcomes.from_file(task_id, data))
+        self._collect_groups()
+
+    def _collect_groups(self) -> None:
+        """Read the reports of running groups; settle those whose reports say how they ended."""
+        for element in [e for e in self._elements.values() if e.ranks is not None and e.live]:
+            task = element.items[0][0]
+            element.reports = groups.read(str(element.ranks), element.reports)
+            if groups.decided(element.reports, task.workers):
+                self._settle_group(element)
+
+    def _settle_group(self, element: _Element, state: str | None = None) -> None:
+        """Fold a group's reports (and its job's final `state`, once it ended) into its result."""
+        task = element.items[0][0]
+        reports = groups.read(str(element.ranks), element.reports)
+        self._settle(element, groups.fold(task, element.job_id, reports, state, element.log))
 
     def _settle(self, element: _Element, result: TaskResult) -> None:
         self._by_id.pop(result.task_id, None)
@@ -418,6 +428,8 @@ class SlurmExecutor(Executor):
     def _finish(self, element: _Element) -> None:
         """An element has no task left to report: forget it, and its batch folder once all are done."""
         self._elements.pop(element.job_id, None)
+        if element.ranks is not None:
+            shutil.rmtree(element.ranks, ignore_errors=True)
         if element.batch is None or element.batch not in self._batches:
             return
         left = self._batches[element.batch]
@@ -455,6 +467,9 @@ class SlurmExecutor(Executor):
 
     def _ended(self, element: _Element, state: str) -> None:
         """Settle the tasks an ended job left without results."""
+        if element.ranks is not None:
+            self._settle_group(element, state)
+            return
         left = [item for item in element.items if item[0].id in element.live]
         rerun = len(element.items) > 1 and state in (*_ENDED_UNSURE, "") and all(r for _, r in left)
         for task, request in left:
@@ -483,25 +498,6 @@ class SlurmExecutor(Executor):
             slurm.cancel(job_ids)
         except ConfigError as exc:
             log.warning("Could not cancel SLURM jobs %s: %s", ", ".join(sorted(job_ids)), exc)
-
-
-def shared_executor(settings: Settings, options: SlurmOptions | None = None) -> SlurmExecutor:
-    """This process's SlurmExecutor for `options` (made on first use), after checking that the
-    partition's nodes can use `settings`' stores. The work folder defaults to HOME/slurm.
-
-    Raises:
-        ConfigError: SLURM's commands are missing or its controller does not answer.
-        StorageNotShared: the partition has nodes on other hosts and the stores are local.
-    """
-    options = options or SlurmOptions.from_env()
-    if options.work_dir is None:
-        options = replace(options, work_dir=os.path.abspath(os.path.join(settings.home, "slurm")))
-    cluster.check_shared_storage(settings, options.partition, options.work_dir)
-    with _lock:
-        found = _shared.get(options)
-        if found is None or found._closed:
-            found = _shared[options] = SlurmExecutor(options)
-    return found
 
 
 def _shutdown_ref(ref: weakref.ref[SlurmExecutor]) -> None:

@@ -7,7 +7,7 @@ import time
 
 from plinth.compute.base import Resources, Task
 from plinth.compute.slurm import cluster, outcomes
-from plinth.compute.slurm.asks import fits, too_big
+from plinth.compute.slurm.asks import fits, ranks_on, too_big, too_many
 from plinth.core.errors import ConfigError, ResourceError
 
 NODES_TTL_S = 5.0
@@ -45,15 +45,16 @@ class Partitions:
         return self._memory_per_cpu[partition]
 
     def check_fits(self, task: Task, partition: str | None) -> None:
-        """Refuse a task that no node of `partition` could ever run.
+        """Refuse a task that no node of `partition` could ever run, or a group whose ranks the
+        nodes of `partition` could never hold all at once.
 
         Raises:
-            ResourceError: naming what it asks and what the largest node has.
+            ResourceError: naming what it asks and what the largest node has (or how many ranks
+                each node holds).
             ConfigError: the partition does not exist (or has no nodes).
         """
         res = task.resources
-        nodes = self.nodes(partition)
-        if any(fits(res, n) for n in nodes):
+        if _holds(task, self.nodes(partition)):
             return
         nodes = self.nodes(partition, refresh=True)
         where = partition or self._default_partition or "default"
@@ -63,9 +64,24 @@ class Partitions:
                 f"SLURM has no partition {where!r} with nodes (partitions: {names}); set "
                 "PLINTH_SLURM_PARTITION or the step's slurm={'partition': ...} to one of them."
             )
-        if any(fits(res, n) for n in nodes):
+        if _holds(task, nodes):
             return
+        if any(fits(res, n) for n in nodes):
+            raise ResourceError(
+                f"Group {outcomes.name(task)!r} {too_many(res, task.workers, nodes, where)}; lower the "
+                "number of workers or what each asks for, or choose a partition with more nodes "
+                "(PLINTH_SLURM_PARTITION or the step's slurm={'partition': ...})."
+            )
+        kind = "Group" if task.workers > 1 else "Task"
         raise ResourceError(
-            f"Task {outcomes.name(task)!r} {too_big(res, nodes, where)}; lower what it asks for or choose "
+            f"{kind} {outcomes.name(task)!r} {too_big(res, nodes, where)}; lower what it asks for or choose "
             "a partition with larger nodes (PLINTH_SLURM_PARTITION or the step's slurm={'partition': ...})."
         )
+
+
+def _holds(task: Task, nodes: list[cluster.NodeInfo]) -> bool:
+    """True when `nodes` could run `task`: one node has its ask, or for a group, the nodes hold
+    all of its ranks at once."""
+    if task.workers <= 1:
+        return any(fits(task.resources, n) for n in nodes)
+    return sum(ranks_on(task.resources, n) for n in nodes if fits(task.resources, n)) >= task.workers

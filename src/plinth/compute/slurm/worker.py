@@ -116,12 +116,12 @@ def _watch(pid: int, timeout_s: float | None, memory: int | None, start: float) 
                 return "exit", status
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                _kill_tree(child)
+                kill_tree(child)
                 return "timeout", 0
             if memory is not None:
                 rss = tree_rss(child)
                 if rss > memory:
-                    _kill_tree(child)
+                    kill_tree(child)
                     return "memory", rss
             pause = SAMPLE_S if deadline is None else max(0.0, min(SAMPLE_S, deadline - now))
             if ended is not None:
@@ -141,7 +141,8 @@ def _exit_signal(pid: int) -> int | None:
         return None
 
 
-def _kill_tree(child: psutil.Process) -> None:
+def kill_tree(child: psutil.Process) -> None:
+    """Kill a child process and everything it started, then reap the child."""
     with contextlib.suppress(psutil.Error):
         for grandchild in child.children(recursive=True):
             with contextlib.suppress(psutil.Error):
@@ -166,11 +167,11 @@ def write(target: str, result: TaskResult) -> None:
     os.replace(temp, target)
 
 
-def where() -> str:
-    """This worker's place in the cluster: 'host:pid job JOB_ID'."""
+def where(pid: int | None = None) -> str:
+    """This worker's place in the cluster: 'host:pid job JOB_ID' (`pid` default: this process)."""
     array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     job = f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID", "?")
-    return f"{_HOST}:{os.getpid()} job {job}"
+    return f"{_HOST}:{os.getpid() if pid is None else pid} job {job}"
 
 
 def gpu_ids() -> tuple[int, ...]:

@@ -94,6 +94,28 @@ class SqlArtifacts(SqlBase):
 
         return self._read("list artifacts", fetch)
 
+    def delete_artifacts(self, run_id: str, paths: Sequence[str]) -> int:
+        wanted = sorted(set(paths))
+        for path in wanted:
+            if check_artifact_path(path) != path:
+                raise InvalidInput(
+                    f"Artifact path {path!r} is not in plain form; use {check_artifact_path(path)!r}."
+                )
+
+        def remove(conn: Connection) -> int:
+            key = self._run_key(conn, run_id)
+            art = t.artifacts
+            removed: list[str] = []
+            for start in range(0, len(wanted), _IN_CHUNK):  # bound parameters are limited per statement
+                at = (art.c.run_key == key) & art.c.path.in_(wanted[start : start + _IN_CHUNK])
+                removed += [r[0] for r in conn.execute(select(art.c.path).where(at))]
+                conn.execute(delete(art).where(at))
+            if removed:
+                self._audit(conn, "artifact.delete", "run", run_id, before=json.dumps(sorted(removed)[:50]))
+            return len(removed)
+
+        return self._write("delete artifacts", remove) if wanted else 0
+
     def referenced_digests(self) -> set[str]:
         def fetch(conn: Connection) -> set[str]:
             used = {r[0] for r in conn.execute(select(t.artifacts.c.digest).distinct())}
