@@ -3,7 +3,8 @@ plinth's `workers=2` step, on this machine.
 
     python benchmarks/distributed.py [--quick] [--rounds N] [--write|--no-write] [--keep]
 
-Both sides start from a fresh process (the clock starts before the launcher is spawned) and run
+Both sides start from a fresh process (the clock starts before the launcher is spawned), after one
+uncounted warm-up run each (file caches; plinth's store then exists, as it does after first use), and run
 benchmarks/_ddp_train.py's loop: a 3-layer 1024-wide MLP, SGD, 64 rows per rank per step, Gloo,
 one thread per rank. plinth runs it as a flow of one step (local executor, embedded SQLite store
 in a fresh PLINTH_HOME), logging nothing per step.
@@ -94,13 +95,15 @@ def startup_and_steps(rounds: int, steps: int, folder: Path) -> dict[str, list[f
         "torchrun step": [],
         "plinth step": [],
     }
+    _torchrun(12, folder / "warm-torchrun.json", [])  # not counted: file caches, and plinth's store exists
+    _plinth(12, folder / "warm-plinth.json", [], folder / "home")
     for r in range(rounds):
         for side in ("torchrun", "plinth"):
             out = folder / f"{side}-{r}.json"
             if side == "torchrun":
                 res = _torchrun(steps, out, [])
             else:
-                res = _plinth(steps, out, [], folder / f"home-{r}")
+                res = _plinth(steps, out, [], folder / "home")
             got[f"{side} start"].append(res["first_step"] - res["launched"])
             got[f"{side} step"].append(res["step_s"])
             start = res["first_step"] - res["launched"]
@@ -120,7 +123,7 @@ def recovery(folder: Path) -> dict[str, tuple[float, float]]:
                 KILL_STEPS, folder / f"{side}-kill.json", [*extra, "--ckpt-file", str(ckpt)], restarts=1
             )
         else:
-            res = _plinth(KILL_STEPS, folder / f"{side}-kill.json", extra, folder / "home-kill")
+            res = _plinth(KILL_STEPS, folder / f"{side}-kill.json", extra, folder / "home")
         killed = float(marker.read_text())
         if res["resumed_from"] < 0:
             raise SystemExit(f"{side}: the restarted group did not resume from a checkpoint: {res}")

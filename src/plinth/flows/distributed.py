@@ -46,6 +46,10 @@ def process_group(kind: str | None, workers: int, gpu: int) -> Iterator[None]:
     dist.init_process_group(backend, init_method="env://", timeout=INIT_TIMEOUT)
     try:
         yield
+        # Every rank returned: meet before tearing down, so a rank that is done early does not
+        # close its connections under one still setting up (Gloo connects lazily). A rank that
+        # raised skips this; the executor stops the group.
+        dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -32,7 +32,7 @@ import psutil
 from plinth.compute.base import Outcome, RankResult
 from plinth.compute.groups import rank_env
 from plinth.compute.slurm import groups, outcomes
-from plinth.compute.slurm.worker import kill_tree, run_one, where
+from plinth.compute.slurm.worker import exit_signal, kill_tree, run_one, where
 from plinth.compute.worker import tree_rss
 
 SAMPLE_S = 0.1
@@ -211,7 +211,7 @@ def _watch(
 ) -> tuple[str, int, int]:
     """Wait for child `pid`: (how, wait status, peak rss), how being exit, stopped, timeout or memory."""
     child = psutil.Process(pid)
-    ended = _exit_signal(pid)
+    ended = exit_signal(pid)
     deadline = None if timeout_s is None else start + timeout_s
     peak = 0
     try:
@@ -235,13 +235,6 @@ def _watch(
     finally:
         if ended is not None:
             os.close(ended)
-
-
-def _exit_signal(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
 
 
 def _wait_for(stop: _Stop, seconds: float) -> None:

@@ -107,7 +107,7 @@ def run_watched(spec: Mapping[str, Any], target: str) -> TaskResult | None:
 def _watch(pid: int, timeout_s: float | None, memory: int | None, start: float) -> tuple[str, int]:
     """Wait for child `pid`: ("exit", wait status), ("timeout", 0) or ("memory", its peak rss)."""
     child = psutil.Process(pid)
-    ended = _exit_signal(pid)
+    ended = exit_signal(pid)
     deadline = None if timeout_s is None else start + timeout_s
     try:
         while True:
@@ -133,7 +133,7 @@ def _watch(pid: int, timeout_s: float | None, memory: int | None, start: float) 
             os.close(ended)
 
 
-def _exit_signal(pid: int) -> int | None:
+def exit_signal(pid: int) -> int | None:
     """A file descriptor readable once `pid` ends (Linux), so a short task is not waited on."""
     try:
         return os.pidfd_open(pid)
