@@ -176,6 +176,24 @@ def _version() -> str:
         return "0.0.0"
 
 
+def _draw_in_notebooks() -> None:
+    """In an IPython shell (Jupyter, VS Code, Colab), show plinth's objects as HTML from the start."""
+    import sys
+
+    if "IPython" not in sys.modules:  # not in a shell: nothing to do, nothing imported
+        return
+    try:
+        shell = sys.modules["IPython"].get_ipython()
+        if shell is not None:
+            from plinth.notebook import register
+
+            register(shell)
+    except Exception:  # a display nicety must never make `import plinth` fail
+        pass
+
+
+_draw_in_notebooks()
+
 __all__ = [
     "ActiveRun",
     "Artifact",

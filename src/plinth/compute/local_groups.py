@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import wait as wait_ready
 from typing import Any
 
 from plinth.compute.base import Outcome, RankResult, Resources, Task, TaskResult
@@ -22,6 +23,8 @@ from plinth.compute.worker import WorkerHandle
 from plinth.core.units import format_size
 
 MASTER_ADDR = "127.0.0.1"  # every rank runs on this machine
+DEATH_GRACE_S = 0.5
+"""After a rank raises, how long to watch for another rank's death that caused it (and so is the cause)."""
 
 
 def group_total(task: Task) -> Resources:
@@ -126,8 +129,23 @@ class GroupRun:
             if not ended.ok:
                 failures.append(ended)
         if failures and self._failed is None:
+            if all(f.outcome is Outcome.ERROR for f in failures):
+                failures += self._deaths_within(DEATH_GRACE_S)
             failures.sort(key=lambda r: (r.outcome is not Outcome.CRASHED, r.rank))
             self._fail(failures[0])
+
+    def _deaths_within(self, seconds: float) -> list[RankResult]:
+        """Ranks whose process ends within `seconds`: a killed process closes its sockets (so its
+        peers' collective calls raise, and they may reply) before the system reports it dead."""
+        running = {rank.worker.proc.sentinel: rank for rank in self._running()}
+        dead = []
+        for sentinel in wait_ready(list(running), timeout=seconds) if running else []:
+            rank = running[sentinel]
+            ended = rank.ended = self._read(rank)
+            dead.append(ended)
+        return [d for d in dead if d.outcome is Outcome.CRASHED] + [
+            d for d in dead if d.outcome is not Outcome.CRASHED
+        ]
 
     def sample(self) -> None:
         """Record each running rank's memory (its process tree); stop the group if one is over."""

@@ -50,6 +50,8 @@ class Settings:
             (besides the system's and SSL_CERT_FILE).
         config_dir: where `plinth login` keeps credentials (0600); default
             `$XDG_CONFIG_HOME/plinth`, i.e. `~/.config/plinth`.
+        ui_url: the web UI's address, for links from notebooks (e.g. where `plinth ui` runs);
+            default the team server's address when the store is one.
     """
 
     home: str = ".plinth"
@@ -74,6 +76,7 @@ class Settings:
     workspace: str | None = None
     ca_bundle: str | None = None
     config_dir: str | None = None
+    ui_url: str | None = None
 
     @classmethod
     def from_env(
@@ -122,6 +125,7 @@ class Settings:
             workspace=env.get("PLINTH_WORKSPACE") or None,
             ca_bundle=env.get("PLINTH_CA_BUNDLE") or None,
             config_dir=env.get("PLINTH_CONFIG_DIR") or _config_dir(env),
+            ui_url=env.get("PLINTH_UI_URL") or None,
         )
 
     def with_home(self, home: str) -> Settings:
