@@ -70,7 +70,7 @@ class Artifact:
     created_ms: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class DatasetVersion:
     """A stored, content-addressed version of a named dataset with its schema and profile."""
 
@@ -84,6 +84,9 @@ class DatasetVersion:
     source: str
     created_ms: int
     size: int = 0
+
+    def __repr__(self) -> str:
+        return f"<DatasetVersion {self.name}/{self.version}: {self.rows} rows, {len(self.schema)} columns>"
 
     @property
     def ref(self) -> str:
@@ -120,7 +123,7 @@ class AuditEvent:
     hash: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Run:
     """A tracked execution: params, tags, latest metrics, status, environment and times."""
 
@@ -140,6 +143,10 @@ class Run:
     error: str | None = None
     environment: dict[str, Any] | None = None
     artifacts: list[Artifact] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        where = self.experiment_name or self.experiment_id
+        return f"<Run {self.id} {self.name!r} in {where} {self.status.value}>"
 
     @classmethod
     def of(cls, **fields: Any) -> Run:
@@ -168,7 +175,7 @@ class Run:
 _RUN_FIELDS = frozenset(f.name for f in dataclass_fields(Run))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ModelVersion:
     """One registered version of a named model.
 
@@ -195,6 +202,10 @@ class ModelVersion:
     signing_key: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     source: str | None = None  # where its files came from, e.g. an MLflow model's artifact URI
+
+    def __repr__(self) -> str:
+        aliases = "".join(f" @{a}" for a in self.aliases)
+        return f"<ModelVersion {self.name}/{self.version} {self.flavor}{aliases}>"
 
     @property
     def ref(self) -> str:
@@ -266,7 +277,7 @@ class StepStatus(enum.StrEnum):
         return self in (StepStatus.FINISHED, StepStatus.CACHED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FlowRun:
     """One run of a flow: its params, status, result and where its code came from.
 
@@ -288,8 +299,11 @@ class FlowRun:
     driver_pid: int | None = None
     driver_ns: str | None = None
 
+    def __repr__(self) -> str:
+        return f"<FlowRun {self.flow} {self.id} {self.status.value}>"
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class StepRun:
     """One call of a step inside a flow run (`call` is e.g. 'train#3'), with its attempts."""
 
@@ -309,6 +323,10 @@ class StepRun:
     resources: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
     reused_from: str | None = None
+
+    def __repr__(self) -> str:
+        took = "" if self.duration_s is None else f" {self.duration_s:.3g} s"
+        return f"<StepRun {self.call} {self.status.value}{took}>"
 
     @property
     def duration_s(self) -> float | None:

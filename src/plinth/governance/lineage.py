@@ -56,13 +56,17 @@ def phrase(relation: str, direction: str) -> str:
     return backward if direction == "up" else forward
 
 
-@dataclass
+@dataclass(repr=False)
 class LineageGraph:
     """Nodes with labels, and directed edges (source, relation, target)."""
 
     root: Node
     labels: dict[Node, str] = field(default_factory=dict)
     edges: list[tuple[Node, str, Node]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        kind, ident = self.root
+        return f"<LineageGraph {kind} {ident}: {len(self.labels)} nodes, {len(self.edges)} edges>"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""

@@ -149,7 +149,7 @@ class FeatureDrift:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class DriftReport:
     """The result of `drift`: one row per feature, and the predictions column if asked for.
 
@@ -166,6 +166,9 @@ class DriftReport:
     thresholds: DriftThresholds
     reference_rows: int
     current_rows: int
+
+    def __repr__(self) -> str:
+        return f"<DriftReport: {len(self.drifted_features)} of {len(self.features)} features drifted>"
 
     @property
     def drifted_features(self) -> list[str]:

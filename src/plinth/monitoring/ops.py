@@ -38,7 +38,7 @@ class OpsWindow:
         return {**asdict(self), "error_rate": self.error_rate}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class OpsReport:
     """Operations of a model: the whole window, per version, and per sub-window and version."""
 
@@ -46,6 +46,10 @@ class OpsReport:
     overall: OpsWindow
     versions: tuple[OpsWindow, ...]
     windows: tuple[OpsWindow, ...]
+
+    def __repr__(self) -> str:
+        overall = self.overall
+        return f"<OpsReport {self.model}: {overall.requests} requests, {overall.errors} errors>"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""

@@ -43,7 +43,7 @@ class PerformanceWindow:
         return {**asdict(self), "coverage": self.coverage}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PerformanceReport:
     """Performance of a model over a window, overall and per sub-window."""
 
@@ -51,6 +51,9 @@ class PerformanceReport:
     task: Task
     overall: PerformanceWindow
     windows: tuple[PerformanceWindow, ...]
+
+    def __repr__(self) -> str:
+        return f"<PerformanceReport {self.model} {self.task}: {len(self.windows)} windows>"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""

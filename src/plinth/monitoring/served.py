@@ -20,7 +20,7 @@ from plinth.monitoring.windows import Logged
 from plinth.store.base import Store
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ModelDrift:
     """Drift of one model over one window, and what it was compared with."""
 
@@ -31,6 +31,13 @@ class ModelDrift:
     reference_source: str  # "set_reference" or "lineage"
     requests: int
     report: DriftReport
+
+    def __repr__(self) -> str:
+        drifted, total = len(self.drifted_features), len(self.report.features)
+        return (
+            f"<ModelDrift {self.model}: {drifted} of {total} features drifted vs {self.reference}, "
+            f"{self.requests} requests>"
+        )
 
     @property
     def drifted_features(self) -> list[str]:
