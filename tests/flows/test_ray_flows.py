@@ -218,14 +218,16 @@ def test_a_driver_elsewhere_runs_a_flow_through_ray_client(settings: Settings, t
     assert steps and all(s.status.value == "FINISHED" and " node " in s.usage["worker"] for s in steps)
 
 
-def test_a_ddp_step_spans_the_clusters_nodes(tracking: Backend) -> None:
+@pytest.mark.parametrize(("workers", "cpu"), [(2, 1.0), (4, 0.5)])  # 1 CPU per node: 1 or 2 ranks on each
+def test_a_ddp_step_spans_the_clusters_nodes(tracking: Backend, workers: int, cpu: float) -> None:
     import ddp_flows
     import numpy as np
 
-    result = ddp_flows.ddp.run(executor="ray", workers=2, steps=8, cpu=1)  # 1 CPU per node: one rank on each
+    result = ddp_flows.ddp.run(executor="ray", workers=workers, steps=8, cpu=cpu)
     out = result.result
     weights = np.array(out["weights"])
-    assert np.array_equal(weights[0], weights[1])
+    assert out["world"] == workers
+    assert np.array_equal(weights, np.repeat(weights[:1], workers, axis=0))
     np.testing.assert_allclose(weights[0], ddp_flows.train_alone(8), rtol=1e-5, atol=1e-6)
     ranks = next(s for s in result.steps if s.step == "train").usage["ranks"]
-    assert [r["outcome"] for r in ranks] == ["ok", "ok"]
+    assert [r["outcome"] for r in ranks] == ["ok"] * workers

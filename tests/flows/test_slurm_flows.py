@@ -256,3 +256,17 @@ def test_a_ddp_step_runs_as_one_job_of_two_tasks(tracking: Backend, tmp_path: Pa
     assert np.array_equal(weights[0], weights[1])
     np.testing.assert_allclose(weights[0], ddp_flows.train_alone(12), rtol=1e-5, atol=1e-6)
     assert plinth.get_run(row.id).tags["plinth.slurm_job"]
+
+
+@on_sqlite
+def test_a_ddp_step_of_four_ranks_matches_one_process(tracking: Backend) -> None:
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "resources"))
+    import ddp_flows
+
+    out = ddp_flows.ddp.run(executor="slurm", workers=4, steps=8, cpu=1).result
+    weights = np.array(out["weights"])
+    assert out["world"] == 4
+    assert np.array_equal(weights, np.repeat(weights[:1], 4, axis=0))
+    np.testing.assert_allclose(weights[0], ddp_flows.train_alone(8), rtol=1e-5, atol=1e-6)
