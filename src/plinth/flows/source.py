@@ -25,13 +25,21 @@ _LIBRARY_DIRS = tuple(
 )
 
 
+INTERACTIVE = "<interactive>"
+"""The source of a flow defined in a notebook or a REPL: found again only in that session."""
+
+
 def source_of(fn: Callable[..., Any]) -> str:
-    """'module:qualname' for importable code, '/path/file.py:qualname' for scripts and files."""
+    """'module:qualname' for importable code, '/path/file.py:qualname' for scripts and files,
+    '<interactive>:qualname' for a flow defined in a notebook cell or at a REPL prompt (its steps
+    travel by value; it resumes from the same session)."""
     module = sys.modules.get(fn.__module__)
     path = getattr(module, "__file__", None)
     by_path = fn.__module__ == "__main__" or fn.__module__.startswith(_FILE_MODULE)
     if not by_path and module is not None and _importable_as(fn.__module__, path):
         return f"{fn.__module__}:{fn.__qualname__}"
+    if path is None and fn.__module__ == "__main__":
+        return f"{INTERACTIVE}:{fn.__qualname__}"  # a notebook cell or a REPL
     if path is None:
         raise InvalidInput(
             f"Flow {fn.__qualname__} is not defined in a file, so it cannot be resumed or scheduled; "
@@ -74,13 +82,31 @@ def load_object(source: str) -> Any:
     where, _, qualname = source.rpartition(":")
     if not where or not qualname:
         raise InvalidInput(f"{source!r} does not name a flow; use FILE.py:NAME or module:NAME.")
-    module = load_module(where) if where.endswith(".py") else _import(where)
+    if where == INTERACTIVE:
+        module = _interactive(qualname)
+    else:
+        module = load_module(where) if where.endswith(".py") else _import(where)
     found: Any = module
     for part in qualname.split("."):
         found = getattr(found, part, None)
         if found is None:
             raise InvalidInput(f"{where} has no {qualname!r}.")
     return found
+
+
+def _interactive(qualname: str) -> ModuleType:
+    """The session's `__main__`, when the flow defined in one of its cells is there."""
+    main = sys.modules.get("__main__")
+    if (
+        main is None
+        or getattr(main, "__file__", None) is not None
+        or not hasattr(main, qualname.split(".")[0])
+    ):
+        raise InvalidInput(
+            f"Flow {qualname} was defined in a notebook or an interactive session; resume it from a "
+            "session where it is defined (run the cell that defines it first), or move it to a .py file."
+        )
+    return main
 
 
 def _import(name: str) -> ModuleType:
