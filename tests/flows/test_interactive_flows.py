@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+import plinth
 from plinth.core.errors import InvalidInput
 from plinth.flows.source import load_object
 from plinth.tracking.context import Backend
@@ -70,3 +71,19 @@ def test_a_flow_defined_in_a_cell_runs_and_resumes_in_its_session(
 def test_resuming_outside_the_session_says_what_to_do() -> None:
     with pytest.raises(InvalidInput, match="defined in a notebook or an interactive session"):
         load_object("<interactive>:no_such_flow_here")
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_the_lineage_of_a_flow_run_reaches_its_steps_and_their_results(
+    tracking: Backend, shell: InteractiveShell, tmp_path: Path
+) -> None:
+    run_cell(shell, CELL)
+    marker = tmp_path / "m"
+    marker.touch()  # fails_once does not fail
+    run_cell(shell, f"done = cell_flow.run(n=2, marker={str(marker)!r})")
+    done = shell.user_ns["done"]
+    graph = plinth.lineage(done.id)
+    assert graph.root == ("flow_run", done.id)
+    ran = {dst for src, relation, dst in graph.edges if src == graph.root and relation == "ran"}
+    assert ran == {("run", s.id) for s in done.steps}
+    assert any(relation == "produced" for _, relation, _ in graph.edges)  # and on to the results

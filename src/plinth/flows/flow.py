@@ -23,6 +23,7 @@ from plinth.flows.source import load_object, source_of
 from plinth.flows.step import current_driver
 from plinth.flows.values import Ref, ValueCache, store_value
 from plinth.tracking.context import Backend, backend
+from plinth.tracking.progress import live_view
 from plinth.tracking.run import Terminated, start_run
 
 P = ParamSpec("P")
@@ -102,6 +103,8 @@ class Flow(Generic[P, R]):
         `executor` is an Executor, or a name ("local", "ray", "slurm"; default: the flow's own),
         and `ray_address` the Ray cluster for "ray" ("auto", "HOST:PORT", "ray://HOST:10001").
         "slurm" submits sbatch jobs as the PLINTH_SLURM_* settings say (partition, account, ...).
+        `observer` is called with the driver as steps advance; without one, a notebook shows the
+        steps advancing in the cell's output, updated in place.
 
         Raises:
             StepFailed: a step failed after its retries (unless raise_on_failure=False).
@@ -136,12 +139,16 @@ class Flow(Generic[P, R]):
             driver_ns=here.ns,
         )
         be.store.create_flow_run(record)
+        # in a notebook, with no observer of the caller's, the steps advance in the cell's output
+        shown = live_view("flow", self.name, active.id) if observer is None else None
         with step_credentials(be.settings, active.id) as step_env:
             driver = FlowDriver(be, executor, active.id, self.name, resume[1] if resume else None, step_env)
-            driver.observer = observer
+            driver.observer = shown.observe if shown is not None else observer
             status, error, digest, raised = self._drive(driver, bound)
         be.store.finish_flow_run(active.id, status, now_ms(), digest, error)
         active.end(status, error)
+        if shown is not None:
+            shown.close()  # the flow run as stored: its graph and every step's status
         if raised is not None:  # the flow body itself raised, or was interrupted: the run is recorded
             raise raised
         result: FlowResult[R] = FlowResult(be.store.get_flow_run(active.id), be)

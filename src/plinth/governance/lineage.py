@@ -203,6 +203,8 @@ def _edges_of(store: Store, node: Node, way: str) -> list[tuple[Node, str, Node]
             out.append((("predictions", f"{found.model}/{found.version}"), "includes", node))
         if found is not None and way == "down" and store.label_of(found.model, ident) is not None:
             out.append((node, "labeled by", ("label", ident)))
+    if kind == "flow_run" and way == "down":
+        out += [(node, "ran", ("run", step.id)) for step in store.step_runs(ident) if step.attempts]
     if kind == "run" and way == "up":
         run = store.get_run(ident)
         flow_run = run.tags.get("plinth.flow_run")
@@ -223,7 +225,8 @@ def _resolve(store: Store, ref: str) -> Node:
             return ("model_version", store.get_model_version(name, number).id)
         except NotFound:
             return ("dataset_version", store.get_dataset_version(name, number).id)
-    for kind, lookup in (("run", store.get_run), ("flow_run", store.get_flow_run)):
+    # a flow run shares its id with its driver's run: the flow run is what the id names
+    for kind, lookup in (("flow_run", store.get_flow_run), ("run", store.get_run)):
         try:
             lookup(ref)
             return (kind, ref)

@@ -7,6 +7,10 @@ version, drift / performance / operations results, the monitoring report, lineag
 display as tables and inline SVG charts, with links to the web UI when one is known
 (`plinth.notebook.links`). Nothing here runs a script, so outputs render in untrusted notebooks.
 
+Registering also turns on the live views (`plinth.notebook.live`): `run.live()` charts a run's
+metrics as they are logged, `flow.run(...)` shows its steps advancing, and batch prediction
+(and any other long loop with a terminal bar) shows a notebook progress bar.
+
 The formatters are registered with IPython by type name: registering imports none of the
 types, nor pandas or plotly; each drawing module loads the first time its type is displayed.
 `core/` entities stay plain dataclasses with short text reprs.
@@ -17,8 +21,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from plinth.core import hooks
 from plinth.core.errors import ConfigError
 from plinth.notebook.formatters import TYPES, drawer, list_html, to_html
+from plinth.tracking.progress import LIVE_VIEW, outside_notebooks
 
 MIME = "text/html"
 
@@ -26,7 +32,8 @@ __all__ = ["load_ipython_extension", "register", "to_html", "unload_ipython_exte
 
 
 def register(ip: Any = None, *, ui_url: str | None = None) -> None:
-    """Show plinth's objects as HTML in the IPython shell `ip` (default: the running one).
+    """Show plinth's objects as HTML in the IPython shell `ip` (default: the running one), and
+    turn on the live views of runs, flows and progress bars.
 
     Calling it again is harmless: each type's formatter is replaced by the same one.
 
@@ -52,11 +59,13 @@ def register(ip: Any = None, *, ui_url: str | None = None) -> None:
     for (module, name), target in TYPES.items():
         formatter.for_type_by_name(module, name, drawer(target))
     formatter.for_type_by_name("builtins", "list", list_html)
+    hooks.provide(LIVE_VIEW, _live_view)
 
 
 def unregister(ip: Any = None) -> None:
-    """Stop drawing plinth's objects as HTML in `ip` (default: the running shell)."""
+    """Stop drawing plinth's objects as HTML in `ip` (default: the running shell), and live views."""
     shell = ip if ip is not None else _running_shell()
+    hooks.provide(LIVE_VIEW, outside_notebooks)
     formatter = shell.display_formatter.formatters[MIME]
     for module, name in [*TYPES, ("builtins", "list")]:
         formatter.deferred_printers.pop((module, name), None)
@@ -73,6 +82,13 @@ def load_ipython_extension(ip: Any) -> None:
 def unload_ipython_extension(ip: Any) -> None:
     """`%unload_ext plinth.notebook`: remove them again."""
     unregister(ip)
+
+
+def _live_view(kind: str, *args: Any) -> Any:
+    """The `live_view` hook that tracking, flows and serving ask; its module loads on the first call."""
+    from plinth.notebook.live import live_view
+
+    return live_view(kind, *args)
 
 
 def _running_shell() -> Any:

@@ -28,6 +28,7 @@ from plinth.notebook.html import (
     link,
     muted,
     size,
+    ui_link,
     when,
 )
 from plinth.notebook.style import document
@@ -51,7 +52,7 @@ def flow_run_html(run: FlowRun, steps: Sequence[StepRun] | None = None) -> str:
         badge(run.status.value),
         f'<span class="title">flow {esc(run.flow)}</span>',
         code(run.id),
-        link("open in plinth UI ↗", links.flow_run_url(run.id)),
+        ui_link(links.flow_run_url(run.id)),
     )
     parts = [title, _facts(run, calls)]
     if calls:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from plinth.governance.lineage import phrase
 from plinth.notebook import links, svg
-from plinth.notebook.html import Table, duration, esc, head, heading, link, muted, number, percent
+from plinth.notebook.html import Table, duration, esc, head, heading, link, muted, number, percent, ui_link
 from plinth.notebook.style import document
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def lineage_html(graph: LineageGraph) -> str:
     kind = ROOT_PAGES.get(root[0])
     title = head(
         f'<span class="title">lineage of {esc(_label(graph, root))}</span>',
-        link("open in plinth UI ↗", links.lineage_url(kind, root[1]) if kind else None),
+        ui_link(links.lineage_url(kind, root[1]) if kind else None),
     )
     parts = [title]
     for direction, name in (("up", "Came from"), ("down", "Led to")):
@@ -107,7 +107,7 @@ def costs_html(rows: Sequence[CostRow]) -> str:
     )
     title = head(
         f'<span class="title">costs of {len(rows)} group{"s" if len(rows) != 1 else ""}</span>',
-        link("open in plinth UI ↗", links.costs_url()),
+        ui_link(links.costs_url()),
     )
     note = "" if priced else muted("No prices set (PLINTH_PRICE_*): the bars are CPU + GPU hours.")
     return document("costs", title + chart + note + table.render(more="groups"), groups=str(len(rows)))

@@ -105,6 +105,11 @@ def link(inner: str, href: str | None) -> str:
     return f'<a href="{esc(href)}" target="_blank" rel="noopener">{inner}</a>'
 
 
+def ui_link(href: str | None) -> str:
+    """ "open in plinth UI ↗" linking to `href`, or nothing when there is no UI page to open."""
+    return link("open in plinth UI ↗", href) if href else ""
+
+
 def heading(text: str) -> str:
     """A section heading inside an output."""
     return f"<h4>{esc(text)}</h4>"

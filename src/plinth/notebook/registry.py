@@ -22,6 +22,7 @@ from plinth.notebook.html import (
     kv,
     link,
     muted,
+    ui_link,
     when,
 )
 from plinth.notebook.style import document
@@ -38,7 +39,7 @@ def model_version_html(mv: ModelVersion) -> str:
         f'<span class="title">{link(esc(mv.name), links.model_url(mv.name))} / version {mv.version}</span>',
         aliases_html(mv.aliases),
         f'<span class="badge muted">{esc(mv.flavor)}</span>',
-        link("open in plinth UI ↗", links.model_version_url(mv.name, mv.version)),
+        ui_link(links.model_version_url(mv.name, mv.version)),
     )
     run = link(code(mv.run_id), links.run_url(mv.run_id)) if mv.run_id else "none (registered from files)"
     facts = kv(
@@ -111,7 +112,7 @@ def registered_model_html(model: RegisteredModel) -> str:
     title = head(
         f'<span class="title">{esc(model.name)}</span>',
         " ".join(f'<span class="badge run">@{esc(a)} → {v}</span>' for a, v in aliases),
-        link("open in plinth UI ↗", links.model_url(model.name)),
+        ui_link(links.model_url(model.name)),
     )
     facts = kv(
         [

@@ -76,6 +76,8 @@ CSS = f"""
 .plinth .badge.muted {{ color: {MUTED}; background: #f2f4f7; }}
 .plinth svg {{ display: block; max-width: 100%; height: auto; }}
 .plinth svg.inline {{ display: inline-block; vertical-align: middle; }}
+.plinth .charts {{ display: flex; flex-wrap: wrap; gap: 6px 14px; }}
+.plinth progress {{ width: 220px; vertical-align: middle; }}
 """
 """The stylesheet every output carries (a few hundred bytes compressed)."""
 

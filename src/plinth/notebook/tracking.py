@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from plinth.core.entities import Run
+from plinth.core.entities import Run, RunStatus
 from plinth.notebook import links, svg
 from plinth.notebook.html import (
     Table,
@@ -27,6 +27,7 @@ from plinth.notebook.html import (
     muted,
     number,
     size,
+    ui_link,
     when,
 )
 from plinth.notebook.style import document
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
 BOOKKEEPING = ("plinth.", "system/")
 """Prefixes of the keys plinth itself logs (tags and metrics), shown after the user's own."""
+LIVE_TIP = "A snapshot of the run as stored now: run.live() redraws its metrics here as they are logged."
+"""What an open run's view says under its title."""
 ROWS = 50
 """Runs a table lists; it counts the rest."""
 KEY_COLUMNS = 20
@@ -48,14 +51,17 @@ def is_bookkeeping(key: str) -> bool:
     return key.startswith(BOOKKEEPING)
 
 
-def run_html(run: Run) -> str:
-    """A run: status badge, facts, params, latest metrics, tags and artifacts, with its UI link."""
+def run_html(run: Run, *, note: str = "") -> str:
+    """A run: status badge, facts, params, latest metrics, tags and artifacts, with its UI link.
+
+    `note` (plain text) is written under the title, e.g. how to see an open run live.
+    """
     experiment = link(esc(run.experiment_name), links.experiment_url(run.experiment_name))
     title = head(
         badge(run.status.value),
         f'<span class="title">{esc(run.name or run.id)}</span>',
         f'<span class="muted">in {experiment}</span>',
-        link("open in plinth UI ↗", links.run_url(run.id)),
+        ui_link(links.run_url(run.id)),
     )
     facts = kv(
         [
@@ -68,13 +74,18 @@ def run_html(run: Run) -> str:
             ("Error", f"<pre>{esc(run.error)}</pre>" if run.error else ""),
         ]
     )
-    parts = [title, facts, _params(run.params), _metrics(run.metrics), _tags(run.tags), _artifacts(run)]
+    tip = f'<p class="muted" data-note="live">{esc(note)}</p>' if note else ""
+    parts = [title, tip, facts, _params(run.params), _metrics(run.metrics), _tags(run.tags), _artifacts(run)]
     return document("run", "".join(parts), run_id=run.id, status=run.status.value)
 
 
 def active_run_html(active: ActiveRun) -> str:
-    """An active run as it is stored now (its logged metrics flushed first)."""
-    return run_html(active.get())
+    """An active run as it is stored now (its logged metrics flushed first); while it is open, a
+    line says that `run.live()` redraws its metrics as they are logged."""
+    run = active.get()
+    if run.status is not RunStatus.RUNNING:
+        return run_html(run)
+    return run_html(run, note=LIVE_TIP)
 
 
 def _params(params: dict[str, str]) -> str:

@@ -35,6 +35,7 @@ from plinth.tracking.context import (
 )
 from plinth.tracking.context import end_open_runs as end_open_runs
 from plinth.tracking.environment import run_environment
+from plinth.tracking.progress import LiveView, live_view
 from plinth.tracking.system import SystemMetrics, carried_totals
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class ActiveRun:
         self._keys: set[str] = set()
         self._steps: dict[str, int] = {}
         self._system: SystemMetrics | None = None
+        self._views: list[LiveView] = []
         self.id = run.id
         self.experiment_id = run.experiment_id
         self.name = run.name
@@ -169,6 +171,35 @@ class ActiveRun:
     def flush(self) -> None:
         """Return once every metric logged so far is durable in the store."""
         self._writer.flush()
+
+    def live(self, every: float = 1.0) -> LiveView:
+        """Show this run's metrics in the notebook, one chart per key, redrawn while the run is open.
+
+        A background thread reads the metrics from the store every `every` seconds and updates
+        the output in place; the run's end draws it one last time and stops it. A failed read
+        is counted in the view, never raised into the cell.
+
+        Args:
+            every: seconds between redraws.
+
+        Returns:
+            The view; `view.stop()` stops redrawing before the run ends.
+
+        Raises:
+            InvalidInput: `every` is not a positive number of seconds.
+            ConfigError: no notebook is running (no IPython kernel): there is nowhere to draw.
+
+        Example:
+            with plinth.start_run(experiment="iris") as run:
+                run.live()
+                for epoch in range(100):
+                    run.log_metric("loss", train_one_epoch())
+        """
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0 < every < float("inf"):
+            raise InvalidInput(f"run.live(every={every!r}): give the seconds between redraws, e.g. 1.0.")
+        view: LiveView = live_view("run", self, self._backend.store, float(every))
+        self._views.append(view)
+        return view
 
     # params, tags, artifacts, datasets -------------------------------------------------------
     def log_param(self, key: str, value: Any) -> None:
@@ -311,7 +342,16 @@ class ActiveRun:
         try:
             self._wait_checkpoints()  # a finished run has its checkpoints stored
         finally:
-            self._close(status, error)
+            try:
+                self._close(status, error)
+            finally:
+                self._stop_views()
+
+    def _stop_views(self) -> None:
+        """Draw each live view of this run a last time, as it ended (a view never raises)."""
+        views, self._views = self._views, []
+        for view in views:
+            view.stop()
 
     def _close(self, status: RunStatus, error: str | None) -> None:
         """Stop sampling, then write the last points and the end of the run."""

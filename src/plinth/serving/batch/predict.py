@@ -76,7 +76,8 @@ def batch_predict(
         workers: processes scoring chunks in parallel (1: score in this process).
         proba: write class probabilities (`prediction_0..k`) instead of predictions.
         store_output: also store the output as the run's artifact `predictions.parquet`.
-        progress: show a progress bar with rows/s (only when stderr is a terminal).
+        progress: show a progress bar with rows/s: on stderr when it is a terminal; in a notebook
+            its own bar (a widget, or a line of text where ipywidgets is not installed).
         executor: "local" (this process, or `workers` processes), "ray" (Ray tasks across the
             cluster at `ray_address`: "auto", "HOST:PORT", "ray://HOST:10001"; default RAY_ADDRESS)
             or "slurm" (SLURM jobs, as the PLINTH_SLURM_* settings say; the model and the chunks
