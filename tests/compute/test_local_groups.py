@@ -184,7 +184,9 @@ def test_a_rank_killed_in_a_barrier_crashes_the_group(make: Callable[..., LocalE
     assert result.outcome is Outcome.CRASHED
     assert result.error is not None and result.error.startswith("rank 2 of 3 (")
     assert "SIGKILL" in result.error and "the other ranks were stopped" in result.error
-    assert [r.outcome for r in result.ranks] == [Outcome.CANCELLED, Outcome.CANCELLED, Outcome.CRASHED]
+    assert result.ranks[2].outcome is Outcome.CRASHED
+    # the others were stopped, unless the dead peer made their barrier raise before that
+    assert all(r.outcome in (Outcome.CANCELLED, Outcome.ERROR) for r in result.ranks[:2])
     assert_all_gone(result)
     executor.submit(Task(id="next", fn=square, args=(7,), workers=3))
     assert finish(executor)["next"].value == 49

@@ -200,7 +200,9 @@ def test_a_rank_killed_in_a_barrier_crashes_the_group(ex: RayExecutor, tmp_path:
     assert result.outcome is Outcome.CRASHED, result.error
     assert result.error is not None and result.error.startswith("rank 2 of 3 (node ")
     assert "died" in result.error and "the other ranks were stopped" in result.error
-    assert [r.outcome for r in result.ranks] == [Outcome.CANCELLED, Outcome.CANCELLED, Outcome.CRASHED]
+    assert result.ranks[2].outcome is Outcome.CRASHED
+    # the others were stopped, unless the dead peer made their barrier raise before that
+    assert all(r.outcome in (Outcome.CANCELLED, Outcome.ERROR) for r in result.ranks[:2])
     assert_nothing_left("ddp-kill", tmp_path)
     ex.submit(Task(id="after", fn=record_env, args=(str(tmp_path / "after"),), workers=2, resources=HALF))
     (tmp_path / "after").mkdir()
