@@ -20,7 +20,9 @@ Rows:
    `plinth.step_checkpoint()`. Target: <= 10 s plus the checkpoint load.
 4. blocking time of saving a 500 MB state dict in the training loop: torch.save to a local file
    (what blocks in a plain script) vs plinth's `run.log_checkpoint` (the copy; the write goes on
-   in the background). Target: <= 0.1 s.
+   in the background), the median of 5 checkpoints after the process's first, each taken once
+   the one before is stored. Target: <= 0.1 s. (benchmarks/checkpoints.py has the details,
+   including a checkpoint taken while the one before is still being written.)
 """
 
 from __future__ import annotations
@@ -115,21 +117,30 @@ def recovery(folder: Path) -> dict[str, tuple[float, float]]:
     """Seconds from the kill to training again (less the load), and the load, per side."""
     out: dict[str, tuple[float, float]] = {}
     for side in ("torchrun", "plinth"):
-        marker = folder / f"{side}-killed"
-        ckpt = folder / f"{side}-ckpt.pt"
-        extra = ["--kill-at", str(KILL_AT), "--marker", str(marker), "--ckpt-every", str(CKPT_EVERY)]
-        if side == "torchrun":
-            res = _torchrun(
-                KILL_STEPS, folder / f"{side}-kill.json", [*extra, "--ckpt-file", str(ckpt)], restarts=1
-            )
-        else:
-            res = _plinth(KILL_STEPS, folder / f"{side}-kill.json", extra, folder / "home")
-        killed = float(marker.read_text())
-        if res["resumed_from"] < 0:
-            raise SystemExit(f"{side}: the restarted group did not resume from a checkpoint: {res}")
-        out[side] = (res["first_step"] - killed - res["load_s"], res["load_s"])
+        try:
+            out[side] = _recover_once(side, folder, "a")
+        except subprocess.CalledProcessError:  # torchrun's restart now and then fails to meet again
+            log(f"{side}: the killed run did not finish; once more")
+            out[side] = _recover_once(side, folder, "b")
         log(f"{side}: training again {out[side][0]:.2f} s after the kill (+ {out[side][1]:.2f} s load)")
     return out
+
+
+def _recover_once(side: str, folder: Path, attempt: str) -> tuple[float, float]:
+    """One killed-and-restarted run of `side`: (seconds to training again less the load, the load)."""
+    marker = folder / f"{side}-{attempt}-killed"
+    ckpt = folder / f"{side}-{attempt}-ckpt.pt"
+    extra = ["--kill-at", str(KILL_AT), "--marker", str(marker), "--ckpt-every", str(CKPT_EVERY)]
+    if side == "torchrun":
+        res = _torchrun(
+            KILL_STEPS, folder / f"{side}-kill.json", [*extra, "--ckpt-file", str(ckpt)], restarts=1
+        )
+    else:
+        res = _plinth(KILL_STEPS, folder / f"{side}-kill.json", extra, folder / "home")
+    killed = float(marker.read_text())
+    if res["resumed_from"] < 0:
+        raise SystemExit(f"{side}: the restarted group did not resume from a checkpoint: {res}")
+    return res["first_step"] - killed - res["load_s"], res["load_s"]
 
 
 def checkpoint_blocking(folder: Path) -> tuple[float, float]:
@@ -141,12 +152,12 @@ state = {{f"layer{{i}}.weight": torch.randn(1024, 4096) for i in range(30)}}  # 
 t = time.perf_counter(); torch.save(state, {str(folder / "plain.pt")!r}); plain = time.perf_counter() - t
 with plinth.start_run(experiment="bench-ckpt") as run:
     blocked = []
-    for step in range(3):
+    for step in range(6):
         t = time.perf_counter()
         pending = run.log_checkpoint(state, step=step, keep_last=1)
         blocked.append(time.perf_counter() - t)
         pending.wait()
-print(json.dumps({{"plain": plain, "plinth": sorted(blocked)[1]}}))
+print(json.dumps({{"plain": plain, "plinth": sorted(blocked[1:])[2]}}))  # the first copy faults its pages in
 """
     env = {**_env(), "PLINTH_HOME": str(folder / "home-ckpt")}
     done = subprocess.run([_python(), "-c", code], check=True, capture_output=True, text=True, env=env)

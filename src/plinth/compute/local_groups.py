@@ -23,6 +23,8 @@ from plinth.compute.worker import WorkerHandle
 from plinth.core.units import format_size
 
 MASTER_ADDR = "127.0.0.1"  # every rank runs on this machine
+UNLIMITED_SAMPLE_S = 1.0
+"""How often the memory of ranks without a memory limit is read (with one: every executor tick)."""
 DEATH_GRACE_S = 0.5
 """After a rank raises, how long to watch for another rank's death that caused it (and so is the cause)."""
 
@@ -87,6 +89,7 @@ class GroupRun:
         self._value: Any = None
         self._failed: RankResult | None = None
         self._stopped: tuple[Outcome, str] | None = None
+        self._next_sample = 0.0
         self._launch(payload)
 
     # ------------------------------------------------------------------------------ state
@@ -148,8 +151,16 @@ class GroupRun:
         ]
 
     def sample(self) -> None:
-        """Record each running rank's memory (its process tree); stop the group if one is over."""
+        """Record each running rank's memory (its process tree); stop the group if one is over.
+
+        Without a memory limit this is bookkeeping only (each rank's reply brings its peak too),
+        so it runs once a second: reading every rank's process tree costs the ranks CPU time.
+        """
         limit = self.task.resources.memory
+        now = time.monotonic()
+        if limit is None and now < self._next_sample:
+            return
+        self._next_sample = now + UNLIMITED_SAMPLE_S
         for rank in self._running():
             rss = rank.worker.rss()
             rank.max_rss = max(rank.max_rss, rss)
