@@ -9,16 +9,17 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import psutil
 import pytest
+from executor_results import drain
 
 from plinth.compute import gpus as gpus_module
-from plinth.compute.base import Outcome, Resources, Task, TaskResult
+from plinth.compute.base import Outcome, Resources, Task
 from plinth.compute.gpus import discover_gpus
 from plinth.compute.local import LocalExecutor
 from plinth.core.errors import ConfigError, ResourceError
@@ -27,34 +28,6 @@ from plinth.core.errors import ConfigError, ResourceError
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 MiB = 2**20
-
-
-@pytest.fixture
-def make() -> Iterator[Callable[..., LocalExecutor]]:
-    """Build executors that are shut down after the test."""
-    made: list[LocalExecutor] = []
-
-    def build(**kwargs: Any) -> LocalExecutor:
-        executor = LocalExecutor(**kwargs)
-        made.append(executor)
-        return executor
-
-    yield build
-    for executor in made:
-        executor.shutdown()
-
-
-def drain(executor: LocalExecutor, timeout: float = 60.0) -> dict[str, TaskResult]:
-    """Wait for every queued and running task; results by task id."""
-    results: dict[str, TaskResult] = {}
-    deadline = time.monotonic() + timeout
-    while executor.running() and time.monotonic() < deadline:
-        for result in executor.wait(timeout=1.0):
-            results[result.task_id] = result
-    for result in executor.wait(timeout=0):
-        results[result.task_id] = result
-    assert not executor.running(), "tasks still running after the test's time budget"
-    return results
 
 
 def square(x: int) -> int:

@@ -7,13 +7,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cloudpickle
 import psutil
 import pytest
+from executor_results import drain as finish
 
 from plinth.compute.base import Outcome, Resources, Task, TaskResult
 from plinth.compute.local import LocalExecutor
@@ -32,34 +32,6 @@ RANK_VARS = (
     "MASTER_ADDR",
     "MASTER_PORT",
 )
-
-
-@pytest.fixture
-def make() -> Iterator[Callable[..., LocalExecutor]]:
-    """Build executors that are shut down after the test."""
-    made: list[LocalExecutor] = []
-
-    def build(**kwargs: Any) -> LocalExecutor:
-        executor = LocalExecutor(**kwargs)
-        made.append(executor)
-        return executor
-
-    yield build
-    for executor in made:
-        executor.shutdown()
-
-
-def finish(executor: LocalExecutor, timeout: float = 120.0) -> dict[str, TaskResult]:
-    """Wait for every queued and running task (far less than the 600 s the sleepers ask for)."""
-    results: dict[str, TaskResult] = {}
-    deadline = time.monotonic() + timeout
-    while executor.running() and time.monotonic() < deadline:
-        for result in executor.wait(timeout=1.0):
-            results[result.task_id] = result
-    for result in executor.wait(timeout=0):
-        results[result.task_id] = result
-    assert not executor.running(), "tasks still running after the test's time budget"
-    return results
 
 
 def pid_of(worker: str) -> int:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+from executor_results import drain
 
-from plinth.compute.base import Outcome, Resources, Task, TaskResult
+from plinth.compute.base import Outcome, Resources, Task
 from plinth.compute.ray import RayExecutor
 from plinth.core.errors import ConfigError, ResourceError
 from ray_cluster import RAY_MARK, shared_cluster
@@ -29,18 +30,6 @@ def ex() -> Iterator[RayExecutor]:
     executor = RayExecutor()
     yield executor
     executor.shutdown()
-
-
-def drain(executor: RayExecutor, timeout: float = 60.0) -> dict[str, TaskResult]:
-    results: dict[str, TaskResult] = {}
-    deadline = time.monotonic() + timeout
-    while executor.running() and time.monotonic() < deadline:
-        for result in executor.wait(timeout=1.0):
-            results[result.task_id] = result
-    for result in executor.wait(timeout=0):
-        results[result.task_id] = result
-    assert not executor.running(), "tasks still running after the test's time budget"
-    return results
 
 
 def square(x: int) -> int:

@@ -14,8 +14,9 @@ from typing import Any
 import cloudpickle
 import psutil
 import pytest
+from executor_results import drain
 
-from plinth.compute.base import Outcome, Resources, Task, TaskResult
+from plinth.compute.base import Outcome, Resources, Task
 from plinth.compute.groups import RANK_VARS
 from plinth.compute.ray import RayExecutor, placement
 from plinth.compute.ray.cluster import NodeInfo
@@ -35,19 +36,6 @@ def ex() -> Iterator[RayExecutor]:
     executor = RayExecutor()
     yield executor
     executor.shutdown()
-
-
-def drain(executor: RayExecutor, timeout: float = 90.0) -> dict[str, TaskResult]:
-    """Every result; far less time than the 600 s the sleeping ranks ask for."""
-    results: dict[str, TaskResult] = {}
-    deadline = time.monotonic() + timeout
-    while executor.running() and time.monotonic() < deadline:
-        for result in executor.wait(timeout=1.0):
-            results[result.task_id] = result
-    for result in executor.wait(timeout=0):
-        results[result.task_id] = result
-    assert not executor.running(), "tasks still running after the test's time budget"
-    return results
 
 
 def placement_states(task_id: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import subprocess
 import sys
@@ -13,10 +12,10 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+from executor_results import drain
 
-from plinth.compute.base import Outcome, Resources, Task, TaskResult
+from plinth.compute.base import Outcome, Resources, Task
 from plinth.compute.slurm import SlurmExecutor, SlurmOptions
-from plinth.compute.slurm import cluster as slurm_cluster
 from plinth.core.errors import ResourceError
 from waiting import wait_until
 
@@ -26,37 +25,10 @@ MiB = 2**20
 
 
 @pytest.fixture
-def job_name() -> Iterator[str]:
-    """A job name of this test's own; whatever jobs of that name are left are cancelled after."""
-    if not slurm_cluster.available():
-        pytest.fail(
-            "The SLURM cluster is not up (`scontrol ping`); start it with `bash scripts/test-services.sh`."
-        )
-    name = f"plinth-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    subprocess.run(["scancel", "-u", getpass.getuser(), "-n", name], check=False)
-
-
-@pytest.fixture
-def options(tmp_path: Path) -> SlurmOptions:
-    return SlurmOptions(work_dir=str(tmp_path / "slurm"))
-
-
-@pytest.fixture
 def ex(options: SlurmOptions, job_name: str) -> Iterator[SlurmExecutor]:
     executor = SlurmExecutor(options, job_name=job_name)
     yield executor
     executor.shutdown()
-
-
-def drain(executor: SlurmExecutor, timeout: float = 120.0) -> dict[str, TaskResult]:
-    results: dict[str, TaskResult] = {}
-    deadline = time.monotonic() + timeout
-    while executor.running() and time.monotonic() < deadline:
-        for result in executor.wait(timeout=1.0):
-            results[result.task_id] = result
-    assert not executor.running(), "tasks still running after the test's time budget"
-    return results
 
 
 def our_jobs(name: str) -> list[str]:

@@ -3,13 +3,11 @@ rank stopping the others, timeouts, cancels, scancel, adoption; and the folding 
 
 from __future__ import annotations
 
-import getpass
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import cloudpickle
 import psutil
 import pytest
+from executor_results import drain
 
 from plinth.compute.base import Outcome, RankResult, Resources, Task, TaskResult
 from plinth.compute.slurm import SlurmExecutor, SlurmOptions, groups
@@ -32,37 +31,10 @@ MiB = 2**20
 
 
 @pytest.fixture
-def job_name() -> Iterator[str]:
-    """A job name of this test's own; whatever jobs of that name are left are cancelled after."""
-    if not slurm_cluster.available():
-        pytest.fail(
-            "The SLURM cluster is not up (`scontrol ping`); start it with `bash scripts/test-services.sh`."
-        )
-    name = f"plinth-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    subprocess.run(["scancel", "-u", getpass.getuser(), "-n", name], check=False)
-
-
-@pytest.fixture
-def options(tmp_path: Path) -> SlurmOptions:
-    return SlurmOptions(work_dir=str(tmp_path / "slurm"))
-
-
-@pytest.fixture
 def ex(options: SlurmOptions, job_name: str) -> Iterator[SlurmExecutor]:
     executor = SlurmExecutor(options, job_name=job_name)
     yield executor
     executor.shutdown()
-
-
-def drain(executor: SlurmExecutor, timeout: float = 180.0) -> dict[str, TaskResult]:
-    results: dict[str, TaskResult] = {}
-    deadline = time.monotonic() + timeout
-    while executor.running() and time.monotonic() < deadline:
-        for result in executor.wait(timeout=1.0):
-            results[result.task_id] = result
-    assert not executor.running(), "tasks still running after the test's time budget"
-    return results
 
 
 def our_jobs(name: str) -> list[str]:
