@@ -1,4 +1,4 @@
-"""plinth's side of benchmarks/distributed.py: the same training loop as a `workers=2` step.
+"""plinth's side of benchmarks/bench_distributed.py: the same training loop as a `workers=2` step.
 
     python benchmarks/_ddp_plinth.py --steps N --launched T --out FILE
         [--kill-at K --marker FILE --ckpt-every C]

@@ -1,4 +1,4 @@
-"""The DDP training loop both sides of benchmarks/distributed.py run, and torchrun's entry point.
+"""The DDP training loop both sides of benchmarks/bench_distributed.py run, and torchrun's entry point.
 
     torchrun --nproc-per-node 2 benchmarks/_ddp_train.py --steps N --launched T --out FILE
         [--kill-at K --marker FILE --ckpt-every C --ckpt-file FILE]

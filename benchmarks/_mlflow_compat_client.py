@@ -1,4 +1,4 @@
-"""The MLflow client side of `benchmarks/mlflow_compat.py`: one script, pointed at any server.
+"""The MLflow client side of `benchmarks/bench_mlflow_compat.py`: one script, pointed at any server.
 
 Runs under the `.venv-mlflow` virtualenv (MLflow 3.17.2, scikit-learn), never the project's, with
 MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_TOKEN for plinth) set by the caller:

@@ -1,4 +1,4 @@
-"""A stub of MLflow's tracking API for `benchmarks/mlflow_compat.py`: it answers at once and keeps
+"""A stub of MLflow's tracking API for `benchmarks/bench_mlflow_compat.py`: it answers at once and keeps
 nothing, so the MLflow client's time against it is the client's own floor.
 
     python _mlflow_compat_stub.py --port P [--search-body FILE] [--model-dir DIR]

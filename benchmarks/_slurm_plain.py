@@ -1,4 +1,4 @@
-"""The same calls as the plinth flows of benchmarks/slurm.py, written as plain `sbatch --wrap` jobs.
+"""The same calls as the plinth flows of benchmarks/bench_slurm.py, written as plain `sbatch --wrap` jobs.
 
 Each call is a `python -c` that writes its result to `out_<i>` in a fresh folder; a side is timed
 from its first `sbatch` until `squeue` lists none of its jobs and every result is read back.

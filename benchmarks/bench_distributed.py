@@ -1,7 +1,7 @@
 """Distributed training benchmark: the same DDP script under `torchrun --nproc-per-node 2` and as
 plinth's `workers=2` step, on this machine.
 
-    python benchmarks/distributed.py [--quick] [--rounds N] [--write|--no-write] [--keep]
+    python benchmarks/bench_distributed.py [--quick] [--rounds N] [--write|--no-write] [--keep]
 
 Both sides start from a fresh process (the clock starts before the launcher is spawned), after one
 uncounted warm-up run each (file caches; plinth's store then exists, as it does after first use), and run
@@ -21,7 +21,7 @@ Rows:
 4. blocking time of saving a 500 MB state dict in the training loop: torch.save to a local file
    (what blocks in a plain script) vs plinth's `run.log_checkpoint` (the copy; the write goes on
    in the background), the median of 5 checkpoints after the process's first, each taken once
-   the one before is stored. Target: <= 0.1 s. (benchmarks/checkpoints.py has the details,
+   the one before is stored. Target: <= 0.1 s. (benchmarks/bench_checkpoints.py has the details,
    including a checkpoint taken while the one before is still being written.)
 """
 
@@ -241,7 +241,7 @@ def main() -> int:
     versions = f"torch {torch_version}, Gloo, 2 processes x 1 thread"
 
     def make_section() -> str:
-        return harness.section(SECTION, "distributed.py", a.quick, info, versions, header, body, notes)
+        return harness.section(SECTION, "bench_distributed.py", a.quick, info, versions, header, body, notes)
 
     write = a.write if a.write is not None else not a.quick
     return harness.finish(write, make_section, SECTION, [r[0] for r in body if r[-1] != "yes"])

@@ -1,6 +1,6 @@
 """Web UI benchmark: plinth's UI vs MLflow 3.17.2's, in headless Chromium, at 100,000 runs.
 
-    python benchmarks/ui.py [--quick] [--only plinth|mlflow] [--reps 5] [--fill-only]
+    python benchmarks/bench_ui.py [--quick] [--only plinth|mlflow] [--reps 5] [--fill-only]
                             [--mlflow-fill bulk|api] [--write|--no-write] [--keep]
 
 Both stores hold the same seeded data (`_ui_data.py`): experiment `bench` with 100,000 runs of 20
@@ -361,7 +361,7 @@ def main() -> int:
     write = args.write if args.write is not None else not partial and not failed
     return harness.finish(
         write,
-        lambda: harness.section(SECTION, "ui.py", args.quick, info, versions, HEADER, body, note_lines),
+        lambda: harness.section(SECTION, "bench_ui.py", args.quick, info, versions, HEADER, body, note_lines),
         SECTION,
         failed,
     )

@@ -1,6 +1,6 @@
 """`plinth import mlflow` benchmark: an MLflow SQLite store of 10,000 runs x 10 metrics x 100 steps.
 
-    python benchmarks/mlflow_import.py [--runs N] [--procs K] [--keep]
+    python benchmarks/bench_mlflow_import.py [--runs N] [--procs K] [--keep]
 
 The MLflow store is written once by MLflow 3.17.2 itself (this file run by the MLflow venv's
 python with `--fill`): its `SqlAlchemyStore`, what `mlflow server` runs on, `create_run`, then
@@ -203,7 +203,7 @@ def main() -> int:
     harness.report(info, notes)
     versions = f"MLflow 3.17.2 store (SQLite); plinth (Python {info['python']})"
     make = functools.partial(
-        harness.section, SECTION, "mlflow_import.py", False, info, versions, header, body, notes
+        harness.section, SECTION, "bench_mlflow_import.py", False, info, versions, header, body, notes
     )
     return harness.finish(args.runs == 10_000, make, SECTION, [] if met else ["import over the target"])
 

@@ -1,6 +1,7 @@
 """MLflow's own client against `plinth server` and against MLflow's `mlflow server`: one script, two servers.
 
-    python benchmarks/mlflow_compat.py [--quick] [--only plinth,mlflow,stub] [--write|--no-write] [--keep]
+    python benchmarks/bench_mlflow_compat.py [--quick] [--only plinth,mlflow,stub] [--write|--no-write]
+        [--keep]
 
 The same client script (`_mlflow_compat_client.py`, MLflow 3.17.2 in the repository's
 `.venv-mlflow`, which `scripts/test-services.sh` makes) runs against each server on this machine,
@@ -292,7 +293,7 @@ def main() -> int:
     return harness.finish(
         write,
         lambda: harness.section(
-            SECTION, "mlflow_compat.py", args.quick, info, versions, HEADER, body, note_lines
+            SECTION, "bench_mlflow_compat.py", args.quick, info, versions, HEADER, body, note_lines
         ),
         SECTION,
         failed,

@@ -1,6 +1,6 @@
 """SLURM benchmark: plinth flows on SLURM vs the same calls as plain sbatch jobs and plinth's local executor.
 
-    python benchmarks/slurm.py [--quick] [--only ROWS] [--write|--no-write] [--keep]
+    python benchmarks/bench_slurm.py [--quick] [--only ROWS] [--write|--no-write] [--keep]
 
 Needs the one-node test cluster (`bash scripts/test-services.sh`: slurmctld + slurmd on this host,
 sched_interval=2). One process drives every side; plinth uses the embedded SQLite store and
@@ -258,7 +258,9 @@ def main() -> int:
     write = args.write if args.write is not None else full
     return harness.finish(
         write,
-        lambda: harness.section(SECTION, "slurm.py", args.quick, info, versions, HEADER, body, note_lines),
+        lambda: harness.section(
+            SECTION, "bench_slurm.py", args.quick, info, versions, HEADER, body, note_lines
+        ),
         SECTION,
         [],
     )

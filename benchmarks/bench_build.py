@@ -1,7 +1,7 @@
 """Image build benchmark: `plinth build` cold and warm, image size, start-to-ready, and serving
 throughput in the container against `plinth serve` on the host.
 
-    python benchmarks/build.py [--seconds 15] [--starts 5] [--write|--no-write] [--keep]
+    python benchmarks/bench_build.py [--seconds 15] [--starts 5] [--write|--no-write] [--keep]
 
 Needs a Docker engine and the base image `plinth-test-base:bookworm` (Debian bookworm with
 python3 and python3-venv, made by scripts/test-services.sh with debootstrap: no image is pulled).
@@ -237,7 +237,9 @@ def main() -> int:
     write = args.write if args.write is not None else not args.quick
     return harness.finish(
         write,
-        lambda: harness.section(SECTION, "build.py", args.quick, info, versions, header, body_rows, notes),
+        lambda: harness.section(
+            SECTION, "bench_build.py", args.quick, info, versions, header, body_rows, notes
+        ),
         SECTION,
         [],
     )

@@ -1,7 +1,7 @@
 """Checkpoint benchmark: how long `run.log_checkpoint` of a 500 MB state dict blocks the training
 loop, against `torch.save` of the same dict to a local file, and how long until it is stored.
 
-    python benchmarks/checkpoints.py [--quick] [--reps N] [--write|--no-write] [--keep]
+    python benchmarks/bench_checkpoints.py [--quick] [--reps N] [--write|--no-write] [--keep]
 
 The state dict is 40 float32 tensors of 2048 x 1600 (500 MiB, 524 MB), on CPU. plinth uses the
 embedded SQLite store and artifact folder in a fresh PLINTH_HOME under benchmarks/.work/.
@@ -151,7 +151,7 @@ def main() -> int:
 
     def make_section() -> str:
         return harness.section(
-            SECTION, "checkpoints.py", args.quick, info, versions, HEADER, body, note_lines
+            SECTION, "bench_checkpoints.py", args.quick, info, versions, HEADER, body, note_lines
         )
 
     write = args.write if args.write is not None else not args.quick
