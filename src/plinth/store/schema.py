@@ -70,7 +70,15 @@ params = Table(
     Column("value", Text, nullable=False),
     Column("value_num", Float),
     Index("ix_params_key_value", "key", "value"),
-    Index("ix_params_key_num", "key", "value_num"),
+    # numbers only: a text param (most of them) writes no entry here
+    Index(
+        "ix_params_key_num",
+        "key",
+        "value_num",
+        sqlite_where=text("value_num IS NOT NULL"),
+        postgresql_where=text("value_num IS NOT NULL"),
+    ),
+    sqlite_with_rowid=False,
 )
 
 tags = Table(
@@ -80,6 +88,7 @@ tags = Table(
     Column("key", String(256), primary_key=True),
     Column("value", Text, nullable=False),
     Index("ix_tags_key_value", "key", "value"),
+    sqlite_with_rowid=False,
 )
 
 metric_keys = Table(
@@ -161,7 +170,7 @@ lineage = Table(
 audit_events = Table(
     "audit_events",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigId, primary_key=True, autoincrement=False),
     Column("time_ms", BigInteger, nullable=False),
     Column("actor", String(256), nullable=False),
     Column("action", String(64), nullable=False),
@@ -172,7 +181,6 @@ audit_events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Column("mac", String(64)),  # HMAC-SHA256 of `hash` under the store's audit key
-    Index("ix_audit_entity", "entity_type", "entity_id"),
     Index("ix_audit_entity_id", "entity_id", "seq"),
     Index("ix_audit_action", "action", "seq"),
     Index("ix_audit_actor", "actor", "seq", postgresql_ops={"actor": "varchar_pattern_ops"}),

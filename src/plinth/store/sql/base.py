@@ -64,6 +64,7 @@ class SqlBase:
         self._placeholder = "?" if self._sqlite else "%s"
         self._run_keys: dict[str, int] = {}
         self._key_ids: dict[str, int] = {}
+        self._key_names: dict[int, str] = {}
         self._experiments: dict[str, e.Experiment] = {}
         self._known_envs: set[str] = set()
         self._large_experiments: set[str] = set()  # ids of experiments searched through an index

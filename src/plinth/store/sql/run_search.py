@@ -29,13 +29,16 @@ from plinth.store.sql.experiments import SqlExperiments
 
 _CHUNK = 500  # run keys per statement that reads details: far below every backend's limit on marks
 _NOT_NUMBER = "CAST(NULL AS DOUBLE PRECISION)"
+_NO_KEY = "CAST(NULL AS BIGINT)"
 _DETAILS = (
-    f'SELECT 0, run_key, "key", value, {_NOT_NUMBER} FROM params WHERE run_key IN ({{keys}}) '
-    f'UNION ALL SELECT 1, run_key, "key", value, {_NOT_NUMBER} FROM tags WHERE run_key IN ({{keys}}) '
-    "UNION ALL SELECT 2, m.run_key, k.name, CAST(NULL AS TEXT), m.value FROM latest_metrics m "
-    "JOIN metric_keys k ON k.id = m.key_id WHERE m.run_key IN ({keys})"
+    f'SELECT 0, run_key, "key", value, {_NOT_NUMBER}, {_NO_KEY} FROM params WHERE run_key IN ({{keys}}) '
+    f'UNION ALL SELECT 1, run_key, "key", value, {_NOT_NUMBER}, {_NO_KEY} FROM tags '
+    "WHERE run_key IN ({keys}) "
+    "UNION ALL SELECT 2, run_key, CAST(NULL AS TEXT), CAST(NULL AS TEXT), value, key_id FROM latest_metrics "
+    "WHERE run_key IN ({keys})"
 )
-"""Params (0), tags (1) and latest metrics (2) of some runs, one row per value."""
+"""Params (0), tags (1) and latest metrics (2) of some runs, one row per value; a metric comes with
+its key's id, named from `metric_keys` once per store (a name never changes)."""
 _SEARCH_PG = (
     "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
     "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0"
@@ -226,12 +229,23 @@ class SqlRunSearch(SqlExperiments):
             with driver_cursor(conn) as cursor:  # binds run keys only: no text to check
                 cursor.execute(query.for_driver(self._sqlite), query.params)
                 found = cursor.fetchall()
-            for kind, run_key, name, text, number in found:
+            names = self._metric_names(conn, {row[5] for row in found if row[0] == 2})
+            for kind, run_key, name, text, number, key_id in found:
                 if kind == 2:  # NULL stands for a NaN metric
-                    out[run_key][2][name] = math.nan if number is None else number
+                    out[run_key][2][names[key_id]] = math.nan if number is None else number
                 else:
                     out[run_key][kind][name] = text
         return out
+
+    def _metric_names(self, conn: Connection, key_ids: set[int]) -> dict[int, str]:
+        """Metric names by key id, read from `metric_keys` only for ids not seen before."""
+        missing = key_ids.difference(self._key_names)
+        if missing:
+            found = conn.execute(
+                select(t.metric_keys.c.id, t.metric_keys.c.name).where(t.metric_keys.c.id.in_(missing))
+            )
+            self._key_names.update((int(kid), name) for kid, name in found)
+        return self._key_names
 
 
 def _conditions(compiler: SearchCompiler, experiment_ids: list[str] | None, where: Expr | None) -> list[Sql]:
