@@ -18,7 +18,7 @@ import torch
 import plinth
 from plinth.core.settings import Settings
 from plinth.errors import PlinthWarning
-from plinth.tracking import checkpoint_payloads
+from plinth.tracking import checkpoint_buffers, checkpoint_payloads
 from plinth.tracking.checkpoint_buffers import buffer_pool
 from plinth.tracking.checkpoint_writer import SLOTS, checkpoint_writer
 from plinth.tracking.context import Backend
@@ -94,6 +94,52 @@ def test_a_third_checkpoint_waits_while_two_are_being_written(
         assert third_returned.wait(60)
     assert [c.step for c in plinth.list_checkpoints(run.id)] == [1, 2, 3]
     assert plinth.load_checkpoint(plinth.list_checkpoints(run.id)[2].id)["w"].tolist() == [3.0] * 4
+
+
+def kept_tensors() -> set[int]:
+    """Identities of the tensors the pool keeps."""
+    return {id(t) for generation in buffer_pool()._generations for free in generation.values() for t in free}
+
+
+def test_copies_taken_while_the_writer_is_busy_reuse_two_kept_generations(
+    tracking: Backend, gate: threading.Event
+) -> None:
+    with plinth.start_run("ckpt") as run:
+        first = run.log_checkpoint({"w": torch.zeros(1000)}, step=1)
+        second = run.log_checkpoint({"w": torch.ones(1000)}, step=2)  # the first is not stored yet
+        gate.set()
+        first.wait()
+        second.wait()
+        assert buffer_pool().generations == 2 and buffer_pool().nbytes == 8000
+        kept = kept_tensors()
+        gate.clear()
+        third = run.log_checkpoint({"w": torch.full((1000,), 3.0)}, step=3)
+        fourth = run.log_checkpoint({"w": torch.full((1000,), 4.0)}, step=4)
+        assert buffer_pool().nbytes == 0  # both copies went into kept memory, none allocated
+        gate.set()
+        third.wait()
+        fourth.wait()
+        assert buffer_pool().generations == 2
+        assert kept_tensors() == kept
+    stored = plinth.list_checkpoints(run.id)
+    assert [(c.step, c.load()["w"].unique().tolist()) for c in stored] == [
+        (1, [0.0]),
+        (2, [1.0]),
+        (3, [3.0]),
+        (4, [4.0]),
+    ]
+
+
+def test_the_pool_keeps_at_most_two_generations() -> None:
+    pool = checkpoint_buffers.BufferPool()
+    for value in range(3):
+        pool.keep([torch.full((10,), float(value))])
+    assert pool.generations == 2 and pool.nbytes == 80
+    newest = pool.take((10,), torch.float32)
+    assert newest is not None and newest[0].item() == 2.0
+    older = pool.take((10,), torch.float32)
+    assert older is not None and older[0].item() == 1.0
+    assert pool.take((10,), torch.float32) is None and pool.generations == 0
 
 
 def test_a_stored_checkpoints_memory_is_reused_by_the_next_copy_until_the_run_ends(tracking: Backend) -> None:
