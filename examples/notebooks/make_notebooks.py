@@ -127,6 +127,23 @@ graph = plinth.lineage(f"{dataset.name}/{dataset.version}")
 print("lineage of", f"{dataset.name}/{dataset.version}")
 graph""",
     ),
+    (
+        "md",
+        "## Watching a run live\n\n`run.live()` charts a run's metrics in the cell while it trains, "
+        "sampled every `every` seconds; when the run ends the charts are redrawn from every point "
+        "logged, by step, and stay in the notebook.",
+    ),
+    (
+        "code",
+        """\
+with plinth.start_run(experiment="digits-live", name="sgd-live", params={"alpha": 0.001}) as run:
+    run.live(every=0.5)
+    model = SGDClassifier(loss="log_loss", alpha=0.001, random_state=0)
+    for epoch in range(8):
+        model.partial_fit(X_train, y_train, classes=list(range(10)))
+        run.log_metric("accuracy", model.score(X_test, y_test), step=epoch)
+print("live run", run.id, "accuracy", run.get().metrics["accuracy"])""",
+    ),
 ]
 
 FLOWS: list[Cell] = [
@@ -188,6 +205,18 @@ def wine_grid(seed: int = 0) -> dict:
         """\
 result = wine_grid.run(seed=0)
 print("flow run", result.id, result.status.value, "best", result.result)
+result""",
+    ),
+    (
+        "md",
+        "While it ran, the cell showed its steps advancing; that view ended as the flow run's graph, "
+        "so the result the cell ends with is one line pointing at it. Shown in a later cell, the "
+        "result draws its graph in full.",
+    ),
+    (
+        "code",
+        """\
+print("shown again", result.id)
 result""",
     ),
     ("md", "Run it again: the `train` calls come from the cache, and the graph says so."),

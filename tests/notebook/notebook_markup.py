@@ -1,14 +1,46 @@
-"""A strict reader of the HTML the notebook views draw (a helper of the tests in this folder)."""
+"""A strict reader of the HTML the notebook views draw (a helper of the tests in this folder).
+
+Charts reach the notebook as `<img>` elements whose `src` is an SVG document in a base64
+`data:` URI. The reader decodes each one, checks it is a well-formed SVG document, and reads its
+elements as well, right after the image's own, as if the SVG were inline.
+"""
 
 from __future__ import annotations
 
-import re
+import base64
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
 VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 )
+SVG_URI = "data:image/svg+xml;base64,"
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart image: its attributes (alt, width, height, class) and its SVG document, parsed."""
+
+    attrs: dict[str, str]
+    svg: ET.Element
+
+    @property
+    def alt(self) -> str:
+        return self.attrs.get("alt", "")
+
+    def all(self, tag: str) -> list[ET.Element]:
+        """The SVG's elements named `tag` (without the namespace), in document order."""
+        return list(self.svg.iter(SVG_NS + tag))
+
+
+def decoded(src: str) -> ET.Element:
+    """The root of the SVG document an image's `data:` URI holds (asserting it is one)."""
+    assert src.startswith(SVG_URI), src[:60]
+    root = ET.fromstring(base64.b64decode(src[len(SVG_URI) :], validate=True))
+    assert root.tag == SVG_NS + "svg"
+    return root
 
 
 class Markup(HTMLParser):
@@ -20,6 +52,7 @@ class Markup(HTMLParser):
         self.problems: list[str] = []
         self.text: list[str] = []
         self.elements: list[tuple[str, dict[str, str]]] = []
+        self.charts: list[Chart] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._element(tag, attrs)
@@ -44,20 +77,30 @@ class Markup(HTMLParser):
         found = {k: v or "" for k, v in attrs}
         if tag == "script" or any(k.startswith("on") for k in found):
             self.problems.append(f"<{tag}> runs script")
+        if tag == "svg":
+            self.problems.append("an inline <svg> (JupyterLab's sanitizer drops it)")
         self.elements.append((tag, found))
+        if tag == "img" and found.get("src", "").startswith("data:image/svg"):
+            root = decoded(found["src"])
+            self.charts.append(Chart(found, root))
+            self.elements.extend((e.tag.removeprefix(SVG_NS), dict(e.attrib)) for e in root.iter())
 
 
 def checked(html: str) -> Markup:
-    """Parse `html`, asserting it is well formed, script free, and that each <svg> is valid XML."""
+    """Parse `html`, asserting it is well formed and script free, with no inline <svg>, and that
+    each chart image holds a valid SVG document and has an alt text."""
     assert "<script" not in html.lower()
     markup = Markup()
     markup.feed(html)
     markup.close()
     assert markup.problems == [] and markup.open == [], (markup.problems, markup.open)
-    for svg in re.findall(r"<svg\b.*?</svg>", html, flags=re.S):
-        root = ET.fromstring(svg)
-        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert all(chart.alt for chart in markup.charts), "a chart without an alt text"
     return markup
+
+
+def charts(html: str) -> list[Chart]:
+    """The chart images of `html`, in order, each with its SVG document parsed."""
+    return checked(html).charts
 
 
 def text_of(html: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
-from notebook_markup import checked, table, text_of, with_data
+from notebook_markup import charts, checked, table, text_of, with_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebook-kernel")]  # one worker runs each once
 
@@ -178,7 +179,8 @@ def test_the_tracking_notebook_shows_runs_history_and_dataset(run_notebook: Call
 
     history = nb.printing("accuracy by epoch").only_html
     assert with_data(history, "div", plinth="metric-history", run_id=best_id, key="accuracy", points="8")
-    assert len([t for t, _ in checked(history).elements if t == "svg"]) == 1
+    [chart] = charts(history)
+    assert chart.alt.startswith("accuracy by step: 8 points") and len(chart.all("path")) == 1
 
     frame = nb.running('search_runs(experiment="digits", as_frame=True)').only_html  # pandas draws it
     assert 'class="dataframe' in frame and best_id in frame and 'data-plinth="' not in frame
@@ -194,6 +196,19 @@ def test_the_tracking_notebook_shows_runs_history_and_dataset(run_notebook: Call
     assert all(f"consumed by run {run_id}" in text_of(lineage) for run_id in made)
 
 
+def test_the_tracking_notebook_leaves_a_live_run_s_final_charts(
+    run_notebook: Callable[..., Executed],
+) -> None:
+    cell = run_notebook("tracking").printing("live run")
+    run_id, _, accuracy = cell.line("live run")
+    assert cell.html == [] and len(cell.displayed) == 1  # one output, redrawn in place
+    [live] = cell.displayed
+    assert with_data(live, "div", plinth="run-live", run_id=run_id, status="FINISHED", final="true")
+    assert with_data(live, "div", metric="accuracy", points="8", x="step")
+    [chart] = [c for c in charts(live) if c.alt.startswith("accuracy by step")]
+    assert f"last {float(accuracy):#.3g}".rstrip(".") + " at 7" in chart.alt
+
+
 def test_the_flows_notebook_draws_its_dag_cache_lineage_and_costs(
     run_notebook: Callable[..., Executed],
 ) -> None:
@@ -204,7 +219,10 @@ def test_the_flows_notebook_draws_its_dag_cache_lineage_and_costs(
     first_id, status, *_ = first.line("flow run")
     assert status == "FINISHED"
     calls = ["load#0", "train#0", "train#1", "train#2", "pick_best#0"]
-    drawn = first.only_html
+    # the live view ended as the flow run's view; the result the cell ends with points at it
+    assert [graphs(h) for h in [*first.displayed, *first.html]] == [1, 0]
+    [drawn] = first.displayed
+    assert with_data(first.only_html, "div", plinth="flow-result", flow_run_id=first_id, drawn="above")
     assert with_data(drawn, "div", plinth="flow-run", flow_run_id=first_id, status="FINISHED")
     nodes = {a["data-node-id"]: a["data-status"] for a in with_data(drawn, "g") if "data-node-id" in a}
     assert nodes == dict.fromkeys(calls, "FINISHED")
@@ -214,9 +232,15 @@ def test_the_flows_notebook_draws_its_dag_cache_lineage_and_costs(
     again_id, again_status, _, *cached = again.line("flow run")
     assert again_id != first_id and again_status == "FINISHED"
     assert cached == ["train#0", "train#1", "train#2"]
-    redrawn = again.only_html
+    assert [graphs(h) for h in [*again.displayed, *again.html]] == [1, 0]
+    [redrawn] = again.displayed
     assert with_data(redrawn, "div", plinth="flow-run", flow_run_id=again_id)
     assert {a["data-node-id"] for a in with_data(redrawn, "g", status="CACHED")} == set(cached)
+
+    later = nb.printing("shown again")  # a later cell showing the first result draws it in full
+    assert later.line("shown again") == [first_id] and later.displayed == []
+    assert graphs(later.only_html) == 1
+    assert with_data(later.only_html, "div", plinth="flow-run", flow_run_id=first_id, status="FINISHED")
 
     step_id, call = nb.printing("lineage of").line("lineage of")
     lineage = nb.printing("lineage of").only_html
@@ -274,6 +298,11 @@ def test_the_models_notebook_monitors_what_it_served(run_notebook: Callable[...,
     assert "plotly" not in report.lower()
 
 
+def graphs(html: str) -> int:
+    """How many flow graphs (pictures of step-call boxes) `html` draws."""
+    return sum(1 for chart in charts(html) if chart.svg.find(".//{*}g[@class='node']") is not None)
+
+
 @pytest.fixture
 def chromium_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
     """A page of Debian's Chromium (as the web UI tests drive it) and the errors its console logs."""
@@ -298,40 +327,114 @@ SHOWN_BOXES = """
     const box = el.getBoundingClientRect();
     const view = el.closest("[data-plinth]");
     return {view: view ? view.dataset.plinth : "", width: box.width, height: box.height,
-            marks: el.querySelectorAll("rect, polyline, path, line, circle").length};
+            loaded: el.tagName !== "IMG" || (el.complete && el.naturalWidth > 0)};
   })
 """
+ROWS_SHOWN = """
+(table) => [...table.querySelectorAll("tbody tr")]
+  .map((tr) => [tr.querySelector("td").innerText.trim(), tr.querySelector("td").getBoundingClientRect().top])
+  .sort((a, b) => a[1] - b[1])
+  .map(([text]) => text)
+"""
+"""The first cell's text of each row of a table, top to bottom as the page shows them."""
+
+
+def open_page(page: Any, path: Path, outputs: list[str]) -> None:
+    """Open the notebook `outputs` (HTML) in `page`, one section each, as a notebook stacks them."""
+    sections = "\n".join(f'<section class="output">{h}</section>' for h in outputs)
+    path.write_text(
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{path.stem}</title></head>'
+        f'<body style="margin:24px">{sections}</body></html>'
+    )
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(path.with_suffix(".png")), full_page=True)
+
+
+def outputs_of(nb: Executed) -> list[str]:
+    return [h for cell in nb.cells for h in [*cell.displayed, *cell.html]]
+
+
+def untrusted(html: str) -> str:
+    """What JupyterLab's sanitizer leaves of an output in an untrusted notebook (packages/apputils/
+    src/sanitizer.ts): no <style>, no custom property in a style attribute, no id or name, no
+    data-* attribute, every input disabled."""
+    html = re.sub(r"<style>.*?</style>", "", html, flags=re.S)
+    html = re.sub(r"--[\w-]+:[^;\"]*;?", "", html)
+    html = re.sub(r' (?:id|name|data-[\w-]+)="[^"]*"', "", html)
+    return html.replace("<input ", "<input disabled ")
 
 
 def test_the_models_notebook_renders_in_chromium(
     run_notebook: Callable[..., Executed], chromium_page: tuple[Any, list[str]], tmp_path: Path
 ) -> None:
     nb = run_notebook("models", PLINTH_UI_URL=UI_URL)
-    outputs = [h for cell in nb.cells for h in [*cell.displayed, *cell.html]]
-    sections = "\n".join(f'<section class="output">{h}</section>' for h in outputs)
-    page_file = tmp_path / "models.html"
-    page_file.write_text(
-        '<!doctype html><html><head><meta charset="utf-8"><title>models.ipynb</title></head>'
-        f'<body style="margin:24px">{sections}</body></html>'
-    )
     page, errors = chromium_page
-    page.goto(page_file.as_uri())
-    page.wait_for_load_state("load")
-    page.screenshot(path=str(tmp_path / "models.png"), full_page=True)
+    open_page(page, tmp_path / "models.html", outputs_of(nb))
 
     tables = page.evaluate(SHOWN_BOXES, "div.plinth table")
-    charts = page.evaluate(SHOWN_BOXES, "div.plinth svg")
+    pictures = page.evaluate(SHOWN_BOXES, "div.plinth img.chart")
     views = {"model-version", "dataset", "model-drift", "performance", "operations", "monitoring-report"}
     shown = set(page.eval_on_selector_all("[data-plinth]", "(els) => els.map((el) => el.dataset.plinth)"))
     assert views | {"lineage", "costs"} <= shown
     assert views <= {t["view"] for t in tables if t["width"] > 0 and t["height"] > 0}
-    drawn = {c["view"] for c in charts if c["width"] > 0 and c["height"] > 0 and c["marks"] > 0}
+    drawn = {c["view"] for c in pictures if c["width"] > 0 and c["height"] > 0 and c["loaded"]}
     assert {"dataset", "model-drift", "performance", "operations", "monitoring-report", "costs"} <= drawn
     assert all(t["width"] > 0 and t["height"] > 0 for t in tables)
-    assert all(c["width"] > 0 and c["height"] > 0 for c in charts)
+    assert all(c["width"] > 0 and c["height"] > 0 and c["loaded"] for c in pictures)
     assert (
         page.locator('[data-plinth="model-drift"] tr.drifted')
         .first.inner_text()
         .startswith("petal length (cm)")
     )
+    assert errors == [], "the browser console had errors"
+
+
+def test_the_tracking_and_flows_notebooks_render_sort_and_end_their_live_views_in_chromium(
+    run_notebook: Callable[..., Executed], chromium_page: tuple[Any, list[str]], tmp_path: Path
+) -> None:
+    tracking, flows = run_notebook("tracking"), run_notebook("flows")
+    grid = tracking.printing("run").printed.split()
+    alpha = dict(zip(grid[1::4], map(float, grid[3::4]), strict=True))  # run id -> alpha
+    found = tracking.printing("found").line("found")[2:]  # by accuracy, best first
+    page, errors = chromium_page
+    open_page(page, tmp_path / "tracking-flows.html", [*outputs_of(tracking), *outputs_of(flows)])
+
+    shown = set(page.eval_on_selector_all("[data-plinth]", "(els) => els.map((el) => el.dataset.plinth)"))
+    assert {"runs", "run", "metric-history", "dataset", "run-live", "flow-run", "flow-result"} <= shown
+    pictures = page.evaluate(SHOWN_BOXES, "div.plinth img.chart")
+    drawn = {c["view"] for c in pictures if c["width"] > 0 and c["height"] > 0 and c["loaded"]}
+    assert {"metric-history", "dataset", "run-live", "flow-run", "costs"} <= drawn
+    assert all(c["width"] > 0 and c["height"] > 0 and c["loaded"] for c in pictures)
+
+    runs = page.locator('[data-plinth="runs"]')
+    table = runs.locator("table")
+
+    def click(header: str) -> list[str]:
+        runs.locator("th", has_text=header).locator("label >> visible=true").click()
+        return list(table.evaluate(ROWS_SHOWN))
+
+    assert table.evaluate(ROWS_SHOWN) == found  # as the search ordered them
+    assert click("metrics.accuracy") == found[::-1]  # up: the least accurate run first
+    assert click("metrics.accuracy") == found  # down again
+    assert click("params.alpha") == sorted(found, key=alpha.__getitem__)
+    sorted_by = runs.locator("th", has_text="params.alpha").locator("label >> visible=true")
+    assert sorted_by.evaluate('(el) => getComputedStyle(el, "::after").content') == '" \u25b2"'  # up
+    assert errors == [], "the browser console had errors"
+
+
+def test_the_runs_table_reads_in_search_order_where_a_sanitizer_drops_its_styles(
+    run_notebook: Callable[..., Executed], chromium_page: tuple[Any, list[str]], tmp_path: Path
+) -> None:
+    nb = run_notebook("tracking")
+    cell = nb.printing("found")
+    page, errors = chromium_page
+    open_page(page, tmp_path / "untrusted.html", [untrusted(cell.only_html)])
+    table = page.locator("table")
+    headers = [h.strip() for h in table.locator("th").all_inner_texts()]
+    assert headers[:5] == ["run", "name", "status", "started", "duration"]  # each header once
+    assert "metrics.accuracy" in headers and "params.alpha" in headers
+    assert table.evaluate(ROWS_SHOWN) == cell.line("found")[2:]
+    table.locator("th", has_text="metrics.accuracy").click()  # nothing to click: nothing moves
+    assert table.evaluate(ROWS_SHOWN) == cell.line("found")[2:]
     assert errors == [], "the browser console had errors"

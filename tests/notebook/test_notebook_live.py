@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import subprocess
 import sys
 import threading
@@ -15,13 +17,15 @@ import pandas as pd
 import pytest
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
-from notebook_markup import text_of, with_data
+from notebook_markup import Chart, charts, text_of, with_data
 
 import plinth
 import plinth.notebook
 from plinth.core.errors import ConfigError, InvalidInput, StoreError
 from plinth.notebook import live
+from plinth.notebook.html import number
 from plinth.notebook.live_run import RunView
+from plinth.notebook.live_series import KEPT, Series
 from plinth.serving.batch import batch_predict
 from plinth.tracking.context import Backend
 
@@ -99,12 +103,41 @@ def every_change(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(live, "UPDATE_EVERY_S", 0.0)
 
 
-def charted(output: Output, key: str, points: int) -> bool:
-    return output.update and bool(with_data(output.html, "div", metric=key, points=str(points)))
+def charted(output: Output, key: str, last: str) -> bool:
+    """Whether `output` is a redraw charting metric `key` with `last` as its latest value."""
+    return output.update and bool(with_data(output.html, "div", metric=key, last=last))
 
 
 def live_threads(run_id: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == f"plinth-live-{run_id}"]
+
+
+def line_points(chart: Chart) -> int:
+    """The points a line chart draws: its path's vertices and its lone points (not the last mark)."""
+    vertices = sum(len(re.findall(r"[ML]", path.get("d", ""))) for path in chart.all("path"))
+    return vertices + len(chart.all("circle")) - 1
+
+
+class Counting:
+    """The run's store, counting the metric rows each read returns (latest values, histories)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.latest_rows = 0
+        self.history_rows = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def get_run(self, run_id: str, **kwargs: Any) -> Any:
+        run = self._store.get_run(run_id, **kwargs)
+        self.latest_rows += len(run.metrics)
+        return run
+
+    def metric_history(self, run_id: str, key: str) -> Any:
+        points = self._store.metric_history(run_id, key)
+        self.history_rows += len(points)
+        return points
 
 
 # run.live() ------------------------------------------------------------------------------------
@@ -120,17 +153,20 @@ def test_run_live_redraws_metrics_as_they_are_logged_and_stops_when_the_run_ends
 
         run.log_metric("loss", 0.5, step=0)
         run.log_metric("loss", 0.25, step=1)
-        shell.wait_for(lambda o: charted(o, "loss", 2))
+        shell.wait_for(lambda o: charted(o, "loss", "0.250"))
         run.log_metric("acc", 0.875, step=1)
-        drawn = shell.wait_for(lambda o: charted(o, "acc", 1))
-        assert "0.875" in text_of(drawn.html) and "<svg" in drawn.html
+        drawn = shell.wait_for(lambda o: charted(o, "acc", "0.875"))
+        assert with_data(drawn.html, "div", metric="acc", x="seconds")  # sampled while it runs
+        assert [c.alt.split(":")[0] for c in charts(drawn.html)][-1] == "acc by seconds"
         assert "acc=0.875" in drawn.data["text/plain"]
 
-    # the run's end drew the view a last time, as stored, and stopped its thread
+    # the run's end drew the view a last time, every point by step as stored, and stopped its thread
     outputs = shell.snapshot()
     last = outputs[-1]
     assert with_data(last.html, "div", plinth="run-live", status="FINISHED", final="true")
-    assert with_data(last.html, "div", metric="loss", points="2")
+    assert with_data(last.html, "div", metric="loss", points="2", x="step")
+    loss = next(c for c in charts(last.html) if c.alt.startswith("loss by step"))
+    assert "2 points" in loss.alt and "last 0.250 at 1" in loss.alt and line_points(loss) == 2
     assert {o.display_id for o in outputs} == {first.display_id}  # one output, updated in place
     assert all(o.update for o in outputs[1:])
     assert live_threads(run.id) == [] and "stopped" in repr(view)
@@ -138,11 +174,43 @@ def test_run_live_redraws_metrics_as_they_are_logged_and_stops_when_the_run_ends
     assert len(shell.snapshot()) == len(outputs)
 
 
+def test_a_tick_reads_each_metric_s_latest_value_however_many_points_came(
+    tracking: Backend, shell: Recorder
+) -> None:
+    with plinth.start_run(experiment="nb-live", system_metrics=False, capture_env=False) as run:
+        store = Counting(tracking.store)
+        view = RunView(run, store, every=3600.0)  # its thread waits: the test ticks it
+        for first, new in ((0, 500), (500, 1000)):
+            steps = list(range(first, first + new))
+            run.log_metric_points("loss", [1 / (1 + step) for step in steps], steps=steps)
+            store.latest_rows = store.history_rows = 0
+            view.refresh()
+            assert (store.latest_rows, store.history_rows) == (1, 0)  # one row: loss's latest value
+            assert charted(shell.snapshot()[-1], "loss", number(1 / (first + new)))
+        view.stop()
+    assert store.history_rows == 1500  # the end reads the history once, to draw it by step
+    final = shell.snapshot()[-1].html
+    assert with_data(final, "div", metric="loss", points="1500", x="step")
+    assert 0 < line_points(charts(final)[0]) <= 2 * 340  # a few points per pixel, not 1500
+
+
+def test_a_long_series_is_folded_keeping_extremes_and_its_last_point() -> None:
+    series = Series()
+    for i in range(100_000):
+        series.add(float(i), 10.0 if i == 54_321 else math.sin(i / 500))
+    assert series.seen == 100_000 and len(series.xs) <= KEPT
+    assert max(series.ys) == 10.0  # the spike survives
+    assert (series.xs[-1], series.last) == (99_999.0, math.sin(99_999 / 500))
+    assert series.xs == sorted(series.xs)
+    whole = Series.of(np.arange(5000.0), np.arange(5000.0))
+    assert whole.seen == 5000 and len(whole.xs) <= KEPT and whole.last == 4999.0
+
+
 def test_run_live_counts_failed_reads_in_the_view_and_never_raises(
     tracking: Backend, shell: Recorder
 ) -> None:
     class Unreachable:
-        """The run's store, whose metric reads fail as a store gone away does."""
+        """The run's store, whose reads fail as a store gone away does."""
 
         def __init__(self, store: Any) -> None:
             self._store = store
@@ -150,7 +218,7 @@ def test_run_live_counts_failed_reads_in_the_view_and_never_raises(
         def __getattr__(self, name: str) -> Any:
             return getattr(self._store, name)
 
-        def metric_history(self, run_id: str, key: str) -> Any:
+        def get_run(self, run_id: str, **kwargs: Any) -> Any:
             raise StoreError("database is unreachable")
 
     with plinth.start_run(experiment="nb-live") as run:
@@ -203,6 +271,24 @@ def test_a_flow_run_in_a_notebook_shows_its_steps_advancing_then_the_final_run(
         c: "FINISHED" for c in ["load#0", "train#0", "train#1", "train#2", "train#3", "pick_best#0"]
     }
     assert "6/6 steps done" in last.data["text/plain"]
+
+
+def test_a_cell_ending_with_the_flow_result_draws_its_graph_once(tracking: Backend, shell: Recorder) -> None:
+    ip = InteractiveShell.instance()
+    ip.user_ns["ex"] = ex
+    ip.run_cell("result = ex.pipeline.run(lr=0.2)")
+    result = ip.user_ns["result"]
+    [live_end] = [o for o in shell.snapshot() if with_data(o.html, "div", plinth="flow-run")]
+    assert len(charts(live_end.html)) == 1  # the live view ended on the graph
+
+    in_that_cell = ip.display_formatter.format(result)[0]["text/html"]
+    assert with_data(in_that_cell, "div", plinth="flow-result", flow_run_id=result.id, drawn="above")
+    assert charts(in_that_cell) == [] and "drawn above" in text_of(in_that_cell)
+
+    ip.run_cell("pass")  # a later cell shows the result in full
+    later = ip.display_formatter.format(result)[0]["text/html"]
+    assert with_data(later, "div", plinth="flow-run", flow_run_id=result.id, status="FINISHED")
+    assert len(charts(later)) == 1
 
 
 def test_a_flow_given_an_observer_draws_nothing_of_its_own(tracking: Backend, shell: Recorder) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from notebook_markup import checked, table, table_rows, text_of, with_data
+from notebook_markup import charts, checked, table, table_rows, text_of, with_data
 
 import plinth
 from plinth.core.errors import ConfigError
@@ -154,10 +154,8 @@ def test_a_dataset_version_shows_its_profile_with_histograms(tracking: Backend, 
     assert age[1] == "numeric" and float(age[4]) < 20 < 60 < float(age[5])  # min, max
     assert profile["score"][3] == "10%"  # missing
     assert "paris" in profile["city"][8] and "oslo" in profile["city"][8]
-    histograms = [
-        a for t, a in checked(html).elements if t == "svg" and a.get("aria-label") == "age histogram"
-    ]
-    assert len(histograms) == 1
+    [histogram] = [c for c in charts(html) if c.alt.startswith("age histogram:")]
+    assert histogram.attrs["class"] == "chart inline" and len(histogram.all("rect")) >= 5  # its bins
     assert f"{UI}/lineage?kind=dataset&id=people%2F1" in hrefs(html)
     assert [k for k, _ in table_rows(to_html(plinth.list_datasets()), "datasets")] == ["people/1"]
 

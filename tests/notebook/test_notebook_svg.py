@@ -8,7 +8,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from notebook_markup import checked, table_rows, text_of
+from notebook_markup import Chart, charts, checked, table_rows, text_of
 
 from plinth.notebook import graph, svg
 from plinth.notebook.html import Table, esc, number
@@ -16,10 +16,27 @@ from plinth.notebook.html import Table, esc, number
 NS = {"s": "http://www.w3.org/2000/svg"}
 
 
+def chart_of(drawing: str) -> Chart:
+    """The one chart image `drawing` is, its SVG decoded from the data: URI."""
+    [found] = charts(drawing)
+    assert drawing.startswith("<img ") and drawing.count("<") == 1  # an image and nothing else
+    return found
+
+
 def parsed(drawing: str) -> ET.Element:
-    root = ET.fromstring(drawing)
-    assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    return root
+    return chart_of(drawing).svg
+
+
+def test_a_chart_is_an_image_of_its_svg_with_size_and_words() -> None:
+    found = chart_of(
+        svg.line_chart([0, 1, 2], [0.5, 0.25, 0.125], width=300, height=120, label="loss by step")
+    )
+    assert found.attrs["class"] == "chart"
+    assert (found.attrs["width"], found.attrs["height"]) == ("300", "120")
+    assert (found.svg.get("width"), found.svg.get("height")) == ("300", "120")
+    assert found.alt == "loss by step: 3 points; min 0.125 at 2, max 0.500 at 0, last 0.125 at 2"
+    line = chart_of(svg.sparkline([1.0, None, 3.0], label="requests"))
+    assert line.attrs["class"] == "chart inline" and line.alt == "requests: 3 values from 1 to 3, last 3"
 
 
 @pytest.mark.parametrize(
@@ -50,7 +67,9 @@ def test_a_line_chart_breaks_at_non_finite_values() -> None:
 
 
 def test_a_chart_without_finite_values_says_so() -> None:
-    assert "no finite values" in svg.line_chart([0, 1], [math.nan, math.nan])
+    found = chart_of(svg.line_chart([0, 1], [math.nan, math.nan], label="loss"))
+    assert [t.text for t in found.all("text")] == ["no finite values"]
+    assert found.alt == "loss: 2 points, none finite"
 
 
 def test_a_long_series_keeps_each_columns_extremes() -> None:
@@ -59,6 +78,7 @@ def test_a_long_series_keeps_each_columns_extremes() -> None:
     ys[123_457] = 50.0  # one spike in the middle
     drawing = svg.line_chart(list(range(n)), ys, width=300)
     path = parsed(drawing).find("s:path", NS)
+    assert "max 50 at 123457" in chart_of(drawing).alt
     assert path is not None
     points = re.findall(r"[ML]([\d.]+) ([\d.]+)", path.get("d", ""))
     assert len(points) <= 2 * 300
@@ -95,6 +115,8 @@ def test_bars_mark_threshold_and_reference() -> None:
     assert fills == ["#b42318", "#98a2b3", "#2f6fb3", "#98a2b3"]
     assert root.find("s:line", NS) is not None
     assert "b<c" in [t.text for t in root.findall("s:text", NS)]
+    assert chart_of(drawing).alt == "a 0.500 (marked), b<c 0.100; threshold 0.200"
+    assert 'alt="a 0.500 (marked), b&lt;c 0.100; threshold 0.200"' in drawing  # escaped
 
 
 def test_a_dag_is_layered_by_longest_path_and_cycles_are_dropped() -> None:
@@ -104,10 +126,11 @@ def test_a_dag_is_layered_by_longest_path_and_cycles_are_dropped() -> None:
     assert ("d", "b") not in kept and ("x", "a") not in kept  # a cycle's closing edge, an unknown node
     x = {p.node.id: p.x for p in placed}
     assert x["a"] < x["b"] < x["c"] < x["d"]  # c sits right of b, its deepest parent
-    drawing = graph.draw(nodes, edges)
+    drawing = graph.draw(nodes, edges, label="flow f")
     root = parsed(drawing)
     assert len(root.findall("s:g[@class='edge']", NS)) == len(kept)
     assert float(root.get("width", 0)) == pytest.approx(width, abs=1)
+    assert chart_of(drawing).alt == "flow f: 4 nodes, 4 edges; a FINISHED, b FINISHED, c FINISHED, d FINISHED"
     assert graph.draw([], []) == ""
 
 

@@ -4,8 +4,9 @@
 
 Then a run, `search_runs` results, a metric history, a model version, a flow result, a dataset
 version, drift / performance / operations results, the monitoring report, lineage and costs
-display as tables and inline SVG charts, with links to the web UI when one is known
-(`plinth.notebook.links`). Nothing here runs a script, so outputs render in untrusted notebooks.
+display as tables and SVG charts (each an `<img>` of an SVG `data:` URI), with links to the web
+UI when one is known (`plinth.notebook.links`). Nothing here runs a script, so outputs render in
+untrusted notebooks; `search_runs` results sort by a click on a header with CSS alone.
 
 Registering also turns on the live views (`plinth.notebook.live`): `run.live()` charts a run's
 metrics as they are logged, `flow.run(...)` shows its steps advancing, and batch prediction
@@ -24,6 +25,7 @@ from typing import Any
 from plinth.core import hooks
 from plinth.core.errors import ConfigError
 from plinth.notebook.formatters import TYPES, drawer, list_html, to_html
+from plinth.notebook.live import new_cell
 from plinth.tracking.progress import LIVE_VIEW, outside_notebooks
 
 MIME = "text/html"
@@ -60,12 +62,15 @@ def register(ip: Any = None, *, ui_url: str | None = None) -> None:
         formatter.for_type_by_name(module, name, drawer(target))
     formatter.for_type_by_name("builtins", "list", list_html)
     hooks.provide(LIVE_VIEW, _live_view)
+    shell.events.register("pre_run_cell", new_cell)
 
 
 def unregister(ip: Any = None) -> None:
     """Stop drawing plinth's objects as HTML in `ip` (default: the running shell), and live views."""
     shell = ip if ip is not None else _running_shell()
     hooks.provide(LIVE_VIEW, outside_notebooks)
+    if new_cell in shell.events.callbacks["pre_run_cell"]:
+        shell.events.unregister("pre_run_cell", new_cell)
     formatter = shell.display_formatter.formatters[MIME]
     for module, name in [*TYPES, ("builtins", "list")]:
         formatter.deferred_printers.pop((module, name), None)

@@ -31,6 +31,7 @@ from plinth.notebook.html import (
     ui_link,
     when,
 )
+from plinth.notebook.live import was_shown_live
 from plinth.notebook.style import document
 from plinth.tracking import context
 
@@ -40,8 +41,26 @@ if TYPE_CHECKING:
 
 
 def flow_result_html(result: FlowResult[Any]) -> str:
-    """A finished (or failed) flow run: facts, the graph of its step calls, and its steps."""
+    """A finished (or failed) flow run: facts, the graph of its step calls, and its steps.
+
+    In the cell whose live view already ended on that drawing, a line pointing at it instead.
+    """
+    if was_shown_live(f"flow-run:{result.id}"):
+        return drawn_above(result.flow_run)
     return flow_run_html(result.flow_run, result.steps)
+
+
+def drawn_above(run: FlowRun) -> str:
+    """A flow run in one line, for the cell whose live view above draws it in full."""
+    took = (run.end_ms - run.start_ms) / 1000 if run.end_ms is not None else None
+    title = head(
+        badge(run.status.value),
+        f'<span class="title">flow {esc(run.flow)}</span>',
+        code(run.id),
+        f'<span class="muted">{esc(duration(took))} · its graph and steps are drawn above</span>',
+        ui_link(links.flow_run_url(run.id)),
+    )
+    return document("flow-result", title, flow_run_id=run.id, status=run.status.value, drawn="above")
 
 
 def flow_run_html(run: FlowRun, steps: Sequence[StepRun] | None = None) -> str:

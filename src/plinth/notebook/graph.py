@@ -1,10 +1,12 @@
-"""A directed acyclic graph drawn left to right as inline SVG (a flow run's step calls).
+"""A directed acyclic graph drawn left to right in SVG (a flow run's step calls).
 
 The layout is the web UI's (`plinth/ui/static/lib/graph.js`): each node's layer is its longest
 path from a source (an edge that would close a cycle is left out), and the nodes of a layer
 are ordered by the mean position of their neighbours in the layer beside (barycenter sweeps,
 down then up). Boxes are coloured by status as in the UI; arrowheads are drawn as polygons,
-not markers, so two graphs in one notebook never share an element id.
+not markers, so two graphs in one notebook never share an element id. The picture reaches the
+notebook as an `<img>` of the SVG document (see `plinth.notebook.svg`), which survives
+JupyterLab's sanitizer where an inline `<svg>` does not.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from plinth.notebook import svg
 from plinth.notebook.html import esc
 from plinth.notebook.style import INK, MUTED, STATUS_FILL, STATUS_STROKE
 
@@ -25,6 +28,8 @@ MIN_W = 110
 MAX_W = 260
 SWEEPS = 4
 EDGE = "#98a2b3"
+ALT_NODES = 40
+"""Nodes the alt text names one by one; it counts the rest."""
 
 
 @dataclass(frozen=True)
@@ -156,17 +161,28 @@ def layout(
 
 
 def draw(nodes: Sequence[Node], edges: Sequence[tuple[str, str]], *, label: str = "graph") -> str:
-    """The graph as one `<svg>` element: a `<g data-node-id data-status>` per node, a path per edge."""
+    """The graph as one image (`svg.image`) of an SVG document holding a `<g data-node-id
+    data-status>` per node and a path per edge; its alt text lists the nodes and their statuses."""
     placed, kept, width, height = layout(nodes, edges)
     if not placed:
         return ""
     at = {p.node.id: p for p in placed}
     parts = [_edge(at[a], at[b]) for a, b in kept]
     parts += [_box(p) for p in placed]
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{esc(label)}">{"".join(parts)}</svg>'
+    return svg.image(
+        svg.standalone(width, height, "".join(parts)), width, height, describe(nodes, kept, label)
     )
+
+
+def describe(nodes: Sequence[Node], edges: Sequence[tuple[str, str]], label: str) -> str:
+    """The graph in words: 'flow f: 3 nodes, 2 edges; load#0 FINISHED, train#0 FAILED, ...'."""
+    listed = ", ".join(" ".join(p for p in (n.label, n.status) if p) for n in nodes[:ALT_NODES])
+    more = f", and {len(nodes) - ALT_NODES} more" if len(nodes) > ALT_NODES else ""
+    return f"{label}: {_count(len(nodes), 'node')}, {_count(len(edges), 'edge')}; {listed}{more}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def _edge(a: Placed, b: Placed) -> str:

@@ -1,8 +1,9 @@
 """HTML pieces every notebook output uses: escaping, numbers for people, badges, key-value lists, tables.
 
-No script anywhere: a notebook that is not trusted strips scripts, and a table cannot be sorted
-by clicking a header without one. So each table is built already sorted by its most useful
-column, shows its first rows, and folds the rest into a `<details>` element.
+No script anywhere: a notebook that is not trusted strips scripts. So each table is built
+already sorted by its most useful column, shows its first rows, and folds the rest into a
+`<details>` element; the runs table also sorts by a click on a header, with CSS alone
+(`plinth.notebook.sortable`).
 Every value that came from a user (names, params, tags, errors) goes through `esc`.
 """
 

@@ -8,6 +8,11 @@ loop that advances a thousand times a second sends a few messages, not thousands
 Tracking, flows and serving sit below `plinth.notebook` and never import it: they ask the
 `live_view` hook of `plinth.tracking.progress`, which `register` points at `live_view` here.
 Views appear only where a kernel draws rich output; a terminal IPython keeps the rich bars.
+
+A view that ends by drawing an object in full (a flow run's graph) says so with `shown_live`;
+the object's formatter then draws a short line in place of a second copy, if the same cell ends
+with that object. `register` hooks `new_cell` to IPython's `pre_run_cell` event, which forgets
+them all, so a later cell showing the object draws it in full.
 """
 
 from __future__ import annotations
@@ -24,6 +29,24 @@ UPDATE_EVERY_S = 0.25
 
 Bundle = dict[str, str]
 """A display's data by MIME type: 'text/html' for notebooks, 'text/plain' for anything else."""
+
+_shown: set[str] = set()
+"""What a live view of the cell running now has drawn in full, by key ("flow-run:ID")."""
+
+
+def shown_live(key: str) -> None:
+    """Remember that a live view of the cell running now drew the object `key` in full."""
+    _shown.add(key)
+
+
+def was_shown_live(key: str) -> bool:
+    """Whether a live view of the cell running now drew the object `key` in full."""
+    return key in _shown
+
+
+def new_cell(info: object = None) -> None:
+    """IPython's `pre_run_cell` callback: a new cell runs, and draws everything afresh."""
+    _shown.clear()
 
 
 def notebook_shell() -> Any | None:

@@ -4,7 +4,8 @@
 calls `observe` after each wait on its executor, and the view redraws (at most every
 `UPDATE_EVERY_S`) the graph of the step calls made so far, each box coloured by its state, with
 a count per step and state as the terminal's table has. `close` replaces it with the flow
-run's own view (`plinth.notebook.flows`): its graph, facts and every step's status.
+run's own view (`plinth.notebook.flows`): its graph, facts and every step's status; a cell
+ending with the flow's result then shows one graph, not two (`flows.flow_result_html`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from plinth.core.entities import StepStatus
 from plinth.notebook import graph
 from plinth.notebook.flows import flow_run_html
 from plinth.notebook.html import Table, badge, code, duration, esc, head, muted
-from plinth.notebook.live import Bundle, Display
+from plinth.notebook.live import Bundle, Display, shown_live
 from plinth.notebook.style import document
 from plinth.tracking import context
 
@@ -53,7 +54,11 @@ class FlowView:
             self.errors += 1
 
     def close(self) -> None:
-        """Replace the view with the flow run as stored: status, graph, facts and steps."""
+        """Replace the view with the flow run as stored: status, graph, facts and steps.
+
+        The flow's result, if the cell ends with it, then draws a line rather than the same
+        graph again (`live.shown_live`).
+        """
         try:
             store = context.backend().store
             run = store.get_flow_run(self.flow_run_id)
@@ -63,6 +68,8 @@ class FlowView:
             self._display.update({"text/html": flow_run_html(run, steps), "text/plain": text})
         except Exception:
             self.errors += 1
+            return
+        shown_live(f"flow-run:{self.flow_run_id}")
 
     def _bundle(self, futures: Sequence[StepFuture]) -> Bundle:
         counts = _counts(futures)

@@ -74,8 +74,8 @@ CSS = f"""
 .plinth .badge.warn {{ color: #b54708; background: #fffaeb; }}
 .plinth .badge.run {{ color: #175cd3; background: #eff8ff; }}
 .plinth .badge.muted {{ color: {MUTED}; background: #f2f4f7; }}
-.plinth svg {{ display: block; max-width: 100%; height: auto; }}
-.plinth svg.inline {{ display: inline-block; vertical-align: middle; }}
+.plinth img.chart {{ display: block; max-width: 100%; height: auto; }}
+.plinth img.chart.inline {{ display: inline-block; vertical-align: middle; }}
 .plinth .charts {{ display: flex; flex-wrap: wrap; gap: 6px 14px; }}
 .plinth progress {{ width: 220px; vertical-align: middle; }}
 """

@@ -1,12 +1,16 @@
-"""Inline SVG charts built as strings: a line chart with axes, sparklines, histograms and bars.
+"""SVG charts built as strings: a line chart with axes, sparklines, histograms and bars.
 
-Pure Python (no matplotlib, no plotly, no script), so a chart renders in an untrusted notebook,
-in a saved HTML file and on GitHub alike. Each chart is a standalone, well-formed XML `<svg>`
-element with its own `xmlns`; values that are not finite (NaN, inf) leave gaps in lines.
+Pure Python (no matplotlib, no plotly, no script). Each chart is drawn as a standalone,
+well-formed XML `<svg>` document with its own `xmlns`, and handed to the notebook as an `<img>`
+whose `src` is that document as a base64 `data:` URI, with an `alt` text saying in words what it
+shows. JupyterLab's sanitizer (an untrusted notebook) removes inline `<svg>` elements but keeps
+`<img>` and does not check the scheme of its `src`, so the charts survive there, in a saved HTML
+file and in VS Code alike. Values that are not finite (NaN, inf) leave gaps in lines.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -48,13 +52,35 @@ def _text(
     )
 
 
-def _svg(width: int, height: int, body: str, *, css: str = "", label: str = "") -> str:
-    klass = f' class="{css}"' if css else ""
-    aria = f' role="img" aria-label="{esc(label)}"' if label else ""
+def standalone(width: float, height: float, body: str) -> str:
+    """A standalone SVG document of `width` x `height` pixels holding `body` (SVG elements)."""
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg"{klass} width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}"{aria}>{body}</svg>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}">{body}</svg>'
     )
+
+
+def image(drawing: str, width: float, height: float, alt: str, *, inline: bool = False) -> str:
+    """`drawing` (an SVG document) as an `<img>` with a base64 `data:` URI and `alt` as its text.
+
+    `inline` images sit in a line of text or a table cell (sparklines, small histograms); the
+    others are blocks that shrink to the output's width.
+    """
+    data = base64.b64encode(drawing.encode()).decode("ascii")
+    css = "chart inline" if inline else "chart"
+    return (
+        f'<img class="{css}" src="data:image/svg+xml;base64,{data}" alt="{esc(alt)}" '
+        f'width="{width:.0f}" height="{height:.0f}">'
+    )
+
+
+def _svg(width: int, height: int, body: str, alt: str, *, inline: bool = False) -> str:
+    return image(standalone(width, height, body), width, height, alt, inline=inline)
+
+
+def _said(label: str, words: str) -> str:
+    """An alt text: the chart's label, then what it shows."""
+    return f"{label}: {words}" if label else words
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -90,7 +116,9 @@ def tick_label(value: float, ticks: Sequence[float]) -> str:
     return "0" if text.strip("-0.") == "" else text
 
 
-def reduce_points(xs: Sequence[float], ys: Sequence[float], buckets: int) -> list[tuple[float, float]]:
+def reduce_points(
+    xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray, buckets: int
+) -> list[tuple[float, float]]:
     """At most 2 points per bucket of consecutive points: its min and max (at its first and last x).
 
     A bucket without a finite value becomes one NaN point, so a gap stays a gap.
@@ -172,9 +200,8 @@ def line_chart(
     points = reduce_points(list(xs), list(ys), max(1, plot_w * MAX_POINTS_PER_PX // 2))
     runs = _segments(points)
     if not runs:
-        return _svg(
-            width, height, _text(width / 2, height / 2, "no finite values", anchor="middle"), label=label
-        )
+        empty = _text(width / 2, height / 2, "no finite values", anchor="middle")
+        return _svg(width, height, empty, _said(label, f"{len(ys)} points, none finite"))
     x_low, x_high = _domain([p[0] for r in runs for p in r])
     y_low, y_high = _domain([p[1] for r in runs for p in r])
     x_ticks, y_ticks = nice_ticks(x_low, x_high, 6), nice_ticks(y_low, y_high, 4)
@@ -196,7 +223,22 @@ def line_chart(
     parts.append(
         f'<circle cx="{_num(last_x * fx + ox)}" cy="{_num(last_y * fy + oy)}" r="3" fill="{ACCENT}"/>'
     )
-    return _svg(width, height, "".join(parts), label=label)
+    return _svg(width, height, "".join(parts), _said(label, describe(summarize(xs, ys))))
+
+
+def describe(found: Summary) -> str:
+    """A line's summary in words: '8 points; min 0.1 at 3, max 0.9 at 7, last 0.9 at 7'."""
+    words = [f"{found.points} point{'s' if found.points != 1 else ''}"]
+    extremes = [
+        f"{name} {format_number(point[1])} at {format_number(point[0])}"
+        for name, point in (("min", found.min), ("max", found.max), ("last", found.last))
+        if point is not None
+    ]
+    if extremes:
+        words.append(", ".join(extremes))
+    if found.gaps:
+        words.append(f"{found.gaps} not finite")
+    return "; ".join(words)
 
 
 def _grid(ticks: Sequence[float], fy: float, oy: float, left: int, plot_w: int) -> str:
@@ -239,7 +281,12 @@ def sparkline(values: Sequence[float | None], *, width: int = 110, height: int =
         parts.append(f'<polyline points="{coords}" fill="none" stroke="{ACCENT}" stroke-width="1.3"/>')
     x, y = runs[-1][-1]
     parts.append(f'<circle cx="{_num(x * fx + ox)}" cy="{_num(y * fy + oy)}" r="1.8" fill="{ACCENT}"/>')
-    return _svg(width, height, "".join(parts), css="inline", label=label)
+    found = summarize(range(len(ys)), ys)
+    words = f"{found.points} values"
+    if found.min is not None and found.max is not None and found.last is not None:
+        low, high, last = (format_number(p[1]) for p in (found.min, found.max, found.last))
+        words += f" from {low} to {high}, last {last}"
+    return _svg(width, height, "".join(parts), _said(label, words), inline=True)
 
 
 def histogram(
@@ -262,7 +309,7 @@ def histogram(
     total = edges[-1] - edges[0]
     if total <= 0 or not math.isfinite(total):  # a constant column: one full bar
         full = f'<rect x="0" y="2" width="{width}" height="{height - 2}" fill="{ACCENT}"/>'
-        return _svg(width, height, full, css="inline", label=label)
+        return _svg(width, height, full, _said(label, f"every value {format_number(edges[0])}"), inline=True)
     heights = (
         list(counts)
         if densities
@@ -277,7 +324,8 @@ def histogram(
             f'<rect x="{_num(a * fx + ox)}" y="{_num(height - h)}" width="{_num(max((b - a) * fx, 0.8))}" '
             f'height="{_num(h)}" fill="{ACCENT}" fill-opacity="0.8"/>'
         )
-    return _svg(width, height, "".join(bars), css="inline", label=label)
+    words = f"{len(counts)} bins from {format_number(edges[0])} to {format_number(edges[-1])}"
+    return _svg(width, height, "".join(bars), _said(label, words), inline=True)
 
 
 def bars(
@@ -322,4 +370,18 @@ def bars(
         parts.append(
             f'<line x1="{x}" x2="{x}" y1="0" y2="{height}" stroke="#b42318" stroke-dasharray="3 3"/>'
         )
-    return _svg(width, height, "".join(parts), label=label)
+    return _svg(width, height, "".join(parts), _said(label, _bar_words(labels, values, threshold, marked)))
+
+
+def _bar_words(
+    labels: Sequence[str], values: Sequence[float | None], threshold: float | None, marked: frozenset[str]
+) -> str:
+    """Each bar's label and value, the marked ones said so, and the threshold."""
+    items = []
+    for name, value in zip(labels, values, strict=True):
+        text = format_number(value) if value is not None and math.isfinite(value) else "none"
+        items.append(f"{name} {text}" + (" (marked)" if name in marked else ""))
+    words = ", ".join(items)
+    if threshold is not None and math.isfinite(threshold):
+        words += f"; threshold {format_number(threshold)}"
+    return words

@@ -7,6 +7,7 @@ of runs is one table with params and metrics as columns; a history is a line cha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from plinth.notebook.html import (
     ui_link,
     when,
 )
+from plinth.notebook.sortable import Key, SortableTable
 from plinth.notebook.style import document
 
 if TYPE_CHECKING:
@@ -148,26 +150,29 @@ def _artifacts(run: Run) -> str:
 
 
 def runs_html(runs: Sequence[Run]) -> str:
-    """Runs in the order given: one row each, params and metrics as columns, ids linked."""
+    """Runs in the order given: one row each, params and metrics as columns, ids linked; a click
+    on a column header sorts the rows by it (`plinth.notebook.sortable`)."""
     if not runs:
         return document("runs", muted("No runs."), count="0")
     shown = runs[:ROWS]
-    params = _columns(r.params for r in shown)
-    metrics = _columns((k for k in r.metrics if not is_bookkeeping(k)) for r in shown)
+    every_param = _columns(r.params for r in shown)
+    every_metric = _columns((k for k in r.metrics if not is_bookkeeping(k)) for r in shown)
+    params, metrics = every_param[:KEY_COLUMNS], every_metric[:KEY_COLUMNS]
     headers = ["run", "name", "status", "started", "duration"]
-    headers += [f"params.{k}" for k in params[:KEY_COLUMNS]] + [f"metrics.{k}" for k in metrics[:KEY_COLUMNS]]
-    first_metric = 5 + len(params[:KEY_COLUMNS])
-    table = Table(headers, numeric=frozenset(range(first_metric, len(headers))) | {4}, name="runs")
+    headers += [f"params.{k}" for k in params] + [f"metrics.{k}" for k in metrics]
+    first_metric = 5 + len(params)
+    table = SortableTable(headers, numeric=frozenset(range(first_metric, len(headers))) | {4}, name="runs")
+    numbers = {k for k in params if all(_number(r.params[k]) is not None for r in shown if k in r.params)}
     for run in shown:
-        table.add(_run_row(run, params[:KEY_COLUMNS], metrics[:KEY_COLUMNS]), key=run.id)
+        table.add(_run_row(run, params, metrics), _run_keys(run, params, metrics, numbers), key=run.id)
     count = len(runs)
     parts = [
         head(f'<span class="title">{count} run{"s" if count != 1 else ""}</span>'),
-        table.render(shown=ROWS),
+        table.render(),
     ]
     if count > len(shown):
         parts.append(muted(f"{count - len(shown)} more runs not shown; .to_frame() has every run."))
-    hidden = max(0, len(params) - KEY_COLUMNS) + max(0, len(metrics) - KEY_COLUMNS)
+    hidden = len(every_param) - len(params) + len(every_metric) - len(metrics)
     if hidden:
         parts.append(muted(f"{hidden} more param and metric columns in .to_frame()."))
     return document("runs", "".join(parts), count=str(count))
@@ -176,6 +181,26 @@ def runs_html(runs: Sequence[Run]) -> str:
 def _columns(keys: Iterable[Iterable[str]]) -> list[str]:
     """The keys of every run, each once, sorted."""
     return sorted({key for found in keys for key in found})
+
+
+def _run_keys(run: Run, params: Sequence[str], metrics: Sequence[str], numbers: set[str]) -> list[Key]:
+    """What each cell of a run's row sorts by: text, times, seconds, params (as numbers where
+    every run's value of that param is one) and metric values."""
+    keys: list[Key] = [run.id, run.name or None, run.status.value, float(run.start_ms), run.duration_s]
+    for k in params:
+        text = run.params.get(k)
+        keys.append(_number(text) if text is not None and k in numbers else text)
+    keys += [run.metrics.get(k) for k in metrics]
+    return keys
+
+
+def _number(text: str) -> float | None:
+    """A param's text as a finite number, or None when it is not one."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _run_row(run: Run, params: Sequence[str], metrics: Sequence[str]) -> list[str]:
