@@ -14,8 +14,10 @@ Rows (each the median of `--reps` repetitions, but row 0):
    tensor copied to CPU memory, here into the memory the previous checkpoint's copy used,
    kept for reuse once it was serialised); the previous checkpoint was stored before it.
 2. `log_checkpoint` blocking, writer busy: the call made right after another, while the writer
-   thread serialises and stores that one: its copy goes to new memory, and both compete for
-   the cores and memory bandwidth (a loop checkpointing every few seconds).
+   thread serialises and stores that one, so both compete for the cores and memory bandwidth
+   (a loop checkpointing every few seconds). The first time, its copy goes to new memory; from
+   then on into the second generation of kept memory (two checkpoints' copies are kept once a
+   loop has needed two at once).
 3. `torch.save` to a local file, the peer: what a training loop that saves for itself waits for.
 4. `log_checkpoint` until stored: from the call until `wait()` returns (the copy, `torch.save`
    on the writer thread hashing as it writes, the move into the content-addressed store with

@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,15 @@ def work_folder(prefix: str, keep: bool) -> Iterator[Path]:
 
 
 # --------------------------------------------------------------------------- environment
+
+
+def stop_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL the process group `proc` leads (started with start_new_session=True), whatever
+    is still in it, and reap the leader."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
 
 
 def machine() -> dict[str, str]:
