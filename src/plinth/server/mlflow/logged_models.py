@@ -47,6 +47,7 @@ from plinth.server.mlflow.common import (
     experiment_of,
     json_body,
     needs,
+    run_of,
     text_field,
 )
 from plinth.server.mlflow.logged_json import (
@@ -141,7 +142,7 @@ def _files_run(
     """The run whose artifacts will hold the model's files: the source run (running or ended),
     else a new one named after the model, which ends when the model is finalized."""
     if source is not None:
-        store.get_run(source)  # NotFound for an unknown run
+        run_of(store, source)  # NotFound for an unknown run
         return source
     run = store.create_run(
         experiment=experiment.name,

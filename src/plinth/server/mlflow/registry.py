@@ -39,6 +39,7 @@ from plinth.server.mlflow.common import (
     needs,
     query_body,
     run_artifact_uri,
+    run_of,
     text_field,
 )
 from plinth.server.mlflow.errors import BAD_REQUEST, RESOURCE_ALREADY_EXISTS, MlflowError
@@ -469,6 +470,6 @@ def _download_uri(store: Store, mv: ModelVersion) -> str:
             logged = store.get_logged_model(source.model_id)
             return logged_model_uri(logged.experiment_id, logged.id) + tail
         if source.run_id is not None:
-            run = store.get_run(source.run_id)
+            run = run_of(store, source.run_id)
             return run_artifact_uri(run.experiment_id, run.id) + tail
         mv = _named_version(store, source)  # a copy names an older version: this ends

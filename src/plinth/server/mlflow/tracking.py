@@ -53,6 +53,7 @@ from plinth.server.mlflow.common import (
     json_body,
     needs,
     query_body,
+    run_of,
 )
 from plinth.server.mlflow.errors import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, MlflowError
 from plinth.server.mlflow.run_json import (
@@ -293,9 +294,13 @@ def create_run(ctx: RequestContext, body: Body) -> Body:
     if name is not None:
         tags[RUN_NAME_TAG] = check_name(name, "run")
     store = ctx.store
-    experiment = experiment_of(store, string(body, "experiment_id") or DEFAULT_EXPERIMENT_ID)
+    experiment_id = string(body, "experiment_id") or DEFAULT_EXPERIMENT_ID
+    if experiment_id == DEFAULT_EXPERIMENT_ID:  # made, when new, by the run's own transaction
+        experiment = DEFAULT_EXPERIMENT_NAME
+    else:  # another experiment must exist: the store would make one of any name it is given
+        experiment = store.get_experiment(experiment_id).id
     spec = NewRun(
-        experiment=experiment.id,
+        experiment=experiment,
         name=name,
         params={},
         tags=tags,
@@ -318,7 +323,7 @@ def _parent_edge(parent_id: str, child_id: str) -> LineageEdge:
 def get_run(ctx: RequestContext, body: Body) -> Body:
     """One run with its latest metrics, params, tags, dataset and model inputs, model outputs."""
     store = ctx.store
-    run = store.get_run(run_id_of(body))
+    run = run_of(store, run_id_of(body))
     consumed = store.edges(dst=("run", run.id))
     produced = store.edges(src=("run", run.id))
     versions: dict[str, DatasetVersion] = {}
@@ -340,13 +345,13 @@ def update_run(ctx: RequestContext, body: Body) -> Body:
         with store.batch():
             store.rename_run(run_id, new_name)
             store.set_tags(run_id, {RUN_NAME_TAG: new_name})
-    run = store.get_run(run_id)
+    run = run_of(store, run_id)
     if status is None:
         return {"run_info": run_info_json(run)}
     if status in ("RUNNING", "SCHEDULED"):  # start_run(run_id=...) resumes an ended run
         if run.status is not RunStatus.RUNNING:
             store.reopen_run(run_id, now_ms())
-            run = store.get_run(run_id)
+            run = run_of(store, run_id)
         return {"run_info": run_info_json(run)}
     ended = RunStatus(status)
     stamp = end_ms if end_ms is not None else now_ms()
@@ -363,7 +368,7 @@ def update_run(ctx: RequestContext, body: Body) -> Body:
 
 def delete_run(ctx: RequestContext, body: Body) -> Body:
     """Delete a run: refused, plinth keeps runs."""
-    run = ctx.store.get_run(run_id_of(body))
+    run = run_of(ctx.store, run_id_of(body))
     raise refuse(
         f"plinth does not delete runs: lineage and the audit trail refer to run {run.id}. Tag what should "
         "be hidden (mlflow.set_tag('archived', 'true')) and filter on the tag "
@@ -373,7 +378,7 @@ def delete_run(ctx: RequestContext, body: Body) -> Body:
 
 def restore_run(ctx: RequestContext, body: Body) -> Body:
     """Restore a deleted run: nothing to restore, plinth deletes none."""
-    run = ctx.store.get_run(run_id_of(body))
+    run = run_of(ctx.store, run_id_of(body))
     raise refuse(f"plinth never deletes runs, so run {run.id} has nothing to restore.")
 
 
@@ -495,7 +500,7 @@ def log_inputs(ctx: RequestContext, body: Body) -> Body:
     run_id = string(body, "run_id", required=True)
     datasets, models = items(body, "datasets"), items(body, "models")
     store = ctx.store
-    store.get_run(run_id)
+    run_of(store, run_id)
     edges = []
     for i, entry in enumerate(datasets):
         new, input_tags = dataset_of(entry, f"datasets[{i}]")
@@ -520,7 +525,7 @@ def log_outputs(ctx: RequestContext, body: Body) -> Body:
         raise refuse("Missing value for required parameter 'models'.")
     models = items(body, "models")
     store = ctx.store
-    store.get_run(run_id)
+    run_of(store, run_id)
     edges = [
         LineageEdge(
             "run",
@@ -552,7 +557,7 @@ def log_model(ctx: RequestContext, body: Body) -> Body:
     if missing:
         raise refuse(f"Model json is missing mandatory fields: {sorted(missing)}")
     store = ctx.store
-    run = store.get_run(run_id)
+    run = run_of(store, run_id)
     try:
         history = json.loads(run.tags.get(LOGGED_MODELS_TAG, "[]"))
     except ValueError:
