@@ -77,7 +77,7 @@ def test_a_job_shows_the_steps_it_runs(capsys: pytest.CaptureFixture[str], submi
     _step_run("other-flow", "unrelated#0", "999999")
     code, out, err = run(capsys, "--executor", "slurm")
     assert code == 0, err
-    row = next(line for line in out.splitlines() if job in line)
+    row = next(line for line in out.splitlines() if line.split()[1:2] == [job])  # its cell, not any "(1)"
     assert "pending" in row and "fit#0" in row and "fit#1" in row and "train-flow" in row
     assert "unrelated#0" not in out
 

@@ -12,6 +12,7 @@ import pytest
 import plinth
 from plinth.core.errors import ConfigError
 from plinth.core.settings import Settings
+from waiting import wait_until
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "resources"))
 import sampled_flows
@@ -34,6 +35,8 @@ def sampled(settings: Settings) -> Settings:
 def test_a_run_logs_system_metrics_and_totals(sampled: Settings) -> None:
     with plinth.start_run("sys") as run:
         busy(0.6)
+        # the sampler's thread may be starved on a loaded machine: its first sample, not a time, ends the wait
+        wait_until(lambda: "system/cpu_cores_used" in run.get().metrics, "the run's first system sample")
     got = plinth.get_run(run.id)
     assert {"system/cpu_utilization", "system/cpu_cores_used", "system/memory_rss_bytes"} <= set(got.metrics)
     assert set(TOTALS) <= set(got.metrics)

@@ -34,6 +34,10 @@ from plinth.compute.ray import placement
 from plinth.compute.ray.outcomes import Reply, from_error, from_reply, name
 from plinth.compute.ray.worker import execute, read_note
 
+DEATH_GRACE_S = 2.0
+"""How long a rank that raised waits for a peer's death to be reported before it is blamed:
+Ray learns of a killed worker from its raylet, later than the peers see their sockets close."""
+
 RankReply = tuple[Reply, float]
 """What `run_rank` returns: the reply of `worker.execute` and when the rank ended (epoch seconds)."""
 
@@ -201,6 +205,8 @@ class RayGroups:
         if group.step is not None and group.step in refs:
             return self._stepped(group)
         ended = [self._ended(group, ref) for ref in refs]
+        if group.running and any(not e[0].ok for e in ended) and all(e[1] is not None for e in ended):
+            ended += self._deaths_within(group, DEATH_GRACE_S)
         # Of failures seen together, a rank whose process died goes first, then the one that
         # ended first: the others usually failed because it went (a collective lost its peer).
         failures = sorted((e for e in ended if not e[0].ok), key=lambda e: (e[1] is not None, e[1] or 0.0))
@@ -212,6 +218,16 @@ class RayGroups:
         if group.running:
             return None
         return self._finish(group, group_result(group.task, list(group.ranks.values()), group.value))
+
+    def _deaths_within(
+        self, group: _Group, seconds: float
+    ) -> list[tuple[RankResult, float | None, str | None]]:
+        """The ranks that end within `seconds` after a rank raised: a killed process closes its
+        sockets (so its peers' collective calls raise, and they reply) before Ray reports it dead."""
+        done, _ = self._ray.wait(list(group.running), num_returns=len(group.running), timeout=seconds)
+        for ref in done:
+            self._by_ref.pop(ref, None)
+        return [self._ended(group, ref) for ref in done]
 
     def _stepped(self, group: _Group) -> TaskResult | None:
         """The placement group is ready, or the probe answered: go on (or end, when it failed)."""
