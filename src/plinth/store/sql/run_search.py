@@ -229,9 +229,11 @@ class SqlRunSearch(SqlExperiments):
             with driver_cursor(conn) as cursor:  # binds run keys only: no text to check
                 cursor.execute(query.for_driver(self._sqlite), query.params)
                 found = cursor.fetchall()
-            names = self._metric_names(conn, {row[5] for row in found if row[0] == 2})
+            names = self._key_names
             for kind, run_key, name, text, number, key_id in found:
                 if kind == 2:  # NULL stands for a NaN metric
+                    if key_id not in names:  # a metric not seen before: every new one named at once
+                        names = self._metric_names(conn, {row[5] for row in found if row[0] == 2})
                     out[run_key][2][names[key_id]] = math.nan if number is None else number
                 else:
                     out[run_key][kind][name] = text

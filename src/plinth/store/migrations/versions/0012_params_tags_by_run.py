@@ -30,7 +30,7 @@ branch_labels = None
 depends_on = None
 
 
-def _params(with_rowid: bool) -> sa.Table:
+def _params(lean: bool) -> sa.Table:
     return sa.Table(
         "params",
         sa.MetaData(),
@@ -41,12 +41,12 @@ def _params(with_rowid: bool) -> sa.Table:
         sa.Column("value", sa.Text(), nullable=False),
         sa.Column("value_num", sa.Float()),
         sa.Index("ix_params_key_value", "key", "value"),
-        sa.Index("ix_params_key_num", "key", "value_num", **_numbers_only(not with_rowid)),
-        sqlite_with_rowid=with_rowid,
+        sa.Index("ix_params_key_num", "key", "value_num", **_numbers_only(lean)),
+        sqlite_with_rowid=not lean,
     )
 
 
-def _tags(with_rowid: bool) -> sa.Table:
+def _tags(lean: bool) -> sa.Table:
     return sa.Table(
         "tags",
         sa.MetaData(),
@@ -56,11 +56,12 @@ def _tags(with_rowid: bool) -> sa.Table:
         sa.Column("key", sa.String(256), primary_key=True),
         sa.Column("value", sa.Text(), nullable=False),
         sa.Index("ix_tags_key_value", "key", "value"),
-        sqlite_with_rowid=with_rowid,
+        sqlite_with_rowid=not lean,
     )
 
 
-def _audit_events(seq: sa.types.TypeEngine[int], by_entity: bool) -> sa.Table:
+def _audit_events(lean: bool) -> sa.Table:
+    seq = sa.Integer() if lean else sa.BigInteger()  # SQLite's INTEGER PRIMARY KEY is the rowid itself
     return sa.Table(
         "audit_events",
         sa.MetaData(),
@@ -75,7 +76,7 @@ def _audit_events(seq: sa.types.TypeEngine[int], by_entity: bool) -> sa.Table:
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
         sa.Column("mac", sa.String(64)),
-        *([sa.Index("ix_audit_entity", "entity_type", "entity_id")] if by_entity else []),
+        *([] if lean else [sa.Index("ix_audit_entity", "entity_type", "entity_id")]),
         sa.Index("ix_audit_entity_id", "entity_id", "seq"),
         sa.Index("ix_audit_action", "action", "seq"),
         sa.Index("ix_audit_actor", "actor", "seq"),
@@ -87,25 +88,25 @@ def _numbers_only(partial: bool) -> dict[str, Any]:
     return {"sqlite_where": where, "postgresql_where": where} if partial else {}
 
 
-def _rebuild(with_rowid: bool) -> None:
+def _rebuild(lean: bool) -> None:
+    """The tables as this revision has them (`lean`) or as the one before did."""
     if op.get_bind().dialect.name != "sqlite":
         op.drop_index("ix_params_key_num", table_name="params")
-        op.create_index("ix_params_key_num", "params", ["key", "value_num"], **_numbers_only(not with_rowid))
-        if with_rowid:
-            op.create_index("ix_audit_entity", "audit_events", ["entity_type", "entity_id"])
-        else:
+        op.create_index("ix_params_key_num", "params", ["key", "value_num"], **_numbers_only(lean))
+        if lean:
             op.drop_index("ix_audit_entity", table_name="audit_events")
+        else:
+            op.create_index("ix_audit_entity", "audit_events", ["entity_type", "entity_id"])
         return
-    seq = sa.BigInteger() if with_rowid else sa.Integer()  # INTEGER PRIMARY KEY: the rowid itself
-    for table in (_params(with_rowid), _tags(with_rowid), _audit_events(seq, by_entity=with_rowid)):
+    for table in (_params(lean), _tags(lean), _audit_events(lean)):
         # the copy is made from `table`, whose options reflection would not give back
         with op.batch_alter_table(table.name, copy_from=table, recreate="always"):
             pass
 
 
 def upgrade() -> None:
-    _rebuild(with_rowid=False)
+    _rebuild(lean=True)
 
 
 def downgrade() -> None:
-    _rebuild(with_rowid=True)
+    _rebuild(lean=False)
