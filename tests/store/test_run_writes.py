@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from plinth.core.entities import RunStatus
-from plinth.core.errors import InvalidInput, NotFound, RunNotActive
+from plinth.core.errors import ConflictError, InvalidInput, NotFound, RunNotActive
 from plinth.store.base import NewRun, Store
 
 KEY = "a-test-audit-key-" + "0" * 16
@@ -82,3 +82,22 @@ def test_writers_creating_one_experiment_at_once_share_it(
         thread.join()
     assert len(found) == 4 and len(set(found)) == 1
     assert [e.entity_id for e in store.audit_events() if e.action == "experiment.create"] == found[:1]
+
+
+def test_params_logged_one_call_at_a_time_keep_their_rules(store: Store) -> None:
+    run = store.create_runs([spec("p", a="1")])[0]
+    store.log_params(run.id, {"b": "2", "c": "x"})
+    store.log_params(run.id, {"a": "1", "d": "4.5"})  # the same value again is no change
+    with pytest.raises(ConflictError, match="Params are immutable"):
+        store.log_params(run.id, {"d": "4.5", "b": "3"})
+    many = {f"k{i}": str(i) for i in range(1_200)}  # more names than one lookup binds
+    store.log_params(run.id, many)
+    store.log_params(run.id, many)
+    assert store.get_run(run.id).params == {"a": "1", "b": "2", "c": "x", "d": "4.5", **many}
+    with pytest.raises(InvalidInput):
+        store.log_params(run.id, {"e\ud800": "1"})
+    store.end_run(run.id, RunStatus.FINISHED, None, now())
+    with pytest.raises(RunNotActive):
+        store.log_params(run.id, {"z": "1"})
+    with pytest.raises(NotFound):
+        store.log_params("no-such-run", {"z": "1"})

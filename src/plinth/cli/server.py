@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import importlib.util
 import os
@@ -70,9 +71,12 @@ def server(
 
     from plinth.core.settings import Settings
     from plinth.server.config import ServerConfig
-    from plinth.server.main import CONFIG_ENV
+    from plinth.server.main import ACCESS_LOG_ENV, CONFIG_ENV
 
     config = ServerConfig.load(config_path, Settings.from_env())
+    # plinth's own access log (uvicorn's line, written off the event loop); info and debug show it
+    logged = not no_access_log and log_level in ("info", "debug")
+    config = dataclasses.replace(config, access_log=logged)
     processes = workers or config.workers
     _check_tls(ssl_certfile, ssl_keyfile)
     check_port(host, port)
@@ -85,6 +89,7 @@ def server(
     if processes > 1:
         if config_path is not None:
             os.environ[CONFIG_ENV] = os.path.abspath(config_path)
+        os.environ[ACCESS_LOG_ENV] = "1" if logged else "0"
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="plinth-server-metrics-")
         target: object = "plinth.server.main:app"
@@ -104,7 +109,7 @@ def server(
         loop="uvloop" if fast else "auto",
         http="httptools" if fast else "auto",
         log_level=log_level,
-        access_log=not no_access_log,
+        access_log=False,  # the app keeps its own (see above)
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         timeout_graceful_shutdown=30,

@@ -79,6 +79,8 @@ class ServerConfig:
             (the server then listens on loopback only); None on a team server.
         allow_resume: the web UI may resume a failed flow run in the server's process (else the
             page shows the command to run).
+        access_log: log one line per request on standard output (`plinth server` sets it
+            unless told --no-access-log or a level above info).
         settings: the rest of plinth's settings (audit key, S3 options, home), with `store_url`
             and `artifacts_url` above applied.
     """
@@ -96,6 +98,7 @@ class ServerConfig:
     presign: bool = False
     local_user: str | None = None
     allow_resume: bool = False
+    access_log: bool = False
 
     @classmethod
     def load(

@@ -6,6 +6,7 @@ the environment again, so every worker builds the same app.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from fastapi import FastAPI
@@ -15,8 +16,11 @@ from plinth.server.app import create_app
 from plinth.server.config import ServerConfig
 
 CONFIG_ENV = "PLINTH_SERVER_CONFIG"
+ACCESS_LOG_ENV = "PLINTH_SERVER_ACCESS_LOG"
+"""Set to 1 by `plinth server` when each worker logs its requests."""
 
 
 def app() -> FastAPI:
     """Build the app from the config file and the environment `plinth server` set."""
-    return create_app(ServerConfig.load(os.environ.get(CONFIG_ENV) or None, Settings.from_env()))
+    config = ServerConfig.load(os.environ.get(CONFIG_ENV) or None, Settings.from_env())
+    return create_app(dataclasses.replace(config, access_log=os.environ.get(ACCESS_LOG_ENV) == "1"))

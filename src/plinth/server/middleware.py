@@ -5,7 +5,8 @@ For every HTTP request it
   streamed bytes pass it (routes under an exempt prefix, the artifact chunks, set their own);
 - adds the security headers (nosniff, no framing, no referrer, a deny-all Content-Security-Policy
   on API answers, Strict-Transport-Security over TLS) that the route did not set itself;
-- times the request and counts it per route template (`plinth.server.metrics`);
+- times the request and counts it per route template (`plinth.server.metrics`), and logs it
+  (`plinth.server.access_log`) when the server keeps an access log;
 - answers an exception that escaped every handler with a 500 in the one error shape, logged
   with the route and an incident id (never a request header).
 """
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from plinth.server.access_log import AccessLog
 from plinth.server.errors import JSON, error_body, unexpected
 from plinth.server.metrics import ServerMetrics
 
@@ -44,6 +46,7 @@ class ServerGuard:
         exempt: path prefixes whose routes limit their own bodies.
         tls_only: send Strict-Transport-Security on every answer (the server is reached over
             https, e.g. behind a proxy); it is sent anyway on requests that came in over TLS.
+        access: where each request is logged, if anywhere.
     """
 
     def __init__(
@@ -54,8 +57,10 @@ class ServerGuard:
         max_body_bytes: int,
         exempt: Sequence[str] = (),
         tls_only: bool = False,
+        access: AccessLog | None = None,
     ) -> None:
         self.app = app
+        self.access = access
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.exempt = tuple(exempt)
@@ -98,6 +103,8 @@ class ServerGuard:
             self.metrics.observe(
                 _route(scope), scope.get("method", ""), status, time.perf_counter() - started
             )
+            if self.access is not None:
+                self.access.add(scope, status)
 
     def _headers(self, scope: Scope, path: str) -> list[tuple[bytes, bytes]]:
         extra = list(BASE_HEADERS)

@@ -17,7 +17,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import anyio.to_thread
 from starlette._utils import get_route_path
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
@@ -31,13 +30,8 @@ from plinth.core.errors import PlinthError
 from plinth.server.context import RequestContext, require
 from plinth.server.errors import http_error, plinth_error
 from plinth.server.store_routes import answer, parse_arguments, reads_body
+from plinth.server.store_threads import STORE_THREADS, StoreThreads
 from plinth.store import rpc
-
-STORE_THREADS = 4
-"""Store calls one server process runs at once. Each holds Python's interpreter lock for most of
-its work, so many at once mostly wait on each other and on the database's write lock: a few
-threads keep a database's round trips overlapping, and a queue in front of them keeps
-every caller's wait to the calls ahead of it."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +56,7 @@ class StoreDispatch:
 
     def __init__(self, app: ASGIApp, *, threads: int = STORE_THREADS) -> None:
         self.app = app
-        self._limiter = anyio.CapacityLimiter(threads)
+        self._threads = StoreThreads(threads)
         self.prefix = rpc.API + "/"
         self._routes = _routes()
         self._require: Mapping[Right, Callable[[Request], RequestContext]] = {
@@ -103,9 +97,7 @@ class StoreDispatch:
         query_string = request.scope.get("query_string", b"")
         query = _query(query_string) if query_string else []
         media = request.headers.get("content-type") if body else None
-        return await anyio.to_thread.run_sync(
-            _call, endpoint, ctx, path_params, query, body, media, limiter=self._limiter
-        )
+        return await self._threads.run(_call, endpoint, ctx, path_params, query, body, media)
 
 
 def _call(

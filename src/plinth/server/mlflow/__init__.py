@@ -14,24 +14,15 @@ from fastapi import APIRouter
 
 from plinth.server.mlflow.common import ARTIFACTS_PREFIX, PREFIX
 
-__all__ = ["ARTIFACTS_PREFIX", "PREFIX", "mlflow_router"]
+__all__ = ["ARTIFACTS_PREFIX", "PREFIX", "mlflow_routers"]
 
 
-def mlflow_router() -> APIRouter:
-    """Every MLflow route (each area's router, under MLflow's prefixes)."""
+def mlflow_routers() -> list[APIRouter]:
+    """Every MLflow route: each area's router, under MLflow's prefixes and tagged `mlflow`."""
     from plinth.server.mlflow.artifacts import artifacts_router
     from plinth.server.mlflow.info import info_router
     from plinth.server.mlflow.logged_models import logged_models_router
     from plinth.server.mlflow.registry import registry_router
     from plinth.server.mlflow.tracking import tracking_router
 
-    router = APIRouter(tags=["mlflow"])
-    for area in (
-        tracking_router(),
-        logged_models_router(),
-        registry_router(),
-        artifacts_router(),
-        info_router(),
-    ):
-        router.include_router(area)
-    return router
+    return [tracking_router(), logged_models_router(), registry_router(), artifacts_router(), info_router()]

@@ -277,7 +277,7 @@ def record_file(ctx: RequestContext, target: ArtifactTarget, staged: str, digest
 
 def artifacts_router() -> APIRouter:
     """The routes of MLflow's proxied-artifacts API (see the module's table)."""
-    router = APIRouter()
+    router = APIRouter(tags=["mlflow"])
     staging = _Staging()
 
     @router.put(f"{FILES}/{{artifact_path:path}}", openapi_extra=needs(Right.WRITE))

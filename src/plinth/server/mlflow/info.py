@@ -34,7 +34,7 @@ def server_info() -> dict[str, Any]:
 
 def info_router() -> APIRouter:
     """The server-info route (public: it holds nothing about the data)."""
-    router = APIRouter()
+    router = APIRouter(tags=["mlflow"])
     router.add_api_route(
         SERVER_INFO,
         server_info,

@@ -264,7 +264,7 @@ def _model_rel(model: LoggedModel, path: str) -> str:
 
 def logged_models_router() -> APIRouter:
     """The routes of MLflow 3's logged models (see the module's table)."""
-    router = APIRouter()
+    router = APIRouter(tags=["mlflow"])
 
     @router.post(MODELS, openapi_extra=needs(Right.WRITE))
     def create(ctx: Writer, body: Body) -> dict[str, Any]:

@@ -59,7 +59,7 @@ VERSION_ORDER = [("last_updated_timestamp", False), ("name", True), ("version_nu
 
 def registry_router() -> APIRouter:
     """Every registry route of MLflow's REST API, each requiring its right."""
-    router = APIRouter()
+    router = APIRouter(tags=["mlflow"])
     for path, method, handler, right in ROUTES:
         router.add_api_route(
             f"{PREFIX}/{path}",
@@ -83,10 +83,14 @@ def _endpoint(handler: Handler, right: Right) -> Callable[..., JSONResponse]:
     return endpoint
 
 
+LISTS = frozenset({"order_by", "stages"})
+"""Query parameters a registry GET may repeat."""
+
+
 async def _body(request: Request) -> Body:
     """A GET's query parameters (lists repeated) or another method's JSON body, as MLflow sends them."""
     if request.method == "GET":
-        return query_body(request, frozenset({"order_by", "stages"}))
+        return query_body(request, LISTS)
     return await json_body(request)
 
 

@@ -127,7 +127,7 @@ class Route:
 
 def tracking_router() -> APIRouter:
     """The routes of MLflow's tracking API (full paths, each declaring its right)."""
-    router = APIRouter()
+    router = APIRouter(tags=["mlflow"])
     for route in ROUTES:
         endpoint = _endpoint(route)
         for method in route.methods:  # a route per method: each its own OpenAPI operation id
@@ -298,7 +298,7 @@ def create_run(ctx: RequestContext, body: Body) -> Body:
     if experiment_id == DEFAULT_EXPERIMENT_ID:  # made, when new, by the run's own transaction
         experiment = DEFAULT_EXPERIMENT_NAME
     else:  # another experiment must exist: the store would make one of any name it is given
-        experiment = store.get_experiment(experiment_id).id
+        experiment = store.known_experiment(experiment_id).id
     spec = NewRun(
         experiment=experiment,
         name=name,
@@ -324,8 +324,7 @@ def get_run(ctx: RequestContext, body: Body) -> Body:
     """One run with its latest metrics, params, tags, dataset and model inputs, model outputs."""
     store = ctx.store
     run = run_of(store, run_id_of(body))
-    consumed = store.edges(dst=("run", run.id))
-    produced = store.edges(src=("run", run.id))
+    consumed, produced = store.run_edges(run.id)
     versions: dict[str, DatasetVersion] = {}
     if any(edge.src_type == "dataset_version" for edge in consumed):
         versions = {version.id: version for version in store.list_dataset_versions()}

@@ -25,10 +25,7 @@ from plinth.server.views import (
 )
 
 
-def views_router(config: ServerConfig) -> APIRouter:
-    """Every view of the UI, each naming the right it needs."""
-    router = APIRouter()
-    router.include_router(session.router(config))
-    for module in (tracking, run_page, artifacts, compare, registry, flows, monitoring, lineage, governance):
-        router.include_router(module.router(config))
-    return router
+def views_routers(config: ServerConfig) -> list[APIRouter]:
+    """Every view of the UI, each naming the right it needs: one router per area."""
+    areas = [session, tracking, run_page, artifacts, compare, registry, flows, monitoring, lineage]
+    return [area.router(config) for area in (*areas, governance)]

@@ -23,7 +23,7 @@ from plinth.core.ids import now_ms
 from plinth.core.validation import check_key, param_text
 from plinth.store import schema as t
 from plinth.store.audit import AuditChain
-from plinth.store.engine import is_sqlite, make_engine, retrying, writing
+from plinth.store.engine import driver_cursor, is_sqlite, make_engine, refuse_unstorable, retrying, writing
 from plinth.store.migrate import upgrade
 
 T = TypeVar("T")
@@ -244,9 +244,13 @@ class SqlBase:
         return kid
 
     def _require_running(self, conn: Connection, run_id: str) -> int:
-        row = conn.execute(select(t.runs.c.key, t.runs.c.status).where(t.runs.c.id == run_id)).first()
+        refuse_unstorable((run_id,))
+        with driver_cursor(conn) as cursor:  # every logging call asks first: kept off SQLAlchemy's path
+            cursor.execute(f'SELECT "key", status FROM runs WHERE id = {self._placeholder}', (run_id,))
+            row = cursor.fetchone()
         if row is None:
             raise NotFound(f"No run with id {run_id!r}; list runs with `plinth runs list`.")
-        if row.status != "RUNNING":
-            raise RunNotActive(f"Run {run_id} has ended ({row.status}); start a new run to log more.")
-        return int(row.key)
+        key, status = row
+        if status != "RUNNING":
+            raise RunNotActive(f"Run {run_id} has ended ({status}); start a new run to log more.")
+        return int(key)

@@ -34,6 +34,18 @@ class SqlExperiments(SqlBase):
         # read afresh: another store on the database may have changed its tags since it was cached
         return self._read("read an experiment", lambda c: self._experiment(c, name_or_id, False, fresh=True))
 
+    def known_experiment(self, name_or_id: str) -> e.Experiment:
+        """The experiment, from this store's cache when it was looked up before (its tags as
+        they were then; experiments are never deleted, so one found once is there still).
+
+        Raises:
+            NotFound: no experiment has that name or id.
+        """
+        cached = self._experiments.get(name_or_id)
+        if cached is not None:
+            return cached
+        return self._read("read an experiment", lambda c: self._experiment(c, name_or_id, False))
+
     def list_experiments(self) -> list[e.Experiment]:
         def fetch(conn: Connection) -> list[e.Experiment]:
             rows = conn.execute(select(t.experiments).order_by(t.experiments.c.created_ms))

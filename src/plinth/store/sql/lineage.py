@@ -6,10 +6,10 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from plinth.core import entities as e
-from plinth.store import schema as t
+from plinth.store.engine import driver_cursor, refuse_unstorable
 from plinth.store.sql.base import SqlBase
 
 
@@ -26,27 +26,36 @@ class SqlLineage(SqlBase):
     def edges(
         self, *, src: tuple[str, str] | None = None, dst: tuple[str, str] | None = None
     ) -> list[e.LineageEdge]:
-        def fetch(conn: Connection) -> list[e.LineageEdge]:
-            le = t.lineage
-            query = select(le).order_by(le.c.id)
-            if src is not None:
-                query = query.where(le.c.src_type == src[0], le.c.src_id == src[1])
-            if dst is not None:
-                query = query.where(le.c.dst_type == dst[0], le.c.dst_id == dst[1])
-            return [
-                e.LineageEdge(
-                    r.src_type,
-                    r.src_id,
-                    r.relation,
-                    r.dst_type,
-                    r.dst_id,
-                    r.created_ms,
-                    json.loads(r.attributes),
-                )
-                for r in conn.execute(query)
-            ]
+        where: list[str] = []
+        args: list[str] = []
+        for end, node in (("src", src), ("dst", dst)):
+            if node is not None:
+                where.append(f"{end}_type = {self._placeholder} AND {end}_id = {self._placeholder}")
+                args.extend(node)
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        return self._read("read lineage", lambda conn: self._edges(conn, condition, args))
 
-        return self._read("read lineage", fetch)
+    def run_edges(self, run_id: str) -> tuple[list[e.LineageEdge], list[e.LineageEdge]]:
+        """The edges into the run and those out of it, in one read (what a run's page shows)."""
+        p = self._placeholder
+        condition = f" WHERE (dst_type = 'run' AND dst_id = {p}) OR (src_type = 'run' AND src_id = {p})"
+        both = self._read("read lineage", lambda conn: self._edges(conn, condition, [run_id, run_id]))
+        consumed = [edge for edge in both if edge.dst_type == "run" and edge.dst_id == run_id]
+        produced = [edge for edge in both if edge.src_type == "run" and edge.src_id == run_id]
+        return consumed, produced
+
+    def _edges(self, conn: Connection, condition: str, args: Sequence[str]) -> list[e.LineageEdge]:
+        refuse_unstorable(args)
+        with driver_cursor(conn) as cursor:  # a run's page reads them on every view
+            cursor.execute(_EDGES + condition + " ORDER BY id", tuple(args))
+            rows = cursor.fetchall()
+        return [
+            e.LineageEdge(src_type, src_id, relation, dst_type, dst_id, created_ms, json.loads(attributes))
+            for src_type, src_id, relation, dst_type, dst_id, created_ms, attributes in rows
+        ]
+
+
+_EDGES = "SELECT src_type, src_id, relation, dst_type, dst_id, created_ms, attributes FROM lineage_edges"
 
 
 def write_edges(store: SqlBase, conn: Connection, edges: Sequence[e.LineageEdge]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +32,7 @@ _INSERT_RUN = (
 _INSERT_RUNS = _INSERT_RUN.removesuffix(' RETURNING "key"')
 _RUN_KEYS = 'SELECT id, "key" FROM runs WHERE id IN ({marks})'
 _INSERT_PARAM = 'INSERT INTO params (run_key, "key", value, value_num) VALUES ({p}, {p}, {p}, {p})'
+_PARAMS_OF = 'SELECT "key", value FROM params WHERE run_key = {p} AND "key" IN ({marks})'
 _INSERT_TAG = 'INSERT INTO tags (run_key, "key", value) VALUES ({p}, {p}, {p})'
 _IDS_PER_SELECT = 500
 """Run ids per statement that reads back the keys of runs inserted together (bound parameters)."""
@@ -192,26 +194,26 @@ class SqlRuns(SqlExperiments):
     def _insert_params(self, conn: Connection, key: int, params: Mapping[str, str]) -> None:
         if not params:
             return
-        found = dict(
-            conn.execute(
-                select(t.params.c.key, t.params.c.value).where(
-                    t.params.c.run_key == key, t.params.c.key.in_(list(params))
-                )
-            ).all()
-        )
-        for name, value in found.items():
-            if value != params[name]:
-                raise ConflictError(
-                    f"Param {name!r} was already logged as {value!r}; it cannot become "
-                    f"{params[name]!r}. Params are immutable: use a tag or a new run."
-                )
-        fresh = [
-            {"run_key": key, "key": k, "value": v, "value_num": _num(v)}
-            for k, v in params.items()
-            if k not in found
-        ]
-        if fresh:
-            conn.execute(insert(t.params), fresh)
+        refuse_unstorable(itertools.chain(params.keys(), params.values()))
+        p = self._placeholder
+        names = list(params)
+        found: dict[str, str] = {}
+        with driver_cursor(conn) as cursor:  # MLflow's clients log params a call at a time
+            for start in range(0, len(names), _IDS_PER_SELECT):
+                chunk = names[start : start + _IDS_PER_SELECT]
+                cursor.execute(_PARAMS_OF.format(p=p, marks=", ".join([p] * len(chunk))), (key, *chunk))
+                found.update(cursor.fetchall())
+            for name, value in found.items():
+                if value != params[name]:
+                    raise ConflictError(
+                        f"Param {name!r} was already logged as {value!r}; it cannot become "
+                        f"{params[name]!r}. Params are immutable: use a tag or a new run."
+                    )
+            fresh = [(key, k, v, _num(v)) for k, v in params.items() if k not in found]
+            if len(fresh) == 1:  # executemany costs a pipeline of its own on PostgreSQL
+                cursor.execute(_INSERT_PARAM.format(p=p), fresh[0])
+            elif fresh:
+                cursor.executemany(_INSERT_PARAM.format(p=p), fresh)
 
     def _upsert_tags(self, conn: Connection, key: int, tags: Mapping[str, str]) -> None:
         if not tags:

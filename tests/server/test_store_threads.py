@@ -1,0 +1,68 @@
+"""`StoreThreads`: blocking store calls run in a fixed pool, in the order they came."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+
+import pytest
+
+from plinth.server.store_threads import StoreThreads
+
+who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+
+
+def test_calls_run_in_the_pool_with_the_callers_context() -> None:
+    threads = StoreThreads(2)
+    loop_thread = threading.get_ident()
+
+    def call(x: int) -> tuple[int, bool, str]:
+        return x * 2, threading.get_ident() != loop_thread, who.get()
+
+    async def main() -> list[tuple[int, bool, str]]:
+        who.set("alice")
+        return list(await asyncio.gather(*(threads.run(call, i) for i in range(5))))
+
+    assert asyncio.run(main()) == [(i * 2, True, "alice") for i in range(5)]
+    threads.close()
+
+
+def test_an_exception_comes_back_to_the_caller() -> None:
+    threads = StoreThreads(1)
+
+    def fail() -> None:
+        raise LookupError("no such run")
+
+    with pytest.raises(LookupError, match="no such run"):
+        asyncio.run(threads.run(fail))
+    threads.close()
+
+
+def test_no_more_calls_than_threads_run_at_once() -> None:
+    threads = StoreThreads(2)
+    lock = threading.Lock()
+    running, most = 0, 0
+    release = threading.Event()
+
+    def call() -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        release.wait(5)
+        with lock:
+            running -= 1
+
+    async def main() -> None:
+        calls = [asyncio.ensure_future(threads.run(call)) for _ in range(6)]
+        for _ in range(1_000):  # until both threads hold a call (the other four wait their turn)
+            if running == 2:
+                break
+            await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.gather(*calls)
+
+    asyncio.run(main())
+    assert most == 2
+    threads.close()
