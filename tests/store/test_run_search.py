@@ -140,3 +140,34 @@ def test_many_runs_come_back_whole(store: Store) -> None:
     assert len(found) == 1200
     assert all(run.params == {"lr": "0.1"} for run in found)
     assert {run.name: run.metrics["acc"] for run in found} == {n: i / 10 for i, n in enumerate(names)}
+
+
+def test_a_metric_order_sorts_an_experiment_small_for_the_limit_and_walks_a_large_one(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plinth.store.sql import SqlStore
+    from plinth.store.sql.run_search import SORTED_PER_RESULT, SqlRunSearch
+
+    walked: list[int] = []
+    walk = SqlRunSearch._by_metric
+
+    def spy(self: SqlRunSearch, *args: object, **kwargs: object) -> object:
+        walked.append(kwargs.get("limit", args[4]))  # type: ignore[arg-type]
+        return walk(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SqlRunSearch, "_by_metric", spy)
+    sql = SqlStore(store_url)
+    try:
+        sql.few_runs = 40
+        ids = create(sql, "e", [f"r{i}" for i in range(60)])
+        sql.write_metrics([(run_id, "acc", 0, 1, 1, (i * 7) % 60 / 60) for i, run_id in enumerate(ids)])
+        everything = search(sql, "metrics.acc > 0.5", ["-metrics.acc"])
+        limit = 60 // SORTED_PER_RESULT + 1  # 60 runs are fewer than 20 per result: sorted
+        assert search(sql, "metrics.acc > 0.5", ["-metrics.acc"], limit=limit) == everything[:limit]
+        assert walked == []
+        assert search(sql, "metrics.acc > 0.5", ["-metrics.acc"], limit=2) == everything[:2]  # walked
+        assert walked == [2]
+        assert search(sql, "metrics.acc > 0.5", ["-metrics.acc"], limit=limit) == everything[:limit]
+        assert walked == [2]  # what the experiment was found to hold decides again, not the last plan
+    finally:
+        sql.close()

@@ -67,7 +67,7 @@ class SqlBase:
         self._key_names: dict[int, str] = {}
         self._experiments: dict[str, e.Experiment] = {}
         self._known_envs: set[str] = set()
-        self._large_experiments: set[str] = set()  # ids of experiments searched through an index
+        self._large_experiments: dict[str, int] = {}  # experiment id -> a run count it is known to reach
         self._lock = threading.Lock()
         self._batch = threading.local()
         upgrade(self.engine)

@@ -66,12 +66,20 @@ Details = tuple[dict[str, str], dict[str, str], dict[str, float]]
 """A run's params, tags and latest metrics."""
 
 
+SORTED_PER_RESULT = 20
+"""A search ordered by a metric sorts its experiments' runs when they number fewer than this many
+per result asked for: walking the metric's index passes every run that lacks the filter's
+values (all of them when fewer match than were asked for), while sorting reads only those that
+match, so below about this ratio sorting reads less."""
+
+
 class SqlRunSearch(SqlExperiments):
     """Run methods of SqlStore that read: a run by id, and runs by filter and order."""
 
     few_runs = 1000
-    """Experiments holding fewer runs than this are read whole and sorted, which beats walking a
-    metric's index over every experiment's runs; 0 always walks the index."""
+    """Experiments holding fewer runs than this (or than `SORTED_PER_RESULT` times the results
+    asked for) are read whole and sorted, which beats walking a metric's index over every
+    experiment's runs; 0 always walks the index."""
 
     def get_run(self, run_id: str, *, now_ms: int | None = None) -> e.Run:
         def fetch(conn: Connection) -> e.Run:
@@ -131,7 +139,11 @@ class SqlRunSearch(SqlExperiments):
         if ids == []:
             return []
         by_metric = bool(order_by) and order_by[0].field.kind == "metrics"
-        if limit is not None and by_metric and not self._is_small(conn, ids):
+        if (
+            limit is not None
+            and by_metric
+            and not self._is_small(conn, ids, max(self.few_runs, SORTED_PER_RESULT * limit))
+        ):
             return self._by_metric(conn, ids, where, order_by, limit, at_ms)
         compiler = self._compiler(conn, at_ms)
         query = Sql(_FROM_RUNS) + _where(_conditions(compiler, ids, where))
@@ -171,24 +183,27 @@ class SqlRunSearch(SqlExperiments):
         key_id = functools.partial(self._key_id, conn, create=False)
         return SearchCompiler(key_id, at_ms, sqlite=self._sqlite, run_key=run_key, semi_joins=semi_joins)
 
-    def _is_small(self, conn: Connection, experiment_ids: list[str] | None) -> bool:
-        """Whether the experiments hold fewer than `few_runs` runs (never so for all experiments).
+    def _is_small(self, conn: Connection, experiment_ids: list[str] | None, runs: int) -> bool:
+        """Whether the experiments hold fewer than `runs` runs (never so for all experiments).
 
-        An experiment found large is remembered as such: should runs go, only the plan changes,
-        never the answer.
+        A count an experiment is found to reach is remembered: should runs go, only the plan
+        changes, never the answer.
         """
-        if experiment_ids is None or self.few_runs <= 0 or self._large_experiments.issuperset(experiment_ids):
+        if experiment_ids is None or self.few_runs <= 0:
+            return False
+        known = self._large_experiments
+        if all(known.get(exp_id, 0) >= runs for exp_id in experiment_ids):
             return False
         query = (
             Sql("SELECT count(*) FROM (SELECT 1 FROM runs WHERE runs.experiment_id IN (")
             + Sql.marks(experiment_ids)
-            + Sql(") LIMIT ?) few", (self.few_runs,))
+            + Sql(") LIMIT ?) few", (runs,))
         )
         found = conn.exec_driver_sql(query.for_driver(self._sqlite), query.params).scalar_one()
-        if found < self.few_runs:
+        if found < runs:
             return True
         if len(experiment_ids) == 1:
-            self._large_experiments.add(experiment_ids[0])
+            known[experiment_ids[0]] = max(known.get(experiment_ids[0], 0), runs)
         return False
 
     def _select(self, conn: Connection, query: Sql, limit: int | None = None) -> list[RunRow]:
