@@ -25,6 +25,7 @@ from plinth.core.access import DEFAULT_WORKSPACE, Role
 from plinth.core.settings import Settings
 from plinth.server.app import create_app
 from plinth.server.config import ServerConfig
+from plinth.store.sql import SqlStore
 from waiting import wait_until
 
 
@@ -98,6 +99,11 @@ class ThreadServer(_Client):
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         wait_until(self.ready, f"the team server at {self.url} to answer /readyz")
+
+    def store(self, workspace: str = DEFAULT_WORKSPACE) -> SqlStore:
+        """The server's own store of `workspace`, to make what a test needs and check what arrived."""
+        store: SqlStore = self.app.state.plinth.stores.get(workspace)
+        return store
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -18,10 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from plinth.core.access import DEFAULT_WORKSPACE
 from plinth.core.entities import RunStatus
 from plinth.server.mlflow.artifacts import WHOLE_BYTES
-from plinth.store.sql import SqlStore
 from team_servers import ThreadServer
 
 FILES = "/api/2.0/mlflow-artifacts/artifacts"
@@ -34,15 +32,9 @@ def server(team_server: ThreadServer) -> ThreadServer:
     return team_server
 
 
-def store_of(server: ThreadServer) -> SqlStore:
-    """The server's own store of the default workspace (to make runs and check what arrived)."""
-    store: SqlStore = server.app.state.plinth.stores.get(DEFAULT_WORKSPACE)
-    return store
-
-
 def new_run(server: ThreadServer, name: str = "r") -> tuple[str, str]:
     """(experiment id, run id) of a fresh RUNNING run."""
-    run = store_of(server).create_run(
+    run = server.store().create_run(
         experiment="mlflow-artifacts",
         name=name,
         params={},
@@ -57,7 +49,7 @@ def new_run(server: ThreadServer, name: str = "r") -> tuple[str, str]:
 def recorded(server: ThreadServer, run_id: str) -> dict[str, bytes]:
     """Each artifact the run records, with the bytes its blob holds."""
     blobs = server.app.state.plinth.blobs()
-    return {a.path: blobs.read_bytes(a.digest) for a in store_of(server).list_artifacts(run_id)}
+    return {a.path: blobs.read_bytes(a.digest) for a in server.store().list_artifacts(run_id)}
 
 
 def error_code(response: httpx.Response) -> str:
@@ -118,7 +110,7 @@ def test_a_bad_path_is_refused_and_nothing_is_recorded(server: ThreadServer, tai
         answer = http.put(httpx.URL(f"{server.url}{FILES}/{exp}/{run}/{tail}"), content=b"x")
     assert error_code(answer) == code, answer.text
     assert answer.status_code == (404 if code == "ENDPOINT_NOT_FOUND" else 400)
-    assert store_of(server).list_artifacts(run) == []
+    assert server.store().list_artifacts(run) == []
 
 
 def test_missing_files_runs_and_models_answer_resource_does_not_exist(server: ThreadServer) -> None:
@@ -143,11 +135,11 @@ def test_a_folder_is_not_downloaded_as_a_file(server: ThreadServer) -> None:
 def test_an_ended_run_still_takes_files(server: ThreadServer) -> None:
     # as with MLflow: a report or a model can be added to a run after it ended
     exp, run = new_run(server)
-    store_of(server).end_run(run, RunStatus.FINISHED, None, 1)
+    server.store().end_run(run, RunStatus.FINISHED, None, 1)
     with server.client() as http:
         http.put(f"{FILES}/{exp}/{run}/artifacts/late.txt", content=b"x").raise_for_status()
     assert recorded(server, run) == {"late.txt": b"x"}
-    assert store_of(server).get_run(run).status is RunStatus.FINISHED
+    assert server.store().get_run(run).status is RunStatus.FINISHED
 
 
 def test_multipart_presigned_and_delete_are_refused_as_mlflow_expects(server: ThreadServer) -> None:

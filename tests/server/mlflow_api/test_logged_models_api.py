@@ -19,9 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from plinth.core.access import DEFAULT_WORKSPACE
 from plinth.core.entities import RunStatus
-from plinth.store.sql import SqlStore
 from team_servers import ThreadServer
 
 MODELS = "/api/2.0/mlflow/logged-models"
@@ -35,15 +33,9 @@ def server(team_server: ThreadServer) -> ThreadServer:
     return team_server
 
 
-def store_of(server: ThreadServer) -> SqlStore:
-    """The server's own store of the default workspace (to make runs and check what arrived)."""
-    store: SqlStore = server.app.state.plinth.stores.get(DEFAULT_WORKSPACE)
-    return store
-
-
 def new_run(server: ThreadServer, experiment: str = "logged-models") -> tuple[str, str]:
     """(experiment id, run id) of a fresh RUNNING run."""
-    run = store_of(server).create_run(
+    run = server.store().create_run(
         experiment=experiment, name="trainer", params={}, tags={}, environment=None, heartbeat_s=600, user="t"
     )
     return run.experiment_id, run.id
@@ -110,7 +102,7 @@ def test_a_model_of_a_running_run_keeps_its_files_among_that_runs_artifacts(serv
     ]
     assert inner.json()["files"] == [{"path": "env/conda.yaml", "is_dir": False, "file_size": 8}]
     assert one.content == files["model.pkl"]
-    store = store_of(server)
+    store = server.store()
     assert store.get_logged_model(model_id).run_id == run
     assert {a.path for a in store.list_artifacts(run)} == {f"models/{model_id}/{rel}" for rel in files}
     assert store.get_run(run).status is RunStatus.RUNNING
@@ -125,7 +117,7 @@ def test_a_model_without_a_running_source_gets_a_run_that_ends_with_it(
         upload(http, info, {"MLmodel": b"m"})
         finalize(http, info["model_id"], status)
     assert info["source_run_id"] == "" and info["experiment_id"] == "0"
-    store = store_of(server)
+    store = server.store()
     holder = store.get_run(store.get_logged_model(info["model_id"]).run_id)
     assert (holder.name, holder.experiment_name, holder.status.value) == ("solo", "Default", ended)
     assert [a.path for a in holder.artifacts] == [f"models/{info['model_id']}/MLmodel"]
@@ -133,14 +125,14 @@ def test_a_model_without_a_running_source_gets_a_run_that_ends_with_it(
 
 def test_an_ended_source_run_holds_the_files_it_logged_late(server: ThreadServer) -> None:
     exp, run = new_run(server)
-    store_of(server).end_run(run, RunStatus.FINISHED, None, 1)
+    server.store().end_run(run, RunStatus.FINISHED, None, 1)
     with server.client() as http:
         info = create(http, experiment_id=exp, name="late", source_run_id=run)
         upload(http, info, {"MLmodel": b"m"})
     assert info["source_run_id"] == run
-    assert store_of(server).get_logged_model(info["model_id"]).run_id == run
-    assert [a.path for a in store_of(server).list_artifacts(run)] == [f"models/{info['model_id']}/MLmodel"]
-    assert store_of(server).get_run(run).status is RunStatus.FINISHED
+    assert server.store().get_logged_model(info["model_id"]).run_id == run
+    assert [a.path for a in server.store().list_artifacts(run)] == [f"models/{info['model_id']}/MLmodel"]
+    assert server.store().get_run(run).status is RunStatus.FINISHED
 
 
 def test_search_filters_orders_and_pages(server: ThreadServer) -> None:
@@ -291,7 +283,7 @@ print(json.dumps(out))
 def model_files(server: ThreadServer, run_id: str, model_id: str) -> dict[str, str]:
     """The digest of each file of a logged model, as its run's artifacts record them."""
     prefix = f"models/{model_id}/"
-    found = store_of(server).list_artifacts(run_id, prefix.rstrip("/"))
+    found = server.store().list_artifacts(run_id, prefix.rstrip("/"))
     return {a.path.removeprefix(prefix): a.digest for a in found}
 
 
@@ -340,7 +332,7 @@ def test_mlflow_logs_a_sklearn_model_in_a_run_and_loads_it_by_run_and_by_id(
     uris = [f"runs:/{run_id}/model", f"models:/{model_id}"]
     loaded = run_mlflow(sqlite_server, LOAD_MODEL, {"uris": uris}, tmp_path / "load")
     assert loaded["predicted"] == {uri: logged["expected"] for uri in uris}
-    model = store_of(sqlite_server).get_logged_model(model_id)
+    model = sqlite_server.store().get_logged_model(model_id)
     assert (model.run_id, model.source_run_id, model.status, model.name) == (run_id, run_id, "READY", "model")
     held = model_files(sqlite_server, run_id, model_id)
     assert "MLmodel" in held and {"model.skops", "model.pkl"} & held.keys()
@@ -355,7 +347,7 @@ def test_mlflow_logs_a_model_outside_any_run_and_loads_it_by_id(
     uri = f"models:/{logged['model_id']}"
     loaded = run_mlflow(sqlite_server, LOAD_MODEL, {"uris": [uri]}, tmp_path / "load")
     assert loaded["predicted"] == {uri: logged["expected"]}
-    store = store_of(sqlite_server)
+    store = sqlite_server.store()
     model = store.get_logged_model(logged["model_id"])
     holder = store.get_run(model.run_id)
     assert model.source_run_id is None and holder.status is RunStatus.FINISHED

@@ -17,9 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from plinth.core.access import DEFAULT_WORKSPACE
 from plinth.core.entities import RunStatus
-from plinth.store.sql import SqlStore
 from team_servers import ThreadServer
 
 API = "/api/2.0/mlflow"
@@ -58,19 +56,6 @@ class Mlflow:
         return run
 
 
-@pytest.fixture
-def server(server_factory: Any, tmp_path: Path) -> ThreadServer:
-    """A team server over SQLite (the tests that run on both backends take `team_server`)."""
-    started: ThreadServer = server_factory(f"sqlite:///{tmp_path / 'meta' / 'plinth.db'}")
-    return started
-
-
-def store_of(server: ThreadServer) -> SqlStore:
-    """The server's own store of the default workspace, to check what arrived."""
-    store: SqlStore = server.app.state.plinth.stores.get(DEFAULT_WORKSPACE)
-    return store
-
-
 def tags_of(message: dict[str, Any]) -> dict[str, str]:
     return {t["key"]: t["value"] for t in message.get("tags", [])}
 
@@ -96,7 +81,7 @@ def test_experiments_are_created_read_tagged_and_searched(team_server: ThreadSer
             "team": "cv",
             "stage": "prod",
         }
-        assert store_of(team_server).get_experiment(exp).tags == {"team": "cv", "stage": "prod"}
+        assert team_server.store().get_experiment(exp).tags == {"team": "cv", "stage": "prod"}
 
         def names(body: dict[str, Any], method: str = "POST") -> list[str]:
             return [e["name"] for e in api.ok("experiments/search", body, method)["experiments"]]
@@ -211,13 +196,13 @@ def test_every_value_of_a_run_round_trips_exactly(team_server: ThreadServer) -> 
             (2**40, T0 + 4, "-Infinity"),
             (3, 2**53, 1e-300),
         ]  # by timestamp, as MLflow orders a history
-        stored = store_of(team_server).get_run(rid)
+        stored = team_server.store().get_run(rid)
         assert stored.start_ms == T0 and stored.user == "admin" and stored.name == "première"
         assert (
             stored.params["note"] == '日本語 ✓ "quoted" \\ back'
             and stored.tags["mlflow.user"] == "laptop-user"
         )
-        loss = store_of(team_server).metric_history(rid, "loss")
+        loss = team_server.store().metric_history(rid, "loss")
         assert (
             math.isnan(loss["value"][1])
             and loss["value"][2] == math.inf
@@ -231,11 +216,11 @@ def test_runs_end_resume_and_rename_by_name_or_tag(server: ThreadServer) -> None
         rid = api.run(api.experiment("ends"), run_name="one")["info"]["run_id"]
         assert api.ok("runs/update", {"run_id": rid, "status": "RUNNING"})["run_info"]["status"] == "RUNNING"
         assert api.ok("runs/update", {"run_id": rid, "run_name": "two"})["run_info"]["run_name"] == "two"
-        assert store_of(server).get_run(rid).tags["mlflow.runName"] == "two"
+        assert server.store().get_run(rid).tags["mlflow.runName"] == "two"
         api.ok("runs/set-tag", {"run_id": rid, "key": "mlflow.runName", "value": "three"})
-        assert store_of(server).get_run(rid).name == "three"
+        assert server.store().get_run(rid).name == "three"
         api.ok("runs/log-batch", {"run_id": rid, "tags": [{"key": "mlflow.runName", "value": "one"}]})
-        assert store_of(server).get_run(rid).name == "one"
+        assert server.store().get_run(rid).name == "one"
         status, code, _ = api.refused("runs/update", {"run_id": rid, "run_name": "bad\x00name"})
         assert (status, code) == (400, "INVALID_PARAMETER_VALUE")
         info = api.ok("runs/update", {"run_id": rid, "status": "FINISHED", "end_time": T0})["run_info"]
@@ -248,7 +233,7 @@ def test_runs_end_resume_and_rename_by_name_or_tag(server: ThreadServer) -> None
             "runs/log-parameter", {"run_id": rid, "key": "late", "value": "1"}
         )
         assert (status, code) == (400, "INVALID_PARAMETER_VALUE") and "has ended" in message
-        stored = store_of(server).get_run(rid)
+        stored = server.store().get_run(rid)
         assert (stored.status, stored.end_ms) == (RunStatus.FINISHED, T0)
         # start_run(run_id=...) resumes an ended run; it then logs and ends again
         assert api.ok("runs/update", {"run_id": rid, "status": "RUNNING"})["run_info"]["status"] == "RUNNING"
@@ -258,7 +243,7 @@ def test_runs_end_resume_and_rename_by_name_or_tag(server: ThreadServer) -> None
         # another status for an ended run moves it, as on MLflow's server
         info = api.ok("runs/update", {"run_id": rid, "status": "KILLED", "end_time": T0 + 6})["run_info"]
         assert (info["status"], info["end_time"]) == ("KILLED", T0 + 6)
-        actions = [e.action for e in store_of(server).audit_events(entity_id=rid)]
+        actions = [e.action for e in server.store().audit_events(entity_id=rid)]
         assert actions.count("run.reopen") == 2 and actions.count("run.end") == 3
         for path in ("runs/delete", "runs/restore"):
             assert api.refused(path, {"run_id": rid})[:2] == (400, "INVALID_PARAMETER_VALUE")
@@ -267,7 +252,7 @@ def test_runs_end_resume_and_rename_by_name_or_tag(server: ThreadServer) -> None
             api.refused("runs/log-metric", {"run_id": "nope", "key": "m", "value": 1, "timestamp": 1})[0]
             == 404
         )
-        stored = store_of(server).get_run(rid)
+        stored = server.store().get_run(rid)
         assert (stored.status, stored.end_ms, stored.params["late"]) == (RunStatus.KILLED, T0 + 6, "1")
 
 
@@ -315,12 +300,12 @@ def test_refusals_follow_mlflows_rules(server: ThreadServer) -> None:
             "tags": [{"key": "t", "value": "nul \x00"}],
         }
         assert api.refused("runs/log-batch", half_bad)[:2] == (400, "INVALID_PARAMETER_VALUE")
-        assert len(store_of(server).metric_history(rid, "atomic")) == 0
-        assert store_of(server).get_run(rid).params == {"lr": "0.1"}
+        assert len(server.store().metric_history(rid, "atomic")) == 0
+        assert server.store().get_run(rid).params == {"lr": "0.1"}
         api.ok(
             "runs/log-batch", {"run_id": rid, "metrics": [{"key": "m", "value": 1, "timestamp": 1}] * 1000}
         )
-        assert len(store_of(server).metric_history(rid, "m")) == 1  # repeats of one point are one point
+        assert len(server.store().metric_history(rid, "m")) == 1  # repeats of one point are one point
 
 
 def test_tags_are_deleted_and_nested_runs_are_lineage(server: ThreadServer) -> None:
@@ -339,7 +324,7 @@ def test_tags_are_deleted_and_nested_runs_are_lineage(server: ThreadServer) -> N
         )
         tags = tags_of(api.ok("runs/get", {"run_id": child}, "GET")["run"]["data"])
         assert tags["mlflow.parentRunId"] == parent and "gone" not in tags
-        edges = store_of(server).edges(src=("run", parent))
+        edges = server.store().edges(src=("run", parent))
         assert {(e.relation, e.dst_id) for e in edges} == {("parent_of", child), ("parent_of", other)}
 
 
@@ -369,7 +354,7 @@ def test_datasets_and_models_a_run_used_and_made_are_lineage(server: ThreadServe
         assert got["outputs"] == {"model_outputs": [{"model_id": model_id, "step": 7}]}
         assert api.refused("runs/outputs", {"run_id": rid})[1] == "INVALID_PARAMETER_VALUE"
         assert api.refused("runs/log-inputs", {"run_id": "nope", "datasets": [dataset_input]})[0] == 404
-    store = store_of(server)
+    store = server.store()
     version = store.get_dataset_version("iris")
     assert (version.digest, version.size, version.rows) == ("8a3f9c21", 0, 150)
     assert version.schema == [{"name": "x", "dtype": "double"}] and version.profile["bytes_held"] is False
@@ -394,7 +379,7 @@ def test_a_logged_models_metadata_joins_the_runs_history_tag(server: ThreadServe
         assert (
             api.refused("runs/log-model", {"run_id": rid, "model_json": "{}"})[1] == "INVALID_PARAMETER_VALUE"
         )
-    history = json.loads(store_of(server).get_run(rid).tags["mlflow.log-model.history"])
+    history = json.loads(server.store().get_run(rid).tags["mlflow.log-model.history"])
     assert [m["artifact_path"] for m in history] == ["model", "other"]
 
 
@@ -595,7 +580,7 @@ def test_what_a_token_logs_lives_in_its_workspace_and_audit_trail(server: Thread
         rid = api.run(api.experiment("b-only"))["info"]["run_id"]
         api.ok("runs/log-batch", {"run_id": rid, "params": [{"key": "lr", "value": "0.1"}]})
         assert api.ok("runs/get", {"run_id": rid}, "GET")["run"]["info"]["user_id"] == "ci-bot"
-    team_b: SqlStore = server.app.state.plinth.stores.get("team-b")
+    team_b = server.store("team-b")
     assert team_b.get_run(rid).user == "ci-bot"
     assert {e.action for e in team_b.audit_events(entity_id=rid)} >= {"run.create", "run.params.log"}
     assert all(e.actor.startswith("ci-bot") for e in team_b.audit_events(entity_id=rid))
@@ -699,7 +684,7 @@ def test_the_mlflow_client_logs_into_plinth(server: ThreadServer, tmp_path: Path
     assert out["run"]["datasets"][0][0] == "frame" and out["run"]["datasets"][0][2] == "training"
     assert out["experiments"] == ["client ✓"]
 
-    store = store_of(server)
+    store = server.store()
     parent, child = store.get_run(out["parent"]), store.get_run(out["child"])
     assert (parent.name, parent.status, parent.user, parent.experiment_name) == (
         "parent",

@@ -10,30 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import event
 
-from plinth.core.access import DEFAULT_WORKSPACE
 from plinth.store.sql import SqlStore
 from team_servers import ThreadServer
 
 API = "/api/2.0/mlflow"
 T0 = 1_700_000_000_000
-
-
-@pytest.fixture
-def server(server_factory: Any, tmp_path: Path) -> ThreadServer:
-    started: ThreadServer = server_factory(f"sqlite:///{tmp_path / 'meta' / 'plinth.db'}")
-    return started
-
-
-def store_of(server: ThreadServer) -> SqlStore:
-    store: SqlStore = server.app.state.plinth.stores.get(DEFAULT_WORKSPACE)
-    return store
 
 
 @contextmanager
@@ -87,7 +73,7 @@ def test_a_page_of_50_runs_costs_the_statements_of_a_page_of_5(server: ThreadSer
         }
         counts = {}
         for size in (5, 50, 5, 50):  # the first of each fills the store's caches
-            with statements(store_of(server)) as seen:
+            with statements(server.store()) as seen:
                 runs = ok(http, "runs/search", {**search, "max_results": size})["runs"]
             assert len(runs) == size
             assert all(len(run["data"]["params"]) == 3 and len(run["data"]["metrics"]) == 3 for run in runs)
@@ -127,7 +113,7 @@ def test_a_run_with_many_inputs_and_outputs_is_read_in_the_statements_of_one_wit
             runs[many] = run_id
         counts = {}
         for many, run_id in runs.items():
-            with statements(store_of(server)) as seen:
+            with statements(server.store()) as seen:
                 got = ok(http, "runs/get", {"run_id": run_id}, "GET")["run"]
             assert len(got["inputs"]["dataset_inputs"]) == len(got["inputs"]["model_inputs"]) == many
             assert got["outputs"]["model_outputs"] == [{"model_id": f"m-{many:032x}", "step": 1}]
@@ -142,7 +128,7 @@ def test_runs_logged_into_experiment_0_share_one_default_experiment(server: Thre
         found = ok(http, "runs/search", {"experiment_ids": ["0"], "order_by": ["run_name"]})["runs"]
     assert first["experiment_id"] == second["experiment_id"] == "0"
     assert [run["info"]["run_name"] for run in found] == ["one", "two"]
-    store = store_of(server)
+    store = server.store()
     assert [exp.name for exp in store.list_experiments()].count("Default") == 1
     assert {store.get_run(info["run_id"]).experiment_name for info in (first, second)} == {"Default"}
 
@@ -151,7 +137,7 @@ def test_a_run_in_an_unknown_experiment_is_refused_and_creates_no_experiment(ser
     with server.client() as http:
         answer = http.post(f"{API}/runs/create", json={"experiment_id": "01NOPE", "run_name": "lost"})
     assert answer.status_code == 404 and answer.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    assert [exp.name for exp in store_of(server).list_experiments()] == []
+    assert [exp.name for exp in server.store().list_experiments()] == []
 
 
 def test_a_run_is_read_ended_and_refused_as_the_store_holds_it(server: ThreadServer) -> None:
@@ -169,5 +155,5 @@ def test_a_run_is_read_ended_and_refused_as_the_store_holds_it(server: ThreadSer
     assert again["run_info"]["end_time"] == T0 + 5  # ended twice the same way: as it was
     for answer in (missing, not_updated):
         assert answer.status_code == 404 and answer.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    run = store_of(server).get_run(run_id)
+    run = server.store().get_run(run_id)
     assert (run.status.value, run.end_ms, run.params) == ("FINISHED", T0 + 5, {"lr": "0.1"})
