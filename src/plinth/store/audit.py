@@ -36,7 +36,7 @@ key again.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, NamedTuple
 
@@ -53,7 +53,7 @@ from plinth.store.audit_check import (
     head_mac,
     same_mac,
 )
-from plinth.store.engine import driver_cursor
+from plinth.store.engine import driver_cursor, pipeline
 from plinth.store.schema import audit_events, audit_head
 
 # Appends go through the driver's cursor: they ride on most writes, and SQLAlchemy's per-statement
@@ -72,9 +72,16 @@ _HEAD_UPSERT = (
     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac, "
     "time_ms = excluded.time_ms"
 )
+_LOCK = "SELECT pg_advisory_xact_lock(74110002)"
+"""What PostgreSQL's appenders take turns at, held until their transaction ends."""
 _SET_MAC = "UPDATE audit_events SET mac = {p} WHERE seq = {p}"
 _CHAIN = select(audit_events).order_by(audit_events.c.seq)
 _HEAD = select(audit_head).where(audit_head.c.id == 1)
+
+
+Send = Callable[[], Callable[[], None] | None]
+"""Sends statements of a transaction (`AuditChain.append`'s `first`); returns a check of their
+results to run once they are in, or None."""
 
 
 class _End(NamedTuple):
@@ -102,7 +109,14 @@ class AuditChain:
         """(transaction, head, newest) after this chain's last append: later appends in the same
         transaction, which keeps other appenders out, continue from there without reading."""
 
-    def append(self, conn: Connection, events: Sequence[Mapping[str, Any]], *, commit: bool = False) -> None:
+    def append(
+        self,
+        conn: Connection,
+        events: Sequence[Mapping[str, Any]],
+        *,
+        commit: bool = False,
+        first: Sequence[Send] = (),
+    ) -> None:
         """Append events (each with time_ms, actor, action, entity_type, entity_id, before, after)
         inside the caller's write transaction, which serializes appenders.
 
@@ -110,23 +124,39 @@ class AuditChain:
             commit: the events end the transaction: on PostgreSQL they are sent with its COMMIT,
                 so the chain's lock is held for two round trips (its ends read, then the events
                 and the commit) and no more. SQLite's transaction is still its caller's to commit.
+            first: the transaction's own statements, still to be sent (PostgreSQL): they go ahead
+                of the lock, with the transaction's BEGIN when it is still to be sent, in the
+                round trip that reads the chain's ends; the checks they return run once their
+                results are in, before any event is sent, and may raise to undo the transaction.
 
         Raises:
             WrongAuditKey: the head does not verify under this chain's key.
             AuditTampered: the head was edited (the newest event still verifies under the key).
         """
-        if not events:
+        if not events and not first:
             return
         transaction = conn.get_transaction()
         ends = self._ends
         known = ends is not None and transaction is not None and ends[0] is transaction
-        with _cursor(conn, lock=not known, pipelined=True) as (cursor, p):
+        with _cursor(conn, pipelined=True) as (cursor, p):
+            checks = [check for send in first if (check := send()) is not None]
+            if not events:
+                _sync(cursor)
+                for check in checks:
+                    check()
+                return
             if ends is not None and known:
                 head, newest = ends[1], ends[2]
+                if checks:
+                    _sync(cursor)
             else:
+                if p == "%s":
+                    cursor.execute(_LOCK)
                 head, newest = _tip(cursor)
-                if self._key is not None:
-                    self._check_key(head, newest)
+            for check in checks:  # their results came back with the chain's ends, or come now
+                check()
+            if not known and self._key is not None:
+                self._check_key(head, newest)
             self._ends = None  # until the rows are in: a failed insert leaves nothing to continue from
             head, newest = self._insert(cursor, p, events, head, newest)
             if commit and conn.dialect.name == "postgresql":  # behind the events: one round trip
@@ -151,6 +181,8 @@ class AuditChain:
             raise ConfigError("The audit log cannot be adopted without the store's audit key.")
         self._ends = None  # adopting rewrites MACs: later appends read the chain's ends afresh
         with _cursor(conn) as (cursor, p):
+            if p == "%s":
+                cursor.execute(_LOCK)
             head, newest = _tip(cursor)
             self._check_key(head, newest)
             adopted, damage = adoptable(list(conn.execute(_CHAIN)), head)
@@ -249,9 +281,9 @@ def _text(value: Any) -> str | None:
 
 
 @contextmanager
-def _cursor(conn: Connection, lock: bool = True, pipelined: bool = False) -> Iterator[tuple[Any, str]]:
-    """The driver's cursor on `conn` and its placeholder, once appenders take turns: SQLite's write
-    transaction already makes them; PostgreSQL needs a lock (`lock=False`: the transaction has it).
+def _cursor(conn: Connection, pipelined: bool = False) -> Iterator[tuple[Any, str]]:
+    """The driver's cursor on `conn` and its placeholder. Appenders take turns: SQLite's write
+    transaction already makes them; on PostgreSQL the caller takes `_LOCK` first.
 
     `pipelined` sends PostgreSQL the statements together until one's result is read (psycopg's
     pipeline, where libpq has it): the lock with the read of the chain's ends, the inserted events
@@ -259,13 +291,17 @@ def _cursor(conn: Connection, lock: bool = True, pipelined: bool = False) -> Ite
     """
     with driver_cursor(conn) as cursor:  # errors as SQLAlchemy's: `retrying` tells a lock from bad data
         if conn.dialect.name == "postgresql":
-            pipeline = pipelined and conn.dialect.loaded_dbapi.Pipeline.is_supported()
-            with cursor.connection.pipeline() if pipeline else nullcontext():
-                if lock:
-                    cursor.execute("SELECT pg_advisory_xact_lock(74110002)")
+            with pipeline(conn) if pipelined else nullcontext():
                 yield cursor, "%s"
         else:
             yield cursor, "?"
+
+
+def _sync(cursor: Any) -> None:
+    """Wait for every statement sent so far (PostgreSQL's pipeline), so their results are in."""
+    pipe = getattr(cursor.connection, "_pipeline", None)
+    if pipe is not None:
+        pipe.sync()
 
 
 def _tip(cursor: Any) -> tuple[_End | None, _End | None]:

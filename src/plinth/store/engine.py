@@ -234,6 +234,18 @@ def driver_cursor(conn: Connection) -> Iterator[Any]:
         cursor.close()
 
 
+def pipeline(conn: Connection) -> contextlib.AbstractContextManager[Any]:
+    """On PostgreSQL (where libpq has it), psycopg's pipeline on `conn`: statements executed in
+    the block go out together, with the transaction's BEGIN when it is still to be sent, and
+    wait for the server once, when a result is read or the block ends. Each still runs after
+    the one before. Elsewhere a block that does nothing.
+    """
+    if conn.dialect.name != "postgresql" or not conn.dialect.loaded_dbapi.Pipeline.is_supported():
+        return contextlib.nullcontext()
+    driver: Any = conn.connection.driver_connection
+    return driver.pipeline()
+
+
 def retrying(action: Callable[[], T], what: str) -> T:
     """Run `action`, retrying while the database reports it is locked or a serialization clash.
 

@@ -22,7 +22,7 @@ from plinth.core.errors import NotFound, RunNotActive
 from plinth.core.ids import now_ms
 from plinth.core.validation import check_key, param_text
 from plinth.store import schema as t
-from plinth.store.audit import AuditChain
+from plinth.store.audit import AuditChain, Send
 from plinth.store.engine import driver_cursor, is_sqlite, make_engine, refuse_unstorable, retrying, writing
 from plinth.store.migrate import upgrade
 
@@ -102,7 +102,10 @@ class SqlBase:
 
         def attempt() -> T:
             with self.engine.connect() as conn:
-                return fn(conn)
+                found = fn(conn)
+                if conn.in_transaction():
+                    conn.commit()  # not rolled back: psycopg forgets its prepared statements on ROLLBACK
+                return found
 
         return retrying(attempt, what)
 
@@ -137,15 +140,22 @@ class SqlBase:
             getattr(self._batch, "undo", None),
             getattr(self._batch, "publish", None),
             getattr(self._batch, "events", None),
+            getattr(self._batch, "sends", None),
         )
         undo: list[Callable[[], object]] = []
         publish: list[Callable[[], object]] = []
         events: list[dict[str, object]] = []
-        self._batch.undo, self._batch.publish, self._batch.events = undo, publish, events
+        sends: list[Send] = []
+        self._batch.undo, self._batch.publish, self._batch.events, self._batch.sends = (
+            undo,
+            publish,
+            events,
+            sends,
+        )
         try:
             with writing(self.engine) as conn:
                 yield conn
-                self._chain.append(conn, events, commit=True)
+                self._chain.append(conn, events, commit=True, first=sends)
         except BaseException:
             for forget in undo:
                 forget()
@@ -154,7 +164,36 @@ class SqlBase:
             for apply in publish:
                 apply()
         finally:
-            self._batch.undo, self._batch.publish, self._batch.events = outer
+            self._batch.undo, self._batch.publish, self._batch.events, self._batch.sends = outer
+
+    def _send_at_commit(self, conn: Connection, send: Callable[[Any], Callable[[], None] | None]) -> bool:
+        """Leave statements of this thread's write transaction to be sent with its commit, if it
+        is its write's own (no `batch()` open) and on PostgreSQL: ahead of the audit chain's lock,
+        in the round trip that reads the chain's ends (`AuditChain.append`), not in round trips
+        of their own. False: the caller sends them now. Nothing in the transaction may read what
+        they write before it commits.
+
+        `send` gets a driver cursor of its own on `conn`, open until the check it returns (if
+        any) has run once the results are in; a check may raise to undo the transaction."""
+        sends: list[Send] | None = getattr(self._batch, "sends", None)
+        if self._sqlite or sends is None or getattr(self._batch, "conn", None) is not None:
+            return False
+
+        def sent() -> Callable[[], None]:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            check = send(cursor)
+
+            def checked() -> None:
+                try:
+                    if check is not None:
+                        check()
+                finally:
+                    cursor.close()
+
+            return checked
+
+        sends.append(sent)
+        return True
 
     def _publish(self, apply: Callable[[], object]) -> None:
         """Add a cache entry naming rows this thread's open write transaction may have made once

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import itertools
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, select
@@ -39,6 +41,34 @@ _ROWS_PER_INSERT = 500
 
 MetricRow = tuple[int, int, int, int, int, float]
 """run_key, key_id, step, seq, ts_ms, value: a row of `metrics` and of `latest_metrics`."""
+
+
+SENT_POINTS = 10_000
+"""Points a PostgreSQL write sends with its commit, at most; more are copied in, in round trips
+of their own (COPY cannot share a pipeline)."""
+_COLUMNS_PG = "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[]"
+_POINTS_PG = (
+    f"INSERT INTO metrics (run_key, key_id, step, seq, ts_ms, value) SELECT * FROM unnest({_COLUMNS_PG})"
+)
+_LATEST_PG = _LATEST_UPSERT.replace("VALUES ({p})", f"SELECT * FROM unnest({_COLUMNS_PG})")
+
+
+def _send_points(rows: Sequence[Sequence[object]], latest: Sequence[Sequence[object]], cursor: Any) -> None:
+    """Send points and the latest values they leave (PostgreSQL), each as one statement over
+    arrays: one text for any number of points, so it is prepared once."""
+    for statement, table in ((_POINTS_PG, rows), (_LATEST_PG, latest)):
+        columns = [list(column) for column in zip(*table, strict=True)]
+        columns[5] = _floats(columns[5])  # an array holds one type: ints among floats would not bind
+        cursor.execute(statement, columns)
+
+
+def _floats(values: list[Any]) -> list[float | None]:
+    try:
+        return [None if value is None else float(value) for value in values]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(
+            f"The metadata store refused metric points: a value is not a float ({exc})."
+        ) from exc
 
 
 def _nan_as_null(row: MetricRow) -> tuple[int, int, int, int, int, None]:
@@ -154,12 +184,9 @@ class SqlMetrics(SqlBase):
                 cursor.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
                 cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), list(latest.values()))
             else:
-                copy_sql = "COPY metrics (run_key, key_id, step, seq, ts_ms, value) FROM STDIN"
-                with cursor.copy(copy_sql) as copy:
-                    for row in rows:
-                        copy.write_row(row if row[5] == row[5] else _nan_as_null(row))
-                upsert = _LATEST_UPSERT.format(p="%s, %s, %s, %s, %s, %s")
-                cursor.executemany(upsert, [r if r[5] == r[5] else _nan_as_null(r) for r in latest.values()])
+                stored = [row if row[5] == row[5] else _nan_as_null(row) for row in rows]
+                moved = [r if r[5] == r[5] else _nan_as_null(r) for r in latest.values()]
+                self._write_pg(conn, cursor, stored, moved)
         counts = (
             {next(iter(run_keys)): len(points)}
             if len(run_keys) == 1
@@ -216,14 +243,28 @@ class SqlMetrics(SqlBase):
                 _insert_many(cursor, list(itertools.chain.from_iterable(rows)))
                 cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), latest)
             else:
-                copy_sql = "COPY metrics (run_key, key_id, step, seq, ts_ms, value) FROM STDIN"
-                with cursor.copy(copy_sql) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                upsert = _LATEST_UPSERT.format(p="%s, %s, %s, %s, %s, %s")
-                cursor.executemany(upsert, [r if r[5] == r[5] else _nan_as_null(r) for r in latest])
+                moved = [r if r[5] == r[5] else _nan_as_null(r) for r in latest]
+                self._write_pg(conn, cursor, list(rows), moved)
         counts = np.bincount(points.run_index, minlength=len(points.runs)).tolist()
         self._audit_points(conn, {points.runs[i]: counts[i] for i in used_runs}, run_keys, latest)
+
+    def _write_pg(
+        self,
+        conn: Connection,
+        cursor: Any,
+        rows: Sequence[Sequence[object]],
+        latest: Sequence[Sequence[object]],
+    ) -> None:
+        """Points and latest values on PostgreSQL (NaN already NULL). A write of up to
+        `SENT_POINTS` points is sent with the commit, as two statements over arrays; a larger
+        one is copied in now."""
+        send = functools.partial(_send_points, rows, latest)
+        if len(rows) <= SENT_POINTS and self._send_at_commit(conn, send):
+            return
+        with cursor.copy("COPY metrics (run_key, key_id, step, seq, ts_ms, value) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.executemany(_LATEST_UPSERT.format(p="%s, %s, %s, %s, %s, %s"), latest)
 
     def metric_history(self, run_id: str, key: str) -> np.ndarray:
         def fetch(conn: Connection) -> np.ndarray:

@@ -9,6 +9,7 @@ found fewer than the limit. Experiments of few runs are read whole and sorted in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -22,7 +23,7 @@ from plinth.core.errors import NotFound
 from plinth.core.filters import Expr, OrderKey
 from plinth.core.ids import now_ms
 from plinth.store import schema as t
-from plinth.store.engine import driver_cursor, refuse_unstorable
+from plinth.store.engine import driver_cursor, pipeline, refuse_unstorable
 from plinth.store.search import RUN_COLUMNS, RUN_KEY, STALE_BEATS, SearchCompiler, Sql
 from plinth.store.sql.artifacts import artifacts_of
 from plinth.store.sql.experiments import SqlExperiments
@@ -39,18 +40,19 @@ _DETAILS = (
 )
 """Params (0), tags (1) and latest metrics (2) of some runs, one row per value; a metric comes with
 its key's id, named from `metric_keys` once per store (a name never changes)."""
-_SEARCH_PG = (
-    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
-    "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0"
-)
-"""A search's statements on PostgreSQL: one snapshot for all of them (as SQLite's transaction gives),
-and no JIT or parallel workers, which take longer to start than a search of a few rows runs."""
-_WALK_PG = "SET LOCAL enable_sort = off"
+_SEARCH_PG = (("jit", "off"), ("max_parallel_workers_per_gather", "0"))
+"""Settings of a search's read-only, repeatable-read transaction on PostgreSQL (one snapshot for
+all its statements, as SQLite's transaction gives): no JIT or parallel workers, which take longer
+to start than a search of a few rows runs. They ride with the search's first statement, and its
+BEGIN with them, in one round trip."""
+_WALK_PG = ("enable_sort", "off")
 """Before a search ordered by a metric walks its index (the rest of the search's read-only
 transaction sorts nothing a walk could not): PostgreSQL cannot estimate filters on subqueries
 and guesses a few matches, for which a full sort of every run's value costs about as much as
 the walk, so its choice turns on small changes in statistics (5,000 runs, a 10% filter: 1 ms
 walked, 17 ms sorted)."""
+Settings = list[tuple[str, str]]
+"""PostgreSQL settings for the rest of a transaction, sent with its next statement (`_select`)."""
 _FROM_RUNS = f"SELECT {RUN_COLUMNS} FROM runs"
 _RANKED = f'SELECT {RUN_COLUMNS} FROM latest_metrics o JOIN runs ON runs."key" = o.run_key'
 _UNRANKED = (
@@ -102,11 +104,13 @@ class SqlRunSearch(SqlExperiments):
         offset: int = 0,
     ) -> list[e.Run]:
         def fetch(conn: Connection) -> list[e.Run]:
-            conn.begin()  # one transaction, one snapshot, for every statement of the search
+            settings: Settings = []
             if not self._sqlite:
-                conn.exec_driver_sql(_SEARCH_PG)
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+                settings.extend(_SEARCH_PG)
+            conn.begin()  # one transaction, one snapshot, for every statement of the search
             reach = None if limit is None else limit + offset
-            rows = self._find(conn, experiments, where, order_by, reach, now_ms)[offset:]
+            rows = self._find(conn, experiments, where, order_by, reach, now_ms, settings)[offset:]
             return self._runs(conn, rows, now_ms, with_details=False)
 
         return self._read("search runs", fetch)
@@ -133,6 +137,7 @@ class SqlRunSearch(SqlExperiments):
         order_by: Sequence[OrderKey],
         limit: int | None,
         at_ms: int,
+        settings: Settings,
     ) -> list[RunRow]:
         """The rows of the runs a search finds, in order."""
         ids = None if experiments is None else [self._experiment(conn, n, False).id for n in experiments]
@@ -144,10 +149,10 @@ class SqlRunSearch(SqlExperiments):
             and by_metric
             and not self._is_small(conn, ids, max(self.few_runs, SORTED_PER_RESULT * limit))
         ):
-            return self._by_metric(conn, ids, where, order_by, limit, at_ms)
+            return self._by_metric(conn, ids, where, order_by, limit, at_ms, settings)
         compiler = self._compiler(conn, at_ms)
         query = Sql(_FROM_RUNS) + _where(_conditions(compiler, ids, where))
-        return self._select(conn, query + " ORDER BY " + compiler.order(order_by), limit)
+        return self._select(conn, query + " ORDER BY " + compiler.order(order_by), limit, settings)
 
     def _by_metric(
         self,
@@ -157,6 +162,7 @@ class SqlRunSearch(SqlExperiments):
         order_by: Sequence[OrderKey],
         limit: int,
         at_ms: int,
+        settings: Settings,
     ) -> list[RunRow]:
         """Runs ordered by a metric first: those with a value walk its index, the others follow."""
         first, rest = order_by[0], order_by[1:]
@@ -167,9 +173,10 @@ class SqlRunSearch(SqlExperiments):
         logged = Sql("o.key_id = ? AND o.value IS NOT NULL", (key_id,))
         query = Sql(_RANKED) + _where([logged, *_conditions(ranked, ids, where)])
         if not self._sqlite:
-            conn.exec_driver_sql(_WALK_PG)
+            settings.append(_WALK_PG)
         direction = "DESC" if first.descending else "ASC"
-        rows = self._select(conn, query + f" ORDER BY o.value {direction}, " + ranked.order(rest), limit)
+        walk = query + f" ORDER BY o.value {direction}, " + ranked.order(rest)
+        rows = self._select(conn, walk, limit, settings)
         if len(rows) < limit:
             unranked = self._compiler(conn, at_ms)
             conditions = [*_conditions(unranked, ids, where), Sql(_UNRANKED, (key_id,))]
@@ -206,13 +213,22 @@ class SqlRunSearch(SqlExperiments):
             known[experiment_ids[0]] = max(known.get(experiment_ids[0], 0), runs)
         return False
 
-    def _select(self, conn: Connection, query: Sql, limit: int | None = None) -> list[RunRow]:
-        """Rows of `query` through the driver's cursor: SQLAlchemy's cost per row would show here."""
+    def _select(
+        self, conn: Connection, query: Sql, limit: int | None = None, settings: Settings | None = None
+    ) -> list[RunRow]:
+        """Rows of `query` through the driver's cursor: SQLAlchemy's cost per row would show here.
+
+        Pending PostgreSQL `settings` (emptied here) go first, in the same round trip."""
         if limit is not None:
             query = query + Sql(" LIMIT ?", (limit,))
         refuse_unstorable(query.params)
         with driver_cursor(conn) as cursor:
-            cursor.execute(query.for_driver(self._sqlite), query.params)
+            with pipeline(conn) if settings else contextlib.nullcontext():
+                if settings:
+                    marks = ", ".join(["set_config(%s, %s, true)"] * len(settings))
+                    cursor.execute(f"SELECT {marks}", [part for pair in settings for part in pair])
+                    settings.clear()
+                cursor.execute(query.for_driver(self._sqlite), query.params)
             rows: list[RunRow] = cursor.fetchall()
         return rows
 

@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -95,6 +95,40 @@ def _insert_runs(
     return keys
 
 
+class _NotEnded(Exception):
+    """Some runs of an end were missing or no longer running: the write is undone, then explained."""
+
+
+_PARAM_OF_NEW = (
+    'INSERT INTO params (run_key, "key", value, value_num) SELECT "key", %s, %s, %s FROM runs WHERE id = %s'
+)
+_TAG_OF_NEW = 'INSERT INTO tags (run_key, "key", value) SELECT "key", %s, %s FROM runs WHERE id = %s'
+
+
+def _send_run(
+    spec: NewRun, row: tuple[Any, ...], experiment_id: str, keys: list[int], cursor: Any
+) -> Callable[[], None]:
+    """Send one new run with its params and tags (PostgreSQL), which find it by id; the check puts
+    its key in `keys`."""
+    run_id = row[0]
+    cursor.execute(_INSERT_RUN.format(p="%s"), (run_id, experiment_id, *row[1:]))
+    inserted = cursor
+    params = [(k, v, _num(v), run_id) for k, v in spec.params.items()]
+    tags = [(k, v, run_id) for k, v in spec.tags.items()]
+    extra: Any = cursor.connection.cursor() if params or tags else None
+    if params:
+        extra.executemany(_PARAM_OF_NEW, params)
+    if tags:
+        extra.executemany(_TAG_OF_NEW, tags)
+
+    def check() -> None:
+        if extra is not None:
+            extra.close()
+        keys.append(int(inserted.fetchone()[0]))
+
+    return check
+
+
 def _new_run(spec: NewRun, row: tuple[Any, ...], exp: e.Experiment) -> e.Run:
     run_id, name, _status, user, started, beat, heartbeat_s, _digest = row
     return e.Run(
@@ -170,22 +204,26 @@ class SqlRuns(SqlExperiments):
         refuse_unstorable(_texts(specs, rows))
         envs = {digest: body for *_, body, digest in prepared if digest is not None}
 
-        def create(conn: Connection) -> list[tuple[e.Experiment, int]]:
+        def create(conn: Connection) -> tuple[list[e.Experiment], list[int]]:
             named = {n: self._experiment(conn, n, True) for n in dict.fromkeys(s.experiment for s in specs)}
             exps = [named[spec.experiment] for spec in specs]
             fresh = [(digest, body) for digest, body in envs.items() if digest not in self._known_envs]
             if fresh:
                 self._insert_ignore(conn, "environments", ("digest", "body"), fresh)
-            with driver_cursor(conn) as cursor:
-                keys = _insert_runs(cursor, self._placeholder, specs, rows, [exp.id for exp in exps])
+            exp_ids = [exp.id for exp in exps]
+            keys: list[int] = []
+            one = functools.partial(_send_run, specs[0], rows[0], exp_ids[0], keys)
+            if len(specs) > 1 or not self._send_at_commit(conn, one):
+                with driver_cursor(conn) as cursor:
+                    keys = _insert_runs(cursor, self._placeholder, specs, rows, exp_ids)
             self._append(conn, [self._event("run.create", "run", row[0], after=row[1]) for row in rows])
-            return list(zip(exps, keys, strict=True))
+            return exps, keys  # keys: filled by the send's check, when sent with the commit
 
-        made = self._write("create runs", create)
+        exps, keys = self._write("create runs", create)
         for digest in envs:  # inside `batch()`, once it commits
             self._publish(functools.partial(self._known_envs.add, digest))
         runs = []
-        for spec, row, (exp, key) in zip(specs, rows, made, strict=True):
+        for spec, row, exp, key in zip(specs, rows, exps, keys, strict=True):
             self._run_keys[row[0]] = key
             self._remember(functools.partial(self._run_keys.pop, row[0], None))
             runs.append(_new_run(spec, row, exp))
@@ -304,16 +342,27 @@ class SqlRuns(SqlExperiments):
     def end_runs(self, ends: Sequence[tuple[str, e.RunStatus, str | None, int]]) -> None:
         rows = [(st.value, ms, storable(err), run_id) for run_id, st, err, ms in ends]
         refuse_unstorable(run_id for run_id, *_ in ends)
+        run_ids = [run_id for run_id, *_ in ends]
+
+        def send(cursor: Any) -> Callable[[], None]:
+            if len(rows) == 1:  # executemany costs a pipeline of its own on PostgreSQL
+                cursor.execute(_END_RUN.format(p=self._placeholder), rows[0])
+            else:
+                cursor.executemany(_END_RUN.format(p=self._placeholder), rows)
+
+            def check() -> None:
+                if cursor.rowcount != len(rows):
+                    raise _NotEnded()
+
+            return check
 
         def end(conn: Connection) -> None:
-            with driver_cursor(conn) as cursor:
-                if len(rows) == 1:  # executemany costs a pipeline of its own on PostgreSQL
-                    cursor.execute(_END_RUN.format(p=self._placeholder), rows[0])
-                else:
-                    cursor.executemany(_END_RUN.format(p=self._placeholder), rows)
-                ended = cursor.rowcount
-            if ended != len(rows):
-                self._explain_end(conn, [run_id for run_id, *_ in ends])
+            if not self._send_at_commit(conn, send):
+                with driver_cursor(conn) as cursor:
+                    try:
+                        send(cursor)()
+                    except _NotEnded:  # explained by what this transaction sees
+                        self._explain_end(conn, run_ids)
             self._append(
                 conn,
                 [
@@ -322,8 +371,12 @@ class SqlRuns(SqlExperiments):
                 ],
             )
 
-        if ends:
+        if not ends:
+            return
+        try:
             self._write("end runs", end)
+        except _NotEnded:
+            self._read("end runs", lambda conn: self._explain_end(conn, run_ids))
 
     def _explain_end(self, conn: Connection, run_ids: list[str]) -> None:
         """Raise for the first run that could not be ended (missing, or no longer running)."""

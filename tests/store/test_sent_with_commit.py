@@ -1,0 +1,154 @@
+"""Writes whose statements go out with their commit (on PostgreSQL, ahead of the audit chain's
+lock): what they write, what a failed one leaves, and writes inside `batch()`, on both backends."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from plinth.core.entities import RunStatus
+from plinth.core.errors import InvalidInput, NotFound, RunNotActive
+from plinth.store.base import Store
+from plinth.store.sql import SqlStore
+from plinth.store.sql.metrics import SENT_POINTS
+
+KEY = "a-test-audit-key-" + "1" * 16
+
+
+@pytest.fixture
+def store(open_store: Callable[..., Store]) -> Store:
+    return open_store(actor="tester", audit_key=KEY)
+
+
+@pytest.fixture
+def sql_store(store_url: str) -> Iterator[SqlStore]:
+    """The SQL store itself: `batch()` and a refused duplicate are its own (a remote client's
+    writes are not one transaction, and it skips points already stored itself)."""
+    store = SqlStore(store_url, actor="tester", audit_key=KEY)
+    yield store
+    store.close()
+
+
+def now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_run(store: Store, **params: str) -> str:
+    run = store.create_run(
+        experiment="sent",
+        name=None,
+        params=params,
+        tags={"team": "vision", "stage": "dev"},
+        environment=None,
+        heartbeat_s=10.0,
+        user="u",
+    )
+    return run.id
+
+
+def test_a_run_with_params_and_tags_is_stored_whole_and_its_key_known(store: Store) -> None:
+    run_id = new_run(store, lr="0.1", layers="3", note="x")
+    store.write_metrics([(run_id, "loss", 0, 0, 1, 0.5)])  # finds the run's key at once
+    got = store.get_run(run_id)
+    assert got.params == {"lr": "0.1", "layers": "3", "note": "x"}
+    assert got.tags == {"team": "vision", "stage": "dev"}
+    assert got.metrics == {"loss": 0.5}
+    found = store.search_runs(experiments=["sent"], where=None, order_by=[], limit=None, now_ms=now())
+    assert [r.id for r in found] == [run_id]
+    assert [e.action for e in store.audit_events() if e.entity_id == run_id] == [
+        "run.create",
+        "run.metrics.log",
+    ]
+    assert store.verify_audit().ok
+
+
+def test_ending_a_run_twice_or_a_missing_one_is_refused_and_leaves_no_event(store: Store) -> None:
+    run_id = new_run(store)
+    store.end_run(run_id, RunStatus.FINISHED, None, now())
+    events = len(store.audit_events())
+    with pytest.raises(RunNotActive, match="already ended as FINISHED"):
+        store.end_run(run_id, RunStatus.FAILED, "late", now())
+    with pytest.raises(NotFound, match="no-such"):
+        store.end_run("no-such", RunStatus.FINISHED, None, now())
+    got = store.get_run(run_id)
+    assert (got.status, got.error) == (RunStatus.FINISHED, None)
+    assert len(store.audit_events()) == events
+    assert store.verify_audit().ok
+
+
+def test_points_of_a_small_write_keep_nan_and_infinity_and_move_the_latest(store: Store) -> None:
+    run_id = new_run(store)
+    store.write_metrics(
+        [
+            (run_id, "loss", 0, 0, 1, 1.0),
+            (run_id, "loss", 1, 1, 2, math.nan),
+            (run_id, "acc", 0, 2, 1, math.inf),
+        ]
+    )
+    store.write_metrics([(run_id, "loss", 0, 3, 3, 9.0)])  # an older step: the latest stays step 1
+    history = store.metric_history(run_id, "loss")
+    assert history["step"].tolist() == [0, 0, 1]
+    assert math.isnan(history["value"][-1])
+    metrics = store.get_run(run_id).metrics
+    assert math.isnan(metrics["loss"]) and metrics["acc"] == math.inf
+
+
+def test_a_write_of_points_already_stored_fails_whole_and_a_retry_skips_them(sql_store: SqlStore) -> None:
+    store = sql_store
+    run_id = new_run(store)
+    first = [(run_id, "loss", step, step, 1, float(step)) for step in range(5)]
+    store.write_metrics(first)
+    events = len(store.audit_events())
+    again = [*first[3:], *[(run_id, "loss", step, step, 1, float(step)) for step in range(5, 8)]]
+    with pytest.raises(InvalidInput, match="refused metric points"):
+        store.write_metrics(again)
+    assert len(store.metric_history(run_id, "loss")) == 5  # nothing of the failed write
+    assert len(store.audit_events()) == events
+    store.write_metrics(again, skip_written=True)
+    assert store.metric_history(run_id, "loss")["step"].tolist() == list(range(8))
+    assert store.verify_audit().ok
+
+
+def test_a_write_past_the_sent_size_is_stored_whole(store: Store) -> None:
+    run_id = new_run(store)
+    points = [(run_id, "loss", step, step, 1, float(step)) for step in range(SENT_POINTS + 5)]
+    store.write_metrics(points)
+    assert len(store.metric_history(run_id, "loss")) == SENT_POINTS + 5
+    assert store.get_run(run_id).metrics == {"loss": float(SENT_POINTS + 4)}
+
+
+def test_writes_inside_a_batch_see_each_other(sql_store: SqlStore) -> None:
+    store = sql_store
+    with store.batch():
+        run_id = new_run(store, lr="0.2")
+        store.write_metrics([(run_id, "loss", 0, 0, 1, 0.25)])
+        store.end_run(run_id, RunStatus.FINISHED, None, now())
+    got = store.get_run(run_id)
+    assert (got.status, got.params, got.metrics) == (RunStatus.FINISHED, {"lr": "0.2"}, {"loss": 0.25})
+    assert store.verify_audit().ok
+
+
+def test_a_failed_end_inside_a_batch_undoes_the_batch(sql_store: SqlStore) -> None:
+    store = sql_store
+    ended = new_run(store)
+    store.end_run(ended, RunStatus.FINISHED, None, now())
+    with pytest.raises(RunNotActive):
+        with store.batch():
+            fresh = new_run(store)
+            store.end_run(ended, RunStatus.KILLED, None, now())
+    assert fresh not in {
+        r.id
+        for r in store.search_runs(experiments=["sent"], where=None, order_by=[], limit=None, now_ms=now())
+    }
+
+
+def test_whole_numbers_among_floats_are_stored_as_floats(store: Store) -> None:
+    run_id = new_run(store)
+    store.write_metrics(
+        [(run_id, "loss", 0, 0, 1, 2), (run_id, "loss", 1, 1, 1, 0.5), (run_id, "acc", 0, 2, 1, 1)]
+    )
+    assert store.metric_history(run_id, "loss")["value"].tolist() == [2.0, 0.5]
+    assert store.get_run(run_id).metrics == {"loss": 0.5, "acc": 1.0}
