@@ -11,6 +11,7 @@ import pytest
 
 from plinth.core.entities import RunStatus
 from plinth.core.errors import InvalidInput, NotFound, RunNotActive
+from plinth.core.filters import Field, OrderKey
 from plinth.store.base import Store
 from plinth.store.sql import SqlStore
 from plinth.store.sql.metrics import SENT_POINTS
@@ -152,3 +153,30 @@ def test_whole_numbers_among_floats_are_stored_as_floats(store: Store) -> None:
     )
     assert store.metric_history(run_id, "loss")["value"].tolist() == [2.0, 0.5]
     assert store.get_run(run_id).metrics == {"loss": 0.5, "acc": 1.0}
+
+
+def test_postgresql_keeps_prepared_statements_across_reads_and_plans_each_for_its_values(
+    pg_schema_factory: Callable[[], str],
+) -> None:
+    store = SqlStore(pg_schema_factory(), actor="tester", audit_key=KEY)
+    store.few_runs = 0  # a search ordered by a metric walks its index, whatever the experiment's size
+    run_id = new_run(store, lr="0.1")
+    store.write_metrics([(run_id, "loss", 0, 0, 1, 0.5)])
+    for _ in range(8):
+        found = store.search_runs(
+            experiments=["sent"],
+            where=None,
+            order_by=[OrderKey(Field("metrics", "loss"), True)],
+            limit=5,
+            now_ms=now(),
+        )
+        assert [r.id for r in found] == [run_id]
+    with store.engine.connect() as conn:  # the pool's one connection, which ran every search
+        plans = conn.exec_driver_sql(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE strpos(statement, 'latest_metrics o') > 0"
+        ).all()
+    assert plans  # the walk, and the read of runs without the metric that follows a short walk
+    for generic, custom in plans:
+        assert generic == 0 and custom >= 3  # prepared after psycopg's 5th run, then planned each time
+    store.close()
