@@ -27,7 +27,8 @@ unverifiable for everyone.
 
 Appends ride on most writes, so they are kept cheap, and the lock that serializes appenders is
 held briefly: a write transaction of `SqlStore` appends its events last, as it commits, and on
-PostgreSQL the lock with the read of the chain's ends go in one round trip, the events, the head
+PostgreSQL the lock with the read of the chain's ends go in one round trip (behind the
+transaction's own statements, when it left them to go with its commit), the events, the head
 and the COMMIT in one more; a transaction that appends more than once reads the chain's ends once;
 a head read back exactly as this appender last wrote or verified it is not checked against the
 key again.
