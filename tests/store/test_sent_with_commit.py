@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from plinth.core.entities import RunStatus
 from plinth.core.errors import InvalidInput, NotFound, RunNotActive
 from plinth.core.filters import Field, OrderKey
 from plinth.store.base import Store
+from plinth.store.engine import driver_cursor
 from plinth.store.sql import SqlStore
 from plinth.store.sql.metrics import SENT_POINTS
 
@@ -180,3 +182,38 @@ def test_postgresql_keeps_prepared_statements_across_reads_and_plans_each_for_it
     for generic, custom in plans:
         assert generic == 0 and custom >= 3  # prepared after psycopg's 5th run, then planned each time
     store.close()
+
+
+def test_statements_sent_with_a_commit_that_has_no_events_land_or_are_undone_by_their_check(
+    sql_store: SqlStore,
+) -> None:
+    store = sql_store
+    p = "?" if store.url.startswith("sqlite") else "%s"
+
+    def adding(name: str, refuse: bool) -> Callable[[Any], Callable[[], None]]:
+        def send(cursor: Any) -> Callable[[], None]:
+            cursor.execute(f"INSERT INTO metric_keys (name) VALUES ({p})", (name,))
+
+            def check() -> None:
+                if refuse:
+                    raise RunNotActive("refused by its check")
+
+            return check
+
+        return send
+
+    def write(name: str, refuse: bool) -> None:
+        def fn(conn: Any) -> None:
+            send = adding(name, refuse)
+            if not store._send_at_commit(conn, send):
+                with driver_cursor(conn) as cursor:
+                    send(cursor)()
+
+        store._write("add a key", fn)
+
+    write("kept", refuse=False)
+    with pytest.raises(RunNotActive, match="refused by its check"):
+        write("undone", refuse=True)
+    with store.engine.connect() as conn:
+        names = {row[0] for row in conn.exec_driver_sql("SELECT name FROM metric_keys")}
+    assert "kept" in names and "undone" not in names

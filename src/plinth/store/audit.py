@@ -139,17 +139,17 @@ class AuditChain:
         transaction = conn.get_transaction()
         ends = self._ends
         known = ends is not None and transaction is not None and ends[0] is transaction
-        with _cursor(conn, pipelined=True) as (cursor, p):
+        with _cursor(conn, pipelined=True) as (cursor, p, sync):
             checks = [check for send in first if (check := send()) is not None]
             if not events:
-                _sync(cursor)
+                sync()
                 for check in checks:
                     check()
                 return
             if ends is not None and known:
                 head, newest = ends[1], ends[2]
                 if checks:
-                    _sync(cursor)
+                    sync()
             else:
                 if p == "%s":
                     cursor.execute(_LOCK)
@@ -181,7 +181,7 @@ class AuditChain:
         if self._key is None:
             raise ConfigError("The audit log cannot be adopted without the store's audit key.")
         self._ends = None  # adopting rewrites MACs: later appends read the chain's ends afresh
-        with _cursor(conn) as (cursor, p):
+        with _cursor(conn) as (cursor, p, _sync):
             if p == "%s":
                 cursor.execute(_LOCK)
             head, newest = _tip(cursor)
@@ -282,27 +282,26 @@ def _text(value: Any) -> str | None:
 
 
 @contextmanager
-def _cursor(conn: Connection, pipelined: bool = False) -> Iterator[tuple[Any, str]]:
-    """The driver's cursor on `conn` and its placeholder. Appenders take turns: SQLite's write
-    transaction already makes them; on PostgreSQL the caller takes `_LOCK` first.
+def _cursor(conn: Connection, pipelined: bool = False) -> Iterator[tuple[Any, str, Callable[[], None]]]:
+    """The driver's cursor on `conn`, its placeholder, and a call that waits for every statement
+    sent so far. Appenders take turns: SQLite's write transaction already makes them; on
+    PostgreSQL the caller takes `_LOCK` first.
 
-    `pipelined` sends PostgreSQL the statements together until one's result is read (psycopg's
-    pipeline, where libpq has it): the lock with the read of the chain's ends, the inserted events
-    with the head. Each statement still runs after the one before, so the read sees the lock held.
+    `pipelined` sends PostgreSQL the statements together until one's result is read or the wait
+    is called (psycopg's pipeline, where libpq has it): the lock with the read of the chain's
+    ends, the inserted events with the head. Each statement still runs after the one before, so
+    the read sees the lock held.
     """
     with driver_cursor(conn) as cursor:  # errors as SQLAlchemy's: `retrying` tells a lock from bad data
         if conn.dialect.name == "postgresql":
-            with pipeline(conn) if pipelined else nullcontext():
-                yield cursor, "%s"
+            with pipeline(conn) if pipelined else nullcontext() as pipe:
+                yield cursor, "%s", pipe.sync if pipe is not None else _sent
         else:
-            yield cursor, "?"
+            yield cursor, "?", _sent
 
 
-def _sync(cursor: Any) -> None:
-    """Wait for every statement sent so far (PostgreSQL's pipeline), so their results are in."""
-    pipe = getattr(cursor.connection, "_pipeline", None)
-    if pipe is not None:
-        pipe.sync()
+def _sent() -> None:
+    """Nothing to wait for: each statement was answered as it was executed."""
 
 
 def _tip(cursor: Any) -> tuple[_End | None, _End | None]:

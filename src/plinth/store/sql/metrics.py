@@ -53,18 +53,17 @@ _POINTS_PG = (
 _LATEST_PG = _LATEST_UPSERT.replace("VALUES ({p})", f"SELECT * FROM unnest({_COLUMNS_PG})")
 
 
-def _send_points(rows: Sequence[Sequence[object]], latest: Sequence[Sequence[object]], cursor: Any) -> None:
-    """Send points and the latest values they leave (PostgreSQL), each as one statement over
-    arrays: one text for any number of points, so it is prepared once."""
-    for statement, table in ((_POINTS_PG, rows), (_LATEST_PG, latest)):
-        columns = [list(column) for column in zip(*table, strict=True)]
-        columns[5] = _floats(columns[5])  # an array holds one type: ints among floats would not bind
-        cursor.execute(statement, columns)
+def _send_points(columns: list[list[Any]], latest: Sequence[Sequence[object]], cursor: Any) -> None:
+    """Send points (as columns) and the latest values they leave (PostgreSQL), each as one
+    statement over arrays: one text for any number of points, so it is prepared once."""
+    cursor.execute(_POINTS_PG, columns)
+    cursor.execute(_LATEST_PG, [list(column) for column in zip(*latest, strict=True)])
 
 
-def _floats(values: list[Any]) -> list[float | None]:
+def _floats(values: Iterable[Any]) -> list[float | None]:
+    """Values as floats, NaN as NULL: an array binds one type, so ints among floats would not."""
     try:
-        return [None if value is None else float(value) for value in values]
+        return [None if value is None or value != value else float(value) for value in values]
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput(
             f"The metadata store refused metric points: a value is not a float ({exc})."
@@ -184,9 +183,11 @@ class SqlMetrics(SqlBase):
                 cursor.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
                 cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), list(latest.values()))
             else:
-                stored = [row if row[5] == row[5] else _nan_as_null(row) for row in rows]
-                moved = [r if r[5] == r[5] else _nan_as_null(r) for r in latest.values()]
-                self._write_pg(conn, cursor, stored, moved)
+                columns = [list(column) for column in zip(*rows, strict=True)]
+                columns[5] = _floats(columns[5])
+                ends = list(latest.values())
+                moved = [(*r[:5], v) for r, v in zip(ends, _floats(r[5] for r in ends), strict=True)]
+                self._write_pg(conn, cursor, columns, moved)
         counts = (
             {next(iter(run_keys)): len(points)}
             if len(run_keys) == 1
@@ -229,40 +230,28 @@ class SqlMetrics(SqlBase):
         if len(nan) and not self._sqlite:  # SQLite stores a NaN it is given as NULL
             for i in nan.tolist():
                 values[i] = None
-        rows = zip(
-            run_col.tolist(),
-            key_col.tolist(),
-            step.tolist(),
-            seq.tolist(),
-            stamp.tolist(),
-            values,
-            strict=True,
-        )
+        columns = [run_col.tolist(), key_col.tolist(), step.tolist(), seq.tolist(), stamp.tolist(), values]
         with driver_cursor(conn) as cursor:
             if self._sqlite:
-                _insert_many(cursor, list(itertools.chain.from_iterable(rows)))
+                _insert_many(cursor, list(itertools.chain.from_iterable(zip(*columns, strict=True))))
                 cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), latest)
             else:
                 moved = [r if r[5] == r[5] else _nan_as_null(r) for r in latest]
-                self._write_pg(conn, cursor, list(rows), moved)
+                self._write_pg(conn, cursor, columns, moved)
         counts = np.bincount(points.run_index, minlength=len(points.runs)).tolist()
         self._audit_points(conn, {points.runs[i]: counts[i] for i in used_runs}, run_keys, latest)
 
     def _write_pg(
-        self,
-        conn: Connection,
-        cursor: Any,
-        rows: Sequence[Sequence[object]],
-        latest: Sequence[Sequence[object]],
+        self, conn: Connection, cursor: Any, columns: list[list[Any]], latest: Sequence[Sequence[object]]
     ) -> None:
-        """Points and latest values on PostgreSQL (NaN already NULL). A write of up to
-        `SENT_POINTS` points is sent with the commit, as two statements over arrays; a larger
-        one is copied in now."""
-        send = functools.partial(_send_points, rows, latest)
-        if len(rows) <= SENT_POINTS and self._send_at_commit(conn, send):
+        """Points, as the six columns of `metrics`, and latest values on PostgreSQL (NaN already
+        NULL). A write of up to `SENT_POINTS` points is sent with the commit, as two statements
+        over arrays; a larger one is copied in now."""
+        send = functools.partial(_send_points, columns, latest)
+        if len(columns[0]) <= SENT_POINTS and self._send_at_commit(conn, send):
             return
         with cursor.copy("COPY metrics (run_key, key_id, step, seq, ts_ms, value) FROM STDIN") as copy:
-            for row in rows:
+            for row in zip(*columns, strict=True):
                 copy.write_row(row)
         cursor.executemany(_LATEST_UPSERT.format(p="%s, %s, %s, %s, %s, %s"), latest)
 
