@@ -217,3 +217,9 @@ def test_statements_sent_with_a_commit_that_has_no_events_land_or_are_undone_by_
     with store.engine.connect() as conn:
         names = {row[0] for row in conn.exec_driver_sql("SELECT name FROM metric_keys")}
     assert "kept" in names and "undone" not in names
+
+
+def test_creating_no_runs_makes_nothing(store: Store) -> None:
+    events = len(store.audit_events())
+    assert store.create_runs([]) == []
+    assert len(store.audit_events()) == events

@@ -70,7 +70,10 @@ def console() -> Console:
 
 
 @pytest.fixture
-def page(browser: Any, console: Console) -> Iterator[Any]:
+def page(browser: Any, console: Console, ui_server_factory: Any) -> Iterator[Any]:
+    """A fresh browser page. It closes before any server the test started stops (the factory
+    is set up first, so torn down last): a request still in flight when the test ends would
+    otherwise meet a closed port and log an error."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(15_000)
     opened = context.new_page()

@@ -212,8 +212,9 @@ class SqlRuns(SqlExperiments):
                 self._insert_ignore(conn, "environments", ("digest", "body"), fresh)
             exp_ids = [exp.id for exp in exps]
             keys: list[int] = []
-            one = functools.partial(_send_run, specs[0], rows[0], exp_ids[0], keys)
-            if len(specs) > 1 or not self._send_at_commit(conn, one):
+            if len(specs) != 1 or not self._send_at_commit(
+                conn, functools.partial(_send_run, specs[0], rows[0], exp_ids[0], keys)
+            ):
                 with driver_cursor(conn) as cursor:
                     keys = _insert_runs(cursor, self._placeholder, specs, rows, exp_ids)
             self._append(conn, [self._event("run.create", "run", row[0], after=row[1]) for row in rows])
