@@ -35,7 +35,7 @@ def db_upgrade() -> None:
 
 def _upgrade_all(settings: Settings) -> list[tuple[str, bool]]:
     """(URL, whether it ran migrations) of the store and then of each of its workspaces."""
-    from plinth.store.engine import make_engine
+    from plinth.store.engine import dispose, make_engine
     from plinth.store.migrate import upgrade
     from plinth.store.sql.identity import SqlIdentity
     from plinth.store.workspaces import ensure_schema, workspace_url
@@ -45,7 +45,7 @@ def _upgrade_all(settings: Settings) -> list[tuple[str, bool]]:
     try:
         done = [(base, upgrade(engine))]
     finally:
-        engine.dispose()
+        dispose(engine)
     identity = SqlIdentity.from_settings(settings)
     try:
         names = sorted(w.name for w in identity.list_workspaces() if w.name != DEFAULT_WORKSPACE)
@@ -59,5 +59,5 @@ def _upgrade_all(settings: Settings) -> list[tuple[str, bool]]:
         try:
             done.append((url, upgrade(engine)))
         finally:
-            engine.dispose()
+            dispose(engine)
     return done

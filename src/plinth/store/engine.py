@@ -201,18 +201,57 @@ def writing(engine: Engine) -> Iterator[Connection]:
     in front of them take. Other processes still meet at SQLite's own lock.
     """
     lock = _sqlite_write_locks.get(engine)
-    with _turn(lock) if lock is not None else contextlib.nullcontext():
+    if lock is None:
         with engine.connect().execution_options(plinth_write=True) as conn, conn.begin():
             yield conn
+        return
+    with _turn(lock) as held:
+        conn = _writer(engine) if held else None
+        kept = conn is not None
+        if conn is None:
+            conn = engine.connect().execution_options(plinth_write=True)
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException as exc:  # rolled back; a connection an interruption or a lost
+            if kept and (conn.invalidated or not isinstance(exc, Exception)):  # database left goes
+                kept = False
+                setattr(engine, _KEPT, None)
+            raise
+        finally:
+            if not kept:
+                conn.close()
+
+
+def _writer(engine: Engine) -> Connection | None:
+    """The connection this process writes `engine` with, kept between write transactions (taking
+    one from the pool and giving it back costs more than a small transaction's statements); None
+    while it is in a transaction (a write inside a write, which opens a connection of its own)."""
+    kept: tuple[int, Connection] | None = getattr(engine, _KEPT, None)
+    if kept is not None and kept[0] == os.getpid() and not kept[1].closed and not kept[1].invalidated:
+        return None if kept[1].in_transaction() else kept[1]
+    conn = engine.connect().execution_options(plinth_write=True)
+    setattr(engine, _KEPT, (os.getpid(), conn))  # a forked child opens its own
+    return conn
+
+
+def dispose(engine: Engine) -> None:
+    """Close `engine`'s connections: the pool's, and the one `writing` keeps, if any."""
+    kept: tuple[int, Connection] | None = getattr(engine, _KEPT, None)
+    if kept is not None:
+        setattr(engine, _KEPT, None)
+        if kept[0] == os.getpid():
+            kept[1].close()
+    engine.dispose()
 
 
 @contextlib.contextmanager
-def _turn(lock: threading.RLock) -> Iterator[None]:
+def _turn(lock: threading.RLock) -> Iterator[bool]:
     """`lock` held for the block; past the busy budget the block runs without it, and meets
     SQLite's own lock (and its timeout) as it would without one."""
     held = lock.acquire(timeout=BUSY_BUDGET_S)
     try:
-        yield
+        yield held
     finally:
         if held:
             lock.release()
@@ -220,6 +259,9 @@ def _turn(lock: threading.RLock) -> Iterator[None]:
 
 _sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 """Each SQLite engine's write lock, taken in `writing` (see there)."""
+_KEPT = "_plinth_writer"
+"""The attribute of a SQLite engine holding its kept write connection and the process it belongs
+to (see `_writer`): on the engine, not in a map keyed by it, as the connection refers to it."""
 
 
 @contextlib.contextmanager

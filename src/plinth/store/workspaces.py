@@ -186,7 +186,7 @@ def _open(settings: Settings, workspace: str, blobs: Callable[[], BlobStore]) ->
 
 def ensure_schema(url: str) -> None:
     """Create the schema a workspace's PostgreSQL URL names, unless it exists."""
-    from plinth.store.engine import make_engine, writing
+    from plinth.store.engine import dispose, make_engine, writing
 
     schema = base_schema(url).replace('"', '""')
     engine = make_engine(url)
@@ -195,7 +195,7 @@ def ensure_schema(url: str) -> None:
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
             conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     finally:
-        engine.dispose()
+        dispose(engine)
 
 
 def _blob_store(settings: Settings) -> BlobStore:

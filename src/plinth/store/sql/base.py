@@ -23,7 +23,15 @@ from plinth.core.ids import now_ms
 from plinth.core.validation import check_key, param_text
 from plinth.store import schema as t
 from plinth.store.audit import AuditChain, Send
-from plinth.store.engine import driver_cursor, is_sqlite, make_engine, refuse_unstorable, retrying, writing
+from plinth.store.engine import (
+    dispose,
+    driver_cursor,
+    is_sqlite,
+    make_engine,
+    refuse_unstorable,
+    retrying,
+    writing,
+)
 from plinth.store.migrate import upgrade
 
 T = TypeVar("T")
@@ -74,7 +82,7 @@ class SqlBase:
 
     def close(self) -> None:
         """Dispose of pooled connections."""
-        self.engine.dispose()
+        dispose(self.engine)
 
     def acting_as(self, actor: str) -> Self:
         """This store recording `actor` as who made its mutations (in audit events, as a model
