@@ -39,12 +39,15 @@ from plinth.core.audit import NOT_KEYED, AuditCheck, AuditHead
 from plinth.core.errors import AuditTampered, WrongAuditKey
 
 GENESIS = "0" * 64
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+"""The canonical JSON an event is hashed over (what `json.dumps` with these options writes, without
+building an encoder per event)."""
 _FIELDS = ("seq", "time_ms", "actor", "action", "entity_type", "entity_id", "before", "after")
 
 
 def event_hash(prev_hash: str, fields: Mapping[str, object]) -> str:
     """sha256 over the previous hash and the canonical JSON of an event's fields."""
-    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    body = _CANONICAL.encode(fields)
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 

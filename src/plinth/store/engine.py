@@ -206,10 +206,9 @@ def writing(engine: Engine) -> Iterator[Connection]:
             yield conn
         return
     with _turn(lock) as held:
-        conn = _writer(engine) if held else None
-        kept = conn is not None
-        if conn is None:
-            conn = engine.connect().execution_options(plinth_write=True)
+        found = _writer(engine) if held else None
+        kept = found is not None
+        conn = found if found is not None else engine.connect().execution_options(plinth_write=True)
         try:
             with conn.begin():
                 yield conn

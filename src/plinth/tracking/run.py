@@ -169,8 +169,9 @@ class ActiveRun:
         )
 
     def flush(self) -> None:
-        """Return once every metric logged so far is durable in the store."""
+        """Return once the run and every metric logged so far are durable in the store."""
         self._writer.flush()
+        self._backend.store.settle()
 
     def live(self, every: float = 1.0) -> LiveView:
         """Show this run's metrics in the notebook, one chart per key, redrawn while the run is open.
@@ -456,7 +457,7 @@ def start_run(
     clean_params, clean_tags = _params(params or {}), _tags(tags or {})
     be = backend()
     env = run_environment() if capture_env else None
-    run = be.store.create_run(
+    run = be.store.create_run_deferred(  # written with the run's first points or its end
         experiment=experiment,
         name=name,
         params=clean_params,

@@ -11,6 +11,7 @@ import copy
 import functools
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Self, TypeVar
@@ -18,7 +19,7 @@ from typing import Any, Self, TypeVar
 from sqlalchemy import Connection, select
 
 from plinth.core import entities as e
-from plinth.core.errors import NotFound, RunNotActive
+from plinth.core.errors import NotFound, PlinthError, RunNotActive, StoreBusy, StoreError
 from plinth.core.ids import now_ms
 from plinth.core.validation import check_key, param_text
 from plinth.store import schema as t
@@ -33,8 +34,15 @@ from plinth.store.engine import (
     writing,
 )
 from plinth.store.migrate import upgrade
+from plinth.store.sql.deferral import Deferrals, Deferred
 
 T = TypeVar("T")
+
+log = logging.getLogger("plinth.store")
+
+
+def _nothing(_conn: Connection) -> None:
+    """A write transaction's work when all it is for is what it makes first."""
 
 
 def mapping_digest(values: Mapping[str, Any]) -> str:
@@ -78,10 +86,15 @@ class SqlBase:
         self._large_experiments: dict[str, int] = {}  # experiment id -> a run count it is known to reach
         self._lock = threading.Lock()
         self._batch = threading.local()
+        self._deferrals = Deferrals()
         upgrade(self.engine)
 
     def close(self) -> None:
-        """Dispose of pooled connections."""
+        """Make the writes held back, then dispose of pooled connections."""
+        try:
+            self.settle()
+        except StoreError as exc:  # closing a store whose database is gone still closes it
+            log.warning("Writes held back were lost as the store closed: %s", exc)
         dispose(self.engine)
 
     def acting_as(self, actor: str) -> Self:
@@ -103,10 +116,17 @@ class SqlBase:
             with self._transaction() as conn:
                 return fn(conn)
 
-        return retrying(attempt, what)
+        try:
+            return retrying(attempt, what)
+        except StoreError as exc:
+            if isinstance(exc, StoreBusy) or not self._make_deferred_alone():
+                raise
+            return retrying(attempt, what)  # without the held-back write the database refused
 
     def _read(self, what: str, fn: Callable[[Connection], T]) -> T:
         """`fn` on a fresh connection, retried while the database is locked."""
+
+        self.settle()
 
         def attempt() -> T:
             with self.engine.connect() as conn:
@@ -135,8 +155,11 @@ class SqlBase:
                 self._batch.conn = None
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _transaction(self, deferred: bool = True) -> Iterator[Connection]:
         """A write transaction; the cache entries added while it is open go if it rolls back.
+
+        It first makes the writes held back (`_hold_back`), unless `deferred` is False or it is
+        inside another on this thread.
 
         Its audit events (`_append`) join the chain last, with its commit, so the chain's lock is
         held for the commit alone, not for the writes before it.
@@ -144,6 +167,11 @@ class SqlBase:
         The caches of run keys, metric key ids, experiments and environments hold rows this
         transaction may have created; kept after a rollback, they would name rows that do not exist.
         """
+        nested = getattr(self._batch, "events", None) is not None
+        taking = deferred and not nested and bool(self._deferrals)
+        if taking:  # after any transaction still making them (see `Deferrals`)
+            self._deferrals.turn.acquire()
+        taken = self._deferrals.take() if taking else []
         outer = (
             getattr(self._batch, "undo", None),
             getattr(self._batch, "publish", None),
@@ -162,17 +190,68 @@ class SqlBase:
         )
         try:
             with writing(self.engine) as conn:
+                for item in taken:
+                    item.write(conn)
                 yield conn
                 self._chain.append(conn, events, commit=True, first=sends)
         except BaseException:
             for forget in undo:
                 forget()
+            self._deferrals.put_back(taken)
             raise
         else:  # committed: other threads may now use what it made
+            self._deferrals.done(taken)
             for apply in publish:
                 apply()
         finally:
             self._batch.undo, self._batch.publish, self._batch.events, self._batch.sends = outer
+            if taking:
+                self._deferrals.turn.release()
+
+    # held-back writes (see `deferral`) ---------------------------------------------------------
+    def _hold_back(self, what: str, write: Callable[[Connection], None]) -> None:
+        """Have `write` made by this process's next write transaction on this store, or alone
+        within `DEFER_S`; reads through this store make it first. It must not fail for its data:
+        check that first (a refusal drops it, with a warning). Inside `batch()` it joins the
+        batch's transaction at once."""
+        shared: Connection | None = getattr(self._batch, "conn", None)
+        if shared is not None:
+            write(shared)
+            return
+        self._deferrals.hold(Deferred(what, write), self.settle)
+
+    def settle(self) -> None:
+        """Make the writes this store holds back, if any, unless this thread is inside a write
+        transaction (which has made them, or waits for the one making them)."""
+        if not self._deferrals.waiting() or getattr(self._batch, "events", None) is not None:
+            return
+        with self._deferrals.turn:  # once a transaction still making them is done
+            if self._deferrals.pending():
+                self._write("make held-back writes", _nothing)
+
+    def _make_deferred_alone(self) -> bool:
+        """Make each held-back write in a transaction of its own, dropping (with a warning) those
+        the database refuses; False when none was waiting. Called when a write that made them
+        failed for other than a busy database: one of them may be why."""
+        with self._deferrals.turn:
+            items = self._deferrals.take()
+            for i, item in enumerate(items):
+
+                def attempt(item: Deferred = item) -> None:
+                    with self._transaction(deferred=False) as conn:
+                        item.write(conn)
+
+                try:
+                    retrying(attempt, item.what)
+                except StoreBusy:
+                    self._deferrals.put_back(items[i:])
+                    raise
+                except PlinthError as exc:
+                    log.warning("Could not %s; it is given up: %s", item.what, exc)
+                    self._deferrals.drop(item)
+                else:
+                    self._deferrals.done([item])
+        return bool(items)
 
     def _send_at_commit(self, conn: Connection, send: Callable[[Any], Callable[[], None] | None]) -> bool:
         """Leave statements of this thread's write transaction to be sent with its commit, if it

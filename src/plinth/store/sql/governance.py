@@ -177,6 +177,8 @@ class SqlGovernance(SqlBase):
         return self._write("adopt the audit log", lambda conn: self._chain.adopt(conn, event))
 
     def _read_chain(self) -> tuple[list[Row[Any]], Row[Any] | None]:
+        self.settle()
+
         def attempt() -> tuple[list[Row[Any]], Row[Any] | None]:
             with self.engine.connect() as conn:
                 if not self._sqlite:  # events and head from one snapshot, as appenders left them

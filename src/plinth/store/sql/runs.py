@@ -18,7 +18,7 @@ from plinth.core.ids import new_id, now_ms
 from plinth.core.validation import MAX_INT64, check_name, storable
 from plinth.store import schema as t
 from plinth.store.base import NewRun
-from plinth.store.engine import driver_cursor, refuse_unstorable
+from plinth.store.engine import driver_cursor, pipeline, refuse_unstorable
 from plinth.store.search import stale
 from plinth.store.sql.base import mapping_digest
 from plinth.store.sql.experiments import SqlExperiments
@@ -196,6 +196,47 @@ class SqlRuns(SqlExperiments):
     ) -> e.Run:
         spec = NewRun(experiment, name, params, tags, environment, heartbeat_s, user)
         return self.create_runs([spec])[0]
+
+    def create_run_deferred(
+        self,
+        *,
+        experiment: str,
+        name: str | None,
+        params: Mapping[str, str],
+        tags: Mapping[str, str],
+        environment: Mapping[str, Any] | None,
+        heartbeat_s: float,
+        user: str,
+    ) -> e.Run:
+        spec = NewRun(experiment, name, params, tags, environment, heartbeat_s, user)
+        exp = self._experiments.get(experiment)
+        if exp is None:  # the first run of an experiment here: its errors are the caller's, now
+            return self.create_runs([spec])[0]
+        run_id = new_id()
+        body, digest = self._environment(environment)
+        row = _run_row(spec, run_id, now_ms(), digest)
+        refuse_unstorable(_texts([spec], [row]))
+        event = self._event("run.create", "run", run_id, after=row[1])
+
+        def create(conn: Connection) -> None:
+            if digest is not None and digest not in self._known_envs:
+                self._insert_ignore(conn, "environments", ("digest", "body"), [(digest, body)])
+                self._publish(functools.partial(self._known_envs.add, digest))
+            with driver_cursor(conn) as cursor:
+                if self._sqlite:
+                    (key,) = _insert_runs(cursor, self._placeholder, [spec], [row], [exp.id])
+                else:  # the run, its params and its tags in one round trip
+                    keys: list[int] = []
+                    with pipeline(conn):
+                        check = _send_run(spec, row, exp.id, keys, cursor)
+                    check()
+                    (key,) = keys
+            self._append(conn, [event])
+            self._run_keys[run_id] = key  # the writes after it in this transaction need it
+            self._remember(functools.partial(self._run_keys.pop, run_id, None))
+
+        self._hold_back(f"create run {run_id}", create)
+        return _new_run(spec, row, exp)
 
     def create_runs(self, specs: Sequence[NewRun]) -> list[e.Run]:
         started = now_ms()
