@@ -5,7 +5,6 @@ SQLite and PostgreSQL where the store is involved.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 import json
@@ -30,6 +29,7 @@ from sqlalchemy import update
 from starlette.testclient import TestClient
 
 import plinth
+from loops import run_loop
 from plinth.cli.main import main
 from plinth.core.entities import ModelVersion
 from plinth.core.errors import (
@@ -373,7 +373,7 @@ def test_a_server_refuses_an_unsigned_alias_target_once_and_says_so(
         plinth.register_model("iris", clf, input_example=x[:5])
         plinth.set_alias("iris", "champion", 2)
         with caplog.at_level(logging.ERROR, logger="plinth.serving"):
-            polls = [asyncio.run(deployment.refresh()) for _ in range(3)]
+            polls = [run_loop(deployment.refresh()) for _ in range(3)]
         assert polls == ["failed", None, None]
         assert [r.getMessage()[:37] for r in caplog.records] == ["iris@champion moved to version 2, whi"]
         watch = client.get("/readyz").json()["degraded"]["alias_watch"]
@@ -385,7 +385,7 @@ def test_a_server_refuses_an_unsigned_alias_target_once_and_says_so(
         assert answer.json()["version"] == 1
         be = plinth.configure(signer)
         sign_versions("iris/2")
-        assert asyncio.run(deployment.refresh()) == "swapped"
+        assert run_loop(deployment.refresh()) == "swapped"
         assert client.get("/readyz").json()["degraded"] == {}
     swaps = [e.action for e in be.store.audit_events(entity_id="iris") if e.action.startswith("serving.")]
     assert swaps == ["serving.swap_failed", "serving.swap"]

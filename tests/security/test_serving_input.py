@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import uuid
@@ -19,6 +18,7 @@ from starlette.requests import Request
 from starlette.testclient import TestClient
 
 import plinth
+from loops import run_loop
 from plinth.core.entities import PredictionLog
 from plinth.core.errors import InvalidInput, PlinthWarning, StoreError
 from plinth.core.settings import Settings
@@ -220,7 +220,7 @@ def test_a_body_without_content_length_is_read_no_further_than_the_limit() -> No
 
     scope = {"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]}
     with pytest.raises(RequestError) as refused:
-        asyncio.run(read_json(Request(scope, receive), 200_000))
+        run_loop(read_json(Request(scope, receive), 200_000))
     assert refused.value.status == 413 and chunks_read == 4  # the 4th 64 KiB chunk passes 200 kB
 
 
@@ -412,7 +412,7 @@ def test_a_swap_whose_audit_fails_is_served_and_reported(
     mv = plinth.register_model("m", LogisticRegression().fit(x, [1, 0, 1]), input_example=x[:2])
     plinth.set_alias("m", "champion", mv.version)
     monkeypatch.setattr(state.be.store, "record_audit", refuse)
-    assert asyncio.run(deployment.refresh()) == "swapped"
+    assert run_loop(deployment.refresh()) == "swapped"
     assert post(server, {"instances": [ROW]}).json()["version"] == mv.version
     degraded = server.get("/readyz").json()["degraded"]
     assert "serving.swap 1 -> 2" in degraded["audit"] and "disk full" in degraded["audit"]

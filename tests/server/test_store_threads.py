@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from loops import run_loop
 from plinth.server.store_threads import StoreThreads
 
 who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
@@ -15,16 +16,18 @@ who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody
 
 def test_calls_run_in_the_pool_with_the_callers_context() -> None:
     threads = StoreThreads(2)
-    loop_thread = threading.get_ident()
+    loop_thread = 0
 
     def call(x: int) -> tuple[int, bool, str]:
         return x * 2, threading.get_ident() != loop_thread, who.get()
 
     async def main() -> list[tuple[int, bool, str]]:
+        nonlocal loop_thread
+        loop_thread = threading.get_ident()
         who.set("alice")
         return list(await asyncio.gather(*(threads.run(call, i) for i in range(5))))
 
-    assert asyncio.run(main()) == [(i * 2, True, "alice") for i in range(5)]
+    assert run_loop(main()) == [(i * 2, True, "alice") for i in range(5)]
     threads.close()
 
 
@@ -35,7 +38,7 @@ def test_an_exception_comes_back_to_the_caller() -> None:
         raise LookupError("no such run")
 
     with pytest.raises(LookupError, match="no such run"):
-        asyncio.run(threads.run(fail))
+        run_loop(threads.run(fail))
     threads.close()
 
 
@@ -63,6 +66,6 @@ def test_no_more_calls_than_threads_run_at_once() -> None:
         release.set()
         await asyncio.gather(*calls)
 
-    asyncio.run(main())
+    run_loop(main())
     assert most == 2
     threads.close()
