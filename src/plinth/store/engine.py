@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, Operat
 from plinth.core.errors import ConfigError, InvalidInput
 from plinth.core.validation import unstorable
 from plinth.store.failures import BUSY_BUDGET_S, is_transient, store_failure
+from plinth.store.wal import AUTOCHECKPOINT_PAGES, Checkpointer
 
 T = TypeVar("T")
 
@@ -152,7 +153,7 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
                 "Point PLINTH_HOME (or PLINTH_STORE) at a writable place."
             ) from exc
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-    _sqlite_write_locks[engine] = threading.RLock()
+    _sqlite_writes[engine] = (threading.RLock(), Checkpointer(engine))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -161,6 +162,7 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         cursor.execute("PRAGMA busy_timeout = 60000")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")  # see `wal`
         cursor.execute("PRAGMA foreign_keys = ON")
         # `like` is case-sensitive on every backend (`ilike` folds case), as on PostgreSQL
         cursor.execute("PRAGMA case_sensitive_like = ON")
@@ -200,11 +202,12 @@ def writing(engine: Engine) -> Iterator[Connection]:
     concurrent writers (a team server's requests) some would wait far longer than the writes
     in front of them take. Other processes still meet at SQLite's own lock.
     """
-    lock = _sqlite_write_locks.get(engine)
-    if lock is None:
+    sqlite = _sqlite_writes.get(engine)
+    if sqlite is None:
         with engine.connect().execution_options(plinth_write=True) as conn, conn.begin():
             yield conn
         return
+    lock, checkpointer = sqlite
     with _turn(lock) as held:
         found = _writer(engine) if held else None
         kept = found is not None
@@ -212,6 +215,7 @@ def writing(engine: Engine) -> Iterator[Connection]:
         try:
             with conn.begin():
                 yield conn
+            checkpointer.committed()
         except BaseException as exc:  # rolled back; a connection an interruption or a lost
             if kept and (conn.invalidated or not isinstance(exc, Exception)):  # database left goes
                 kept = False
@@ -256,8 +260,11 @@ def _turn(lock: threading.RLock) -> Iterator[bool]:
             lock.release()
 
 
-_sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-"""Each SQLite engine's write lock, taken in `writing` (see there)."""
+_sqlite_writes: weakref.WeakKeyDictionary[Engine, tuple[threading.RLock, Checkpointer]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each SQLite engine's write lock, taken in `writing` (see there), and its checkpointer, told
+of each commit there (see `wal`)."""
 _KEPT = "_plinth_writer"
 """The attribute of a SQLite engine holding its kept write connection and the process it belongs
 to (see `_writer`): on the engine, not in a map keyed by it, as the connection refers to it."""
