@@ -238,6 +238,15 @@ def _writer(engine: Engine) -> Connection | None:
     return conn
 
 
+@contextlib.contextmanager
+def own_checkpoints(engine: Engine) -> Iterator[None]:
+    """The block runs while this process's checkpoint thread does not (see `wal`): SQLite answers
+    a checkpoint that meets another at once, without waiting."""
+    sqlite = _sqlite_writes.get(engine)
+    with sqlite[1].running if sqlite is not None else contextlib.nullcontext():
+        yield
+
+
 def dispose(engine: Engine) -> None:
     """Close `engine`'s connections: the pool's, and the one `writing` keeps, if any."""
     kept: tuple[int, Connection] | None = getattr(engine, _KEPT, None)

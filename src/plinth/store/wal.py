@@ -37,6 +37,9 @@ class Checkpointer:
         self._engine = weakref.ref(engine)
         self._wake = threading.Event()
         self._lock = threading.Lock()
+        self.running = threading.Lock()
+        """Held while the thread checkpoints: a caller that needs the log to itself (truncating
+        it) holds it to keep the thread out, which SQLite would answer busy at once."""
         self._thread: threading.Thread | None = None
         self._pid = 0
 
@@ -58,7 +61,8 @@ class Checkpointer:
             if engine is None:
                 return
             try:
-                _checkpoint(engine)
+                with self.running:
+                    _checkpoint(engine)
                 failing = ""
             except Exception as exc:  # busy or gone: commits checkpoint by themselves past the floor
                 if str(exc) != failing:

@@ -13,7 +13,7 @@ from plinth.core import entities as e
 from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
 from plinth.core.errors import InvalidInput
 from plinth.store import schema as t
-from plinth.store.engine import retrying
+from plinth.store.engine import own_checkpoints, retrying
 from plinth.store.sql.base import SqlBase
 from plinth.store.sql.lineage import write_edges
 
@@ -192,7 +192,8 @@ class SqlGovernance(SqlBase):
             return POSTGRES_RESIDUE
         raw = self.engine.raw_connection()
         try:
-            busy = _truncate_wal(raw)
+            with own_checkpoints(self.engine):
+                busy = _truncate_wal(raw)
         finally:
             raw.close()
         if busy is None:
