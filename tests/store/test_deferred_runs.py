@@ -5,6 +5,7 @@ alone soon after when nothing joins, and never lost to a refusal or a rollback, 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -217,3 +218,29 @@ def test_a_forked_childs_store_leaves_its_parents_held_back_writes() -> None:
     assert deferrals.pending() == [mine]
     deferrals.done([mine])
     assert not deferrals.waiting()
+
+
+def test_a_forked_child_starts_with_fresh_locks_and_none_of_its_parents_work() -> None:
+    deferrals = Deferrals()
+    deferrals.hold(Deferred("parent's", lambda _conn: None), lambda: None)
+    holding, done = threading.Event(), threading.Event()
+
+    def hold_the_turn() -> None:  # a thread the child will not have holds the lock as it forks
+        with deferrals.turn:
+            holding.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=hold_the_turn)
+    thread.start()
+    holding.wait(30)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 when it can take the lock and has nothing held back
+            fine = deferrals.turn.acquire(timeout=10) and not deferrals.waiting()
+            os._exit(0 if fine else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        done.set()
+        thread.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert deferrals.waiting()  # the parent still has its own

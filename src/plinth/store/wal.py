@@ -35,6 +35,12 @@ class Checkpointer:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = weakref.ref(engine)
+        self._reset()
+        _every.add(self)
+
+    def _reset(self) -> None:
+        """Fresh locks and no thread: at creation, and in a forked child, whose copies of the
+        parent's locks may be held by a thread it does not have."""
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self.running = threading.Lock()
@@ -82,6 +88,17 @@ class Checkpointer:
                 return True
             self._thread = None
             return False
+
+
+_every: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for checkpointer in list(_every):
+        checkpointer._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _checkpoint(engine: Engine) -> None:

@@ -50,6 +50,12 @@ class Deferrals:
     """
 
     def __init__(self) -> None:
+        self._reset()
+        _every.add(self)
+
+    def _reset(self) -> None:
+        """Fresh locks and no work: at creation, and in a forked child, whose copies of the
+        parent's locks may be held by threads it does not have (its parent writes the work)."""
         self.turn = threading.RLock()
         self._lock = threading.Lock()
         self._items: list[Deferred] = []
@@ -122,6 +128,17 @@ class Deferrals:
                 return True
             self._thread = None
             return False
+
+
+_every: weakref.WeakSet[Deferrals] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for deferrals in list(_every):
+        deferrals._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _start_writer(deferrals: Deferrals, settle: Callable[[], None]) -> threading.Thread:
