@@ -17,6 +17,7 @@ from sqlalchemy import event
 from plinth.core.entities import RunStatus
 from plinth.core.errors import NotFound
 from plinth.core.filters import parse_filter
+from plinth.store.base import NewRun
 from plinth.store.sql import SqlStore, deferral
 from plinth.store.sql.deferral import Deferrals, Deferred
 
@@ -46,13 +47,7 @@ def commits(store: SqlStore) -> list[int]:
 
 def start(store: SqlStore, experiment: str = "held", **params: str) -> str:
     run = store.create_run_deferred(
-        experiment=experiment,
-        name=None,
-        params=params,
-        tags={"stage": "dev"},
-        environment={"python": "3.11"},
-        heartbeat_s=10.0,
-        user="u",
+        NewRun(experiment, None, params, {"stage": "dev"}, {"python": "3.11"}, 10.0, "u")
     )
     return run.id
 

@@ -120,30 +120,12 @@ class TrackingStore(ABC):
     ) -> Run:
         """Create a RUNNING run (and its experiment if new) with its params and tags."""
 
-    def create_run_deferred(
-        self,
-        *,
-        experiment: str,
-        name: str | None,
-        params: Mapping[str, str],
-        tags: Mapping[str, str],
-        environment: Mapping[str, Any] | None,
-        heartbeat_s: float,
-        user: str,
-    ) -> Run:
-        """`create_run`, where the store may write the run with its next write transaction (the
-        run's first points, its end), one commit fewer, and within a fraction of a second either
-        way; reads through this store see the run at once. Stores that cannot hold a write back
-        create it now."""
-        return self.create_run(
-            experiment=experiment,
-            name=name,
-            params=params,
-            tags=tags,
-            environment=environment,
-            heartbeat_s=heartbeat_s,
-            user=user,
-        )
+    def create_run_deferred(self, spec: NewRun) -> Run:
+        """`create_runs([spec])`, where the store may write the run with its next write
+        transaction (the run's first points, its end), one commit fewer, and within a fraction of
+        a second either way; reads through this store see the run at once. Stores that cannot
+        hold a write back create it now."""
+        return self.create_runs([spec])[0]
 
     def settle(self) -> None:
         """Write what this store holds back (`create_run_deferred`); nothing where it holds nothing."""

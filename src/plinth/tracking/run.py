@@ -24,6 +24,7 @@ from plinth.core.validation import (
     metric_array_problem,
     param_text,
 )
+from plinth.store.base import NewRun
 from plinth.tracking.checkpoint_buffers import buffer_pool
 from plinth.tracking.checkpoint_writer import current_writer
 from plinth.tracking.context import (
@@ -457,15 +458,8 @@ def start_run(
     clean_params, clean_tags = _params(params or {}), _tags(tags or {})
     be = backend()
     env = run_environment() if capture_env else None
-    run = be.store.create_run_deferred(  # written with the run's first points or its end
-        experiment=experiment,
-        name=name,
-        params=clean_params,
-        tags=clean_tags,
-        environment=env,
-        heartbeat_s=be.settings.heartbeat_s,
-        user=be.settings.user,
-    )
+    spec = NewRun(experiment, name, clean_params, clean_tags, env, be.settings.heartbeat_s, be.settings.user)
+    run = be.store.create_run_deferred(spec)  # written with the run's first points or its end
     active = ActiveRun(run, be)
     if be.settings.system_metrics if system_metrics is None else system_metrics:
         active._start_system_metrics(process_allocation(), tag=True)

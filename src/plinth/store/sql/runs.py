@@ -197,23 +197,13 @@ class SqlRuns(SqlExperiments):
         spec = NewRun(experiment, name, params, tags, environment, heartbeat_s, user)
         return self.create_runs([spec])[0]
 
-    def create_run_deferred(
-        self,
-        *,
-        experiment: str,
-        name: str | None,
-        params: Mapping[str, str],
-        tags: Mapping[str, str],
-        environment: Mapping[str, Any] | None,
-        heartbeat_s: float,
-        user: str,
-    ) -> e.Run:
-        spec = NewRun(experiment, name, params, tags, environment, heartbeat_s, user)
-        exp = self._experiments.get(experiment)
-        if exp is None:  # the first run of an experiment here: its errors are the caller's, now
+    def create_run_deferred(self, spec: NewRun) -> e.Run:
+        exp = self._experiments.get(spec.experiment)
+        if exp is None or spec.id is not None or spec.start_ms is not None:
+            # the first run of an experiment here (its errors are the caller's, now), or one imported
             return self.create_runs([spec])[0]
         run_id = new_id()
-        body, digest = self._environment(environment)
+        body, digest = self._environment(spec.environment)
         row = _run_row(spec, run_id, now_ms(), digest)
         refuse_unstorable(_texts([spec], [row]))
         event = self._event("run.create", "run", run_id, after=row[1])
