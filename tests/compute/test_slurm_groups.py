@@ -285,10 +285,21 @@ def test_a_second_executor_adopts_a_running_group(
         [result] = drain(second).values()
         assert result.outcome is Outcome.ERROR and "rank 1 of 2" in (result.error or "")
         wait_until(lambda: our_jobs(job_name) == [], "the group's job gone")
-        assert not second.adopt(Task("g", one_rank_raises, (str(tmp_path),), workers=2))
     finally:
         second.shutdown()
         first.shutdown()
+    # the job is gone: a third driver adopts the group only where its result was written (every
+    # rank reported, or srun returned before the job was cancelled: which comes first is SLURM's)
+    third = SlurmExecutor(options, job_name=job_name)
+    try:
+        written = groups.complete(groups.read(groups.ranks_dir(third._results, "g")), 2)
+        again = Task("g", one_rank_raises, (str(tmp_path),), workers=2)
+        assert third.adopt(again) is written
+        if written:
+            [result] = drain(third).values()
+            assert result.outcome is Outcome.ERROR and "rank 1 of 2" in (result.error or "")
+    finally:
+        third.shutdown()
 
 
 # ------------------------------------------------------------------ a rank's place, and folding
