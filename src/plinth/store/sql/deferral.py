@@ -10,13 +10,13 @@ read through the store writes it first, so the process never misses a run it sta
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import Connection
 
@@ -152,20 +152,12 @@ def _start_writer(deferrals: Deferrals, settle: Callable[[], None]) -> threading
     return thread
 
 
-def _weak_call(method: Callable[[], None]) -> Callable[[], Callable[[], None] | None]:
-    """`method`, bound to an object the thread must not keep alive, as a call that gives it back
-    while the object lives."""
-    owner: Any = getattr(method, "__self__", None)
-    if owner is None:
-        return lambda: method
-    ref = weakref.ref(owner)
-    name = method.__name__
-
-    def get() -> Callable[[], None] | None:
-        found = ref()
-        return None if found is None else getattr(found, name)
-
-    return get
+def _weak_call(settle: Callable[[], None]) -> Callable[[], Callable[[], None] | None]:
+    """`settle` as a call that gives it back while its store lives (the thread must not keep a
+    store alive); a plain function is kept as it is."""
+    if inspect.ismethod(settle):
+        return weakref.WeakMethod(settle)
+    return lambda: settle
 
 
 def _write_soon(
