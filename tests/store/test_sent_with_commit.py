@@ -13,7 +13,7 @@ import pytest
 from plinth.core.entities import RunStatus
 from plinth.core.errors import InvalidInput, NotFound, RunNotActive
 from plinth.core.filters import Field, OrderKey
-from plinth.store.base import Store
+from plinth.store.base import NewRun, Store
 from plinth.store.engine import driver_cursor
 from plinth.store.sql import SqlStore
 from plinth.store.sql.metrics import SENT_POINTS
@@ -33,6 +33,10 @@ def sql_store(store_url: str) -> Iterator[SqlStore]:
     store = SqlStore(store_url, actor="tester", audit_key=KEY)
     yield store
     store.close()
+
+
+def spec() -> NewRun:
+    return NewRun("sent", None, {"lr": "0.1"}, {"team": "vision"}, None, 10.0, "u")
 
 
 def now() -> int:
@@ -97,6 +101,51 @@ def test_points_of_a_small_write_keep_nan_and_infinity_and_move_the_latest(store
     assert math.isnan(history["value"][-1])
     metrics = store.get_run(run_id).metrics
     assert math.isnan(metrics["loss"]) and metrics["acc"] == math.inf
+
+
+def test_points_come_back_exactly_as_written(store: Store) -> None:
+    run_id = new_run(store)
+    values = [0.1, 1 / 3, -2.5e-308, 5e-324, 1.7976931348623157e308, -math.inf, 123456789.123456789, -0.0]
+    steps = [-(2**62), -1, 0, 1, 2**40, 2**62, 7, 8]
+    store.write_metrics([(run_id, "v", s, i, 2**41 + i, v) for i, (s, v) in enumerate(zip(steps, values))])
+    history = store.metric_history(run_id, "v")
+    assert history["step"].tolist() == sorted(steps)
+    by_step = dict(zip(history["step"].tolist(), history["value"].tolist(), strict=True))
+    assert [by_step[s] for s in steps] == values
+    assert history["timestamp_ms"].min() == 2**41
+
+
+def test_independent_writes_in_one_batch_land_together(sql_store: SqlStore) -> None:
+    """A group commit's batch: each write leaves its statements to the commit, as if alone."""
+    store = sql_store
+    runs = [new_run(store) for _ in range(3)]
+    events = len(store.audit_events())
+    with store.batch(independent=True):
+        made = store.create_runs([spec() for _ in range(2)])
+        for run_id in runs:
+            store.write_metrics([(run_id, "loss", step, step, 1, step / 2) for step in range(4)])
+        store.end_run(runs[0], RunStatus.FINISHED, None, now())
+    assert len(store.audit_events()) == events + 2 + 3 + 1
+    assert [store.get_run(r.id).status for r in made] == [RunStatus.RUNNING] * 2
+    assert store.get_run(runs[0]).status is RunStatus.FINISHED
+    for run_id in runs:
+        assert store.get_run(run_id).metrics == {"loss": 1.5}
+    store.write_metrics([(made[0].id, "acc", 0, 0, 1, 0.5)])  # its key, learnt at the commit
+    assert store.get_run(made[0].id).metrics == {"acc": 0.5}
+    assert store.verify_audit().ok
+
+
+def test_an_independent_batch_that_fails_leaves_nothing(sql_store: SqlStore) -> None:
+    store = sql_store
+    run_id = new_run(store)
+    store.end_run(run_id, RunStatus.FINISHED, None, now())
+    events = len(store.audit_events())
+    with pytest.raises(RunNotActive), store.batch(independent=True):
+        made = store.create_runs([spec()])
+        store.end_run(run_id, RunStatus.FAILED, None, now())  # refused at the commit on PostgreSQL
+    assert len(store.audit_events()) == events
+    with pytest.raises(NotFound):
+        store.get_run(made[0].id)
 
 
 def test_a_write_of_points_already_stored_fails_whole_and_a_retry_skips_them(sql_store: SqlStore) -> None:

@@ -13,6 +13,7 @@ declared for the OpenAPI document and the route-table test.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from plinth.server.context import RequestContext, require
 from plinth.server.errors import http_error, plinth_error
 from plinth.server.store_routes import answer, parse_arguments, reads_body
 from plinth.server.store_threads import STORE_THREADS, StoreThreads
+from plinth.server.write_groups import GROUPED, GroupedWrite, WriteGroups
 from plinth.store import rpc
 
 
@@ -57,6 +59,7 @@ class StoreDispatch:
     def __init__(self, app: ASGIApp, *, threads: int = STORE_THREADS) -> None:
         self.app = app
         self._threads = StoreThreads(threads)
+        self._groups = WriteGroups(self._threads)
         self.prefix = rpc.API + "/"
         self._routes = _routes()
         self._require: Mapping[Right, Callable[[Request], RequestContext]] = {
@@ -97,6 +100,14 @@ class StoreDispatch:
         query_string = request.scope.get("query_string", b"")
         query = _query(query_string) if query_string else []
         media = request.headers.get("content-type") if body else None
+        if endpoint.method in GROUPED:
+            return await self._groups.run(
+                GroupedWrite(
+                    ctx,
+                    functools.partial(parse_arguments, endpoint, path_params, query, body, media),
+                    functools.partial(answer, endpoint, ctx),
+                )
+            )
         return await self._threads.run(_call, endpoint, ctx, path_params, query, body, media)
 
 

@@ -142,17 +142,26 @@ class SqlBase:
         return getattr(self._batch, "conn", None) is None
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Make every write of this thread inside the block one transaction (one commit)."""
+    def batch(self, *, independent: bool = False) -> Iterator[None]:
+        """Make every write of this thread inside the block one transaction (one commit).
+
+        Args:
+            independent: no write in the block reads what another one in it writes (concurrent
+                requests made together, as a server's group commit does): each may then leave
+                its statements to go with the commit (`_send_at_commit`), as a write of its own
+                does. Ignored inside another `batch()`.
+        """
         if getattr(self._batch, "conn", None) is not None:
             yield
             return
         with self._transaction() as conn:
             self._batch.conn = conn
+            self._batch.independent = independent
             try:
                 yield
             finally:
                 self._batch.conn = None
+                self._batch.independent = False
 
     @contextlib.contextmanager
     def _transaction(self, deferred: bool = True) -> Iterator[Connection]:
@@ -255,15 +264,17 @@ class SqlBase:
 
     def _send_at_commit(self, conn: Connection, send: Callable[[Any], Callable[[], None] | None]) -> bool:
         """Leave statements of this thread's write transaction to be sent with its commit, if it
-        is its write's own (no `batch()` open) and on PostgreSQL: ahead of the audit chain's lock,
-        in the round trip that reads the chain's ends (`AuditChain.append`), not in round trips
-        of their own. False: the caller sends them now. Nothing in the transaction may read what
-        they write before it commits.
+        is its write's own (no `batch()` open, or an independent one) and on PostgreSQL: ahead of
+        the audit chain's lock, in the round trip that reads the chain's ends
+        (`AuditChain.append`), not in round trips of their own. False: the caller sends them now.
+        Nothing in the transaction may read what they write before it commits.
 
         `send` gets a driver cursor of its own on `conn`, open until the check it returns (if
         any) has run once the results are in; a check may raise to undo the transaction."""
         sends: list[Send] | None = getattr(self._batch, "sends", None)
-        if self._sqlite or sends is None or getattr(self._batch, "conn", None) is not None:
+        if self._sqlite or sends is None:
+            return False
+        if getattr(self._batch, "conn", None) is not None and not getattr(self._batch, "independent", False):
             return False
 
         def sent() -> Callable[[], None]:

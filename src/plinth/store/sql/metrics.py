@@ -56,8 +56,21 @@ _LATEST_PG = _LATEST_UPSERT.replace("VALUES ({p})", f"SELECT * FROM unnest({_COL
 def _send_points(columns: list[list[Any]], latest: Sequence[Sequence[object]], cursor: Any) -> None:
     """Send points (as columns) and the latest values they leave (PostgreSQL), each as one
     statement over arrays: one text for any number of points, so it is prepared once."""
-    cursor.execute(_POINTS_PG, columns)
-    cursor.execute(_LATEST_PG, [list(column) for column in zip(*latest, strict=True)])
+    cursor.execute(_POINTS_PG, _array_literals(columns))
+    cursor.execute(_LATEST_PG, _array_literals([list(column) for column in zip(*latest, strict=True)]))
+
+
+def _array_literals(columns: Sequence[Sequence[Any]]) -> list[str]:
+    """Five columns of integers and one of floats (None for NULL) as PostgreSQL array literals,
+    which the statement casts: the driver adapts a list an element at a time in Python, several
+    times slower than joining their texts (floats by `repr`, which PostgreSQL reads back exactly)."""
+    *ints, floats = columns
+    texts = ["{" + ",".join(map(str, column)) + "}" for column in ints]
+    if None in floats:
+        texts.append("{" + ",".join("NULL" if v is None else repr(float(v)) for v in floats) + "}")
+    else:
+        texts.append("{" + ",".join(map(repr, map(float, floats))) + "}")
+    return texts
 
 
 def _floats(values: Iterable[Any]) -> list[float | None]:

@@ -95,8 +95,12 @@ def _insert_runs(
     return keys
 
 
-class _NotEnded(Exception):
-    """Some runs of an end were missing or no longer running: the write is undone, then explained."""
+class _NotEnded(RunNotActive):
+    """Some runs of an end were missing or no longer running: the write is undone, then explained
+    (by `end_runs`; raised as it is from an independent `batch()`, which it undoes whole)."""
+
+    def __init__(self) -> None:
+        super().__init__("Some runs to end were not found or had already ended; nothing was written.")
 
 
 _PARAM_OF_NEW = (
@@ -254,12 +258,17 @@ class SqlRuns(SqlExperiments):
         exps, keys = self._write("create runs", create)
         for digest in envs:  # inside `batch()`, once it commits
             self._publish(functools.partial(self._known_envs.add, digest))
-        runs = []
-        for spec, row, exp, key in zip(specs, rows, exps, keys, strict=True):
-            self._run_keys[row[0]] = key
-            self._remember(functools.partial(self._run_keys.pop, row[0], None))
-            runs.append(_new_run(spec, row, exp))
-        return runs
+        if len(keys) == len(rows):
+            for row, key in zip(rows, keys, strict=True):
+                self._run_keys[row[0]] = key
+                self._remember(functools.partial(self._run_keys.pop, row[0], None))
+        else:  # left to go with an independent batch's commit, which fills in the keys
+
+            def remember_keys() -> None:
+                self._run_keys.update((row[0], key) for row, key in zip(rows, keys, strict=True))
+
+            self._publish(remember_keys)
+        return [_new_run(spec, row, exp) for spec, row, exp in zip(specs, rows, exps, strict=True)]
 
     def _insert_params(self, conn: Connection, key: int, params: Mapping[str, str]) -> None:
         if not params:
