@@ -17,9 +17,10 @@ from sqlalchemy import event
 from plinth.core.entities import RunStatus
 from plinth.core.errors import NotFound
 from plinth.core.filters import parse_filter
+from plinth.store import deferral
 from plinth.store.base import NewRun
-from plinth.store.sql import SqlStore, deferral
-from plinth.store.sql.deferral import Deferrals, Deferred
+from plinth.store.deferral import Deferrals, Deferred
+from plinth.store.sql import SqlStore
 
 KEY = "a-test-audit-key-" + "2" * 16
 

@@ -107,7 +107,9 @@ def test_points_come_back_exactly_as_written(store: Store) -> None:
     run_id = new_run(store)
     values = [0.1, 1 / 3, -2.5e-308, 5e-324, 1.7976931348623157e308, -math.inf, 123456789.123456789, -0.0]
     steps = [-(2**62), -1, 0, 1, 2**40, 2**62, 7, 8]
-    store.write_metrics([(run_id, "v", s, i, 2**41 + i, v) for i, (s, v) in enumerate(zip(steps, values))])
+    store.write_metrics(
+        [(run_id, "v", s, i, 2**41 + i, v) for i, (s, v) in enumerate(zip(steps, values, strict=True))]
+    )
     history = store.metric_history(run_id, "v")
     assert history["step"].tolist() == sorted(steps)
     by_step = dict(zip(history["step"].tolist(), history["value"].tolist(), strict=True))

@@ -9,6 +9,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from plinth.core.entities import RunStatus
+
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
         PredictionLog,
         RegisteredModel,
         Run,
-        RunStatus,
         StepRun,
     )
     from plinth.core.filters import Expr, OrderKey
@@ -63,7 +64,12 @@ class NewDataset:
 @dataclass(frozen=True)
 class NewRun:
     """A run to create (see `Store.create_runs`); `id` may be chosen by the caller, and
-    `start_ms` too (None: now), for runs imported or started elsewhere."""
+    `start_ms` too (None: now), for runs imported or started elsewhere.
+
+    `end_status` (a terminal status, with `end_ms`, None: now, and `end_error`) records the run
+    as ended already: its start and its end in one write, as a client that held a short run's
+    creation back until it ended sends it.
+    """
 
     experiment: str
     name: str | None
@@ -74,6 +80,14 @@ class NewRun:
     user: str
     id: str | None = None
     start_ms: int | None = None
+    end_status: RunStatus | None = None
+    end_ms: int | None = None
+    end_error: str | None = None
+
+
+def default_run_name(run_id: str) -> str:
+    """The name of a run created without one."""
+    return f"run-{run_id[-8:].lower()}"
 
 
 class TrackingStore(ABC):

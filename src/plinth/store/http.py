@@ -16,7 +16,7 @@ import random
 import re
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -100,6 +100,8 @@ class ServerClient:
         context = verify if isinstance(verify, ssl.SSLContext) else None
         plain = self.url.startswith(("http://", "https://")) and not proxied()
         self._keepalive = KeepAlive(self.url + API, context=context, timeout=timeout) if plain else None
+        self.before_request: Callable[[], None] | None = None
+        """Called before each request: the store sends what it holds back (`remote_held`)."""
 
     def __repr__(self) -> str:
         return f"ServerClient({self.url!r}, workspace={self.workspace!r})"
@@ -126,6 +128,8 @@ class ServerClient:
             ServerUnavailable: no answer within the retry budget.
             InvalidInput: the request cannot be sent (text that is not valid Unicode).
         """
+        if self.before_request is not None:
+            self.before_request()
         started = time.monotonic()
         attempt = 0
         while True:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from plinth.core.errors import PlinthError
 from plinth.store import bodies, rpc
 from plinth.store.base import ArtifactRecord, NewDataset, NewRun, PointRow
+from plinth.store.http import ServerClient
 from plinth.store.points import POINTS, PointColumns
 from plinth.store.remote_base import RemoteBase
+from plinth.store.remote_held import HeldRuns
+
+log = logging.getLogger("plinth.store")
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,7 +35,28 @@ if TYPE_CHECKING:
 
 
 class RemoteTracking(RemoteBase):
-    """Tracking methods of RemoteStore: each one call to the server."""
+    """Tracking methods of RemoteStore: each one call to the server (a short run's creation and
+    end together, `remote_held`)."""
+
+    def __init__(self, client: ServerClient) -> None:
+        super().__init__(client)
+        self._held = HeldRuns(self._create_now)
+        settle = weakref.WeakMethod(self.settle)  # the client must not keep this store alive
+
+        def settle_first() -> None:
+            held = settle()
+            if held is not None:
+                held()
+
+        client.before_request = settle_first
+
+    def close(self) -> None:
+        """Send the runs held back, then close the connections to the server."""
+        try:
+            self.settle()
+        except PlinthError as exc:  # closing a store whose server is gone still closes it
+            log.warning("Runs held back were lost as the store closed: %s", exc)
+        super().close()
 
     # experiments and runs --------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> Experiment:
@@ -67,10 +95,26 @@ class RemoteTracking(RemoteBase):
         )
 
     def create_runs(self, specs: Sequence[NewRun]) -> list[Run]:
-        return self.call("create_runs", specs)
+        return self._create_now(list(specs))
+
+    def _create_now(self, specs: list[NewRun]) -> list[Run]:
+        runs: list[Run] = self.call("create_runs", specs)
+        self._held.learn(specs, runs)
+        return runs
+
+    def create_run_deferred(self, spec: NewRun) -> Run:
+        """Create a run; a run of an experiment this client has created runs in is made here and
+        sent with its end, or with this client's next request (see `remote_held`)."""
+        held = self._held.hold(spec, self.settle)
+        return held if held is not None else self._create_now([spec])[0]
+
+    def settle(self) -> None:
+        self._held.settle()
 
     def end_runs(self, ends: Sequence[tuple[str, RunStatus, str | None, int]]) -> None:
-        self.call("end_runs", ends)
+        rest = self._held.send_with(ends)
+        if rest:
+            self.call("end_runs", rest)
 
     def get_run(self, run_id: str, *, now_ms: int | None = None) -> Run:
         return self.call("get_run", run_id, now_ms=now_ms)
@@ -94,7 +138,8 @@ class RemoteTracking(RemoteBase):
         self.call("heartbeat", run_ids, now_ms)
 
     def end_run(self, run_id: str, status: RunStatus, error: str | None, end_ms: int) -> None:
-        self.call("end_run", run_id, status, error, end_ms)
+        if self._held.send_with([(run_id, status, error, end_ms)]):
+            self.call("end_run", run_id, status, error, end_ms)
 
     def search_runs(
         self,

@@ -24,6 +24,7 @@ from plinth.core.ids import now_ms
 from plinth.core.validation import check_key, param_text
 from plinth.store import schema as t
 from plinth.store.audit import AuditChain, Send
+from plinth.store.deferral import Deferrals, Deferred
 from plinth.store.engine import (
     dispose,
     driver_cursor,
@@ -34,7 +35,6 @@ from plinth.store.engine import (
     writing,
 )
 from plinth.store.migrate import upgrade
-from plinth.store.sql.deferral import Deferrals, Deferred
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ from plinth.core.errors import ConflictError, InvalidInput, NotFound, RunNotActi
 from plinth.core.ids import new_id, now_ms
 from plinth.core.validation import MAX_INT64, check_name, storable
 from plinth.store import schema as t
-from plinth.store.base import NewRun
+from plinth.store.base import NewRun, default_run_name
 from plinth.store.engine import driver_cursor, pipeline, refuse_unstorable
 from plinth.store.search import stale
 from plinth.store.sql.base import mapping_digest
@@ -27,7 +27,8 @@ from plinth.store.sql.experiments import SqlExperiments
 # several times the statements' own on this path, which every run takes twice.
 _INSERT_RUN = (
     "INSERT INTO runs (id, experiment_id, name, status, user_name, start_ms, heartbeat_ms, heartbeat_s, "
-    'env_digest) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) RETURNING "key"'
+    "env_digest, end_ms, error) "
+    'VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) RETURNING "key"'
 )
 _INSERT_RUNS = _INSERT_RUN.removesuffix(' RETURNING "key"')
 _RUN_KEYS = 'SELECT id, "key" FROM runs WHERE id IN ({marks})'
@@ -45,15 +46,25 @@ def _run_row(spec: NewRun, run_id: str, now: int, env_digest: str | None) -> tup
     It starts at `spec.start_ms` when given (an imported run), else now; its heartbeat is now
     either way, so a run started long ago is not reaped as crashed the moment it is recorded.
     """
-    name = spec.name or _default_name(run_id)
+    name = spec.name or default_run_name(run_id)
     started = now if spec.start_ms is None else _check_start(spec.start_ms)
-    return (run_id, name, "RUNNING", spec.user, started, now, spec.heartbeat_s, env_digest)
+    if spec.end_status is None:
+        return (run_id, name, "RUNNING", spec.user, started, now, spec.heartbeat_s, env_digest, None, None)
+    status = e.RunStatus(spec.end_status) if spec.end_status in set(e.RunStatus) else None
+    if status is None or status is e.RunStatus.RUNNING:
+        raise InvalidInput(
+            "A run created as ended needs a terminal status (FINISHED, FAILED, KILLED), "
+            f"not {spec.end_status!r:.40}."
+        )
+    ended = now if spec.end_ms is None else _check_start(spec.end_ms, "end")
+    error = storable(spec.end_error)
+    return (run_id, name, status.value, spec.user, started, now, spec.heartbeat_s, env_digest, ended, error)
 
 
-def _check_start(start_ms: object) -> int:
+def _check_start(start_ms: object, which: str = "start") -> int:
     if isinstance(start_ms, bool) or not isinstance(start_ms, int) or not 0 <= start_ms <= MAX_INT64:
         raise InvalidInput(
-            f"A run's start time is milliseconds since 1970 (0 to 2**63-1), not {start_ms!r:.60}."
+            f"A run's {which} time is milliseconds since 1970 (0 to 2**63-1), not {start_ms!r:.60}."
         )
     return start_ms
 
@@ -134,20 +145,21 @@ def _send_run(
 
 
 def _new_run(spec: NewRun, row: tuple[Any, ...], exp: e.Experiment) -> e.Run:
-    run_id, name, _status, user, started, beat, heartbeat_s, _digest = row
+    run_id, name, status, user, started, beat, heartbeat_s, _digest, ended, error = row
     return e.Run(
         id=run_id,
         experiment_id=exp.id,
         experiment_name=exp.name,
         name=name,
-        status=e.RunStatus.RUNNING,
+        status=e.RunStatus(status),
         user=user,
         start_ms=started,
-        end_ms=None,
+        end_ms=ended,
         heartbeat_ms=beat,
         heartbeat_s=heartbeat_s,
         params=dict(spec.params),
         tags=dict(spec.tags),
+        error=error,
         environment=dict(spec.environment) if spec.environment is not None else None,
     )
 
@@ -165,10 +177,6 @@ def _environment_body(environment: Mapping[str, Any] | None) -> tuple[str | None
         return None, None
     body = json.dumps(environment, sort_keys=True, separators=(",", ":"), default=str)
     return body, hashlib.sha256(body.encode()).hexdigest()
-
-
-def _default_name(run_id: str) -> str:
-    return f"run-{run_id[-8:].lower()}"
 
 
 class SqlRuns(SqlExperiments):
@@ -201,16 +209,23 @@ class SqlRuns(SqlExperiments):
         spec = NewRun(experiment, name, params, tags, environment, heartbeat_s, user)
         return self.create_runs([spec])[0]
 
+    def _run_events(self, rows: Sequence[tuple[Any, ...]]) -> list[dict[str, object]]:
+        """The audit events of new runs: each one's creation, and its end if it was created ended."""
+        events = [self._event("run.create", "run", row[0], after=row[1]) for row in rows]
+        ended = [row for row in rows if row[8] is not None]
+        events += [self._event("run.end", "run", row[0], before="RUNNING", after=row[2]) for row in ended]
+        return events
+
     def create_run_deferred(self, spec: NewRun) -> e.Run:
         exp = self._experiments.get(spec.experiment)
-        if exp is None or spec.id is not None or spec.start_ms is not None:
+        if exp is None or spec.id is not None or spec.start_ms is not None or spec.end_status is not None:
             # the first run of an experiment here (its errors are the caller's, now), or one imported
             return self.create_runs([spec])[0]
         run_id = new_id()
         body, digest = self._environment(spec.environment)
         row = _run_row(spec, run_id, now_ms(), digest)
         refuse_unstorable(_texts([spec], [row]))
-        event = self._event("run.create", "run", run_id, after=row[1])
+        events = self._run_events([row])
 
         def create(conn: Connection) -> None:
             if digest is not None and digest not in self._known_envs:
@@ -225,7 +240,7 @@ class SqlRuns(SqlExperiments):
                         check = _send_run(spec, row, exp.id, keys, cursor)
                     check()
                     (key,) = keys
-            self._append(conn, [event])
+            self._append(conn, events)
             self._run_keys[run_id] = key  # the writes after it in this transaction need it
             self._remember(functools.partial(self._run_keys.pop, run_id, None))
 
@@ -252,7 +267,7 @@ class SqlRuns(SqlExperiments):
             ):
                 with driver_cursor(conn) as cursor:
                     keys = _insert_runs(cursor, self._placeholder, specs, rows, exp_ids)
-            self._append(conn, [self._event("run.create", "run", row[0], after=row[1]) for row in rows])
+            self._append(conn, self._run_events(rows))
             return exps, keys  # keys: filled by the send's check, when sent with the commit
 
         exps, keys = self._write("create runs", create)

@@ -1,10 +1,13 @@
-"""Writes a store holds back to join the next write transaction: a run's creation, mostly.
+"""Writes a store holds back to join the next write: a run's creation, mostly.
 
 A run started and ended within moments (a sweep's trials, a test) would otherwise cost two
 transactions, its creation and its end. Held back, the creation goes with the run's end (or with
 its first points, or any other write of the process), one commit for both. Nothing is held back
 long: a writer thread writes what is still waiting `DEFER_S` after it was held back, and every
 read through the store writes it first, so the process never misses a run it started.
+
+`SqlStore` holds writes back for its next write transaction (`store/sql/base.py`), and
+`RemoteStore` for its next request to the server (`store/remote_held.py`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-
-from sqlalchemy import Connection
+from typing import Any
 
 DEFER_S = 0.2
 """The longest a held-back write waits for another write to join before it is written alone."""
@@ -31,10 +33,11 @@ log = logging.getLogger("plinth.store")
 
 @dataclasses.dataclass(eq=False)
 class Deferred:
-    """One held-back write: `write(conn)` makes it inside a write transaction."""
+    """One held-back write: `write(target)` makes it (`SqlStore`: inside a write transaction, on
+    its connection; `RemoteStore`: into the batch of runs its next request sends)."""
 
     what: str
-    write: Callable[[Connection], None]
+    write: Callable[[Any], None]
     pid: int = dataclasses.field(default_factory=os.getpid)
     taken: bool = False
 
