@@ -22,6 +22,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from plinth.store.forks import reset_in_children
+
 DEFER_S = 0.2
 """The longest a held-back write waits for another write to join before it is written alone."""
 
@@ -53,10 +55,10 @@ class Deferrals:
     """
 
     def __init__(self) -> None:
-        self._reset()
-        _every.add(self)
+        self.reset_after_fork()
+        reset_in_children(self)
 
-    def _reset(self) -> None:
+    def reset_after_fork(self) -> None:
         """Fresh locks and no work: at creation, and in a forked child, whose copies of the
         parent's locks may be held by threads it does not have (its parent writes the work)."""
         self.turn = threading.RLock()
@@ -131,17 +133,6 @@ class Deferrals:
                 return True
             self._thread = None
             return False
-
-
-_every: weakref.WeakSet[Deferrals] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for deferrals in list(_every):
-        deferrals._reset()
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 def _start_writer(deferrals: Deferrals, settle: Callable[[], None]) -> threading.Thread:

@@ -50,7 +50,7 @@ class HeldRuns:
 
     def learn(self, specs: Sequence[NewRun], runs: Sequence[Run]) -> None:
         """Remember the experiments these runs were created in, and the user the server gave them."""
-        for spec, run in zip(specs, runs, strict=False):
+        for spec, run in zip(specs, runs, strict=True):
             self._experiments[spec.experiment] = (run.experiment_id, run.experiment_name)
             self._user = run.user
 
@@ -62,15 +62,14 @@ class HeldRuns:
             return None
         run_id = new_id()
         started = now_ms()
-        held = dataclasses.replace(
-            spec, id=run_id, start_ms=started, name=spec.name or default_run_name(run_id)
-        )
+        name = spec.name or default_run_name(run_id)
+        held = dataclasses.replace(spec, id=run_id, start_ms=started, name=name)
         self._deferrals.hold(Deferred(f"create run {run_id}", lambda batch: batch.append(held)), settle)
         return Run(
             id=run_id,
             experiment_id=exp[0],
             experiment_name=exp[1],
-            name=held.name or "",
+            name=name,
             status=RunStatus.RUNNING,
             user=self._user,
             start_ms=started,
@@ -83,9 +82,8 @@ class HeldRuns:
         )
 
     def settle(self) -> None:
-        """Send the creations held back, if any (after any another thread is sending)."""
-        if self._deferrals.waiting():
-            self.send_with([])
+        """Send the creations held back, if any (after another thread that is sending them)."""
+        self.send_with([])
 
     def send_with(self, ends: Sequence[End]) -> list[End]:
         """Send the creations held back, those of runs in `ends` as runs created ended; the ends
@@ -95,6 +93,8 @@ class HeldRuns:
             PlinthError: the server refused the creation of a run in `ends` (its end cannot be
                 made), or could not be reached (every creation stays held back).
         """
+        if not self._deferrals.waiting():  # nothing held back, nor being sent: no lock to take
+            return list(ends)
         with self._deferrals.turn:  # after another thread's sending: its runs are on the server
             items = self._deferrals.take()
             if not items:
@@ -112,9 +112,8 @@ class HeldRuns:
             except PlinthError as exc:
                 for item in items:
                     self._deferrals.drop(item)
-                ending = [spec.id for spec in specs if spec.end_status is not None]
                 log.warning("Could not %s; it is given up: %s", _what(specs), exc)
-                if ending:
+                if any(spec.end_status is not None for spec in specs):
                     raise
             else:
                 self._deferrals.done(items)

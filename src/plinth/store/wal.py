@@ -18,6 +18,8 @@ import weakref
 
 from sqlalchemy import Engine
 
+from plinth.store.forks import reset_in_children
+
 AUTOCHECKPOINT_PAGES = 10_000
 """Log pages past which a commit checkpoints by itself (SQLite's default is 1,000)."""
 
@@ -35,10 +37,10 @@ class Checkpointer:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = weakref.ref(engine)
-        self._reset()
-        _every.add(self)
+        self.reset_after_fork()
+        reset_in_children(self)
 
-    def _reset(self) -> None:
+    def reset_after_fork(self) -> None:
         """Fresh locks and no thread: at creation, and in a forked child, whose copies of the
         parent's locks may be held by a thread it does not have."""
         self._wake = threading.Event()
@@ -88,17 +90,6 @@ class Checkpointer:
                 return True
             self._thread = None
             return False
-
-
-_every: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for checkpointer in list(_every):
-        checkpointer._reset()
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 def _checkpoint(engine: Engine) -> None:

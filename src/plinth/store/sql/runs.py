@@ -35,6 +35,8 @@ _RUN_KEYS = 'SELECT id, "key" FROM runs WHERE id IN ({marks})'
 _INSERT_PARAM = 'INSERT INTO params (run_key, "key", value, value_num) VALUES ({p}, {p}, {p}, {p})'
 _PARAMS_OF = 'SELECT "key", value FROM params WHERE run_key = {p} AND "key" IN ({marks})'
 _INSERT_TAG = 'INSERT INTO tags (run_key, "key", value) VALUES ({p}, {p}, {p})'
+_ENDED = frozenset(status for status in e.RunStatus if status is not e.RunStatus.RUNNING)
+"""The statuses a run created ended may have."""
 _IDS_PER_SELECT = 500
 """Run ids per statement that reads back the keys of runs inserted together (bound parameters)."""
 _END_RUN = "UPDATE runs SET status = {p}, end_ms = {p}, error = {p} WHERE id = {p} AND status = 'RUNNING'"
@@ -50,15 +52,15 @@ def _run_row(spec: NewRun, run_id: str, now: int, env_digest: str | None) -> tup
     started = now if spec.start_ms is None else _check_start(spec.start_ms)
     if spec.end_status is None:
         return (run_id, name, "RUNNING", spec.user, started, now, spec.heartbeat_s, env_digest, None, None)
-    status = e.RunStatus(spec.end_status) if spec.end_status in set(e.RunStatus) else None
-    if status is None or status is e.RunStatus.RUNNING:
+    if spec.end_status not in _ENDED:
         raise InvalidInput(
             "A run created as ended needs a terminal status (FINISHED, FAILED, KILLED), "
             f"not {spec.end_status!r:.40}."
         )
+    status = e.RunStatus(spec.end_status).value
     ended = now if spec.end_ms is None else _check_start(spec.end_ms, "end")
     error = storable(spec.end_error)
-    return (run_id, name, status.value, spec.user, started, now, spec.heartbeat_s, env_digest, ended, error)
+    return (run_id, name, status, spec.user, started, now, spec.heartbeat_s, env_digest, ended, error)
 
 
 def _check_start(start_ms: object, which: str = "start") -> int:
