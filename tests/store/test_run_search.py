@@ -171,3 +171,37 @@ def test_a_metric_order_sorts_an_experiment_small_for_the_limit_and_walks_a_larg
         assert walked == [2]  # what the experiment was found to hold decides again, not the last plan
     finally:
         sql.close()
+
+
+AWKWARD_TEXTS = ["NULL", "", "a,b", "{x}", 'q"uote', "back\\slash", " spaced ", "naïve ☃", "null"]
+
+
+def test_a_search_reads_back_every_value_of_its_runs_as_written(store: Store) -> None:
+    """Params and tags whose text an array's form would quote (commas, braces, quotes, backslashes,
+    the word NULL, nothing), metrics NaN and infinite, and a run with none of them: each run a
+    search, an ordered search and a read of one run find carries exactly what was written."""
+    texts = {f"k{i}": text for i, text in enumerate(AWKWARD_TEXTS)}
+    full, _ = create(store, "e", ["full", "bare"])
+    store.log_params(full, texts)
+    store.set_tags(full, {f"t{i}": text for i, text in enumerate(reversed(AWKWARD_TEXTS))})
+    metrics = {"nan": NAN, "inf": math.inf, "-inf": -math.inf, "tiny": 5e-324, "exact": 0.1 + 0.2}
+    store.write_metrics([(full, key, 0, i, 1, value) for i, (key, value) in enumerate(metrics.items())])
+    store.few_runs = 0  # the ordered search walks the metric's index
+
+    def check(run: object) -> None:
+        assert run.params == texts  # type: ignore[attr-defined]
+        assert run.tags == {f"t{i}": t for i, t in enumerate(reversed(AWKWARD_TEXTS))}  # type: ignore[attr-defined]
+        got = run.metrics  # type: ignore[attr-defined]
+        assert set(got) == set(metrics) and math.isnan(got["nan"])
+        numbers = {k: v for k, v in metrics.items() if k != "nan"}
+        assert {k: v for k, v in got.items() if k != "nan"} == numbers
+
+    for order in ([], ["-metrics.exact"]):
+        found = store.search_runs(
+            experiments=["e"], where=None, order_by=parse_order_by(order), limit=10, now_ms=now()
+        )
+        by_name = {run.name: run for run in found}
+        assert set(by_name) == {"full", "bare"}
+        check(by_name["full"])
+        assert (by_name["bare"].params, by_name["bare"].tags, by_name["bare"].metrics) == ({}, {}, {})
+    check(store.get_run(full))

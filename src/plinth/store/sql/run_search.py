@@ -1,7 +1,8 @@
 """Reading runs back, one or by search, as a part of `SqlStore`.
 
 A search reads the matching rows of `runs` (one statement, or two when ordered by a metric), then
-the params, tags and latest metrics of those runs in one more. Ordered by a metric and limited,
+the params, tags and latest metrics of those runs in one more; on PostgreSQL the statement that
+reads the rows reads them too (`_DETAILS_PG`). Ordered by a metric and limited,
 it walks the metric's (key_id, value) index and stops at the limit instead of sorting every run;
 runs whose metric is NaN or missing come after, from a second statement, only when the first
 found fewer than the limit. Experiments of few runs are read whole and sorted instead.
@@ -53,16 +54,27 @@ the walk, so its choice turns on small changes in statistics (5,000 runs, a 10% 
 walked, 17 ms sorted)."""
 Settings = list[tuple[str, str]]
 """PostgreSQL settings for the rest of a transaction, sent with its next statement (`_select`)."""
-_FROM_RUNS = f"SELECT {RUN_COLUMNS} FROM runs"
-_RANKED = f'SELECT {RUN_COLUMNS} FROM latest_metrics o JOIN runs ON runs."key" = o.run_key'
+_DETAILS_PG = (
+    ', ARRAY(SELECT unnest(ARRAY[d."key", d.value]) FROM params d WHERE d.run_key = runs."key"), '
+    'ARRAY(SELECT unnest(ARRAY[d."key", d.value]) FROM tags d WHERE d.run_key = runs."key"), '
+    'ARRAY(SELECT d.key_id FROM latest_metrics d WHERE d.run_key = runs."key" ORDER BY d.key_id), '
+    'ARRAY(SELECT d.value FROM latest_metrics d WHERE d.run_key = runs."key" ORDER BY d.key_id)'
+)
+"""Params and tags (each as one array of keys and values, alternating) and latest metrics (key
+ids, then values) of each run a PostgreSQL statement of `_select` returns, read in that statement:
+the planner evaluates them after its sort and limit, for the rows returned only, and the search
+takes one round trip less than with `_DETAILS` after it."""
+_FROM_RUNS = "SELECT {columns} FROM runs"
+_RANKED = 'SELECT {columns} FROM latest_metrics o JOIN runs ON runs."key" = o.run_key'
 _UNRANKED = (
     'NOT EXISTS (SELECT 1 FROM latest_metrics o WHERE o.run_key = runs."key" AND o.key_id = ? '
     "AND o.value IS NOT NULL)"
 )
 
 RunRow = Sequence[Any]
-"""A row of RUN_COLUMNS."""
+"""A row of RUN_COLUMNS (on PostgreSQL, followed by the run's details: `_DETAILS_PG`)."""
 _KEY, _ID, _EXPERIMENT, _ENV = 0, 1, 2, 11  # where a RunRow holds what hydration looks up
+_CARRIED = 12  # where the details of a row read with _DETAILS_PG start
 _STATUSES = {status.value: status for status in e.RunStatus}
 Details = tuple[dict[str, str], dict[str, str], dict[str, float]]
 """A run's params, tags and latest metrics."""
@@ -83,10 +95,19 @@ class SqlRunSearch(SqlExperiments):
     asked for) are read whole and sorted, which beats walking a metric's index over every
     experiment's runs; 0 always walks the index."""
 
+    @property
+    def _columns(self) -> str:
+        """What a statement of `_select` reads of each run: its row, and on PostgreSQL its details."""
+        return RUN_COLUMNS if self._sqlite else RUN_COLUMNS + _DETAILS_PG
+
+    @property
+    def _from_runs(self) -> str:
+        return _FROM_RUNS.format(columns=self._columns)
+
     def get_run(self, run_id: str, *, now_ms: int | None = None) -> e.Run:
         def fetch(conn: Connection) -> e.Run:
             conn.begin()
-            found = self._select(conn, Sql(f"{_FROM_RUNS} WHERE runs.id = ?", (run_id,)))
+            found = self._select(conn, Sql(self._from_runs + " WHERE runs.id = ?", (run_id,)))
             if not found:
                 raise NotFound(f"No run with id {run_id!r}; list runs with `plinth runs list`.")
             return self._runs(conn, found, now_ms, with_details=True)[0]
@@ -151,7 +172,7 @@ class SqlRunSearch(SqlExperiments):
         ):
             return self._by_metric(conn, ids, where, order_by, limit, at_ms, settings)
         compiler = self._compiler(conn, at_ms)
-        query = Sql(_FROM_RUNS) + _where(_conditions(compiler, ids, where))
+        query = Sql(self._from_runs) + _where(_conditions(compiler, ids, where))
         return self._select(conn, query + " ORDER BY " + compiler.order(order_by), limit, settings)
 
     def _by_metric(
@@ -171,7 +192,8 @@ class SqlRunSearch(SqlExperiments):
         # it passes; PostgreSQL, shown filters on the index alone, misjudges the join to `runs`.
         ranked = self._compiler(conn, at_ms, run_key="o.run_key" if self._sqlite else RUN_KEY)
         logged = Sql("o.key_id = ? AND o.value IS NOT NULL", (key_id,))
-        query = Sql(_RANKED) + _where([logged, *_conditions(ranked, ids, where)])
+        ranked_runs = Sql(_RANKED.format(columns=self._columns))
+        query = ranked_runs + _where([logged, *_conditions(ranked, ids, where)])
         if not self._sqlite:
             settings.append(_WALK_PG)
         direction = "DESC" if first.descending else "ASC"
@@ -180,7 +202,7 @@ class SqlRunSearch(SqlExperiments):
         if len(rows) < limit:
             unranked = self._compiler(conn, at_ms)
             conditions = [*_conditions(unranked, ids, where), Sql(_UNRANKED, (key_id,))]
-            query = Sql(_FROM_RUNS) + _where(conditions) + " ORDER BY " + unranked.order(rest)
+            query = Sql(self._from_runs) + _where(conditions) + " ORDER BY " + unranked.order(rest)
             rows += self._select(conn, query, limit - len(rows))
         return rows
 
@@ -239,7 +261,10 @@ class SqlRunSearch(SqlExperiments):
         if not rows:
             return []
         at_ms = at_ms if at_ms is not None else now_ms()
-        details = self._details(conn, [row[_KEY] for row in rows])
+        if len(rows[0]) > _CARRIED:
+            details = self._carried(conn, rows)
+        else:
+            details = self._details(conn, [row[_KEY] for row in rows])
         names = {exp: self._experiment(conn, exp, False).name for exp in {row[_EXPERIMENT] for row in rows}}
         envs: dict[str, Any] = {}
         arts: dict[int, list[e.Artifact]] = {}
@@ -270,6 +295,18 @@ class SqlRunSearch(SqlExperiments):
                     out[run_key][kind][name] = text
         return out
 
+    def _carried(self, conn: Connection, rows: Sequence[RunRow]) -> dict[int, Details]:
+        """The details rows read with `_DETAILS_PG` carry, by run key."""
+        names = self._key_names
+        out: dict[int, Details] = {}
+        for row in rows:
+            params, tags, key_ids, values = row[_CARRIED:]
+            if not names.keys() >= set(key_ids):
+                names = self._metric_names(conn, {k for r in rows for k in r[_CARRIED + 2]})
+            metrics = {names[k]: math.nan if v is None else v for k, v in zip(key_ids, values, strict=True)}
+            out[row[_KEY]] = (_pairs(params), _pairs(tags), metrics)
+        return out
+
     def _metric_names(self, conn: Connection, key_ids: set[int]) -> dict[int, str]:
         """Metric names by key id, read from `metric_keys` only for ids not seen before."""
         missing = key_ids.difference(self._key_names)
@@ -279,6 +316,11 @@ class SqlRunSearch(SqlExperiments):
             )
             self._key_names.update((int(kid), name) for kid, name in found)
         return self._key_names
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    """Keys and values read as one array, alternating, as a mapping."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _conditions(compiler: SearchCompiler, experiment_ids: list[str] | None, where: Expr | None) -> list[Sql]:
@@ -302,7 +344,9 @@ def _run(
     envs: dict[str, Any],
     arts: dict[int, list[e.Artifact]],
 ) -> e.Run:
-    key, run_id, exp_id, name, status, user, start_ms, end_ms, heartbeat_ms, heartbeat_s, error, env = row
+    key, run_id, exp_id, name, status, user, start_ms, end_ms, heartbeat_ms, heartbeat_s, error, env = row[
+        :_CARRIED
+    ]
     last = heartbeat_ms if heartbeat_ms is not None else start_ms
     if status == "RUNNING" and last + heartbeat_s * (STALE_BEATS * 1000) < at_ms:
         status = "CRASHED"
