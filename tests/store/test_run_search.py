@@ -6,6 +6,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -205,3 +206,39 @@ def test_a_search_reads_back_every_value_of_its_runs_as_written(store: Store) ->
         check(by_name["full"])
         assert (by_name["bare"].params, by_name["bare"].tags, by_name["bare"].metrics) == ({}, {}, {})
     check(store.get_run(full))
+
+
+SHOWN = (
+    "SELECT current_setting('enable_sort'), current_setting('jit'), "
+    "current_setting('max_parallel_workers_per_gather'), "
+    "current_setting('transaction_isolation'), current_setting('transaction_read_only')"
+)
+
+
+def test_a_postgresql_search_leaves_its_connection_as_it_found_it(
+    pg_schema_factory: Callable[[], str],
+) -> None:
+    """A search runs its statement in autocommit with settings of its own (or, when the walk of a
+    metric's index finds too few runs, again in a read-only repeatable-read transaction): the
+    pooled connection it gives back is in no transaction, with none of those settings."""
+    import psycopg
+
+    from plinth.store.sql import SqlStore
+
+    sql = SqlStore(pg_schema_factory())
+    try:
+        ids = create(sql, "e", [f"r{i}" for i in range(30)])
+        sql.write_metrics([(run_id, "acc", 0, i, 1, i / 10) for i, run_id in enumerate(ids[:20])])
+        sql.few_runs = 0
+        assert search(sql, "metrics.acc > 0.5", ["-metrics.acc"], 5) == ["r19", "r18", "r17", "r16", "r15"]
+        walked_short = search(sql, None, ["-metrics.acc"], 25)  # 20 from the walk, 5 without the metric
+        assert walked_short[:20] == [f"r{i}" for i in range(19, -1, -1)] and len(walked_short) == 25
+        with sql.engine.connect() as conn:  # the pool's one connection: this thread made no other
+            driver: Any = conn.connection.driver_connection
+            assert driver.autocommit is False and driver.info.transaction_status == 0  # idle
+            shown = conn.exec_driver_sql(SHOWN).one()
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test") as fresh:
+            defaults = fresh.execute(SHOWN).fetchone()
+        assert tuple(shown) == defaults and defaults[3:] == ("read committed", "off")
+    finally:
+        sql.close()

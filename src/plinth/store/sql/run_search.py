@@ -42,10 +42,9 @@ _DETAILS = (
 """Params (0), tags (1) and latest metrics (2) of some runs, one row per value; a metric comes with
 its key's id, named from `metric_keys` once per store (a name never changes)."""
 _SEARCH_PG = (("jit", "off"), ("max_parallel_workers_per_gather", "0"))
-"""Settings of a search's read-only, repeatable-read transaction on PostgreSQL (one snapshot for
-all its statements, as SQLite's transaction gives): no JIT or parallel workers, which take longer
-to start than a search of a few rows runs. They ride with the search's first statement, and its
-BEGIN with them, in one round trip."""
+"""Settings of a search's transaction on PostgreSQL (see `_find_pg`): no JIT or parallel workers,
+which take longer to start than a search of a few rows runs. They ride with the search's first
+statement (and the transaction's BEGIN, if any) in one round trip, and end with the transaction."""
 _WALK_PG = ("enable_sort", "off")
 """Before a search ordered by a metric walks its index (the rest of the search's read-only
 transaction sorts nothing a walk could not): PostgreSQL cannot estimate filters on subqueries
@@ -125,14 +124,13 @@ class SqlRunSearch(SqlExperiments):
         offset: int = 0,
     ) -> list[e.Run]:
         def fetch(conn: Connection) -> list[e.Run]:
-            settings: Settings = []
-            if not self._sqlite:
-                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-                settings.extend(_SEARCH_PG)
-            conn.begin()  # one transaction, one snapshot, for every statement of the search
             reach = None if limit is None else limit + offset
-            rows = self._find(conn, experiments, where, order_by, reach, now_ms, settings)[offset:]
-            return self._runs(conn, rows, now_ms, with_details=False)
+            if self._sqlite:
+                conn.begin()  # one transaction, one snapshot, for every statement of the search
+                rows = self._find(conn, experiments, where, order_by, reach, now_ms, [])
+            else:
+                rows = self._find_pg(conn, experiments, where, order_by, reach, now_ms)
+            return self._runs(conn, rows[offset:], now_ms, with_details=False)
 
         return self._read("search runs", fetch)
 
@@ -150,6 +148,30 @@ class SqlRunSearch(SqlExperiments):
 
         return self._read("count runs", fetch)
 
+    def _find_pg(
+        self,
+        conn: Connection,
+        experiments: Sequence[str] | None,
+        where: Expr | None,
+        order_by: Sequence[OrderKey],
+        limit: int | None,
+        at_ms: int,
+    ) -> list[RunRow]:
+        """`_find` on PostgreSQL, in one snapshot and, where one statement finds every run, one
+        round trip without BEGIN or COMMIT: in autocommit, the statements `_select` sends
+        together in a pipeline (the search's settings, then the statement) share the transaction
+        PostgreSQL makes for them until the pipeline's sync. A search that needs a second
+        statement (a walk that found fewer runs than asked for) is made again in a read-only,
+        repeatable-read transaction, so both statements see one snapshot."""
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            return self._find(conn, experiments, where, order_by, limit, at_ms, list(_SEARCH_PG), alone=True)
+        except _Unfinished:
+            conn.commit()  # the statements' own transaction has ended: this ends SQLAlchemy's
+        conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        conn.begin()
+        return self._find(conn, experiments, where, order_by, limit, at_ms, list(_SEARCH_PG))
+
     def _find(
         self,
         conn: Connection,
@@ -159,8 +181,13 @@ class SqlRunSearch(SqlExperiments):
         limit: int | None,
         at_ms: int,
         settings: Settings,
+        *,
+        alone: bool = False,
     ) -> list[RunRow]:
-        """The rows of the runs a search finds, in order."""
+        """The rows of the runs a search finds, in order.
+
+        Raises:
+            _Unfinished: `alone` was asked for and one statement cannot find every run."""
         ids = None if experiments is None else [self._experiment(conn, n, False).id for n in experiments]
         if ids == []:
             return []
@@ -170,7 +197,7 @@ class SqlRunSearch(SqlExperiments):
             and by_metric
             and not self._is_small(conn, ids, max(self.few_runs, SORTED_PER_RESULT * limit))
         ):
-            return self._by_metric(conn, ids, where, order_by, limit, at_ms, settings)
+            return self._by_metric(conn, ids, where, order_by, limit, at_ms, settings, alone=alone)
         compiler = self._compiler(conn, at_ms)
         query = Sql(self._from_runs) + _where(_conditions(compiler, ids, where))
         return self._select(conn, query + " ORDER BY " + compiler.order(order_by), limit, settings)
@@ -184,8 +211,11 @@ class SqlRunSearch(SqlExperiments):
         limit: int,
         at_ms: int,
         settings: Settings,
+        *,
+        alone: bool = False,
     ) -> list[RunRow]:
-        """Runs ordered by a metric first: those with a value walk its index, the others follow."""
+        """Runs ordered by a metric first: those with a value walk its index, the others follow
+        (with `alone`, `_Unfinished` is raised instead of reading them)."""
         first, rest = order_by[0], order_by[1:]
         key_id = self._key_id(conn, first.field.name, False)
         # On SQLite filters look runs up by the index entry's key, so a run's row is read only once
@@ -200,6 +230,8 @@ class SqlRunSearch(SqlExperiments):
         walk = query + f" ORDER BY o.value {direction}, " + ranked.order(rest)
         rows = self._select(conn, walk, limit, settings)
         if len(rows) < limit:
+            if alone:
+                raise _Unfinished
             unranked = self._compiler(conn, at_ms)
             conditions = [*_conditions(unranked, ids, where), Sql(_UNRANKED, (key_id,))]
             query = Sql(self._from_runs) + _where(conditions) + " ORDER BY " + unranked.order(rest)
@@ -316,6 +348,10 @@ class SqlRunSearch(SqlExperiments):
             )
             self._key_names.update((int(kid), name) for kid, name in found)
         return self._key_names
+
+
+class _Unfinished(Exception):
+    """A search asked to find its runs in one statement needs another."""
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
