@@ -14,7 +14,7 @@ import contextlib
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -125,11 +125,15 @@ class SqlRunSearch(SqlExperiments):
     ) -> list[e.Run]:
         def fetch(conn: Connection) -> list[e.Run]:
             reach = None if limit is None else limit + offset
+
+            def find(settings: Settings, alone: bool) -> list[RunRow]:
+                return self._find(conn, experiments, where, order_by, reach, now_ms, settings, alone=alone)
+
             if self._sqlite:
                 conn.begin()  # one transaction, one snapshot, for every statement of the search
-                rows = self._find(conn, experiments, where, order_by, reach, now_ms, [])
+                rows = find([], False)
             else:
-                rows = self._find_pg(conn, experiments, where, order_by, reach, now_ms)
+                rows = self._find_pg(conn, find)
             return self._runs(conn, rows[offset:], now_ms, with_details=False)
 
         return self._read("search runs", fetch)
@@ -148,29 +152,21 @@ class SqlRunSearch(SqlExperiments):
 
         return self._read("count runs", fetch)
 
-    def _find_pg(
-        self,
-        conn: Connection,
-        experiments: Sequence[str] | None,
-        where: Expr | None,
-        order_by: Sequence[OrderKey],
-        limit: int | None,
-        at_ms: int,
-    ) -> list[RunRow]:
-        """`_find` on PostgreSQL, in one snapshot and, where one statement finds every run, one
-        round trip without BEGIN or COMMIT: in autocommit, the statements `_select` sends
-        together in a pipeline (the search's settings, then the statement) share the transaction
-        PostgreSQL makes for them until the pipeline's sync. A search that needs a second
-        statement (a walk that found fewer runs than asked for) is made again in a read-only,
-        repeatable-read transaction, so both statements see one snapshot."""
+    def _find_pg(self, conn: Connection, find: Callable[[Settings, bool], list[RunRow]]) -> list[RunRow]:
+        """`_find` (called as `find(settings, alone)`) on PostgreSQL, in one snapshot and, where
+        one statement finds every run, one round trip without BEGIN or COMMIT: in autocommit,
+        the statements `_select` sends together in a pipeline (the search's settings, then the
+        statement) share the transaction PostgreSQL makes for them until the pipeline's sync.
+        A search that needs a second statement (a walk that found fewer runs than asked for) is
+        made again in a read-only, repeatable-read transaction, so both see one snapshot."""
         conn.execution_options(isolation_level="AUTOCOMMIT")
         try:
-            return self._find(conn, experiments, where, order_by, limit, at_ms, list(_SEARCH_PG), alone=True)
+            return find(list(_SEARCH_PG), True)
         except _Unfinished:
             conn.commit()  # the statements' own transaction has ended: this ends SQLAlchemy's
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         conn.begin()
-        return self._find(conn, experiments, where, order_by, limit, at_ms, list(_SEARCH_PG))
+        return find(list(_SEARCH_PG), False)
 
     def _find(
         self,
