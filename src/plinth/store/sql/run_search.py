@@ -325,12 +325,10 @@ class SqlRunSearch(SqlExperiments):
 
     def _carried(self, conn: Connection, rows: Sequence[RunRow]) -> dict[int, Details]:
         """The details rows read with `_DETAILS_PG` carry, by run key."""
-        names = self._key_names
+        names = self._metric_names(conn, {k for row in rows for k in row[_CARRIED + 2]})
         out: dict[int, Details] = {}
         for row in rows:
             params, tags, key_ids, values = row[_CARRIED:]
-            if not names.keys() >= set(key_ids):
-                names = self._metric_names(conn, {k for r in rows for k in r[_CARRIED + 2]})
             metrics = {names[k]: math.nan if v is None else v for k, v in zip(key_ids, values, strict=True)}
             out[row[_KEY]] = (_pairs(params), _pairs(tags), metrics)
         return out
