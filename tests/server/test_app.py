@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import socket
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from plinth.core.collector import YOUNG_THRESHOLD
 from plinth.core.errors import ConfigError
 from plinth.core.settings import Settings
 from plinth.server.config import DEFAULT_MAX_BODY, ServerConfig
@@ -30,6 +32,23 @@ def test_probes_answer_without_a_token(server_factory: Factory, sqlite_url: str)
     with server.client(token="") as anonymous:
         assert anonymous.get("/healthz").json() == {"status": "ok"}
         assert anonymous.get("/readyz").json() == {"status": "ready"}
+
+
+def test_a_started_server_leaves_what_it_loaded_out_of_the_collectors_scans(
+    server_factory: Factory, sqlite_url: str
+) -> None:
+    """A full collection that walks the libraries and the store pauses every waiting request."""
+    threshold = gc.get_threshold()
+    gc.unfreeze()  # what an earlier server of this process froze
+    try:
+        server = server_factory(sqlite_url)
+        with server.client(token="") as anonymous:
+            assert anonymous.get("/readyz").status_code == 200
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 def test_metrics_need_an_admin_unless_open(server_factory: Factory, sqlite_url: str) -> None:

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from plinth import __version__
 from plinth.core.access import DEFAULT_WORKSPACE, Right
+from plinth.core.collector import quiet_gc
 from plinth.core.errors import PlinthError
 from plinth.core.identity import Principal, PrincipalKind
 from plinth.server import errors
@@ -72,6 +73,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        quiet_gc()  # after the default workspace's store has opened
         try:
             yield
         finally:

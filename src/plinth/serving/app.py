@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import random
@@ -19,6 +18,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from plinth.core.access import Right
+from plinth.core.collector import quiet_gc
 from plinth.core.entities import PredictionLog
 from plinth.core.errors import AccessError, InvalidInput, ModelFailed, NotFound, PlinthError, StoreError
 from plinth.core.http import RequestError, status_for
@@ -120,7 +120,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(_load_all, state)
-        _quiet_gc()
+        quiet_gc()
         if be is not None:
             state.logger = PredictionLogger(
                 be.store,
@@ -186,18 +186,6 @@ def _observer(state: ServerState) -> Any:
         state.metrics.batch.labels(name, str(version)).observe(rows)
 
     return observe
-
-
-def _quiet_gc() -> None:
-    """Keep the collector off the request path: what is loaded now lives as long as the server.
-
-    Frozen objects are never scanned again, and young collections run less often, so a full
-    collection no longer walks the models and libraries in the middle of a request.
-    """
-    gc.collect()
-    gc.freeze()
-    _gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(50_000, gen1, gen2)
 
 
 def _load_all(state: ServerState) -> None:
