@@ -22,6 +22,7 @@ from plinth.store.base import PointRow
 from plinth.store.engine import driver_cursor
 from plinth.store.points import PointColumns
 from plinth.store.sql.base import SqlBase
+from plinth.store.sql.pg_arrays import float8_array, int8_array, teach
 
 HISTORY_DTYPE = np.dtype([("step", "i8"), ("timestamp_ms", "i8"), ("value", "f8")])
 
@@ -53,17 +54,21 @@ _POINTS_PG = (
 _LATEST_PG = _LATEST_UPSERT.replace("VALUES ({p})", f"SELECT * FROM unnest({_COLUMNS_PG})")
 
 
-def _send_points(columns: list[list[Any]], latest: Sequence[Sequence[object]], cursor: Any) -> None:
-    """Send points (as columns) and the latest values they leave (PostgreSQL), each as one
-    statement over arrays: one text for any number of points, so it is prepared once."""
-    cursor.execute(_POINTS_PG, _array_literals(columns))
+def _send_points(columns: Sequence[np.ndarray], latest: Sequence[Sequence[object]], cursor: Any) -> None:
+    """Send points (as columns: five of int64, then the values, NaN for NULL) and the latest values
+    they leave (PostgreSQL), each as one statement over arrays: one text for any number of points,
+    so it is prepared once. The points' arrays go in binary (`pg_arrays`), the few latest values
+    as text."""
+    teach(cursor)
+    *ints, values = columns
+    cursor.execute(_POINTS_PG, [*map(int8_array, ints), float8_array(values)])
     cursor.execute(_LATEST_PG, _array_literals([list(column) for column in zip(*latest, strict=True)]))
 
 
 def _array_literals(columns: Sequence[Sequence[Any]]) -> list[str]:
     """Five columns of integers and one of floats (None for NULL) as PostgreSQL array literals,
-    which the statement casts: the driver adapts a list an element at a time in Python, several
-    times slower than joining their texts (floats by `repr`, which PostgreSQL reads back exactly)."""
+    which the statement casts: the driver adapts a list an element at a time in Python, slower
+    than joining their texts (floats by `repr`, which PostgreSQL reads back exactly)."""
     *ints, floats = columns
     texts = ["{" + ",".join(map(str, column)) + "}" for column in ints]
     if None in floats:
@@ -81,6 +86,16 @@ def _floats(values: Iterable[Any]) -> list[float | None]:
         raise InvalidInput(
             f"The metadata store refused metric points: a value is not a float ({exc})."
         ) from exc
+
+
+def _numeric_columns(rows: Sequence[MetricRow]) -> list[np.ndarray]:
+    """Rows of `metrics` as its six columns: five of int64, then the values as float64 (NaN for
+    NULL, as `pg_arrays` sends them)."""
+    columns = list(zip(*rows, strict=True))
+    try:
+        return [*(np.array(c, dtype=np.int64) for c in columns[:5]), np.array(columns[5], dtype=np.float64)]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(f"The metadata store refused metric points: {exc}.") from exc
 
 
 def _nan_as_null(row: MetricRow) -> tuple[int, int, int, int, int, None]:
@@ -196,11 +211,9 @@ class SqlMetrics(SqlBase):
                 cursor.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
                 cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), list(latest.values()))
             else:
-                columns = [list(column) for column in zip(*rows, strict=True)]
-                columns[5] = _floats(columns[5])
                 ends = list(latest.values())
                 moved = [(*r[:5], v) for r, v in zip(ends, _floats(r[5] for r in ends), strict=True)]
-                self._write_pg(conn, cursor, columns, moved)
+                self._write_pg(conn, cursor, _numeric_columns(rows), moved)
         counts = (
             {next(iter(run_keys)): len(points)}
             if len(run_keys) == 1
@@ -238,33 +251,37 @@ class SqlMetrics(SqlBase):
                 strict=True,
             )
         )
-        values: list[float | None] = value.tolist()
-        nan = np.flatnonzero(np.isnan(value))
-        if len(nan) and not self._sqlite:  # SQLite stores a NaN it is given as NULL
-            for i in nan.tolist():
-                values[i] = None
-        columns = [run_col.tolist(), key_col.tolist(), step.tolist(), seq.tolist(), stamp.tolist(), values]
         with driver_cursor(conn) as cursor:
-            if self._sqlite:
-                _insert_many(cursor, list(itertools.chain.from_iterable(zip(*columns, strict=True))))
+            if self._sqlite:  # SQLite stores a NaN it is given as NULL
+                columns = [run_col, key_col, step, seq, stamp, value]
+                flat = itertools.chain.from_iterable(zip(*(c.tolist() for c in columns), strict=True))
+                _insert_many(cursor, list(flat))
                 cursor.executemany(_LATEST_UPSERT.format(p="?, ?, ?, ?, ?, ?"), latest)
             else:
                 moved = [r if r[5] == r[5] else _nan_as_null(r) for r in latest]
-                self._write_pg(conn, cursor, columns, moved)
+                self._write_pg(conn, cursor, [run_col, key_col, step, seq, stamp, value], moved)
         counts = np.bincount(points.run_index, minlength=len(points.runs)).tolist()
         self._audit_points(conn, {points.runs[i]: counts[i] for i in used_runs}, run_keys, latest)
 
     def _write_pg(
-        self, conn: Connection, cursor: Any, columns: list[list[Any]], latest: Sequence[Sequence[object]]
+        self,
+        conn: Connection,
+        cursor: Any,
+        columns: list[np.ndarray],
+        latest: Sequence[Sequence[object]],
     ) -> None:
-        """Points, as the six columns of `metrics`, and latest values on PostgreSQL (NaN already
-        NULL). A write of up to `SENT_POINTS` points is sent with the commit, as two statements
-        over arrays; a larger one is copied in now."""
+        """Points, as the six columns of `metrics` (NaN values for NULL), and latest values on
+        PostgreSQL (NaN already NULL). A write of up to `SENT_POINTS` points is sent with the
+        commit, as two statements over arrays; a larger one is copied in now."""
         send = functools.partial(_send_points, columns, latest)
         if len(columns[0]) <= SENT_POINTS and self._send_at_commit(conn, send):
             return
+        *ints, value = columns
+        values: list[float | None] = value.tolist()
+        for i in np.flatnonzero(np.isnan(value)).tolist():
+            values[i] = None
         with cursor.copy("COPY metrics (run_key, key_id, step, seq, ts_ms, value) FROM STDIN") as copy:
-            for row in zip(*columns, strict=True):
+            for row in zip(*(c.tolist() for c in ints), values, strict=True):
                 copy.write_row(row)
         cursor.executemany(_LATEST_UPSERT.format(p="%s, %s, %s, %s, %s, %s"), latest)
 
