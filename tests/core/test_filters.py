@@ -50,6 +50,17 @@ def test_empty_filter_is_none(text: str | None) -> None:
     assert parse_filter(text) is None
 
 
+def test_a_text_parsed_again_gives_the_same_expression_and_a_bad_one_fails_each_time() -> None:
+    text = "metrics.acc > 0.9 and params.lr = '0.01'"
+    assert parse_filter(text) is parse_filter(text)
+    assert parse_order_by(["-metrics.acc", "name"]) is parse_order_by(("-metrics.acc", "name"))
+    for _ in range(2):
+        with pytest.raises(FilterSyntaxError):
+            parse_filter("metrics.acc >")
+        with pytest.raises(FilterSyntaxError, match="already in order_by"):
+            parse_order_by(["-metrics.acc", "metrics.acc"])
+
+
 def test_non_string_filter_is_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="must be a string"):
         parse_filter(42)  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ and/or/not, and no NUL characters or lone surrogates.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -630,7 +631,9 @@ def parse_filter(text: str | None) -> Expr | None:
         text: The filter, e.g. ``"metrics.acc > 0.9 and params.lr = 0.01"``.
 
     Returns:
-        The expression, or None when ``text`` is None, empty or only whitespace.
+        The expression, or None when ``text`` is None, empty or only whitespace. Expressions
+        are immutable, and the same text gives the same one: a page or a loop that searches
+        with one filter again and again parses it once (`PARSED`).
 
     Raises:
         FilterSyntaxError: The text is not a valid filter; the message shows where.
@@ -640,6 +643,15 @@ def parse_filter(text: str | None) -> Expr | None:
         return None
     if not isinstance(text, str):
         raise InvalidInput(f"a filter must be a string, not {type(text).__name__}")
+    return _parsed_filter(text)
+
+
+PARSED = 256
+"""Filters and order_by texts whose parse is kept (the most recently used)."""
+
+
+@functools.lru_cache(maxsize=PARSED)
+def _parsed_filter(text: str) -> Expr | None:
     if not text.strip():
         return None
     parser = _Parser(text, "filter")
@@ -666,6 +678,11 @@ def parse_order_by(items: str | Sequence[str] | None) -> tuple[OrderKey, ...]:
     texts = [items] if isinstance(items, str) else items
     if not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
         raise InvalidInput(f"order_by must be a string or a list of strings, not {items!r}")
+    return _parsed_order_by(tuple(texts))
+
+
+@functools.lru_cache(maxsize=PARSED)
+def _parsed_order_by(texts: tuple[str, ...]) -> tuple[OrderKey, ...]:
     keys: list[OrderKey] = []
     for text in texts:
         parser = _Parser(text, "order_by")
