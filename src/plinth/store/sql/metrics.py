@@ -22,7 +22,7 @@ from plinth.store.base import PointRow
 from plinth.store.engine import driver_cursor
 from plinth.store.points import PointColumns
 from plinth.store.sql.base import SqlBase
-from plinth.store.sql.pg_arrays import float8_array, int8_array, teach
+from plinth.store.sql.pg_arrays import PgArray, float8_array, int8_array, teach
 
 HISTORY_DTYPE = np.dtype([("step", "i8"), ("timestamp_ms", "i8"), ("value", "f8")])
 
@@ -56,26 +56,16 @@ _LATEST_PG = _LATEST_UPSERT.replace("VALUES ({p})", f"SELECT * FROM unnest({_COL
 
 def _send_points(columns: Sequence[np.ndarray], latest: Sequence[Sequence[object]], cursor: Any) -> None:
     """Send points (as columns: five of int64, then the values, NaN for NULL) and the latest values
-    they leave (PostgreSQL), each as one statement over arrays: one text for any number of points,
-    so it is prepared once. The points' arrays go in binary (`pg_arrays`), the few latest values
-    as text."""
+    they leave (rows, None or NaN for NULL) on PostgreSQL, each as one statement over arrays in
+    binary (`pg_arrays`): one text for any number of points, so it is prepared once."""
     teach(cursor)
+    cursor.execute(_POINTS_PG, _array_params(columns))
+    cursor.execute(_LATEST_PG, _array_params(_numeric_columns(latest)))
+
+
+def _array_params(columns: Sequence[np.ndarray]) -> list[PgArray]:
     *ints, values = columns
-    cursor.execute(_POINTS_PG, [*map(int8_array, ints), float8_array(values)])
-    cursor.execute(_LATEST_PG, _array_literals([list(column) for column in zip(*latest, strict=True)]))
-
-
-def _array_literals(columns: Sequence[Sequence[Any]]) -> list[str]:
-    """Five columns of integers and one of floats (None for NULL) as PostgreSQL array literals,
-    which the statement casts: the driver adapts a list an element at a time in Python, slower
-    than joining their texts (floats by `repr`, which PostgreSQL reads back exactly)."""
-    *ints, floats = columns
-    texts = ["{" + ",".join(map(str, column)) + "}" for column in ints]
-    if None in floats:
-        texts.append("{" + ",".join("NULL" if v is None else repr(float(v)) for v in floats) + "}")
-    else:
-        texts.append("{" + ",".join(map(repr, map(float, floats))) + "}")
-    return texts
+    return [*map(int8_array, ints), float8_array(values)]
 
 
 def _floats(values: Iterable[Any]) -> list[float | None]:
@@ -88,9 +78,9 @@ def _floats(values: Iterable[Any]) -> list[float | None]:
         ) from exc
 
 
-def _numeric_columns(rows: Sequence[MetricRow]) -> list[np.ndarray]:
+def _numeric_columns(rows: Sequence[Sequence[object]]) -> list[np.ndarray]:
     """Rows of `metrics` as its six columns: five of int64, then the values as float64 (NaN for
-    NULL, as `pg_arrays` sends them)."""
+    NULL, None among them too, as `pg_arrays` sends them)."""
     columns = list(zip(*rows, strict=True))
     try:
         return [*(np.array(c, dtype=np.int64) for c in columns[:5]), np.array(columns[5], dtype=np.float64)]

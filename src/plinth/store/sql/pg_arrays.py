@@ -10,45 +10,54 @@ from __future__ import annotations
 
 import functools
 import struct
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 _HEADER = struct.Struct(">iiIii")
 """Dimensions (1), whether any element is NULL, the element's type, the length, the lower bound (1)."""
-_INT8, _FLOAT8 = 20, 701
-_INT8_ARRAY, _FLOAT8_ARRAY = 1016, 1022
-_ELEMENT = {_INT8: np.dtype([("n", ">i4"), ("v", ">i8")]), _FLOAT8: np.dtype([("n", ">i4"), ("v", ">f8")])}
 
 
 class PgArray:
-    """A column bound as one PostgreSQL array parameter in binary (`bigint[]` or `float8[]`)."""
+    """A column bound as one PostgreSQL array parameter in binary."""
 
-    __slots__ = ("element", "values")
+    __slots__ = ("values",)
+    element: ClassVar[int]  # the element's type
+    oid: ClassVar[int]  # the array's type
+    layout: ClassVar[np.dtype]  # an element: its length, then its big-endian bytes
 
-    def __init__(self, values: np.ndarray, element: int) -> None:
+    def __init__(self, values: np.ndarray) -> None:
         self.values = values
-        self.element = element
+
+
+class Int8Array(PgArray):
+    __slots__ = ()
+    element, oid, layout = 20, 1016, np.dtype([("n", ">i4"), ("v", ">i8")])
+
+
+class Float8Array(PgArray):
+    __slots__ = ()
+    element, oid, layout = 701, 1022, np.dtype([("n", ">i4"), ("v", ">f8")])
 
 
 def int8_array(values: np.ndarray) -> PgArray:
     """`values` (int64) as a `bigint[]` parameter (of a cursor `teach` was given)."""
-    return PgArray(np.asarray(values, dtype=np.int64), _INT8)
+    return Int8Array(np.asarray(values, dtype=np.int64))
 
 
 def float8_array(values: np.ndarray) -> PgArray:
     """`values` (float64) as a `float8[]` parameter, each NaN as NULL (what NULL stands for in
     `metrics`), of a cursor `teach` was given."""
-    return PgArray(np.asarray(values, dtype=np.float64), _FLOAT8)
+    return Float8Array(np.asarray(values, dtype=np.float64))
 
 
 def array_bytes(array: PgArray) -> bytes:
     """The array in PostgreSQL's binary format: NULL elements (NaN floats) are a length of -1 alone."""
     values = array.values
-    body = np.empty(len(values), dtype=_ELEMENT[array.element])
+    body = np.empty(len(values), dtype=array.layout)
     body["n"] = 8
     body["v"] = values
-    null = np.isnan(values) if array.element == _FLOAT8 else None
+    null = np.isnan(values) if isinstance(array, Float8Array) else None
     has_null = null is not None and bool(null.any())
     if has_null:
         body["n"][null] = -1
@@ -63,32 +72,23 @@ def array_bytes(array: PgArray) -> bytes:
 def teach(cursor: Any) -> None:
     """Have psycopg's `cursor` send `PgArray` parameters in binary (its own adapters: the
     connection's and other cursors' are left as they are)."""
-    cursor.adapters.register_dumper(PgArray, _dumper())
+    for kind, dumper in _dumpers().items():
+        cursor.adapters.register_dumper(kind, dumper)
 
 
 @functools.cache
-def _dumper() -> type:
-    """psycopg's dumper of `PgArray` (made on first use: psycopg is imported only where
-    PostgreSQL is)."""
+def _dumpers() -> dict[type[PgArray], type]:
+    """psycopg's dumper of each kind of `PgArray` (made on first use: psycopg is imported only
+    where PostgreSQL is)."""
     from psycopg.adapt import Dumper
     from psycopg.pq import Format
 
-    class _Dumper(Dumper):
-        format = Format.BINARY
-
-        def dump(self, obj: Any) -> bytes:
+    def dumper(kind: type[PgArray]) -> type:
+        def dump(_self: Dumper, obj: Any) -> bytes:
             return array_bytes(obj)
 
-        def get_key(self, obj: Any, format: Any) -> Any:
-            return (PgArray, obj.element)
+        return type(
+            f"{kind.__name__}Dumper", (Dumper,), {"format": Format.BINARY, "oid": kind.oid, "dump": dump}
+        )
 
-        def upgrade(self, obj: Any, format: Any) -> Dumper:
-            return _Float8Dumper(PgArray) if obj.element == _FLOAT8 else _Int8Dumper(PgArray)
-
-    class _Int8Dumper(_Dumper):
-        oid = _INT8_ARRAY
-
-    class _Float8Dumper(_Dumper):
-        oid = _FLOAT8_ARRAY
-
-    return _Dumper
+    return {kind: dumper(kind) for kind in (Int8Array, Float8Array)}
