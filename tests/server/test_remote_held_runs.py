@@ -28,11 +28,14 @@ class Counted:
     def __init__(self, server: Any) -> None:
         self.store = RemoteStore(ServerClient(server.url, token=server.admin_token))
         self.sent: list[tuple[str, str]] = []
+        self.answered: list[int] = []
         send = self.store.client._try
 
         def noted(verb: str, path: str, *args: Any) -> Any:
             self.sent.append((verb, path))
-            return send(verb, path, *args)
+            answer = send(verb, path, *args)
+            self.answered.append(getattr(answer, "status_code", 0))
+            return answer
 
         self.store.client._try = noted  # type: ignore[method-assign]
 
@@ -68,6 +71,7 @@ def test_a_short_run_is_created_and_ended_in_one_request(client: Counted, other:
     assert (run.status, run.user, run.experiment_id) == (RunStatus.RUNNING, first.user, first.experiment_id)
     store.end_run(run.id, RunStatus.FAILED, "diverged", run.start_ms + 5)
     assert client.sent == [("POST", "/runs/batch")]
+    assert client.answered[-1] == 204  # the client has the run: the answer leaves it out
     got = other.get_run(run.id)
     assert (got.status, got.error, got.start_ms, got.end_ms) == (
         RunStatus.FAILED,

@@ -19,7 +19,7 @@ from plinth.core.errors import ConflictError, Forbidden, NotFound, ServerUnavail
 from plinth.core.identity import PrincipalKind
 from plinth.core.settings import Settings
 from plinth.store import rpc, segments
-from plinth.store.base import NewModelVersion, SealedManifest
+from plinth.store.base import NewModelVersion, NewRun, SealedManifest
 from plinth.store.http import RetryPolicy, ServerClient
 from plinth.store.remote import RemoteStore
 
@@ -281,3 +281,45 @@ def test_tracking_works_unchanged_through_the_server(server: Any, tmp_path: Path
     assert got.status is RunStatus.FINISHED and got.params == {"lr": "0.1"} and got.user == "admin"
     assert len(plinth.metric_history(run.id, "loss")) == 50
     assert not (tmp_path / "client" / "audit.key").exists()  # the server keys the chain, not the client
+
+
+def test_a_write_that_prefers_a_minimal_answer_is_made_and_answered_204(
+    server: Any, store: RemoteStore
+) -> None:
+    spec = {
+        "experiment": "quiet",
+        "name": "q",
+        "params": {"lr": "0.1"},
+        "tags": {},
+        "environment": {"python": "3.11"},
+        "heartbeat_s": 60.0,
+        "user": "u",
+    }
+    search = {"experiments": ["quiet"], "where": None, "order_by": [], "limit": None, "now_ms": 0}
+    minimal = {"prefer": "respond-async, return=minimal; x=1"}
+    with server.client() as http:
+        quiet = http.post(f"{API}/runs/batch", json={"specs": [spec]}, headers=minimal)
+        full = http.post(f"{API}/runs/batch", json={"specs": [{**spec, "name": "f"}]})
+        refused = http.post(
+            f"{API}/runs/batch", json={"specs": [{**spec, "heartbeat_s": "soon"}]}, headers=minimal
+        )
+        found = http.post(f"{API}/runs/search", json=search, headers=minimal)  # a read: answered in full
+    assert (quiet.status_code, quiet.content, quiet.headers["preference-applied"]) == (
+        204,
+        b"",
+        "return=minimal",
+    )
+    assert full.status_code == 200 and full.json()[0]["name"] == "f"
+    assert refused.status_code == 422 and "heartbeat_s" in refused.json()["error"]["message"]
+    assert found.status_code == 200 and sorted(run["name"] for run in found.json()) == ["f", "q"]
+    run = store.get_run(next(r["id"] for r in found.json() if r["name"] == "q"))
+    assert (run.params, run.environment, run.user) == ({"lr": "0.1"}, {"python": "3.11"}, "admin")
+
+
+def test_a_quiet_call_makes_the_write_whatever_the_server_answers(store: RemoteStore) -> None:
+    spec = NewRun("quiet-client", "q", {}, {"k": "v"}, None, 60.0, "me")
+    assert store.call_quietly("create_runs", [spec]) is None
+    (run,) = store.search_runs(experiments=["quiet-client"], where=None, order_by=[], limit=None, now_ms=0)
+    assert (run.name, run.tags) == (spec.name, {"k": "v"})
+    with pytest.raises(NotFound):  # an error still comes back as its kind
+        store.call_quietly("end_runs", [("no-such-run", RunStatus.FINISHED, None, 1)])

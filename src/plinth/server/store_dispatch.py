@@ -30,7 +30,7 @@ from plinth.core.access import Right
 from plinth.core.errors import PlinthError
 from plinth.server.context import RequestContext, require
 from plinth.server.errors import http_error, plinth_error
-from plinth.server.store_routes import answer, parse_arguments, reads_body
+from plinth.server.store_routes import answer, parse_arguments, prefers_quiet, reads_body
 from plinth.server.store_threads import STORE_THREADS, StoreThreads
 from plinth.server.write_groups import GROUPED, GroupedWrite, WriteGroups
 from plinth.store import rpc
@@ -99,16 +99,18 @@ class StoreDispatch:
         body = await request.body() if route.reads_body else b""
         query_string = request.scope.get("query_string", b"")
         query = _query(query_string) if query_string else []
-        media = request.headers.get("content-type") if body else None
+        headers = request.headers
+        media = headers.get("content-type") if body else None
+        quiet = prefers_quiet(endpoint, headers.get("prefer"))
         if endpoint.method in GROUPED:
             return await self._groups.run(
                 GroupedWrite(
                     ctx,
                     functools.partial(parse_arguments, endpoint, path_params, query, body, media),
-                    functools.partial(answer, endpoint, ctx),
+                    functools.partial(answer, endpoint, ctx, quiet=quiet),
                 )
             )
-        return await self._threads.run(_call, endpoint, ctx, path_params, query, body, media)
+        return await self._threads.run(_call, endpoint, ctx, path_params, query, body, media, quiet)
 
 
 def _call(
@@ -118,9 +120,10 @@ def _call(
     query: Sequence[tuple[str, str]],
     body: bytes,
     media_type: str | None,
+    quiet: bool,
 ) -> Response:
     """Decode the arguments (a large body takes a while) and call the store: in a store thread."""
-    return answer(endpoint, ctx, parse_arguments(endpoint, path_params, query, body, media_type))
+    return answer(endpoint, ctx, parse_arguments(endpoint, path_params, query, body, media_type), quiet=quiet)
 
 
 def _route_path(scope: Scope) -> str:

@@ -36,6 +36,7 @@ from sqlalchemy.exc import DataError as SqlDataError
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from plinth.core.access import Right
 from plinth.core.audit import AuditHead
 from plinth.core.errors import ConflictError, InvalidInput, PlinthError, StoreError
 from plinth.core.http import RequestError
@@ -165,8 +166,11 @@ def _names(endpoint: rpc.Endpoint) -> str:
     return ", ".join(n for n in endpoint.signature.parameters if n not in endpoint.path_params) or "(none)"
 
 
-def answer(endpoint: rpc.Endpoint, ctx: RequestContext, arguments: dict[str, Any]) -> Response:
-    """Call the store and answer with its result (a blocking call: run it off the event loop)."""
+def answer(
+    endpoint: rpc.Endpoint, ctx: RequestContext, arguments: dict[str, Any], *, quiet: bool = False
+) -> Response:
+    """Call the store and answer with its result (a blocking call: run it off the event loop);
+    `quiet` (`prefers_quiet`): with 204 and no result, once the call has succeeded."""
     special = SPECIAL.get(endpoint.method)
     try:
         if special is not None:
@@ -175,12 +179,28 @@ def answer(endpoint: rpc.Endpoint, ctx: RequestContext, arguments: dict[str, Any
             result = getattr(ctx.store, endpoint.method)(**arguments)
     except CAUGHT as exc:
         raise _refused_data(exc) or exc from exc.__cause__
+    if quiet:
+        return Response(status_code=204, headers={"preference-applied": rpc.RETURN_MINIMAL})
     media = rpc.BINARY_RESULTS.get(endpoint.method)
     if media == rpc.NPY:
         return Response(bodies.npy_bytes(result), media_type=media)
     if media == rpc.ARROW:
         return Response(bodies.arrow_bytes(result), media_type=media)
     return Response(wire.dumps(result), media_type=rpc.JSON)
+
+
+_WRITES = frozenset({Right.WRITE, Right.PREDICT, Right.MAINTAIN, Right.ADMIN})
+"""The rights of the calls that change the store: reads, a search sent as a POST among them,
+answer in full whatever the request prefers."""
+
+
+def prefers_quiet(endpoint: rpc.Endpoint, prefer: str | None) -> bool:
+    """Whether a call's answer leaves its result out: a write whose request's `Prefer` header
+    asks for `return=minimal` (RFC 7240; other preferences beside it are ignored). A read's
+    result is what it was sent for."""
+    if not prefer or endpoint.verb == "GET" or endpoint.right not in _WRITES:
+        return False
+    return any(part.split(";")[0].strip().lower() == rpc.RETURN_MINIMAL for part in prefer.split(","))
 
 
 def _refusals() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:

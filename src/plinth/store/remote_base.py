@@ -19,6 +19,7 @@ from plinth.store import bodies, rpc, wire
 from plinth.store.http import ServerClient
 
 _JSON_HEADERS = {"content-type": rpc.JSON}
+_QUIET_HEADERS = {"content-type": rpc.JSON, "prefer": rpc.RETURN_MINIMAL}
 
 
 class RemoteBase:
@@ -50,11 +51,28 @@ class RemoteBase:
         response = self.send(endpoint, arguments)
         return self.result(endpoint, response)
 
+    def call_quietly(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Call `Store.<method>` (not a GET) for what it does, not for its result: the server
+        answers 204 without it (`Prefer: return=minimal`, RFC 7240), so neither end encodes nor
+        decodes it. A server that ignores the preference answers in full; the answer is dropped.
+
+        Raises:
+            PlinthError: as `call`.
+        """
+        endpoint = rpc.BY_METHOD[method]
+        self.send(endpoint, endpoint.signature.bind(*args, **kwargs).arguments, quiet=True)
+
     def send(
-        self, endpoint: rpc.Endpoint, arguments: Mapping[str, Any], *, content: bytes | None = None
+        self,
+        endpoint: rpc.Endpoint,
+        arguments: Mapping[str, Any],
+        *,
+        content: bytes | None = None,
+        quiet: bool = False,
     ) -> httpx.Response:
         """Send the arguments of one call: path arguments in the path; on a GET (or with a binary
-        `content`) the others as query parameters, else as a JSON object."""
+        `content`) the others as query parameters, else as a JSON object (asking for no result
+        back when `quiet`)."""
         path = endpoint.path
         for name in endpoint.path_params:
             text = rpc.to_query(arguments[name])
@@ -84,7 +102,7 @@ class RemoteBase:
             endpoint.verb,
             path,
             content=wire.dumps(rest),
-            headers=_JSON_HEADERS,
+            headers=_QUIET_HEADERS if quiet else _JSON_HEADERS,
             idempotent=endpoint.idempotent,
         )
 

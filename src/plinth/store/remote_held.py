@@ -38,10 +38,10 @@ class HeldRuns:
     """The runs one `RemoteStore` holds back, and what it knows to make them itself.
 
     Args:
-        create: sends runs to create (`create_runs` on the server) and returns them.
+        create: sends runs to create (`create_runs` on the server); what it returns is not used.
     """
 
-    def __init__(self, create: Callable[[list[NewRun]], list[Run]]) -> None:
+    def __init__(self, create: Callable[[list[NewRun]], object]) -> None:
         self._create = create
         self._deferrals = Deferrals()
         self._experiments: dict[str, tuple[str, str]] = {}

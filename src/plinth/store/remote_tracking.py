@@ -40,7 +40,7 @@ class RemoteTracking(RemoteBase):
 
     def __init__(self, client: ServerClient) -> None:
         super().__init__(client)
-        self._held = HeldRuns(self._create_now)
+        self._held = HeldRuns(self._create_quietly)
         settle = weakref.WeakMethod(self.settle)  # the client must not keep this store alive
 
         def settle_first() -> None:
@@ -101,6 +101,11 @@ class RemoteTracking(RemoteBase):
         runs: list[Run] = self.call("create_runs", specs)
         self._held.learn(specs, runs)
         return runs
+
+    def _create_quietly(self, specs: list[NewRun]) -> None:
+        """Create runs this client made itself (held back): it has them, so the server's answer
+        leaves them out."""
+        self.call_quietly("create_runs", specs)
 
     def create_run_deferred(self, spec: NewRun) -> Run:
         """Create a run; a run of an experiment this client has created runs in is made here and

@@ -30,6 +30,9 @@ API = "/api/v1"
 NPY = "application/x-npy"
 ARROW = "application/vnd.apache.arrow.stream"
 JSON = "application/json"
+RETURN_MINIMAL = "return=minimal"
+"""A request's `Prefer` for no result in the answer (RFC 7240): a write whose caller has what it
+would say is answered 204, with `Preference-Applied` naming it."""
 BINARY_RESULTS = {"metric_history": NPY, "prediction_table": ARROW}
 """Methods whose result travels as a binary body, and its media type."""
 UNSERVED = frozenset({"close", "batch", "batch_is_atomic"})
