@@ -97,9 +97,10 @@ def analyze() -> bool:
 # --------------------------------------------------------------------------- rows 1-4
 
 
-def measure_runs(plinth: Any, url: str, n: int) -> dict[str, object]:
-    """Row 1: runs started and ended one after the other (`start_run` + `end`); row 1b: the same
-    through the store API (`create_run` + `end_run`, what MlflowClient's calls do)."""
+def measure_runs(plinth: Any, url: str, n: int, *, store_row: bool = True) -> dict[str, object]:
+    """Row 1: runs started and ended one after the other (`start_run` + `end`); row 1b (unless
+    `store_row` is False): the same through the store API (`create_run` + `end_run`, what
+    MlflowClient's calls do)."""
     from plinth.core.entities import RunStatus
     from plinth.tracking.context import backend
 
@@ -112,6 +113,9 @@ def measure_runs(plinth: Any, url: str, n: int) -> dict[str, object]:
         plinth.start_run(experiment="bench-runs").end()
     dt = time.perf_counter() - t0
     busy = server_seconds(before, server_metrics(url))
+    measured: dict[str, object] = {"runs_n": n, "runs_per_s": n / dt, "runs_s": dt, "runs_server_s": busy}
+    if not store_row:
+        return measured
 
     store = backend().store
     _progress(f"1b. {n} runs: store create_run + end_run")
@@ -128,13 +132,7 @@ def measure_runs(plinth: Any, url: str, n: int) -> dict[str, object]:
         )
         store.end_run(run.id, RunStatus.FINISHED, None, _now_ms())
     dt_store = time.perf_counter() - t1
-    return {
-        "runs_n": n,
-        "runs_per_s": n / dt,
-        "runs_s": dt,
-        "runs_server_s": busy,
-        "store_runs_per_s": n / dt_store,
-    }
+    return {**measured, "store_runs_per_s": n / dt_store}
 
 
 def _log_series(plinth: Any, run: Any, key: str, n: int) -> None:
@@ -171,6 +169,13 @@ def measure_points(plinth: Any, url: str, n: int) -> dict[str, object]:
 
 def measure_search(plinth: Any, url: str, n: int, reps: int) -> dict[str, object]:
     """Row 3: a filtered, ordered search with limit 10 over `n` runs (filled first, not timed)."""
+    setup_s = fill_search(n)
+    analyzed = analyze()
+    return {"search_setup_s": setup_s, "search_analyzed": analyzed, **time_search(plinth, url, n, reps)}
+
+
+def fill_search(n: int) -> float:
+    """Create the `n` runs row 3 searches (params and one value of each metric); seconds taken."""
     from plinth.core.entities import RunStatus
     from plinth.store.base import NewRun
     from plinth.tracking.context import backend
@@ -203,8 +208,11 @@ def measure_search(plinth: Any, url: str, n: int, reps: int) -> dict[str, object
                 seq += 1
         store.write_metrics(points)
         store.end_runs([(run.id, RunStatus.FINISHED, None, ts) for run in runs])
-    setup_s = time.perf_counter() - t0
-    analyzed = analyze()
+    return time.perf_counter() - t0
+
+
+def time_search(plinth: Any, url: str, n: int, reps: int) -> dict[str, object]:
+    """Row 3's timing over the runs `fill_search` made: the median of `reps` searches."""
 
     def search(limit: int | None) -> Any:
         return plinth.search_runs(experiment="bench-search", where=WHERE, order_by=ORDER_BY, limit=limit)
@@ -217,8 +225,6 @@ def measure_search(plinth: Any, url: str, n: int, reps: int) -> dict[str, object
     busy = server_seconds(before, server_metrics(url))
     return {
         "search_n_runs": n,
-        "search_setup_s": setup_s,
-        "search_analyzed": analyzed,
         "search_matches": matches,
         "search_returned": len(first),
         "search_top_m2": [_rounded(r.metrics.get("m2")) for r in first],
@@ -577,6 +583,11 @@ def main() -> None:
     ap.add_argument(
         "--server-log", help="the server's log, where 5xx answers are counted if /metrics cannot be read"
     )
+    ap.add_argument(
+        "--again",
+        action="store_true",
+        help="rows 1 and 3 only, over the search runs an earlier run of this script made (a later round)",
+    )
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--exp")
     ap.add_argument("--proc", type=int, default=0)
@@ -606,6 +617,11 @@ def main() -> None:
         "python": platform.python_version(),
         "quick": args.quick,
     }
+    if args.again:
+        out.update(measure_runs(plinth, args.url, sizes["runs_n"], store_row=False))
+        out.update(time_search(plinth, args.url, sizes["search_runs"], sizes["search_reps"]))
+        print(json.dumps(out), flush=True)
+        return
     out.update(measure_runs(plinth, args.url, sizes["runs_n"]))
     out.update(measure_points(plinth, args.url, sizes["points_n"]))
     out.update(measure_search(plinth, args.url, sizes["search_runs"], sizes["search_reps"]))

@@ -5,8 +5,11 @@
 
 For each backend (SQLite, then PostgreSQL at 127.0.0.1:5432, database `test` reachable with trust
 auth) and each side, the script makes a fresh store (a SQLite file in a fresh work folder, or a
-fresh PostgreSQL database dropped afterwards), starts the server as a subprocess in its own
-process group on 127.0.0.1, runs the side's client script against it and stops the server:
+fresh PostgreSQL database dropped afterwards) and starts its server as a subprocess in its own
+process group on 127.0.0.1. With both servers up, each side's client script runs every row once,
+then rows 1 and 3 again, the sides taking turns, until each has `ROUNDS` rounds of them: the
+table gives each side's median (the notes each round), so a change in the machine's speed during
+a backend's minutes weighs on both sides alike. Then the servers stop:
 
 - plinth (this interpreter): `plinth server --port P` with PLINTH_STORE / PLINTH_ARTIFACTS /
   PLINTH_ADMIN_TOKEN in its environment; the client (`_server_plinth.py`) runs with
@@ -33,6 +36,7 @@ import contextlib
 import json
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -182,8 +186,29 @@ def editor_token(url: str, admin: str, work: Path) -> tuple[str, str]:
     return admin, "admin token (`plinth tokens create` failed)"
 
 
-def run_plinth(backend: str, args: argparse.Namespace) -> Result | None:
-    """plinth's server on a fresh store of `backend`, and its client script against it."""
+@dataclass
+class Side:
+    """One side's server, up while the block that opened it runs, and its client script."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    again: list[str]
+    """The client's arguments for a later round (rows 1 and 3 over the runs the first one made)."""
+    finish: Callable[[Result], None]
+    """Completes the first round's result, while the side's server is still up."""
+
+    def client(self, *args: str) -> Result | None:
+        return run_client(self.name, [*self.cmd, *args], self.env)
+
+
+@contextlib.contextmanager
+def plinth_side(backend: str, args: argparse.Namespace) -> Iterator[Side]:
+    """plinth's server on a fresh store of `backend`, up for the block, and its client script.
+
+    Raises:
+        RuntimeError: the server did not start.
+    """
     with (
         harness.work_folder(f"server-plinth-{backend}", args.keep) as work,
         fresh_store(backend, "plinth", work) as store,
@@ -201,32 +226,29 @@ def run_plinth(backend: str, args: argparse.Namespace) -> Result | None:
         if args.workers:
             cmd += ["--workers", str(args.workers)]
         url = f"http://127.0.0.1:{port}"
-        try:
-            with serving(_server("plinth server", cmd, env, work, port, "/readyz")) as server:
-                token, token_kind = editor_token(url, admin, work)
-                client_env = {
-                    **harness.clean_env(),
-                    "PLINTH_HOME": str(work / "client-home"),
-                    "PLINTH_STORE": url,
-                    "PLINTH_TOKEN": token,
-                    "PLINTH_SYSTEM_METRICS": "false",
-                    "BENCH_ADMIN_TOKEN": admin,
-                    **({"BENCH_PG_DSN": store.dsn} if store.dsn else {}),
-                }
-                side = [sys.executable, str(SIDES["plinth"]), "--url", url, "--workdir", str(work / "client")]
-                side += ["--clients", str(args.clients), "--server-log", str(server.log_path)]
-                if args.quick:
-                    side.append("--quick")
-                res = run_client(f"plinth ({backend})", side, client_env)
-                if res is not None:
-                    res["token_kind"] = token_kind
-                    res["server_startup_s"] = server.startup_s
-                    res["workers"] = args.workers or 1
-                    res["server_5xx_logged"] = count_5xx(server.log_path)
-                return res
-        except RuntimeError as exc:
-            log(f"plinth ({backend}): {exc}")
-            return None
+        with serving(_server("plinth server", cmd, env, work, port, "/readyz")) as server:
+            token, token_kind = editor_token(url, admin, work)
+            client_env = {
+                **harness.clean_env(),
+                "PLINTH_HOME": str(work / "client-home"),
+                "PLINTH_STORE": url,
+                "PLINTH_TOKEN": token,
+                "PLINTH_SYSTEM_METRICS": "false",
+                "BENCH_ADMIN_TOKEN": admin,
+                **({"BENCH_PG_DSN": store.dsn} if store.dsn else {}),
+            }
+            side = [sys.executable, str(SIDES["plinth"]), "--url", url, "--workdir", str(work / "client")]
+            side += ["--clients", str(args.clients), "--server-log", str(server.log_path)]
+            if args.quick:
+                side.append("--quick")
+
+            def finish(res: Result) -> None:
+                res["token_kind"] = token_kind
+                res["server_startup_s"] = server.startup_s
+                res["workers"] = args.workers or 1
+                res["server_5xx_logged"] = count_5xx(server.log_path)
+
+            yield Side(f"plinth ({backend})", side, client_env, ["--again"], finish)
 
 
 def ensure_mlflow(backend: str) -> str:
@@ -239,12 +261,19 @@ def ensure_mlflow(backend: str) -> str:
     return harness.ensure_venv(harness.MLFLOW_VENV, packages, probe)
 
 
-def run_mlflow(backend: str, args: argparse.Namespace) -> Result | None:
-    """MLflow's server on a fresh store of `backend` (plain, then basic-auth), and its client script."""
+@contextlib.contextmanager
+def mlflow_side(backend: str, args: argparse.Namespace) -> Iterator[Side]:
+    """MLflow's server on a fresh store of `backend`, up for the block, and its client script;
+    finishing its result stops that server and runs the same store behind basic-auth.
+
+    Raises:
+        RuntimeError: the server did not start.
+    """
     python = ensure_mlflow(backend)
     with (
         harness.work_folder(f"server-mlflow-{backend}", args.keep) as work,
         fresh_store(backend, "mlflow", work) as store,
+        contextlib.ExitStack() as main,
     ):
         base = [python, "-m", "mlflow", "server", "--backend-store-uri", store.url, "--host", "127.0.0.1"]
         base += ["--artifacts-destination", str(work / "artifacts")]
@@ -264,20 +293,16 @@ def run_mlflow(backend: str, args: argparse.Namespace) -> Result | None:
         client_env = {**harness.clean_env(), **QUIET_MLFLOW}
         if store.dsn:
             client_env["BENCH_PG_DSN"] = store.dsn
-        try:
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
-            cmd = [*base, "--port", str(port)]
-            with serving(_server("mlflow server", cmd, env, work, port, "/health")) as server:
-                res = run_client(
-                    f"mlflow ({backend})",
-                    [*side, "--url", url, "--server-log", str(server.log_path)],
-                    client_env,
-                )
-                if res is None:
-                    return None
-                res["server_startup_s"] = server.startup_s
-                res["workers"] = args.workers or 4
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = main.enter_context(
+            serving(_server("mlflow server", [*base, "--port", str(port)], env, work, port, "/health"))
+        )
+
+        def finish(res: Result) -> None:
+            res["server_startup_s"] = server.startup_s
+            res["workers"] = args.workers or 4
+            main.close()  # the plain server stops before the basic-auth ones start on its store
             for cache_s, key in ((0, "auth"), (60, "auth_cached")):
                 try:
                     got = _mlflow_auth_phase(base, env, side, client_env, work, backend, cache_s)
@@ -287,10 +312,59 @@ def run_mlflow(backend: str, args: argparse.Namespace) -> Result | None:
                 if got is not None:
                     res[f"{key}_get_run_median_ms"] = got["get_run_median_ms"]
                     res[f"{key}_check_ms"] = max(0.0, got["get_run_median_ms"] - res["get_run_median_ms"])
-            return res
-        except RuntimeError as exc:
-            log(f"mlflow ({backend}): {exc}")
-            return None
+
+        client = [*side, "--url", url, "--server-log", str(server.log_path)]
+        yield Side(f"mlflow ({backend})", client, client_env, ["--phase", "again"], finish)
+
+
+OPEN: dict[str, Callable[[str, argparse.Namespace], contextlib.AbstractContextManager[Side]]] = {
+    "plinth": plinth_side,
+    "mlflow": mlflow_side,
+}
+ROUNDS = 3
+"""Rounds of rows 1 and 3 per side (the first with every other row), the sides taking turns
+while both servers are up: each of the two figures is the median of its rounds, so a change in
+the machine's speed during the minutes a backend takes weighs on both sides alike."""
+ROUNDED = ("runs_per_s", "search_median_ms")
+
+
+def run_backend(backend: str, sides: list[str], args: argparse.Namespace) -> dict[str, Result | None]:
+    """Each side's result on `backend`: both servers up, a first round of every row on each side,
+    then later rounds of rows 1 and 3 taking turns (`ROUNDS`)."""
+    results: dict[str, Result | None] = dict.fromkeys(sides)
+    with contextlib.ExitStack() as stack:
+        up: dict[str, Side] = {}
+        for side in sides:
+            try:
+                up[side] = stack.enter_context(OPEN[side](backend, args))
+            except RuntimeError as exc:
+                log(f"{side} ({backend}): {exc}")
+        rounds: dict[str, list[Result]] = {}
+        for side, opened in up.items():
+            first = opened.client()
+            results[side] = first
+            if first is not None:
+                rounds[side] = [first]
+        for _ in range(ROUNDS - 1):
+            for side, measured in rounds.items():
+                again = up[side].client(*up[side].again)
+                if again is not None:
+                    measured.append(again)
+        for side, measured in rounds.items():
+            _median_of_rounds(measured)
+            up[side].finish(measured[0])
+    return results
+
+
+def _median_of_rounds(measured: list[Result]) -> None:
+    """Set the first round's `ROUNDED` figures to the median over every round (each round's kept
+    beside it, as `<key>_rounds`)."""
+    first = measured[0]
+    for key in ROUNDED:
+        values = [float(r[key]) for r in measured if isinstance(r.get(key), int | float)]
+        if values:
+            first[f"{key}_rounds"] = values
+            first[key] = statistics.median(values)
 
 
 def _mlflow_auth_phase(
@@ -516,7 +590,24 @@ def notes(results: dict[tuple[str, str], Result | None], backends: list[str]) ->
                     )
                 out.append(line + ".")
         out.extend(_answer_checks(name, plinth, mlflow))
+        out.extend(_rounds_note(name, plinth, mlflow))
     return out
+
+
+def _rounds_note(name: str, plinth: Result | None, mlflow: Result | None) -> list[str]:
+    """Each round's rows 1 and 3, of which the table gives the medians."""
+    parts = []
+    for label, key, kind in (("row 1", "runs_per_s", "rate"), ("row 3", "search_median_ms", "ms")):
+        shown = []
+        for side, res in (("plinth", plinth), ("MLflow", mlflow)):
+            values = (res or {}).get(f"{key}_rounds")
+            if values:
+                shown.append(f"{side} " + " / ".join(_fmt(v, kind) for v in values))
+        if shown:
+            parts.append(f"{label} " + ", ".join(shown))
+    if not parts:
+        return []
+    return [f"{name}: rounds, taking turns (the table gives each side's median): " + "; ".join(parts) + "."]
 
 
 def _server_share_note(name: str, res: Result) -> str:
@@ -630,10 +721,9 @@ def main() -> int:
     results: dict[tuple[str, str], Result | None] = {}
     failed = []
     for backend in backends:
-        for side in sides:
-            run = run_plinth if side == "plinth" else run_mlflow
-            results[(side, backend)] = run(backend, args)
-            if results[(side, backend)] is None:
+        for side, res in run_backend(backend, sides, args).items():
+            results[(side, backend)] = res
+            if res is None:
                 failed.append(f"{side} ({backend})")
 
     any_plinth = next((r for (s, _), r in results.items() if s == "plinth" and r), None)
