@@ -6,10 +6,11 @@
 For each backend (SQLite, then PostgreSQL at 127.0.0.1:5432, database `test` reachable with trust
 auth) and each side, the script makes a fresh store (a SQLite file in a fresh work folder, or a
 fresh PostgreSQL database dropped afterwards) and starts its server as a subprocess in its own
-process group on 127.0.0.1. With both servers up, each side's client script runs every row once,
-then rows 1 and 3 again, the sides taking turns, until each has `ROUNDS` rounds of them: the
-table gives each side's median (the notes each round), so a change in the machine's speed during
-a backend's minutes weighs on both sides alike. Then the servers stop:
+process group on 127.0.0.1: plinth's, whose client script runs every row once, then MLflow's,
+whose script does the same (each once the machine is quiet). With both servers up, rows 1 and 3
+run again, the sides taking turns, until each has `ROUNDS` rounds of them: the table gives each
+side's median (the notes each round), so a change in the machine's speed during a backend's
+minutes weighs on both sides alike. Then the servers stop:
 
 - plinth (this interpreter): `plinth server --port P` with PLINTH_STORE / PLINTH_ARTIFACTS /
   PLINTH_ADMIN_TOKEN in its environment; the client (`_server_plinth.py`) runs with
@@ -39,6 +40,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,10 +323,41 @@ OPEN: dict[str, Callable[[str, argparse.Namespace], contextlib.AbstractContextMa
     "plinth": plinth_side,
     "mlflow": mlflow_side,
 }
-ROUNDS = 3
+ROUNDS = 5
 """Rounds of rows 1 and 3 per side (the first with every other row), the sides taking turns
 while both servers are up: each of the two figures is the median of its rounds, so a change in
 the machine's speed during the minutes a backend takes weighs on both sides alike."""
+SETTLE_S = 60.0
+"""At most this long to wait, once a server answers, for the machine to go quiet: MLflow's
+workers go on starting after the first of them answers."""
+
+
+def settle(limit_s: float, idle: float = 0.85, window_s: float = 2.0) -> None:
+    """Wait until the machine's CPUs were at least `idle` idle over `window_s`, or `limit_s`."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = _cpu_times()
+        time.sleep(window_s)
+        after = _cpu_times()
+        if before is None or after is None:
+            return
+        busy, total = after[0] - before[0], after[1] - before[1]
+        if total > 0 and 1 - busy / total >= idle:
+            return
+    log(f"the machine did not go quiet within {limit_s:.0f} s; measuring anyway")
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) CPU time of the whole machine from /proc/stat, or None where it is missing."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [float(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 ROUNDED = ("runs_per_s", "search_median_ms")
 
 
@@ -334,14 +367,15 @@ def run_backend(backend: str, sides: list[str], args: argparse.Namespace) -> dic
     results: dict[str, Result | None] = dict.fromkeys(sides)
     with contextlib.ExitStack() as stack:
         up: dict[str, Side] = {}
-        for side in sides:
+        rounds: dict[str, list[Result]] = {}
+        for side in sides:  # a server starts once the other side's first round is done
             try:
                 up[side] = stack.enter_context(OPEN[side](backend, args))
             except RuntimeError as exc:
                 log(f"{side} ({backend}): {exc}")
-        rounds: dict[str, list[Result]] = {}
-        for side, opened in up.items():
-            first = opened.client()
+                continue
+            settle(SETTLE_S)
+            first = up[side].client()
             results[side] = first
             if first is not None:
                 rounds[side] = [first]
