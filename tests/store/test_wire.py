@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -214,6 +215,26 @@ def test_a_value_of_the_wrong_shape_is_refused_naming_its_place(data: Any, hint:
     with pytest.raises(wire.WireError, match=place.replace("$", r"\$").replace("[", r"\[")) as caught:
         wire.decode(data, hint)
     assert caught.value.problems and caught.value.problems[0]["field"].startswith("body")
+
+
+def test_collections_of_plain_values_keep_every_rule_of_the_long_way() -> None:
+    huge = sys.float_info.max
+    assert wire.encode({"a": 1.5, "b": math.nan}) == {"a": 1.5, "b": {"$float": "NaN"}}
+    assert wire.encode([huge, huge, -math.inf]) == [huge, huge, {"$float": "-Infinity"}]
+    assert wire.encode({"a": huge, "b": huge}) == {"a": huge, "b": huge}  # their sum is not finite
+    assert wire.encode(["x", 1, True, None]) == ["x", 1, True, None]
+    back = wire.decode({"acc": 1, "loss": 0.5}, dict[str, float])
+    assert back == {"acc": 1.0, "loss": 0.5} and type(back["acc"]) is float
+    assert wire.decode({"a": [1, {"$float": "Infinity"}], "b": "x"}, dict[str, Any]) == {
+        "a": [1, math.inf],
+        "b": "x",
+    }
+    with pytest.raises(wire.WireError, match=r"body\.lr: expected a string"):
+        wire.decode({"team": "a", "lr": 0.1}, dict[str, str])
+    with pytest.raises(wire.WireError, match=r"body\[1\]: expected a string"):
+        wire.decode(["a", 2], list[str])
+    with pytest.raises(wire.WireError, match=r"body\.flag: expected true or false"):
+        wire.decode({"flag": 1}, dict[str, bool])
 
 
 def test_what_json_cannot_carry_is_refused() -> None:

@@ -25,7 +25,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal, Union
 
 from plinth.core.errors import InvalidInput
@@ -98,11 +98,31 @@ def _encode_float(value: float) -> Any:
 
 
 def _encode_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    if _kinds(value.keys()) <= _STR and _sent_as_is(value.values()):
+        return dict(value)
     return {k if type(k) is str else _key(k): encode(v) for k, v in value.items()}
 
 
 def _encode_list(value: Sequence[Any]) -> list[Any]:
+    if _sent_as_is(value):
+        return list(value)
     return [encode(item) for item in value]
+
+
+def _kinds(values: Iterable[Any]) -> set[type]:
+    """The exact types of `values` (a walk in C, not a call per value)."""
+    return set(map(type, values))
+
+
+def _sent_as_is(values: Collection[Any]) -> bool:
+    """Whether every one of `values` is its own JSON value: text, a 64-bit-or-not integer, a bool,
+    None, or (all of them) finite floats; a mapping's params and metrics are, and skip a call
+    per value. Floats are checked by their sum, which is finite only when each is (a sum past
+    the largest float is not, and takes the long way)."""
+    kinds = _kinds(values)
+    if kinds <= _AS_IS:
+        return True
+    return kinds == _FLOAT and math.isfinite(sum(values))
 
 
 def _dataclass_encoder(kind: type) -> Callable[[Any], Any]:
@@ -121,6 +141,11 @@ def _dataclass_encoder(kind: type) -> Callable[[Any], Any]:
 def _unsendable(value: Any) -> Any:
     raise WireError(f"A {type(value).__name__} cannot be sent to the server: {value!r:.80}.")
 
+
+_STR: frozenset[type] = frozenset({str})
+_FLOAT: set[type] = {float}
+_AS_IS: frozenset[type] = frozenset({str, int, bool, type(None)})
+"""The types whose values are their own JSON value, each encoded by `_plain`."""
 
 _ENCODERS: dict[type, Callable[[Any], Any]] = {
     type(None): _plain,
@@ -272,7 +297,17 @@ def _bytes(data: Any, where: str) -> bytes:
     raise refused(where, "base64 text", data)
 
 
+_UNTAGGED = frozenset({str, int, float, bool, type(None)})
+"""JSON values `_untag` gives back as they came (a tagged float or bytes value is an object)."""
 _SCALARS: dict[Any, Decoder] = {bool: _bool, int: _int, float: _float, str: _str, bytes: _bytes}
+_KEPT: dict[Decoder, frozenset[type]] = {
+    _str: frozenset({str}),
+    _float: frozenset({float}),
+    _bool: frozenset({bool}),
+}
+"""The JSON types a scalar decoder gives back unchanged: a mapping or list of nothing else is
+kept as it came (one walk in C), not decoded value by value (an integer where a float is due
+still becomes a float, value by value)."""
 
 
 def _untag(data: Any, where: str) -> Any:
@@ -284,8 +319,12 @@ def _untag(data: Any, where: str) -> Any:
                 return _float(data, where)
             if "$bytes" in data:
                 return _bytes(data, where)
+        if _kinds(data.values()) <= _UNTAGGED:
+            return data
         return {k: _untag(v, where) for k, v in data.items()}
     if kind is list:
+        if _kinds(data) <= _UNTAGGED:
+            return data
         return [_untag(v, where) for v in data]
     return data
 
@@ -333,11 +372,14 @@ def _sequence(hint: Any, origin: Any) -> Decoder:
     if origin is tuple and args and (len(args) != 2 or args[1] is not Ellipsis):
         return _fixed_tuple(tuple(decoder(a) for a in args))
     item = decoder(args[0]) if args else _untag
+    kept = _KEPT.get(item)
     build: Callable[[list[Any]], Any] = {tuple: tuple, set: set, frozenset: frozenset}.get(origin, list)
 
     def sequence(data: Any, where: str) -> Any:
         if type(data) is not list:
             raise refused(where, "a list", data)
+        if kept is not None and _kinds(data) <= kept:
+            return build(data)
         return build([item(v, f"{where}[{i}]") for i, v in enumerate(data)])
 
     return sequence
@@ -355,9 +397,13 @@ def _fixed_tuple(items: tuple[Decoder, ...]) -> Decoder:
 
 
 def _mapping(value: Decoder) -> Decoder:
+    kept = _KEPT.get(value)
+
     def mapping(data: Any, where: str) -> dict[str, Any]:
         if type(data) is not dict:
             raise refused(where, "an object", data)
+        if kept is not None and _kinds(data.values()) <= kept:
+            return dict(data)
         return {k: value(v, f"{where}.{k}") for k, v in data.items()}
 
     return mapping
@@ -379,20 +425,25 @@ def _enum(cls: type[enum.Enum]) -> Decoder:
 def _record(cls: type, *, named_tuple: bool) -> Decoder:
     """A dataclass or named tuple from an object of its fields (field decoders built on first use)."""
 
+    resolved: tuple[dict[str, Decoder], frozenset[str]] | None = None
+
     def record(data: Any, where: str) -> Any:
+        nonlocal resolved
         if type(data) is not dict:
             raise refused(where, f"an object ({cls.__name__})", data)
-        fields, required = _fields(cls, named_tuple)
+        if resolved is None:
+            resolved = _fields(cls, named_tuple)
+        fields, required = resolved
         values = {}
         for key, item in data.items():
-            if key == "$type":
-                continue
             field = fields.get(key)
             if field is None:
+                if key == "$type":
+                    continue
                 raise refused(f"{where}.{key}", f"only the fields of {cls.__name__}", "an unknown field")
             values[key] = field(item, f"{where}.{key}")
-        missing = required - values.keys()
-        if missing:
+        if len(values) < len(required) or not required.issubset(values):
+            missing = required - values.keys()
             raise refused(f"{where}.{min(missing)}", "a value (the field is required)", "nothing")
         return cls(**values)
 
