@@ -425,7 +425,7 @@ def _enum(cls: type[enum.Enum]) -> Decoder:
 def _record(cls: type, *, named_tuple: bool) -> Decoder:
     """A dataclass or named tuple from an object of its fields (field decoders built on first use)."""
 
-    resolved: tuple[dict[str, Decoder], frozenset[str]] | None = None
+    resolved: tuple[dict[str, tuple[Decoder, frozenset[type]]], frozenset[str]] | None = None
 
     def record(data: Any, where: str) -> Any:
         nonlocal resolved
@@ -436,12 +436,13 @@ def _record(cls: type, *, named_tuple: bool) -> Decoder:
         fields, required = resolved
         values = {}
         for key, item in data.items():
-            field = fields.get(key)
-            if field is None:
+            found = fields.get(key)
+            if found is None:
                 if key == "$type":
                     continue
                 raise refused(f"{where}.{key}", f"only the fields of {cls.__name__}", "an unknown field")
-            values[key] = field(item, f"{where}.{key}")
+            field, kept = found
+            values[key] = item if type(item) in kept else field(item, f"{where}.{key}")
         if len(values) < len(required) or not required.issubset(values):
             missing = required - values.keys()
             raise refused(f"{where}.{min(missing)}", "a value (the field is required)", "nothing")
@@ -451,7 +452,11 @@ def _record(cls: type, *, named_tuple: bool) -> Decoder:
 
 
 @functools.cache
-def _fields(cls: type, named_tuple: bool) -> tuple[dict[str, Decoder], frozenset[str]]:
+def _fields(
+    cls: type, named_tuple: bool
+) -> tuple[dict[str, tuple[Decoder, frozenset[type]]], frozenset[str]]:
+    """Each field's decoder and the JSON types its value is kept as it came in (`_kept`), and the
+    fields that must be given."""
     hints = typing.get_type_hints(cls)
     if named_tuple:
         names = list(cls._fields)  # type: ignore[attr-defined]
@@ -465,7 +470,22 @@ def _fields(cls: type, named_tuple: bool) -> tuple[dict[str, Decoder], frozenset
             for f in specs
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         )
-    return {n: decoder(hints[n]) for n in names}, required
+    return {n: (decoder(hints[n]), _kept(hints[n])) for n in names}, required
+
+
+def _kept(hint: Any) -> frozenset[type]:
+    """The JSON types a value of type `hint` is as it came in: text for `str`, a float for
+    `float`, null for an optional field; none where decoding checks or changes it (an integer's
+    range, an enum, a float where an integer came)."""
+    if hint is str or hint is float or hint is bool:
+        return frozenset({hint})
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        members = typing.get_args(hint)
+        if type(None) in members:
+            rest = [m for m in members if m is not type(None)]
+            plain = {m for m in rest if m is str or m is float or m is bool}
+            return frozenset({type(None), *plain}) if len(plain) == len(rest) else frozenset({type(None)})
+    return frozenset()
 
 
 # messages ------------------------------------------------------------------------------------
