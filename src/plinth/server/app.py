@@ -86,7 +86,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         version=__version__,
         description=(
             "Experiments, datasets, models, flows and their governance, shared by a team. Send "
-            "`Authorization: Bearer <token>`; `X-Plinth-Workspace` picks the workspace."
+            "`Authorization: Bearer <token>`; `X-Plinth-Workspace` picks the workspace. A store "
+            "write sent with `Prefer: return=minimal` is answered 204, without its result."
         ),
         lifespan=lifespan,
     )
