@@ -40,13 +40,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import harness
-from bench_serving import Server, _free_port, _on_signal, _stop_all
+from bench_serving import Server, _free_port, _on_signal, _stop_all, wait_quiet
 from harness import HERE, Result, log
 
 SECTION = "server"
@@ -330,34 +329,6 @@ the machine's speed during the minutes a backend takes weighs on both sides alik
 SETTLE_S = 60.0
 """At most this long to wait, once a server answers, for the machine to go quiet: MLflow's
 workers go on starting after the first of them answers."""
-
-
-def settle(limit_s: float, idle: float = 0.85, window_s: float = 2.0) -> None:
-    """Wait until the machine's CPUs were at least `idle` idle over `window_s`, or `limit_s`."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        before = _cpu_times()
-        time.sleep(window_s)
-        after = _cpu_times()
-        if before is None or after is None:
-            return
-        busy, total = after[0] - before[0], after[1] - before[1]
-        if total > 0 and 1 - busy / total >= idle:
-            return
-    log(f"the machine did not go quiet within {limit_s:.0f} s; measuring anyway")
-
-
-def _cpu_times() -> tuple[float, float] | None:
-    """(busy, total) CPU time of the whole machine from /proc/stat, or None where it is missing."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [float(x) for x in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
 ROUNDED = ("runs_per_s", "search_median_ms")
 
 
@@ -374,7 +345,7 @@ def run_backend(backend: str, sides: list[str], args: argparse.Namespace) -> dic
             except RuntimeError as exc:
                 log(f"{side} ({backend}): {exc}")
                 continue
-            settle(SETTLE_S)
+            wait_quiet(SETTLE_S)
             first = up[side].client()
             results[side] = first
             if first is not None:
