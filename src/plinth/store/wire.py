@@ -143,7 +143,7 @@ def _unsendable(value: Any) -> Any:
 
 
 _STR: frozenset[type] = frozenset({str})
-_FLOAT: set[type] = {float}
+_FLOAT: frozenset[type] = frozenset({float})
 _AS_IS: frozenset[type] = frozenset({str, int, bool, type(None)})
 """The types whose values are their own JSON value, each encoded by `_plain`."""
 
@@ -297,17 +297,15 @@ def _bytes(data: Any, where: str) -> bytes:
     raise refused(where, "base64 text", data)
 
 
-_UNTAGGED = frozenset({str, int, float, bool, type(None)})
+_UNTAGGED = _AS_IS | _FLOAT
 """JSON values `_untag` gives back as they came (a tagged float or bytes value is an object)."""
 _SCALARS: dict[Any, Decoder] = {bool: _bool, int: _int, float: _float, str: _str, bytes: _bytes}
-_KEPT: dict[Decoder, frozenset[type]] = {
-    _str: frozenset({str}),
-    _float: frozenset({float}),
-    _bool: frozenset({bool}),
-}
-"""The JSON types a scalar decoder gives back unchanged: a mapping or list of nothing else is
-kept as it came (one walk in C), not decoded value by value (an integer where a float is due
-still becomes a float, value by value)."""
+_KEPT_AS_IS = (str, float, bool)
+"""The scalar types whose JSON values decode to themselves: a field, mapping or list of such
+values is kept as it came (one walk in C), not decoded value by value (an integer where a
+float is due still becomes a float, value by value)."""
+_KEPT: dict[Decoder, frozenset[type]] = {_SCALARS[kind]: frozenset({kind}) for kind in _KEPT_AS_IS}
+"""The JSON types each such scalar's decoder gives back unchanged."""
 
 
 def _untag(data: Any, where: str) -> Any:
@@ -403,7 +401,7 @@ def _mapping(value: Decoder) -> Decoder:
         if type(data) is not dict:
             raise refused(where, "an object", data)
         if kept is not None and _kinds(data.values()) <= kept:
-            return dict(data)
+            return data
         return {k: value(v, f"{where}.{k}") for k, v in data.items()}
 
     return mapping
@@ -443,7 +441,7 @@ def _record(cls: type, *, named_tuple: bool) -> Decoder:
                 raise refused(f"{where}.{key}", f"only the fields of {cls.__name__}", "an unknown field")
             field, kept = found
             values[key] = item if type(item) in kept else field(item, f"{where}.{key}")
-        if len(values) < len(required) or not required.issubset(values):
+        if not required.issubset(values):
             missing = required - values.keys()
             raise refused(f"{where}.{min(missing)}", "a value (the field is required)", "nothing")
         return cls(**values)
@@ -477,13 +475,13 @@ def _kept(hint: Any) -> frozenset[type]:
     """The JSON types a value of type `hint` is as it came in: text for `str`, a float for
     `float`, null for an optional field; none where decoding checks or changes it (an integer's
     range, an enum, a float where an integer came)."""
-    if hint is str or hint is float or hint is bool:
+    if hint in _KEPT_AS_IS:
         return frozenset({hint})
     if typing.get_origin(hint) in (Union, types.UnionType):
         members = typing.get_args(hint)
         if type(None) in members:
             rest = [m for m in members if m is not type(None)]
-            plain = {m for m in rest if m is str or m is float or m is bool}
+            plain = {m for m in rest if m in _KEPT_AS_IS}
             return frozenset({type(None), *plain}) if len(plain) == len(rest) else frozenset({type(None)})
     return frozenset()
 
