@@ -12,7 +12,7 @@ import pytest
 
 from plinth.core.entities import RunStatus
 from plinth.core.errors import InvalidInput, NotFound, RunNotActive
-from plinth.core.filters import Field, OrderKey
+from plinth.core.filters import Field, OrderKey, parse_filter
 from plinth.store.base import NewRun, Store
 from plinth.store.engine import driver_cursor
 from plinth.store.sql import SqlStore
@@ -208,29 +208,37 @@ def test_whole_numbers_among_floats_are_stored_as_floats(store: Store) -> None:
     assert store.get_run(run_id).metrics == {"loss": 0.5, "acc": 1.0}
 
 
-def test_postgresql_keeps_prepared_statements_across_reads_and_plans_each_for_its_values(
+def test_postgresql_keeps_prepared_statements_and_plans_each_for_its_values_but_the_walk(
     pg_schema_factory: Callable[[], str],
 ) -> None:
     store = SqlStore(pg_schema_factory(), actor="tester", audit_key=KEY)
     store.few_runs = 0  # a search ordered by a metric walks its index, whatever the experiment's size
     run_id = new_run(store, lr="0.1")
     store.write_metrics([(run_id, "loss", 0, 0, 1, 0.5)])
-    for _ in range(8):
-        found = store.search_runs(
-            experiments=["sent"],
-            where=None,
-            order_by=[OrderKey(Field("metrics", "loss"), True)],
-            limit=5,
-            now_ms=now(),
-        )
-        assert [r.id for r in found] == [run_id]
+    by_loss = [OrderKey(Field("metrics", "loss"), True)]
+    for where in ("params.lr = '0.1' and metrics.loss > 0.1", "start_time > 0"):
+        for _ in range(12):
+            found = store.search_runs(
+                experiments=["sent"], where=parse_filter(where), order_by=by_loss, limit=5, now_ms=now()
+            )
+            assert [r.id for r in found] == [run_id]
     with store.engine.connect() as conn:  # the pool's one connection, which ran every search
-        plans = conn.exec_driver_sql(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-            "WHERE strpos(statement, 'latest_metrics o') > 0"
-        ).all()
-    assert plans  # the walk, and the read of runs without the metric that follows a short walk
-    for generic, custom in plans:
+        plans = {
+            statement: (generic, custom)
+            for statement, generic, custom in conn.exec_driver_sql(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE strpos(statement, 'latest_metrics o') > 0"
+            )
+        }
+    walks = {s: p for s, p in plans.items() if "ORDER BY o.value" in s}
+    rest = {s: p for s, p in plans.items() if "NOT EXISTS" in s}  # runs without the metric, after a short walk
+    assert len(walks) == 2 and len(rest) == 2
+    for statement, (generic, custom) in walks.items():
+        if "start_ms >" in statement:  # a run attribute compared to a value: planned for each
+            assert generic == 0 and custom >= 3
+        else:  # only values the planner cannot estimate: one plan kept, after PostgreSQL's first five
+            assert generic >= 3 and custom == 5
+    for generic, custom in rest.values():
         assert generic == 0 and custom >= 3  # prepared after psycopg's 5th run, then planned each time
     store.close()
 

@@ -237,6 +237,27 @@ def test_collections_of_plain_values_keep_every_rule_of_the_long_way() -> None:
         wire.decode({"flag": 1}, dict[str, bool])
 
 
+def test_a_union_decodes_as_its_members_tried_in_order() -> None:
+    big = 2**70
+    for data, hint, expected in [
+        (5, int | float, 5),
+        (0.5, int | float | str, 0.5),
+        ("3", int | float | str, "3"),
+        (big, int | float, float(big)),  # past 64 bits: the integer refuses, the float takes it
+        ({"$float": "NaN"}, int | float, math.nan),
+        ("aGk=", bytes | str, b"hi"),  # bytes may take text: tried before the text
+        ("3", list[str] | str, "3"),
+        (["a"], list[str] | str, ["a"]),
+    ]:
+        back = wire.decode(data, hint)
+        assert type(back) is type(expected)
+        assert back == expected or (math.isnan(back) and math.isnan(expected))
+    compare = wire.decode(json.loads(wire.dumps(parse_filter("params.p = '3' and metrics.m > 1"))), Expr)
+    assert [type(c.value) for c in compare.items] == [str, int]  # type: ignore[union-attr]
+    with pytest.raises(wire.WireError, match=r"body: expected int or float or str, got true"):
+        wire.decode(True, int | float | str)
+
+
 def test_what_json_cannot_carry_is_refused() -> None:
     with pytest.raises(wire.WireError, match="cannot be sent"):
         wire.encode({"f": print})

@@ -101,7 +101,8 @@ def _postgresql_engine(url: URL) -> Engine:
     PostgreSQL parsing it again, but a plan made once for any values (a generic plan) can be
     far worse than one made for the values at hand (a search ordered by a metric, planned
     without knowing its experiment or limit, read every run of the experiment: 15 ms against
-    1 ms). A pooled connection is pinged
+    1 ms). A statement whose plan no value changes may ask for the plan to be kept (the walk
+    of `plinth.store.sql.run_search`). A pooled connection is pinged
     before use only when it has been idle for `IDLE_PING_S` (a server restart, an idle timeout
     of a proxy): one in steady use is not, as a ping is a round trip, as long as a small
     write's statements. Should a connection be found dead in use anyway, SQLAlchemy

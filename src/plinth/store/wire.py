@@ -344,6 +344,7 @@ def _union(members: tuple[Any, ...]) -> Decoder:
     rest = tuple(m for m in members if m is not type(None))
     named = {m.__name__: m for m in rest if isinstance(m, type) and m in TAGGED}
     expected = " or ".join(_name(m) for m in members)
+    direct = _first_takers(rest)
 
     def union(data: Any, where: str) -> Any:
         if data is None:
@@ -355,6 +356,12 @@ def _union(members: tuple[Any, ...]) -> Decoder:
             if chosen is None:
                 raise refused(f"{where}.$type", " or ".join(map(repr, named)), data["$type"])
             return decoder(chosen)(data, where)
+        first = direct.get(type(data))
+        if first is not None:
+            try:
+                return first(data, where)
+            except WireError:
+                pass  # an integer past 64 bits: the members after it may take it
         for member in rest:
             try:
                 return decoder(member)(data, where)
@@ -363,6 +370,36 @@ def _union(members: tuple[Any, ...]) -> Decoder:
         raise refused(where, expected, data)
 
     return union
+
+
+_TAKES = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+"""The JSON scalar types each plain scalar's decoder may take (a float also takes an integer)."""
+
+
+def _first_takers(members: tuple[Any, ...]) -> dict[type, Decoder]:
+    """For each JSON scalar type, the decoder of the first of a union's `members` that may take
+    it, where every member before that one surely refuses it: what trying the members in order
+    would come to, without building the refusals of those before (a filter's values, a float
+    after `int`)."""
+    found: dict[type, Decoder] = {}
+    for kind in (int, float, str, bool):
+        for member in members:
+            if member in _TAKES:
+                if kind in _TAKES[member]:
+                    found[kind] = _SCALARS[member]
+                    break
+            elif not _takes_no_scalar(member):
+                break  # a member that might take it: try them all in order
+    return found
+
+
+def _takes_no_scalar(member: Any) -> bool:
+    """Whether a union member refuses every JSON scalar (a list, an object or a record)."""
+    if typing.get_origin(member) in (list, tuple, set, frozenset, dict):
+        return True
+    return isinstance(member, type) and (
+        dataclasses.is_dataclass(member) or (issubclass(member, tuple) and hasattr(member, "_fields"))
+    )
 
 
 def _sequence(hint: Any, origin: Any) -> Decoder:
