@@ -107,8 +107,12 @@ def _postgresql_engine(url: URL) -> Engine:
     of a proxy): one in steady use is not, as a ping is a round trip, as long as a small
     write's statements. Should a connection be found dead in use anyway, SQLAlchemy
     invalidates the pool and the error is the store's to answer (its callers retry).
+
+    The pool hands out the connection returned last: one caller at a time keeps one connection
+    (and its PostgreSQL backend) warm, where taking turns between four made the same search
+    0.8 ms instead of 1.0 ms; the others wait for bursts, and are pinged then if idle long.
     """
-    engine = create_engine(url, pool_size=4, max_overflow=8)
+    engine = create_engine(url, pool_size=4, max_overflow=8, pool_use_lifo=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
