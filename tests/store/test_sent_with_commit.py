@@ -231,7 +231,7 @@ def test_postgresql_keeps_prepared_statements_and_plans_each_for_its_values_but_
             )
         }
     walks = {s: p for s, p in plans.items() if "ORDER BY o.value" in s}
-    rest = {s: p for s, p in plans.items() if "NOT EXISTS" in s}  # the runs without the metric, after
+    rest = {s: p for s, p in plans.items() if "NOT EXISTS" in s}  # after a short walk: runs without it
     assert len(walks) == 2 and len(rest) == 2
     for statement, (generic, custom) in walks.items():
         if "start_ms >" in statement:  # a run attribute compared to a value: planned for each
