@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from plinth.core.entities import RunStatus
+from plinth.core.errors import InvalidInput
 from plinth.core.filters import parse_filter, parse_order_by
 from plinth.store.base import NewRun, PointRow, Store
 
@@ -74,6 +75,19 @@ def test_a_filter_applies_to_the_runs_without_the_metric_too(accs: Store) -> Non
     assert search(accs, "name != 'x5'", ["-metrics.acc"], limit=10) == ["x3", "x1", "x4", "x2"]
     assert search(accs, "metrics.acc is null", ["-metrics.acc"], limit=10) == ["x4"]
     assert search(accs, "name in ('x2', 'x4')", ["-metrics.acc"], limit=1) == ["x4"]
+
+
+def test_a_negative_limit_or_offset_is_refused_saying_so(accs: Store) -> None:
+    for limit, offset in ((-1, 0), (10, -1)):
+        with pytest.raises(InvalidInput, match=f"got offset {offset} and limit {limit}"):
+            accs.search_runs(
+                experiments=["e"],
+                where=None,
+                order_by=parse_order_by(["-metrics.acc"]),
+                limit=limit,
+                now_ms=now(),
+                offset=offset,
+            )
 
 
 def test_no_experiments_find_no_runs(accs: Store) -> None:

@@ -4,6 +4,7 @@ lock): what they write, what a failed one leaves, and writes inside `batch()`, o
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -240,6 +241,47 @@ def test_postgresql_keeps_prepared_statements_and_plans_each_for_its_values_but_
             assert generic >= 3 and custom == 5
     for generic, custom in rest.values():
         assert generic == 0 and custom >= 3  # prepared after psycopg's 5th run, then planned each time
+    store.close()
+
+
+def test_the_plan_a_postgresql_walk_keeps_walks_the_metric_of_the_experiment_asked_for(
+    pg_schema_factory: Callable[[], str],
+) -> None:
+    store = SqlStore(pg_schema_factory(), actor="tester", audit_key=KEY)
+    store.few_runs = 0
+    rng = random.Random(3)
+    experiments = [("big", 600)] + [(f"small-{i}", 3) for i in range(40)]
+    for experiment, runs in experiments:  # a plan made for any experiment would expect a few runs
+        specs = [NewRun(experiment, None, {"lr": "0.1"}, {}, None, 10.0, "u") for _ in range(runs)]
+        made = store.create_runs(specs)
+        store.write_metrics([(r.id, "loss", 0, i, 1, rng.random()) for i, r in enumerate(made)])
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+    by_loss = [OrderKey(Field("metrics", "loss"), True)]
+    for _ in range(12):
+        found = store.search_runs(
+            experiments=["big"],
+            where=parse_filter("metrics.loss > 0.1"),
+            order_by=by_loss,
+            limit=5,
+            now_ms=now(),
+        )
+        assert len(found) == 5 and all(r.experiment_name == "big" for r in found)
+    with store.engine.connect() as conn:  # the connection that ran every search
+        name, text, generic = conn.exec_driver_sql(
+            "SELECT name, statement, generic_plans FROM pg_prepared_statements "
+            "WHERE strpos(statement, 'ORDER BY o.value') > 0"
+        ).one()
+        assert generic >= 1  # after psycopg's first five, and PostgreSQL's
+        big = store.get_experiment("big").id
+        assert f"runs.experiment_id IN ('{big}')" in text and "LIMIT 5" in text
+        loss = conn.exec_driver_sql("SELECT id FROM metric_keys WHERE name = 'loss'").scalar_one()
+        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE {name}({loss}, 0.1)"))
+        conn.exec_driver_sql("SET plan_cache_mode = force_custom_plan")  # as the store's connections
+    assert "ix_latest_key_value" in plan and "runs_pkey" in plan, plan  # the walk, runs by key
+    assert "ix_runs_experiment_start" not in plan, plan  # not every run of the experiment first
     store.close()
 
 
