@@ -256,7 +256,7 @@ def test_the_plan_a_postgresql_walk_keeps_walks_the_metric_of_the_experiment_ask
         made = store.create_runs(specs)
         store.write_metrics([(r.id, "loss", 0, i, 1, rng.random()) for i, r in enumerate(made)])
     with store.engine.connect() as conn:
-        conn.exec_driver_sql("ANALYZE")
+        conn.exec_driver_sql("ANALYZE runs, latest_metrics, params")  # this schema's (the search path)
         conn.commit()
     by_loss = [OrderKey(Field("metrics", "loss"), True)]
     for _ in range(12):
