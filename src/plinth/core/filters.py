@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NoReturn, TypeAlias, TypeVar, cast
@@ -613,17 +613,6 @@ def _combine(cls: type[And] | type[Or], items: list[Expr]) -> Expr:
     for item in items:
         flat.extend(item.items if isinstance(item, cls) else (item,))
     return cls(tuple(flat))
-
-
-def comparisons(expr: Expr) -> Iterator[Compare]:
-    """Every comparison of ``expr``, left to right."""
-    if isinstance(expr, Compare):
-        yield expr
-    elif isinstance(expr, Not):
-        yield from comparisons(expr.item)
-    else:
-        for item in expr.items:
-            yield from comparisons(item)
 
 
 def _nesting(expr: Expr) -> int:

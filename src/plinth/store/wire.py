@@ -234,7 +234,7 @@ def decoder(hint: Any) -> Decoder:
         return _mapping(decoder(args[1]) if args else _untag)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return _enum(hint)
-    if isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields"):
+    if _is_named_tuple(hint):
         return _record(hint, named_tuple=True)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _record(hint, named_tuple=False)
@@ -397,9 +397,11 @@ def _takes_no_scalar(member: Any) -> bool:
     """Whether a union member refuses every JSON scalar (a list, an object or a record)."""
     if typing.get_origin(member) in (list, tuple, set, frozenset, dict):
         return True
-    return isinstance(member, type) and (
-        dataclasses.is_dataclass(member) or (issubclass(member, tuple) and hasattr(member, "_fields"))
-    )
+    return _is_named_tuple(member) or (isinstance(member, type) and dataclasses.is_dataclass(member))
+
+
+def _is_named_tuple(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields")
 
 
 def _sequence(hint: Any, origin: Any) -> Decoder:

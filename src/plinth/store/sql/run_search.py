@@ -22,7 +22,7 @@ from sqlalchemy import Connection, select
 
 from plinth.core import entities as e
 from plinth.core.errors import InvalidInput, NotFound
-from plinth.core.filters import Expr, OrderKey, comparisons
+from plinth.core.filters import Expr, OrderKey, fields_of
 from plinth.core.ids import now_ms
 from plinth.store import schema as t
 from plinth.store.engine import driver_cursor, pipeline, refuse_unstorable
@@ -235,14 +235,11 @@ class SqlRunSearch(SqlExperiments):
         # it passes; PostgreSQL, shown filters on the index alone, misjudges the join to `runs`.
         ranked = self._compiler(conn, at_ms, run_key="o.run_key" if self._sqlite else RUN_KEY)
         kept = not self._sqlite and _keeps_a_plan(ids, where)
-        if kept:  # what the plan turns on, in the text (_KEEP_PLAN_PG)
-            conditions = [Sql(f"o.key_id = {int(key_id)} AND o.value IS NOT NULL")]
-            if ids is not None:
-                conditions.append(Sql(_EXPERIMENTS.format(ids=_written(ids))))
-        else:
-            conditions = [Sql("o.key_id = ? AND o.value IS NOT NULL", (key_id,))]
-            if ids is not None:
-                conditions.append(_in_experiments(ids))
+        # a kept plan's key and experiments are in its text (_KEEP_PLAN_PG)
+        metric = Sql(f"o.key_id = {int(key_id)}") if kept else Sql("o.key_id = ?", (key_id,))
+        conditions = [metric + " AND o.value IS NOT NULL"]
+        if ids is not None:
+            conditions.append(_in_experiments(ids, written=kept))
         if where is not None:
             conditions.append(ranked.where(where))
         query = Sql(_RANKED.format(columns=self._columns)) + _where(conditions)
@@ -382,7 +379,6 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-_EXPERIMENTS = "runs.experiment_id IN ({ids})"
 _PLAIN_ID = re.compile(r"[0-9A-Za-z_.:-]{1,128}")
 """Experiment ids a statement may hold as written (plinth's are ULIDs): no quote, no backslash."""
 
@@ -390,17 +386,15 @@ _PLAIN_ID = re.compile(r"[0-9A-Za-z_.:-]{1,128}")
 def _keeps_a_plan(experiment_ids: list[str] | None, where: Expr | None) -> bool:
     """Whether a PostgreSQL walk may keep its plan (`_KEEP_PLAN_PG`): its filter compares only
     metrics, params and tags, and its experiments' ids can be written in its text."""
-    if where is not None and any(c.field.kind == "attributes" for c in comparisons(where)):
+    if any(f.kind == "attributes" for f in fields_of(where)):
         return False
     return experiment_ids is None or all(_PLAIN_ID.fullmatch(i) for i in experiment_ids)
 
 
-def _written(experiment_ids: list[str]) -> str:
-    """Ids that `_PLAIN_ID` matched as SQL string literals."""
-    return ", ".join(f"'{i}'" for i in experiment_ids)
-
-
-def _in_experiments(experiment_ids: list[str]) -> Sql:
+def _in_experiments(experiment_ids: list[str], *, written: bool = False) -> Sql:
+    """The runs of these experiments; `written`: their ids (which `_PLAIN_ID` matched) in the text."""
+    if written:
+        return Sql("runs.experiment_id IN (" + ", ".join(f"'{i}'" for i in experiment_ids) + ")")
     return Sql("runs.experiment_id IN (") + Sql.marks(experiment_ids) + ")"
 
 
