@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,7 +12,7 @@ import pytest
 
 from plinth.core.errors import NotFound
 from plinth.store.http import ServerClient
-from plinth.store.keepalive import proxied
+from plinth.store.keepalive import KeepAlive, proxied
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -74,3 +75,25 @@ def test_a_proxy_in_the_environment_leaves_requests_to_httpx(monkeypatch: pytest
     assert not proxied()
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert proxied()
+
+
+def test_a_request_and_its_body_go_out_in_one_write(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[bytes] = []
+    sendall = socket.socket.sendall
+
+    def counted(sock: socket.socket, data: bytes, *args: int) -> None:
+        if threading.current_thread() is threading.main_thread():  # the client's, not the server's
+            writes.append(bytes(data))
+        sendall(sock, data, *args)
+
+    monkeypatch.setattr(socket.socket, "sendall", counted)
+    keepalive = KeepAlive(url + "/api/v1", context=None, timeout=5.0)
+    body = json.dumps({"x": "y" * 5000}).encode()  # past any buffer of the head
+    answer = keepalive.request("POST", "/runs/a", "", {"content-type": "application/json"}, body)
+    assert answer.json()["body"] == body.decode()
+    assert len(writes) == 1 and writes[0].startswith(b"POST /api/v1/runs/a HTTP/1.1\r\n")
+    assert writes[0].endswith(body)
+    writes.clear()
+    assert keepalive.request("POST", "/runs/b", "", {}, None).json()["body"] == ""  # no body: the head alone
+    assert len(writes) == 1
+    keepalive.close()

@@ -32,16 +32,30 @@ transaction's own statements, when it left them to go with its commit), the even
 and the COMMIT in one more; a transaction that appends more than once reads the chain's ends once;
 a head read back exactly as this appender last wrote or verified it is not checked against the
 key again.
+
+Where one process makes most of a store's appends (a team server), the chain's end is usually
+the one this appender wrote last, so a transaction of its own may skip reading it
+(`append(guess=True)`): its statements, the lock, a guard that the head is still the one this
+appender wrote, the events and the COMMIT go in one round trip. If another appender got there
+first, the guard (or the events' sequence numbers, already taken) fails the transaction before
+its COMMIT, which then rolls it back, and `ChainMoved` tells the caller to make it again; the
+chain reads its ends then, and guesses again only after a pause that grows while guesses keep
+failing, so appenders in several processes fall back to reading. A guess never skips a check:
+the head it continues from is the one this appender wrote and keyed, which the guard compares in
+full, so a head edited or moved by anyone else fails it.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, select
+from sqlalchemy.exc import DBAPIError
 
 from plinth.core.audit import AuditAdoption, AuditCheck, AuditHead
 from plinth.core.errors import AuditTampered, ConfigError, WrongAuditKey
@@ -75,6 +89,15 @@ _HEAD_UPSERT = (
 )
 _LOCK = "SELECT pg_advisory_xact_lock(74110002)"
 """What PostgreSQL's appenders take turns at, held until their transaction ends."""
+_HEAD_IS = "SELECT 1 / count(*) FROM audit_head WHERE id = 1 AND seq = %s AND hash = %s AND mac = %s"
+"""A guessed append's guard (PostgreSQL): fails its transaction, dividing by zero, unless the
+head is still the one given (see the module's docstring)."""
+_GUARD_FAILED = "22012"  # division_by_zero: `_HEAD_IS`
+_TAKEN = "23505"  # unique_violation: of audit_events' sequence numbers
+_EVENTS_KEY = "audit_events_pkey"
+GUESS_PAUSE_S = (1.0, 60.0)
+"""After a failed guess the chain reads its ends for this long before guessing again, doubling
+with each failure in a row up to the second figure."""
 _SET_MAC = "UPDATE audit_events SET mac = {p} WHERE seq = {p}"
 _CHAIN = select(audit_events).order_by(audit_events.c.seq)
 _HEAD = select(audit_head).where(audit_head.c.id == 1)
@@ -83,6 +106,11 @@ _HEAD = select(audit_head).where(audit_head.c.id == 1)
 Send = Callable[[], Callable[[], None] | None]
 """Sends statements of a transaction (`AuditChain.append`'s `first`); returns a check of their
 results to run once they are in, or None."""
+
+
+class ChainMoved(Exception):
+    """A guessed append found the chain moved on (see the module's docstring): its transaction
+    was rolled back; make it again."""
 
 
 class _End(NamedTuple):
@@ -109,6 +137,13 @@ class AuditChain:
         self._ends: tuple[Any, _End | None, _End | None] | None = None
         """(transaction, head, newest) after this chain's last append: later appends in the same
         transaction, which keeps other appenders out, continue from there without reading."""
+        self._last: _End | None = None
+        """The head this chain wrote with its newest commit, the chain's end then: what a guessed
+        append continues from (None: read the ends)."""
+        self._guessing = threading.Lock()
+        """Held by the one guessed append in flight: others of this process read the ends."""
+        self._pause_s = 0.0
+        self._guess_after = 0.0
 
     def append(
         self,
@@ -117,6 +152,7 @@ class AuditChain:
         *,
         commit: bool = False,
         first: Sequence[Send] = (),
+        guess: bool = False,
     ) -> None:
         """Append events (each with time_ms, actor, action, entity_type, entity_id, before, after)
         inside the caller's write transaction, which serializes appenders.
@@ -129,13 +165,26 @@ class AuditChain:
                 of the lock, with the transaction's BEGIN when it is still to be sent, in the
                 round trip that reads the chain's ends; the checks they return run once their
                 results are in, before any event is sent, and may raise to undo the transaction.
+            guess: with `commit`, on PostgreSQL: continue from the end this chain wrote last
+                without reading it, all in one round trip, where it may (see the module's
+                docstring). Only for a transaction its caller can make again, and whose checks
+                never refuse: they run after the COMMIT went out.
 
         Raises:
             WrongAuditKey: the head does not verify under this chain's key.
             AuditTampered: the head was edited (the newest event still verifies under the key).
+            ChainMoved: a guess failed; the transaction was rolled back.
         """
         if not events and not first:
             return
+        if guess and commit and events and conn.dialect.name == "postgresql":
+            last = self._last
+            if last is not None and time.monotonic() >= self._guess_after and self._guessing.acquire(False):
+                try:
+                    self._append_guessed(conn, events, first, last)
+                finally:
+                    self._guessing.release()
+                return
         transaction = conn.get_transaction()
         ends = self._ends
         known = ends is not None and transaction is not None and ends[0] is transaction
@@ -163,9 +212,44 @@ class AuditChain:
             if commit and conn.dialect.name == "postgresql":  # behind the events: one round trip
                 cursor.execute("COMMIT", prepare=False)
         if commit:
+            if p == "%s":  # committed with the events: where a later guess may continue from
+                self._committed(head, newest)
             return
         if transaction is not None and not conn.in_nested_transaction():  # a savepoint may be undone
             self._ends = (transaction, head, newest)
+
+    def _append_guessed(
+        self, conn: Connection, events: Sequence[Mapping[str, Any]], first: Sequence[Send], last: _End
+    ) -> None:
+        """`append(commit=True)` continuing from `last` without reading the chain's ends."""
+        self._ends = None
+        try:
+            with _cursor(conn, pipelined=True) as (cursor, p, _sync):
+                checks = [check for send in first if (check := send()) is not None]
+                cursor.execute(_LOCK)
+                cursor.execute(_HEAD_IS, (last.seq, last.hash, last.mac))
+                head, newest = self._insert(cursor, p, events, last, last)
+                cursor.execute("COMMIT", prepare=False)
+        except DBAPIError as exc:
+            self._last = None
+            if _moved(exc.orig):
+                self._pause_s = min(max(self._pause_s * 2, GUESS_PAUSE_S[0]), GUESS_PAUSE_S[1])
+                self._guess_after = time.monotonic() + self._pause_s
+                raise ChainMoved("the audit chain moved on since this process last appended") from exc
+            raise
+        for check in checks:  # committed: nothing of theirs refuses (see `append`)
+            check()
+        self._pause_s = 0.0
+        self._committed(head, newest)
+
+    def _committed(self, head: _End | None, newest: _End) -> None:
+        """Remember the chain's end after a commit, where it is a head this chain wrote: where
+        the next guess continues from (a later end than one already remembered, only)."""
+        if head is None or head.seq != newest.seq:
+            return
+        last = self._last
+        if last is None or head.seq > last.seq:
+            self._last = head
 
     def adopt(self, conn: Connection, event: Mapping[str, Any]) -> AuditAdoption:
         """Key the unkeyed events at the start of the chain as they stand, up to the first damage
@@ -298,6 +382,16 @@ def _cursor(conn: Connection, pipelined: bool = False) -> Iterator[tuple[Any, st
                 yield cursor, "%s", pipe.sync if pipe is not None else _sent
         else:
             yield cursor, "?", _sent
+
+
+def _moved(error: Any) -> bool:
+    """Whether a guessed append's transaction failed for the chain having moved on: its guard
+    failed, or its events' sequence numbers were taken."""
+    state = getattr(error, "sqlstate", None)
+    if state == _GUARD_FAILED:
+        return True
+    diag = getattr(error, "diag", None)
+    return state == _TAKEN and getattr(diag, "constraint_name", None) == _EVENTS_KEY
 
 
 def _sent() -> None:

@@ -23,7 +23,7 @@ from plinth.core.errors import NotFound, PlinthError, RunNotActive, StoreBusy, S
 from plinth.core.ids import now_ms
 from plinth.core.validation import check_key, param_text
 from plinth.store import schema as t
-from plinth.store.audit import AuditChain, Send
+from plinth.store.audit import AuditChain, ChainMoved, Send
 from plinth.store.deferral import Deferrals, Deferred
 from plinth.store.engine import (
     dispose,
@@ -113,11 +113,14 @@ class SqlBase:
             return fn(shared)
 
         def attempt() -> T:
-            with self._transaction() as conn:
+            with self._transaction(guess=True) as conn:
                 return fn(conn)
 
         try:
-            return retrying(attempt, what)
+            try:
+                return retrying(attempt, what)
+            except ChainMoved:  # rolled back; the next attempt reads the audit chain's ends
+                return retrying(attempt, what)
         except StoreError as exc:
             if isinstance(exc, StoreBusy) or not self._make_deferred_alone():
                 raise
@@ -164,11 +167,15 @@ class SqlBase:
                 self._batch.independent = False
 
     @contextlib.contextmanager
-    def _transaction(self, deferred: bool = True) -> Iterator[Connection]:
+    def _transaction(self, deferred: bool = True, *, guess: bool = False) -> Iterator[Connection]:
         """A write transaction; the cache entries added while it is open go if it rolls back.
 
         It first makes the writes held back (`_hold_back`), unless `deferred` is False or it is
         inside another on this thread.
+
+        With `guess` (a transaction its caller makes again on `ChainMoved`), its audit events may
+        continue from the chain's end as this process last wrote it, unread (`AuditChain.append`),
+        unless a statement left to go with its commit has a check that may refuse it.
 
         Its audit events (`_append`) join the chain last, with its commit, so the chain's lock is
         held for the commit alone, not for the writes before it.
@@ -186,23 +193,26 @@ class SqlBase:
             getattr(self._batch, "publish", None),
             getattr(self._batch, "events", None),
             getattr(self._batch, "sends", None),
+            getattr(self._batch, "refusing", None),
         )
         undo: list[Callable[[], object]] = []
         publish: list[Callable[[], object]] = []
         events: list[dict[str, object]] = []
         sends: list[Send] = []
+        refusing: list[Send] = []
         self._batch.undo, self._batch.publish, self._batch.events, self._batch.sends = (
             undo,
             publish,
             events,
             sends,
         )
+        self._batch.refusing = refusing
         try:
             with writing(self.engine) as conn:
                 for item in taken:
                     item.write(conn)
                 yield conn
-                self._chain.append(conn, events, commit=True, first=sends)
+                self._chain.append(conn, events, commit=True, first=sends, guess=guess and not refusing)
         except BaseException:
             for forget in undo:
                 forget()
@@ -213,7 +223,8 @@ class SqlBase:
             for apply in publish:
                 apply()
         finally:
-            self._batch.undo, self._batch.publish, self._batch.events, self._batch.sends = outer
+            self._batch.undo, self._batch.publish, self._batch.events, self._batch.sends = outer[:4]
+            self._batch.refusing = outer[4]
             if taking:
                 self._deferrals.turn.release()
 
@@ -262,7 +273,9 @@ class SqlBase:
                     self._deferrals.done([item])
         return bool(items)
 
-    def _send_at_commit(self, conn: Connection, send: Callable[[Any], Callable[[], None] | None]) -> bool:
+    def _send_at_commit(
+        self, conn: Connection, send: Callable[[Any], Callable[[], None] | None], *, refuses: bool = False
+    ) -> bool:
         """Leave statements of this thread's write transaction to be sent with its commit, if it
         is its write's own (no `batch()` open, or an independent one) and on PostgreSQL: ahead of
         the audit chain's lock, in the round trip that reads the chain's ends
@@ -270,7 +283,8 @@ class SqlBase:
         Nothing in the transaction may read what they write before it commits.
 
         `send` gets a driver cursor of its own on `conn`, open until the check it returns (if
-        any) has run once the results are in; a check may raise to undo the transaction."""
+        any) has run once the results are in; a check may raise to undo the transaction only
+        where `refuses` says so (its results then come in before the commit goes out)."""
         sends: list[Send] | None = getattr(self._batch, "sends", None)
         if self._sqlite or sends is None:
             return False
@@ -291,6 +305,8 @@ class SqlBase:
             return checked
 
         sends.append(sent)
+        if refuses:
+            self._batch.refusing.append(sent)
         return True
 
     def _publish(self, apply: Callable[[], object]) -> None:

@@ -415,7 +415,7 @@ class SqlRuns(SqlExperiments):
             return check
 
         def end(conn: Connection) -> None:
-            if not self._send_at_commit(conn, send):
+            if not self._send_at_commit(conn, send, refuses=True):
                 with driver_cursor(conn) as cursor:
                     try:
                         send(cursor)()
