@@ -144,7 +144,9 @@ def test_a_head_edited_since_this_process_s_last_write_still_stops_it(
         ended_run(store, "after-the-edit")
     with store.engine.connect() as conn:
         stored = conn.execute(
-            text("SELECT count(*) FROM runs JOIN experiments e ON e.id = runs.experiment_id WHERE e.name = :n"),
+            text(
+                "SELECT count(*) FROM runs JOIN experiments e ON e.id = runs.experiment_id WHERE e.name = :n"
+            ),
             {"n": "after-the-edit"},
         ).scalar_one()
     assert stored == 0  # rolled back with its events

@@ -276,6 +276,7 @@ def test_the_plan_a_postgresql_walk_keeps_walks_the_metric_of_the_experiment_ask
         assert generic >= 1  # after psycopg's first five, and PostgreSQL's
         big = store.get_experiment("big").id
         assert f"runs.experiment_id IN ('{big}')" in text and "LIMIT 5" in text
+        assert "run_key = o.run_key" in text  # most runs with a loss are big's: filters first
         loss = conn.exec_driver_sql("SELECT id FROM metric_keys WHERE name = 'loss'").scalar_one()
         conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
         plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE {name}({loss}, 0.1)"))
@@ -324,3 +325,52 @@ def test_creating_no_runs_makes_nothing(store: Store) -> None:
     events = len(store.audit_events())
     assert store.create_runs([]) == []
     assert len(store.audit_events()) == events
+
+
+def test_a_postgresql_walk_checks_filters_first_where_most_entries_it_meets_are_the_experiment_s(
+    pg_schema_factory: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlStore(pg_schema_factory(), actor="tester", audit_key=KEY)
+    store.few_runs = 0
+    rng = random.Random(5)
+    for experiment, runs in (("big", 300), ("few", 12)):
+        specs = [NewRun(experiment, None, {"lr": str(i % 3)}, {}, None, 10.0, "u") for i in range(runs)]
+        made = store.create_runs(specs)
+        store.write_metrics([(r.id, "loss", 0, i, 1, rng.random()) for i, r in enumerate(made)])
+    by_loss = [OrderKey(Field("metrics", "loss"), True)]
+    where = parse_filter("params.lr = '1' and metrics.loss > 0.2")
+
+    def walk(experiment: str) -> list[str]:
+        found = store.search_runs(
+            experiments=[experiment], where=where, order_by=by_loss, limit=5, now_ms=now()
+        )
+        return [r.id for r in found]
+
+    for _ in range(12):  # psycopg prepares a statement once it has run it a few times
+        big, few = walk("big"), walk("few")
+    with store.engine.connect() as conn:  # the pool's one connection, which ran every search
+        texts = [
+            row[0]
+            for row in conn.exec_driver_sql(
+                "SELECT statement FROM pg_prepared_statements WHERE strpos(statement, 'ORDER BY o.value') > 0"
+            )
+        ]
+    big_text, few_text = ([t for t in texts if store.get_experiment(name).id in t] for name in ("big", "few"))
+    assert len(big_text) == 1 and len(few_text) == 1
+    assert "p1.run_key = o.run_key" in big_text[0]  # nearly every entry met is big's: filters first
+    assert 'p1.run_key = runs."key"' in few_text[0]  # 12 of 312: runs first
+    for share in (0.0, 1.01):  # the same answers whichever way the walk goes
+        monkeypatch.setattr("plinth.store.sql.run_search.FILTERS_FIRST_SHARE", share)
+        store._walk_shares.clear()
+        assert walk("big") == big and walk("few") == few
+    expected = sorted(
+        (
+            r
+            for r in store.search_runs(
+                experiments=["big"], where=where, order_by=[], limit=None, now_ms=now()
+            )
+        ),
+        key=lambda r: -r.metrics["loss"],
+    )
+    assert big == [r.id for r in expected[:5]]
+    store.close()

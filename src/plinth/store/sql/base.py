@@ -84,6 +84,9 @@ class SqlBase:
         self._experiments: dict[str, e.Experiment] = {}
         self._known_envs: set[str] = set()
         self._large_experiments: dict[str, int] = {}  # experiment id -> a run count it is known to reach
+        self._walk_shares: dict[tuple[int, tuple[str, ...], bool], tuple[bool, float]] = {}
+        """(metric key id, experiment ids, descending) -> (whether a walk of the metric's index checks
+        filters first, when that was sampled): `SqlRunSearch._filters_first`."""
         self._lock = threading.Lock()
         self._batch = threading.local()
         self._deferrals = Deferrals()

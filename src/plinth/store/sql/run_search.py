@@ -15,6 +15,7 @@ import functools
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -83,6 +84,16 @@ _UNRANKED = (
     'NOT EXISTS (SELECT 1 FROM latest_metrics o WHERE o.run_key = runs."key" AND o.key_id = ? '
     "AND o.value IS NOT NULL)"
 )
+
+_SAMPLED = 200
+"""Index entries a walk meets first that `_filters_first` looks at."""
+FILTERS_FIRST_SHARE = 0.25
+"""The share of those entries that must be runs of the experiments searched for the walk to
+check its filter on each entry before looking the entry's run up (PostgreSQL)."""
+_SAMPLE_KEPT_S = 300.0
+"""How long a sampled share decides walks of its metric and experiments."""
+_SAMPLES_KEPT = 1024
+"""Sampled shares a store keeps at most (it forgets them all past that)."""
 
 RunRow = Sequence[Any]
 """A row of RUN_COLUMNS (on PostgreSQL, followed by the run's details: `_DETAILS_PG`)."""
@@ -231,9 +242,10 @@ class SqlRunSearch(SqlExperiments):
         (with `alone`, `_Unfinished` is raised instead of reading them)."""
         first, rest = order_by[0], order_by[1:]
         key_id = self._key_id(conn, first.field.name, False)
-        # On SQLite filters look runs up by the index entry's key, so a run's row is read only once
-        # it passes; PostgreSQL, shown filters on the index alone, misjudges the join to `runs`.
-        ranked = self._compiler(conn, at_ms, run_key="o.run_key" if self._sqlite else RUN_KEY)
+        # Filters that look runs up by the index entry's key are checked before the entry's run is
+        # read, so a run's row is read only once it passes (see `_filters_first`).
+        early = self._sqlite or self._filters_first(conn, key_id, ids, first.descending)
+        ranked = self._compiler(conn, at_ms, run_key="o.run_key" if early else RUN_KEY)
         kept = not self._sqlite and _keeps_a_plan(ids, where)
         # a kept plan's key and experiments are in its text (_KEEP_PLAN_PG)
         metric = Sql(f"o.key_id = {int(key_id)}") if kept else Sql("o.key_id = ?", (key_id,))
@@ -259,6 +271,40 @@ class SqlRunSearch(SqlExperiments):
             query = Sql(self._from_runs) + _where(conditions) + " ORDER BY " + unranked.order(rest)
             rows += self._select(conn, query, limit - len(rows), [_PLAN_EACH_PG] if kept else None)
         return rows
+
+    def _filters_first(self, conn: Connection, key_id: int, ids: list[str] | None, descending: bool) -> bool:
+        """Whether a walk of metric `key_id`'s index (PostgreSQL) checks its filter on each entry
+        before it reads the entry's run: when at least `FILTERS_FIRST_SHARE` of the entries it
+        meets first are runs of the experiments searched (always, searching every experiment).
+
+        Checked first, the filter costs an entry of another experiment its lookups as well as
+        the run's row, which tells its experiment; checked after, every entry costs that row.
+        The share is sampled from the first `_SAMPLED` entries, in the walk's order, and kept
+        for `_SAMPLE_KEPT_S`: it picks the walk's plan, never its answer.
+        """
+        if ids is None:
+            return True
+        found = (key_id, tuple(sorted(ids)), descending)
+        now = time.monotonic()
+        kept = self._walk_shares.get(found)
+        if kept is not None and now - kept[1] < _SAMPLE_KEPT_S:
+            return kept[0]
+        direction = "DESC" if descending else "ASC"
+        query = (
+            Sql("SELECT count(*), count(*) FILTER (WHERE runs.experiment_id IN (")
+            + Sql.marks(ids)
+            + Sql(
+                ")) FROM (SELECT o.run_key FROM latest_metrics o WHERE o.key_id = ? AND o.value IS NOT NULL "
+                f'ORDER BY o.value {direction} LIMIT {_SAMPLED}) o JOIN runs ON runs."key" = o.run_key',
+                (key_id,),
+            )
+        )
+        total, ours = conn.exec_driver_sql(query.for_driver(self._sqlite), query.params).one()
+        early = total == 0 or ours >= FILTERS_FIRST_SHARE * total
+        if len(self._walk_shares) >= _SAMPLES_KEPT:
+            self._walk_shares.clear()
+        self._walk_shares[found] = (early, now)
+        return early
 
     def _compiler(
         self, conn: Connection, at_ms: int, run_key: str = RUN_KEY, *, semi_joins: bool = False
