@@ -140,6 +140,7 @@ class AuditChain:
         self._last: _End | None = None
         """The head this chain wrote with its newest commit, the chain's end then: what a guessed
         append continues from (None: read the ends)."""
+        self._remembering = threading.Lock()
         self._guessing = threading.Lock()
         """Held by the one guessed append in flight: others of this process read the ends."""
         self._pause_s = 0.0
@@ -247,9 +248,10 @@ class AuditChain:
         the next guess continues from (a later end than one already remembered, only)."""
         if head is None or head.seq != newest.seq:
             return
-        last = self._last
-        if last is None or head.seq > last.seq:
-            self._last = head
+        with self._remembering:  # threads commit in turn, but may get here in any order
+            last = self._last
+            if last is None or head.seq > last.seq:
+                self._last = head
 
     def adopt(self, conn: Connection, event: Mapping[str, Any]) -> AuditAdoption:
         """Key the unkeyed events at the start of the chain as they stand, up to the first damage

@@ -115,15 +115,15 @@ class SqlBase:
         if shared is not None:  # inside `batch()`: join its transaction
             return fn(shared)
 
-        def attempt() -> T:
-            with self._transaction(guess=True) as conn:
+        def attempt(guess: bool = True) -> T:
+            with self._transaction(guess=guess) as conn:
                 return fn(conn)
 
         try:
             try:
                 return retrying(attempt, what)
-            except ChainMoved:  # rolled back; the next attempt reads the audit chain's ends
-                return retrying(attempt, what)
+            except ChainMoved:  # rolled back; made again, reading the audit chain's ends
+                return retrying(functools.partial(attempt, False), what)
         except StoreError as exc:
             if isinstance(exc, StoreBusy) or not self._make_deferred_alone():
                 raise
