@@ -202,14 +202,14 @@ class SqlBase:
         publish: list[Callable[[], object]] = []
         events: list[dict[str, object]] = []
         sends: list[Send] = []
-        refusing: list[Send] = []
-        self._batch.undo, self._batch.publish, self._batch.events, self._batch.sends = (
-            undo,
-            publish,
-            events,
-            sends,
-        )
-        self._batch.refusing = refusing
+        refusing: list[Send] = []  # those of `sends` whose checks may refuse the transaction
+        (
+            self._batch.undo,
+            self._batch.publish,
+            self._batch.events,
+            self._batch.sends,
+            self._batch.refusing,
+        ) = (undo, publish, events, sends, refusing)
         try:
             with writing(self.engine) as conn:
                 for item in taken:
@@ -226,8 +226,13 @@ class SqlBase:
             for apply in publish:
                 apply()
         finally:
-            self._batch.undo, self._batch.publish, self._batch.events, self._batch.sends = outer[:4]
-            self._batch.refusing = outer[4]
+            (
+                self._batch.undo,
+                self._batch.publish,
+                self._batch.events,
+                self._batch.sends,
+                self._batch.refusing,
+            ) = outer
             if taking:
                 self._deferrals.turn.release()
 

@@ -291,10 +291,10 @@ class SqlRunSearch(SqlExperiments):
             return kept[0]
         direction = "DESC" if descending else "ASC"
         query = (
-            Sql("SELECT count(*), count(*) FILTER (WHERE runs.experiment_id IN (")
-            + Sql.marks(ids)
+            Sql("SELECT count(*), count(*) FILTER (WHERE ")
+            + _in_experiments(ids)
             + Sql(
-                ")) FROM (SELECT o.run_key FROM latest_metrics o WHERE o.key_id = ? AND o.value IS NOT NULL "
+                ") FROM (SELECT o.run_key FROM latest_metrics o WHERE o.key_id = ? AND o.value IS NOT NULL "
                 f'ORDER BY o.value {direction} LIMIT {_SAMPLED}) o JOIN runs ON runs."key" = o.run_key',
                 (key_id,),
             )
