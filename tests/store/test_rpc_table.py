@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -155,3 +157,18 @@ def test_lone_surrogates_travel_in_paths_and_queries_and_come_back() -> None:
 def test_integers_past_64_bits_travel_as_the_bound_on_their_side(value: int, sent: str) -> None:
     assert rpc.to_query(value) == sent and rpc.within_64_bits(value) == int(sent)
     assert rpc.from_query(sent, int, "query.version") == int(sent)
+
+
+def test_resolving_a_method_s_types_imports_pyarrow_only_for_a_method_that_names_a_table() -> None:
+    """A remote client's first call of a tracking method does not wait for pyarrow to import."""
+    code = (
+        "import sys\n"
+        "from plinth.store import rpc\n"
+        "for method in ('create_run', 'write_metrics', 'end_run', 'search_runs'):\n"
+        "    assert 'return' in rpc.hints_of(method), method\n"
+        "assert 'pyarrow' not in sys.modules, 'pyarrow was imported'\n"
+        "assert 'Table' in str(rpc.hints_of('write_prediction_columns')['tables'])\n"
+        "assert 'pyarrow' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -8,7 +8,9 @@ result is JSON, except where it is binary (`BINARY_RESULTS`; the bodies are in `
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import inspect
 import math
 import re
@@ -245,13 +247,17 @@ def signature_of(method: str) -> inspect.Signature:
 
 @functools.cache
 def hints_of(method: str) -> Mapping[str, Any]:
-    """The resolved type hints of `Store.<method>` (the names base.py imports for type checking)."""
+    """The resolved type hints of `Store.<method>` (the names base.py imports for type checking).
+
+    pyarrow is imported only for a method whose types name it: a client's first call of any
+    other would otherwise wait for it (tens of milliseconds, and its memory)."""
     import numpy as np
 
-    try:
-        import pyarrow as pa
-    except ImportError:  # a client without the `data` extra never asks for a table
-        pa = types.SimpleNamespace(Table=bytes)
+    function = getattr(base.Store, method)
+    pa: Any = types.SimpleNamespace(Table=bytes)  # a client without the `data` extra never asks for a table
+    if any("pa." in str(hint) for hint in function.__annotations__.values()):
+        with contextlib.suppress(ImportError):
+            pa = importlib.import_module("pyarrow")
     names = {
         **vars(entities),
         "np": np,
@@ -262,7 +268,7 @@ def hints_of(method: str) -> Mapping[str, Any]:
         "Expr": Expr,
         "OrderKey": OrderKey,
     }
-    return typing.get_type_hints(getattr(base.Store, method), globalns=vars(base), localns=names)
+    return typing.get_type_hints(function, globalns=vars(base), localns=names)
 
 
 def query_hint(hint: Any) -> type | None:
