@@ -17,6 +17,7 @@ from plinth.core.filters import Field, OrderKey, parse_filter
 from plinth.store.base import NewRun, Store
 from plinth.store.engine import driver_cursor
 from plinth.store.sql import SqlStore
+from plinth.store.sql import metrics as metrics_module
 from plinth.store.sql.metrics import SENT_POINTS
 
 KEY = "a-test-audit-key-" + "1" * 16
@@ -135,6 +136,38 @@ def test_independent_writes_in_one_batch_land_together(sql_store: SqlStore) -> N
         assert store.get_run(run_id).metrics == {"loss": 1.5}
     store.write_metrics([(made[0].id, "acc", 0, 0, 1, 0.5)])  # its key, learnt at the commit
     assert store.get_run(made[0].id).metrics == {"acc": 0.5}
+    assert store.verify_audit().ok
+
+
+def test_the_points_of_a_batch_s_writes_go_as_one_statement_and_leave_what_each_write_would(
+    sql_store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group commit's writes of points: one statement for all of them (PostgreSQL), and the
+    latest value of each run and key as the writes, made one after another, would leave it."""
+    store = sql_store
+    a, b = new_run(store), new_run(store)
+    store.write_metrics([(b, "loss", 9, 0, 1, 9.0)])  # stored before: b's loss stays at step 9
+    sent: list[int] = []
+    real = metrics_module._send_points
+
+    def counted(columns: Any, latest: Any, cursor: Any) -> None:
+        sent.append(len(columns[0]))
+        real(columns, latest, cursor)
+
+    monkeypatch.setattr(metrics_module, "_send_points", counted)
+    events = len(store.audit_events())
+    with store.batch(independent=True):
+        store.write_metrics([(a, "loss", step, step, 1, float(step)) for step in range(3)])
+        store.write_metrics([(a, "loss", 1, 3, 1, 10.0), (b, "acc", 0, 0, 1, 0.25)])  # behind a's step 2
+        store.write_metrics([(a, "loss", 5, 4, 1, float("nan")), (b, "loss", 3, 1, 1, 3.0)])
+        store.write_metrics([(a, "loss", 4, 5, 1, 40.0), (b, "acc", 1, 1, 1, 0.5)])  # behind a's step 5
+    assert sent == ([] if store._sqlite else [9])
+    assert len(store.audit_events()) == events + 7  # one per run a write moved
+    loss = store.get_run(a).metrics["loss"]
+    assert math.isnan(loss)  # step 5's, NaN kept
+    assert store.get_run(b).metrics == {"loss": 9.0, "acc": 0.5}
+    history = store.metric_history(a, "loss")
+    assert history["step"].tolist() == [0, 1, 1, 2, 4, 5]
     assert store.verify_audit().ok
 
 

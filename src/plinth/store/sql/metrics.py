@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import functools
 import hashlib
 import itertools
 import sqlite3
@@ -61,6 +60,45 @@ def _send_points(columns: Sequence[np.ndarray], latest: Sequence[Sequence[object
     teach(cursor)
     cursor.execute(_POINTS_PG, _array_params(columns))
     cursor.execute(_LATEST_PG, _array_params(_numeric_columns(latest)))
+
+
+class _SentPoints:
+    """The points that the writes of one transaction send with its commit (PostgreSQL), sent as
+    one statement, and the latest values they leave as one more, whatever the number of writes:
+    a server's group commit makes dozens of writes in one transaction, and each statement costs
+    the server its binding and PostgreSQL its planning and execution, whatever its size."""
+
+    def __init__(self, sends: object) -> None:
+        self.sends = sends
+        """The transaction's list of statements sent with its commit: which transaction it is."""
+        self._columns: list[Sequence[np.ndarray]] = []
+        self._latest: list[Sequence[Sequence[object]]] = []
+
+    def add(self, columns: Sequence[np.ndarray], latest: Sequence[Sequence[object]]) -> None:
+        self._columns.append(columns)
+        self._latest.append(latest)
+
+    def __call__(self, cursor: Any) -> None:
+        parts, latest = self._columns, self._latest
+        self.sends, self._columns, self._latest = None, [], []  # sent: no later write joins them
+        if len(parts) == 1:
+            _send_points(parts[0], latest[0], cursor)
+            return
+        columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
+        _send_points(columns, _latest_of(latest), cursor)
+
+
+def _latest_of(writes: Sequence[Sequence[Sequence[object]]]) -> list[Sequence[object]]:
+    """The latest value per run and key that writes' latest values leave, made in turn: a later
+    one replaces an earlier one only past its (step, seq), as the upsert does (which cannot meet
+    one row twice in a statement)."""
+    chosen: dict[tuple[object, object], Sequence[object]] = {}
+    for latest in writes:
+        for row in latest:
+            seen = chosen.get((row[0], row[1]))
+            if seen is None or (row[2], row[3]) > (seen[2], seen[3]):
+                chosen[(row[0], row[1])] = row
+    return list(chosen.values())
 
 
 def _array_params(columns: Sequence[np.ndarray]) -> list[PgArray]:
@@ -263,9 +301,17 @@ class SqlMetrics(SqlBase):
         """Points, as the six columns of `metrics` (NaN values for NULL), and latest values on
         PostgreSQL (NaN already NULL). A write of up to `SENT_POINTS` points is sent with the
         commit, as two statements over arrays; a larger one is copied in now."""
-        send = functools.partial(_send_points, columns, latest)
-        if len(columns[0]) <= SENT_POINTS and self._send_at_commit(conn, send):
-            return
+        if len(columns[0]) <= SENT_POINTS:
+            sends = getattr(self._batch, "sends", None)
+            joined: _SentPoints | None = getattr(self._batch, "points", None)
+            if sends is not None and joined is not None and joined.sends is sends:
+                joined.add(columns, latest)  # another write of this transaction's: one statement
+                return
+            joined = _SentPoints(sends)
+            joined.add(columns, latest)
+            if self._send_at_commit(conn, joined):
+                self._batch.points = joined
+                return
         *ints, value = columns
         values: list[float | None] = value.tolist()
         for i in np.flatnonzero(np.isnan(value)).tolist():
