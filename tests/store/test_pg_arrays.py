@@ -13,7 +13,7 @@ import pytest
 
 from plinth.store.base import Store
 from plinth.store.points import PointColumns
-from plinth.store.sql.metrics import SENT_POINTS
+from plinth.store.sql.metrics import COPIED_POINTS, SENT_POINTS
 from plinth.store.sql.pg_arrays import array_bytes, float8_array, int8_array, teach
 
 DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
@@ -71,7 +71,8 @@ def _new_run(store: Store) -> str:
     return run.id
 
 
-@pytest.mark.parametrize("size", [8, SENT_POINTS + 3])  # sent with the commit, or copied in
+# sent with the commit; copied in just before it; copied in at once
+@pytest.mark.parametrize("size", [8, COPIED_POINTS + 3, SENT_POINTS + 3])
 def test_points_written_as_columns_come_back_exactly_as_written(
     open_store: Callable[..., Store], size: int
 ) -> None:

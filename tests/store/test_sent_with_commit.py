@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from plinth.core.entities import RunStatus
 from plinth.core.errors import InvalidInput, NotFound, RunNotActive
@@ -18,7 +19,7 @@ from plinth.store.base import NewRun, Store
 from plinth.store.engine import driver_cursor
 from plinth.store.sql import SqlStore
 from plinth.store.sql import metrics as metrics_module
-from plinth.store.sql.metrics import SENT_POINTS
+from plinth.store.sql.metrics import COPIED_POINTS, SENT_POINTS
 
 KEY = "a-test-audit-key-" + "1" * 16
 
@@ -148,13 +149,13 @@ def test_the_points_of_a_batch_s_writes_go_as_one_statement_and_leave_what_each_
     a, b = new_run(store), new_run(store)
     store.write_metrics([(b, "loss", 9, 0, 1, 9.0)])  # stored before: b's loss stays at step 9
     sent: list[int] = []
-    real = metrics_module._send_points
+    real = metrics_module._SentPoints.__call__
 
-    def counted(columns: Any, latest: Any, cursor: Any) -> None:
-        sent.append(len(columns[0]))
-        real(columns, latest, cursor)
+    def counted(self: Any, cursor: Any) -> None:
+        sent.append(self.points)
+        real(self, cursor)
 
-    monkeypatch.setattr(metrics_module, "_send_points", counted)
+    monkeypatch.setattr(metrics_module._SentPoints, "__call__", counted)
     events = len(store.audit_events())
     with store.batch(independent=True):
         store.write_metrics([(a, "loss", step, step, 1, float(step)) for step in range(3)])
@@ -171,6 +172,28 @@ def test_the_points_of_a_batch_s_writes_go_as_one_statement_and_leave_what_each_
     assert store.verify_audit().ok
 
 
+def test_a_batch_s_writes_past_the_copied_size_are_copied_in_whole_or_not_at_all(sql_store: SqlStore) -> None:
+    """A group commit whose writes hold `COPIED_POINTS` points or more copies them in just
+    before its commit; one point already stored fails the group with nothing of it kept."""
+    store = sql_store
+    runs = [new_run(store) for _ in range(4)]
+    per = COPIED_POINTS // 3 + 1  # the four writes together pass the size, none alone
+    with store.batch(independent=True):
+        for i, run_id in enumerate(runs):
+            store.write_metrics([(run_id, "loss", s, s, 1, s * 0.5 + i) for s in range(per)])
+    for i, run_id in enumerate(runs):
+        assert len(store.metric_history(run_id, "loss")) == per
+        assert store.get_run(run_id).metrics == {"loss": (per - 1) * 0.5 + i}
+    events = len(store.audit_events())
+    with pytest.raises(IntegrityError), store.batch(independent=True):  # as it is, from a batch
+        for run_id in runs:  # new steps, and the last write ends on its run's first point
+            rows = [(run_id, "loss", s, s, 1, 1.0) for s in range(per, 2 * per)]
+            store.write_metrics(rows if run_id != runs[-1] else [*rows, (run_id, "loss", 0, 0, 1, 9.0)])
+    assert [len(store.metric_history(r, "loss")) for r in runs] == [per] * 4
+    assert len(store.audit_events()) == events
+    assert store.verify_audit().ok
+
+
 def test_an_independent_batch_that_fails_leaves_nothing(sql_store: SqlStore) -> None:
     store = sql_store
     run_id = new_run(store)
@@ -184,19 +207,23 @@ def test_an_independent_batch_that_fails_leaves_nothing(sql_store: SqlStore) -> 
         store.get_run(made[0].id)
 
 
-def test_a_write_of_points_already_stored_fails_whole_and_a_retry_skips_them(sql_store: SqlStore) -> None:
+@pytest.mark.parametrize("size", [5, COPIED_POINTS + 5])  # sent with the commit, or copied in before it
+def test_a_write_of_points_already_stored_fails_whole_and_a_retry_skips_them(
+    sql_store: SqlStore, size: int
+) -> None:
     store = sql_store
     run_id = new_run(store)
-    first = [(run_id, "loss", step, step, 1, float(step)) for step in range(5)]
+    first = [(run_id, "loss", step, step, 1, float(step)) for step in range(size)]
     store.write_metrics(first)
     events = len(store.audit_events())
-    again = [*first[3:], *[(run_id, "loss", step, step, 1, float(step)) for step in range(5, 8)]]
+    again = [*first[3:], *[(run_id, "loss", step, step, 1, float(step)) for step in range(size, size + 3)]]
     with pytest.raises(InvalidInput, match="refused metric points"):
         store.write_metrics(again)
-    assert len(store.metric_history(run_id, "loss")) == 5  # nothing of the failed write
+    assert len(store.metric_history(run_id, "loss")) == size  # nothing of the failed write
     assert len(store.audit_events()) == events
     store.write_metrics(again, skip_written=True)
-    assert store.metric_history(run_id, "loss")["step"].tolist() == list(range(8))
+    assert store.metric_history(run_id, "loss")["step"].tolist() == list(range(size + 3))
+    assert store.get_run(run_id).metrics == {"loss": float(size + 2)}
     assert store.verify_audit().ok
 
 

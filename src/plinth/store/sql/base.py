@@ -215,6 +215,7 @@ class SqlBase:
                 for item in taken:
                     item.write(conn)
                 yield conn
+                self._before_commit(conn)
                 self._chain.append(conn, events, commit=True, first=sends, guess=guess and not refusing)
         except BaseException:
             for forget in undo:
@@ -316,6 +317,10 @@ class SqlBase:
         if refuses:
             self._batch.refusing.append(sent)
         return True
+
+    def _before_commit(self, conn: Connection) -> None:
+        """Send what this thread's write transaction sends in round trips of its own, once its
+        writes are made and before the round trip of its commit (`SqlMetrics` copies points in)."""
 
     def _publish(self, apply: Callable[[], object]) -> None:
         """Add a cache entry naming rows this thread's open write transaction may have made once

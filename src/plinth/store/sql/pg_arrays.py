@@ -1,15 +1,16 @@
-"""Columns of numbers sent to PostgreSQL as arrays in its binary format, made by numpy.
+"""Columns of numbers sent to PostgreSQL in its binary formats, laid out by numpy.
 
-A metric write sends its points as one array per column (`INSERT ... SELECT * FROM unnest(...)`).
-In text, each number is formatted by Python and parsed again by PostgreSQL; in the binary format
-(`array_send`'s layout: a header, then each element as its length and its big-endian bytes) numpy
-lays out a whole column at once and PostgreSQL copies the numbers as they are.
+A metric write sends its points as one array per column (`INSERT ... SELECT * FROM unnest(...)`),
+or, many at once, as rows of a binary COPY (`copy_bytes`). In text, each number is formatted by
+Python and parsed again by PostgreSQL; in the binary formats (a length, then big-endian bytes,
+per value) numpy lays out a whole column at once and PostgreSQL copies the numbers as they are.
 """
 
 from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -67,6 +68,39 @@ def array_bytes(array: PgArray) -> bytes:
     else:
         data = body.tobytes()
     return _HEADER.pack(1, int(has_null), array.element, len(values), 1) + data
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+"""A binary COPY's signature, its flags (none) and the length of its header extension (0)."""
+_COPY_TRAILER = struct.pack(">h", -1)
+
+
+def copy_bytes(ints: Sequence[np.ndarray], floats: np.ndarray) -> bytes:
+    """Rows of `bigint` columns then one `float8` column, as the data of `COPY ... FROM STDIN
+    (FORMAT BINARY)`: each row its number of fields, then each field's length and bytes; a NaN
+    float is NULL (a length of -1 alone), as in `array_bytes`."""
+    fields = [("n", ">i2")]
+    for i in range(len(ints)):
+        fields += [(f"l{i}", ">i4"), (f"v{i}", ">i8")]
+    whole = np.dtype([*fields, ("lf", ">i4"), ("vf", ">f8")])
+    null = np.isnan(floats)
+    parts = [_COPY_HEADER]
+    for layout, rows, valued in ((whole, ~null, True), (np.dtype([*fields, ("lf", ">i4")]), null, False)):
+        count = int(np.count_nonzero(rows))
+        if not count:
+            continue
+        body = np.empty(count, dtype=layout)
+        body["n"] = len(ints) + 1
+        for i, column in enumerate(ints):
+            body[f"l{i}"] = 8
+            body[f"v{i}"] = column[rows]
+        if valued:
+            body["lf"], body["vf"] = 8, floats[rows]
+        else:
+            body["lf"] = -1
+        parts.append(body.tobytes())
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
 
 
 def teach(cursor: Any) -> None:
