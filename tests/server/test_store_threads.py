@@ -69,3 +69,44 @@ def test_no_more_calls_than_threads_run_at_once() -> None:
     run_loop(main())
     assert most == 2
     threads.close()
+
+
+def test_a_call_whose_caller_went_away_still_runs_and_the_pool_goes_on() -> None:
+    threads = StoreThreads(1)
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(5)
+        finished.set()
+        return "late"
+
+    async def main() -> str:
+        call = asyncio.ensure_future(threads.run(slow))
+        for _ in range(1_000):
+            if started.is_set():
+                break
+            await asyncio.sleep(0.01)
+        call.cancel()  # the client went away: its answer is dropped when it comes
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        return await threads.run(lambda: "next")
+
+    assert run_loop(main()) == "next"
+    assert finished.is_set()
+    threads.close()
+
+
+def test_closing_ends_the_threads_and_refuses_later_calls() -> None:
+    threads = StoreThreads(2)
+    before = set(threading.enumerate())
+    assert run_loop(threads.run(lambda: 1)) == 1
+    running = [t for t in set(threading.enumerate()) - before if t.name.startswith("plinth-store")]
+    assert len(running) == 2
+    threads.close()
+    for thread in running:
+        thread.join(5)
+    assert running and not any(t.is_alive() for t in running)
+    with pytest.raises(RuntimeError, match="closed"):
+        run_loop(threads.run(lambda: 2))
