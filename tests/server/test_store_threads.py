@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import threading
 
 import pytest
@@ -110,3 +111,15 @@ def test_closing_ends_the_threads_and_refuses_later_calls() -> None:
     assert running and not any(t.is_alive() for t in running)
     with pytest.raises(RuntimeError, match="closed"):
         run_loop(threads.run(lambda: 2))
+
+
+def test_a_pool_no_longer_referenced_ends_its_threads() -> None:
+    threads = StoreThreads(2)
+    before = set(threading.enumerate())
+    assert run_loop(threads.run(lambda: 1)) == 1
+    running = [t for t in set(threading.enumerate()) - before if t.name.startswith("plinth-store")]
+    del threads
+    gc.collect()
+    for thread in running:
+        thread.join(5)
+    assert len(running) == 2 and not any(t.is_alive() for t in running)

@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,9 +36,10 @@ _Work = tuple[
 class StoreThreads:
     """A pool of `threads` threads; `await run(fn, *args)` calls `fn(*args)` in one of them.
 
-    The threads start on first use and end with `close()`, or with the interpreter (they are
-    daemons: a call still running when the process exits is abandoned, and its transaction rolls
-    back with the connection).
+    The threads start on first use and end with `close()`, once the pool is garbage-collected
+    (they hold its queue, never the pool), or with the interpreter (they are daemons: a call
+    still running when the process exits is abandoned, and its transaction rolls back with the
+    connection).
     """
 
     def __init__(self, threads: int = STORE_THREADS) -> None:
@@ -46,6 +48,7 @@ class StoreThreads:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
+        weakref.finalize(self, _stop, self._work, threads)
 
     async def run(self, fn: Callable[..., T], /, *args: object) -> T:
         """`fn(*args)` in a pool thread, once one is free; its result, or its exception raised here.
@@ -79,6 +82,11 @@ class StoreThreads:
                 )
                 thread.start()
                 self._threads.append(thread)
+
+
+def _stop(work: queue.SimpleQueue[_Work | None], threads: int) -> None:
+    for _ in range(threads):
+        work.put(None)
 
 
 def _serve(work: queue.SimpleQueue[_Work | None]) -> None:
