@@ -53,7 +53,15 @@ def started(folder: Path, count: int) -> list[int]:
 
 
 def none_alive(pids: list[int]) -> bool:
-    return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    return not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs: a process that ends while it is looked at is not running."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 # ------------------------------------------------------------------ what the ranks run
