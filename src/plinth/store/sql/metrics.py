@@ -59,13 +59,24 @@ less per point (it writes a page's rows at once). 3,600 points: 10.2-11.0 ms of 
 time against 16.0-18.2 ms."""
 
 
-def _send_latest(latest: Sequence[Sequence[object]], cursor: Any) -> None:
-    """Send the latest values points leave (rows, None or NaN for NULL) on PostgreSQL, as one
-    statement over arrays in binary (`pg_arrays`): one text for any number of values, so it is
-    prepared once. The points themselves go the same way (`_POINTS_PG`, five columns of int64,
-    then the values, NaN for NULL), or are copied in (`_COPY_PG`)."""
+def _send_points(
+    columns: Sequence[np.ndarray] | None, latest: Sequence[Sequence[object]], cursor: Any
+) -> None:
+    """Send points (as columns: five of int64, then the values, NaN for NULL; None where they
+    were copied in) and the latest values they leave (rows, None or NaN for NULL) on PostgreSQL,
+    each as one statement over arrays in binary (`pg_arrays`): one text for any number of
+    points, so it is prepared once."""
     teach(cursor)
+    if columns is not None:
+        cursor.execute(_POINTS_PG, _array_params(columns))
     cursor.execute(_LATEST_PG, _array_params(_numeric_columns(latest)))
+
+
+def _copy_points(columns: Sequence[np.ndarray], cursor: Any) -> None:
+    """Copy points (as `_send_points` takes them) in, in binary: two round trips of their own."""
+    *ints, values = columns
+    with cursor.copy(_COPY_PG) as copy:
+        copy.write(copy_bytes(ints, values))
 
 
 class _SentPoints:
@@ -91,20 +102,15 @@ class _SentPoints:
         self.points += len(columns[0])
 
     def copy_in(self, cursor: Any) -> None:
-        """Copy the points in now, in binary (two round trips of their own)."""
-        *ints, values = self._joined()
-        with cursor.copy(_COPY_PG) as copy:
-            copy.write(copy_bytes(ints, values))
+        """Copy the points in now (`_copy_points`)."""
+        _copy_points(self._joined(), cursor)
         self._columns, self._copied = [], True
 
     def __call__(self, cursor: Any) -> None:
         latest = self._latest[0] if len(self._latest) == 1 else _latest_of(self._latest)
         columns = None if self._copied else self._joined()
         self.sends, self._columns, self._latest = None, [], []  # sent: no later write joins them
-        if columns is not None:
-            teach(cursor)
-            cursor.execute(_POINTS_PG, _array_params(columns))
-        _send_latest(latest, cursor)
+        _send_points(columns, latest, cursor)
 
     def _joined(self) -> Sequence[np.ndarray]:
         if len(self._columns) == 1:
@@ -327,27 +333,28 @@ class SqlMetrics(SqlBase):
         transaction's (`_SentPoints`): sent with the commit, or copied in just before it; a
         larger one is copied in now."""
         if len(columns[0]) <= SENT_POINTS:
-            sends = getattr(self._batch, "sends", None)
-            joined: _SentPoints | None = getattr(self._batch, "points", None)
-            if sends is not None and joined is not None and joined.sends is sends:
+            joined = self._sent_points()
+            if joined is not None:
                 joined.add(columns, latest)  # another write of this transaction's: one statement
                 return
-            joined = _SentPoints(sends)
+            joined = _SentPoints(getattr(self._batch, "sends", None))
             joined.add(columns, latest)
             if self._send_at_commit(conn, joined):
                 self._batch.points = joined
                 return
-        *ints, values = columns
-        with cursor.copy(_COPY_PG) as copy:
-            copy.write(copy_bytes(ints, values))
-        _send_latest(latest, cursor)
+        _copy_points(columns, cursor)
+        _send_points(None, latest, cursor)
+
+    def _sent_points(self) -> _SentPoints | None:
+        """The points this thread's open write transaction sends with its commit, if any."""
+        sends = getattr(self._batch, "sends", None)
+        joined: _SentPoints | None = getattr(self._batch, "points", None)
+        return joined if sends is not None and joined is not None and joined.sends is sends else None
 
     def _before_commit(self, conn: Connection) -> None:
         super()._before_commit(conn)
-        joined: _SentPoints | None = getattr(self._batch, "points", None)
-        if joined is None or joined.sends is not getattr(self._batch, "sends", None):
-            return  # not this transaction's
-        if joined.points >= COPIED_POINTS:
+        joined = self._sent_points()
+        if joined is not None and joined.points >= COPIED_POINTS:
             with driver_cursor(conn) as cursor:
                 joined.copy_in(cursor)
 
