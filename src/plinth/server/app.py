@@ -90,6 +90,9 @@ def create_app(config: ServerConfig) -> FastAPI:
             "write sent with `Prefer: return=minimal` is answered 204, without its result."
         ),
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry layer asks for the global providers on every request; the
+        # server counts and times its requests itself (`/metrics`)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.plinth = state
     app.state.config = config

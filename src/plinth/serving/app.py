@@ -148,6 +148,9 @@ def create_app(
         version="1",
         description="Predictions from registered models, validated against their signatures.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry layer asks for the global providers on every request; the
+        # model server counts and times its predictions itself (`/metrics`)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.plinth = state
     _routes(app, state)

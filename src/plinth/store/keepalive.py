@@ -1,33 +1,43 @@
 """Keep-alive HTTP/1.1 connections for the remote store's calls: the request path of
 `ServerClient.request` when nothing needs httpx's extras.
 
-A tracked run is a handful of small requests, and httpx spends several times the server's own
-work on each (URL parsing, header models, its connection pool's state machine). The standard
-library's `http.client` sends a request in one write and parses the answer in C, so a call costs
-a fraction as much. `KeepAlive` keeps a few such connections to one server for the threads of a
-process (the metric writer, the heartbeat, the user's code) and raises httpx's own exceptions,
-so `ServerClient` treats both paths alike. httpx stays the path for everything else: proxies,
-request and response hooks, JSON bodies it encodes, and artifact streams.
+A tracked run is a handful of small requests, and a general HTTP client spends several times the
+server's own work on each: httpx parses URLs and builds header models and its pool's state
+machine; the standard library's `http.client` reads an answer's head through the `email`
+package's parser. Here a request goes out in one write, its head laid out in one string, and the
+answer is read by a small HTTP/1.1 parser over a buffered socket (status line, headers, then a
+body of Content-Length bytes, in chunks, or up to the close). `KeepAlive` keeps a few such
+connections to one server for the threads of a process (the metric writer, the heartbeat, the
+user's code) and raises httpx's own exceptions, so `ServerClient` treats both paths alike. httpx
+stays the path for everything else: proxies, request and response hooks, JSON bodies it encodes,
+and artifact streams.
 """
 
 from __future__ import annotations
 
-import http.client
+import io
 import os
 import select
 import socket
 import ssl
 import threading
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from plinth.core.errors import InvalidInput
+
 MAX_IDLE = 16
 """Idle connections kept per server (more threads than that reconnect now and then)."""
+MAX_LINE = 65_536
+"""Longest status line, header line or chunk-size line read from a server."""
+MAX_HEADERS = 100
+"""Most header lines in one answer."""
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+_NO_BODY_STATUSES = frozenset({204, 304})
+_UNSAFE = ("\r", "\n", "\0")
 
 
 def proxied() -> bool:
@@ -53,7 +63,9 @@ class KeepAlive:
         self.port = parts.port or (443 if self.https else 80)
         self.context = context if context is not None or not self.https else ssl.create_default_context()
         self.timeout = timeout
-        self._idle: list[http.client.HTTPConnection] = []
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._host_line = f"Host: {host}" + ("" if parts.port is None else f":{self.port}") + "\r\n"
+        self._idle: list[_Wire] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -63,105 +75,205 @@ class KeepAlive:
         """Send one request on an idle connection (else a new one) and read its whole answer.
 
         Raises:
+            InvalidInput: a header holds a line break or NUL (it would forge another header).
             httpx.ConnectError: the server could not be reached (nothing was sent).
             httpx.TransportError: the connection failed once the request went out.
         """
-        target = self.base_path + path + ("?" + query if query else "")
-        conn, fresh = self._take()
+        head = self._head(verb, self.base_path + path + ("?" + query if query else ""), headers, body)
+        wire = self._take()
         try:
-            if fresh:
-                conn.connect()
-                # a request goes out in one write (`_Connection`), at once
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, ssl.SSLError) as exc:
-            conn.close()
-            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from exc
-        try:
-            conn.request(verb, target, body=body, headers=dict(headers))
-            answer = conn.getresponse()
-            content = answer.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
+            status, answer_headers, content, closing = wire.exchange(head + body if body else head, verb)
+        except (OSError, ValueError) as exc:  # ValueError: a malformed answer
+            wire.close()
             kind = httpx.ReadTimeout if isinstance(exc, TimeoutError) else httpx.RemoteProtocolError
             raise kind(f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
-            conn.close()
+            wire.close()
             raise
-        if answer.will_close:
-            conn.close()
+        if closing:
+            wire.close()
         else:
-            self._keep(conn)
-        request = httpx.Request(verb, self.url + path + ("?" + query if query else ""))
-        return httpx.Response(answer.status, headers=answer.getheaders(), content=content, request=request)
+            self._keep(wire)
+        return httpx.Response(status, headers=answer_headers, content=content)
 
     def close(self) -> None:
         """Close the idle connections."""
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        for wire in idle:
+            wire.close()
 
-    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle connection the server has not closed, else a new one (not yet connected)."""
+    def _head(self, verb: str, target: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
+        """The request's line and headers, with its Host and (where a body may go) Content-Length."""
+        lines = [f"{verb} {target} HTTP/1.1\r\n", self._host_line]
+        for name, value in headers.items():
+            if any(mark in name or mark in value for mark in _UNSAFE):
+                raise InvalidInput(
+                    f"The request header {name!r} holds a line break or NUL; check PLINTH_TOKEN and "
+                    "PLINTH_WORKSPACE for stray characters."
+                )
+            lines.append(f"{name}: {value}\r\n")
+        if body or verb in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body or b'')}\r\n")
+        lines.append("Accept-Encoding: identity\r\n\r\n")
+        line, rest = lines[0], "".join(lines[1:])
+        return line.encode("ascii") + rest.encode("latin-1")
+
+    def _take(self) -> _Wire:
+        """An idle connection the server has not closed, else a new one.
+
+        Raises:
+            httpx.ConnectError: the server could not be reached.
+        """
         with self._lock:
             if self._pid != os.getpid():  # a forked child never shares its parent's sockets
                 self._idle, self._pid = [], os.getpid()
             while self._idle:
                 idle = self._idle.pop()
-                if _usable(idle):
-                    return idle, False
+                if idle.usable():
+                    return idle
                 idle.close()
-        if self.https:
-            return _TlsConnection(self.host, self.port, timeout=self.timeout, context=self.context), True
-        return _Connection(self.host, self.port, timeout=self.timeout), True
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as exc:
+            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a request is one write
+            if self.context is not None:
+                sock = self.context.wrap_socket(sock, server_hostname=self.host)
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from exc
+        return _Wire(sock)
 
-    def _keep(self, conn: http.client.HTTPConnection) -> None:
+    def _keep(self, wire: _Wire) -> None:
         with self._lock:
             if len(self._idle) < MAX_IDLE and self._pid == os.getpid():
-                self._idle.append(conn)
+                self._idle.append(wire)
                 return
-        conn.close()
+        wire.close()
 
 
-class _Connection(http.client.HTTPConnection):
-    """An `http.client` connection that sends a request's head and its body (bytes) in one
-    write, where the standard library makes two: the server then wakes once for the request,
-    and the client makes one system call, not two."""
+class _Wire:
+    """One connection: a request written at once, its answer read back whole."""
 
-    _head: bytes | None = None
-    """While `endheaders` sends a request with a body: the head, once sent, held for the body."""
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = sock.makefile("rb")
 
-    def endheaders(self, message_body: Any = None, *, encode_chunked: bool = False) -> None:
-        if isinstance(message_body, bytes) and message_body and not encode_chunked:
-            self._head = b""
+    def exchange(self, request: bytes, verb: str) -> tuple[int, list[tuple[str, str]], bytes, bool]:
+        """Send `request` and read its answer: (status, headers, body, whether the connection
+        must close after it).
+
+        Raises:
+            OSError: the connection failed or timed out.
+            ValueError: the answer is not HTTP/1.x as this reader knows it.
+        """
+        self.sock.sendall(request)
+        reader = self.reader
+        while True:
+            version, status = _status_line(reader)
+            headers, length, chunked, closing = _headers(reader)
+            if not (100 <= status < 200) or status == 101:
+                break
+        if version == "HTTP/1.0":
+            closing = closing or not any(
+                name.lower() == "connection" and "keep-alive" in value.lower() for name, value in headers
+            )
+        if verb == "HEAD" or status in _NO_BODY_STATUSES or 100 <= status < 200:
+            return status, headers, b"", closing
+        if chunked:
+            return status, headers, _chunks(reader), closing
+        if length is None:  # the body ends with the connection
+            return status, headers, reader.read(), True
+        content = reader.read(length)
+        if len(content) < length:
+            raise ValueError(f"the answer ended after {len(content)} of its {length} bytes")
+        return status, headers, content, closing
+
+    def usable(self) -> bool:
+        """False when the server closed the idle connection (it is readable: its end, or stray bytes)."""
         try:
-            super().endheaders(message_body, encode_chunked=encode_chunked)
-        finally:
-            self._head = None
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            return not poller.poll(0)
+        except (OSError, ValueError):
+            return False
 
-    def send(self, data: Any) -> None:
-        head = self._head
-        if head is None:
-            super().send(data)
-        elif not head:  # the head: it goes with the body, next
-            self._head = bytes(data)
-        else:
-            self._head = None
-            super().send(head + data)
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
 
 
-class _TlsConnection(_Connection, http.client.HTTPSConnection):
-    """`_Connection` over TLS."""
+def _line(reader: io.BufferedReader) -> bytes:
+    line = reader.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise ValueError(f"a line of the answer is longer than {MAX_LINE} bytes")
+    if not line.endswith(b"\n"):
+        raise ValueError("the server closed the connection in the middle of the answer's head")
+    return line
 
 
-def _usable(conn: http.client.HTTPConnection) -> bool:
-    """False when the server closed an idle connection (it is readable: its end, or stray bytes)."""
-    sock = conn.sock
-    if sock is None:
-        return False
-    try:
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return not poller.poll(0)
-    except (OSError, ValueError):
-        return False
+def _status_line(reader: io.BufferedReader) -> tuple[str, int]:
+    """The answer's HTTP version and status."""
+    line = reader.readline(MAX_LINE + 1)
+    if not line:
+        raise ValueError("the server closed the connection without answering")
+    if not line.endswith(b"\n") or len(line) > MAX_LINE:
+        raise ValueError(f"a malformed status line {line[:80]!r}")
+    parts = line.split(None, 2)
+    version = parts[0].decode("latin-1") if parts else ""
+    if len(parts) < 2 or not version.startswith("HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
+        raise ValueError(f"a malformed status line {line[:80]!r}")
+    return version, int(parts[1])
+
+
+def _headers(reader: io.BufferedReader) -> tuple[list[tuple[str, str]], int | None, bool, bool]:
+    """The answer's headers, and from them: its Content-Length, whether it comes in chunks,
+    and whether the server closes the connection after it."""
+    headers: list[tuple[str, str]] = []
+    length: int | None = None
+    chunked = closing = False
+    while True:
+        line = _line(reader)
+        if line in (b"\r\n", b"\n"):
+            return headers, length, chunked, closing
+        if len(headers) >= MAX_HEADERS:
+            raise ValueError(f"the answer has more than {MAX_HEADERS} headers")
+        name, colon, value = line.decode("latin-1").partition(":")
+        if not colon or not name or name != name.strip():
+            raise ValueError(f"a malformed header line {line[:80]!r}")
+        value = value.strip()
+        headers.append((name, value))
+        lowered = name.lower()
+        if lowered == "content-length":
+            if not value.isdigit() or (length is not None and int(value) != length):
+                raise ValueError(f"a malformed Content-Length {value[:40]!r}")
+            length = int(value)
+        elif lowered == "transfer-encoding":
+            chunked = value.lower().rsplit(",", 1)[-1].strip() == "chunked"
+            if not chunked:
+                raise ValueError(f"a Transfer-Encoding this client cannot read: {value[:40]!r}")
+        elif lowered == "connection":
+            closing = closing or "close" in value.lower()
+
+
+def _chunks(reader: io.BufferedReader) -> bytes:
+    """A body sent in chunks, with its trailer read past."""
+    parts: list[bytes] = []
+    while True:
+        size_text = _line(reader).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise ValueError(f"a malformed chunk size {size_text[:40]!r}") from None
+        if size < 0:
+            raise ValueError(f"a malformed chunk size {size_text[:40]!r}")
+        if size == 0:
+            while _line(reader) not in (b"\r\n", b"\n"):
+                pass
+            return b"".join(parts)
+        data = reader.read(size)
+        if len(data) < size or _line(reader) not in (b"\r\n", b"\n"):
+            raise ValueError("the answer ended in the middle of a chunk")
+        parts.append(data)
