@@ -208,3 +208,13 @@ def test_a_closed_port_is_a_connect_error() -> None:
     keepalive = KeepAlive(f"http://127.0.0.1:{port}/api/v1", context=None, timeout=5.0)
     with pytest.raises(httpx.ConnectError):
         keepalive.request("GET", "/runs", "", {}, None)
+
+
+def test_an_answer_reads_as_httpx_would(canned: Callable[[bytes], Canned]) -> None:
+    server = canned(b'HTTP/1.1 409 Conflict\r\nContent-Length: 11\r\nRetry-After: 3\r\n\r\n{"a": "\xc3\xa9"}')
+    keepalive = KeepAlive(server.url, context=None, timeout=5.0)
+    answer = keepalive.request("GET", "/runs", "", {}, None)
+    keepalive.close()
+    assert (answer.status_code, answer.reason_phrase) == (409, "Conflict")
+    assert answer.headers["retry-after"] == "3" and answer.headers.get("RETRY-AFTER") == "3"
+    assert answer.json() == {"a": "é"} and answer.text == '{"a": "é"}'

@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlencode
 
 import httpx
@@ -26,10 +26,13 @@ import httpx
 from plinth.core import errors
 from plinth.core.errors import InvalidInput, PlinthError, ServerUnavailable
 from plinth.core.http import RequestError
-from plinth.store.keepalive import KeepAlive, proxied
+from plinth.store.keepalive import Answer, KeepAlive, proxied
 
 if TYPE_CHECKING:
     from plinth.core.settings import Settings
+
+Reply: TypeAlias = "httpx.Response | Answer"
+"""A successful answer: httpx's, or the keep-alive path's lighter one (`plinth.store.keepalive.Answer`)."""
 
 API = "/api/v1"
 WORKSPACE_HEADER = "X-Plinth-Workspace"
@@ -116,7 +119,7 @@ class ServerClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
-    ) -> httpx.Response:
+    ) -> Reply:
         """Send a request (path relative to `/api/v1`) and return its successful answer.
 
         Args:
@@ -135,7 +138,7 @@ class ServerClient:
         while True:
             attempt += 1
             failure = self._try(verb, path, params, json, content, headers, idempotent)
-            if isinstance(failure, httpx.Response):
+            if not isinstance(failure, Exception):
                 return failure
             wait = self.retry.delay(attempt)
             if not isinstance(failure, _Retry):
@@ -156,7 +159,7 @@ class ServerClient:
         content: bytes | None,
         headers: Mapping[str, str] | None,
         idempotent: bool,
-    ) -> httpx.Response | Exception:
+    ) -> Reply | Exception:
         """One attempt: the answer, or what went wrong (marked as retryable or not)."""
         try:
             response = self._send(verb, path, params, body, content, headers)
@@ -199,8 +202,8 @@ class ServerClient:
         body: Any,
         content: bytes | None,
         headers: Mapping[str, str] | None,
-    ) -> httpx.Response:
-        """Send one request: on a keep-alive connection of the standard library when nothing needs
+    ) -> Reply:
+        """Send one request: on a keep-alive connection (`plinth.store.keepalive`) when nothing needs
         httpx (a JSON body to encode, a proxy, hooks watching the client's requests), else by httpx."""
         keepalive = self._keepalive
         hooks = self.http.event_hooks
@@ -250,7 +253,7 @@ class _Retry(ServerUnavailable):
     """A failed attempt worth retrying."""
 
 
-def error_of(response: httpx.Response) -> PlinthError:
+def error_of(response: Reply) -> PlinthError:
     """The `PlinthError` an error answer stands for: the subclass its body names, else by status.
 
     401 is always `Unauthorized` and 403 `Forbidden`; a type the client does not know becomes its
@@ -271,7 +274,7 @@ def error_of(response: httpx.Response) -> PlinthError:
     return cls(message)
 
 
-def _error_body(response: httpx.Response) -> tuple[str | None, str, list[dict[str, str]]]:
+def _error_body(response: Reply) -> tuple[str | None, str, list[dict[str, str]]]:
     status = response.status_code
     fallback = f"The plinth server answered {status} {response.reason_phrase}: {response.text[:300]}"
     try:

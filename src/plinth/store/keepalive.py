@@ -15,13 +15,16 @@ and artifact streams.
 
 from __future__ import annotations
 
+import http
 import io
+import json
 import os
 import select
 import socket
 import ssl
 import threading
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -71,7 +74,7 @@ class KeepAlive:
 
     def request(
         self, verb: str, path: str, query: str, headers: Mapping[str, str], body: bytes | None
-    ) -> httpx.Response:
+    ) -> Answer:
         """Send one request on an idle connection (else a new one) and read its whole answer.
 
         Raises:
@@ -94,7 +97,7 @@ class KeepAlive:
             wire.close()
         else:
             self._keep(wire)
-        return httpx.Response(status, headers=answer_headers, content=content)
+        return Answer(status, answer_headers, content)
 
     def close(self) -> None:
         """Close the idle connections."""
@@ -152,6 +155,42 @@ class KeepAlive:
                 self._idle.append(wire)
                 return
         wire.close()
+
+
+class Answer:
+    """An answer `KeepAlive` read, with the parts of `httpx.Response` the remote store reads
+    (its headers are made into `httpx.Headers` only when asked for)."""
+
+    __slots__ = ("_headers", "_raw", "content", "status_code")
+
+    def __init__(self, status_code: int, headers: list[tuple[str, str]], content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+        self._raw = headers
+        self._headers: httpx.Headers | None = None
+
+    def __repr__(self) -> str:
+        return f"<Answer [{self.status_code} {self.reason_phrase}]>"
+
+    @property
+    def headers(self) -> httpx.Headers:
+        if self._headers is None:
+            self._headers = httpx.Headers(self._raw)
+        return self._headers
+
+    @property
+    def reason_phrase(self) -> str:
+        try:
+            return http.HTTPStatus(self.status_code).phrase
+        except ValueError:
+            return ""
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self, **kwargs: Any) -> Any:
+        return json.loads(self.content, **kwargs)
 
 
 class _Wire:

@@ -12,11 +12,9 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from plinth.core.errors import NotFound
 from plinth.store import bodies, rpc, wire
-from plinth.store.http import ServerClient
+from plinth.store.http import Reply, ServerClient
 
 _JSON_HEADERS = {"content-type": rpc.JSON}
 _QUIET_HEADERS = {"content-type": rpc.JSON, "prefer": rpc.RETURN_MINIMAL}
@@ -69,7 +67,7 @@ class RemoteBase:
         *,
         content: bytes | None = None,
         quiet: bool = False,
-    ) -> httpx.Response:
+    ) -> Reply:
         """Send the arguments of one call: path arguments in the path; on a GET (or with a binary
         `content`) the others as query parameters, else as a JSON object (asking for no result
         back when `quiet`)."""
@@ -106,7 +104,7 @@ class RemoteBase:
             idempotent=endpoint.idempotent,
         )
 
-    def result(self, endpoint: rpc.Endpoint, response: httpx.Response) -> Any:
+    def result(self, endpoint: rpc.Endpoint, response: Reply) -> Any:
         """The call's result from the server's answer."""
         media = rpc.BINARY_RESULTS.get(endpoint.method)
         if media == rpc.NPY:
