@@ -74,3 +74,16 @@ def test_a_line_that_is_not_key_value_names_the_file_and_line(tmp_path: Path) ->
 
 def test_a_missing_file_reads_as_empty(tmp_path: Path) -> None:
     assert read_env_file(tmp_path / "absent.env") == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "on"), [(None, False), ("", False), ("1", True), ("on", True), ("off", False)]
+)
+def test_opentelemetry_is_off_unless_asked_for(value: str | None, on: bool) -> None:
+    environ = {} if value is None else {"PLINTH_OPENTELEMETRY": value}
+    assert Settings.from_env(environ, env_file=None).opentelemetry is on
+
+
+def test_an_opentelemetry_value_that_is_not_on_or_off_is_refused() -> None:
+    with pytest.raises(ConfigError, match="PLINTH_OPENTELEMETRY='maybe' is not on or off"):
+        Settings.from_env({"PLINTH_OPENTELEMETRY": "maybe"}, env_file=None)

@@ -66,6 +66,7 @@ Settings (environment variables):
   PLINTH_PRICE_CPU_HOUR, PLINTH_PRICE_GPU_HOUR, PLINTH_PRICE_MEMORY_GB_HOUR
                       prices `plinth costs` bills allocated resource-hours at (default 0)
   PLINTH_ALIAS_POLL_S seconds between a server's checks of the aliases it serves (default 5)
+  PLINTH_OPENTELEMETRY  servers run FastAPI's OpenTelemetry layer per request (default 0)
   RAY_ADDRESS         Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:10001
 """
 

@@ -52,6 +52,10 @@ class Settings:
             `$XDG_CONFIG_HOME/plinth`, i.e. `~/.config/plinth`.
         ui_url: the web UI's address, for links from notebooks (e.g. where `plinth ui` runs);
             default the team server's address when the store is one.
+        opentelemetry: whether the team server and model servers run FastAPI's own OpenTelemetry
+            layer (a span, metrics and logs per request, through the providers the process has
+            set up, e.g. under `opentelemetry-instrument`); off by default, since it asks for
+            the global providers on every request.
     """
 
     home: str = ".plinth"
@@ -77,6 +81,7 @@ class Settings:
     ca_bundle: str | None = None
     config_dir: str | None = None
     ui_url: str | None = None
+    opentelemetry: bool = False
 
     @classmethod
     def from_env(
@@ -126,6 +131,7 @@ class Settings:
             ca_bundle=env.get("PLINTH_CA_BUNDLE") or None,
             config_dir=env.get("PLINTH_CONFIG_DIR") or _config_dir(env),
             ui_url=env.get("PLINTH_UI_URL") or None,
+            opentelemetry=_flag(env, "PLINTH_OPENTELEMETRY", False),
         )
 
     def with_home(self, home: str) -> Settings:

@@ -81,6 +81,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             if access is not None:
                 access.close()
 
+    otel = config.settings.opentelemetry
     app = FastAPI(
         title="plinth team server",
         version=__version__,
@@ -90,9 +91,9 @@ def create_app(config: ServerConfig) -> FastAPI:
             "write sent with `Prefer: return=minimal` is answered 204, without its result."
         ),
         lifespan=lifespan,
-        # FastAPI's own OpenTelemetry layer asks for the global providers on every request; the
-        # server counts and times its requests itself (`/metrics`)
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's own OpenTelemetry layer asks for the global providers on every request: only
+        # when asked for (PLINTH_OPENTELEMETRY), as the server counts and times requests itself
+        telemetry={"tracing": otel, "metrics": otel, "logs": otel},
     )
     app.state.plinth = state
     app.state.config = config

@@ -143,14 +143,15 @@ def create_app(
             if be is not None:
                 be.close()
 
+    otel = settings.opentelemetry
     app = FastAPI(
         title="plinth model server",
         version="1",
         description="Predictions from registered models, validated against their signatures.",
         lifespan=lifespan,
-        # FastAPI's own OpenTelemetry layer asks for the global providers on every request; the
-        # model server counts and times its predictions itself (`/metrics`)
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's own OpenTelemetry layer asks for the global providers on every request: only
+        # when asked for (PLINTH_OPENTELEMETRY), as the server counts and times requests itself
+        telemetry={"tracing": otel, "metrics": otel, "logs": otel},
     )
     app.state.plinth = state
     _routes(app, state)
