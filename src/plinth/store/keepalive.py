@@ -212,13 +212,9 @@ class _Wire:
         reader = self.reader
         while True:
             version, status = _status_line(reader)
-            headers, length, chunked, closing = _headers(reader)
+            headers, length, chunked, closing = _headers(reader, version)
             if not (100 <= status < 200) or status == 101:
                 break
-        if version == "HTTP/1.0":
-            closing = closing or not any(
-                name.lower() == "connection" and "keep-alive" in value.lower() for name, value in headers
-            )
         if verb == "HEAD" or status in _NO_BODY_STATUSES or 100 <= status < 200:
             return status, headers, b"", closing
         if chunked:
@@ -267,15 +263,18 @@ def _status_line(reader: io.BufferedReader) -> tuple[str, int]:
     return version, int(parts[1])
 
 
-def _headers(reader: io.BufferedReader) -> tuple[list[tuple[str, str]], int | None, bool, bool]:
+def _headers(reader: io.BufferedReader, version: str) -> tuple[list[tuple[str, str]], int | None, bool, bool]:
     """The answer's headers, and from them: its Content-Length, whether it comes in chunks,
-    and whether the server closes the connection after it."""
+    and whether the server closes the connection after it (an HTTP/1.0 answer does, unless it
+    says keep-alive)."""
     headers: list[tuple[str, str]] = []
     length: int | None = None
-    chunked = closing = False
+    chunked = False
+    connection = ""
     while True:
         line = _line(reader)
         if line in (b"\r\n", b"\n"):
+            closing = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
             return headers, length, chunked, closing
         if len(headers) >= MAX_HEADERS:
             raise ValueError(f"the answer has more than {MAX_HEADERS} headers")
@@ -294,7 +293,7 @@ def _headers(reader: io.BufferedReader) -> tuple[list[tuple[str, str]], int | No
             if not chunked:
                 raise ValueError(f"a Transfer-Encoding this client cannot read: {value[:40]!r}")
         elif lowered == "connection":
-            closing = closing or "close" in value.lower()
+            connection += "," + value.lower()
 
 
 def _chunks(reader: io.BufferedReader) -> bytes:
